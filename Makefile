@@ -1,0 +1,62 @@
+# TaskPilot. The two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint format openapi openapi-check db-upgrade db-check migration bench bench-store clean install
+
+$(STAMP): pyproject.toml requirements/dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/taskpilot db upgrade
+	$(BIN)/taskpilot serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+openapi: $(STAMP)
+	$(BIN)/taskpilot openapi --output openapi/openapi.json
+
+openapi-check: $(STAMP)
+	$(BIN)/taskpilot openapi --output openapi/openapi.json --check
+
+db-upgrade: $(STAMP)
+	$(BIN)/taskpilot db upgrade
+
+# Models and migrations agree: upgrade an empty database, then autogenerate must find nothing.
+db-check: $(STAMP)
+	$(BIN)/taskpilot db upgrade
+	$(BIN)/taskpilot db check
+
+migration: $(STAMP)
+	$(BIN)/taskpilot db revision -m "$(m)"
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.turns
+
+bench-store: $(STAMP)
+	$(BIN)/python -m bench.store
+
+# Regenerate the hash-pinned lock (needs uv: `pip install uv`). It records no download addresses.
+lock:
+	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --no-header -o requirements/dev.txt
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,221 @@
+"""Bearer-token verification: a verified JWT's `sub` becomes `RequestContext.user_id`.
+
+Three sources of keys, chosen by settings:
+- `AUTH_JWKS_URL`: asymmetric keys (EdDSA/Ed25519, ES256, RS256) from a JWKS endpoint such as
+  Better Auth's `<base>/api/auth/jwks`; cached by `kid` and re-fetched on an unknown `kid`
+  (a Better Auth restart may mint a new key), at most once per `JWKS_MIN_REFRESH_SECONDS` so unknown-`kid` floods cannot hammer it.
+- `AUTH_JWT_SECRET`: a shared HS256 secret.
+- `AUTH_MODE=dev`: HS256 with the development secret; `taskpilot token --user NAME` prints one.
+
+The algorithm is never taken from the token alone: it must be one this key source allows and
+must match the key's type, which closes `alg: none` and HS256-with-a-public-key confusion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jwt
+from jwt import PyJWK
+from litestar import Request
+
+from app.settings import Settings
+
+ASYMMETRIC_ALGORITHMS = ("EdDSA", "ES256", "RS256")
+SYMMETRIC_ALGORITHMS = ("HS256",)
+DEV_ISSUER = "taskpilot-dev"
+JWKS_MIN_REFRESH_SECONDS = 5.0
+JWKS_CACHE_SECONDS = 3600.0
+_KTY_FOR_ALG = {"EdDSA": "OKP", "ES256": "EC", "RS256": "RSA"}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Who is asking. Everything that touches user data takes its `user_id` from here."""
+
+    user_id: str
+    request_id: str = ""
+    claims: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+class AuthError(Exception):
+    """A token was missing or failed verification. `reason` is safe to show the caller."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class JwksCache:
+    """Keys from a JWKS endpoint, looked up by `kid`, re-fetched (rate-limited) on a miss."""
+
+    def __init__(self, url: str, *, timeout: float = 5.0, min_refresh_seconds: float = JWKS_MIN_REFRESH_SECONDS) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.min_refresh_seconds = min_refresh_seconds
+        self._keys: dict[str, PyJWK] = {}
+        self._anonymous: list[PyJWK] = []
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self, kid: str | None) -> list[PyJWK]:
+        fresh = time.monotonic() - self._fetched_at < JWKS_CACHE_SECONDS
+        found = self._lookup(kid)
+        if found and fresh:
+            return found
+        async with self._lock:
+            found = self._lookup(kid)
+            stale = time.monotonic() - self._fetched_at >= JWKS_CACHE_SECONDS
+            may_refresh = time.monotonic() - self._fetched_at >= self.min_refresh_seconds
+            if (not found and may_refresh) or stale:
+                await self._refresh()
+                found = self._lookup(kid)
+        return found
+
+    def _lookup(self, kid: str | None) -> list[PyJWK]:
+        if kid is not None:
+            key = self._keys.get(kid)
+            return [key] if key else []
+        return list(self._keys.values()) + self._anonymous
+
+    async def _refresh(self) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.get(self.url, headers={"Accept": "application/json"})
+                response.raise_for_status()
+                document = response.json()
+        except (httpx.HTTPError, json.JSONDecodeError, ValueError) as exc:
+            # Keep serving cached keys; a fresh fetch is allowed again after the refresh interval.
+            self._fetched_at = time.monotonic() - JWKS_CACHE_SECONDS + self.min_refresh_seconds
+            if not self._keys and not self._anonymous:
+                raise AuthError("the signing keys could not be fetched; try again shortly") from exc
+            return
+        keys: dict[str, PyJWK] = {}
+        anonymous: list[PyJWK] = []
+        for entry in document.get("keys", []) if isinstance(document, dict) else []:
+            try:
+                key = PyJWK(entry)
+            except (jwt.PyJWKError, jwt.InvalidKeyError, KeyError, ValueError, TypeError):
+                continue  # a key type we do not support must not hide the others
+            if entry.get("kid"):
+                keys[str(entry["kid"])] = key
+            else:
+                anonymous.append(key)
+        self._keys, self._anonymous = keys, anonymous
+        self._fetched_at = time.monotonic()
+
+
+class TokenVerifier:
+    """Verifies bearer tokens according to the settings' auth mode."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.jwks = JwksCache(settings.auth_jwks_url) if settings.auth_jwks_url else None
+
+    async def verify(self, token: str, *, request_id: str = "") -> RequestContext:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError("the bearer token is not a well-formed JWT") from exc
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg.lower() == "none":
+            raise AuthError("the token's algorithm is not accepted")
+
+        s = self.settings
+        issuer = s.auth_issuer
+        audience = s.auth_audience
+        if s.auth_mode == "dev":
+            candidates: list[tuple[Any, tuple[str, ...]]] = [(s.auth_dev_secret.get(), SYMMETRIC_ALGORITHMS)]
+            issuer, audience = DEV_ISSUER, None
+        else:
+            candidates = []
+            if alg in ASYMMETRIC_ALGORITHMS and self.jwks is not None:
+                kid = header.get("kid")
+                for key in await self.jwks.get(kid if isinstance(kid, str) else None):
+                    if key.key_type != _KTY_FOR_ALG[alg]:
+                        continue
+                    key_alg = key._jwk_data.get("alg")
+                    if key_alg and key_alg != alg:
+                        continue
+                    candidates.append((key.key, (alg,)))
+                if not candidates:
+                    raise AuthError("no signing key matches the token's key id")
+            elif alg in SYMMETRIC_ALGORITHMS and s.auth_jwt_secret is not None:
+                candidates.append((s.auth_jwt_secret.get(), SYMMETRIC_ALGORITHMS))
+            else:
+                raise AuthError("the token's algorithm is not accepted")
+
+        last_error: AuthError | None = None
+        for key, algorithms in candidates:
+            if alg not in algorithms:
+                continue
+            try:
+                claims = jwt.decode(
+                    token,
+                    key=key,
+                    algorithms=list(algorithms),
+                    issuer=issuer,
+                    audience=audience,
+                    leeway=s.auth_leeway_seconds,
+                    options={
+                        "require": ["sub", "exp"],
+                        "verify_aud": audience is not None,
+                        "verify_iss": issuer is not None,
+                    },
+                )
+            except jwt.ExpiredSignatureError as exc:
+                raise AuthError("the token has expired; sign in again") from exc
+            except jwt.ImmatureSignatureError as exc:
+                raise AuthError("the token is not valid yet") from exc
+            except jwt.InvalidIssuerError as exc:
+                raise AuthError("the token was issued by an issuer this server does not trust") from exc
+            except jwt.InvalidAudienceError as exc:
+                raise AuthError("the token is meant for a different audience") from exc
+            except jwt.MissingRequiredClaimError as exc:
+                raise AuthError(f"the token has no '{exc.claim}' claim") from exc
+            except jwt.InvalidSignatureError:
+                last_error = AuthError("the token's signature is invalid")
+                continue
+            except jwt.PyJWTError as exc:
+                raise AuthError("the token could not be verified") from exc
+            subject = claims.get("sub")
+            if not isinstance(subject, str) or not subject or len(subject) > 128:
+                raise AuthError("the token's 'sub' claim must be a user id of 1 to 128 characters")
+            return RequestContext(user_id=subject, request_id=request_id, claims=claims)
+        raise last_error or AuthError("the token's algorithm is not accepted")
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token from an `Authorization: Bearer <token>` header, or an `AuthError`."""
+    if not authorization:
+        raise AuthError("send an 'Authorization: Bearer <token>' header")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def mint_dev_token(settings: Settings, user_id: str, *, ttl_seconds: int = 24 * 3600) -> str:
+    """A development token for `user_id`, accepted only while `AUTH_MODE=dev`."""
+    if settings.auth_mode != "dev":
+        raise AuthError("development tokens exist only with AUTH_MODE=dev")
+    now = int(time.time())
+    claims = {"sub": user_id, "iss": DEV_ISSUER, "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(claims, settings.auth_dev_secret.get(), algorithm="HS256")
+
+
+async def provide_request_context(request: Request[Any, Any, Any]) -> RequestContext:
+    """Litestar dependency: the verified caller, or a 401 problem via `AuthError`."""
+    verifier: TokenVerifier = request.app.state.verifier
+    state = request.scope.setdefault("state", {})
+    context = await verifier.verify(
+        bearer_token(request.headers.get("authorization")),
+        request_id=str(state.get("request_id", "")),
+    )
+    state["user_id"] = context.user_id
+    return context

@@ -1,0 +1,179 @@
+"""Central mapping of exceptions to RFC 9457 `application/problem+json` responses.
+
+Handlers never echo exception text they did not write: a 500 says only that something failed
+and which request id to quote, and the traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from advanced_alchemy.exceptions import NotFoundError as RepositoryNotFoundError
+from chatkit.store import NotFoundError as ChatKitNotFoundError
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from app.auth import AuthError
+from app.contracts import Problem
+
+log = logging.getLogger("app.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class DomainError(Exception):
+    """A rule a caller broke; `status` and `detail` are safe to show."""
+
+    status = 400
+    title = "Bad Request"
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class NotFound(DomainError):
+    status = 404
+    title = "Not Found"
+
+
+class Conflict(DomainError):
+    status = 409
+    title = "Conflict"
+
+
+class UpstreamError(DomainError):
+    """An upstream service (OpenAI) failed; `status` is 502, 503 or 504."""
+
+    status = 502
+    title = "Bad Gateway"
+
+    def __init__(self, detail: str, *, status: int = 502, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = HTTPStatus(status).phrase
+        self.retry_after = retry_after
+
+
+def request_id_of(request: Request[Any, Any, Any]) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    if isinstance(value, str):
+        return value
+    # Unmatched routes never reach the route middleware; honour the caller's id if it is sane.
+    incoming = request.headers.get("x-request-id", "")
+    return incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else None
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response[bytes]:
+    problem = Problem(
+        type="about:blank",
+        title=title or HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        request_id=request_id_of(request),
+        errors=errors,
+    )
+    return Response(
+        content=msgspec.json.encode(problem),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=dict(headers or {}),
+    )
+
+
+def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
+    errors: list[dict[str, str]] = []
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for entry in extra:
+        if isinstance(entry, dict):
+            errors.append(
+                {
+                    "field": str(entry.get("key") or "body"),
+                    "message": str(entry.get("message") or "is invalid"),
+                    "source": str(entry.get("source") or "body"),
+                }
+            )
+    return errors
+
+
+def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    errors = _validation_errors(exc)
+    if errors:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) + ". Fix these fields and retry."
+    else:
+        detail = f"{exc.detail}. Fix the request and retry."
+    return problem_response(request, 400, detail, errors=errors or None)
+
+
+def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if status == 404 and exc.detail in {"Not Found", HTTPStatus.NOT_FOUND.phrase}:
+        detail = f"No route matches {request.method} {request.url.path}. See /schema for the API."
+    elif status == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}."
+    elif status == 413:
+        detail = "The request body is too large; send a smaller body."
+    elif status >= 500:
+        detail = "The server could not complete the request; retry, and quote the request id if it persists."
+    else:
+        detail = str(exc.detail)
+    if isinstance(exc, NotAuthorizedException):
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="taskpilot"')
+    return problem_response(request, status, detail, headers=headers)
+
+
+def handle_auth(request: Request[Any, Any, Any], exc: AuthError) -> Response[bytes]:
+    return problem_response(
+        request,
+        401,
+        f"Authentication failed: {exc.reason}.",
+        headers={"WWW-Authenticate": 'Bearer realm="taskpilot", error="invalid_token"'},
+    )
+
+
+def handle_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
+    errors = [{"field": exc.field, "message": exc.detail, "source": "body"}] if exc.field else None
+    headers: dict[str, str] = {}
+    if isinstance(exc, UpstreamError) and exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    return problem_response(request, exc.status, exc.detail, title=exc.title, errors=errors, headers=headers)
+
+
+def handle_not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    return problem_response(request, 404, "The resource does not exist or belongs to another user.")
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(
+        request,
+        500,
+        "The server could not complete the request; retry, and quote the request id if it persists.",
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    ValidationException: handle_validation,
+    HTTPException: handle_http,
+    AuthError: handle_auth,
+    DomainError: handle_domain,
+    RepositoryNotFoundError: handle_not_found,
+    ChatKitNotFoundError: handle_not_found,
+    Exception: handle_unexpected,
+}

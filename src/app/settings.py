@@ -1,0 +1,352 @@
+"""The one settings object: read from the environment (and an optional `.env`) once, validated once.
+
+A bad value raises `SettingsError` whose message is a single line naming the variable and
+what it accepts; `taskpilot` prints that line and exits non-zero instead of starting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+AppEnv = Literal["development", "production"]
+AuthMode = Literal["dev", "jwt"]
+ModelProvider = Literal["offline", "openai", "openai-compatible"]
+
+DEFAULT_DEV_SECRET = "taskpilot-development-secret-change-me-0123456789"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot start with."""
+
+
+class Secret:
+    """A string that never shows itself in `repr`, `str`, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+class _Reader:
+    """Typed access to the environment that turns bad values into one-line `SettingsError`s."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def str(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def optional(self, name: str) -> str | None:
+        return self.raw(name)
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.raw(name)
+        return None if value is None else Secret(value)
+
+    def choice(self, name: str, choices: tuple[T, ...], default: T) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        for choice in choices:
+            if value.lower() == str(choice):
+                return choice
+        raise SettingsError(f"{name}={value!r} is invalid: accepts one of {', '.join(map(str, choices))}")
+
+    def int(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or not minimum <= number <= maximum:
+            raise SettingsError(f"{name}={value!r} is invalid: accepts an integer from {minimum} to {maximum}")
+        return number
+
+    def float(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is None or not minimum <= number <= maximum:
+            raise SettingsError(f"{name}={value!r} is invalid: accepts a number from {minimum} to {maximum}")
+        return number
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{name}={value!r} is invalid: accepts true or false")
+
+    def list(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.raw(name)
+        if value is None:
+            return default
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+
+    def url(self, name: str, *, schemes: tuple[str, ...]) -> str | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.netloc:
+            raise SettingsError(f"{name}={value!r} is invalid: accepts an absolute {'/'.join(schemes)} URL")
+        return value.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything TaskPilot can be configured with. Build it with `Settings.from_env()`."""
+
+    app_env: AppEnv = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "INFO"
+    log_content: bool = False
+
+    database_url: str = "sqlite+aiosqlite:///./var/taskpilot.db"
+    database_pool_size: int = 10
+    database_max_overflow: int = 10
+    database_echo: bool = False
+
+    cors_origins: tuple[str, ...] = ()
+    max_request_bytes: int = 1_048_576
+
+    auth_mode: AuthMode = "dev"
+    auth_dev_secret: Secret = field(default_factory=lambda: Secret(DEFAULT_DEV_SECRET))
+    auth_jwks_url: str | None = None
+    auth_jwt_secret: Secret | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_leeway_seconds: int = 30
+
+    openai_api_key: Secret | None = None
+    openai_base_url: str | None = None
+    openai_timeout_seconds: float = 30.0
+    chatkit_workflow_id: Secret | None = None
+    chatkit_workflow_version: str | None = None
+    chatkit_session_ttl_seconds: int | None = None
+    chatkit_session_rate_limit_per_minute: int = 30
+    chatkit_file_upload_enabled: bool = True
+    chatkit_history_enabled: bool = True
+    chatkit_automatic_thread_titling: bool = True
+
+    model_provider: ModelProvider = "offline"
+    model: str = "gpt-5-mini"
+    model_api_key: Secret | None = None
+    model_context_tokens: int = 16_000
+    offline_model_delay_ms: int = 0
+    transcription_model: str | None = None
+
+    stream_keepalive_seconds: float = 15.0
+    chat_retention_days: int | None = None
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def hosted_sessions_missing(self) -> list[str]:
+        """Variables hosted mode still needs; empty when hosted sessions can be minted."""
+        missing = []
+        if not self.openai_api_key:
+            missing.append("OPENAI_API_KEY")
+        if not self.chatkit_workflow_id:
+            missing.append("CHATKIT_WORKFLOW_ID")
+        return missing
+
+    def replace(self, **changes: object) -> Settings:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: Path | None = None) -> Settings:
+        """Read and validate every setting. `environ` wins over the `.env` file."""
+        env: dict[str, str] = {}
+        if environ is None:
+            env.update(_read_dotenv(dotenv if dotenv is not None else Path.cwd() / ".env"))
+            env.update(os.environ)
+        else:
+            env.update(environ)
+        r = _Reader(env)
+        d = cls()
+
+        app_env: AppEnv = r.choice("APP_ENV", ("development", "production"), "development")
+        production = app_env == "production"
+
+        database_url = r.str("DATABASE_URL", d.database_url)
+        if database_url.startswith(("postgresql://", "postgres://")):
+            database_url = "postgresql+asyncpg://" + database_url.split("://", 1)[1]
+        if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise SettingsError(
+                f"DATABASE_URL={_redact_url(database_url)!r} is invalid: accepts "
+                "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user:pass@host:port/db"
+            )
+        if database_url.startswith("sqlite") and ":memory:" in database_url:
+            raise SettingsError(
+                "DATABASE_URL is invalid: an in-memory SQLite database exists only inside one process; "
+                "accepts a SQLite file path"
+            )
+
+        auth_jwks_url = r.url("AUTH_JWKS_URL", schemes=("http", "https"))
+        auth_jwt_secret = r.secret("AUTH_JWT_SECRET")
+        if auth_jwt_secret is not None and len(auth_jwt_secret.get()) < 32:
+            raise SettingsError("AUTH_JWT_SECRET is invalid: accepts a shared HS256 secret of at least 32 characters")
+        auth_mode: AuthMode = r.choice("AUTH_MODE", ("dev", "jwt"), "jwt" if production else "dev")
+        if auth_mode == "jwt" and auth_jwks_url is None and auth_jwt_secret is None:
+            raise SettingsError(
+                "AUTH_JWKS_URL / AUTH_JWT_SECRET are missing: AUTH_MODE=jwt"
+                + (" (the default when APP_ENV=production)" if production else "")
+                + " needs a JWKS URL (Better Auth: <base>/api/auth/jwks) or a shared secret of 32+ characters"
+            )
+        if production and auth_mode == "dev":
+            raise SettingsError("AUTH_MODE=dev is invalid when APP_ENV=production: accepts jwt")
+        auth_dev_secret = r.secret("AUTH_DEV_SECRET") or Secret(DEFAULT_DEV_SECRET)
+
+        openai_api_key = r.secret("OPENAI_API_KEY")
+        model_api_key = r.secret("MODEL_API_KEY")
+        default_provider: ModelProvider = "openai" if openai_api_key else "offline"
+        model_provider: ModelProvider = r.choice(
+            "MODEL_PROVIDER", ("offline", "openai", "openai-compatible"), default_provider
+        )
+        openai_base_url = r.url("OPENAI_BASE_URL", schemes=("http", "https"))
+        if model_provider == "openai" and not openai_api_key:
+            raise SettingsError("OPENAI_API_KEY is missing: MODEL_PROVIDER=openai needs an OpenAI API key")
+        if model_provider == "openai-compatible" and not openai_base_url:
+            raise SettingsError(
+                "OPENAI_BASE_URL is missing: MODEL_PROVIDER=openai-compatible needs the provider's base URL"
+            )
+
+        log_level = r.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), "info").upper()
+        retention = r.int("CHAT_RETENTION_DAYS", 0, minimum=0, maximum=36_500)
+        ttl = r.int("CHATKIT_SESSION_TTL_SECONDS", 0, minimum=0, maximum=86_400)
+        if 0 < ttl < 60:
+            raise SettingsError(f"CHATKIT_SESSION_TTL_SECONDS={ttl!r} is invalid: accepts 60 to 86400 (or unset)")
+
+        return cls(
+            app_env=app_env,
+            host=r.str("HOST", d.host),
+            port=r.int("PORT", d.port, minimum=0, maximum=65_535),
+            workers=r.int("WORKERS", d.workers, minimum=1, maximum=256),
+            log_level=log_level,
+            log_content=r.bool("LOG_CONTENT", False),
+            database_url=database_url,
+            database_pool_size=r.int("DATABASE_POOL_SIZE", d.database_pool_size, minimum=1, maximum=500),
+            database_max_overflow=r.int("DATABASE_MAX_OVERFLOW", d.database_max_overflow, minimum=0, maximum=500),
+            database_echo=r.bool("DATABASE_ECHO", False),
+            cors_origins=_cors(r.list("CORS_ORIGINS", ())),
+            max_request_bytes=r.int("MAX_REQUEST_BYTES", d.max_request_bytes, minimum=1024, maximum=1 << 30),
+            auth_mode=auth_mode,
+            auth_dev_secret=auth_dev_secret,
+            auth_jwks_url=auth_jwks_url,
+            auth_jwt_secret=auth_jwt_secret,
+            auth_issuer=r.optional("AUTH_ISSUER"),
+            auth_audience=r.optional("AUTH_AUDIENCE"),
+            auth_leeway_seconds=r.int("AUTH_LEEWAY_SECONDS", d.auth_leeway_seconds, minimum=0, maximum=300),
+            openai_api_key=openai_api_key,
+            openai_base_url=openai_base_url,
+            openai_timeout_seconds=r.float("OPENAI_TIMEOUT_SECONDS", 30.0, minimum=1.0, maximum=600.0),
+            chatkit_workflow_id=r.secret("CHATKIT_WORKFLOW_ID"),
+            chatkit_workflow_version=r.optional("CHATKIT_WORKFLOW_VERSION"),
+            chatkit_session_ttl_seconds=ttl or None,
+            chatkit_session_rate_limit_per_minute=r.int(
+                "CHATKIT_SESSION_RATE_LIMIT_PER_MINUTE", 30, minimum=0, maximum=100_000
+            ),
+            chatkit_file_upload_enabled=r.bool("CHATKIT_FILE_UPLOAD_ENABLED", True),
+            chatkit_history_enabled=r.bool("CHATKIT_HISTORY_ENABLED", True),
+            chatkit_automatic_thread_titling=r.bool("CHATKIT_AUTOMATIC_THREAD_TITLING", True),
+            model_provider=model_provider,
+            model=r.str("MODEL", d.model),
+            model_api_key=model_api_key,
+            model_context_tokens=r.int("MODEL_CONTEXT_TOKENS", d.model_context_tokens, minimum=256, maximum=2_000_000),
+            offline_model_delay_ms=r.int("OFFLINE_MODEL_DELAY_MS", 0, minimum=0, maximum=60_000),
+            transcription_model=r.optional("TRANSCRIPTION_MODEL"),
+            stream_keepalive_seconds=r.float("STREAM_KEEPALIVE_SECONDS", 15.0, minimum=0.05, maximum=15.0),
+            chat_retention_days=retention or None,
+        )
+
+
+def _cors(origins: tuple[str, ...]) -> tuple[str, ...]:
+    for origin in origins:
+        if origin == "*":
+            raise SettingsError(
+                "CORS_ORIGINS='*' is invalid: bearer-token APIs need an explicit allowlist; "
+                "accepts comma-separated origins such as https://app.example.com"
+            )
+        parts = urlsplit(origin)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path not in {"", "/"}:
+            raise SettingsError(
+                f"CORS_ORIGINS contains {origin!r}: accepts comma-separated origins such as https://app.example.com"
+            )
+    return tuple(o.rstrip("/") for o in origins)
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def redact_url(url: str) -> str:
+    """A database URL with its password hidden, for logs and health output."""
+    return _redact_url(url)
+

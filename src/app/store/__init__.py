@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, Advanced Alchemy repositories and the ChatKit Store."""

@@ -1,0 +1,140 @@
+"""Shared fixtures: settings, databases (SQLite file and real PostgreSQL), tokens, live servers.
+
+PostgreSQL tests use `TEST_POSTGRES_URL` (default: the local trust-auth server). Each test
+session creates its own database and drops it afterwards, so parallel runs never collide.
+When the server is unreachable the tests are skipped with the reason, unless
+`REQUIRE_POSTGRES=1` (CI sets it), in which case they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from app.auth import mint_dev_token
+from app.settings import Settings
+from app.store.models import Base
+from tests.support import LiveServer, start_live_server
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES", "") in {"1", "true", "yes"}
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Development settings on a SQLite file inside `tmp_path`, plus overrides."""
+    env = {"APP_ENV": "development", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/taskpilot.db"}
+    env.update({k: str(v) for k, v in overrides.items()})
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+def token_for(settings: Settings, user_id: str) -> str:
+    return mint_dev_token(settings, user_id)
+
+
+def auth_headers(settings: Settings, user_id: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(settings, user_id)}"}
+
+
+async def _postgres_database() -> str | None:
+    """Create a fresh database for this test session; None when PostgreSQL is unreachable."""
+    import asyncpg
+
+    admin = make_url(POSTGRES_ADMIN_URL)
+    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        connection = await asyncpg.connect(dsn, timeout=5)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        return None
+    name = f"taskpilot_test_{uuid.uuid4().hex[:12]}"
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return admin.set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_database(url: str) -> None:
+    import asyncpg
+
+    admin = make_url(POSTGRES_ADMIN_URL)
+    name = make_url(url).database
+    connection = await asyncpg.connect(admin.set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of an empty PostgreSQL database owned by this test session."""
+    url = asyncio.run(_postgres_database())
+    if url is None:
+        message = f"PostgreSQL unreachable at {make_url(POSTGRES_ADMIN_URL).render_as_string()}"
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"{message} and REQUIRE_POSTGRES=1", pytrace=False)
+        pytest.skip(f"{message}; set TEST_POSTGRES_URL to run the PostgreSQL tests")
+    yield url
+    asyncio.run(_drop_database(url))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs twice: on a SQLite file and on real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/store.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a freshly created schema (tables dropped and recreated per test)."""
+    from app.store.db import build_db_config
+
+    settings = Settings.from_env({"DATABASE_URL": database_url})
+    config = build_db_config(settings)
+    engine = config.get_engine()
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.drop_all)
+        await connection.run_sync(Base.metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def session_maker(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@pytest.fixture
+def live_server_factory(tmp_path: Path) -> Iterator[Any]:
+    """Start granian processes with given environment; all are stopped at the end of the test."""
+    servers: list[LiveServer] = []
+
+    def start(env: dict[str, str] | None = None, *, migrate: bool = True) -> LiveServer:
+        server = start_live_server(tmp_path, env or {}, migrate=migrate)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+__all__ = ["auth_headers", "create_async_engine", "make_settings", "token_for"]

@@ -1,0 +1,115 @@
+"""Helpers for tests that need a real server process on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    env: dict[str, str]
+    log_path: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def run_cli(args: list[str], env: dict[str, str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **env}
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "app", *args],
+        env=full_env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"taskpilot {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def start_live_server(tmp_path: Path, env: dict[str, str], *, migrate: bool = True) -> LiveServer:
+    """Migrate (optionally) and start `granian --interface asgi` on a free port; wait for /health."""
+    port = free_port()
+    server_env = {
+        "APP_ENV": "development",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/live.db",
+        "LOG_LEVEL": "info",
+        **env,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
+    # The parent's OpenAI variables must never leak into a test server.
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHATKIT_", "MODEL"))}
+    full_env.update(server_env)
+    if migrate:
+        run_cli(["db", "upgrade"], full_env)
+    log_path = tmp_path / f"server-{port}.log"
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            server_env.get("WORKERS", "1"),
+            "--no-access-log",
+            "app.asgi:create_app",
+        ],
+        env=full_env,
+        cwd=PROJECT_ROOT,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    server = LiveServer(process=process, base_url=base_url, env=full_env, log_path=log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    raise AssertionError(f"server did not become healthy in 30 s:\n{server.log()}")
