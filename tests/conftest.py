@@ -24,9 +24,7 @@ from app.settings import Settings
 from app.store.models import Base
 from tests.support import LiveServer, start_live_server
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES", "") in {"1", "true", "yes"}
 
 
@@ -58,7 +56,7 @@ async def _postgres_database() -> str | None:
     dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
         connection = await asyncpg.connect(dsn, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return None
     name = f"taskpilot_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -93,6 +91,34 @@ def postgres_url() -> Iterator[str]:
     asyncio.run(_drop_database(url))
 
 
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """An empty PostgreSQL database of its own (for tests that run migrations or a live server)."""
+    url = asyncio.run(_postgres_database())
+    assert url is not None
+    yield url
+    asyncio.run(_drop_database(url))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL for a live server process: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/server.db"
+    url: str = request.getfixturevalue("fresh_postgres_url")
+    return url
+
+
+async def create_schema(database_url: str) -> None:
+    """Create every table on `database_url` (in-process tests that skip the migration step)."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each test using this runs twice: on a SQLite file and on real PostgreSQL."""
@@ -114,6 +140,9 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         await connection.run_sync(Base.metadata.drop_all)
         await connection.run_sync(Base.metadata.create_all)
     yield engine
+    # Leave the shared database empty for the tests that follow (migrations expect no tables).
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.drop_all)
     await engine.dispose()
 
 

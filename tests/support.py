@@ -45,7 +45,7 @@ class LiveServer:
 
 def run_cli(args: list[str], env: dict[str, str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **env}
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, "-m", "app", *args],
         env=full_env,
         cwd=PROJECT_ROOT,
@@ -77,7 +77,7 @@ def start_live_server(tmp_path: Path, env: dict[str, str], *, migrate: bool = Tr
         run_cli(["db", "upgrade"], full_env)
     log_path = tmp_path / f"server-{port}.log"
     log_file = log_path.open("wb")
-    process = subprocess.Popen(  # noqa: S603
+    process = subprocess.Popen(
         [
             sys.executable,
             "-m",

@@ -75,9 +75,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
 
 
 def jwks_settings(url: str) -> Settings:
-    return Settings.from_env(
-        {"AUTH_MODE": "jwt", "AUTH_JWKS_URL": url, "AUTH_ISSUER": ORIGIN, "AUTH_AUDIENCE": ORIGIN}
-    )
+    return Settings.from_env({"AUTH_MODE": "jwt", "AUTH_JWKS_URL": url, "AUTH_ISSUER": ORIGIN, "AUTH_AUDIENCE": ORIGIN})
 
 
 async def test_better_auth_ed25519_token_is_accepted(jwks: JwksServer) -> None:
@@ -175,7 +173,7 @@ async def test_attacks_are_rejected(jwks: JwksServer, attack: str, reason: str) 
         token = jwt.encode(claims(aud="https://other.example"), private, algorithm="EdDSA", headers=headers)
     elif attack == "bad_signature":
         good = jwt.encode(claims(), private, algorithm="EdDSA", headers=headers)
-        head, payload, sig = good.split(".")
+        head, _payload, sig = good.split(".")
         forged_payload = base64.urlsafe_b64encode(json.dumps(claims(sub="admin")).encode()).rstrip(b"=").decode()
         token = f"{head}.{forged_payload}.{sig}"
     elif attack == "other_key_same_kid":

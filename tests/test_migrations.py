@@ -40,5 +40,5 @@ def test_upgrade_on_empty_sqlite_file(tmp_path) -> None:
 
 
 @pytest.mark.postgres
-def test_upgrade_on_empty_postgres(postgres_url: str) -> None:
-    _upgrade_check_downgrade(postgres_url)
+def test_upgrade_on_empty_postgres(fresh_postgres_url: str) -> None:
+    _upgrade_check_downgrade(fresh_postgres_url)

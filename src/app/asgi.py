@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
-from litestar import Litestar, Router
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
+from agents.models.interface import ModelProvider
+from litestar import Litestar, Router, asgi
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
+from litestar.types import Receive, Scope, Send
 
 from app import __version__
+from app.agents.assistant import Assistant
+from app.agents.mcp import TaskMCP
+from app.agents.providers import ProviderConfig, build_model_provider
+from app.agents.server import ProtocolError, TaskPilotChatKitServer
+from app.agents.tasks_ui import TaskActions
 from app.auth import TokenVerifier, provide_request_context
+from app.controllers.chatkit import ChatKitController, handle_protocol_error
 from app.controllers.health import HealthController
+from app.controllers.sessions import HostedSessionController, close_hosted_chatkit
+from app.controllers.tasks import TaskController
 from app.errors import EXCEPTION_HANDLERS
 from app.observability import configure_logging, request_id_middleware
 from app.settings import Settings
+from app.store.chatkit_store import ChatKitStore
 from app.store.db import build_db_config
 
 BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerAuth": []}]
@@ -55,7 +66,46 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def build_chatkit_server(
+    settings: Settings, db_config: SQLAlchemyAsyncConfig, model_provider: ModelProvider | None = None
+) -> TaskPilotChatKitServer:
+    """The self-hosted ChatKit server: Store, assistant and model provider from settings.
+
+    `model_provider` replaces the configured one (tests pass a scripted model this way).
+    """
+    session_maker = db_config.create_session_maker()
+    if settings.model_provider == "openai":
+        api_key = settings.openai_api_key
+    else:
+        api_key = settings.model_api_key or settings.openai_api_key
+    provider, model_name = build_model_provider(
+        ProviderConfig(
+            provider=settings.model_provider,
+            model=settings.model,
+            api_key=api_key.get() if api_key else None,
+            base_url=settings.openai_base_url,
+            timeout_seconds=settings.openai_timeout_seconds,
+            offline_delay_ms=settings.offline_model_delay_ms,
+        )
+    )
+    if model_provider is not None:
+        provider = model_provider
+    assistant = Assistant(
+        provider=provider,
+        model_name=model_name,
+        context_tokens=settings.model_context_tokens,
+        title_with_model=settings.model_provider != "offline" and model_provider is None,
+    )
+    return TaskPilotChatKitServer(
+        ChatKitStore(db_config),
+        assistant,
+        TaskActions(session_maker),
+        session_maker,
+        keepalive_seconds=settings.stream_keepalive_seconds,
+    )
+
+
+def create_app(settings: Settings | None = None, *, model_provider: ModelProvider | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings)
     db_config = build_db_config(settings)
@@ -65,10 +115,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     api = Router(
         path="/",
-        route_handlers=[],
+        route_handlers=[HostedSessionController, TaskController, ChatKitController],
         security=BEARER_SECURITY,
         dependencies={"context": Provide(provide_request_context)},
     )
+    verifier = TokenVerifier(settings)
+    chatkit_server = build_chatkit_server(settings, db_config, model_provider)
+    task_mcp = TaskMCP(
+        session_maker=db_config.create_session_maker(),
+        verifier=verifier,
+        max_request_bytes=settings.max_request_bytes,
+    )
+
+    @asgi("/mcp", is_mount=True, copy_scope=True)
+    async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        """The task tools over MCP (streamable HTTP); authenticates its own bearer tokens."""
+        # Litestar's and Starlette's ASGI aliases describe the same protocol in different types.
+        await task_mcp(scope, receive, send)  # type: ignore[arg-type]
+
     cors = (
         CORSConfig(
             allow_origins=list(settings.cors_origins),
@@ -82,17 +146,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
         else None
     )
     return Litestar(
-        route_handlers=[HealthController, api],
+        route_handlers=[HealthController, api, mcp_endpoint],
+        lifespan=[task_mcp.lifespan],
         plugins=[SQLAlchemyPlugin(config=db_config)],
         dependencies={
             "settings": Provide(provide_settings, sync_to_thread=False),
+            "chatkit_server": Provide(lambda: chatkit_server, sync_to_thread=False),
         },
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, ProtocolError: handle_protocol_error},
         middleware=[request_id_middleware],
         cors_config=cors,
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_request_bytes,
-        state=State({"settings": settings, "verifier": TokenVerifier(settings), "db_config": db_config}),
+        state=State({"settings": settings, "verifier": verifier, "db_config": db_config}),
+        on_shutdown=[close_hosted_chatkit],
         logging_config=None,
         debug=False,
     )

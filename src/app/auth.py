@@ -3,7 +3,8 @@
 Three sources of keys, chosen by settings:
 - `AUTH_JWKS_URL`: asymmetric keys (EdDSA/Ed25519, ES256, RS256) from a JWKS endpoint such as
   Better Auth's `<base>/api/auth/jwks`; cached by `kid` and re-fetched on an unknown `kid`
-  (a Better Auth restart may mint a new key), at most once per `JWKS_MIN_REFRESH_SECONDS` so unknown-`kid` floods cannot hammer it.
+  (a Better Auth restart may mint a new key), at most once per `JWKS_MIN_REFRESH_SECONDS` so
+  unknown-`kid` floods cannot hammer it.
 - `AUTH_JWT_SECRET`: a shared HS256 secret.
 - `AUTH_MODE=dev`: HS256 with the development secret; `taskpilot token --user NAME` prints one.
 
@@ -54,7 +55,9 @@ class AuthError(Exception):
 class JwksCache:
     """Keys from a JWKS endpoint, looked up by `kid`, re-fetched (rate-limited) on a miss."""
 
-    def __init__(self, url: str, *, timeout: float = 5.0, min_refresh_seconds: float = JWKS_MIN_REFRESH_SECONDS) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 5.0, min_refresh_seconds: float = JWKS_MIN_REFRESH_SECONDS
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self.min_refresh_seconds = min_refresh_seconds

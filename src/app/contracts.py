@@ -5,7 +5,9 @@ Inputs forbid unknown fields so a typo is a 400 naming it instead of a silently 
 
 from __future__ import annotations
 
-from typing import Literal
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -60,3 +62,112 @@ class ChatKitHealth(Struct, kw_only=True):
     hosted: HostedModeStatus
     self_hosted: SelfHostedModeStatus
     auth_mode: str
+
+
+class ChatKitRequest(msgspec.Struct, kw_only=True):
+    """The envelope of every ChatKit protocol request; `params` depends on `type`.
+
+    The full request union is ChatKit's own (see openai-chatkit `chatkit.types.ChatKitReq`);
+    TaskPilot validates it completely before answering.
+    """
+
+    type: str
+    params: dict[str, object] | None = None
+    metadata: dict[str, object] | None = None
+
+
+# --- Tasks -------------------------------------------------------------------------------
+
+TaskPriority = Literal["low", "medium", "high"]
+TaskStatus = Literal["open", "completed", "all"]
+TaskSort = Literal["created_at", "updated_at", "due_date", "priority", "number", "title"]
+SortOrder = Literal["asc", "desc"]
+
+TaskTitle = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="1 to 200 characters")]
+TaskDescription = Annotated[str, msgspec.Meta(max_length=5000, description="Up to 5,000 characters")]
+TaskTag = Annotated[str, msgspec.Meta(min_length=1, max_length=40, description="1 to 40 characters")]
+TaskTags = Annotated[
+    list[TaskTag],
+    msgspec.Meta(max_length=20, description="Up to 20 tags; stored trimmed, lower-cased, without duplicates"),
+]
+
+
+class Task(Struct, kw_only=True):
+    """A task. `number` is the short per-user handle people use ("mark 3 done")."""
+
+    id: uuid.UUID
+    number: int
+    title: str
+    description: str | None
+    priority: TaskPriority
+    due_date: dt.date | None
+    tags: list[str]
+    completed: bool
+    completed_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class TaskCreate(Input, kw_only=True):
+    title: TaskTitle
+    description: TaskDescription | None = None
+    priority: TaskPriority = "medium"
+    due_date: dt.date | None = None
+    tags: TaskTags = msgspec.field(default_factory=list)
+
+
+class TaskUpdate(Input, kw_only=True):
+    """A partial update: absent fields stay as they are; `null` clears `description` or `due_date`."""
+
+    title: TaskTitle | msgspec.UnsetType = msgspec.UNSET
+    description: TaskDescription | msgspec.UnsetType | None = msgspec.UNSET
+    priority: TaskPriority | msgspec.UnsetType = msgspec.UNSET
+    due_date: dt.date | msgspec.UnsetType | None = msgspec.UNSET
+    tags: TaskTags | msgspec.UnsetType = msgspec.UNSET
+    completed: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class TaskList(Struct, kw_only=True):
+    """One page of tasks. Pass `next_cursor` back as `cursor` for the next page; absent on the last page."""
+
+    items: list[Task]
+    total: int | None = None
+    next_cursor: str | None = None
+
+
+class TaskPriorityCounts(Struct, kw_only=True):
+    low: int
+    medium: int
+    high: int
+
+
+class TaskSummary(Struct, kw_only=True):
+    """Counts over the user's tasks. `overdue`, `due_today` and `by_priority` count open tasks only."""
+
+    today: dt.date
+    total: int
+    open: int
+    completed: int
+    overdue: int
+    due_today: int
+    by_priority: TaskPriorityCounts
+
+
+# --- Hosted ChatKit sessions ---------------------------------------------------------------
+
+
+class ChatKitSession(Struct, kw_only=True):
+    """A hosted ChatKit session for the signed-in user. Give `client_secret` to ChatKit's
+    `getClientSecret()`; it stops working at `expires_at` or when the session is cancelled."""
+
+    client_secret: str
+    session_id: str
+    expires_at: dt.datetime
+
+
+class ChatKitSessionRefresh(Input, kw_only=True):
+    """Which session a refresh replaces: its client secret or its id (at most one). With neither,
+    a refresh simply mints a new session."""
+
+    current_client_secret: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
+    session_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None

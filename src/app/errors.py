@@ -7,6 +7,7 @@ and which request id to quote, and the traceback goes to the log.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -31,6 +32,7 @@ class DomainError(Exception):
 
     status = 400
     title = "Bad Request"
+    retry_after: int | None = None  # seconds; sent as `Retry-After` when set
 
     def __init__(self, detail: str, *, field: str | None = None) -> None:
         super().__init__(detail)
@@ -46,6 +48,17 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     status = 409
     title = "Conflict"
+
+
+class TooManyRequests(DomainError):
+    """The caller exceeded a rate limit; `retry_after` says when to try again."""
+
+    status = 429
+    title = "Too Many Requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class UpstreamError(DomainError):
@@ -101,14 +114,21 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
     extra = exc.extra if isinstance(exc.extra, list) else []
     for entry in extra:
         if isinstance(entry, dict):
+            message = str(entry.get("message") or "is invalid")
+            # msgspec names an unknown or missing field only in its message; the key is the body.
+            unknown = _UNKNOWN_FIELD.search(message)
+            source = entry.get("source") or "body"
             errors.append(
                 {
-                    "field": str(entry.get("key") or "body"),
-                    "message": str(entry.get("message") or "is invalid"),
-                    "source": str(entry.get("source") or "body"),
+                    "field": unknown.group(1) if unknown else str(entry.get("key") or "body"),
+                    "message": message,
+                    "source": str(getattr(source, "value", source)),  # ParamType.QUERY -> "query"
                 }
             )
     return errors
+
+
+_UNKNOWN_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
 
 
 def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
@@ -150,7 +170,7 @@ def handle_auth(request: Request[Any, Any, Any], exc: AuthError) -> Response[byt
 def handle_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
     errors = [{"field": exc.field, "message": exc.detail, "source": "body"}] if exc.field else None
     headers: dict[str, str] = {}
-    if isinstance(exc, UpstreamError) and exc.retry_after is not None:
+    if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
     return problem_response(request, exc.status, exc.detail, title=exc.title, errors=errors, headers=headers)
 

@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.settings import Settings
@@ -55,7 +56,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
     """Propagate `X-Request-ID` (or make one), return it, and write one access line per request."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         incoming = ""
@@ -64,7 +65,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                 incoming = value.decode("latin-1")
                 break
         request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
-        state = scope.setdefault("state", {})  # type: ignore[typeddict-item]
+        state = scope.setdefault("state", {})
         state["request_id"] = request_id
         started = time.perf_counter()
         status_holder = {"status": 500}
@@ -74,7 +75,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}  # type: ignore[typeddict-item]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:

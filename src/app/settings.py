@@ -75,7 +75,7 @@ class _Reader:
         value = value.strip()
         return value or None
 
-    def str(self, name: str, default: str) -> str:
+    def text(self, name: str, default: str) -> str:
         value = self.raw(name)
         return default if value is None else value
 
@@ -95,7 +95,7 @@ class _Reader:
                 return choice
         raise SettingsError(f"{name}={value!r} is invalid: accepts one of {', '.join(map(str, choices))}")
 
-    def int(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
         value = self.raw(name)
         if value is None:
             return default
@@ -107,7 +107,7 @@ class _Reader:
             raise SettingsError(f"{name}={value!r} is invalid: accepts an integer from {minimum} to {maximum}")
         return number
 
-    def float(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+    def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
         value = self.raw(name)
         if value is None:
             return default
@@ -119,7 +119,7 @@ class _Reader:
             raise SettingsError(f"{name}={value!r} is invalid: accepts a number from {minimum} to {maximum}")
         return number
 
-    def bool(self, name: str, default: bool) -> bool:
+    def boolean(self, name: str, default: bool) -> bool:
         value = self.raw(name)
         if value is None:
             return default
@@ -130,7 +130,7 @@ class _Reader:
             return False
         raise SettingsError(f"{name}={value!r} is invalid: accepts true or false")
 
-    def list(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    def items(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = self.raw(name)
         if value is None:
             return default
@@ -179,7 +179,10 @@ class Settings:
     chatkit_workflow_id: Secret | None = None
     chatkit_workflow_version: str | None = None
     chatkit_session_ttl_seconds: int | None = None
+    # Sessions one user may mint (or refresh) per minute through TaskPilot; 0 = no limit.
     chatkit_session_rate_limit_per_minute: int = 30
+    # Requests per minute OpenAI admits within one session; None = OpenAI's default (10).
+    chatkit_session_max_requests_per_minute: int | None = None
     chatkit_file_upload_enabled: bool = True
     chatkit_history_enabled: bool = True
     chatkit_automatic_thread_titling: bool = True
@@ -193,6 +196,8 @@ class Settings:
 
     stream_keepalive_seconds: float = 15.0
     chat_retention_days: int | None = None
+    # Two-phase uploads whose bytes never arrived are deleted by `taskpilot cleanup` after this.
+    attachment_pending_ttl_hours: int = 24
 
     @property
     def is_production(self) -> bool:
@@ -215,7 +220,7 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
-        return Settings(**values)  # type: ignore[arg-type]
+        return Settings(**values)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: Path | None = None) -> Settings:
@@ -232,7 +237,7 @@ class Settings:
         app_env: AppEnv = r.choice("APP_ENV", ("development", "production"), "development")
         production = app_env == "production"
 
-        database_url = r.str("DATABASE_URL", d.database_url)
+        database_url = r.text("DATABASE_URL", d.database_url)
         if database_url.startswith(("postgresql://", "postgres://")):
             database_url = "postgresql+asyncpg://" + database_url.split("://", 1)[1]
         if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
@@ -276,51 +281,58 @@ class Settings:
             )
 
         log_level = r.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), "info").upper()
-        retention = r.int("CHAT_RETENTION_DAYS", 0, minimum=0, maximum=36_500)
-        ttl = r.int("CHATKIT_SESSION_TTL_SECONDS", 0, minimum=0, maximum=86_400)
+        retention = r.integer("CHAT_RETENTION_DAYS", 0, minimum=0, maximum=36_500)
+        ttl = r.integer("CHATKIT_SESSION_TTL_SECONDS", 0, minimum=0, maximum=86_400)
         if 0 < ttl < 60:
             raise SettingsError(f"CHATKIT_SESSION_TTL_SECONDS={ttl!r} is invalid: accepts 60 to 86400 (or unset)")
 
         return cls(
             app_env=app_env,
-            host=r.str("HOST", d.host),
-            port=r.int("PORT", d.port, minimum=0, maximum=65_535),
-            workers=r.int("WORKERS", d.workers, minimum=1, maximum=256),
+            host=r.text("HOST", d.host),
+            port=r.integer("PORT", d.port, minimum=0, maximum=65_535),
+            workers=r.integer("WORKERS", d.workers, minimum=1, maximum=256),
             log_level=log_level,
-            log_content=r.bool("LOG_CONTENT", False),
+            log_content=r.boolean("LOG_CONTENT", False),
             database_url=database_url,
-            database_pool_size=r.int("DATABASE_POOL_SIZE", d.database_pool_size, minimum=1, maximum=500),
-            database_max_overflow=r.int("DATABASE_MAX_OVERFLOW", d.database_max_overflow, minimum=0, maximum=500),
-            database_echo=r.bool("DATABASE_ECHO", False),
-            cors_origins=_cors(r.list("CORS_ORIGINS", ())),
-            max_request_bytes=r.int("MAX_REQUEST_BYTES", d.max_request_bytes, minimum=1024, maximum=1 << 30),
+            database_pool_size=r.integer("DATABASE_POOL_SIZE", d.database_pool_size, minimum=1, maximum=500),
+            database_max_overflow=r.integer("DATABASE_MAX_OVERFLOW", d.database_max_overflow, minimum=0, maximum=500),
+            database_echo=r.boolean("DATABASE_ECHO", False),
+            cors_origins=_cors(r.items("CORS_ORIGINS", ())),
+            max_request_bytes=r.integer("MAX_REQUEST_BYTES", d.max_request_bytes, minimum=1024, maximum=1 << 30),
             auth_mode=auth_mode,
             auth_dev_secret=auth_dev_secret,
             auth_jwks_url=auth_jwks_url,
             auth_jwt_secret=auth_jwt_secret,
             auth_issuer=r.optional("AUTH_ISSUER"),
             auth_audience=r.optional("AUTH_AUDIENCE"),
-            auth_leeway_seconds=r.int("AUTH_LEEWAY_SECONDS", d.auth_leeway_seconds, minimum=0, maximum=300),
+            auth_leeway_seconds=r.integer("AUTH_LEEWAY_SECONDS", d.auth_leeway_seconds, minimum=0, maximum=300),
             openai_api_key=openai_api_key,
             openai_base_url=openai_base_url,
-            openai_timeout_seconds=r.float("OPENAI_TIMEOUT_SECONDS", 30.0, minimum=1.0, maximum=600.0),
+            openai_timeout_seconds=r.number("OPENAI_TIMEOUT_SECONDS", 30.0, minimum=1.0, maximum=600.0),
             chatkit_workflow_id=r.secret("CHATKIT_WORKFLOW_ID"),
             chatkit_workflow_version=r.optional("CHATKIT_WORKFLOW_VERSION"),
             chatkit_session_ttl_seconds=ttl or None,
-            chatkit_session_rate_limit_per_minute=r.int(
+            chatkit_session_rate_limit_per_minute=r.integer(
                 "CHATKIT_SESSION_RATE_LIMIT_PER_MINUTE", 30, minimum=0, maximum=100_000
             ),
-            chatkit_file_upload_enabled=r.bool("CHATKIT_FILE_UPLOAD_ENABLED", True),
-            chatkit_history_enabled=r.bool("CHATKIT_HISTORY_ENABLED", True),
-            chatkit_automatic_thread_titling=r.bool("CHATKIT_AUTOMATIC_THREAD_TITLING", True),
+            chatkit_session_max_requests_per_minute=r.integer(
+                "CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE", 0, minimum=0, maximum=100_000
+            )
+            or None,
+            chatkit_file_upload_enabled=r.boolean("CHATKIT_FILE_UPLOAD_ENABLED", True),
+            chatkit_history_enabled=r.boolean("CHATKIT_HISTORY_ENABLED", True),
+            chatkit_automatic_thread_titling=r.boolean("CHATKIT_AUTOMATIC_THREAD_TITLING", True),
             model_provider=model_provider,
-            model=r.str("MODEL", d.model),
+            model=r.text("MODEL", d.model),
             model_api_key=model_api_key,
-            model_context_tokens=r.int("MODEL_CONTEXT_TOKENS", d.model_context_tokens, minimum=256, maximum=2_000_000),
-            offline_model_delay_ms=r.int("OFFLINE_MODEL_DELAY_MS", 0, minimum=0, maximum=60_000),
+            model_context_tokens=r.integer(
+                "MODEL_CONTEXT_TOKENS", d.model_context_tokens, minimum=256, maximum=2_000_000
+            ),
+            offline_model_delay_ms=r.integer("OFFLINE_MODEL_DELAY_MS", 0, minimum=0, maximum=60_000),
             transcription_model=r.optional("TRANSCRIPTION_MODEL"),
-            stream_keepalive_seconds=r.float("STREAM_KEEPALIVE_SECONDS", 15.0, minimum=0.05, maximum=15.0),
+            stream_keepalive_seconds=r.number("STREAM_KEEPALIVE_SECONDS", 15.0, minimum=0.05, maximum=15.0),
             chat_retention_days=retention or None,
+            attachment_pending_ttl_hours=r.integer("ATTACHMENT_PENDING_TTL_HOURS", 24, minimum=1, maximum=8_760),
         )
 
 
@@ -349,4 +361,3 @@ def _redact_url(url: str) -> str:
 def redact_url(url: str) -> str:
     """A database URL with its password hidden, for logs and health output."""
     return _redact_url(url)
-

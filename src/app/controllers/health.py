@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from litestar import Controller, Response, get
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -63,5 +61,3 @@ class HealthController(Controller):
             else f"answers with {settings.model} via {provider}",
         )
         return ChatKitHealth(status="ok", hosted=hosted, self_hosted=self_hosted, auth_mode=settings.auth_mode)
-
-

@@ -155,7 +155,8 @@ class HostedSession(Base):
     """One hosted ChatKit session minted for a user. The client secret is never stored."""
 
     __tablename__ = "hosted_sessions"
-    __table_args__ = (Index("ix_hosted_sessions_user_created", "user_id", "created_at"),
+    __table_args__ = (
+        Index("ix_hosted_sessions_user_created", "user_id", "created_at"),
         Index("ix_hosted_sessions_user_secret", "user_id", "secret_sha256"),
     )
 

@@ -1,0 +1,244 @@
+"""The assistant: an orchestrator that manages tasks, and an Urdu specialist it hands off to.
+
+History reaches the model as items converted from the thread (ChatKit's `ThreadItemConverter`),
+newest first until `MODEL_CONTEXT_TOKENS` is spent, never pasted into the instructions. Thread
+items are the unit of trimming, so a client tool call and its output (one item) stay together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import openai
+from agents import Agent, RunConfig, Runner, RunResultStreaming
+from agents.items import TResponseInputItem
+from agents.models.interface import ModelProvider
+from chatkit.agents import AgentContext, ThreadItemConverter
+from chatkit.types import (
+    AssistantMessageItem,
+    Attachment,
+    ThreadItem,
+    ThreadMetadata,
+    UserMessageItem,
+    UserMessageTagContent,
+    WidgetItem,
+)
+from openai.types.responses import EasyInputMessageParam, ResponseInputTextParam
+from openai.types.responses.response_input_item_param import Message
+from pydantic import ConfigDict, Field, SkipValidation
+
+from app.agents.hooks import ProgressHooks
+from app.agents.tools import TASK_TOOLS, ToolContext
+
+log = logging.getLogger("app.assistant")
+
+INSTRUCTIONS_VERSION = "2026-11-22.1"
+
+ORCHESTRATOR_INSTRUCTIONS = f"""\
+You are TaskPilot, a concise assistant that manages the signed-in user's tasks (instructions v{INSTRUCTIONS_VERSION}).
+- Use the task tools for every question about tasks; never invent tasks, numbers or dates.
+- Refer to tasks by their number (#3) and title. Dates are ISO (YYYY-MM-DD); today is {{today}} (UTC).
+- Before deleting, confirm with the user unless they explicitly asked to delete that specific task.
+- After changing tasks, say briefly what changed. Keep answers short; use lists for several tasks.
+- If the user writes in Urdu, hand off to the Urdu specialist.
+"""
+
+URDU_INSTRUCTIONS = f"""\
+You are TaskPilot's Urdu specialist (instructions v{INSTRUCTIONS_VERSION}). Always answer in Urdu.
+- Use the task tools for every question about tasks; never invent tasks, numbers or dates.
+- Refer to tasks by their number and title. Dates are ISO (YYYY-MM-DD); today is {{today}} (UTC).
+- Before deleting, confirm unless the user explicitly asked to delete that specific task.
+- Keep answers short and polite.
+"""
+
+TITLE_MAX_CHARS = 60
+TITLE_TIMEOUT_SECONDS = 10.0
+TITLE_INSTRUCTIONS = (
+    "Write a short thread title (at most 6 words) for a conversation that starts with the user's "
+    "message below. Use the user's language. Answer with the title only, no quotes."
+)
+
+
+class TurnContext(AgentContext[Any], ToolContext):
+    """The run context of one turn: ChatKit's streaming context plus what the task tools need.
+
+    `user_id` is copied from the authenticated request context, never from model output.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    user_id: str
+    session_maker: Annotated[Any, SkipValidation]
+    changed_task_ids: set[str] = Field(default_factory=set)
+
+
+def estimate_tokens(items: list[TResponseInputItem]) -> int:
+    """A cheap, conservative token estimate (~4 characters a token) for trimming history."""
+    return sum(len(str(item)) for item in items) // 4 + 4 * len(items)
+
+
+class TaskPilotConverter(ThreadItemConverter):
+    """Thread items as model input: compact widgets, attachments described, tags as text."""
+
+    async def attachment_to_message_content(self, attachment: Attachment) -> Any:
+        size = getattr(attachment, "size", None)
+        return ResponseInputTextParam(
+            type="input_text",
+            text=f"[context] The user attached {attachment.name} ({attachment.mime_type}"
+            + (f", {size} bytes" if size else "")
+            + ").",
+        )
+
+    async def tag_to_message_content(self, tag: UserMessageTagContent) -> Any:
+        return ResponseInputTextParam(type="input_text", text=f"[context] @{tag.text}: {tag.data}")
+
+    async def assistant_message_to_input(self, item: AssistantMessageItem) -> Any:
+        # ChatKit's default sends `output_text` parts, which the Agents SDK's Chat Completions
+        # converter rejects ("Unknown content"); plain text works for Responses and Chat Completions.
+        text = "".join(part.text for part in item.content)
+        return EasyInputMessageParam(type="message", role="assistant", content=text)
+
+    async def widget_to_input(self, item: WidgetItem) -> Any:
+        text = item.copy_text or "a widget"
+        return Message(
+            type="message",
+            role="user",
+            content=[ResponseInputTextParam(type="input_text", text=f"[context] Shown to the user: {text}")],
+        )
+
+
+@dataclass
+class Assistant:
+    """Runs a turn: history from the store, the agents, and the configured model."""
+
+    provider: ModelProvider
+    model_name: str
+    context_tokens: int = 16_000
+    title_with_model: bool = False
+    converter: ThreadItemConverter = field(default_factory=TaskPilotConverter)
+    history_page: int = 50
+
+    def __post_init__(self) -> None:
+        self.urdu = Agent[TurnContext](
+            name="Urdu specialist",
+            handoff_description="Answers users who write in Urdu, in Urdu, and manages their tasks.",
+            instructions=_dated(URDU_INSTRUCTIONS),
+            tools=list(TASK_TOOLS),
+            model=self.model_name,
+        )
+        self.titler = Agent[Any](name="Titler", instructions=TITLE_INSTRUCTIONS, model=self.model_name)
+        self.orchestrator = Agent[TurnContext](
+            name="TaskPilot",
+            instructions=_dated(ORCHESTRATOR_INSTRUCTIONS),
+            tools=list(TASK_TOOLS),
+            handoffs=[self.urdu],
+            model=self.model_name,
+        )
+
+    async def history(self, thread: ThreadMetadata, turn: TurnContext) -> list[TResponseInputItem]:
+        """The newest thread items that fit the token budget, oldest first, as model input."""
+        selected: list[list[TResponseInputItem]] = []
+        budget = self.context_tokens
+        after: str | None = None
+        while True:
+            page = await turn.store.load_thread_items(thread.id, after, self.history_page, "desc", turn.request_context)
+            for item in page.data:
+                converted = await self._convert(item)
+                cost = estimate_tokens(converted)
+                if selected and cost > budget:
+                    return [entry for group in reversed(selected) for entry in group]
+                budget -= cost
+                selected.append(converted)
+            if not page.has_more or budget <= 0:
+                break
+            after = page.after
+        return [entry for group in reversed(selected) for entry in group]
+
+    async def _convert(self, item: ThreadItem) -> list[TResponseInputItem]:
+        return await self.converter.to_agent_input([item])
+
+    async def run(self, thread: ThreadMetadata, turn: TurnContext) -> RunResultStreaming:
+        history = await self.history(thread, turn)
+        return Runner.run_streamed(
+            self.orchestrator,
+            history,
+            context=turn,
+            hooks=ProgressHooks(),
+            max_turns=12,
+            run_config=RunConfig(model_provider=self.provider, tracing_disabled=True),
+        )
+
+    async def title(self, message: UserMessageItem, thread: ThreadMetadata) -> str:
+        """A short thread title for the first message: the model's when one is configured,
+        else (or when that fails) the message's first sentence."""
+        text = " ".join(getattr(part, "text", "") for part in message.content).strip()
+        if self.title_with_model and text:
+            try:
+                result = await asyncio.wait_for(
+                    Runner.run(
+                        self.titler,
+                        text[:2000],
+                        max_turns=1,
+                        run_config=RunConfig(model_provider=self.provider, tracing_disabled=True),
+                    ),
+                    timeout=TITLE_TIMEOUT_SECONDS,
+                )
+                title = " ".join(str(result.final_output).split()).strip("\"'“”‘’ ")
+                if title:
+                    return summarize_title(title)
+            except Exception as exc:  # a title is a nicety: never fail the turn for it
+                log.info("title generation failed", exc_info=True, extra={"fields": {"error": type(exc).__name__}})
+        return summarize_title(text)
+
+
+def _dated(template: str) -> Any:
+    from datetime import UTC, datetime
+
+    def instructions(run_context: Any, agent: Any) -> str:
+        return template.format(today=datetime.now(UTC).date().isoformat())
+
+    return instructions
+
+
+def summarize_title(text: str) -> str:
+    """First sentence of the message, trimmed to a word boundary, capitalised."""
+    text = " ".join(text.split())
+    if not text:
+        return "New chat"
+    sentence = re.split(r"(?<=[.!?؟۔])\s", text, maxsplit=1)[0].rstrip(".!?؟۔ ")
+    if len(sentence) > TITLE_MAX_CHARS:
+        cut = sentence[:TITLE_MAX_CHARS].rsplit(" ", 1)[0]
+        sentence = (cut or sentence[:TITLE_MAX_CHARS]) + "…"
+    return sentence[:1].upper() + sentence[1:]
+
+
+def describe_model_error(exc: BaseException) -> tuple[str, bool]:
+    """A message a person can act on, and whether retrying may help."""
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return (
+            "The assistant's model rejected the server's credentials. An administrator must fix the API key.",
+            False,
+        )
+    if isinstance(exc, openai.RateLimitError):
+        return "The assistant's model is rate-limited right now. Wait a moment and try again.", True
+    if isinstance(exc, openai.APITimeoutError):
+        return "The assistant's model took too long to answer. Try again.", True
+    if isinstance(exc, openai.APIConnectionError):
+        return "The assistant's model could not be reached. Try again shortly.", True
+    if isinstance(exc, openai.NotFoundError):
+        return (
+            "The configured model does not exist at the provider. An administrator must check MODEL.",
+            False,
+        )
+    if isinstance(exc, openai.BadRequestError):
+        return "The assistant's model refused the request. Try rephrasing, or start a new chat.", True
+    if isinstance(exc, openai.APIStatusError):
+        return "The assistant's model failed to answer. Try again.", True
+    name = type(exc).__name__
+    if name == "MaxTurnsExceeded":
+        return "The assistant took too many steps on this request. Try a simpler request.", True
+    return "Something went wrong while answering. Your message is saved; try again.", True

@@ -1,0 +1,92 @@
+"""Run hooks that make tool work visible in ChatKit while it happens.
+
+Each tool call becomes a task in a workflow ("Adding task…", then "Added #4 Buy milk"); a
+list or summary also shows the task-list widget, whose buttons act on the tasks in place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from agents import Agent, RunContextWrapper, RunHooks, Tool
+from chatkit.agents import AgentContext
+from chatkit.types import CustomTask
+
+from app.agents.tasks_ui import task_list_widget
+from app.store.tasks import utc_today
+
+log = logging.getLogger("app.assistant")
+
+RUNNING = {
+    "add_task": "Adding task…",
+    "list_tasks": "Looking up tasks…",
+    "get_task": "Opening task…",
+    "update_task": "Updating task…",
+    "complete_task": "Completing task…",
+    "delete_task": "Deleting task…",
+    "task_summary": "Counting tasks…",
+}
+
+
+def _finished(tool: str, result: dict[str, Any]) -> str:
+    if not result.get("ok", True):
+        return f"{RUNNING.get(tool, tool).rstrip('…')} failed: {result.get('error', 'error')}"
+    task = result.get("task") or result.get("deleted") or {}
+    name = f"#{task.get('number')} {task.get('title')}" if task else ""
+    if tool == "list_tasks":
+        total = result.get("total", len(result.get("tasks", [])))
+        return f"Listed {total} task{'s' if total != 1 else ''}"
+    if tool == "task_summary":
+        return "Counted tasks"
+    verbs = {
+        "add_task": "Added",
+        "get_task": "Opened",
+        "update_task": "Updated",
+        "complete_task": "Completed",
+        "delete_task": "Deleted",
+    }
+    return f"{verbs.get(tool, 'Ran')} {name}".strip()
+
+
+class ProgressHooks(RunHooks[Any]):
+    def __init__(self) -> None:
+        self._task_index: dict[str, int] = {}
+
+    async def on_tool_start(self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool) -> None:
+        turn = context.context
+        if not isinstance(turn, AgentContext) or tool.name not in RUNNING:
+            return
+        task = CustomTask(title=RUNNING[tool.name], status_indicator="loading")
+        await turn.add_workflow_task(task)
+        if turn.workflow_item is not None:
+            self._task_index[tool.name] = len(turn.workflow_item.workflow.tasks) - 1
+
+    async def on_tool_end(self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool, result: Any) -> None:
+        turn = context.context
+        if not isinstance(turn, AgentContext) or tool.name not in RUNNING:
+            return
+        try:
+            data = json.loads(result) if isinstance(result, str) else dict(result)
+        except (TypeError, ValueError):
+            data = {"ok": False, "error": "unreadable result"}
+        index = self._task_index.pop(tool.name, None)
+        if turn.workflow_item is not None and index is not None and index < len(turn.workflow_item.workflow.tasks):
+            done = CustomTask(title=_finished(tool.name, data), status_indicator="complete")
+            await turn.update_workflow_task(done, index)
+        if tool.name == "list_tasks" and data.get("ok"):
+            tasks = data.get("tasks", [])
+            widget, copy_text = task_list_widget(_list_title(data), tasks, utc_today())
+            await turn.stream_widget(widget, copy_text=copy_text)
+
+    async def on_handoff(self, context: RunContextWrapper[Any], from_agent: Agent[Any], to_agent: Agent[Any]) -> None:
+        turn = context.context
+        if isinstance(turn, AgentContext):
+            await turn.add_workflow_task(
+                CustomTask(title=f"Handed over to the {to_agent.name}", status_indicator="complete")
+            )
+
+
+def _list_title(data: dict[str, Any]) -> str:
+    return "Your tasks"

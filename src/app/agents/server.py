@@ -1,0 +1,310 @@
+"""The ChatKit server: protocol handling on top of openai-chatkit's `ChatKitServer`.
+
+What this adds to the library:
+- the request is parsed with one prebuilt `TypeAdapter` and checked (fields, ownership of every
+  thread, item and attachment it names) *before* a stream opens, so bad input is a 4xx, never a
+  broken stream;
+- `respond()` runs the assistant through the Agents SDK and streams its events, with
+  store-generated ids for every assistant message (Chat Completions providers call them all
+  `__fake_id__`), a `tasks.changed` client effect when tasks change, and a thread title;
+- provider failures become a ChatKit `error` event with a message a person can act on;
+- cleanup on cancellation is shielded so a disconnect never loses the partial answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from chatkit.actions import Action
+from chatkit.agents import stream_agent_response
+from chatkit.errors import CustomStreamError
+from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
+from chatkit.store import AttachmentStore, NotFoundError, Store
+from chatkit.types import (
+    AssistantMessageItem,
+    AttachmentsDeleteReq,
+    AudioInput,
+    ChatKitReq,
+    ClientEffectEvent,
+    FeedbackKind,
+    ItemsFeedbackReq,
+    ItemsListReq,
+    SyncCustomActionResponse,
+    ThreadItem,
+    ThreadItemAddedEvent,
+    ThreadItemDoneEvent,
+    ThreadItemReplacedEvent,
+    ThreadItemUpdatedEvent,
+    ThreadMetadata,
+    ThreadsAddClientToolOutputReq,
+    ThreadsAddStructuredInputReq,
+    ThreadsAddUserMessageReq,
+    ThreadsCreateReq,
+    ThreadsCustomActionReq,
+    ThreadsDeleteReq,
+    ThreadsGetByIdReq,
+    ThreadsRetryAfterItemReq,
+    ThreadsSyncCustomActionReq,
+    ThreadStreamEvent,
+    ThreadsUpdateReq,
+    TranscriptionResult,
+    UserMessageItem,
+    WidgetItem,
+    is_streaming_req,
+)
+from pydantic import TypeAdapter, ValidationError
+
+from app.agents.assistant import Assistant, TurnContext, describe_model_error
+from app.agents.tasks_ui import TaskActions
+
+log = logging.getLogger("app.chatkit")
+
+# Built once: constructing the adapter for the request union costs milliseconds per call.
+REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
+FAKE_ID = "__fake_id__"
+
+
+class ProtocolError(Exception):
+    """A request that must be refused before any stream opens (maps to a 4xx problem)."""
+
+    def __init__(self, status: int, detail: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors or []
+
+
+def describe_validation_error(exc: ValidationError) -> ProtocolError:
+    errors: list[dict[str, str]] = []
+    for error in exc.errors(include_url=False)[:10]:
+        loc = list(error.get("loc", ()))
+        if loc and isinstance(loc[0], str) and "." in loc[0]:
+            loc = loc[1:]  # the discriminator tag (the request type) says nothing about the field
+        location = ".".join(str(part) for part in loc)
+        errors.append({"field": location or "body", "message": str(error.get("msg", "is invalid"))})
+    if exc.errors(include_url=False)[0].get("type") == "json_invalid":
+        return ProtocolError(400, "The body is not valid JSON: send a ChatKit request object.")
+    tag_error = next((e for e in exc.errors(include_url=False) if e.get("type") == "union_tag_invalid"), None)
+    if tag_error is not None:
+        ctx = tag_error.get("ctx") or {}
+        return ProtocolError(
+            400,
+            f"Unknown ChatKit request type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}.",
+            errors,
+        )
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return ProtocolError(400, f"Invalid ChatKit request: {summary}. Fix these fields and retry.", errors)
+
+
+class TaskPilotChatKitServer(ChatKitServer[Any]):
+    """ChatKit server whose assistant manages the signed-in user's tasks."""
+
+    def __init__(
+        self,
+        store: Store[Any],
+        assistant: Assistant,
+        task_actions: TaskActions,
+        session_maker: Any,
+        *,
+        attachment_store: AttachmentStore[Any] | None = None,
+        keepalive_seconds: float = 15.0,
+        transcriber: Callable[[AudioInput], Any] | None = None,
+    ) -> None:
+        super().__init__(store, attachment_store)
+        self.assistant = assistant
+        self.task_actions = task_actions
+        self.session_maker = session_maker
+        self.keepalive_seconds = keepalive_seconds
+        self.transcriber = transcriber
+
+    # ---- request entry point -------------------------------------------------------------
+
+    async def process(self, request: str | bytes | bytearray, context: Any) -> StreamingResult | NonStreamingResult:
+        try:
+            parsed = REQUEST_ADAPTER.validate_json(request)
+        except ValidationError as exc:
+            raise describe_validation_error(exc) from None
+        await self._authorize(parsed, context)
+        if is_streaming_req(parsed):
+            return StreamingResult(self._process_streaming(parsed, context))
+        return NonStreamingResult(await self._process_non_streaming(parsed, context))
+
+    async def _authorize(self, request: ChatKitReq, context: Any) -> None:
+        """Load what the request names, as this user: another user's data is `NotFoundError` (404)."""
+        params = getattr(request, "params", None)
+        thread_id = getattr(params, "thread_id", None)
+        if thread_id is not None:
+            await self.store.load_thread(thread_id, context)
+        match request:
+            case ThreadsRetryAfterItemReq() | ThreadsAddStructuredInputReq():
+                await self.store.load_item(request.params.thread_id, request.params.item_id, context)
+            case ThreadsCustomActionReq() | ThreadsSyncCustomActionReq():
+                if request.params.item_id:
+                    item = await self.store.load_item(request.params.thread_id, request.params.item_id, context)
+                    if not isinstance(item, WidgetItem):
+                        raise ProtocolError(400, "params.item_id must name a widget item for a custom action.")
+            case AttachmentsDeleteReq():
+                await self.store.load_attachment(request.params.attachment_id, context)
+            case ThreadsCreateReq() | ThreadsAddUserMessageReq():
+                for attachment_id in request.params.input.attachments:
+                    await self.store.load_attachment(attachment_id, context)
+                if (
+                    not any(getattr(part, "text", "").strip() for part in request.params.input.content)
+                    and not request.params.input.attachments
+                ):
+                    raise ProtocolError(400, "params.input.content is empty: send some text or an attachment.")
+            case ItemsFeedbackReq():
+                if not request.params.item_ids:
+                    raise ProtocolError(400, "params.item_ids is empty: name at least one item.")
+                for item_id in request.params.item_ids:
+                    await self.store.load_item(request.params.thread_id, item_id, context)
+            case ThreadsAddClientToolOutputReq():
+                page = await self.store.load_thread_items(request.params.thread_id, None, 1, "desc", context)
+                last = page.data[0] if page.data else None
+                if last is None or last.type != "client_tool_call" or last.status != "pending":
+                    raise ProtocolError(409, "The thread has no pending client tool call to answer.")
+            case ItemsListReq() | ThreadsGetByIdReq() | ThreadsUpdateReq() | ThreadsDeleteReq():
+                pass
+            case _:
+                pass
+
+    async def _process_streaming_impl(self, request: Any, context: Any) -> AsyncGenerator[ThreadStreamEvent, None]:
+        # The library stamps items with naive `datetime.now()`; the store keeps UTC. Stamping
+        # the streamed copies the same way makes a reload show exactly what was streamed.
+        async for event in super()._process_streaming_impl(request, context):
+            yield _with_utc_timestamps(event)
+
+    # ---- protocol hooks ---------------------------------------------------------------------
+
+    async def add_feedback(self, thread_id: str, item_ids: list[str], feedback: FeedbackKind, context: Any) -> None:
+        save_feedback = getattr(self.store, "save_feedback", None)
+        if save_feedback is None:
+            raise ProtocolError(501, "Feedback is not stored by this server.")
+        await save_feedback(thread_id, item_ids, feedback, context)
+
+    async def transcribe(self, audio_input: AudioInput, context: Any) -> TranscriptionResult:
+        if self.transcriber is None:
+            raise ProtocolError(
+                501,
+                "Dictation is not configured on this server: set TRANSCRIPTION_MODEL (and OPENAI_API_KEY) "
+                "to enable input.transcribe.",
+            )
+        text = await self.transcriber(audio_input)
+        return TranscriptionResult(text=str(text))
+
+    async def handle_stream_cancelled(
+        self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: Any
+    ) -> None:
+        # The disconnect that got us here also cancels every await in this scope; without the
+        # shield the writes below are cancelled too and the partial answer is lost.
+        cleanup = asyncio.ensure_future(super().handle_stream_cancelled(thread, pending_items, context))
+        with anyio.CancelScope(shield=True):
+            await asyncio.shield(cleanup)
+
+    # ---- the assistant ---------------------------------------------------------------------
+
+    async def respond(
+        self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: Any
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        turn = TurnContext(
+            thread=thread,
+            store=self.store,
+            request_context=context,
+            user_id=context.user_id,
+            session_maker=self.session_maker,
+        )
+        ids = _MessageIds(lambda: self.store.generate_item_id("message", thread, context))
+        failure: CustomStreamError | None = None
+        try:
+            result = await self.assistant.run(thread, turn)
+            async for event in stream_agent_response(turn, result):
+                yield ids.remap(event)
+        except CustomStreamError as exc:
+            failure = exc
+        except Exception as exc:  # provider, network or tool failure: the user gets a readable error
+            message, retry = describe_model_error(exc)
+            log.warning(
+                "turn failed",
+                exc_info=not isinstance(exc, OSError),
+                extra={"fields": {"thread_id": thread.id, "error": type(exc).__name__}},
+            )
+            failure = CustomStreamError(message, allow_retry=retry)
+        if turn.changed_task_ids:
+            # A host page listens for this to refresh its own task list.
+            yield ClientEffectEvent(name="tasks.changed", data={"ids": sorted(turn.changed_task_ids)})
+        if failure is not None:
+            raise failure
+        if thread.title is None and input_user_message is not None:
+            thread.title = await self.assistant.title(input_user_message, thread)
+
+    async def action(
+        self, thread: ThreadMetadata, action: Action[str, Any], sender: WidgetItem | None, context: Any
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        outcome = await self.task_actions.apply(action, sender, context)
+        if outcome.replacement is not None:
+            yield ThreadItemReplacedEvent(item=outcome.replacement)
+        if outcome.changed_ids:
+            yield ClientEffectEvent(name="tasks.changed", data={"ids": sorted(outcome.changed_ids)})
+
+    async def sync_action(
+        self, thread: ThreadMetadata, action: Action[str, Any], sender: WidgetItem | None, context: Any
+    ) -> SyncCustomActionResponse:
+        outcome = await self.task_actions.apply(action, sender, context)
+        if outcome.replacement is not None:
+            await self.store.save_item(thread.id, outcome.replacement, context)
+        return SyncCustomActionResponse(updated_item=outcome.replacement)
+
+
+def _with_utc_timestamps(event: ThreadStreamEvent) -> ThreadStreamEvent:
+    """The event with its item's or thread's naive `created_at` as UTC (a copy: the library keeps
+    using the originals, and compares them with its own naive `datetime.now()`)."""
+    for name in ("item", "thread"):
+        holder = getattr(event, name, None)
+        created_at = getattr(holder, "created_at", None)
+        if holder is not None and isinstance(created_at, datetime) and created_at.tzinfo is None:
+            fixed = holder.model_copy(update={"created_at": created_at.astimezone(UTC)})
+            return event.model_copy(update={name: fixed})
+    return event
+
+
+class _MessageIds:
+    """Gives every assistant message a store-generated id.
+
+    Chat Completions providers stream every message as `__fake_id__`; kept as is, two replies
+    in one thread would overwrite each other. Events arrive in order (added, updates, done),
+    so the model's id maps to one fresh id until that message is done.
+    """
+
+    def __init__(self, generate: Callable[[], str]) -> None:
+        self._generate = generate
+        self._current: dict[str, str] = {}
+
+    def _map(self, model_id: str, *, done: bool = False) -> str:
+        if model_id != FAKE_ID:
+            return model_id
+        mapped = self._current.get(model_id)
+        if mapped is None:
+            mapped = self._generate()
+            self._current[model_id] = mapped
+        if done:
+            self._current.pop(model_id, None)
+        return mapped
+
+    def remap(self, event: ThreadStreamEvent) -> ThreadStreamEvent:
+        if isinstance(event, ThreadItemAddedEvent | ThreadItemDoneEvent) and isinstance(
+            event.item, AssistantMessageItem
+        ):
+            new_id = self._map(event.item.id, done=isinstance(event, ThreadItemDoneEvent))
+            if new_id != event.item.id:
+                return type(event)(item=event.item.model_copy(update={"id": new_id}))
+        elif isinstance(event, ThreadItemUpdatedEvent) and event.item_id == FAKE_ID:
+            return event.model_copy(update={"item_id": self._map(event.item_id)})
+        return event
+
+
+__all__ = ["REQUEST_ADAPTER", "NotFoundError", "ProtocolError", "TaskPilotChatKitServer"]

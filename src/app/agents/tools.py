@@ -1,0 +1,463 @@
+"""The seven task tools: one implementation (`TaskOperations`), two adapters.
+
+`TASK_TOOLS` adapts the operations to the OpenAI Agents SDK (strict JSON schemas); `app.agents.mcp`
+serves the same operations over MCP. Every operation calls `app.store.tasks.TaskService` in its own
+session and transaction, for the user taken from the run context, never from an argument the
+model can set.
+
+Run context. A tool reads `RunContextWrapper.context`, which must be a `ToolContext`: either
+`AgentContext(user_id=..., session_maker=...)`, or any class that mixes `ToolContext` in (for
+example chatkit's pydantic `AgentContext`) and provides `user_id` and `session_maker` itself or on
+its `request_context`. An optional `clock` attribute (a callable returning a `date`) fixes "today".
+
+Arguments. Tasks are named by number ("3", "#3") or id. Dates are YYYY-MM-DD, "today" or
+"tomorrow" (UTC). `null` means "not given"; `update_task` empties a field only when it is listed
+in `clear` (["description", "due_date", "tags"]), and reopens a task with `completed: false`.
+
+Results. Each tool returns compact JSON text:
+    {"ok": true, "task": {...}, "changed_ids": ["<uuid>"]}           add, update, complete
+    {"ok": true, "task": {...}}                                      get
+    {"ok": true, "deleted": {...}, "changed_ids": ["<uuid>"]}        delete
+    {"ok": true, "tasks": [...], "total": 12, "next_cursor": "..."}  list (next_cursor only if more)
+    {"ok": true, "summary": {...}}                                   summary
+    {"ok": false, "error": "what went wrong and what to do", "field": "due_date"}
+A task is `{"id", "number", "title", "priority", "completed"}` plus, when set, `description`,
+`due_date`, `tags`, `completed_at` and `"overdue": true`. A rule the call broke (unknown task,
+bad date, empty title) is an `ok: false` result the model can read and recover from, never an
+exception that ends the run.
+
+Changed tasks. A tool that changes tasks reports their ids twice: in its result's `changed_ids`,
+and by adding them to `context.changed_task_ids` (a `set[str]`, or a list) when the context has
+one, so a ChatKit turn can tell the page which tasks to refresh once the run ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+from agents import FunctionTool, RunContextWrapper, function_tool
+
+from app.contracts import Task, TaskCreate, TaskPriority, TaskSort, TaskStatus, TaskSummary, TaskUpdate
+from app.errors import DomainError
+from app.store.tasks import SessionMaker, TaskQuery, TaskRef, TaskService, utc_today
+
+TOOL_LIST_DEFAULT_LIMIT = 20
+TOOL_LIST_MAX_LIMIT = 100
+ClearableField = Literal["description", "due_date", "tags"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskScope:
+    """Whose tasks an operation touches, and how it reaches the database."""
+
+    user_id: str
+    session_maker: SessionMaker
+    clock: Callable[[], dt.date] = utc_today
+
+
+class ToolContext:
+    """Base (or mixin) of a run context the task tools can use; see the module docstring."""
+
+    def task_scope(self) -> TaskScope:
+        for holder in (self, getattr(self, "request_context", None)):
+            user_id = getattr(holder, "user_id", None)
+            session_maker = getattr(holder, "session_maker", None)
+            if isinstance(user_id, str) and user_id and session_maker is not None:
+                clock = getattr(holder, "clock", None) or getattr(self, "clock", None) or utc_today
+                return TaskScope(user_id=user_id, session_maker=session_maker, clock=clock)
+        raise LookupError(
+            f"{type(self).__name__} gives the task tools no user_id and session_maker "
+            "(on itself or on its request_context)"
+        )
+
+    def record_changed(self, ids: Iterable[str]) -> None:
+        changed = getattr(self, "changed_task_ids", None)
+        if isinstance(changed, set):
+            changed.update(ids)
+        elif isinstance(changed, list):
+            changed.extend(i for i in ids if i not in changed)
+
+
+@dataclass
+class AgentContext(ToolContext):
+    """The smallest run context for the task tools: a user and a way to open sessions."""
+
+    user_id: str
+    session_maker: SessionMaker
+    clock: Callable[[], dt.date] = utc_today
+    changed_task_ids: set[str] = field(default_factory=set)
+
+
+def compact_task(task: Task, today: dt.date) -> dict[str, Any]:
+    """A task as the model reads it: what identifies it and what is set, nothing empty."""
+    data: dict[str, Any] = {
+        "id": str(task.id),
+        "number": task.number,
+        "title": task.title,
+        "priority": task.priority,
+        "completed": task.completed,
+    }
+    if task.description:
+        data["description"] = task.description
+    if task.due_date is not None:
+        data["due_date"] = task.due_date.isoformat()
+        if not task.completed and task.due_date < today:
+            data["overdue"] = True
+    if task.tags:
+        data["tags"] = task.tags
+    if task.completed_at is not None:
+        data["completed_at"] = task.completed_at.isoformat(timespec="seconds")
+    return data
+
+
+def _summary_data(summary: TaskSummary) -> dict[str, Any]:
+    return msgspec.to_builtins(summary)  # type: ignore[no-any-return]
+
+
+def parse_due_date(value: str, today: dt.date) -> dt.date:
+    """`YYYY-MM-DD`, `today` or `tomorrow`; a `DomainError` on `due_date` otherwise."""
+    text = value.strip().lower()
+    if text == "today":
+        return today
+    if text == "tomorrow":
+        return today + dt.timedelta(days=1)
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise DomainError(
+            f"{value!r} is not a date: use YYYY-MM-DD (for example {today.isoformat()}), today or tomorrow.",
+            field="due_date",
+        ) from None
+
+
+def _optional_date(value: str | None, today: dt.date, name: str) -> dt.date | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return parse_due_date(value, today)
+    except DomainError as exc:
+        raise DomainError(exc.detail, field=name) from None
+
+
+def _failure(exc: DomainError) -> dict[str, Any]:
+    result: dict[str, Any] = {"ok": False, "error": exc.detail}
+    if exc.field:
+        result["field"] = exc.field
+    return result
+
+
+class TaskOperations:
+    """The seven task operations for one scope; each returns a JSON-ready dict (see the module docstring)."""
+
+    def __init__(self, scope: TaskScope) -> None:
+        self.scope = scope
+
+    def _service(self) -> AbstractAsyncContextManager[TaskService]:
+        return TaskService.begin(self.scope.session_maker, self.scope.user_id, clock=self.scope.clock)
+
+    def _changed(self, task: Task, key: str = "task") -> dict[str, Any]:
+        return {"ok": True, key: compact_task(task, self.scope.clock()), "changed_ids": [str(task.id)]}
+
+    async def add_task(
+        self,
+        *,
+        title: str,
+        description: str | None = None,
+        priority: TaskPriority | None = None,
+        due_date: str | None = None,
+        tags: list[str] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            data = TaskCreate(
+                title=title,
+                description=description or None,
+                priority=priority or "medium",
+                due_date=_optional_date(due_date, self.scope.clock(), "due_date"),
+                tags=list(tags or []),
+            )
+            async with self._service() as tasks:
+                task = await tasks.create(data)
+        except DomainError as exc:
+            return _failure(exc)
+        return self._changed(task)
+
+    async def list_tasks(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        priority: TaskPriority | None = None,
+        overdue: bool | None = None,
+        due_before: str | None = None,
+        due_after: str | None = None,
+        tag: str | None = None,
+        search: str | None = None,
+        sort: TaskSort | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        today = self.scope.clock()
+        try:
+            query = TaskQuery(
+                status=status or "open",
+                priority=priority,
+                overdue=overdue,
+                due_before=_optional_date(due_before, today, "due_before"),
+                due_after=_optional_date(due_after, today, "due_after"),
+                tag=tag or None,
+                search=search or None,
+                sort=sort or "created_at",
+                limit=max(1, min(limit or TOOL_LIST_DEFAULT_LIMIT, TOOL_LIST_MAX_LIMIT)),
+                cursor=cursor or None,
+            )
+            async with self._service() as tasks:
+                page = await tasks.list(query)
+        except DomainError as exc:
+            return _failure(exc)
+        result: dict[str, Any] = {
+            "ok": True,
+            "tasks": [compact_task(task, today) for task in page.items],
+            "total": page.total,
+        }
+        if page.next_cursor:
+            result["next_cursor"] = page.next_cursor
+        return result
+
+    async def get_task(self, *, task: TaskRef) -> dict[str, Any]:
+        try:
+            async with self._service() as tasks:
+                found = await tasks.get(task)
+        except DomainError as exc:
+            return _failure(exc)
+        return {"ok": True, "task": compact_task(found, self.scope.clock())}
+
+    async def update_task(
+        self,
+        *,
+        task: TaskRef,
+        title: str | None = None,
+        description: str | None = None,
+        priority: TaskPriority | None = None,
+        due_date: str | None = None,
+        tags: list[str] | None = None,
+        completed: bool | None = None,
+        clear: list[ClearableField] | None = None,
+    ) -> dict[str, Any]:
+        given: dict[str, Any] = {
+            "title": title,
+            "description": description,
+            "priority": priority,
+            "tags": tags,
+            "completed": completed,
+        }
+        changes: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+        for name in clear or ():
+            changes[name] = [] if name == "tags" else None
+        try:
+            if due_date is not None and "due_date" not in changes:
+                changes["due_date"] = _optional_date(due_date, self.scope.clock(), "due_date")
+            update = TaskUpdate(**changes)
+            async with self._service() as tasks:
+                updated = await tasks.update(task, update)
+        except DomainError as exc:
+            return _failure(exc)
+        return self._changed(updated)
+
+    async def complete_task(self, *, task: TaskRef) -> dict[str, Any]:
+        try:
+            async with self._service() as tasks:
+                completed = await tasks.complete(task)
+        except DomainError as exc:
+            return _failure(exc)
+        return self._changed(completed)
+
+    async def delete_task(self, *, task: TaskRef) -> dict[str, Any]:
+        try:
+            async with self._service() as tasks:
+                deleted = await tasks.delete(task)
+        except DomainError as exc:
+            return _failure(exc)
+        return self._changed(deleted, key="deleted")
+
+    async def task_summary(self) -> dict[str, Any]:
+        try:
+            async with self._service() as tasks:
+                summary = await tasks.summary()
+        except DomainError as exc:
+            return _failure(exc)
+        return {"ok": True, "summary": _summary_data(summary)}
+
+
+def encode_result(result: dict[str, Any]) -> str:
+    return json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+
+
+async def _run(ctx: RunContextWrapper[ToolContext], operation: str, **arguments: Any) -> str:
+    context = ctx.context
+    operations = TaskOperations(context.task_scope())
+    result: dict[str, Any] = await getattr(operations, operation)(**arguments)
+    if result.get("changed_ids"):
+        context.record_changed(result["changed_ids"])
+    return encode_result(result)
+
+
+# ---- Agents SDK adapter ------------------------------------------------------------------------
+# Strict schemas make every parameter required; `null` means "not given".
+
+
+@function_tool
+async def add_task(
+    ctx: RunContextWrapper[ToolContext],
+    title: str,
+    description: str | None,
+    priority: TaskPriority | None,
+    due_date: str | None,
+    tags: list[str] | None,
+) -> str:
+    """Create a task for the user.
+
+    Args:
+        title: What to do, 1 to 200 characters.
+        description: Optional details, up to 5,000 characters.
+        priority: low, medium or high; null for medium.
+        due_date: YYYY-MM-DD, today or tomorrow; null for none.
+        tags: Short labels such as ["work"]; null for none.
+    """
+    return await _run(
+        ctx, "add_task", title=title, description=description, priority=priority, due_date=due_date, tags=tags
+    )
+
+
+@function_tool
+async def list_tasks(
+    ctx: RunContextWrapper[ToolContext],
+    status: TaskStatus | None,
+    priority: TaskPriority | None,
+    overdue: bool | None,
+    due_before: str | None,
+    due_after: str | None,
+    tag: str | None,
+    search: str | None,
+    sort: TaskSort | None,
+    limit: int | None,
+    cursor: str | None,
+) -> str:
+    """List the user's tasks, filtered and sorted. Use it to find a task's number from its title.
+
+    Args:
+        status: open (the default when null), completed or all.
+        priority: Only tasks of this priority.
+        overdue: true for open tasks past their due date, false to leave those out.
+        due_before: Only tasks due on or before this date (YYYY-MM-DD, today or tomorrow).
+        due_after: Only tasks due on or after this date (YYYY-MM-DD, today or tomorrow).
+        tag: Only tasks with this tag.
+        search: Only tasks whose title or description contains this text.
+        sort: created_at (the default), updated_at, due_date, priority, number or title.
+        limit: How many tasks to return, 1 to 100; null for 20.
+        cursor: The next_cursor of a previous call with the same filters, for the next page.
+    """
+    return await _run(
+        ctx,
+        "list_tasks",
+        status=status,
+        priority=priority,
+        overdue=overdue,
+        due_before=due_before,
+        due_after=due_after,
+        tag=tag,
+        search=search,
+        sort=sort,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@function_tool
+async def get_task(ctx: RunContextWrapper[ToolContext], task: str) -> str:
+    """Show one task with all its details.
+
+    Args:
+        task: The task's number (such as "3") or id.
+    """
+    return await _run(ctx, "get_task", task=task)
+
+
+@function_tool
+async def update_task(
+    ctx: RunContextWrapper[ToolContext],
+    task: str,
+    title: str | None,
+    description: str | None,
+    priority: TaskPriority | None,
+    due_date: str | None,
+    tags: list[str] | None,
+    completed: bool | None,
+    clear: list[ClearableField] | None,
+) -> str:
+    """Change a task. Only the fields given (not null) change; `clear` empties fields.
+
+    Args:
+        task: The task's number (such as "3") or id.
+        title: A new title.
+        description: A new description.
+        priority: A new priority.
+        due_date: A new due date: YYYY-MM-DD, today or tomorrow.
+        tags: The new complete list of tags (replaces the old ones).
+        completed: true marks it done, false reopens it.
+        clear: Fields to empty: description, due_date and/or tags.
+    """
+    return await _run(
+        ctx,
+        "update_task",
+        task=task,
+        title=title,
+        description=description,
+        priority=priority,
+        due_date=due_date,
+        tags=tags,
+        completed=completed,
+        clear=clear,
+    )
+
+
+@function_tool
+async def complete_task(ctx: RunContextWrapper[ToolContext], task: str) -> str:
+    """Mark a task as done.
+
+    Args:
+        task: The task's number (such as "3") or id.
+    """
+    return await _run(ctx, "complete_task", task=task)
+
+
+@function_tool
+async def delete_task(ctx: RunContextWrapper[ToolContext], task: str) -> str:
+    """Delete a task for good.
+
+    Args:
+        task: The task's number (such as "3") or id.
+    """
+    return await _run(ctx, "delete_task", task=task)
+
+
+@function_tool
+async def task_summary(ctx: RunContextWrapper[ToolContext]) -> str:
+    """Count the user's tasks: open, completed, overdue, due today, and open tasks by priority."""
+    return await _run(ctx, "task_summary")
+
+
+TASK_TOOLS: tuple[FunctionTool, ...] = (
+    add_task,
+    list_tasks,
+    get_task,
+    update_task,
+    complete_task,
+    delete_task,
+    task_summary,
+)
+TOOL_NAMES: tuple[str, ...] = tuple(tool.name for tool in TASK_TOOLS)

@@ -1,0 +1,157 @@
+"""REST CRUD for the signed-in user's tasks. The rules live in `app.store.tasks`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated
+
+from litestar import Controller, delete, get, patch, post
+from litestar.di import Provide
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import RequestContext
+from app.contracts import (
+    Problem,
+    SortOrder,
+    Task,
+    TaskCreate,
+    TaskList,
+    TaskPriority,
+    TaskSort,
+    TaskStatus,
+    TaskSummary,
+    TaskUpdate,
+)
+from app.errors import PROBLEM_MEDIA_TYPE
+from app.store.tasks import DEFAULT_LIMIT, MAX_LIMIT, MAX_SEARCH, MAX_TAG_LENGTH, TaskQuery, TaskService
+
+
+def provide_task_service(db_session: AsyncSession, context: RequestContext) -> TaskService:
+    return TaskService(db_session, context.user_id)
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=Problem, description=description, media_type=PROBLEM_MEDIA_TYPE)
+
+
+BAD_INPUT = {
+    400: _problem("Invalid input; `errors` names each field"),
+    401: _problem("No valid bearer token"),
+}
+ONE_TASK = {**BAD_INPUT, 404: _problem("The user has no task with this id")}
+TaskId = Annotated[uuid.UUID, Parameter(description="The task's id")]
+
+
+class TaskController(Controller):
+    path = "/api/tasks"
+    tags = ["Tasks"]
+    dependencies = {"tasks": Provide(provide_task_service, sync_to_thread=False)}
+
+    @get(
+        "/",
+        operation_id="ListTasks",
+        summary="List tasks, filtered, sorted and paged",
+        description="Pages by keyset: pass a response's `next_cursor` back as `cursor` (with the same "
+        "filters, sort and order) for the next page; it is absent on the last page. `offset` pages by "
+        "position instead. `total` counts every task matching the filters.",
+        responses=BAD_INPUT,
+    )
+    async def list_tasks(
+        self,
+        tasks: TaskService,
+        status: Annotated[TaskStatus, Parameter(description="open, completed or all")] = "all",
+        priority: TaskPriority | None = None,
+        due_before: Annotated[dt.date | None, Parameter(description="Due on or before this date")] = None,
+        due_after: Annotated[dt.date | None, Parameter(description="Due on or after this date")] = None,
+        overdue: Annotated[
+            bool | None,
+            Parameter(description="true: open tasks due before today (UTC); false: all others"),
+        ] = None,
+        tag: Annotated[str | None, Parameter(min_length=1, max_length=MAX_TAG_LENGTH)] = None,
+        q: Annotated[
+            str | None,
+            Parameter(min_length=1, max_length=MAX_SEARCH, description="Text in the title or description"),
+        ] = None,
+        sort: TaskSort = "created_at",
+        order: Annotated[
+            SortOrder | None,
+            Parameter(
+                description="Defaults to the sort's natural order: created_at, due_date (undated last), "
+                "number and title ascending; updated_at and priority (high first) descending"
+            ),
+        ] = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: Annotated[str | None, Parameter(max_length=512, description="A previous `next_cursor`")] = None,
+        offset: Annotated[int | None, Parameter(ge=0, description="Rows to skip; not with `cursor`")] = None,
+    ) -> TaskList:
+        query = TaskQuery(
+            status=status,
+            priority=priority,
+            due_before=due_before,
+            due_after=due_after,
+            overdue=overdue,
+            tag=tag,
+            search=q,
+            sort=sort,
+            order=order,
+            limit=limit,
+            cursor=cursor,
+            offset=offset,
+        )
+        return await tasks.list(query)
+
+    @post("/", operation_id="CreateTask", summary="Create a task", responses=BAD_INPUT)
+    async def create_task(self, tasks: TaskService, data: TaskCreate) -> Task:
+        return await tasks.create(data)
+
+    @get(
+        "/summary",
+        operation_id="GetTaskSummary",
+        summary="Count tasks: open, completed, overdue, due today, open by priority",
+        responses=BAD_INPUT,
+    )
+    async def summary(self, tasks: TaskService) -> TaskSummary:
+        return await tasks.summary()
+
+    @get("/{task_id:uuid}", operation_id="GetTask", summary="Get a task", responses=ONE_TASK)
+    async def get_task(self, tasks: TaskService, task_id: TaskId) -> Task:
+        return await tasks.get(task_id)
+
+    @patch(
+        "/{task_id:uuid}",
+        operation_id="UpdateTask",
+        summary="Change some of a task's fields",
+        description="Absent fields stay as they are; `null` clears `description` or `due_date`; "
+        "`completed` marks the task done or reopens it.",
+        responses=ONE_TASK,
+    )
+    async def update_task(self, tasks: TaskService, task_id: TaskId, data: TaskUpdate) -> Task:
+        return await tasks.update(task_id, data)
+
+    @delete("/{task_id:uuid}", operation_id="DeleteTask", summary="Delete a task", responses=ONE_TASK)
+    async def delete_task(self, tasks: TaskService, task_id: TaskId) -> None:
+        await tasks.delete(task_id)
+
+    @post(
+        "/{task_id:uuid}/complete",
+        operation_id="CompleteTask",
+        summary="Mark a task done",
+        description="Idempotent: completing a completed task keeps its `completed_at`.",
+        status_code=200,
+        responses=ONE_TASK,
+    )
+    async def complete_task(self, tasks: TaskService, task_id: TaskId) -> Task:
+        return await tasks.complete(task_id)
+
+    @post(
+        "/{task_id:uuid}/reopen",
+        operation_id="ReopenTask",
+        summary="Mark a task not done",
+        status_code=200,
+        responses=ONE_TASK,
+    )
+    async def reopen_task(self, tasks: TaskService, task_id: TaskId) -> Task:
+        return await tasks.reopen(task_id)

@@ -1,0 +1,232 @@
+"""OpenAI's ChatKit sessions API, for hosted mode: mint and cancel sessions for a workflow.
+
+One `HostedChatKit` per app holds one `AsyncOpenAI` client, made on first use and closed on
+shutdown. Every SDK failure becomes a `HostedUpstreamError` carrying the status TaskPilot
+should answer and a `detail` written here, because OpenAI's own messages may quote the
+workflow id or a masked API key and must never reach a caller or a log line.
+
+No Litestar here: the service in `app.store.sessions` decides what the errors mean for HTTP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import openai
+from openai import AsyncOpenAI
+from openai.types.beta.chatkit import (
+    ChatSessionChatKitConfigurationParam,
+    ChatSessionExpiresAfterParam,
+    ChatSessionRateLimitsParam,
+    ChatSessionWorkflowParam,
+)
+
+from app.settings import Settings
+
+log = logging.getLogger("app.hosted")
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# One quick retry rides out a dropped connection or a one-off 5xx; more would keep a browser
+# waiting on a page load that its own retry logic handles better.
+MAX_RETRIES = 1
+DEFAULT_RETRY_AFTER_SECONDS = 10
+MAX_RETRY_AFTER_SECONDS = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSession:
+    session_id: str
+    client_secret: str
+    expires_at: dt.datetime
+    workflow_version: str | None
+
+
+class HostedUpstreamError(Exception):
+    """OpenAI did not do what was asked. `status`, `detail` and `retry_after` are safe to show."""
+
+    def __init__(self, detail: str, *, status: int, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+        self.retry_after = retry_after
+
+
+class UpstreamSessionGone(Exception):
+    """OpenAI does not know the session any more (expired and purged, or never existed)."""
+
+
+class _SessionsClient(AsyncOpenAI):
+    def _should_retry(self, response: httpx2.Response) -> bool:
+        # On a 429 the SDK would sleep out OpenAI's Retry-After (up to two minutes) while the
+        # browser waits; answer at once instead and pass the Retry-After on.
+        if response.status_code == 429:
+            return False
+        return bool(super()._should_retry(response))
+
+
+class HostedChatKit:
+    """Mints and cancels ChatKit sessions for the configured Agent Builder workflow."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: AsyncOpenAI | None = None
+
+    @property
+    def missing(self) -> list[str]:
+        return self.settings.hosted_sessions_missing
+
+    def client(self) -> AsyncOpenAI:
+        if self._client is None:
+            key = self.settings.openai_api_key
+            if not key:
+                raise HostedUpstreamError("OPENAI_API_KEY is not set", status=503)
+            self._client = _SessionsClient(
+                api_key=key.get(),
+                # Explicit, so an OPENAI_BASE_URL the settings did not validate is never picked up.
+                base_url=self.settings.openai_base_url or DEFAULT_BASE_URL,
+                timeout=self.settings.openai_timeout_seconds,
+                max_retries=MAX_RETRIES,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    def create_params(self, user_id: str) -> dict[str, Any]:
+        """The `sessions.create` arguments for `user_id`, from settings."""
+        s = self.settings
+        if not s.chatkit_workflow_id:
+            raise HostedUpstreamError("CHATKIT_WORKFLOW_ID is not set", status=503)
+        workflow: ChatSessionWorkflowParam = {"id": s.chatkit_workflow_id.get()}
+        if s.chatkit_workflow_version:
+            workflow["version"] = s.chatkit_workflow_version
+        configuration: ChatSessionChatKitConfigurationParam = {
+            "file_upload": {"enabled": s.chatkit_file_upload_enabled},
+            "history": {"enabled": s.chatkit_history_enabled},
+            "automatic_thread_titling": {"enabled": s.chatkit_automatic_thread_titling},
+        }
+        params: dict[str, Any] = {
+            "user": user_id,
+            "workflow": workflow,
+            "chatkit_configuration": configuration,
+        }
+        if s.chatkit_session_ttl_seconds:
+            expires: ChatSessionExpiresAfterParam = {
+                "anchor": "created_at",
+                "seconds": s.chatkit_session_ttl_seconds,
+            }
+            params["expires_after"] = expires
+        if s.chatkit_session_max_requests_per_minute:
+            limits: ChatSessionRateLimitsParam = {
+                "max_requests_per_1_minute": s.chatkit_session_max_requests_per_minute
+            }
+            params["rate_limits"] = limits
+        return params
+
+    async def create(self, user_id: str) -> UpstreamSession:
+        params = self.create_params(user_id)
+        try:
+            session = await self.client().beta.chatkit.sessions.create(**params)
+        except openai.OpenAIError as exc:
+            raise _translate(exc, operation="create", user_id=user_id) from None
+        return UpstreamSession(
+            session_id=session.id,
+            client_secret=session.client_secret,
+            expires_at=dt.datetime.fromtimestamp(session.expires_at, dt.UTC),
+            workflow_version=getattr(session.workflow, "version", None) or self.settings.chatkit_workflow_version,
+        )
+
+    async def cancel(self, session_id: str, *, user_id: str) -> None:
+        """Cancel `session_id` upstream; `UpstreamSessionGone` when OpenAI no longer knows it."""
+        try:
+            await self.client().beta.chatkit.sessions.cancel(session_id)
+        except openai.NotFoundError:
+            raise UpstreamSessionGone(session_id) from None
+        except openai.OpenAIError as exc:
+            raise _translate(exc, operation="cancel", user_id=user_id) from None
+
+
+def _translate(exc: openai.OpenAIError, *, operation: str, user_id: str) -> HostedUpstreamError:
+    """What to tell the caller about an SDK failure. Never OpenAI's message: it may quote secrets."""
+    fields: dict[str, Any] = {"operation": operation, "user_id": user_id, "error": type(exc).__name__}
+    if isinstance(exc, openai.APIError):
+        fields.update(upstream_type=exc.type, upstream_code=exc.code)
+    if isinstance(exc, openai.APIStatusError):
+        fields.update(upstream_status=exc.status_code, upstream_request_id=exc.request_id)
+    log.warning("openai chatkit session %s failed", operation, extra={"fields": fields})
+
+    if isinstance(exc, openai.APITimeoutError):
+        return HostedUpstreamError(
+            "OpenAI did not answer in time while handling the ChatKit session; retry in a few seconds. "
+            "If it keeps happening, the operator can raise OPENAI_TIMEOUT_SECONDS.",
+            status=504,
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return HostedUpstreamError(
+            "OpenAI could not be reached to handle the ChatKit session; retry in a few seconds. "
+            "If it persists, the operator must check the server's outbound network and OPENAI_BASE_URL.",
+            status=503,
+        )
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return HostedUpstreamError(
+            "The server's OpenAI credentials were rejected. Retrying will not help: the operator must "
+            "check OPENAI_API_KEY and that its project may use ChatKit and the configured workflow.",
+            status=502,
+        )
+    if isinstance(exc, openai.RateLimitError):
+        if exc.code == "insufficient_quota":
+            return HostedUpstreamError(
+                "The server's OpenAI account has no quota left for ChatKit sessions. "
+                "The operator must check the OpenAI project's billing and limits.",
+                status=503,
+            )
+        wait = _retry_after(exc.response.headers)
+        return HostedUpstreamError(
+            f"OpenAI is rate-limiting this server's ChatKit sessions; retry in {wait} seconds.",
+            status=503,
+            retry_after=wait,
+        )
+    if isinstance(exc, openai.NotFoundError):
+        return HostedUpstreamError(
+            "OpenAI did not find the ChatKit workflow or endpoint. The operator must check "
+            "CHATKIT_WORKFLOW_ID, CHATKIT_WORKFLOW_VERSION and OPENAI_BASE_URL.",
+            status=502,
+        )
+    if isinstance(exc, openai.InternalServerError):
+        return HostedUpstreamError(
+            f"OpenAI failed while handling the ChatKit session (HTTP {exc.status_code}); retry in a few seconds.",
+            status=502,
+        )
+    if isinstance(exc, openai.APIStatusError):
+        return HostedUpstreamError(
+            f"OpenAI refused the ChatKit session request (HTTP {exc.status_code}). The operator must check "
+            "CHATKIT_WORKFLOW_ID, CHATKIT_WORKFLOW_VERSION and the CHATKIT_* session settings.",
+            status=502,
+        )
+    return HostedUpstreamError(
+        "OpenAI's answer to the ChatKit session request could not be understood; retry, and if it "
+        "persists the operator must check OPENAI_BASE_URL.",
+        status=502,
+    )
+
+
+def _retry_after(headers: httpx2.Headers) -> int:
+    """Seconds from `retry-after-ms` or `retry-after` (delta form), clamped; a default otherwise."""
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return min(MAX_RETRY_AFTER_SECONDS, max(1, math.ceil(seconds)))
+    return DEFAULT_RETRY_AFTER_SECONDS

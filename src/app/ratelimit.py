@@ -1,0 +1,92 @@
+"""Per-key rate limiting behind a tiny protocol, so the counters can move from memory to Redis.
+
+`StoreRateLimiter` keeps one number per key (GCRA, the "generic cell rate algorithm": the
+theoretical arrival time of the next request) in any key-value store with `get` and
+`set(..., expires_in=...)` — Litestar's `MemoryStore` today, its `RedisStore` when a shared
+store is configured. A limit of N per minute admits a burst of N, then one request every
+60/N seconds, and a refusal says exactly how long to wait.
+
+The read-modify-write is serialised per process by a lock. With a store shared between
+instances two instances can race and admit a request or two over the limit during a burst;
+a Redis implementation that must be exact runs the same arithmetic in one Lua script
+behind the same `RateLimiter` protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+
+class KeyValueStore(Protocol):
+    """What the limiter needs from a store; `litestar.stores.base.Store` satisfies it."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: str | bytes, expires_in: int | None = None) -> None: ...
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, key: str) -> float | None:
+        """Count one request for `key`: None when admitted, else seconds until one would be."""
+        ...
+
+
+class StoreRateLimiter:
+    """At most `limit` requests per `period` seconds per key (burst `limit`); `limit <= 0` is off."""
+
+    PURGE_INTERVAL_SECONDS = 60.0
+
+    def __init__(
+        self,
+        store: KeyValueStore,
+        *,
+        limit: int,
+        period: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.limit = limit
+        self.period = period
+        # Wall-clock time, not monotonic: the stored instants must mean the same on every instance.
+        self.clock = clock
+        self._lock = asyncio.Lock()
+        self._purged_at = clock()
+
+    async def acquire(self, key: str) -> float | None:
+        if self.limit <= 0:
+            return None
+        interval = self.period / self.limit
+        async with self._lock:
+            now = self.clock()
+            raw = await self.store.get(key)
+            try:
+                arrival = float(raw) if raw else now
+            except ValueError:  # a foreign value under our key must not lock the user out
+                arrival = now
+            arrival = max(arrival, now)
+            next_arrival = arrival + interval
+            admitted_at = next_arrival - self.period
+            if admitted_at > now + 1e-9:
+                return admitted_at - now
+            await self.store.set(key, repr(next_arrival), expires_in=math.ceil(next_arrival - now) + 1)
+            await self._purge_expired(now)
+            return None
+
+    async def _purge_expired(self, now: float) -> None:
+        # MemoryStore only drops an expired key when it is read again; without this sweep every
+        # user who ever minted a session would keep a few bytes forever.
+        if now - self._purged_at < self.PURGE_INTERVAL_SECONDS:
+            return
+        self._purged_at = now
+        delete_expired = getattr(self.store, "delete_expired", None)
+        if delete_expired is not None:
+            await delete_expired()
+
+
+def retry_after_seconds(wait: float) -> int:
+    """A `Retry-After` value: whole seconds, rounded up, at least 1."""
+    return max(1, math.ceil(wait))

@@ -1,0 +1,435 @@
+"""The ChatKit `Store`: threads, items, attachments and feedback in PostgreSQL (or SQLite).
+
+`ChatKitStore` works with any ChatKit server, not only TaskPilot's: build it from an Advanced
+Alchemy `SQLAlchemyAsyncConfig` or from an async session maker, and pass contexts that have a
+`user_id` attribute. Every call opens its own short session, because the ChatKit server calls
+the store from inside a streaming response, after the request's own session is closed.
+
+Semantics (each one is pinned by tests/test_chatkit_store.py, on SQLite and PostgreSQL):
+
+- Everything is scoped to `context.user_id`. Another user's thread, item or attachment is
+  `NotFoundError` on read and on write, and is never returned or modified.
+- Threads and items are ordered by `(created_at, seq)`: `seq` breaks timestamp ties in
+  insertion order. Pages hold `limit` rows; `has_more` says whether more follow and then
+  `after` is the id of the page's last row, which the caller passes back as the exclusive
+  cursor. A `limit` below 1 is read as 1.
+- A cursor id that does not exist (deleted meanwhile, or not in this user's thread) returns
+  an empty page with `has_more=False`: restarting from the beginning would duplicate what
+  the client already shows, and an error would break a history view over a race.
+- `load_thread_items` of a thread the user does not have is `NotFoundError` (not an empty
+  page), so a foreign thread id is a 404 everywhere.
+- `add_thread_item` and `save_item` are the same idempotent upsert (the library adds the
+  same item twice, e.g. an open workflow); an update keeps the item's place (`seq`). Adding
+  to a thread that is not the user's is `NotFoundError`; an id already used by an item of
+  another thread is `ItemIdConflictError` (ids never move between threads).
+- `save_thread` upserts: a second save keeps `created_at` and bumps `updated_at`; adding,
+  saving or deleting an item bumps the thread's `updated_at` too (retention reads it).
+- `delete_thread` deletes the thread's items, attachment rows and feedback; an unknown thread
+  is `NotFoundError`. `delete_thread_item` of an item that is not there is a no-op (the
+  library removes streamed items that were never saved), but the thread must be the user's.
+  `delete_attachment` of an unknown attachment is `NotFoundError`.
+- Timestamps: the library's `datetime.now()` is naive. A naive datetime is read as the
+  server's local time (which is what `datetime.now()` means) and converted to UTC; aware
+  ones are converted to UTC. Both the column and the stored JSON hold that UTC instant, so
+  a loaded object equals what was saved and saving it again changes nothing.
+- Objects are stored whole as JSON (`model_dump_json`, the same output as
+  `model_dump(mode="json")`; attachments keep their `metadata`) and read back with pydantic
+  adapters built once at import.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, cast
+
+from advanced_alchemy.config.asyncio import SQLAlchemyAsyncConfig
+from chatkit.store import NotFoundError, Store, StoreItemType
+from chatkit.types import Attachment, FeedbackKind, Page, ThreadItem, ThreadMetadata
+from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncSession
+from typing_extensions import TypeVar
+
+from app.auth import RequestContext
+from app.ids import prefixed_id
+from app.store.chat_repositories import (
+    ChatAttachmentRepository,
+    ChatFeedbackRepository,
+    ChatItemRepository,
+    ChatThreadRepository,
+    ItemRow,
+    Order,
+    PurgeResult,
+    purge_threads,
+)
+from app.store.models import utcnow
+
+__all__ = [
+    "AttachmentRecord",
+    "ChatKitStore",
+    "ItemIdConflictError",
+    "SessionMaker",
+    "UserContext",
+    "to_utc",
+]
+
+
+class UserContext(Protocol):
+    """What the store needs from a request context: whose data this is."""
+
+    @property
+    def user_id(self) -> str: ...
+
+
+ContextT = TypeVar("ContextT", bound=UserContext, default=RequestContext)
+SessionMaker = Callable[[], AsyncSession]
+
+# ChatKit's own prefixes (chatkit.store._ID_PREFIXES), with UUIDv7 bodies: 74 random bits
+# instead of the library's 32, and ids that sort by creation time.
+ID_PREFIXES: dict[StoreItemType, str] = {
+    "thread": "thr",
+    "message": "msg",
+    "tool_call": "tc",
+    "workflow": "wf",
+    "task": "tsk",
+    "attachment": "atc",
+    "sdk_hidden_context": "shcx",
+}
+
+# Building an adapter for these unions costs milliseconds; build each once.
+ITEM_ADAPTER: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
+ATTACHMENT_ADAPTER: TypeAdapter[Attachment] = TypeAdapter(Attachment)
+_THREAD_FIELDS = frozenset(ThreadMetadata.model_fields)
+
+
+class ItemIdConflictError(ValueError):
+    """The item id is already used by an item in another of the user's threads."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentRecord:
+    """An attachment with what only the server knows about it (for upload/download endpoints)."""
+
+    attachment: Attachment
+    status: Literal["pending", "uploaded"]
+    storage_key: str | None
+    size: int | None
+
+
+def to_utc(value: dt.datetime) -> dt.datetime:
+    """UTC-aware; a naive value is taken as local time, as `datetime.now()` produces it."""
+    return value.astimezone(dt.UTC)
+
+
+def _order(order: str) -> Order:
+    if order == "asc":
+        return "asc"
+    if order == "desc":
+        return "desc"
+    raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
+
+
+def _thread_json(thread: ThreadMetadata) -> tuple[dt.datetime, str]:
+    created_at = to_utc(thread.created_at)
+    # A `Thread` carries a page of items; only the metadata is the thread's to store.
+    data = thread.model_copy(update={"created_at": created_at}).model_dump_json(include=set(_THREAD_FIELDS))
+    return created_at, data
+
+
+def _item_row(item: ThreadItem) -> ItemRow:
+    created_at = to_utc(item.created_at)
+    data = item.model_copy(update={"created_at": created_at}).model_dump_json()
+    return ItemRow(id=item.id, type=item.type, created_at=created_at, data=data)
+
+
+class ChatKitStore(Store[ContextT]):
+    """ChatKit's `Store` on SQLAlchemy (PostgreSQL or SQLite), scoped by `context.user_id`.
+
+    `database` is an Advanced Alchemy `SQLAlchemyAsyncConfig` (its session maker is used) or
+    any callable returning an `AsyncSession`, such as `async_sessionmaker(engine)`.
+    """
+
+    def __init__(self, database: SQLAlchemyAsyncConfig | SessionMaker) -> None:
+        if isinstance(database, SQLAlchemyAsyncConfig):
+            self._session_maker: SessionMaker = database.create_session_maker()
+        else:
+            self._session_maker = database
+        self._postgres: bool | None = None
+
+    # ---- sessions ----------------------------------------------------------------------------
+
+    def _is_postgres(self, session: AsyncSession) -> bool:
+        if self._postgres is None:
+            self._postgres = session.get_bind().dialect.name == "postgresql"
+        return self._postgres
+
+    @asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads and for writes that are a single statement.
+
+        On PostgreSQL it runs in autocommit mode: a single statement is atomic on its own, and
+        the BEGIN and COMMIT/ROLLBACK round trips would double the cost of the hot calls.
+        On SQLite it is an ordinary transaction (the driver opens none for a SELECT anyway).
+        """
+        async with self._session_maker() as session:
+            if self._is_postgres(session):
+                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+                yield session
+            else:
+                async with session.begin():
+                    yield session
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        """A transaction, for writes of more than one statement."""
+        async with self._session_maker() as session, session.begin():
+            yield session
+
+    # ---- ids ---------------------------------------------------------------------------------
+
+    def generate_thread_id(self, context: ContextT) -> str:
+        return prefixed_id(ID_PREFIXES["thread"])
+
+    def generate_item_id(self, item_type: StoreItemType, thread: ThreadMetadata, context: ContextT) -> str:
+        return prefixed_id(ID_PREFIXES[item_type])
+
+    def generate_attachment_id(self, mime_type: str, context: ContextT) -> str:
+        """For `AttachmentStore` implementations: ChatKit's `atc_` prefix with a UUIDv7 body."""
+        return prefixed_id(ID_PREFIXES["attachment"])
+
+    # ---- threads -----------------------------------------------------------------------------
+
+    async def load_thread(self, thread_id: str, context: ContextT) -> ThreadMetadata:
+        async with self._autocommit() as session:
+            row = await ChatThreadRepository(session=session).get_thread(user_id=context.user_id, thread_id=thread_id)
+        if row is None:
+            raise NotFoundError(f"Thread {thread_id} not found")
+        return self._thread(*row)
+
+    async def save_thread(self, thread: ThreadMetadata, context: ContextT) -> None:
+        created_at, data = _thread_json(thread)
+        async with self._autocommit() as session:
+            await ChatThreadRepository(session=session).upsert_thread(
+                user_id=context.user_id,
+                thread_id=thread.id,
+                title=thread.title,
+                created_at=created_at,
+                data=data,
+                now=utcnow(),
+            )
+
+    async def load_threads(self, limit: int, after: str | None, order: str, context: ContextT) -> Page[ThreadMetadata]:
+        limit = max(limit, 1)
+        async with self._autocommit() as session:
+            rows = await ChatThreadRepository(session=session).page_threads(
+                user_id=context.user_id, after=after, limit=limit + 1, order=_order(order)
+            )
+        threads = [self._thread(created_at, data) for _id, created_at, data in rows[:limit]]
+        return self._page(threads, has_more=len(rows) > limit)
+
+    async def delete_thread(self, thread_id: str, context: ContextT) -> None:
+        await self.purge_thread(thread_id, context)
+
+    async def purge_thread(self, thread_id: str, context: ContextT) -> PurgeResult:
+        """`delete_thread` that also says what it deleted, including the attachments' storage keys."""
+        async with self._writing() as session:
+            # Lock the thread first, as every item writer does, so deletes and writes queue.
+            if not await ChatThreadRepository(session=session).touch(
+                user_id=context.user_id, thread_id=thread_id, now=utcnow()
+            ):
+                raise NotFoundError(f"Thread {thread_id} not found")
+            return await purge_threads(session, [(context.user_id, thread_id)])
+
+    # ---- items -------------------------------------------------------------------------------
+
+    async def load_thread_items(
+        self, thread_id: str, after: str | None, limit: int, order: str, context: ContextT
+    ) -> Page[ThreadItem]:
+        limit = max(limit, 1)
+        async with self._autocommit() as session:
+            rows = await ChatItemRepository(session=session).page_items(
+                user_id=context.user_id,
+                thread_id=thread_id,
+                after=after,
+                limit=limit + 1,
+                order=_order(order),
+            )
+            # An empty page must still tell "no such thread" apart from "no more items".
+            if not rows and not await ChatThreadRepository(session=session).thread_exists(
+                user_id=context.user_id, thread_id=thread_id
+            ):
+                raise NotFoundError(f"Thread {thread_id} not found")
+        items = [ITEM_ADAPTER.validate_json(data) for data in rows[:limit]]
+        return self._page(items, has_more=len(rows) > limit)
+
+    async def load_item(self, thread_id: str, item_id: str, context: ContextT) -> ThreadItem:
+        async with self._autocommit() as session:
+            data = await ChatItemRepository(session=session).get_item(
+                user_id=context.user_id, thread_id=thread_id, item_id=item_id
+            )
+        if data is None:
+            raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
+        return ITEM_ADAPTER.validate_json(data)
+
+    async def add_thread_item(self, thread_id: str, item: ThreadItem, context: ContextT) -> None:
+        row = _item_row(item)
+        async with self._autocommit() as session:
+            if not self._is_postgres(session):
+                return await self._add_rows(session, thread_id, [row], context)
+            items = ChatItemRepository(session=session)
+            if await items.add_item_touching_thread(
+                user_id=context.user_id, thread_id=thread_id, row=row, now=utcnow()
+            ):
+                return None
+            if not await ChatThreadRepository(session=session).thread_exists(
+                user_id=context.user_id, thread_id=thread_id
+            ):
+                raise NotFoundError(f"Thread {thread_id} not found")
+            raise ItemIdConflictError(f"item id {item.id} is already used in another thread of this user")
+
+    async def save_item(self, thread_id: str, item: ThreadItem, context: ContextT) -> None:
+        await self.add_thread_item(thread_id, item, context)
+
+    async def add_thread_items(self, thread_id: str, items: Sequence[ThreadItem], context: ContextT) -> None:
+        """Upsert several items in one transaction, in list order (ties keep that order)."""
+        if not items:
+            return
+        latest: dict[str, ItemRow] = {}
+        for item in items:
+            latest.pop(item.id, None)  # a repeated id is written once, at its last position
+            latest[item.id] = _item_row(item)
+        async with self._writing() as session:
+            await self._add_rows(session, thread_id, list(latest.values()), context)
+
+    async def _add_rows(self, session: AsyncSession, thread_id: str, rows: list[ItemRow], context: ContextT) -> None:
+        """Touch the thread (ownership + row lock), then upsert; inside the caller's transaction."""
+        if not await ChatThreadRepository(session=session).touch(
+            user_id=context.user_id, thread_id=thread_id, now=utcnow()
+        ):
+            raise NotFoundError(f"Thread {thread_id} not found")
+        written = await ChatItemRepository(session=session).upsert_items(
+            user_id=context.user_id, thread_id=thread_id, rows=rows
+        )
+        if written != len(rows):
+            raise ItemIdConflictError("an item id is already used in another thread of this user")
+
+    async def delete_thread_item(self, thread_id: str, item_id: str, context: ContextT) -> None:
+        async with self._writing() as session:
+            if not await ChatThreadRepository(session=session).touch(
+                user_id=context.user_id, thread_id=thread_id, now=utcnow()
+            ):
+                raise NotFoundError(f"Thread {thread_id} not found")
+            if await ChatItemRepository(session=session).delete_item(
+                user_id=context.user_id, thread_id=thread_id, item_id=item_id
+            ):
+                await ChatFeedbackRepository(session=session).delete_item_feedback(
+                    user_id=context.user_id, item_id=item_id
+                )
+
+    # ---- attachments -------------------------------------------------------------------------
+
+    async def save_attachment(self, attachment: Attachment, context: ContextT) -> None:
+        async with self._writing() as session:
+            if attachment.thread_id is not None and not await ChatThreadRepository(session=session).thread_exists(
+                user_id=context.user_id, thread_id=attachment.thread_id
+            ):
+                raise NotFoundError(f"Thread {attachment.thread_id} not found")
+            await ChatAttachmentRepository(session=session).upsert_attachment(
+                user_id=context.user_id,
+                attachment_id=attachment.id,
+                thread_id=attachment.thread_id,
+                name=attachment.name,
+                mime_type=attachment.mime_type,
+                # Two-phase uploads carry an upload descriptor until the bytes have arrived.
+                status="pending" if attachment.upload_descriptor is not None else "uploaded",
+                data=attachment.model_dump_json(),
+                now=utcnow(),
+            )
+
+    async def load_attachment(self, attachment_id: str, context: ContextT) -> Attachment:
+        return (await self.load_attachment_record(attachment_id, context)).attachment
+
+    async def load_attachment_record(self, attachment_id: str, context: ContextT) -> AttachmentRecord:
+        """The attachment plus its upload status, storage key and size."""
+        async with self._autocommit() as session:
+            row = await ChatAttachmentRepository(session=session).get_attachment(
+                user_id=context.user_id, attachment_id=attachment_id
+            )
+        if row is None:
+            raise NotFoundError(f"Attachment {attachment_id} not found")
+        data, status, storage_key, size = row
+        return AttachmentRecord(
+            attachment=ATTACHMENT_ADAPTER.validate_json(data),
+            status="uploaded" if status == "uploaded" else "pending",
+            storage_key=storage_key,
+            size=size,
+        )
+
+    async def mark_attachment_uploaded(
+        self,
+        attachment_id: str,
+        context: ContextT,
+        *,
+        storage_key: str | None = None,
+        size: int | None = None,
+    ) -> None:
+        """Record that the bytes arrived (and where): the retention job no longer deletes it."""
+        async with self._autocommit() as session:
+            if not await ChatAttachmentRepository(session=session).mark_uploaded(
+                user_id=context.user_id, attachment_id=attachment_id, storage_key=storage_key, size=size
+            ):
+                raise NotFoundError(f"Attachment {attachment_id} not found")
+
+    async def delete_attachment(self, attachment_id: str, context: ContextT) -> None:
+        async with self._autocommit() as session:
+            if not await ChatAttachmentRepository(session=session).delete_attachment_row(
+                user_id=context.user_id, attachment_id=attachment_id
+            ):
+                raise NotFoundError(f"Attachment {attachment_id} not found")
+
+    # ---- feedback ----------------------------------------------------------------------------
+
+    async def save_feedback(
+        self, thread_id: str, item_ids: Sequence[str], kind: FeedbackKind, context: ContextT
+    ) -> int:
+        """Record `kind` for each named item of the user's thread (one row per user and item,
+        replaced on a second call). Ids that are not items of this thread are skipped; returns
+        how many items were recorded. A thread that is not the user's is `NotFoundError`."""
+        if kind not in ("positive", "negative"):
+            raise ValueError(f"feedback kind must be 'positive' or 'negative', not {kind!r}")
+        async with self._writing() as session:
+            if not await ChatThreadRepository(session=session).thread_exists(
+                user_id=context.user_id, thread_id=thread_id
+            ):
+                raise NotFoundError(f"Thread {thread_id} not found")
+            if not item_ids:
+                return 0
+            return await ChatFeedbackRepository(session=session).upsert_feedback(
+                user_id=context.user_id, thread_id=thread_id, item_ids=item_ids, kind=kind, now=utcnow()
+            )
+
+    async def load_feedback(self, thread_id: str, context: ContextT) -> dict[str, FeedbackKind]:
+        """`{item_id: kind}` for the user's thread; `NotFoundError` when it is not the user's."""
+        async with self._autocommit() as session:
+            if not await ChatThreadRepository(session=session).thread_exists(
+                user_id=context.user_id, thread_id=thread_id
+            ):
+                raise NotFoundError(f"Thread {thread_id} not found")
+            rows = await ChatFeedbackRepository(session=session).feedback_for_thread(
+                user_id=context.user_id, thread_id=thread_id
+            )
+        return {item_id: cast("FeedbackKind", kind) for item_id, kind in rows.items()}
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _thread(created_at: dt.datetime, data: str) -> ThreadMetadata:
+        thread = ThreadMetadata.model_validate_json(data)
+        thread.created_at = created_at  # the column keeps the first save's value
+        return thread
+
+    @staticmethod
+    def _page(data: list[Any], *, has_more: bool) -> Page[Any]:
+        return Page(data=data, has_more=has_more, after=data[-1].id if has_more and data else None)

@@ -1,0 +1,228 @@
+"""Hosted ChatKit sessions: the one place their rules live.
+
+- A session is minted for the authenticated user only; OpenAI receives that user id.
+- Every mint, refresh and cancel leaves a row in `hosted_sessions`: who, which session, until
+  when, its status (active | refreshed | cancelled) and when it changed. The client secret is
+  never stored, only its SHA-256, so a refresh can name the old session by its secret.
+- Ownership is a property of the repository: every lookup filters by the caller's user id, so
+  another user's session is indistinguishable from one that does not exist.
+- A refresh always mints a new session for the caller and cancels the old one only when the
+  caller owns it and it is still active. A secret or session id that is unknown or belongs to
+  someone else is ignored (the answer is the same either way, so it reveals nothing): the
+  caller still gets a working session, as ChatKit's `getClientSecret()` expects, and no one
+  can cancel another user's session.
+- `status = 'refreshed'` means replaced *and* cancelled upstream. When that cancel fails the
+  old row stays `active` with `replaced_by` set, so `DELETE` can finish the job later.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import DomainError, NotFound, TooManyRequests, UpstreamError
+from app.hosted import HostedChatKit, HostedUpstreamError, UpstreamSession, UpstreamSessionGone
+from app.ratelimit import RateLimiter, retry_after_seconds
+from app.store.models import HostedSession, utcnow
+
+log = logging.getLogger("app.sessions")
+
+ACTIVE = "active"
+REFRESHED = "refreshed"
+CANCELLED = "cancelled"
+
+
+class HostedNotConfigured(DomainError):
+    status = 503
+    title = "Service Unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class MintedSession:
+    client_secret: str
+    session_id: str
+    expires_at: dt.datetime
+
+
+def fingerprint(client_secret: str) -> str:
+    """SHA-256 of a client secret. Secrets are long random strings, so no salt is needed."""
+    return hashlib.sha256(client_secret.encode()).hexdigest()
+
+
+class HostedSessionRepository(SQLAlchemyAsyncRepository[HostedSession]):
+    """Rows of `hosted_sessions`; every lookup takes the owner's user id."""
+
+    model_type = HostedSession
+
+    async def owned(self, user_id: str, session_id: str) -> HostedSession | None:
+        return await self.get_one_or_none(user_id=user_id, session_id=session_id)
+
+    async def owned_by_secret(self, user_id: str, client_secret: str) -> HostedSession | None:
+        return await self.get_one_or_none(user_id=user_id, secret_sha256=fingerprint(client_secret))
+
+
+class HostedSessionService:
+    """Mint, refresh and cancel hosted sessions for one request's user."""
+
+    def __init__(self, db_session: AsyncSession, upstream: HostedChatKit, limiter: RateLimiter) -> None:
+        self.db = db_session
+        self.repository = HostedSessionRepository(session=db_session)
+        self.upstream = upstream
+        self.limiter = limiter
+
+    async def mint(self, user_id: str) -> MintedSession:
+        self._require_configured()
+        await self._admit(user_id)
+        session = await self._mint_and_record(user_id)
+        log.info("hosted session minted", extra={"fields": _fields(user_id, session)})
+        return _minted(session)
+
+    async def refresh(
+        self,
+        user_id: str,
+        *,
+        current_client_secret: str | None = None,
+        session_id: str | None = None,
+    ) -> MintedSession:
+        if current_client_secret is not None and session_id is not None:
+            raise DomainError("Send either current_client_secret or session_id, not both.", field="session_id")
+        self._require_configured()
+        await self._admit(user_id)
+        previous: HostedSession | None = None
+        if current_client_secret is not None:
+            previous = await self.repository.owned_by_secret(user_id, current_client_secret)
+        elif session_id is not None:
+            previous = await self.repository.owned(user_id, session_id)
+
+        session = await self._mint_and_record(user_id)
+        outcome = "none named"
+        if current_client_secret is not None or session_id is not None:
+            outcome = "not owned or unknown" if previous is None else await self._retire(previous, session)
+        log.info(
+            "hosted session refreshed",
+            extra={"fields": {**_fields(user_id, session), "previous": outcome}},
+        )
+        return _minted(session)
+
+    async def cancel(self, user_id: str, session_id: str) -> None:
+        self._require_configured()
+        row = await self.repository.owned(user_id, session_id)
+        if row is None:
+            raise NotFound("The session does not exist or belongs to another user; check the session id.")
+        if row.status != ACTIVE:
+            return  # already cancelled (a refresh cancels the session it replaces): idempotent
+        if not _expired(row):
+            try:
+                await self.upstream.cancel(row.session_id, user_id=user_id)
+            except UpstreamSessionGone:
+                pass
+            except HostedUpstreamError as exc:
+                raise _upstream(exc) from None
+        row.status = CANCELLED
+        await self.db.commit()
+        log.info(
+            "hosted session cancelled",
+            extra={"fields": {"user_id": user_id, "session_id": row.session_id}},
+        )
+
+    def _require_configured(self) -> None:
+        missing = self.upstream.missing
+        if missing:
+            names = " and ".join(missing)
+            verb, pronoun = ("is", "it") if len(missing) == 1 else ("are", "them")
+            raise HostedNotConfigured(
+                f"Hosted ChatKit sessions are not configured on this server: {names} {verb} not set. "
+                f"The operator must set {pronoun} and restart; GET /api/chatkit/health shows the status."
+            )
+
+    async def _admit(self, user_id: str) -> None:
+        wait = await self.limiter.acquire(f"hosted-sessions:{user_id}")
+        if wait is not None:
+            seconds = retry_after_seconds(wait)
+            raise TooManyRequests(
+                f"Too many ChatKit sessions requested for this user; retry in {seconds} seconds.",
+                retry_after=seconds,
+            )
+
+    async def _mint_and_record(self, user_id: str) -> UpstreamSession:
+        try:
+            session = await self.upstream.create(user_id)
+        except HostedUpstreamError as exc:
+            raise _upstream(exc) from None
+        try:
+            await self.repository.add(
+                HostedSession(
+                    user_id=user_id,
+                    session_id=session.session_id,
+                    status=ACTIVE,
+                    secret_sha256=fingerprint(session.client_secret),
+                    workflow_version=session.workflow_version,
+                    expires_at=session.expires_at,
+                ),
+                auto_commit=True,
+            )
+        except Exception:
+            # A secret that was never recorded could not be audited or cancelled by its owner:
+            # withdraw it rather than hand it out.
+            await self.db.rollback()
+            try:
+                await self.upstream.cancel(session.session_id, user_id=user_id)
+            except (HostedUpstreamError, UpstreamSessionGone):
+                log.warning(
+                    "could not cancel a hosted session whose record failed",
+                    extra={"fields": {"user_id": user_id, "session_id": session.session_id}},
+                )
+            raise
+        return session
+
+    async def _retire(self, previous: HostedSession, replacement: UpstreamSession) -> str:
+        """Cancel the session a refresh replaces; what happened, for the log."""
+        if previous.status != ACTIVE:
+            return f"already {previous.status}"
+        previous.replaced_by = replacement.session_id
+        if _expired(previous):
+            previous.status = REFRESHED
+            outcome = "expired"
+        else:
+            try:
+                await self.upstream.cancel(previous.session_id, user_id=previous.user_id)
+            except UpstreamSessionGone:
+                previous.status = REFRESHED
+                outcome = "gone upstream"
+            except HostedUpstreamError as exc:
+                # The caller already has a working replacement; keep the old row active so a
+                # DELETE can cancel it later, and say so in the log.
+                outcome = f"cancel failed ({exc.status})"
+            else:
+                previous.status = REFRESHED
+                outcome = "cancelled"
+        await self.db.commit()
+        return outcome
+
+
+def _expired(row: HostedSession) -> bool:
+    return row.expires_at is not None and row.expires_at <= utcnow()
+
+
+def _upstream(exc: HostedUpstreamError) -> UpstreamError:
+    return UpstreamError(exc.detail, status=exc.status, retry_after=exc.retry_after)
+
+
+def _minted(session: UpstreamSession) -> MintedSession:
+    return MintedSession(
+        client_secret=session.client_secret, session_id=session.session_id, expires_at=session.expires_at
+    )
+
+
+def _fields(user_id: str, session: UpstreamSession) -> dict[str, object]:
+    return {
+        "user_id": user_id,
+        "session_id": session.session_id,
+        "expires_at": session.expires_at.isoformat(),
+        "workflow_version": session.workflow_version,
+    }
