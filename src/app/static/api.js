@@ -1,0 +1,115 @@
+// HTTP to TaskPilot: bearer tokens on every call, one retry with a fresh token after a 401, and
+// failures turned into messages a person can act on (problem+json `detail` when there is one).
+
+export class ApiError extends Error {
+  constructor(message, { status = 0, problem = null } = {}) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+/** An `ApiError` describing a non-2xx response: RFC 9457 `detail`, else whatever the body says. */
+export async function errorFromResponse(response) {
+  const status = response.status;
+  let text = "";
+  try {
+    text = await response.text();
+  } catch {
+    text = "";
+  }
+  let body = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    body = null;
+  }
+  if (body && typeof body === "object") {
+    const detail = body.detail ?? body.message ?? body.error?.message;
+    if (typeof detail === "string" && detail) {
+      const title = typeof body.title === "string" && body.title ? body.title : statusPhrase(status);
+      return new ApiError(`${title}: ${detail}`, { status, problem: body });
+    }
+  }
+  const short = text && text.length <= 200 && !text.trimStart().startsWith("<") ? `: ${text.trim()}` : "";
+  return new ApiError(`${statusPhrase(status)} (HTTP ${status})${short}`, { status });
+}
+
+function statusPhrase(status) {
+  const phrases = {
+    400: "Bad request",
+    401: "Not signed in",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    413: "Too large",
+    429: "Too many requests",
+    500: "Server error",
+    502: "Upstream error",
+    503: "Unavailable",
+    504: "Upstream timeout",
+  };
+  return phrases[status] ?? "Request failed";
+}
+
+export function withBearer(input, init, token) {
+  // A Request carries its own headers; `init.headers` would replace them, so start from those.
+  const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : {}));
+  if (token) headers.set("Authorization", `Bearer ${token}`);
+  return { ...init, headers };
+}
+
+export class Api {
+  /**
+   * @param {URL} base  TaskPilot's origin (the page's own, or the one its scripts came from)
+   * @param {{token(): Promise<string|null>, invalidate(token: string): void, unauthorized(error: ApiError): void}} auth
+   */
+  constructor(base, auth) {
+    this.base = base;
+    this.auth = auth;
+  }
+
+  url(path) {
+    return new URL(path, this.base).toString();
+  }
+
+  /** `fetch` with the bearer token; the signature ChatKit's `api.fetch` option expects. */
+  async fetch(input, init = {}) {
+    const token = await this.auth.token();
+    let response = await this.#send(input, withBearer(input, init, token));
+    if (response.status === 401 && token) {
+      this.auth.invalidate(token);
+      const fresh = await this.auth.token();
+      if (fresh && fresh !== token) response = await this.#send(input, withBearer(input, init, fresh));
+    }
+    if (response.status === 401) {
+      this.auth.unauthorized(await errorFromResponse(response.clone()));
+    }
+    return response;
+  }
+
+  async #send(input, init) {
+    try {
+      return await fetch(input, init);
+    } catch (error) {
+      if (error?.name === "AbortError") throw error;
+      throw new ApiError(`Cannot reach TaskPilot at ${this.base.origin} (${error?.message ?? error}). Is the server running?`);
+    }
+  }
+
+  /** JSON from `path`, or an `ApiError`. */
+  async json(path, init = {}) {
+    const response = await this.fetch(this.url(path), init);
+    if (!response.ok) throw await errorFromResponse(response);
+    if (response.status === 204) return null;
+    return response.json();
+  }
+
+  /** JSON from a route that needs no token (health, the development token route). */
+  async publicJson(path, init = {}) {
+    const response = await this.#send(this.url(path), init);
+    if (!response.ok) throw await errorFromResponse(response);
+    return response.json();
+  }
+}

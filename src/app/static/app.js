@@ -1,0 +1,291 @@
+// TaskPilot's page: a chat beside the user's task list.
+//
+// The chat is the official ChatKit web component (<openai-chatkit>, from OpenAI's CDN) pointed at
+// this server's /chatkit with a `fetch` that adds the bearer token. When ChatKit's script cannot
+// load, the page falls back to a built-in console that speaks the same protocol.
+//
+// Embedding in another application (same markup, CSS and module; CORS_ORIGINS must list it):
+//   import { mount } from "https://tasks.example.com/static/app.js";
+//   mount(document.getElementById("taskpilot-app"), { getToken: async () => (await authClient.token()).data?.token });
+
+import { Api, errorFromResponse } from "./api.js";
+import { Auth } from "./auth.js";
+import { ChatConsole } from "./console.js";
+import { h } from "./dom.js";
+import { TaskPanel } from "./tasks.js";
+
+export const CHATKIT_SCRIPT = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js";
+// ChatKit checks this against the domains registered with OpenAI; localhost needs no registration.
+export const LOCAL_DOMAIN_KEY = "domain_pk_localhost_dev";
+const CHATKIT_WAIT_MS = 6000;
+
+export const GREETING = "What needs doing? I can add, find, update and finish your tasks.";
+export const PROMPTS = [
+  { label: "Add a task", prompt: "Add a task to buy milk tomorrow", icon: "plus" },
+  { label: "What's open?", prompt: "Show my open tasks", icon: "check-circle" },
+  { label: "Due soon", prompt: "What's due in the next 7 days?", icon: "calendar" },
+  { label: "Overview", prompt: "Give me a summary of my tasks", icon: "chart" },
+];
+export const PLACEHOLDER = "Ask me to add, list, or finish tasks…";
+export const THEME = {
+  colorScheme: "light",
+  radius: "round",
+  density: "normal",
+  color: {
+    accent: { primary: "#e8590c", level: 1 },
+    grayscale: { hue: 220, tint: 6, shade: -1 },
+  },
+  typography: { fontFamily: "Inter, system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif" },
+};
+
+function params() {
+  return new URLSearchParams(window.location.search);
+}
+
+/** Resolves true once <openai-chatkit> is defined, false if its script failed or took too long. */
+export function chatKitAvailable(timeoutMs = CHATKIT_WAIT_MS) {
+  if (customElements.get("openai-chatkit")) return Promise.resolve(true);
+  if (window.taskpilotBoot?.chatkit === "failed") return Promise.resolve(false);
+  if (!document.querySelector("script[data-chatkit]")) {
+    // Embedded without the page's <head>: load ChatKit the same way, reporting failure.
+    const script = h("script", { src: CHATKIT_SCRIPT, async: true, "data-chatkit": true });
+    script.addEventListener("error", () => window.dispatchEvent(new Event("taskpilot:chatkit-failed")));
+    document.head.append(script);
+  }
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(Boolean(customElements.get("openai-chatkit"))), timeoutMs);
+    customElements.whenDefined("openai-chatkit").then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    window.addEventListener(
+      "taskpilot:chatkit-failed",
+      () => {
+        clearTimeout(timer);
+        resolve(false);
+      },
+      { once: true }
+    );
+  });
+}
+
+/** A token from the sign-in service's endpoint for the browser's session (Better Auth: GET /api/auth/token). */
+function tokenFromUrl(url) {
+  return async () => {
+    const response = await fetch(url, { credentials: "include", headers: { Accept: "application/json" } });
+    if (!response.ok) throw await errorFromResponse(response);
+    const body = await response.json();
+    return body.token ?? null;
+  };
+}
+
+async function detectAuth(api, options) {
+  const tokenUrl = options.tokenUrl ?? document.querySelector('meta[name="taskpilot-token-url"]')?.content;
+  const hostToken =
+    options.getToken ??
+    (typeof window.taskpilotToken === "function" ? () => window.taskpilotToken() : null) ??
+    (tokenUrl ? tokenFromUrl(tokenUrl) : null);
+  if (hostToken) return new Auth("host", { getToken: hostToken });
+  try {
+    const health = await api.publicJson("/api/chatkit/health");
+    return new Auth(health.auth_mode === "dev" ? "dev" : "none");
+  } catch {
+    return new Auth("none");
+  }
+}
+
+export async function mount(root, options = {}) {
+  const base = new URL(options.apiBase ?? new URL("/", import.meta.url));
+  const auth0 = { token: async () => null, invalidate() {}, unauthorized() {} };
+  const api = new Api(base, auth0);
+  const auth = await detectAuth(api, options);
+  api.auth = auth;
+  auth.api = api;
+
+  const account = h("div", { class: "tp-account" });
+  const chatArea = h("main", { class: "tp-chat", "aria-label": "Assistant" });
+  const tasks = new TaskPanel(api);
+  const status = h("div", { class: "tp-status", role: "status", hidden: true });
+  root.replaceChildren(
+    h(
+      "header",
+      { class: "tp-topbar" },
+      h("div", { class: "tp-brand" }, h("img", { src: new URL("/static/favicon.svg", base).toString(), alt: "", width: 28, height: 28 }), h("span", {}, "TaskPilot")),
+      h("span", { class: "tp-tagline" }, "Your tasks, by conversation"),
+      account
+    ),
+    status,
+    h("div", { class: "tp-body" }, chatArea, tasks.element)
+  );
+
+  const state = { chat: null };
+
+  const renderAccount = () => {
+    account.replaceChildren();
+    if (auth.mode === "dev" && auth.user) {
+      account.append(
+        h("span", { class: "tp-user", title: "Development sign-in (AUTH_MODE=dev)" }, h("span", { class: "tp-avatar", "aria-hidden": "true" }, auth.user.slice(0, 1).toUpperCase()), auth.user),
+        h("button", { type: "button", class: "tp-btn tp-btn--ghost tp-btn--sm", onClick: () => auth.signOut() }, "Switch user")
+      );
+    } else if (auth.mode === "host" && auth.user) {
+      account.append(h("span", { class: "tp-user" }, h("span", { class: "tp-avatar", "aria-hidden": "true" }, auth.user.slice(0, 1).toUpperCase()), auth.user));
+    }
+  };
+
+  const showSignIn = (problem = null) => {
+    tasks.clear("Sign in to see your tasks.");
+    if (auth.mode === "dev") {
+      const field = h("input", { id: "tp-user-name", class: "tp-field", name: "user", autocomplete: "username", required: true, maxlength: 64, pattern: "[A-Za-z0-9][A-Za-z0-9._@\\-]*", placeholder: "e.g. alice" });
+      const error = h("p", { class: "tp-form-error", hidden: true, role: "alert" });
+      const form = h(
+        "form",
+        {
+          class: "tp-signin",
+          onSubmit: async (event) => {
+            event.preventDefault();
+            const name = field.value.trim();
+            if (!name) return;
+            try {
+              await auth.signIn(name);
+            } catch (failure) {
+              error.hidden = false;
+              error.textContent = failure.message;
+            }
+          },
+        },
+        h("h1", {}, "Sign in for development"),
+        h("p", { class: "tp-muted" }, "This server runs with AUTH_MODE=dev: type any user name to get a development token. Each name has its own tasks and conversations."),
+        h("label", { for: "tp-user-name" }, "User name"),
+        h("div", { class: "tp-signin-row" }, field, h("button", { type: "submit", class: "tp-btn tp-btn--solid" }, "Continue")),
+        error
+      );
+      chatArea.replaceChildren(h("div", { class: "tp-center" }, form));
+      field.focus();
+    } else {
+      chatArea.replaceChildren(
+        h(
+          "div",
+          { class: "tp-center" },
+          h(
+            "div",
+            { class: "tp-signin" },
+            h("h1", {}, "Sign in through your application"),
+            h("p", { class: "tp-muted" }, "This server accepts JWTs from your sign-in service (AUTH_MODE=jwt). Open TaskPilot from the application that signs you in: it supplies tokens through AUTH_TOKEN_URL or window.taskpilotToken (see the README)."),
+            problem ? h("p", { class: "tp-form-error", role: "alert" }, problem) : null
+          )
+        )
+      );
+    }
+  };
+
+  const start = async () => {
+    renderAccount();
+    if (!auth.signedIn) {
+      showSignIn();
+      return;
+    }
+    if (auth.mode === "host") {
+      let token = null;
+      let failure = null;
+      try {
+        token = await auth.token();
+      } catch (error) {
+        failure = error;
+      }
+      if (!token) {
+        showSignIn(failure ? `The sign-in service gave no token: ${failure.message}` : "The sign-in service gave no token: sign in to your application first.");
+        return;
+      }
+      renderAccount();
+    }
+    tasks.refresh();
+    const onEffect = (name, data) => {
+      if (name === "tasks.changed") tasks.refresh(Array.isArray(data?.ids) ? data.ids : []);
+    };
+    const forced = params().get("ui");
+    const useChatKit = forced !== "console" && (await chatKitAvailable(forced === "chatkit" ? 30_000 : CHATKIT_WAIT_MS));
+    if (useChatKit) {
+      state.chat = mountChatKit(chatArea, api, base, { onEffect, onError: (message) => showStatus(message, "error"), options, user: auth.user });
+      root.dataset.ui = "chatkit";
+    } else {
+      const reason = forced === "console" ? "Chosen with ?ui=console." : "ChatKit's script could not be loaded from its CDN, so this page uses its built-in console.";
+      const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect });
+      chatArea.replaceChildren(chat.element);
+      state.chat = chat;
+      root.dataset.ui = "console";
+      await chat.start();
+    }
+    root.dataset.ready = "true";
+  };
+
+  const showStatus = (message, level = "info") => {
+    status.hidden = !message;
+    status.className = `tp-status tp-status--${level}`;
+    status.textContent = message ?? "";
+  };
+
+  auth.addEventListener("change", () => {
+    root.dataset.ready = "false";
+    start();
+  });
+  auth.addEventListener("token", renderAccount);
+  auth.addEventListener("unauthorized", (event) => {
+    showStatus(`${event.detail.message}${auth.mode === "dev" ? " Use “Switch user” to sign in again." : ""}`, "error");
+  });
+
+  const handle = { api, auth, tasks, get chat() { return state.chat; } };
+  root.taskpilot = handle; // for the browser console and tests
+  await start();
+  return handle;
+}
+
+function mountChatKit(chatArea, api, base, { onEffect, onError, options, user }) {
+  const threadKey = `taskpilot.chatkit-thread:${user ?? "anonymous"}`;
+  let initialThread = null;
+  try {
+    initialThread = window.localStorage.getItem(threadKey);
+  } catch {
+    initialThread = null;
+  }
+  const element = document.createElement("openai-chatkit");
+  element.classList.add("tp-chatkit");
+  chatArea.replaceChildren(element);
+  // CHATKIT_DOMAIN_KEY (filled into the page by the server) or the key ChatKit accepts on localhost.
+  const domainKey = options.domainKey || document.querySelector('meta[name="chatkit-domain-key"]')?.content || LOCAL_DOMAIN_KEY;
+  element.setOptions({
+    api: {
+      url: new URL("/chatkit", base).toString(),
+      domainKey,
+      fetch: (url, init) => api.fetch(url, init),
+      // attachments.create answers with a signed upload URL on this server (PUT, no headers needed).
+      uploadStrategy: { type: "two_phase" },
+    },
+    initialThread,
+    theme: THEME,
+    startScreen: { greeting: GREETING, prompts: PROMPTS },
+    composer: {
+      placeholder: PLACEHOLDER,
+      attachments: { enabled: true, maxCount: 5, maxSize: 10 * 1024 * 1024 },
+    },
+    history: { enabled: true, showDelete: true, showRename: true },
+    threadItemActions: { feedback: true },
+  });
+  element.addEventListener("chatkit.thread.change", (event) => {
+    try {
+      if (event.detail?.threadId) window.localStorage.setItem(threadKey, event.detail.threadId);
+      else window.localStorage.removeItem(threadKey);
+    } catch {
+      // private mode: ChatKit still works, it just starts on a new thread next time
+    }
+  });
+  element.addEventListener("chatkit.effect", (event) => onEffect(event.detail.name, event.detail.data ?? {}));
+  element.addEventListener("chatkit.error", (event) => onError(`ChatKit: ${event.detail?.error?.message ?? "something went wrong"}. Reload, or open ${window.location.pathname}?ui=console for the built-in console.`));
+  return element;
+}
+
+const root = document.getElementById("taskpilot-app");
+if (root?.hasAttribute("data-autostart")) {
+  mount(root).catch((error) => {
+    root.replaceChildren(h("p", { class: "tp-fatal", role: "alert" }, `TaskPilot could not start: ${error.message}`));
+  });
+}
