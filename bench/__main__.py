@@ -1,0 +1,83 @@
+"""The whole benchmark suite: `python -m bench [--quick]` (what `make bench` runs).
+
+1. bench.turns    the cost of a turn against its floor, at concurrency 1, 16, 64 and 256
+2. bench.streams  1,000 open streams at one delta per 100 ms: event gaps, memory per stream
+3. bench.mint     hosted session minting against calling the openai SDK directly
+
+Each prints its table and writes bench/results/<name>.json; this prints a summary of the
+targets at the end and writes bench/results/summary.json. `--quick` (or BENCH_QUICK=1) is a
+smoke run of all three in about a minute; the full run takes about five minutes on two cores.
+`--only turns,mint` runs a subset. bench.store (`make bench-store`) is separate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from typing import Any
+
+from bench import common, mint, streams, turns
+
+SUITE = {"turns": turns.run, "streams": streams.run, "mint": mint.run}
+
+
+def _selected(argv: list[str]) -> list[str]:
+    for n, arg in enumerate(argv):
+        if arg == "--only" and n + 1 < len(argv):
+            return [name.strip() for name in argv[n + 1].split(",") if name.strip() in SUITE]
+        if arg.startswith("--only="):
+            return [name.strip() for name in arg.split("=", 1)[1].split(",") if name.strip() in SUITE]
+    return list(SUITE)
+
+
+async def run_all(quick: bool, names: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    started = time.perf_counter()
+    for name in names:
+        print(f"\n===== bench.{name} =====", flush=True)
+        results[name] = await SUITE[name](quick)
+    load = os.getloadavg()
+    summary: dict[str, Any] = {
+        "quick": quick,
+        "seconds": round(time.perf_counter() - started, 1),
+        "load_average_at_end": [round(x, 2) for x in load],
+        "machine": common.machine(),
+        "targets": {},
+    }
+    if "turns" in results:
+        summary["targets"]["turn cost within 2x of the floor at concurrency 16"] = results["turns"]["target"]
+    if "streams" in results:
+        s = results["streams"]
+        summary["targets"][f"{s['streams']} open streams, p99 event gap < 150 ms"] = {
+            "met": s["targets"]["gap_p99_under_150ms"],
+            "gap_ms_hold": s["gap_ms_hold"],
+            "gap_ms_whole_run": s["gap_ms_whole_run"],
+            "all_open_together": s["all_open_together"],
+        }
+        summary["targets"]["under 100 KB per open stream"] = {
+            "met": s["targets"]["under_100kb_per_stream"],
+            "kb_per_stream": s["kb_per_stream"],
+        }
+    if "mint" in results:
+        summary["targets"]["minting overhead under 1.3x the direct SDK call"] = {
+            "met": results["mint"]["target"]["met"],
+            "overhead": results["mint"]["overhead"],
+        }
+    print(f"\n===== summary ({summary['seconds']} s, load average now {summary['load_average_at_end']}) =====")
+    for target, verdict in summary["targets"].items():
+        print(f"  {'MET   ' if verdict.get('met') else 'MISSED'} {target}")
+    path = common.write_results("summary", summary)
+    print(f"wrote {path}")
+    return summary
+
+
+def main() -> int:
+    common.install_uvloop()
+    asyncio.run(run_all(common.quick_mode(), _selected(sys.argv[1:])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

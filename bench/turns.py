@@ -1,0 +1,511 @@
+"""The cost of a chat turn, against its floor.
+
+    python -m bench.turns [--quick]          (`make bench` runs it with the other benchmarks)
+
+A live TaskPilot (granian, PostgreSQL, the offline model with no delay, so the model's own time
+is near zero) is driven over real HTTP by an async load generator: every turn is one
+`threads.create` whose message ("add a task to buy milk tomorrow") makes the offline model
+call the add_task tool and stream its answer. Each virtual client is its own user on its own
+keep-alive connection, and starts its next turn when the last one ends (closed loop), at
+concurrency 1, 16, 64 and 256.
+
+The floor is `bench/floor_app.py`: a bare ASGI app on the same granian with the same flags, that
+performs as many raw asyncpg INSERTs per turn as TaskPilot issues INSERT/UPDATE statements and
+streams the bytes of a captured TaskPilot response. Both run in the same process of this
+benchmark, level by level, alternating, so background load hits both alike.
+
+How TaskPilot's statements are counted: once, in this process, one turn runs through the
+same `ChatKitServer` the app builds (`app.asgi.build_chatkit_server`) with SQLAlchemy event
+listeners on its engine, which log every statement, transaction and pool checkout in order
+with the frames the turn yields. That sequence becomes the floor's plan.
+
+Per level and server: turns/s, time to first and to last byte of the stream (p50/p95/p99),
+server CPU seconds per turn (granian's process tree, user+system, from psutil), CPU of the
+PostgreSQL backends serving that database per turn, the load generator's CPU per turn (so one
+can see whether the client was the limit) and the peak RSS of the server's process tree.
+Then TaskPilot / floor ratios of each. A py-spy profile of TaskPilot at concurrency 16 (taken in
+a separate pass, so sampling never perturbs the figures) says where the CPU goes, by stage.
+
+Figures go to bench/results/turns.json. Nothing asserts on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+
+from bench import common
+from bench.common import Server
+
+DATABASE = os.environ.get("BENCH_DATABASE", "taskpilot_bench_turns")
+MESSAGE = "add a task to buy milk tomorrow"
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
+# TaskPilot's defaults (DATABASE_POOL_SIZE=10, DATABASE_MAX_OVERFLOW=10); the floor gets the same 20.
+POOL_SIZE = int(os.environ.get("BENCH_DB_POOL_SIZE", "10"))
+MAX_OVERFLOW = int(os.environ.get("BENCH_DB_MAX_OVERFLOW", "10"))
+TARGET_RATIO_AT_16 = 2.0
+
+
+@dataclass
+class Plan:
+    concurrency: list[int]
+    warmup_s: float
+    measure_s: float
+    profile_s: float
+    in_process_turns: int
+
+
+FULL = Plan(concurrency=[1, 16, 64, 256], warmup_s=2.0, measure_s=10.0, profile_s=6.0, in_process_turns=40)
+QUICK = Plan(concurrency=[1, 16], warmup_s=0.5, measure_s=1.5, profile_s=0.0, in_process_turns=5)
+
+
+# ---- what one TaskPilot turn does to the database ---------------------------------------------------
+
+
+async def capture_turn(database_url: str, turns: int) -> dict[str, Any]:
+    """Run turns in this process through the app's own ChatKitServer; log statements and frames.
+
+    Returns the statement counts, the ordered sequence of writes and frames of the last turn
+    (the floor's plan) and the CPU one turn costs without HTTP.
+    """
+    from sqlalchemy import event
+
+    from app.asgi import build_chatkit_server
+    from app.auth import RequestContext
+    from app.settings import Settings
+    from app.store.db import build_db_config
+
+    settings = Settings.from_env({"DATABASE_URL": database_url})
+    db_config = build_db_config(settings)
+    server = build_chatkit_server(settings, db_config)
+    engine = db_config.get_engine()
+    log: list[tuple[str, Any]] = []
+
+    def on_statement(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        words = statement.lstrip().split(None, 1)
+        verb = words[0].upper() if words else "?"
+        if verb == "WITH":  # a data-modifying CTE: classify by what it modifies
+            upper = statement.upper()
+            verb = "UPDATE+INSERT" if "UPDATE" in upper and "INSERT" in upper else "WITH"
+        size = sum(len(v) if isinstance(v, str | bytes) else 8 for v in _flat(params))
+        log.append(("sql", (verb, size)))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", on_statement)
+    event.listen(engine.sync_engine, "begin", lambda conn: log.append(("tx", "begin")))
+    event.listen(engine.sync_engine, "commit", lambda conn: log.append(("tx", "commit")))
+    event.listen(engine.sync_engine.pool, "checkout", lambda *a: log.append(("checkout", None)))
+
+    body = common.threads_create(MESSAGE)
+    context = RequestContext(user_id="capture")
+    cpu_samples: list[float] = []
+    try:
+        for n in range(turns + 1):
+            log.clear()
+            started = time.process_time()
+            result = await server.process(body, context)
+            async for frame in result.json_events:  # type: ignore[union-attr]
+                log.append(("frame", frame))
+            if n:  # the first turn warms caches and imports
+                cpu_samples.append(time.process_time() - started)
+    finally:
+        await engine.dispose()
+
+    statements = Counter(verb for kind, value in log if kind == "sql" for verb in [value[0]])
+    steps: list[list[Any]] = []
+    frame_index = 0
+    for kind, value in log:
+        if kind == "sql" and value[0] in ("INSERT", "UPDATE", "UPDATE+INSERT", "DELETE"):
+            steps.append(["write", value[1]])
+        elif kind == "frame":
+            steps.append(["frame", frame_index])
+            frame_index += 1
+    cpu_samples.sort()
+    return {
+        "statements": dict(statements),
+        "writes": sum(1 for s in steps if s[0] == "write"),
+        "reads": statements.get("SELECT", 0),
+        "transactions": sum(1 for kind, value in log if kind == "tx" and value == "begin"),
+        "pool_checkouts": sum(1 for kind, _ in log if kind == "checkout"),
+        "frames": frame_index,
+        "steps": steps,
+        "in_process_cpu_ms": {
+            "p50": round(cpu_samples[len(cpu_samples) // 2] * 1000, 2),
+            "min": round(cpu_samples[0] * 1000, 2),
+            "n": len(cpu_samples),
+        },
+    }
+
+
+def _flat(params: Any) -> list[Any]:
+    if isinstance(params, dict):
+        return list(params.values())
+    if isinstance(params, list | tuple):
+        out: list[Any] = []
+        for p in params:
+            out += _flat(p) if isinstance(p, list | tuple | dict) else [p]
+        return out
+    return [params]
+
+
+# ---- load ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    finished: float
+    ttfb: float
+    ttlb: float
+    ok: bool
+
+
+@dataclass
+class LevelResult:
+    concurrency: int
+    turns: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    samples: list[Sample] = field(default_factory=list)
+    server_cpu_s: float = 0.0
+    db_cpu_s: float = 0.0
+    loadgen_cpu_s: float = 0.0
+    peak_rss: int = 0
+    error_examples: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        ok = [s for s in self.samples if s.ok]
+        turns = max(len(ok), 1)
+        return {
+            "concurrency": self.concurrency,
+            "turns": len(ok),
+            "errors": self.errors,
+            "error_examples": self.error_examples[:3],
+            "seconds": round(self.seconds, 2),
+            "turns_per_s": round(len(ok) / self.seconds, 1) if self.seconds else None,
+            "ttfb_ms": common.percentiles([s.ttfb for s in ok]),
+            "ttlb_ms": common.percentiles([s.ttlb for s in ok]),
+            "server_cpu_ms_per_turn": round(1000 * self.server_cpu_s / turns, 2),
+            "server_cpu_utilisation": round(self.server_cpu_s / self.seconds, 2) if self.seconds else None,
+            "db_cpu_ms_per_turn": round(1000 * self.db_cpu_s / turns, 2),
+            "loadgen_cpu_ms_per_turn": round(1000 * self.loadgen_cpu_s / turns, 2),
+            "peak_rss_mib": round(self.peak_rss / 2**20, 1),
+        }
+
+
+class DbCpu:
+    """CPU of the PostgreSQL backends connected to one database (the server's pool)."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.processes: list[psutil.Process] = []
+
+    async def refresh(self) -> None:
+        connection = await asyncpg.connect(common.dsn(common.ADMIN_URL))
+        try:
+            rows = await connection.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", self.database
+            )
+        finally:
+            await connection.close()
+        self.processes = []
+        for row in rows:
+            with contextlib.suppress(psutil.Error):
+                self.processes.append(psutil.Process(row["pid"]))
+
+    def seconds(self) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for process in self.processes:
+            try:
+                times = process.cpu_times()
+                out[process.pid] = times.user + times.system
+            except psutil.Error:
+                pass
+        return out
+
+
+def _ok(response: common.Response, expected_bytes: int) -> bool:
+    return response.status == 200 and response.body.endswith(b"\n\n") and len(response.body) >= 0.9 * expected_bytes
+
+
+async def run_level(
+    server: Server,
+    tokens: list[str],
+    concurrency: int,
+    plan: Plan,
+    expected_bytes: int,
+    db_cpu: DbCpu,
+) -> LevelResult:
+    """Closed-loop load at `concurrency`: warm up, then measure a fixed window of time."""
+    body = common.threads_create(MESSAGE)
+    result = LevelResult(concurrency=concurrency)
+    stop = asyncio.Event()
+    window: dict[str, float] = {}
+    completed = 0
+
+    async def client(n: int) -> None:
+        nonlocal completed
+        connection = common.HttpConnection(server.host, server.port)
+        headers = common.auth_headers(tokens[n])
+        try:
+            while not stop.is_set():
+                try:
+                    response = await connection.request("POST", "/chatkit", body, headers)
+                except (common.HttpError, OSError, asyncio.IncompleteReadError) as exc:
+                    result.errors += 1
+                    result.error_examples.append(repr(exc))
+                    await connection.close()
+                    await asyncio.sleep(0.05)
+                    continue
+                completed += 1
+                ok = _ok(response, expected_bytes)
+                if not ok:
+                    result.errors += 1
+                    result.error_examples.append(f"{response.status} {response.body[:200]!r}")
+                start = window.get("start")
+                if start is not None and "end" not in window and response.last_byte >= start:
+                    result.samples.append(Sample(response.last_byte, response.ttfb, response.ttlb, ok))
+        finally:
+            await connection.close()
+
+    with common.RssSampler(server.tree) as rss:
+        tasks = [asyncio.create_task(client(n)) for n in range(concurrency)]
+        # Warm up for warmup_s, and at least until every client has finished one turn.
+        warm_until = time.perf_counter() + plan.warmup_s
+        deadline = time.perf_counter() + 60
+        while (time.perf_counter() < warm_until or completed < concurrency) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+        await db_cpu.refresh()
+        db0 = db_cpu.seconds()
+        cpu0 = server.tree.cpu_seconds()
+        gen0 = time.process_time()
+        window["start"] = time.perf_counter()
+        await asyncio.sleep(plan.measure_s)
+        window["end"] = time.perf_counter()
+        result.server_cpu_s = server.tree.cpu_seconds() - cpu0
+        result.loadgen_cpu_s = time.process_time() - gen0
+        db1 = db_cpu.seconds()
+        result.db_cpu_s = sum(db1[pid] - db0[pid] for pid in db1 if pid in db0)
+        result.seconds = window["end"] - window["start"]
+        stop.set()
+        _, pending = await asyncio.wait(tasks, timeout=60)
+        for task in pending:
+            task.cancel()
+        result.peak_rss = rss.peak
+    return result
+
+
+async def profile(server: Server, tokens: list[str], concurrency: int, seconds: float, scratch: Path) -> dict[str, Any]:
+    """py-spy on the server's workers while `concurrency` clients run turns for `seconds`."""
+    body = common.threads_create(MESSAGE)
+    stop = asyncio.Event()
+    turns = 0
+
+    async def client(n: int) -> None:
+        nonlocal turns
+        connection = common.HttpConnection(server.host, server.port)
+        try:
+            while not stop.is_set():
+                await connection.request("POST", "/chatkit", body, common.auth_headers(tokens[n]))
+                turns += 1
+        finally:
+            await connection.close()
+
+    spy = common.PySpy([p.pid for p in server.tree.workers()], scratch, "turns-profile")
+    tasks = [asyncio.create_task(client(n)) for n in range(concurrency)]
+    await asyncio.sleep(1.0)
+    spy.start(seconds)
+    await asyncio.sleep(seconds + 0.5)
+    stop.set()
+    await asyncio.wait(tasks, timeout=60)
+    lines = await asyncio.to_thread(spy.stop)
+    summary = common.summarise_profile(lines, top=20)
+    summary["error"] = spy.error
+    summary["concurrency"] = concurrency
+    return summary
+
+
+# ---- main ------------------------------------------------------------------------------------
+
+
+def _row(label: str, s: dict[str, Any]) -> str:
+    return (
+        f"{label:10} {s['concurrency']:>5} {s['turns_per_s'] or 0:>8.1f} "
+        f"{common.fmt(s['ttfb_ms']['p50'])!s:>7} {common.fmt(s['ttfb_ms']['p95'])!s:>7} "
+        f"{common.fmt(s['ttfb_ms']['p99'])!s:>7} "
+        f"{common.fmt(s['ttlb_ms']['p50'])!s:>7} {common.fmt(s['ttlb_ms']['p95'])!s:>7} "
+        f"{common.fmt(s['ttlb_ms']['p99'])!s:>7} "
+        f"{s['server_cpu_ms_per_turn']:>8.2f} {s['db_cpu_ms_per_turn']:>6.2f} {s['loadgen_cpu_ms_per_turn']:>6.2f} "
+        f"{s['peak_rss_mib']:>7.1f} {s['errors']:>5}"
+    )
+
+
+HEADER = (
+    f"{'server':10} {'conc':>5} {'turns/s':>8} {'ttfb50':>7} {'ttfb95':>7} {'ttfb99':>7} "
+    f"{'ttlb50':>7} {'ttlb95':>7} {'ttlb99':>7} {'cpu ms':>8} {'db ms':>6} {'gen ms':>6} {'RSS MiB':>7} "
+    f"{'errs':>5}"
+)
+
+
+def ratios(tp: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "concurrency": tp["concurrency"],
+        "throughput": common.ratio(floor["turns_per_s"], tp["turns_per_s"]),  # floor/TP: >1 = TP slower
+        "ttfb_p50": common.ratio(tp["ttfb_ms"]["p50"], floor["ttfb_ms"]["p50"]),
+        "ttfb_p95": common.ratio(tp["ttfb_ms"]["p95"], floor["ttfb_ms"]["p95"]),
+        "ttfb_p99": common.ratio(tp["ttfb_ms"]["p99"], floor["ttfb_ms"]["p99"]),
+        "ttlb_p50": common.ratio(tp["ttlb_ms"]["p50"], floor["ttlb_ms"]["p50"]),
+        "ttlb_p95": common.ratio(tp["ttlb_ms"]["p95"], floor["ttlb_ms"]["p95"]),
+        "ttlb_p99": common.ratio(tp["ttlb_ms"]["p99"], floor["ttlb_ms"]["p99"]),
+        "server_cpu_per_turn": common.ratio(tp["server_cpu_ms_per_turn"], floor["server_cpu_ms_per_turn"]),
+        "peak_rss": common.ratio(tp["peak_rss_mib"], floor["peak_rss_mib"]),
+    }
+
+
+async def run(quick: bool) -> dict[str, Any]:
+    plan = QUICK if quick else FULL
+    info = common.machine()
+    pg = await common.postgres_info()
+    print(f"bench.turns{' (quick)' if quick else ''}: {common.describe_machine(info)}", flush=True)
+    print(f"PostgreSQL {pg['version']} (max_connections {pg['max_connections']})", flush=True)
+    common.raise_fd_limit(4096)
+    url = await common.create_database(DATABASE)
+    tp: Server | None = None
+    floor: Server | None = None
+    try:
+        common.migrate(url)
+        pg["commit_latency_ms_p50"] = await common.commit_latency_ms(url)
+        print(f"one autocommit INSERT (a durable write) takes {pg['commit_latency_ms_p50']} ms right now", flush=True)
+        capture = await capture_turn(url, plan.in_process_turns)
+        print(
+            f"one turn issues {capture['statements']} statements "
+            f"({capture['writes']} writes, {capture['reads']} reads, "
+            f"{capture['transactions']} explicit transactions, {capture['pool_checkouts']} pool checkouts) "
+            f"and streams {capture['frames']} frames; in-process CPU {capture['in_process_cpu_ms']['p50']} ms/turn",
+            flush=True,
+        )
+        tokens = common.dev_tokens("turn", max(plan.concurrency) + 1)
+        with common.scratch_dir("taskpilot-bench-turns-") as scratch:
+            env = {
+                "DATABASE_URL": url,
+                "DATABASE_POOL_SIZE": str(POOL_SIZE),
+                "DATABASE_MAX_OVERFLOW": str(MAX_OVERFLOW),
+                "OFFLINE_MODEL_DELAY_MS": "0",
+                "MODEL_PROVIDER": "offline",
+                **common.UNTRIPPED_LIMITS,
+            }
+            tp = common.start_server("taskpilot", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)
+            # One real response body, replayed by the floor.
+            connection = common.HttpConnection(tp.host, tp.port)
+            sample = await connection.request(
+                "POST", "/chatkit", common.threads_create(MESSAGE), common.auth_headers(tokens[-1])
+            )
+            await connection.close()
+            if sample.status != 200:
+                raise RuntimeError(f"TaskPilot answered {sample.status}: {sample.body[:500]!r}")
+            frames = common.sse_frames(sample.body)
+            steps = capture["steps"]
+            if len(frames) != capture["frames"]:
+                # The live turn streamed a different number of frames: keep the writes, in order, first.
+                steps = [s for s in steps if s[0] == "write"] + [["frame", i] for i in range(len(frames))]
+            plan_path = scratch / "floor-plan.json"
+            plan_path.write_text(json.dumps({"frames": [f.decode() for f in frames], "steps": steps}))
+            floor = common.start_server(
+                "floor",
+                "bench.floor_app:create_app",
+                {
+                    "FLOOR_PLAN": str(plan_path),
+                    "FLOOR_DATABASE_DSN": common.dsn(url),
+                    "FLOOR_POOL_SIZE": str(POOL_SIZE + MAX_OVERFLOW),
+                },
+                workers=WORKERS,
+                log_dir=scratch,
+            )
+            db_cpu = DbCpu(DATABASE)
+            levels: list[dict[str, Any]] = []
+            print("\n" + HEADER, flush=True)
+            for concurrency in plan.concurrency:
+                row: dict[str, Any] = {"concurrency": concurrency}
+                for name, server in (("taskpilot", tp), ("floor", floor)):
+                    level = await run_level(server, tokens, concurrency, plan, len(sample.body), db_cpu)
+                    row[name] = level.summary()
+                    print(_row(name, row[name]), flush=True)
+                row["ratio"] = ratios(row["taskpilot"], row["floor"])
+                levels.append(row)
+            profile_summary = None
+            if plan.profile_s:
+                profile_summary = await profile(tp, tokens, 16, plan.profile_s, scratch)
+            tp_log, floor_log = tp.log_tail(5), floor.log_tail(5)
+    finally:
+        for server in (tp, floor):
+            if server is not None:
+                server.stop()
+        await common.drop_database(DATABASE)
+
+    print("\nTaskPilot / floor (x; throughput is floor/TaskPilot, so above 1 means TaskPilot is slower)")
+    print(
+        f"{'conc':>5} {'thru':>6} {'ttfb50':>7} {'ttfb95':>7} {'ttfb99':>7} {'ttlb50':>7} {'ttlb95':>7} "
+        f"{'ttlb99':>7} {'cpu/turn':>9} {'RSS':>6}"
+    )
+    for row in levels:
+        r = row["ratio"]
+        print(
+            f"{r['concurrency']:>5} {common.fmt(r['throughput'], 2):>6} {common.fmt(r['ttfb_p50'], 2):>7} "
+            f"{common.fmt(r['ttfb_p95'], 2):>7} {common.fmt(r['ttfb_p99'], 2):>7} {common.fmt(r['ttlb_p50'], 2):>7} "
+            f"{common.fmt(r['ttlb_p95'], 2):>7} {common.fmt(r['ttlb_p99'], 2):>7} "
+            f"{common.fmt(r['server_cpu_per_turn'], 2):>9} {common.fmt(r['peak_rss'], 2):>6}"
+        )
+    at16 = next((row for row in levels if row["concurrency"] == 16), None)
+    verdict: dict[str, Any] = {"target": f"turn cost within {TARGET_RATIO_AT_16}x of the floor at concurrency 16"}
+    if at16 is not None:
+        r = at16["ratio"]
+        figures = {k: r[k] for k in ("throughput", "ttlb_p50", "ttlb_p99", "server_cpu_per_turn")}
+        worst = max((v for v in figures.values() if v is not None), default=None)
+        verdict.update(figures=figures, met=worst is not None and worst <= TARGET_RATIO_AT_16)
+        print(f"\ntarget: {verdict['target']}: {'MET' if verdict['met'] else 'MISSED'} {figures}")
+    if profile_summary is not None:
+        common.print_profile("where TaskPilot's server CPU goes at concurrency 16 (py-spy)", profile_summary)
+        if profile_summary.get("error"):
+            print(f"  py-spy: {profile_summary['error']}")
+        if at16 is not None and profile_summary.get("samples_busy"):
+            per_turn = at16["taskpilot"]["server_cpu_ms_per_turn"]
+            print(f"  CPU ms per turn by stage (self), of {per_turn} ms:")
+            for stage, share in profile_summary["self_by_stage"].items():
+                print(f"    {stage:40} {per_turn * share / 100:6.2f}")
+    result = {
+        "machine": info,
+        "postgres": pg,
+        "quick": quick,
+        "workers": WORKERS,
+        "message": MESSAGE,
+        "plan": plan.__dict__,
+        "turn": {k: v for k, v in capture.items() if k != "steps"},
+        "floor_plan": capture["steps"],
+        "response_bytes": len(sample.body),
+        "levels": levels,
+        "target": verdict,
+        "profile_c16": profile_summary,
+        "server_log_tail": {"taskpilot": tp_log, "floor": floor_log},
+    }
+    path = common.write_results("turns", result)
+    print(f"\nwrote {path}")
+    return result
+
+
+def main() -> int:
+    common.install_uvloop()
+    asyncio.run(run(common.quick_mode()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
