@@ -15,10 +15,16 @@ behind the same `RateLimiter` protocol.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.settings import Settings
+
+log = logging.getLogger("app.ratelimit")
 
 
 class KeyValueStore(Protocol):
@@ -90,3 +96,83 @@ class StoreRateLimiter:
 def retry_after_seconds(wait: float) -> int:
     """A `Retry-After` value: whole seconds, rounded up, at least 1."""
     return max(1, math.ceil(wait))
+
+
+# GCRA in one atomic step on the Redis server, timed by the server's clock so instances agree.
+_GCRA_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local next_tat = tat + interval
+local allowed_at = next_tat - period
+if allowed_at > now then
+  return tostring(allowed_at - now)
+end
+redis.call('SET', KEYS[1], tostring(next_tat), 'PX', math.ceil((next_tat - now) * 1000) + 1000)
+return '0'
+"""
+
+
+class RedisRateLimiter:
+    """The same limit as `StoreRateLimiter`, exact across instances: one Lua script per request.
+
+    When Redis cannot be reached the request is admitted (and logged): a limiter outage must
+    not take the service down with it.
+    """
+
+    def __init__(self, redis: Any, *, limit: int, period: float = 60.0, prefix: str = "taskpilot:rl:") -> None:
+        self.redis = redis
+        self.limit = limit
+        self.period = period
+        self.prefix = prefix
+        self._script = redis.register_script(_GCRA_SCRIPT)
+
+    async def acquire(self, key: str) -> float | None:
+        if self.limit <= 0:
+            return None
+        try:
+            wait = float(await self._script(keys=[self.prefix + key], args=[self.period / self.limit, self.period]))
+        except Exception as exc:  # connection refused, timeout, script error: fail open
+            log.warning("rate limiter unavailable; admitting", extra={"fields": {"error": type(exc).__name__}})
+            return None
+        return wait if wait > 0 else None
+
+
+@dataclass
+class Limits:
+    """Every rate limit of the service, built once per app from settings."""
+
+    chat: RateLimiter
+    sessions: RateLimiter
+    uploads: RateLimiter
+    anonymous: RateLimiter
+    redis: Any = None
+
+    async def aclose(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def build_limits(settings: Settings) -> Limits:
+    """Counters in Redis when `REDIS_URL` is set (shared by every instance), else in memory."""
+    per_minute = {
+        "chat": settings.rate_limit_chat_per_minute,
+        "sessions": settings.chatkit_session_rate_limit_per_minute,
+        "uploads": settings.rate_limit_uploads_per_minute,
+        "anonymous": settings.rate_limit_anonymous_per_minute,
+    }
+    if settings.redis_url is not None:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(settings.redis_url.get(), socket_timeout=1.0, socket_connect_timeout=1.0)
+        built = {
+            name: RedisRateLimiter(redis, limit=limit, prefix=f"taskpilot:rl:{name}:")
+            for name, limit in per_minute.items()
+        }
+        return Limits(**built, redis=redis)
+    from litestar.stores.memory import MemoryStore
+
+    return Limits(**{name: StoreRateLimiter(MemoryStore(), limit=limit) for name, limit in per_minute.items()})

@@ -1,0 +1,112 @@
+"""Prometheus metrics (prometheus-client), framework-free so agents/ and stores can record them.
+
+With several granian workers each process has its own counters; set `PROMETHEUS_MULTIPROC_DIR`
+(an empty directory shared by the workers) and `/metrics` aggregates them all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_TURN = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
+
+HTTP_REQUESTS = Counter("taskpilot_http_requests", "HTTP requests answered", ["method", "route", "status"])
+HTTP_LATENCY = Histogram(
+    "taskpilot_http_request_duration_seconds",
+    "Time from request to the end of the response (whole stream for SSE)",
+    ["method", "route"],
+    buckets=_LATENCY,
+)
+ACTIVE_STREAMS = Gauge(
+    "taskpilot_chatkit_active_streams", "ChatKit event streams currently open", multiprocess_mode="livesum"
+)
+TIME_TO_FIRST_EVENT = Histogram(
+    "taskpilot_chatkit_time_to_first_event_seconds", "From request to the first SSE frame", buckets=_LATENCY
+)
+TURN_DURATION = Histogram(
+    "taskpilot_chatkit_turn_duration_seconds", "One assistant turn, model and tools included", buckets=_TURN
+)
+TOOL_CALLS = Counter("taskpilot_tool_calls", "Task tool calls by tool and outcome", ["tool", "outcome"])
+MODEL_ERRORS = Counter("taskpilot_model_errors", "Failed assistant turns by kind of error", ["kind"])
+SESSIONS_MINTED = Counter("taskpilot_hosted_sessions_minted", "Hosted ChatKit sessions minted", ["operation"])
+UPSTREAM_ERRORS = Counter("taskpilot_hosted_upstream_errors", "OpenAI session API failures by kind", ["kind"])
+RATE_LIMITED = Counter("taskpilot_rate_limited", "Requests refused by a rate limit", ["limit"])
+
+
+class PoolCollector(Collector):
+    """Database pool usage, read at scrape time from each registered SQLAlchemy pool."""
+
+    def __init__(self) -> None:
+        self.sources: list[Callable[[], Any]] = []
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily("taskpilot_db_pool_connections", "Database connections by state", labels=["state"])
+        checked_out = idle = size = 0
+        for source in self.sources:
+            pool = source()
+            for name, reader in (("checkedout", "checkedout"), ("checkedin", "checkedin"), ("size", "size")):
+                value = getattr(pool, reader, None)
+                number = value() if callable(value) else 0
+                if name == "checkedout":
+                    checked_out += number
+                elif name == "checkedin":
+                    idle += number
+                else:
+                    size += number
+        family.add_metric(["in_use"], checked_out)
+        family.add_metric(["idle"], idle)
+        family.add_metric(["size"], size)
+        yield family
+
+
+POOLS = PoolCollector()
+
+
+def _registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(POOLS)
+        return registry
+    from prometheus_client import REGISTRY
+
+    if POOLS not in getattr(REGISTRY, "_collector_to_names", {}):
+        REGISTRY.register(POOLS)
+    return REGISTRY
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
+
+
+def error_kind(exc: BaseException) -> str:
+    """A short, bounded label for an exception (never its message)."""
+    name = type(exc).__name__
+    return {
+        "AuthenticationError": "auth",
+        "PermissionDeniedError": "auth",
+        "RateLimitError": "rate_limit",
+        "APITimeoutError": "timeout",
+        "APIConnectionError": "unreachable",
+        "NotFoundError": "not_found",
+        "BadRequestError": "bad_request",
+        "InternalServerError": "server_error",
+        "MaxTurnsExceeded": "max_turns",
+    }.get(name, "other")
