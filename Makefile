@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format openapi openapi-check db-upgrade db-check migration bench bench-store clean install
+.PHONY: run test lint format openapi openapi-check db-upgrade db-check migration bench bench-quick bench-store clean install
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,8 +48,13 @@ db-check: $(STAMP)
 migration: $(STAMP)
 	$(BIN)/taskpilot db revision -m "$(m)"
 
+# The benchmark suite (bench/__main__.py): turn cost vs floor, 1,000 open streams, session minting.
+# Needs PostgreSQL (BENCH_POSTGRES_URL); ~5 minutes on two cores. bench-quick: a ~1 minute smoke run.
 bench: $(STAMP)
-	$(BIN)/python -m bench.turns
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick
 
 bench-store: $(STAMP)
 	$(BIN)/python -m bench.store

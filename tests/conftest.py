@@ -30,7 +30,11 @@ REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES", "") in {"1", "true", "yes"
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Development settings on a SQLite file inside `tmp_path`, plus overrides."""
-    env = {"APP_ENV": "development", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/taskpilot.db"}
+    env = {
+        "APP_ENV": "development",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/taskpilot.db",
+        "ATTACHMENT_STORAGE_URL": str(tmp_path / "attachments"),
+    }
     env.update({k: str(v) for k, v in overrides.items()})
     return Settings.from_env(env)
 
@@ -89,6 +93,29 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(f"{message}; set TEST_POSTGRES_URL to run the PostgreSQL tests")
     yield url
     asyncio.run(_drop_database(url))
+
+
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_REDIS = REQUIRE_POSTGRES or os.environ.get("CI", "") in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of a reachable Redis (`TEST_REDIS_URL`). Shared with everything else on it: tests use
+    unique key prefixes and user ids, and never flush. Skipped when unreachable, unless CI."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        message = f"Redis unreachable at {REDIS_TEST_URL} ({type(exc).__name__})"
+        if REQUIRE_REDIS:
+            pytest.fail(f"{message} and REQUIRE_POSTGRES=1 / CI=true", pytrace=False)
+        pytest.skip(f"{message}; start redis-server or set TEST_REDIS_URL to run the Redis tests")
+    finally:
+        client.close()
+    return REDIS_TEST_URL
 
 
 @pytest.fixture

@@ -84,6 +84,8 @@ def start_live_server(tmp_path: Path, env: dict[str, str], *, migrate: bool = Tr
             "granian",
             "--interface",
             "asgi",
+            "--loop",
+            "asyncio",
             "--factory",
             "--host",
             "127.0.0.1",

@@ -405,3 +405,27 @@ async def test_fake_ids_from_chat_completions_are_replaced(tmp_path: Path) -> No
             assert texts == ["first", "second"]
     finally:
         offline.prefixed_id = original
+
+
+async def test_message_text_reaches_logs_only_with_log_content(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret_words = "my bank pin is 4921"
+    caplog.set_level("DEBUG")
+    (tmp_path / "off").mkdir()
+    (tmp_path / "on").mkdir()
+    async for chat in _chat(tmp_path / "off"):
+        await chat.alice.create_thread(f"add a task to remember {secret_words}")
+    assert secret_words not in _logged(caplog)
+    caplog.clear()
+    async for chat in _chat(tmp_path / "on", LOG_CONTENT="true"):
+        await chat.alice.create_thread(f"add a task to remember {secret_words}")
+    assert secret_words in _logged(caplog)
+
+
+def _logged(caplog: pytest.LogCaptureFixture) -> str:
+    """The log lines as TaskPilot writes them (JSON with their structured fields)."""
+    from app.observability import JsonFormatter
+
+    formatter = JsonFormatter()
+    return "\n".join(formatter.format(record) for record in caplog.records)

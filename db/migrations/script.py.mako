@@ -51,16 +51,15 @@ depends_on = ${repr(depends_on)}
 def upgrade() -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
-        with op.get_context().autocommit_block():
-            schema_upgrades()
-            data_upgrades()
+        # One transaction (PostgreSQL has transactional DDL): a failed upgrade leaves nothing half-done.
+        schema_upgrades()
+        data_upgrades()
 
 def downgrade() -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
-        with op.get_context().autocommit_block():
-            data_downgrades()
-            schema_downgrades()
+        data_downgrades()
+        schema_downgrades()
 
 def schema_upgrades() -> None:
     """schema upgrade migrations go here."""

@@ -40,6 +40,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "granian",
         "--interface",
         "asgi",
+        # asyncio's loop lets the app chain granian's SIGTERM handler for graceful draining.
+        "--loop",
+        "asyncio",
         "--factory",
         "--host",
         args.host or settings.host,

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -42,6 +43,9 @@ class RequestContext:
     user_id: str
     request_id: str = ""
     claims: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # Scheme, host and root path the request came in on: links the browser follows (signed
+    # attachment URLs) are built on it unless PUBLIC_BASE_URL says otherwise.
+    base_url: str = field(default="", compare=False)
 
 
 class AuthError(Exception):
@@ -216,9 +220,23 @@ async def provide_request_context(request: Request[Any, Any, Any]) -> RequestCon
     """Litestar dependency: the verified caller, or a 401 problem via `AuthError`."""
     verifier: TokenVerifier = request.app.state.verifier
     state = request.scope.setdefault("state", {})
-    context = await verifier.verify(
-        bearer_token(request.headers.get("authorization")),
-        request_id=str(state.get("request_id", "")),
-    )
+    try:
+        context = await verifier.verify(
+            bearer_token(request.headers.get("authorization")),
+            request_id=str(state.get("request_id", "")),
+        )
+    except AuthError:
+        # Failed attempts count against the caller's address, so token guessing is slow.
+        limits = request.app.state.get("limits")
+        client = request.client.host if request.client else "unknown"
+        wait = await limits.anonymous.acquire(f"ip:{client}") if limits is not None else None
+        if wait is not None:
+            from app.errors import TooManyRequests  # errors imports this module
+
+            raise TooManyRequests(
+                "Too many failed sign-in attempts from this address; wait before retrying.",
+                retry_after=max(1, math.ceil(wait)),
+            ) from None
+        raise
     state["user_id"] = context.user_id
-    return context
+    return replace(context, base_url=str(request.base_url).rstrip("/"))

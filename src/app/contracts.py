@@ -171,3 +171,22 @@ class ChatKitSessionRefresh(Input, kw_only=True):
 
     current_client_secret: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
     session_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+
+
+# --- Attachments ---------------------------------------------------------------------------
+
+
+class AttachmentInfo(Struct, kw_only=True):
+    """An attachment whose bytes have arrived. `mime_type` is what the content was verified to be;
+    `url` (and `preview_url` for images) is a signed link that works without a bearer token
+    until it expires."""
+
+    id: str
+    type: Literal["file", "image"]
+    name: str
+    mime_type: str
+    size: int
+    status: Literal["pending", "uploaded"]
+    url: str
+    preview_url: str | None = None
+    thread_id: str | None = None

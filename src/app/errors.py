@@ -14,10 +14,13 @@ from typing import Any
 
 import msgspec
 from advanced_alchemy.exceptions import NotFoundError as RepositoryNotFoundError
+from advanced_alchemy.exceptions import RepositoryError
 from chatkit.store import NotFoundError as ChatKitNotFoundError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from app.auth import AuthError
 from app.contracts import Problem
@@ -50,6 +53,16 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class PayloadTooLarge(DomainError):
+    status = 413
+    title = "Content Too Large"
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    title = "Unsupported Media Type"
+
+
 class TooManyRequests(DomainError):
     """The caller exceeded a rate limit; `retry_after` says when to try again."""
 
@@ -57,6 +70,17 @@ class TooManyRequests(DomainError):
     title = "Too Many Requests"
 
     def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(DomainError):
+    """The service cannot take this request now (draining, dependency down); retry later."""
+
+    status = 503
+    title = "Service Unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
 
@@ -133,6 +157,9 @@ _UNKNOWN_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
 
 def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
     errors = _validation_errors(exc)
+    if any(e["field"] == "data" and e["message"] in {"data", "'data'"} for e in errors):
+        # Litestar's way of saying there was no body at all.
+        return problem_response(request, 400, "The request has no body: send a JSON object.", errors=None)
     if errors:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) + ". Fix these fields and retry."
     else:
@@ -179,6 +206,59 @@ def handle_not_found(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return problem_response(request, 404, "The resource does not exist or belongs to another user.")
 
 
+def handle_database(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """The database is unreachable or the pool is exhausted: 503, retry; a bug stays a 500."""
+    if not _is_unavailable(exc):
+        return handle_unexpected(request, exc)
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return problem_response(
+        request,
+        503,
+        "The database is unavailable right now; retry in a few seconds.",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    # Advanced Alchemy's repositories re-raise driver errors as their own RepositoryError (a
+    # closed connection even as IntegrityError), the original error as the cause: follow it.
+    for _ in range(5):
+        if not isinstance(exc, RepositoryError) or exc.__cause__ is None:
+            break
+        exc = exc.__cause__
+    if isinstance(exc, SQLAlchemyTimeoutError | OSError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        name = type(orig).__name__ if orig is not None else ""
+        return isinstance(orig, OSError | TimeoutError) or name in _UNAVAILABLE_DRIVER_ERRORS
+    return False
+
+
+_UNAVAILABLE_DRIVER_ERRORS = {
+    "ConnectionDoesNotExistError",
+    "CannotConnectNowError",
+    "ConnectionFailureError",
+    "InterfaceError",
+    "AdminShutdownError",
+    "TooManyConnectionsError",
+}
+
+
+def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
+    """A body nested deeper than the JSON decoder recurses is the caller's error (400), not a 500.
+
+    Litestar decodes every JSON body with msgspec before any typed validation, and msgspec
+    answers a few thousand levels of `[[[...]]]` with a RecursionError "while deserializing";
+    any other RecursionError is still a bug (500).
+    """
+    if "deserializing" not in str(exc) and "decoding" not in str(exc):
+        return handle_unexpected(request, exc)
+    return problem_response(request, 400, "The JSON body is nested too deeply; send a flatter document.")
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
@@ -195,5 +275,10 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DomainError: handle_domain,
     RepositoryNotFoundError: handle_not_found,
     ChatKitNotFoundError: handle_not_found,
+    DBAPIError: handle_database,
+    RepositoryError: handle_database,  # a wrapped DBAPIError; anything else stays a 500
+    SQLAlchemyTimeoutError: handle_database,
+    OSError: handle_database,
+    RecursionError: handle_recursion,
     Exception: handle_unexpected,
 }

@@ -26,6 +26,7 @@ from openai.types.beta.chatkit import (
     ChatSessionWorkflowParam,
 )
 
+from app import metrics
 from app.settings import Settings
 
 log = logging.getLogger("app.hosted")
@@ -161,6 +162,7 @@ def _translate(exc: openai.OpenAIError, *, operation: str, user_id: str) -> Host
     if isinstance(exc, openai.APIStatusError):
         fields.update(upstream_status=exc.status_code, upstream_request_id=exc.request_id)
     log.warning("openai chatkit session %s failed", operation, extra={"fields": fields})
+    metrics.UPSTREAM_ERRORS.labels(kind=metrics.error_kind(exc)).inc()
 
     if isinstance(exc, openai.APITimeoutError):
         return HostedUpstreamError(

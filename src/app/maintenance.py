@@ -8,7 +8,7 @@
 
 Work is done in batches, each its own short transaction, so a large backlog never holds
 locks for long. Deleted attachments' storage keys are collected and handed, per committed
-batch, to an optional `delete_blobs` callback: that is where a blob store plugs in.
+batch, to a `delete_blobs` callback (`run_cleanup` passes the attachment storage's).
 """
 
 from __future__ import annotations
@@ -103,9 +103,16 @@ async def _released(report: CleanupReport, storage_keys: Sequence[str], delete_b
 async def run_cleanup(
     settings: Settings, *, now: dt.datetime | None = None, delete_blobs: BlobDeleter | None = None
 ) -> dict[str, Any]:
-    """`taskpilot cleanup`: apply the retention settings once; returns what was deleted."""
+    """`taskpilot cleanup`: apply the retention settings once; returns what was deleted.
+
+    The deleted attachments' blobs go too: from the configured attachment storage unless
+    `delete_blobs` says otherwise.
+    """
+    from app.store.attachments import BlobStorage
     from app.store.db import build_db_config
 
+    if delete_blobs is None:
+        delete_blobs = BlobStorage.from_settings(settings).delete
     config = build_db_config(settings)
     try:
         report = await cleanup_chats(

@@ -13,6 +13,7 @@ from typing import Any
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import metrics
 from app.settings import Settings
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -83,6 +84,11 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         finally:
             route = scope.get("route_handler")
             path_template = getattr(route, "paths", None)
+            route_label = sorted(path_template)[0] if path_template else "unmatched"
+            duration = time.perf_counter() - started
+            method = str(scope.get("method", ""))
+            metrics.HTTP_REQUESTS.labels(method=method, route=route_label, status=str(status_holder["status"])).inc()
+            metrics.HTTP_LATENCY.labels(method=method, route=route_label).observe(duration)
             access_log.info(
                 "request",
                 extra={
@@ -90,9 +96,9 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                         "request_id": request_id,
                         "method": scope.get("method"),
                         "path": scope.get("path"),
-                        "route": sorted(path_template)[0] if path_template else None,
+                        "route": route_label,
                         "status": status_holder["status"],
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "duration_ms": round(duration * 1000, 2),
                         "user_id": state.get("user_id"),
                     }
                 },

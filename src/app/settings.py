@@ -23,6 +23,20 @@ ModelProvider = Literal["offline", "openai", "openai-compatible"]
 
 DEFAULT_DEV_SECRET = "taskpilot-development-secret-change-me-0123456789"
 
+# Attachment types whose content TaskPilot can verify (magic bytes, or UTF-8 text).
+SUPPORTED_ATTACHMENT_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "text/markdown",
+    "text/csv",
+    "application/json",
+)
+DEFAULT_ATTACHMENT_TYPES = SUPPORTED_ATTACHMENT_TYPES[:-1]
+
 
 class SettingsError(ValueError):
     """A setting has a value the service cannot start with."""
@@ -172,6 +186,8 @@ class Settings:
     auth_issuer: str | None = None
     auth_audience: str | None = None
     auth_leeway_seconds: int = 30
+    # Where the page at `/` gets a JWT for the browser's session (Better Auth: <base>/api/auth/token).
+    auth_token_url: str | None = None
 
     openai_api_key: Secret | None = None
     openai_base_url: str | None = None
@@ -186,6 +202,8 @@ class Settings:
     chatkit_file_upload_enabled: bool = True
     chatkit_history_enabled: bool = True
     chatkit_automatic_thread_titling: bool = True
+    # The page's ChatKit domain key (OpenAI's domain allowlist); localhost works without one.
+    chatkit_domain_key: str | None = None
 
     model_provider: ModelProvider = "offline"
     model: str = "gpt-5-mini"
@@ -198,6 +216,30 @@ class Settings:
     chat_retention_days: int | None = None
     # Two-phase uploads whose bytes never arrived are deleted by `taskpilot cleanup` after this.
     attachment_pending_ttl_hours: int = 24
+    # Where attachment bytes live: a directory, file:///abs/dir, or s3://bucket/prefix.
+    attachment_storage_url: str = "./var/attachments"
+    attachment_s3_endpoint_url: str | None = None  # S3-compatible services (MinIO, R2, ...)
+    attachment_s3_region: str | None = None
+    attachment_s3_access_key_id: Secret | None = None
+    attachment_s3_secret_access_key: Secret | None = None
+    attachment_max_bytes: int = 10 * 1024 * 1024
+    attachment_allowed_types: tuple[str, ...] = DEFAULT_ATTACHMENT_TYPES
+    # Signs upload and preview URLs (the browser sends no bearer token with them); every
+    # instance needs the same value. Unset: derived from AUTH_DEV_SECRET or AUTH_JWT_SECRET.
+    attachment_signing_secret: Secret | None = None
+    attachment_url_ttl_seconds: int = 900
+    # What of an attachment reaches the model: images up to this size (as data URLs), and
+    # text files up to this many characters; the rest is described by name, type and size.
+    attachment_model_image_bytes: int = 4 * 1024 * 1024
+    attachment_model_text_chars: int = 20_000
+    public_base_url: str | None = None  # e.g. https://tasks.example.com, when behind a proxy
+
+    redis_url: Secret | None = None
+    rate_limit_chat_per_minute: int = 30
+    rate_limit_uploads_per_minute: int = 20
+    rate_limit_anonymous_per_minute: int = 60
+    metrics_token: Secret | None = None
+    shutdown_grace_seconds: float = 20.0
 
     @property
     def is_production(self) -> bool:
@@ -306,6 +348,7 @@ class Settings:
             auth_issuer=r.optional("AUTH_ISSUER"),
             auth_audience=r.optional("AUTH_AUDIENCE"),
             auth_leeway_seconds=r.integer("AUTH_LEEWAY_SECONDS", d.auth_leeway_seconds, minimum=0, maximum=300),
+            auth_token_url=r.url("AUTH_TOKEN_URL", schemes=("http", "https")),
             openai_api_key=openai_api_key,
             openai_base_url=openai_base_url,
             openai_timeout_seconds=r.number("OPENAI_TIMEOUT_SECONDS", 30.0, minimum=1.0, maximum=600.0),
@@ -322,6 +365,7 @@ class Settings:
             chatkit_file_upload_enabled=r.boolean("CHATKIT_FILE_UPLOAD_ENABLED", True),
             chatkit_history_enabled=r.boolean("CHATKIT_HISTORY_ENABLED", True),
             chatkit_automatic_thread_titling=r.boolean("CHATKIT_AUTOMATIC_THREAD_TITLING", True),
+            chatkit_domain_key=r.optional("CHATKIT_DOMAIN_KEY"),
             model_provider=model_provider,
             model=r.text("MODEL", d.model),
             model_api_key=model_api_key,
@@ -333,7 +377,74 @@ class Settings:
             stream_keepalive_seconds=r.number("STREAM_KEEPALIVE_SECONDS", 15.0, minimum=0.05, maximum=15.0),
             chat_retention_days=retention or None,
             attachment_pending_ttl_hours=r.integer("ATTACHMENT_PENDING_TTL_HOURS", 24, minimum=1, maximum=8_760),
+            attachment_storage_url=_storage_url(r.text("ATTACHMENT_STORAGE_URL", d.attachment_storage_url)),
+            attachment_s3_endpoint_url=r.url("ATTACHMENT_S3_ENDPOINT_URL", schemes=("http", "https")),
+            attachment_s3_region=r.optional("ATTACHMENT_S3_REGION"),
+            attachment_s3_access_key_id=r.secret("ATTACHMENT_S3_ACCESS_KEY_ID"),
+            attachment_s3_secret_access_key=r.secret("ATTACHMENT_S3_SECRET_ACCESS_KEY"),
+            attachment_max_bytes=r.integer("ATTACHMENT_MAX_BYTES", d.attachment_max_bytes, minimum=1, maximum=1 << 30),
+            attachment_allowed_types=_attachment_types(r.items("ATTACHMENT_ALLOWED_TYPES", DEFAULT_ATTACHMENT_TYPES)),
+            attachment_signing_secret=_signing_secret(r.secret("ATTACHMENT_SIGNING_SECRET")),
+            attachment_url_ttl_seconds=r.integer("ATTACHMENT_URL_TTL_SECONDS", 900, minimum=60, maximum=86_400),
+            attachment_model_image_bytes=r.integer(
+                "ATTACHMENT_MODEL_IMAGE_BYTES", d.attachment_model_image_bytes, minimum=0, maximum=20 * 1024 * 1024
+            ),
+            attachment_model_text_chars=r.integer(
+                "ATTACHMENT_MODEL_TEXT_CHARS", d.attachment_model_text_chars, minimum=0, maximum=1_000_000
+            ),
+            public_base_url=r.url("PUBLIC_BASE_URL", schemes=("http", "https")),
+            redis_url=_redis_url(r),
+            rate_limit_chat_per_minute=r.integer("RATE_LIMIT_CHAT_PER_MINUTE", 30, minimum=0, maximum=100_000),
+            rate_limit_uploads_per_minute=r.integer("RATE_LIMIT_UPLOADS_PER_MINUTE", 20, minimum=0, maximum=100_000),
+            rate_limit_anonymous_per_minute=r.integer(
+                "RATE_LIMIT_ANONYMOUS_PER_MINUTE", 60, minimum=0, maximum=100_000
+            ),
+            metrics_token=r.secret("METRICS_TOKEN"),
+            shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", 20.0, minimum=0.0, maximum=600.0),
         )
+
+
+def _redis_url(r: _Reader) -> Secret | None:
+    value = r.raw("REDIS_URL")
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in {"redis", "rediss", "unix"} or not (parts.netloc or parts.path):
+        raise SettingsError(
+            f"REDIS_URL={_redact_url(value)!r} is invalid: accepts redis://host:port/db or rediss://..."
+        )
+    return Secret(value)
+
+
+def _storage_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme == "s3" and parts.netloc:
+        return value.rstrip("/")
+    if parts.scheme == "file" and parts.path.startswith("/") and not parts.netloc:
+        return value
+    if not parts.scheme and not parts.netloc:
+        return value
+    raise SettingsError(
+        f"ATTACHMENT_STORAGE_URL={value!r} is invalid: accepts a directory path, file:///absolute/dir "
+        "or s3://bucket/prefix"
+    )
+
+
+def _attachment_types(values: tuple[str, ...]) -> tuple[str, ...]:
+    types = tuple(dict.fromkeys(v.lower() for v in values))
+    unknown = [t for t in types if t not in SUPPORTED_ATTACHMENT_TYPES]
+    if unknown or not types:
+        raise SettingsError(
+            f"ATTACHMENT_ALLOWED_TYPES contains {', '.join(unknown) or 'nothing'}: accepts a comma-separated "
+            f"subset of {', '.join(SUPPORTED_ATTACHMENT_TYPES)} (types whose content can be verified)"
+        )
+    return types
+
+
+def _signing_secret(secret: Secret | None) -> Secret | None:
+    if secret is not None and len(secret.get()) < 32:
+        raise SettingsError("ATTACHMENT_SIGNING_SECRET is invalid: accepts a secret of at least 32 characters")
+    return secret
 
 
 def _cors(origins: tuple[str, ...]) -> tuple[str, ...]:

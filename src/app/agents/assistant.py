@@ -8,10 +8,11 @@ items are the unit of trimming, so a client tool call and its output (one item) 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import openai
 from agents import Agent, RunConfig, Runner, RunResultStreaming
@@ -27,7 +28,12 @@ from chatkit.types import (
     UserMessageTagContent,
     WidgetItem,
 )
-from openai.types.responses import EasyInputMessageParam, ResponseInputTextParam
+from openai.types.responses import (
+    EasyInputMessageParam,
+    ResponseInputContentParam,
+    ResponseInputImageParam,
+    ResponseInputTextParam,
+)
 from openai.types.responses.response_input_item_param import Message
 from pydantic import ConfigDict, Field, SkipValidation
 
@@ -76,22 +82,104 @@ class TurnContext(AgentContext[Any], ToolContext):
     changed_task_ids: set[str] = Field(default_factory=set)
 
 
+IMAGE_TOKENS = 1_000  # what an image costs a vision model, roughly (a data URL's length says nothing)
+ATTACHMENT_PREFIX = "[attachment]"
+
+
 def estimate_tokens(items: list[TResponseInputItem]) -> int:
     """A cheap, conservative token estimate (~4 characters a token) for trimming history."""
-    return sum(len(str(item)) for item in items) // 4 + 4 * len(items)
+    return sum(_estimate_chars(item) for item in items) // 4 + 4 * len(items)
+
+
+def _estimate_chars(item: Any) -> int:
+    content = item.get("content") if isinstance(item, dict) else None
+    if isinstance(content, list):
+        images = [p for p in content if isinstance(p, dict) and p.get("type") == "input_image"]
+        if images:
+            rest = {**item, "content": [p for p in content if p not in images]}
+            return len(str(rest)) + 4 * IMAGE_TOKENS * len(images)
+    return len(str(item))
+
+
+class AttachmentReader(Protocol):
+    """Where the converter gets an attachment's bytes (`app.store.attachments.AttachmentService`)."""
+
+    async def read_attachment(self, attachment: Attachment, limit: int) -> bytes | None:
+        """Up to `limit` bytes of the attachment's content; None when none are stored."""
+        ...
+
+
+def attachment_size(attachment: Attachment) -> int | None:
+    """The uploaded size, which the attachment store records in the (server-only) metadata."""
+    size = (attachment.metadata or {}).get("size")
+    return size if isinstance(size, int) else None
+
+
+def attachment_label(attachment: Attachment) -> str:
+    """`[attachment] name (type, N bytes)`: how every attachment is introduced to the model."""
+    size = attachment_size(attachment)
+    details = attachment.mime_type + (f", {size} bytes" if size is not None else ", not uploaded")
+    return f"{ATTACHMENT_PREFIX} {attachment.name} ({details})"
 
 
 class TaskPilotConverter(ThreadItemConverter):
-    """Thread items as model input: compact widgets, attachments described, tags as text."""
+    """Thread items as model input: compact widgets, tags as text, and attachments the model can
+    read: images as image input (data URLs: a model provider cannot fetch a URL of this server),
+    text files as text up to a budget, anything else (PDF, oversized files) as a short description.
+    Every attachment is introduced by a label naming it, its type and its size."""
+
+    def __init__(
+        self,
+        attachments: AttachmentReader | None = None,
+        *,
+        image_bytes: int = 4 * 1024 * 1024,
+        text_chars: int = 20_000,
+    ) -> None:
+        self.attachments = attachments
+        self.image_bytes = image_bytes
+        self.text_chars = text_chars
+
+    async def attachment_parts(self, attachment: Attachment) -> list[ResponseInputContentParam]:
+        """The content parts of one attachment: its label, then what the model may see of it."""
+        label = attachment_label(attachment)
+        size = attachment_size(attachment)
+        mime = attachment.mime_type
+        if self.attachments is None or size is None:
+            return [_text(f"{label}: its content is not available.")]
+        if mime.startswith("image/"):
+            data = await self.attachments.read_attachment(attachment, size) if size <= self.image_bytes else None
+            if data is None or len(data) != size:
+                return [_text(f"{label}: the image is too large to show you.")]
+            image_url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+            return [_text(label), ResponseInputImageParam(type="input_image", detail="auto", image_url=image_url)]
+        if mime.startswith("text/") or mime == "application/json":
+            # A character is at most 4 bytes of UTF-8: read no more than the budget can use.
+            data = await self.attachments.read_attachment(attachment, min(size, 4 * self.text_chars))
+            if data is None:
+                return [_text(f"{label}: its content is not available.")]
+            text = data.decode("utf-8", errors="ignore")
+            shown = text[: self.text_chars]
+            if len(shown) < len(text) or len(data) < size:
+                shown += f"\n[truncated: only the first {len(shown)} characters are shown]"
+            return [_text(f"{label}:\n{shown}")]
+        return [_text(f"{label}: you cannot read this kind of file; only its name, type and size are known.")]
 
     async def attachment_to_message_content(self, attachment: Attachment) -> Any:
-        size = getattr(attachment, "size", None)
-        return ResponseInputTextParam(
-            type="input_text",
-            text=f"[context] The user attached {attachment.name} ({attachment.mime_type}"
-            + (f", {size} bytes" if size else "")
-            + ").",
+        return (await self.attachment_parts(attachment))[-1]
+
+    async def user_message_to_input(self, item: UserMessageItem, is_last_message: bool = True) -> Any:
+        """ChatKit's conversion, with each attachment as its label plus content (an image part alone
+        would not say which file it is)."""
+        converted = await super().user_message_to_input(
+            item.model_copy(update={"attachments": []}), is_last_message=is_last_message
         )
+        if not item.attachments:
+            return converted
+        items: list[Any] = list(converted) if isinstance(converted, list) else [converted]
+        message = items[0]  # ChatKit puts the user's own message first, then context messages
+        parts = [part for attachment in item.attachments for part in await self.attachment_parts(attachment)]
+        items[0] = {**message, "content": [*message["content"], *parts]}
+        return items
 
     async def tag_to_message_content(self, tag: UserMessageTagContent) -> Any:
         return ResponseInputTextParam(type="input_text", text=f"[context] @{tag.text}: {tag.data}")
@@ -163,8 +251,13 @@ class Assistant:
 
     async def run(self, thread: ThreadMetadata, turn: TurnContext) -> RunResultStreaming:
         history = await self.history(thread, turn)
+        # A shallow per-run copy (same tools, same instructions): the Agents SDK keeps a registry
+        # of the runs using each Agent object and walks all of them on every run start, model
+        # turn and run end (its concurrent tool-mutation guard), so with one shared Agent each
+        # turn cost O(open streams): ~1 ms per call, ~6 ms per turn, at 1,000 open streams
+        # (bench/streams.py). With a copy per run that walk is over one entry.
         return Runner.run_streamed(
-            self.orchestrator,
+            self.orchestrator.clone(handoffs=[self.urdu.clone()]),
             history,
             context=turn,
             hooks=ProgressHooks(),
@@ -193,6 +286,10 @@ class Assistant:
             except Exception as exc:  # a title is a nicety: never fail the turn for it
                 log.info("title generation failed", exc_info=True, extra={"fields": {"error": type(exc).__name__}})
         return summarize_title(text)
+
+
+def _text(text: str) -> ResponseInputTextParam:
+    return ResponseInputTextParam(type="input_text", text=text)
 
 
 def _dated(template: str) -> Any:

@@ -14,6 +14,7 @@ from agents import Agent, RunContextWrapper, RunHooks, Tool
 from chatkit.agents import AgentContext
 from chatkit.types import CustomTask
 
+from app import metrics
 from app.agents.tasks_ui import task_list_widget
 from app.store.tasks import utc_today
 
@@ -71,6 +72,7 @@ class ProgressHooks(RunHooks[Any]):
             data = json.loads(result) if isinstance(result, str) else dict(result)
         except (TypeError, ValueError):
             data = {"ok": False, "error": "unreadable result"}
+        metrics.TOOL_CALLS.labels(tool=tool.name, outcome="ok" if data.get("ok") else "error").inc()
         index = self._task_index.pop(tool.name, None)
         if turn.workflow_item is not None and index is not None and index < len(turn.workflow_item.workflow.tasks):
             done = CustomTask(title=_finished(tool.name, data), status_indicator="complete")

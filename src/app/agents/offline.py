@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -60,6 +61,11 @@ CONTEXT_PREFIXES = (
     "[context]",
 )
 DELTA_CHARS = 12
+# The converter introduces every attachment as `[attachment] name (type, N bytes)`.
+ATTACHMENT_PREFIX = "[attachment]"
+_ATTACHMENT_LABEL = re.compile(
+    r"^\[attachment\] (?P<name>.+) \((?P<mime>[^,()\s]+), (?:(?P<size>\d+) bytes|not uploaded)\)(?::|$)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,15 +118,49 @@ def _parse_output(output: Any) -> Any:
         return {"text": text}
 
 
-def read_turn(items: list[dict[str, Any]]) -> tuple[str, list[_Done], bool]:
-    """The last thing the person typed, the tool calls made since, and whether a handoff happened."""
+def _typed_text(content: Any) -> str:
+    """The text of a user message without its attachments (their labels and contents)."""
+    if isinstance(content, list):
+        content = [
+            part
+            for part in content
+            if not (isinstance(part, dict) and str(part.get("text", "")).startswith(ATTACHMENT_PREFIX))
+        ]
+    return _text_of(content)
+
+
+def attachments_of(content: Any) -> list[replies.AttachmentNote]:
+    """The attachments of a user message, from the labels the converter gives them."""
+    notes: list[replies.AttachmentNote] = []
+    for part in content if isinstance(content, list) else []:
+        text = part.get("text") if isinstance(part, dict) else None
+        if isinstance(text, str) and (match := _ATTACHMENT_LABEL.match(text.split("\n", 1)[0])):
+            size = match.group("size")
+            notes.append(replies.AttachmentNote(name=match.group("name"), size=int(size) if size else None))
+    return notes
+
+
+def _last_user_message(items: list[dict[str, Any]]) -> int:
     last_user = -1
     for index, item in enumerate(items):
         if item.get("role") == "user" and item.get("type", "message") == "message":
-            text = _text_of(item.get("content"))
-            if text and not text.startswith(CONTEXT_PREFIXES):
+            content = item.get("content")
+            text = _typed_text(content)
+            if (text and not text.startswith(CONTEXT_PREFIXES)) or attachments_of(content):
                 last_user = index
-    user_text = _text_of(items[last_user].get("content")) if last_user >= 0 else ""
+    return last_user
+
+
+def turn_attachments(items: list[dict[str, Any]]) -> list[replies.AttachmentNote]:
+    """What the person attached to their last message."""
+    last_user = _last_user_message(items)
+    return attachments_of(items[last_user].get("content")) if last_user >= 0 else []
+
+
+def read_turn(items: list[dict[str, Any]]) -> tuple[str, list[_Done], bool]:
+    """The last thing the person typed, the tool calls made since, and whether a handoff happened."""
+    last_user = _last_user_message(items)
+    user_text = _typed_text(items[last_user].get("content")) if last_user >= 0 else ""
     calls: dict[str, dict[str, Any]] = {}
     done: list[_Done] = []
     handed_off = False
@@ -165,7 +205,10 @@ class OfflineModel(Model):
             else [_as_dict(i) for i in input]
         )
         user_text, done, handed_off = read_turn(items)
+        attachments = turn_attachments(items)
         if not user_text.strip():
+            if attachments:
+                return Reply(replies.attachments_received(attachments, "en", asked=False))
             return Reply(replies.nothing_to_do("en"))
         urdu_handoff = next((h for h in handoffs if "urdu" in h.tool_name.lower()), None)
         if urdu_handoff is not None and not handed_off and language_of(user_text) == "ur":
@@ -178,6 +221,8 @@ class OfflineModel(Model):
             if tool is None:
                 return Reply(replies.cannot(intent.language))
             return ToolCall(step.name, _fit_arguments(step.arguments, tool))
+        if attachments:
+            return Reply(replies.attachments_received(attachments, intent.language, asked=True) + "\n\n" + step.text)
         return step
 
     # ---- the Model interface ------------------------------------------------------------------

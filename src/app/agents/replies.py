@@ -2,11 +2,48 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from app.agents.intents import Intent, Language
 
 MAX_LISTED = 10
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentNote:
+    """An attachment as the offline model knows it: its name and size (None: not uploaded)."""
+
+    name: str
+    size: int | None
+
+
+def human_size(size: int | None, lang: Language = "en") -> str:
+    if size is None:
+        return "not uploaded" if lang == "en" else "اپ لوڈ نہیں ہوئی"
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    if size >= 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size} bytes" if lang == "en" else f"{size} بائٹس"
+
+
+def attachments_received(notes: list[AttachmentNote], lang: Language, *, asked: bool) -> str:
+    """Acknowledges the attachments by name and size; without a request, says what it can do."""
+    names = [f"{note.name} ({human_size(note.size, lang)})" for note in notes]
+    if lang == "ur":
+        text = f"مجھے یہ فائلیں موصول ہوئیں: {'، '.join(names)}۔"
+        if not asked:
+            text += " آف لائن اسسٹنٹ فائلیں نہیں پڑھ سکتا، لیکن میں آپ کے کاموں میں مدد کر سکتا ہوں۔"
+        return text
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    text = f"I received {listed}."
+    if not asked:
+        text += (
+            " As the offline assistant I can't read files, but I can manage your tasks: try "
+            f"“add a task to review {notes[0].name}”."
+        )
+    return text
 
 
 def task_of(output: Any) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,7 @@ from chatkit.types import (
     FeedbackKind,
     ItemsFeedbackReq,
     ItemsListReq,
+    StructuredInputItem,
     SyncCustomActionResponse,
     ThreadItem,
     ThreadItemAddedEvent,
@@ -59,6 +61,7 @@ from chatkit.types import (
 )
 from pydantic import TypeAdapter, ValidationError
 
+from app import metrics
 from app.agents.assistant import Assistant, TurnContext, describe_model_error
 from app.agents.tasks_ui import TaskActions
 
@@ -114,6 +117,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         attachment_store: AttachmentStore[Any] | None = None,
         keepalive_seconds: float = 15.0,
         transcriber: Callable[[AudioInput], Any] | None = None,
+        log_content: bool = False,
     ) -> None:
         super().__init__(store, attachment_store)
         self.assistant = assistant
@@ -121,6 +125,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         self.session_maker = session_maker
         self.keepalive_seconds = keepalive_seconds
         self.transcriber = transcriber
+        # Message text is personal data: it reaches the logs only when an operator opts in.
+        self.log_content = log_content
 
     # ---- request entry point -------------------------------------------------------------
 
@@ -142,7 +148,10 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             await self.store.load_thread(thread_id, context)
         match request:
             case ThreadsRetryAfterItemReq() | ThreadsAddStructuredInputReq():
-                await self.store.load_item(request.params.thread_id, request.params.item_id, context)
+                item = await self.store.load_item(request.params.thread_id, request.params.item_id, context)
+                # The library raises ValueError for this only after the 200 stream has opened.
+                if isinstance(request, ThreadsAddStructuredInputReq) and not isinstance(item, StructuredInputItem):
+                    raise ProtocolError(400, "params.item_id must name a structured input item.")
             case ThreadsCustomActionReq() | ThreadsSyncCustomActionReq():
                 if request.params.item_id:
                     item = await self.store.load_item(request.params.thread_id, request.params.item_id, context)
@@ -152,7 +161,15 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 await self.store.load_attachment(request.params.attachment_id, context)
             case ThreadsCreateReq() | ThreadsAddUserMessageReq():
                 for attachment_id in request.params.input.attachments:
-                    await self.store.load_attachment(attachment_id, context)
+                    attachment = await self.store.load_attachment(attachment_id, context)
+                    if attachment.upload_descriptor is not None:
+                        raise ProtocolError(
+                            409, f"Attachment {attachment_id} has not been uploaded yet: upload its bytes first."
+                        )
+                    if attachment.thread_id is not None and attachment.thread_id != thread_id:
+                        raise ProtocolError(
+                            409, f"Attachment {attachment_id} belongs to another thread: attach the file again."
+                        )
                 if (
                     not any(getattr(part, "text", "").strip() for part in request.params.input.content)
                     and not request.params.input.attachments
@@ -220,13 +237,23 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         )
         ids = _MessageIds(lambda: self.store.generate_item_id("message", thread, context))
         failure: CustomStreamError | None = None
+        started = time.perf_counter()
+        reply_text: list[str] = []
         try:
             result = await self.assistant.run(thread, turn)
             async for event in stream_agent_response(turn, result):
-                yield ids.remap(event)
+                event = ids.remap(event)
+                if (
+                    self.log_content
+                    and isinstance(event, ThreadItemDoneEvent)
+                    and isinstance(event.item, AssistantMessageItem)
+                ):
+                    reply_text.append("".join(part.text for part in event.item.content))
+                yield event
         except CustomStreamError as exc:
             failure = exc
         except Exception as exc:  # provider, network or tool failure: the user gets a readable error
+            metrics.MODEL_ERRORS.labels(kind=metrics.error_kind(exc)).inc()
             message, retry = describe_model_error(exc)
             log.warning(
                 "turn failed",
@@ -234,6 +261,15 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 extra={"fields": {"thread_id": thread.id, "error": type(exc).__name__}},
             )
             failure = CustomStreamError(message, allow_retry=retry)
+        metrics.TURN_DURATION.observe(time.perf_counter() - started)
+        if self.log_content:
+            said = " ".join(
+                getattr(part, "text", "") for part in (input_user_message.content if input_user_message else [])
+            )
+            log.info(
+                "turn content",
+                extra={"fields": {"thread_id": thread.id, "user_text": said, "reply_text": "\n".join(reply_text)}},
+            )
         if turn.changed_task_ids:
             # A host page listens for this to refresh its own task list.
             yield ClientEffectEvent(name="tasks.changed", data={"ids": sorted(turn.changed_task_ids)})
@@ -254,7 +290,11 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
     async def sync_action(
         self, thread: ThreadMetadata, action: Action[str, Any], sender: WidgetItem | None, context: Any
     ) -> SyncCustomActionResponse:
-        outcome = await self.task_actions.apply(action, sender, context)
+        try:
+            outcome = await self.task_actions.apply(action, sender, context)
+        except CustomStreamError as exc:
+            # No stream carries it as an error event here: without this it was a 500.
+            raise ProtocolError(400, exc.message) from None
         if outcome.replacement is not None:
             await self.store.save_item(thread.id, outcome.replacement, context)
         return SyncCustomActionResponse(updated_item=outcome.replacement)

@@ -9,37 +9,67 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from chatkit.server import StreamingResult
 from litestar import Controller, Request, Response, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.response import Stream
 
+from app import metrics
 from app.agents.server import ProtocolError, TaskPilotChatKitServer
 from app.auth import RequestContext
-from app.contracts import ChatKitRequest
-from app.errors import problem_response
+from app.contracts import ChatKitRequest, Problem
+from app.errors import PROBLEM_MEDIA_TYPE, ServiceUnavailable, TooManyRequests, problem_response
+from app.lifecycle import Drain
+from app.ratelimit import Limits, retry_after_seconds
 
 KEEPALIVE_FRAME = b": keepalive\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-async def with_keepalive(frames: AsyncIterator[bytes], interval: float) -> AsyncIterator[bytes]:
+RESTART_FRAME = (
+    b'data: {"type":"error","code":"custom","message":"The server is restarting. Your message and the '
+    b'partial answer are saved; send again to continue.","allow_retry":true}\n\n'
+)
+STREAMING_TYPES = frozenset(
+    {
+        "threads.create",
+        "threads.add_user_message",
+        "threads.add_client_tool_output",
+        "threads.add_structured_input",
+        "threads.retry_after_item",
+        "threads.custom_action",
+    }
+)
+_CUT = object()
+
+
+async def with_keepalive(
+    frames: AsyncIterator[bytes], interval: float, drain: Drain | None = None
+) -> AsyncIterator[bytes]:
     """Yield `frames`, inserting an SSE comment whenever nothing was sent for `interval` seconds.
 
     One producer task drives the whole ChatKit generator (it sets and resets context variables,
     which must happen in one task) into a small queue; this side waits on the queue with a
     timeout, so a long tool call never blocks the keepalive. When the client goes away, the
     producer is cancelled, and ChatKit's cancellation handling persists the partial answer.
+    The same happens when a shutdown cuts the stream (`drain`), and the client is told why.
     """
-    queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=64)
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    started = time.perf_counter()
+    first = True
 
     async def produce() -> None:
         try:
             async for frame in frames:
                 await queue.put(frame)
         except asyncio.CancelledError:
+            queue.put_nowait(_CUT)
             raise
         except BaseException as exc:  # surfaced to the consumer, which re-raises it
             await queue.put(exc)
@@ -47,6 +77,9 @@ async def with_keepalive(frames: AsyncIterator[bytes], interval: float) -> Async
         await queue.put(None)
 
     producer = asyncio.create_task(produce())
+    if drain is not None:
+        drain.track(producer)
+    metrics.ACTIVE_STREAMS.inc()
     try:
         while True:
             try:
@@ -56,14 +89,81 @@ async def with_keepalive(frames: AsyncIterator[bytes], interval: float) -> Async
                 continue
             if item is None:
                 return
+            if item is _CUT:
+                yield RESTART_FRAME
+                return
             if isinstance(item, BaseException):
                 raise item
+            if first:
+                metrics.TIME_TO_FIRST_EVENT.observe(time.perf_counter() - started)
+                first = False
             yield item
     finally:
+        metrics.ACTIVE_STREAMS.dec()
         if not producer.done():
             producer.cancel()
             with contextlib.suppress(BaseException):
                 await producer
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(
+        data_container=Problem, description=description, media_type=PROBLEM_MEDIA_TYPE, generate_examples=False
+    )
+
+
+# Every non-200 answer of /chatkit is problem+json; without these the spec showed Litestar's
+# default 400 (application/json, another body) and none of the others (found by schemathesis).
+CHATKIT_RESPONSES = {
+    400: _problem("Not a valid ChatKit request (malformed JSON, unknown type, invalid or missing fields)"),
+    401: _problem("No valid bearer token"),
+    404: _problem("The thread, item or attachment does not exist or belongs to another user"),
+    409: _problem("The thread has no pending client tool call to answer"),
+    413: _problem("The body is larger than MAX_REQUEST_BYTES"),
+    429: _problem("Too many chat messages from this user, or failed sign-ins from this address; see Retry-After"),
+    501: _problem("The request needs a feature this server has not configured (dictation, feedback)"),
+    503: _problem("The server is restarting or its database is unavailable; retry after Retry-After"),
+}
+
+
+@dataclass
+class _ChatKitOperation(Operation):
+    """Documents the 200 answer of streaming requests (text/event-stream) beside the JSON one."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            ok.content["text/event-stream"] = OpenAPIMediaType(
+                schema=Schema(
+                    type=OpenAPIType.STRING,
+                    description="`data: <ChatKit event JSON>` frames, and `: keepalive` comments while idle",
+                )
+            )
+
+
+async def started(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`frames` once its first frame (or keepalive) is ready.
+
+    The first frame comes after the stream's first store writes (the thread, the user's
+    message). Waiting for it before the 200 is sent turns a failure there (the database is
+    down) into an HTTP error from the central mapping (503), not a 200 stream that dies.
+    """
+    try:
+        first = await anext(aiter(frames))
+    except StopAsyncIteration:
+        first = None
+
+    async def resumed() -> AsyncIterator[bytes]:
+        try:
+            if first is None:
+                return
+            yield first
+            async for frame in frames:
+                yield frame
+        finally:
+            await frames.aclose()  # type: ignore[attr-defined]
+
+    return resumed()
 
 
 class ChatKitController(Controller):
@@ -81,6 +181,8 @@ class ChatKitController(Controller):
             "answer `application/json`. Invalid requests answer problem+json before any stream opens."
         ),
         response_description="A ChatKit event stream (text/event-stream) or a ChatKit JSON object",
+        responses=CHATKIT_RESPONSES,
+        operation_class=_ChatKitOperation,
     )
     async def chatkit(
         self,
@@ -88,11 +190,23 @@ class ChatKitController(Controller):
         data: ChatKitRequest,
         context: RequestContext,
         chatkit_server: TaskPilotChatKitServer,
+        limits: Limits,
+        drain: Drain,
     ) -> Response[bytes] | Stream:
+        if data.type in STREAMING_TYPES:
+            if drain.draining:
+                raise ServiceUnavailable("The server is restarting; retry in a moment.", retry_after=2)
+            wait = await limits.chat.acquire(context.user_id)
+            if wait is not None:
+                metrics.RATE_LIMITED.labels(limit="chat").inc()
+                raise TooManyRequests(
+                    "Too many chat requests; wait before sending another message.",
+                    retry_after=retry_after_seconds(wait),
+                )
         result = await chatkit_server.process(await request.body(), context)
         if isinstance(result, StreamingResult):
             return Stream(
-                with_keepalive(result.json_events, chatkit_server.keepalive_seconds),
+                await started(with_keepalive(result.json_events, chatkit_server.keepalive_seconds, drain)),
                 media_type="text/event-stream",
                 headers=SSE_HEADERS,
             )

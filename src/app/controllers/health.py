@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get
+import asyncio
+import hmac
+from typing import Any
+
+from litestar import Controller, Request, Response, get
+from litestar.exceptions import NotAuthorizedException
+from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
 from app.contracts import ChatKitHealth, HostedModeStatus, Liveness, Readiness, SelfHostedModeStatus
+from app.lifecycle import Drain
+from app.metrics import render
 from app.settings import Settings
+
+READY_TIMEOUT_SECONDS = 3.0
 
 
 class HealthController(Controller):
@@ -22,10 +32,21 @@ class HealthController(Controller):
         "/ready",
         operation_id="GetReadiness",
         summary="Readiness: the database answers",
+        # The 503 body is the same Readiness document, saying what is not ready.
+        responses={
+            503: ResponseSpec(
+                data_container=Readiness,
+                description="Shutting down, or the database is unreachable",
+                generate_examples=False,
+            )
+        },
     )
-    async def readiness(self, db_engine: AsyncEngine) -> Response[Readiness]:
+    async def readiness(self, db_engine: AsyncEngine, drain: Drain) -> Response[Readiness]:
+        if drain.draining:
+            body = Readiness(status="unavailable", database="ok", detail="shutting down: finishing open streams")
+            return Response(body, status_code=503, headers={"Retry-After": "5"})
         try:
-            async with db_engine.connect() as connection:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS), db_engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception as exc:  # any driver error means "not ready", and says which kind
             body = Readiness(
@@ -35,6 +56,16 @@ class HealthController(Controller):
             )
             return Response(body, status_code=503, headers={"Retry-After": "5"})
         return Response(Readiness(status="ready", database="ok"), status_code=200)
+
+    @get("/metrics", include_in_schema=False, media_type="text/plain")
+    async def metrics(self, request: Request[Any, Any, Any], settings: Settings) -> Response[bytes]:
+        """Prometheus exposition. With METRICS_TOKEN set, scrapers must send it as a bearer token."""
+        if settings.metrics_token is not None:
+            expected = f"Bearer {settings.metrics_token.get()}"
+            if not hmac.compare_digest(request.headers.get("authorization", ""), expected):
+                raise NotAuthorizedException("send the METRICS_TOKEN as 'Authorization: Bearer <token>'")
+        body, content_type = render()
+        return Response(body, media_type=content_type)
 
     @get(
         "/api/chatkit/health",

@@ -60,6 +60,10 @@ def hosted_chatkit(app: Litestar) -> HostedChatKit:
 
 
 def session_rate_limiter(app: Litestar) -> RateLimiter:
+    limits = app.state.get("limits")
+    if limits is not None:
+        shared: RateLimiter = limits.sessions
+        return shared
     limiter: RateLimiter | None = app.state.get(RATE_LIMITER_STATE_KEY)
     if limiter is None:
         settings: Settings = app.state["settings"]

@@ -40,6 +40,9 @@ def _problem(description: str) -> ResponseSpec:
 BAD_INPUT = {
     400: _problem("Invalid input; `errors` names each field"),
     401: _problem("No valid bearer token"),
+    # Answered by the auth dependency and the central error mapping (app.errors), not the handlers.
+    429: _problem("Too many failed sign-ins from this address; see Retry-After"),
+    503: _problem("The database is unavailable; retry after Retry-After"),
 }
 ONE_TASK = {**BAD_INPUT, 404: _problem("The user has no task with this id")}
 TaskId = Annotated[uuid.UUID, Parameter(description="The task's id")]

@@ -69,6 +69,8 @@ class ChatThread(Base):
     __table_args__ = (
         Index("ix_chat_threads_user_order", "user_id", "created_at", "seq"),
         Index("ix_chat_threads_user_updated", "user_id", "updated_at"),
+        # Retention (`taskpilot cleanup`) looks for threads untouched since a date, across users.
+        Index("ix_chat_threads_updated", "updated_at"),
     )
 
     user_id: Mapped[str] = mapped_column(String(USER_ID_LENGTH), primary_key=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import metrics
 from app.errors import DomainError, NotFound, TooManyRequests, UpstreamError
 from app.hosted import HostedChatKit, HostedUpstreamError, UpstreamSession, UpstreamSessionGone
 from app.ratelimit import RateLimiter, retry_after_seconds
@@ -79,6 +80,7 @@ class HostedSessionService:
         self._require_configured()
         await self._admit(user_id)
         session = await self._mint_and_record(user_id)
+        metrics.SESSIONS_MINTED.labels(operation="mint").inc()
         log.info("hosted session minted", extra={"fields": _fields(user_id, session)})
         return _minted(session)
 
@@ -100,6 +102,7 @@ class HostedSessionService:
             previous = await self.repository.owned(user_id, session_id)
 
         session = await self._mint_and_record(user_id)
+        metrics.SESSIONS_MINTED.labels(operation="refresh").inc()
         outcome = "none named"
         if current_client_secret is not None or session_id is not None:
             outcome = "not owned or unknown" if previous is None else await self._retire(previous, session)
@@ -165,6 +168,9 @@ class HostedSessionService:
                     expires_at=session.expires_at,
                 ),
                 auto_commit=True,
+                # The row is not read back: a refresh would cost a SELECT and, as it opens a new
+                # transaction, one more COMMIT when the response starts (bench/mint.py).
+                auto_refresh=False,
             )
         except Exception:
             # A secret that was never recorded could not be audited or cancelled by its owner:

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 483448bcc337
+Revision ID: b8024de0820c
 Revises: 
-Create Date: 2026-11-22 15:04:53.430181
+Create Date: 2026-11-22 15:45:51.156000
 
 """
 
@@ -42,7 +42,7 @@ sa.TOTPSecret = TOTPSecret
 sa.OneTimeCode = OneTimeCode
 
 # revision identifiers, used by Alembic.
-revision = '483448bcc337'
+revision = 'b8024de0820c'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -51,16 +51,15 @@ depends_on = None
 def upgrade() -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
-        with op.get_context().autocommit_block():
-            schema_upgrades()
-            data_upgrades()
+        # One transaction (PostgreSQL has transactional DDL): a failed upgrade leaves nothing half-done.
+        schema_upgrades()
+        data_upgrades()
 
 def downgrade() -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
-        with op.get_context().autocommit_block():
-            data_downgrades()
-            schema_downgrades()
+        data_downgrades()
+        schema_downgrades()
 
 def schema_upgrades() -> None:
     """schema upgrade migrations go here."""
@@ -76,6 +75,7 @@ def schema_upgrades() -> None:
     sa.PrimaryKeyConstraint('user_id', 'id', name=op.f('pk_chat_threads'))
     )
     with op.batch_alter_table('chat_threads', schema=None) as batch_op:
+        batch_op.create_index('ix_chat_threads_updated', ['updated_at'], unique=False)
         batch_op.create_index('ix_chat_threads_user_order', ['user_id', 'created_at', 'seq'], unique=False)
         batch_op.create_index('ix_chat_threads_user_updated', ['user_id', 'updated_at'], unique=False)
 
@@ -191,6 +191,7 @@ def schema_downgrades() -> None:
     with op.batch_alter_table('chat_threads', schema=None) as batch_op:
         batch_op.drop_index('ix_chat_threads_user_updated')
         batch_op.drop_index('ix_chat_threads_user_order')
+        batch_op.drop_index('ix_chat_threads_updated')
 
     op.drop_table('chat_threads')
     # ### end Alembic commands ###
