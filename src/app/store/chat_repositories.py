@@ -268,6 +268,20 @@ def _thread_upsert(dialect_name: str) -> Any:
     )
 
 
+def _on_item_conflict(statement: Any) -> Any:
+    """An item written again keeps its `seq` and its thread: only its content is replaced, and a
+    row of the same id in another thread is left alone (the statement then writes 0 rows)."""
+    return statement.on_conflict_do_update(
+        index_elements=[_items.c.user_id, _items.c.id],
+        set_={
+            "type": statement.excluded.type,
+            "created_at": statement.excluded.created_at,
+            "data": statement.excluded.data,
+        },
+        where=_items.c.thread_id == statement.excluded.thread_id,
+    )
+
+
 def _item_upsert(dialect_name: str) -> Any:
     """Insert or update an item. An update keeps the item's `seq` (its place among equal
     timestamps), and an id never moves between threads: a conflicting row that belongs to
@@ -281,15 +295,7 @@ def _item_upsert(dialect_name: str) -> Any:
         created_at=bindparam("created_at", type_=DateTimeUTC()),
         data=_json_param("data", dialect_name),
     )
-    return statement.on_conflict_do_update(
-        index_elements=[_items.c.user_id, _items.c.id],
-        set_={
-            "type": statement.excluded.type,
-            "created_at": statement.excluded.created_at,
-            "data": statement.excluded.data,
-        },
-        where=_items.c.thread_id == statement.excluded.thread_id,
-    )
+    return _on_item_conflict(statement)
 
 
 def _item_add_postgresql(dialect_name: str) -> Any:
@@ -321,15 +327,7 @@ def _item_add_postgresql(dialect_name: str) -> Any:
         .from_select(["user_id", "id", "thread_id", "type", "seq", "created_at", "data"], source)
         .add_cte(touched, nest_here=True)
     )
-    return statement.on_conflict_do_update(
-        index_elements=[_items.c.user_id, _items.c.id],
-        set_={
-            "type": statement.excluded.type,
-            "created_at": statement.excluded.created_at,
-            "data": statement.excluded.data,
-        },
-        where=_items.c.thread_id == statement.excluded.thread_id,
-    ).returning(_items.c.seq)
+    return _on_item_conflict(statement).returning(_items.c.seq)
 
 
 def _attachment_upsert(dialect_name: str) -> Any:
