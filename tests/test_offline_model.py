@@ -191,9 +191,7 @@ async def _run(session_maker: Any, text: str, *, seed: bool = True) -> Outcome:
 
 
 @pytest.mark.parametrize(("text", "tools", "checks"), ENGLISH + URDU, ids=[row[0] for row in ENGLISH + URDU])
-async def test_utterance(
-    request: pytest.FixtureRequest, tmp_path: Any, text: str, tools: list[str], checks: list[Check]
-) -> None:
+async def test_utterance(tmp_path: Any, text: str, tools: list[str], checks: list[Check]) -> None:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from app.store.models import Base

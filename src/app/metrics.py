@@ -55,21 +55,10 @@ class PoolCollector(Collector):
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily("taskpilot_db_pool_connections", "Database connections by state", labels=["state"])
-        checked_out = idle = size = 0
-        for source in self.sources:
-            pool = source()
-            for name, reader in (("checkedout", "checkedout"), ("checkedin", "checkedin"), ("size", "size")):
-                value = getattr(pool, reader, None)
-                number = value() if callable(value) else 0
-                if name == "checkedout":
-                    checked_out += number
-                elif name == "checkedin":
-                    idle += number
-                else:
-                    size += number
-        family.add_metric(["in_use"], checked_out)
-        family.add_metric(["idle"], idle)
-        family.add_metric(["size"], size)
+        pools = [source() for source in self.sources]
+        # SQLite's pools have no counters; their connections simply do not show here.
+        for state, reader in (("in_use", "checkedout"), ("idle", "checkedin"), ("size", "size")):
+            family.add_metric([state], sum(getattr(pool, reader)() for pool in pools if hasattr(pool, reader)))
         yield family
 
 

@@ -467,8 +467,3 @@ def _redact_url(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@")
     return url
-
-
-def redact_url(url: str) -> str:
-    """A database URL with its password hidden, for logs and health output."""
-    return _redact_url(url)

@@ -20,6 +20,7 @@ from app.store.tasks import utc_today
 
 log = logging.getLogger("app.assistant")
 
+LIST_TITLE = "Your tasks"
 RUNNING = {
     "add_task": "Adding task…",
     "list_tasks": "Looking up tasks…",
@@ -79,7 +80,7 @@ class ProgressHooks(RunHooks[Any]):
             await turn.update_workflow_task(done, index)
         if tool.name == "list_tasks" and data.get("ok"):
             tasks = data.get("tasks", [])
-            widget, copy_text = task_list_widget(_list_title(data), tasks, utc_today())
+            widget, copy_text = task_list_widget(LIST_TITLE, tasks, utc_today())
             await turn.stream_widget(widget, copy_text=copy_text)
 
     async def on_handoff(self, context: RunContextWrapper[Any], from_agent: Agent[Any], to_agent: Agent[Any]) -> None:
@@ -88,7 +89,3 @@ class ProgressHooks(RunHooks[Any]):
             await turn.add_workflow_task(
                 CustomTask(title=f"Handed over to the {to_agent.name}", status_indicator="complete")
             )
-
-
-def _list_title(data: dict[str, Any]) -> str:
-    return "Your tasks"

@@ -442,7 +442,6 @@ def plan(intent: Intent, done: list[_Done]) -> Step:
 ACTION_TOOLS = {
     "get": "get_task",
     "complete": "complete_task",
-    "reopen": "reopen_task",
     "delete": "delete_task",
     "update": "update_task",
 }
@@ -462,10 +461,10 @@ def _list_arguments(intent: Intent) -> dict[str, Any]:
 
 
 def _action_call(intent: Intent, task_ref: str) -> ToolCall:
-    name = ACTION_TOOLS[intent.kind]
     if intent.kind == "reopen":
-        # Reopening is an update of `completed` when no dedicated tool exists.
+        # There is no reopen tool: reopening is an update of `completed`.
         return ToolCall("update_task", {"task": task_ref, "completed": False})
+    name = ACTION_TOOLS[intent.kind]
     arguments: dict[str, Any] = {"task": task_ref}
     if intent.kind == "update":
         arguments.update(intent.update_fields())

@@ -34,7 +34,6 @@ from chatkit.types import (
     ClientEffectEvent,
     FeedbackKind,
     ItemsFeedbackReq,
-    ItemsListReq,
     StructuredInputItem,
     SyncCustomActionResponse,
     ThreadItem,
@@ -48,12 +47,9 @@ from chatkit.types import (
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
     ThreadsCustomActionReq,
-    ThreadsDeleteReq,
-    ThreadsGetByIdReq,
     ThreadsRetryAfterItemReq,
     ThreadsSyncCustomActionReq,
     ThreadStreamEvent,
-    ThreadsUpdateReq,
     TranscriptionResult,
     UserMessageItem,
     WidgetItem,
@@ -185,10 +181,6 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 last = page.data[0] if page.data else None
                 if last is None or last.type != "client_tool_call" or last.status != "pending":
                     raise ProtocolError(409, "The thread has no pending client tool call to answer.")
-            case ItemsListReq() | ThreadsGetByIdReq() | ThreadsUpdateReq() | ThreadsDeleteReq():
-                pass
-            case _:
-                pass
 
     async def _process_streaming_impl(self, request: Any, context: Any) -> AsyncGenerator[ThreadStreamEvent, None]:
         # The library stamps items with naive `datetime.now()`; the store keeps UTC. Stamping

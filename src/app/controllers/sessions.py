@@ -13,14 +13,11 @@ from app.auth import RequestContext
 from app.contracts import ChatKitSession, ChatKitSessionRefresh, Problem
 from app.errors import PROBLEM_MEDIA_TYPE
 from app.hosted import HostedChatKit
-from app.ratelimit import RateLimiter, StoreRateLimiter
+from app.ratelimit import RateLimiter
 from app.settings import Settings
 from app.store.sessions import HostedSessionService, MintedSession
 
 HOSTED_CLIENT_STATE_KEY = "hosted_chatkit"
-RATE_LIMITER_STATE_KEY = "hosted_session_limiter"
-# A Litestar store name: MemoryStore by default; a store registry backed by Redis shares it.
-RATE_LIMIT_STORE = "hosted_session_rate_limit"
 
 
 def _problem(description: str) -> ResponseSpec:
@@ -60,17 +57,8 @@ def hosted_chatkit(app: Litestar) -> HostedChatKit:
 
 
 def session_rate_limiter(app: Litestar) -> RateLimiter:
-    limits = app.state.get("limits")
-    if limits is not None:
-        shared: RateLimiter = limits.sessions
-        return shared
-    limiter: RateLimiter | None = app.state.get(RATE_LIMITER_STATE_KEY)
-    if limiter is None:
-        settings: Settings = app.state["settings"]
-        limiter = StoreRateLimiter(
-            app.stores.get(RATE_LIMIT_STORE), limit=settings.chatkit_session_rate_limit_per_minute
-        )
-        app.state[RATE_LIMITER_STATE_KEY] = limiter
+    """The app's per-user mint limit (memory or Redis, see `app.ratelimit.build_limits`)."""
+    limiter: RateLimiter = app.state["limits"].sessions
     return limiter
 
 
