@@ -23,13 +23,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench testkit
+	$(BIN)/ruff format --check src tests bench testkit
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench testkit
+	$(BIN)/ruff check --fix src tests bench testkit
 
 openapi: $(STAMP)
 	$(BIN)/taskpilot openapi --output openapi/openapi.json

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from bench import common, mint, streams, turns
+from bench import mint, report, servers, streams, turns
 
 SUITE = {"turns": turns.run, "streams": streams.run, "mint": mint.run}
 
@@ -43,7 +43,7 @@ async def run_all(quick: bool, names: list[str]) -> dict[str, Any]:
         "quick": quick,
         "seconds": round(time.perf_counter() - started, 1),
         "load_average_at_end": [round(x, 2) for x in load],
-        "machine": common.machine(),
+        "machine": report.machine(),
         "targets": {},
     }
     if "turns" in results:
@@ -68,14 +68,14 @@ async def run_all(quick: bool, names: list[str]) -> dict[str, Any]:
     print(f"\n===== summary ({summary['seconds']} s, load average now {summary['load_average_at_end']}) =====")
     for target, verdict in summary["targets"].items():
         print(f"  {'MET   ' if verdict.get('met') else 'MISSED'} {target}")
-    path = common.write_results("summary", summary)
+    path = report.write_results("summary", summary)
     print(f"wrote {path}")
     return summary
 
 
 def main() -> int:
-    common.install_uvloop()
-    asyncio.run(run_all(common.quick_mode(), _selected(sys.argv[1:])))
+    servers.install_uvloop()
+    asyncio.run(run_all(report.quick_mode(), _selected(sys.argv[1:])))
     return 0
 
 

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench import common
+from bench import database, loadgen, profiling, report, servers
 
 DATABASE = os.environ.get("BENCH_MINT_DATABASE", "taskpilot_bench_mint")
 API_KEY = "sk-bench-0123456789abcdef"
@@ -81,21 +81,21 @@ async def concurrent(
 async def run(quick: bool) -> dict[str, Any]:
     from openai import AsyncOpenAI
 
-    from app.hosted import MAX_RETRIES, HostedChatKit
+    from app.services.openai_sessions import MAX_RETRIES, HostedChatKit
     from app.settings import Settings
 
     plan = QUICK if quick else FULL
-    info = common.machine()
-    print(f"bench.mint{' (quick)' if quick else ''}: {common.describe_machine(info)}", flush=True)
-    url = await common.create_database(DATABASE)
-    fake: common.Server | None = None
-    tp: common.Server | None = None
+    info = report.machine()
+    print(f"bench.mint{' (quick)' if quick else ''}: {report.describe_machine(info)}", flush=True)
+    url = await database.create_database(DATABASE)
+    fake: servers.Server | None = None
+    tp: servers.Server | None = None
     try:
-        common.migrate(url)
-        commit_ms = await common.commit_latency_ms(url)
+        database.migrate(url)
+        commit_ms = await database.commit_latency_ms(url)
         print(f"one autocommit INSERT (a durable write) takes {commit_ms} ms right now", flush=True)
-        with common.scratch_dir("taskpilot-bench-mint-") as scratch:
-            fake = common.start_server(
+        with servers.scratch_dir("taskpilot-bench-mint-") as scratch:
+            fake = servers.start_server(
                 "fake-openai", "bench.fake_upstream:create_app", {"FAKE_OPENAI_KEY": API_KEY}, log_dir=scratch
             )
             base_url = f"http://127.0.0.1:{fake.port}/v1"
@@ -105,16 +105,16 @@ async def run(quick: bool) -> dict[str, Any]:
                 "OPENAI_BASE_URL": base_url,
                 "CHATKIT_WORKFLOW_ID": WORKFLOW,
                 "MODEL_PROVIDER": "offline",
-                **common.UNTRIPPED_LIMITS,
+                **servers.UNTRIPPED_LIMITS,
             }
-            tp = common.start_server("taskpilot", "app.asgi:create_app", env, log_dir=scratch)
+            tp = servers.start_server("taskpilot", "app.asgi:create_app", env, log_dir=scratch)
             settings = Settings.from_env(env)
             hosted = HostedChatKit(settings)
             # The client TaskPilot builds, with the same options (timeout, retries, base URL).
             client = AsyncOpenAI(
                 api_key=API_KEY, base_url=base_url, timeout=settings.openai_timeout_seconds, max_retries=MAX_RETRIES
             )
-            tokens = common.dev_tokens("mint", plan.concurrency + 1)
+            tokens = loadgen.dev_tokens("mint", plan.concurrency + 1)
 
             def direct_call(worker: int) -> Callable[[int], Awaitable[None]]:
                 async def call(n: int) -> None:
@@ -123,11 +123,11 @@ async def run(quick: bool) -> dict[str, Any]:
 
                 return call
 
-            connections: dict[int, common.HttpConnection] = {}
+            connections: dict[int, loadgen.HttpConnection] = {}
 
             def taskpilot_call(worker: int) -> Callable[[int], Awaitable[None]]:
-                connection = connections.setdefault(worker, common.HttpConnection(tp.host, tp.port))
-                headers = common.auth_headers(tokens[worker])
+                connection = connections.setdefault(worker, loadgen.HttpConnection(tp.host, tp.port))
+                headers = loadgen.auth_headers(tokens[worker])
 
                 async def call(n: int) -> None:
                     response = await connection.request("POST", "/api/chatkit/sessions", b"", headers)
@@ -148,21 +148,21 @@ async def run(quick: bool) -> dict[str, Any]:
                 done, elapsed, latencies = await concurrent(make, plan.concurrency, plan.concurrent_s)
                 cpu_conc = (server_tree.cpu_seconds() if server_tree else time.process_time()) - cpu0
                 results[name] = {
-                    "sequential_ms": common.percentiles(seq),
+                    "sequential_ms": report.percentiles(seq),
                     "sequential_cpu_ms_per_mint": round(1000 * cpu_seq / (plan.sequential + 20), 3),
                     "fake_cpu_ms_per_mint": round(1000 * fake_seq / (plan.sequential + 20), 3),
                     "concurrent": plan.concurrency,
                     "mints_per_s": round(done / elapsed, 1),
-                    "concurrent_ms": common.percentiles(latencies),
+                    "concurrent_ms": report.percentiles(latencies),
                     "concurrent_cpu_ms_per_mint": round(1000 * cpu_conc / max(done, 1), 3),
                 }
                 print(f"  measured {name}", flush=True)
             profile = None
             if plan.profile_s:
-                spy = common.PySpy([p.pid for p in tp.tree.workers()], scratch, "mint-profile")
+                spy = profiling.PySpy([p.pid for p in tp.tree.workers()], scratch, "mint-profile")
                 spy.start(plan.profile_s)
                 await concurrent(taskpilot_call, plan.concurrency, plan.profile_s + 0.5)
-                profile = common.summarise_profile(await asyncio.to_thread(spy.stop), top=20)
+                profile = profiling.summarise_profile(await asyncio.to_thread(spy.stop), top=20)
                 profile["error"] = spy.error
             for connection in connections.values():
                 await connection.close()
@@ -171,14 +171,14 @@ async def run(quick: bool) -> dict[str, Any]:
         for server in (tp, fake):
             if server is not None:
                 server.stop()
-        await common.drop_database(DATABASE)
+        await database.drop_database(DATABASE)
 
     d, t = results["direct_sdk"], results["taskpilot"]
     overhead = {
-        "latency_p50": common.ratio(t["sequential_ms"]["p50"], d["sequential_ms"]["p50"]),
-        "latency_p99": common.ratio(t["sequential_ms"]["p99"], d["sequential_ms"]["p99"]),
-        "throughput": common.ratio(d["mints_per_s"], t["mints_per_s"]),
-        "cpu_per_mint": common.ratio(t["concurrent_cpu_ms_per_mint"], d["concurrent_cpu_ms_per_mint"]),
+        "latency_p50": report.ratio(t["sequential_ms"]["p50"], d["sequential_ms"]["p50"]),
+        "latency_p99": report.ratio(t["sequential_ms"]["p99"], d["sequential_ms"]["p99"]),
+        "throughput": report.ratio(d["mints_per_s"], t["mints_per_s"]),
+        "cpu_per_mint": report.ratio(t["concurrent_cpu_ms_per_mint"], d["concurrent_cpu_ms_per_mint"]),
     }
     print()
     print(
@@ -187,9 +187,9 @@ async def run(quick: bool) -> dict[str, Any]:
     )
     for name, r in (("direct SDK", d), ("TaskPilot", t)):
         print(
-            f"{name:12} {common.fmt(r['sequential_ms']['p50'], 2):>8} {common.fmt(r['sequential_ms']['p95'], 2):>8} "
-            f"{common.fmt(r['sequential_ms']['p99'], 2):>8} {r['mints_per_s']:>12.1f} "
-            f"{common.fmt(r['concurrent_ms']['p50'], 2):>9} {common.fmt(r['concurrent_ms']['p99'], 2):>9} "
+            f"{name:12} {report.fmt(r['sequential_ms']['p50'], 2):>8} {report.fmt(r['sequential_ms']['p95'], 2):>8} "
+            f"{report.fmt(r['sequential_ms']['p99'], 2):>8} {r['mints_per_s']:>12.1f} "
+            f"{report.fmt(r['concurrent_ms']['p50'], 2):>9} {report.fmt(r['concurrent_ms']['p99'], 2):>9} "
             f"{r['concurrent_cpu_ms_per_mint']:>12.2f}"
         )
     print(
@@ -203,7 +203,7 @@ async def run(quick: bool) -> dict[str, Any]:
         f"{'MET' if met else 'MISSED'} ({overhead['latency_p50']}x; throughput {overhead['throughput']}x)"
     )
     if profile is not None:
-        common.print_profile("where TaskPilot's server CPU goes while minting (py-spy)", profile)
+        profiling.print_profile("where TaskPilot's server CPU goes while minting (py-spy)", profile)
     result = {
         "machine": info,
         "quick": quick,
@@ -214,14 +214,14 @@ async def run(quick: bool) -> dict[str, Any]:
         "target": {"overhead_under": TARGET_OVERHEAD, "met": met},
         "profile": profile,
     }
-    path = common.write_results("mint", result)
+    path = report.write_results("mint", result)
     print(f"\nwrote {path}")
     return result
 
 
 def main() -> int:
-    common.install_uvloop()
-    asyncio.run(run(common.quick_mode()))
+    servers.install_uvloop()
+    asyncio.run(run(report.quick_mode()))
     return 0
 
 

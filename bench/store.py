@@ -40,15 +40,16 @@ import asyncpg
 from chatkit.types import AssistantMessageContent, AssistantMessageItem, ThreadMetadata
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from testkit import postgres
 
-from app.auth import RequestContext
+from app.core.context import RequestContext
 from app.settings import Settings
-from app.store import chat_repositories as repo
+from app.store import chat_sql as repo
 from app.store.chatkit_store import ITEM_ADAPTER, ChatKitStore
 from app.store.db import build_db_config
 from app.store.models import Base
+from bench.database import ADMIN_URL
 
-ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 DATABASE = os.environ.get("BENCH_DATABASE", "taskpilot_bench_store")
 ITERATIONS = int(os.environ.get("BENCH_ITERATIONS", "1000"))
 WARMUP = 100
@@ -62,10 +63,6 @@ T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 BIG_USER = "user000"
 BIG_THREAD = "thr_big"
-
-
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _user(n: int) -> str:
@@ -115,21 +112,11 @@ def _item_json(item_id: str, thread_id: str, created_at: dt.datetime, n: int) ->
 
 
 async def create_database() -> str:
-    connection = await asyncpg.connect(_dsn(ADMIN_URL))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await connection.close()
-    return make_url(ADMIN_URL).set(database=DATABASE).render_as_string(hide_password=False)
+    return await postgres.create_database(ADMIN_URL, DATABASE)
 
 
 async def drop_database() -> None:
-    connection = await asyncpg.connect(_dsn(ADMIN_URL))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    finally:
-        await connection.close()
+    await postgres.drop_database(ADMIN_URL, DATABASE)
 
 
 async def fill(url: str) -> dict[str, int]:
@@ -163,7 +150,7 @@ async def fill(url: str) -> dict[str, int]:
         kind, data = _item_json(f"msg_big_{i:05d}", BIG_THREAD, at, i)
         items.append((BIG_USER, f"msg_big_{i:05d}", BIG_THREAD, kind, seq, at, data))
 
-    connection = await asyncpg.connect(_dsn(url))
+    connection = await asyncpg.connect(postgres.asyncpg_dsn(url))
     try:
         await connection.copy_records_to_table(
             "chat_threads",
@@ -350,7 +337,7 @@ def build_scenarios(rng: random.Random) -> list[Scenario]:
 
 
 async def run_raw(url: str, scenario: Scenario, dialect: Any) -> tuple[list[float], list[float] | None, str | None]:
-    connection = await asyncpg.connect(_dsn(url))
+    connection = await asyncpg.connect(postgres.asyncpg_dsn(url))
     try:
         sql, _ = _compiled(scenario.statement, dialect, scenario.params(-1))
         prepared = await connection.prepare(sql)
@@ -402,7 +389,7 @@ async def main() -> int:
         bare_store: ChatKitStore[RequestContext] = ChatKitStore(async_sessionmaker(bare_engine))
         dialect = config.get_engine().dialect
 
-        version_connection = await asyncpg.connect(_dsn(url))
+        version_connection = await asyncpg.connect(postgres.asyncpg_dsn(url))
         server_version = await version_connection.fetchval("SHOW server_version")
         await version_connection.close()
 

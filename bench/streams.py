@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import common
+from bench import database, loadgen, profiling, report, servers
 
 DATABASE = os.environ.get("BENCH_STREAMS_DATABASE", "taskpilot_bench_streams")
 WORKERS = int(os.environ.get("BENCH_STREAM_WORKERS", "2"))
@@ -76,15 +76,15 @@ class Stream:
     error: str | None = None
 
 
-async def seed(server: common.Server, tokens: list[str]) -> None:
+async def seed(server: servers.Server, tokens: list[str]) -> None:
     """Ten long-titled tasks for every user, through the REST API."""
 
     async def one_user(token: str) -> None:
-        connection = common.HttpConnection(server.host, server.port)
+        connection = loadgen.HttpConnection(server.host, server.port)
         try:
             for n in range(TASKS_PER_USER):
                 body = ('{"title": "' + TITLE.format(n=n + 1) + '"}').encode()
-                response = await connection.request("POST", "/api/tasks", body, common.auth_headers(token))
+                response = await connection.request("POST", "/api/tasks", body, loadgen.auth_headers(token))
                 if response.status not in (200, 201):
                     raise RuntimeError(f"seeding a task answered {response.status}: {response.body[:300]!r}")
         finally:
@@ -99,10 +99,10 @@ async def seed(server: common.Server, tokens: list[str]) -> None:
     await asyncio.gather(*(limited(token) for token in tokens))
 
 
-async def open_stream(server: common.Server, stream: Stream, token: str, start_at: float, message: str) -> None:
+async def open_stream(server: servers.Server, stream: Stream, token: str, start_at: float, message: str) -> None:
     await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
-    connection = common.HttpConnection(server.host, server.port)
-    body = common.threads_create(message)
+    connection = loadgen.HttpConnection(server.host, server.port)
+    body = loadgen.threads_create(message)
     deltas = stream.deltas
 
     def on_chunk(now: float, data: bytes) -> None:
@@ -112,13 +112,13 @@ async def open_stream(server: common.Server, stream: Stream, token: str, start_a
 
     try:
         stream.sent = time.perf_counter()
-        response = await connection.request("POST", "/chatkit", body, common.auth_headers(token), on_chunk=on_chunk)
+        response = await connection.request("POST", "/chatkit", body, loadgen.auth_headers(token), on_chunk=on_chunk)
         stream.status = response.status
         stream.first = response.first_byte
         stream.end = response.last_byte
         if response.status != 200:
             stream.error = f"{response.status} {response.body[:200]!r}"
-    except (OSError, common.HttpError, asyncio.IncompleteReadError) as exc:
+    except (OSError, loadgen.HttpError, asyncio.IncompleteReadError) as exc:
         stream.error = repr(exc)
         stream.end = time.perf_counter()
     finally:
@@ -143,32 +143,32 @@ def pool_size(pg: dict[str, Any], workers: int) -> tuple[int, int]:
 
 async def run(quick: bool) -> dict[str, Any]:
     plan = QUICK if quick else FULL
-    info = common.machine()
-    pg = await common.postgres_info()
-    fd_limit = common.raise_fd_limit(max(8192, 4 * plan.streams + 512))
+    info = report.machine()
+    pg = await database.postgres_info()
+    fd_limit = servers.raise_fd_limit(max(8192, 4 * plan.streams + 512))
     pool, overflow = pool_size(pg, WORKERS)
-    print(f"bench.streams{' (quick)' if quick else ''}: {common.describe_machine(info)}", flush=True)
+    print(f"bench.streams{' (quick)' if quick else ''}: {report.describe_machine(info)}", flush=True)
     print(
         f"{plan.streams} streams over {plan.ramp_s:.0f} s, {WORKERS} granian workers, DB pool {pool}+{overflow} per "
         f"worker (PostgreSQL max_connections {pg['max_connections']}, {pg['connections_in_use']} in use), "
         f"open-file limit {fd_limit}",
         flush=True,
     )
-    url = await common.create_database(DATABASE)
-    server: common.Server | None = None
+    url = await database.create_database(DATABASE)
+    server: servers.Server | None = None
     try:
-        common.migrate(url)
-        tokens = common.dev_tokens("stream", plan.users)
-        with common.scratch_dir("taskpilot-bench-streams-") as scratch:
+        database.migrate(url)
+        tokens = loadgen.dev_tokens("stream", plan.users)
+        with servers.scratch_dir("taskpilot-bench-streams-") as scratch:
             env = {
                 "DATABASE_URL": url,
                 "DATABASE_POOL_SIZE": str(pool),
                 "DATABASE_MAX_OVERFLOW": str(overflow),
                 "OFFLINE_MODEL_DELAY_MS": str(DELAY_MS),
                 "MODEL_PROVIDER": "offline",
-                **common.UNTRIPPED_LIMITS,
+                **servers.UNTRIPPED_LIMITS,
             }
-            server = common.start_server("taskpilot", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)
+            server = servers.start_server("taskpilot", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)
             if plan.seed:
                 await seed(server, tokens)
             # Warm every worker up (imports, adapters, prepared statements) before the baseline.
@@ -195,9 +195,9 @@ async def run(quick: bool) -> dict[str, Any]:
             started = time.perf_counter()
             gen_cpu0 = time.process_time()
             sampler = asyncio.create_task(sample())
-            spy: common.PySpy | None = None
+            spy: profiling.PySpy | None = None
             if not quick:
-                spy = common.PySpy([p.pid for p in server.tree.workers()], scratch, "streams-hold", nonblocking=True)
+                spy = profiling.PySpy([p.pid for p in server.tree.workers()], scratch, "streams-hold", nonblocking=True)
             tasks = []
             for s in streams:
                 start_at = started + plan.ramp_s * s.index / plan.streams
@@ -217,13 +217,13 @@ async def run(quick: bool) -> dict[str, Any]:
             gen_cpu = time.process_time() - gen_cpu0
             profile = None
             if spy is not None:
-                profile = common.summarise_profile(await asyncio.to_thread(spy.stop), top=20)
+                profile = profiling.summarise_profile(await asyncio.to_thread(spy.stop), top=20)
                 profile["error"] = spy.error
             log_tail = server.log_tail(5)
     finally:
         if server is not None:
             server.stop()
-        await common.drop_database(DATABASE)
+        await database.drop_database(DATABASE)
 
     ok = [s for s in streams if s.error is None and s.status == 200]
     errors = [s.error for s in streams if s.error is not None]
@@ -250,9 +250,9 @@ async def run(quick: bool) -> dict[str, Any]:
     cpu_per_delta_ms = (
         1000 * cpu_hold * (hold_end - hold_start) / deltas_hold if cpu_hold is not None and deltas_hold else None
     )
-    gap_hold = common.percentiles(gaps_hold)
-    gap_all = common.percentiles(gaps_all)
-    ttfb = common.percentiles([s.first - s.sent for s in ok if s.first])
+    gap_hold = report.percentiles(gaps_hold)
+    gap_all = report.percentiles(gaps_all)
+    ttfb = report.percentiles([s.first - s.sent for s in ok if s.first])
     lengths = [s.end - s.sent for s in ok]
 
     judged = gap_hold if all_open else gap_all
@@ -263,7 +263,7 @@ async def run(quick: bool) -> dict[str, Any]:
     print(f"peak open at once {open_peak}, peak streaming at once {streaming_peak}; all open together: {all_open}")
     if all_open:
         print(f"hold (every stream streaming): {hold_end - hold_start:.1f} s")
-    length_p50 = common.percentiles(lengths)["p50"]
+    length_p50 = report.percentiles(lengths)["p50"]
     print(
         f"{plan.message!r}: {deltas_per_stream} deltas per stream at {DELAY_MS} ms; stream length p50 {length_p50} ms"
     )
@@ -271,8 +271,8 @@ async def run(quick: bool) -> dict[str, Any]:
     print(f"{'gap between deltas (ms)':32} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8} {'n':>8}")
     for label, g in (("during the hold", gap_hold), ("whole run (incl. ramp)", gap_all)):
         print(
-            f"{label:32} {common.fmt(g['p50']):>8} {common.fmt(g['p95']):>8} {common.fmt(g['p99']):>8} "
-            f"{common.fmt(g['max']):>8} {g['n']:>8}"
+            f"{label:32} {report.fmt(g['p50']):>8} {report.fmt(g['p95']):>8} {report.fmt(g['p99']):>8} "
+            f"{report.fmt(g['max']):>8} {g['n']:>8}"
         )
     print(
         f"server RSS before {rss_before / 2**20:.1f} MiB, at the hold {rss_hold / 2**20:.1f} MiB: "
@@ -280,21 +280,21 @@ async def run(quick: bool) -> dict[str, Any]:
     )
     if cpu_hold is not None:
         print(
-            f"server CPU during the hold: {cpu_hold:.2f} cores, {common.fmt(cpu_per_delta_ms, 3)} ms per delta "
-            f"(at 10 deltas/s a stream costs {common.fmt(cpu_per_delta_ms and cpu_per_delta_ms * 10, 2)} ms CPU/s: "
-            f"{common.fmt(cpu_per_delta_ms and 1000 / (cpu_per_delta_ms * 10) * (os.cpu_count() or 1), 0)} streams "
+            f"server CPU during the hold: {cpu_hold:.2f} cores, {report.fmt(cpu_per_delta_ms, 3)} ms per delta "
+            f"(at 10 deltas/s a stream costs {report.fmt(cpu_per_delta_ms and cpu_per_delta_ms * 10, 2)} ms CPU/s: "
+            f"{report.fmt(cpu_per_delta_ms and 1000 / (cpu_per_delta_ms * 10) * (os.cpu_count() or 1), 0)} streams "
             f"would saturate {os.cpu_count()} cores)"
         )
     print(f"load generator CPU: {gen_cpu:.1f} s")
     print(
         f"\ntarget: {plan.streams} open streams with p99 gap < {TARGET_GAP_P99_MS:.0f} ms: "
-        f"{'MET' if gap_met else 'MISSED'} (p99 {common.fmt(judged['p99'])} ms"
+        f"{'MET' if gap_met else 'MISSED'} (p99 {report.fmt(judged['p99'])} ms"
         f"{'' if all_open else ', and the streams were never all open at once'})"
     )
     verdict = "MET" if memory_met else "MISSED"
     print(f"target: < {TARGET_KB_PER_STREAM:.0f} KB per stream: {verdict} ({per_stream_kb:.1f} KB)")
     if profile is not None:
-        common.print_profile("where the server's CPU goes while holding the streams (py-spy, non-blocking)", profile)
+        profiling.print_profile("where the server's CPU goes while holding the streams (py-spy, non-blocking)", profile)
         if profile.get("error"):
             print(f"  py-spy: {profile['error']}")
     result = {
@@ -319,7 +319,7 @@ async def run(quick: bool) -> dict[str, Any]:
         "gap_ms_hold": gap_hold,
         "gap_ms_whole_run": gap_all,
         "ttfb_ms": ttfb,
-        "stream_length_ms": common.percentiles(lengths),
+        "stream_length_ms": report.percentiles(lengths),
         "rss_before_mib": round(rss_before / 2**20, 1),
         "rss_hold_mib": round(rss_hold / 2**20, 1),
         "kb_per_stream": round(per_stream_kb, 1),
@@ -333,7 +333,7 @@ async def run(quick: bool) -> dict[str, Any]:
         "profile_hold": profile,
         "server_log_tail": log_tail,
     }
-    path = common.write_results("streams", result)
+    path = report.write_results("streams", result)
     print(f"\nwrote {path}")
     return result
 
@@ -348,8 +348,8 @@ def _rate(timeline: list[tuple[float, float]], start: float, end: float) -> floa
 
 
 def main() -> int:
-    common.install_uvloop()
-    asyncio.run(run(common.quick_mode()))
+    servers.install_uvloop()
+    asyncio.run(run(report.quick_mode()))
     return 0
 
 

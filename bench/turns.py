@@ -44,9 +44,10 @@ from typing import Any
 
 import asyncpg
 import psutil
+from testkit import postgres
 
-from bench import common
-from bench.common import Server
+from bench import database, loadgen, profiling, report, servers
+from bench.servers import Server
 
 DATABASE = os.environ.get("BENCH_DATABASE", "taskpilot_bench_turns")
 MESSAGE = "add a task to buy milk tomorrow"
@@ -82,7 +83,7 @@ async def capture_turn(database_url: str, turns: int) -> dict[str, Any]:
     from sqlalchemy import event
 
     from app.asgi import build_chatkit_server
-    from app.auth import RequestContext
+    from app.core.context import RequestContext
     from app.settings import Settings
     from app.store.db import build_db_config
 
@@ -106,7 +107,7 @@ async def capture_turn(database_url: str, turns: int) -> dict[str, Any]:
     event.listen(engine.sync_engine, "commit", lambda conn: log.append(("tx", "commit")))
     event.listen(engine.sync_engine.pool, "checkout", lambda *a: log.append(("checkout", None)))
 
-    body = common.threads_create(MESSAGE)
+    body = loadgen.threads_create(MESSAGE)
     context = RequestContext(user_id="capture")
     cpu_samples: list[float] = []
     try:
@@ -192,8 +193,8 @@ class LevelResult:
             "error_examples": self.error_examples[:3],
             "seconds": round(self.seconds, 2),
             "turns_per_s": round(len(ok) / self.seconds, 1) if self.seconds else None,
-            "ttfb_ms": common.percentiles([s.ttfb for s in ok]),
-            "ttlb_ms": common.percentiles([s.ttlb for s in ok]),
+            "ttfb_ms": report.percentiles([s.ttfb for s in ok]),
+            "ttlb_ms": report.percentiles([s.ttlb for s in ok]),
             "server_cpu_ms_per_turn": round(1000 * self.server_cpu_s / turns, 2),
             "server_cpu_utilisation": round(self.server_cpu_s / self.seconds, 2) if self.seconds else None,
             "db_cpu_ms_per_turn": round(1000 * self.db_cpu_s / turns, 2),
@@ -210,7 +211,7 @@ class DbCpu:
         self.processes: list[psutil.Process] = []
 
     async def refresh(self) -> None:
-        connection = await asyncpg.connect(common.dsn(common.ADMIN_URL))
+        connection = await asyncpg.connect(postgres.asyncpg_dsn(database.ADMIN_URL))
         try:
             rows = await connection.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", self.database
@@ -233,7 +234,7 @@ class DbCpu:
         return out
 
 
-def _ok(response: common.Response, expected_bytes: int) -> bool:
+def _ok(response: loadgen.Response, expected_bytes: int) -> bool:
     return response.status == 200 and response.body.endswith(b"\n\n") and len(response.body) >= 0.9 * expected_bytes
 
 
@@ -246,7 +247,7 @@ async def run_level(
     db_cpu: DbCpu,
 ) -> LevelResult:
     """Closed-loop load at `concurrency`: warm up, then measure a fixed window of time."""
-    body = common.threads_create(MESSAGE)
+    body = loadgen.threads_create(MESSAGE)
     result = LevelResult(concurrency=concurrency)
     stop = asyncio.Event()
     window: dict[str, float] = {}
@@ -254,13 +255,13 @@ async def run_level(
 
     async def client(n: int) -> None:
         nonlocal completed
-        connection = common.HttpConnection(server.host, server.port)
-        headers = common.auth_headers(tokens[n])
+        connection = loadgen.HttpConnection(server.host, server.port)
+        headers = loadgen.auth_headers(tokens[n])
         try:
             while not stop.is_set():
                 try:
                     response = await connection.request("POST", "/chatkit", body, headers)
-                except (common.HttpError, OSError, asyncio.IncompleteReadError) as exc:
+                except (loadgen.HttpError, OSError, asyncio.IncompleteReadError) as exc:
                     result.errors += 1
                     result.error_examples.append(repr(exc))
                     await connection.close()
@@ -277,7 +278,7 @@ async def run_level(
         finally:
             await connection.close()
 
-    with common.RssSampler(server.tree) as rss:
+    with servers.RssSampler(server.tree) as rss:
         tasks = [asyncio.create_task(client(n)) for n in range(concurrency)]
         # Warm up for warmup_s, and at least until every client has finished one turn.
         warm_until = time.perf_counter() + plan.warmup_s
@@ -306,21 +307,21 @@ async def run_level(
 
 async def profile(server: Server, tokens: list[str], concurrency: int, seconds: float, scratch: Path) -> dict[str, Any]:
     """py-spy on the server's workers while `concurrency` clients run turns for `seconds`."""
-    body = common.threads_create(MESSAGE)
+    body = loadgen.threads_create(MESSAGE)
     stop = asyncio.Event()
     turns = 0
 
     async def client(n: int) -> None:
         nonlocal turns
-        connection = common.HttpConnection(server.host, server.port)
+        connection = loadgen.HttpConnection(server.host, server.port)
         try:
             while not stop.is_set():
-                await connection.request("POST", "/chatkit", body, common.auth_headers(tokens[n]))
+                await connection.request("POST", "/chatkit", body, loadgen.auth_headers(tokens[n]))
                 turns += 1
         finally:
             await connection.close()
 
-    spy = common.PySpy([p.pid for p in server.tree.workers()], scratch, "turns-profile")
+    spy = profiling.PySpy([p.pid for p in server.tree.workers()], scratch, "turns-profile")
     tasks = [asyncio.create_task(client(n)) for n in range(concurrency)]
     await asyncio.sleep(1.0)
     spy.start(seconds)
@@ -328,7 +329,7 @@ async def profile(server: Server, tokens: list[str], concurrency: int, seconds: 
     stop.set()
     await asyncio.wait(tasks, timeout=60)
     lines = await asyncio.to_thread(spy.stop)
-    summary = common.summarise_profile(lines, top=20)
+    summary = profiling.summarise_profile(lines, top=20)
     summary["error"] = spy.error
     summary["concurrency"] = concurrency
     return summary
@@ -340,10 +341,10 @@ async def profile(server: Server, tokens: list[str], concurrency: int, seconds: 
 def _row(label: str, s: dict[str, Any]) -> str:
     return (
         f"{label:10} {s['concurrency']:>5} {s['turns_per_s'] or 0:>8.1f} "
-        f"{common.fmt(s['ttfb_ms']['p50'])!s:>7} {common.fmt(s['ttfb_ms']['p95'])!s:>7} "
-        f"{common.fmt(s['ttfb_ms']['p99'])!s:>7} "
-        f"{common.fmt(s['ttlb_ms']['p50'])!s:>7} {common.fmt(s['ttlb_ms']['p95'])!s:>7} "
-        f"{common.fmt(s['ttlb_ms']['p99'])!s:>7} "
+        f"{report.fmt(s['ttfb_ms']['p50'])!s:>7} {report.fmt(s['ttfb_ms']['p95'])!s:>7} "
+        f"{report.fmt(s['ttfb_ms']['p99'])!s:>7} "
+        f"{report.fmt(s['ttlb_ms']['p50'])!s:>7} {report.fmt(s['ttlb_ms']['p95'])!s:>7} "
+        f"{report.fmt(s['ttlb_ms']['p99'])!s:>7} "
         f"{s['server_cpu_ms_per_turn']:>8.2f} {s['db_cpu_ms_per_turn']:>6.2f} {s['loadgen_cpu_ms_per_turn']:>6.2f} "
         f"{s['peak_rss_mib']:>7.1f} {s['errors']:>5}"
     )
@@ -359,31 +360,31 @@ HEADER = (
 def ratios(tp: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
     return {
         "concurrency": tp["concurrency"],
-        "throughput": common.ratio(floor["turns_per_s"], tp["turns_per_s"]),  # floor/TP: >1 = TP slower
-        "ttfb_p50": common.ratio(tp["ttfb_ms"]["p50"], floor["ttfb_ms"]["p50"]),
-        "ttfb_p95": common.ratio(tp["ttfb_ms"]["p95"], floor["ttfb_ms"]["p95"]),
-        "ttfb_p99": common.ratio(tp["ttfb_ms"]["p99"], floor["ttfb_ms"]["p99"]),
-        "ttlb_p50": common.ratio(tp["ttlb_ms"]["p50"], floor["ttlb_ms"]["p50"]),
-        "ttlb_p95": common.ratio(tp["ttlb_ms"]["p95"], floor["ttlb_ms"]["p95"]),
-        "ttlb_p99": common.ratio(tp["ttlb_ms"]["p99"], floor["ttlb_ms"]["p99"]),
-        "server_cpu_per_turn": common.ratio(tp["server_cpu_ms_per_turn"], floor["server_cpu_ms_per_turn"]),
-        "peak_rss": common.ratio(tp["peak_rss_mib"], floor["peak_rss_mib"]),
+        "throughput": report.ratio(floor["turns_per_s"], tp["turns_per_s"]),  # floor/TP: >1 = TP slower
+        "ttfb_p50": report.ratio(tp["ttfb_ms"]["p50"], floor["ttfb_ms"]["p50"]),
+        "ttfb_p95": report.ratio(tp["ttfb_ms"]["p95"], floor["ttfb_ms"]["p95"]),
+        "ttfb_p99": report.ratio(tp["ttfb_ms"]["p99"], floor["ttfb_ms"]["p99"]),
+        "ttlb_p50": report.ratio(tp["ttlb_ms"]["p50"], floor["ttlb_ms"]["p50"]),
+        "ttlb_p95": report.ratio(tp["ttlb_ms"]["p95"], floor["ttlb_ms"]["p95"]),
+        "ttlb_p99": report.ratio(tp["ttlb_ms"]["p99"], floor["ttlb_ms"]["p99"]),
+        "server_cpu_per_turn": report.ratio(tp["server_cpu_ms_per_turn"], floor["server_cpu_ms_per_turn"]),
+        "peak_rss": report.ratio(tp["peak_rss_mib"], floor["peak_rss_mib"]),
     }
 
 
 async def run(quick: bool) -> dict[str, Any]:
     plan = QUICK if quick else FULL
-    info = common.machine()
-    pg = await common.postgres_info()
-    print(f"bench.turns{' (quick)' if quick else ''}: {common.describe_machine(info)}", flush=True)
+    info = report.machine()
+    pg = await database.postgres_info()
+    print(f"bench.turns{' (quick)' if quick else ''}: {report.describe_machine(info)}", flush=True)
     print(f"PostgreSQL {pg['version']} (max_connections {pg['max_connections']})", flush=True)
-    common.raise_fd_limit(4096)
-    url = await common.create_database(DATABASE)
+    servers.raise_fd_limit(4096)
+    url = await database.create_database(DATABASE)
     tp: Server | None = None
     floor: Server | None = None
     try:
-        common.migrate(url)
-        pg["commit_latency_ms_p50"] = await common.commit_latency_ms(url)
+        database.migrate(url)
+        pg["commit_latency_ms_p50"] = await database.commit_latency_ms(url)
         print(f"one autocommit INSERT (a durable write) takes {pg['commit_latency_ms_p50']} ms right now", flush=True)
         capture = await capture_turn(url, plan.in_process_turns)
         print(
@@ -393,38 +394,38 @@ async def run(quick: bool) -> dict[str, Any]:
             f"and streams {capture['frames']} frames; in-process CPU {capture['in_process_cpu_ms']['p50']} ms/turn",
             flush=True,
         )
-        tokens = common.dev_tokens("turn", max(plan.concurrency) + 1)
-        with common.scratch_dir("taskpilot-bench-turns-") as scratch:
+        tokens = loadgen.dev_tokens("turn", max(plan.concurrency) + 1)
+        with servers.scratch_dir("taskpilot-bench-turns-") as scratch:
             env = {
                 "DATABASE_URL": url,
                 "DATABASE_POOL_SIZE": str(POOL_SIZE),
                 "DATABASE_MAX_OVERFLOW": str(MAX_OVERFLOW),
                 "OFFLINE_MODEL_DELAY_MS": "0",
                 "MODEL_PROVIDER": "offline",
-                **common.UNTRIPPED_LIMITS,
+                **servers.UNTRIPPED_LIMITS,
             }
-            tp = common.start_server("taskpilot", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)
+            tp = servers.start_server("taskpilot", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)
             # One real response body, replayed by the floor.
-            connection = common.HttpConnection(tp.host, tp.port)
+            connection = loadgen.HttpConnection(tp.host, tp.port)
             sample = await connection.request(
-                "POST", "/chatkit", common.threads_create(MESSAGE), common.auth_headers(tokens[-1])
+                "POST", "/chatkit", loadgen.threads_create(MESSAGE), loadgen.auth_headers(tokens[-1])
             )
             await connection.close()
             if sample.status != 200:
                 raise RuntimeError(f"TaskPilot answered {sample.status}: {sample.body[:500]!r}")
-            frames = common.sse_frames(sample.body)
+            frames = loadgen.sse_frames(sample.body)
             steps = capture["steps"]
             if len(frames) != capture["frames"]:
                 # The live turn streamed a different number of frames: keep the writes, in order, first.
                 steps = [s for s in steps if s[0] == "write"] + [["frame", i] for i in range(len(frames))]
             plan_path = scratch / "floor-plan.json"
             plan_path.write_text(json.dumps({"frames": [f.decode() for f in frames], "steps": steps}))
-            floor = common.start_server(
+            floor = servers.start_server(
                 "floor",
                 "bench.floor_app:create_app",
                 {
                     "FLOOR_PLAN": str(plan_path),
-                    "FLOOR_DATABASE_DSN": common.dsn(url),
+                    "FLOOR_DATABASE_DSN": postgres.asyncpg_dsn(url),
                     "FLOOR_POOL_SIZE": str(POOL_SIZE + MAX_OVERFLOW),
                 },
                 workers=WORKERS,
@@ -449,7 +450,7 @@ async def run(quick: bool) -> dict[str, Any]:
         for server in (tp, floor):
             if server is not None:
                 server.stop()
-        await common.drop_database(DATABASE)
+        await database.drop_database(DATABASE)
 
     print("\nTaskPilot / floor (x; throughput is floor/TaskPilot, so above 1 means TaskPilot is slower)")
     print(
@@ -459,10 +460,10 @@ async def run(quick: bool) -> dict[str, Any]:
     for row in levels:
         r = row["ratio"]
         print(
-            f"{r['concurrency']:>5} {common.fmt(r['throughput'], 2):>6} {common.fmt(r['ttfb_p50'], 2):>7} "
-            f"{common.fmt(r['ttfb_p95'], 2):>7} {common.fmt(r['ttfb_p99'], 2):>7} {common.fmt(r['ttlb_p50'], 2):>7} "
-            f"{common.fmt(r['ttlb_p95'], 2):>7} {common.fmt(r['ttlb_p99'], 2):>7} "
-            f"{common.fmt(r['server_cpu_per_turn'], 2):>9} {common.fmt(r['peak_rss'], 2):>6}"
+            f"{r['concurrency']:>5} {report.fmt(r['throughput'], 2):>6} {report.fmt(r['ttfb_p50'], 2):>7} "
+            f"{report.fmt(r['ttfb_p95'], 2):>7} {report.fmt(r['ttfb_p99'], 2):>7} {report.fmt(r['ttlb_p50'], 2):>7} "
+            f"{report.fmt(r['ttlb_p95'], 2):>7} {report.fmt(r['ttlb_p99'], 2):>7} "
+            f"{report.fmt(r['server_cpu_per_turn'], 2):>9} {report.fmt(r['peak_rss'], 2):>6}"
         )
     at16 = next((row for row in levels if row["concurrency"] == 16), None)
     verdict: dict[str, Any] = {"target": f"turn cost within {TARGET_RATIO_AT_16}x of the floor at concurrency 16"}
@@ -473,7 +474,7 @@ async def run(quick: bool) -> dict[str, Any]:
         verdict.update(figures=figures, met=worst is not None and worst <= TARGET_RATIO_AT_16)
         print(f"\ntarget: {verdict['target']}: {'MET' if verdict['met'] else 'MISSED'} {figures}")
     if profile_summary is not None:
-        common.print_profile("where TaskPilot's server CPU goes at concurrency 16 (py-spy)", profile_summary)
+        profiling.print_profile("where TaskPilot's server CPU goes at concurrency 16 (py-spy)", profile_summary)
         if profile_summary.get("error"):
             print(f"  py-spy: {profile_summary['error']}")
         if at16 is not None and profile_summary.get("samples_busy"):
@@ -496,14 +497,14 @@ async def run(quick: bool) -> dict[str, Any]:
         "profile_c16": profile_summary,
         "server_log_tail": {"taskpilot": tp_log, "floor": floor_log},
     }
-    path = common.write_results("turns", result)
+    path = report.write_results("turns", result)
     print(f"\nwrote {path}")
     return result
 
 
 def main() -> int:
-    common.install_uvloop()
-    asyncio.run(run(common.quick_mode()))
+    servers.install_uvloop()
+    asyncio.run(run(report.quick_mode()))
     return 0
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from chatkit.types import ThreadStreamEvent
 from pydantic import TypeAdapter
+from testkit.chatkit import user_input
 
 EVENT_ADAPTER: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEvent)
 
@@ -55,14 +56,6 @@ def parse_sse(text: str) -> tuple[list[str], int]:
         if data_lines:
             frames.append("\n".join(data_lines))
     return frames, comments
-
-
-def user_input(text: str, attachments: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "content": [{"type": "input_text", "text": text}],
-        "attachments": attachments or [],
-        "inference_options": {},
-    }
 
 
 class ChatKitClient:

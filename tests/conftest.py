@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from testkit.postgres import create_database, drop_database, scratch_name
 
-from app.auth import mint_dev_token
+from app.http.auth import mint_dev_token
 from app.settings import Settings
 from app.store.models import Base
 from tests.support import LiveServer, start_live_server
@@ -54,32 +55,14 @@ def auth_headers(settings: Settings, user_id: str) -> dict[str, str]:
 
 async def _postgres_database() -> str | None:
     """Create a fresh database for this test session; None when PostgreSQL is unreachable."""
-    import asyncpg
-
-    admin = make_url(POSTGRES_ADMIN_URL)
-    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
-        connection = await asyncpg.connect(dsn, timeout=5)
+        return await create_database(POSTGRES_ADMIN_URL, scratch_name("taskpilot_test"), timeout=5)
     except (TimeoutError, OSError, asyncpg.PostgresError):
         return None
-    name = f"taskpilot_test_{uuid.uuid4().hex[:12]}"
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return admin.set(database=name).render_as_string(hide_password=False)
 
 
 async def _drop_database(url: str) -> None:
-    import asyncpg
-
-    admin = make_url(POSTGRES_ADMIN_URL)
-    name = make_url(url).database
-    connection = await asyncpg.connect(admin.set(drivername="postgresql").render_as_string(hide_password=False))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
+    await drop_database(POSTGRES_ADMIN_URL, str(make_url(url).database))
 
 
 @pytest.fixture(scope="session")

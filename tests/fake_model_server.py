@@ -14,7 +14,8 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from app.agents.offline import Reply, ToolCall, _chunks, step_events
+from app.agents.offline.model import _chunks, step_events
+from app.agents.offline.planner import Reply, ToolCall
 
 TITLE_MARKER = "thread title"
 

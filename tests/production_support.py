@@ -10,49 +10,32 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
+from testkit.chatkit import dev_token, json_headers
+from testkit.postgres import fetch
+from testkit.processes import alive, child_pids
 
-from app.auth import mint_dev_token
-from app.settings import Settings
-from tests.chatkit_client import EVENT_ADAPTER, user_input
+from tests.chatkit_client import EVENT_ADAPTER
 from tests.support import LiveServer
 
 
 def token(user: str) -> str:
     """A development token (the default development secret, as every test server uses)."""
-    return mint_dev_token(Settings(), user)
+    return dev_token(user)
 
 
 def headers_for(user: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(user)}", "Content-Type": "application/json"}
-
-
-def create_body(text: str) -> dict[str, Any]:
-    return {"type": "threads.create", "params": {"input": user_input(text)}}
-
-
-def message_body(thread_id: str, text: str) -> dict[str, Any]:
-    return {"type": "threads.add_user_message", "params": {"thread_id": thread_id, "input": user_input(text)}}
+    return json_headers(token(user))
 
 
 # ---- the database, read directly (not through the server under test) ---------------------------------
 
 
-def asyncpg_dsn(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def db_fetch(database_url: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(asyncpg_dsn(database_url), timeout=10)
-    try:
-        return list(await connection.fetch(query, *args))
-    finally:
-        await connection.close()
+    return await fetch(database_url, query, *args)
 
 
 async def stored_items(database_url: str, user_id: str, thread_id: str) -> list[dict[str, Any]]:
@@ -127,28 +110,6 @@ async def open_stream(
 # ---- processes ----------------------------------------------------------------------------------------
 
 
-def child_pids(pid: int) -> list[int]:
-    """Direct and indirect children of `pid` (granian's workers), from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may contain spaces; the fields after its closing parenthesis do not.
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: list[int] = []
-    frontier = [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, ppid in parents.items() if ppid == parent]
-        found += children
-        frontier += children
-    return found
-
-
 def kill_server(server: LiveServer) -> None:
     """SIGKILL the granian main process and its workers (a crash: nothing runs any cleanup)."""
     pids = [server.process.pid, *child_pids(server.process.pid)]
@@ -157,13 +118,5 @@ def kill_server(server: LiveServer) -> None:
             os.kill(pid, signal.SIGKILL)
     server.process.wait(timeout=10)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids[1:]):
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids[1:]):
         time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"

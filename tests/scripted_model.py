@@ -13,7 +13,8 @@ from agents.items import ModelResponse
 from agents.models.interface import Model, ModelProvider
 from agents.usage import Usage
 
-from app.agents.offline import Reply, ToolCall, _function_call, _message, step_events
+from app.agents.offline.model import _function_call, _message, step_events
+from app.agents.offline.planner import Reply, ToolCall
 
 
 @dataclass

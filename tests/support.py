@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,14 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from testkit.processes import PROJECT_ROOT, child_environment, free_port
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from app.ops.serving import granian_argv
 
 
 @dataclass
@@ -71,31 +65,14 @@ def start_live_server(tmp_path: Path, env: dict[str, str], *, migrate: bool = Tr
         "PORT": str(port),
     }
     # The parent's OpenAI variables must never leak into a test server.
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHATKIT_", "MODEL"))}
+    full_env = child_environment()
     full_env.update(server_env)
     if migrate:
         run_cli(["db", "upgrade"], full_env)
     log_path = tmp_path / f"server-{port}.log"
     log_file = log_path.open("wb")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "granian",
-            "--interface",
-            "asgi",
-            "--loop",
-            "asyncio",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            server_env.get("WORKERS", "1"),
-            "--no-access-log",
-            "app.asgi:create_app",
-        ],
+        granian_argv(host="127.0.0.1", port=port, workers=int(server_env.get("WORKERS", "1"))),
         env=full_env,
         cwd=PROJECT_ROOT,
         stdout=log_file,

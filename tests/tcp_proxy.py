@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from testkit.processes import free_port
 
 T = TypeVar("T")
 
@@ -24,7 +25,7 @@ class TcpProxy:
     def __init__(self, target_host: str, target_port: int, *, port: int | None = None) -> None:
         self.target_host = target_host
         self.target_port = target_port
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.connections_accepted = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
@@ -119,9 +120,3 @@ def _abort(writer: asyncio.StreamWriter) -> None:
     transport = writer.transport
     if not transport.is_closing():
         transport.abort()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from app.agents.assistant import Assistant, TurnContext, estimate_tokens, summarize_title
 from app.agents.providers import OfflineModelProvider
-from app.auth import RequestContext
+from app.core.context import RequestContext
 from app.store.chatkit_store import ChatKitStore
 from app.store.models import Base
 from tests.chatkit_client import ChatKitClient
@@ -116,7 +116,7 @@ async def test_urdu_message_reaches_the_specialist(tmp_path: Path) -> None:
     from litestar.testing import AsyncTestClient
 
     from app.asgi import create_app
-    from app.auth import mint_dev_token
+    from app.http.auth import mint_dev_token
     from tests.conftest import create_schema, make_settings
 
     settings = make_settings(tmp_path)

@@ -19,13 +19,17 @@ from chatkit.types import FileAttachment, ImageAttachment, UserMessageItem, User
 from litestar.testing import AsyncTestClient
 
 from app.agents.assistant import IMAGE_TOKENS, TaskPilotConverter, estimate_tokens
-from app.agents.offline import Reply
+from app.agents.offline.planner import Reply
 from app.asgi import create_app
-from app.auth import AuthError, RequestContext, mint_dev_token
-from app.errors import PayloadTooLarge, ServiceUnavailable
-from app.maintenance import run_cleanup
+from app.core.context import RequestContext
+from app.core.errors import AuthError, PayloadTooLarge, ServiceUnavailable
+from app.http.auth import mint_dev_token
+from app.services.attachments.blobs import storage_key
+from app.services.attachments.content import clean_name, normalize_mime, sniff
+from app.services.attachments.service import AttachmentService
+from app.services.attachments.signing import UrlSigner
+from app.services.maintenance import run_cleanup
 from app.settings import Settings, SettingsError
-from app.store.attachments import AttachmentService, UrlSigner, clean_name, normalize_mime, sniff, storage_key
 from app.store.db import build_db_config
 from tests.chatkit_client import ChatKitClient
 from tests.conftest import create_schema, make_settings
@@ -691,7 +695,7 @@ async def test_refusals_say_what_the_content_is(lite: Env) -> None:
 async def test_storage_outage_is_a_503_and_never_loses_a_thread_deletion(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tests.support import free_port
+    from testkit.processes import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     async for env in _env(

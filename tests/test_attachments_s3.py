@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit.processes import free_port
 
-from app.maintenance import run_cleanup
-from app.store.attachments import BlobStorage, storage_key
-from tests.support import free_port
+from app.services.attachments.blobs import BlobStorage, storage_key
+from app.services.maintenance import run_cleanup
 from tests.test_attachments import NOTES, PNG, Env, _ctx, _env
 
 moto_server = pytest.importorskip(

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from app.auth import AuthError, TokenVerifier, bearer_token, mint_dev_token
+from app.core.errors import AuthError
+from app.http.auth import TokenVerifier, bearer_token, mint_dev_token
 from app.settings import Settings
 
 ORIGIN = "http://127.0.0.1:3000"

@@ -17,14 +17,16 @@ from chatkit.types import (
     StructuredInputItem,
 )
 from litestar.testing import AsyncTestClient
+from testkit.chatkit import user_input
 
-from app.agents.offline import Reply, ToolCall
+from app.agents.offline.planner import Reply, ToolCall
 from app.asgi import create_app
-from app.auth import RequestContext, mint_dev_token
+from app.core.context import RequestContext
+from app.http.auth import mint_dev_token
 from app.settings import Settings
 from app.store.chatkit_store import ChatKitStore
 from app.store.db import build_db_config
-from tests.chatkit_client import ChatKitClient, user_input
+from tests.chatkit_client import ChatKitClient
 from tests.conftest import create_schema, make_settings
 from tests.scripted_model import FailAfter, ScriptedModel, ScriptedProvider
 
@@ -376,7 +378,7 @@ async def test_tool_domain_errors_reach_the_model_not_the_user(tmp_path: Path) -
 
 
 async def test_fake_ids_from_chat_completions_are_replaced(tmp_path: Path) -> None:
-    from app.agents import offline
+    from app.agents.offline import model as offline
 
     original = offline.prefixed_id
 
@@ -425,7 +427,7 @@ async def test_message_text_reaches_logs_only_with_log_content(
 
 def _logged(caplog: pytest.LogCaptureFixture) -> str:
     """The log lines as TaskPilot writes them (JSON with their structured fields)."""
-    from app.observability import JsonFormatter
+    from app.ops.logging import JsonFormatter
 
     formatter = JsonFormatter()
     return "\n".join(formatter.format(record) for record in caplog.records)

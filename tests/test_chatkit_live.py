@@ -9,13 +9,14 @@ from typing import Any
 
 import httpx
 from chatkit.types import AssistantMessageItem, SDKHiddenContextItem
+from testkit.chatkit import user_input
 
-from app.agents import replies
-from app.auth import RequestContext
+from app.agents.offline import replies
+from app.core.context import RequestContext
 from app.settings import Settings
 from app.store.chatkit_store import ChatKitStore
 from app.store.db import build_db_config
-from tests.chatkit_client import EVENT_ADAPTER, ChatKitClient, parse_sse, user_input
+from tests.chatkit_client import EVENT_ADAPTER, ChatKitClient, parse_sse
 from tests.support import run_cli
 
 

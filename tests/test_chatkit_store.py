@@ -65,7 +65,7 @@ from pydantic import AnyUrl
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from app.auth import RequestContext
+from app.core.context import RequestContext
 from app.settings import Settings
 from app.store.chatkit_store import ChatKitStore, ItemIdConflictError
 from app.store.models import Base, ChatAttachment, ChatFeedback, ChatItem, ChatThread

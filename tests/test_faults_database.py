@@ -14,18 +14,12 @@ import uuid
 
 import httpx
 from sqlalchemy.engine import make_url
+from testkit.chatkit import add_user_message as message_body
+from testkit.chatkit import threads_create as create_body
 
 from tests.chatkit_client import ChatKitClient
 from tests.conftest import create_schema
-from tests.production_support import (
-    create_body,
-    db_fetch,
-    headers_for,
-    message_body,
-    open_stream,
-    stored_items,
-    token,
-)
+from tests.production_support import db_fetch, headers_for, open_stream, stored_items, token
 from tests.tcp_proxy import TcpProxy
 
 # The slowest acceptable answer while the database is down (pool_timeout is 10 s; a refused

@@ -22,22 +22,16 @@ from typing import Any
 
 import httpx
 import pytest
+from testkit.chatkit import add_user_message as message_body
+from testkit.chatkit import threads_create as create_body
 
-from app.agents import replies
-from app.agents.offline import Reply, ToolCall, _chunks
+from app.agents.offline import replies
+from app.agents.offline.model import _chunks
+from app.agents.offline.planner import Reply, ToolCall
 from tests.chatkit_client import ChatKitClient
 from tests.conftest import create_schema
 from tests.fake_model_server import TITLE_MARKER, FakeModelServer
-from tests.production_support import (
-    create_body,
-    db_fetch,
-    headers_for,
-    kill_server,
-    message_body,
-    open_stream,
-    stored_items,
-    token,
-)
+from tests.production_support import db_fetch, headers_for, kill_server, open_stream, stored_items, token
 
 HELP_TEXT = replies.help_text("en")
 pytestmark = pytest.mark.timeout(120)

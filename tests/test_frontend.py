@@ -19,8 +19,8 @@ from litestar.testing import AsyncTestClient
 
 from app.__main__ import render_openapi
 from app.asgi import create_app
-from app.auth import TokenVerifier
 from app.controllers.pages import STATIC_DIR, page_csp
+from app.http.auth import TokenVerifier
 from app.settings import Settings
 from app.store.models import Base
 from tests.conftest import make_settings
@@ -34,7 +34,7 @@ JWT_SECRET = "s" * 40
 async def client(tmp_path: Path) -> AsyncIterator[tuple[AsyncTestClient[Litestar], Settings]]:
     settings = make_settings(tmp_path)
     app = create_app(settings)
-    async with app.state.db_config.get_engine().begin() as connection:
+    async with app.state.services.db_config.get_engine().begin() as connection:
         await connection.run_sync(Base.metadata.create_all)
     async with AsyncTestClient(app) as test_client:
         yield test_client, settings

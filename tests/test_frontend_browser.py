@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.auth import mint_dev_token
+from app.http.auth import mint_dev_token
 from app.settings import Settings
 from tests.support import LiveServer
 

@@ -27,11 +27,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
+from testkit.chatkit import user_input
 
 from app.asgi import create_app
-from app.auth import mint_dev_token
+from app.http.auth import mint_dev_token
 from app.settings import Settings
-from tests.chatkit_client import EVENT_ADAPTER, ChatKitClient, parse_sse, user_input
+from tests.chatkit_client import EVENT_ADAPTER, ChatKitClient, parse_sse
 from tests.conftest import create_schema, make_settings
 
 MAX_REQUEST_BYTES = 262_144

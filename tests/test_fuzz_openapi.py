@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.auth import mint_dev_token
+from app.http.auth import mint_dev_token
 from app.settings import Settings
 from tests.conftest import REQUIRE_POSTGRES, _drop_database, _postgres_database, create_schema
 from tests.support import LiveServer, start_live_server

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from app.auth import mint_dev_token
+from app.http.auth import mint_dev_token
 from app.settings import Settings
 from tests.fake_openai import FakeOpenAI
 from tests.support import PROJECT_ROOT, LiveServer, start_live_server

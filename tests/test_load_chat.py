@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from testkit.chatkit import add_user_message as message_body
+from testkit.chatkit import threads_create as create_body
 
 from tests.chatkit_client import parse_sse
 from tests.conftest import create_schema
-from tests.production_support import create_body, db_fetch, headers_for, message_body
+from tests.production_support import db_fetch, headers_for
 
 USERS = 200
 TURNS = [

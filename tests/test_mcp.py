@@ -12,7 +12,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from app.auth import mint_dev_token
+from app.http.auth import mint_dev_token
 from app.settings import Settings
 
 TOOLS = {"add_task", "list_tasks", "get_task", "update_task", "complete_task", "delete_task", "task_summary"}

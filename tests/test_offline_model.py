@@ -18,12 +18,12 @@ from agents.items import HandoffCallItem, ToolCallItem
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.agents.assistant import Assistant
-from app.agents.intents import language_of
-from app.agents.offline import OfflineModel
+from app.agents.offline.intents import language_of
+from app.agents.offline.model import OfflineModel
 from app.agents.providers import OfflineModelProvider
 from app.agents.tools import AgentContext
 from app.contracts import TaskCreate
-from app.store.tasks import TaskQuery, TaskService
+from app.services.tasks import TaskQuery, TaskService
 
 TODAY = dt.date(2026, 11, 22)
 HANDOFF = "transfer_to_urdu_specialist"

@@ -11,10 +11,11 @@ from typing import Any
 
 import httpx
 from redis.asyncio import Redis
+from testkit.chatkit import add_user_message as message_body
 
 from tests.chatkit_client import ChatKitClient, StreamResult
 from tests.conftest import create_schema
-from tests.production_support import message_body, stored_items, token
+from tests.production_support import stored_items, token
 
 
 async def test_two_instances_share_threads_and_the_rate_limit(

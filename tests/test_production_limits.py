@@ -18,15 +18,15 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
+from testkit.processes import free_port
 
 from app.asgi import create_app
-from app.auth import mint_dev_token
-from app.ratelimit import RedisRateLimiter, build_limits
-from app.security import API_CSP
+from app.http.auth import mint_dev_token
+from app.http.security import API_CSP
+from app.ops.ratelimit import RedisRateLimiter, build_limits
 from app.settings import Settings
 from tests.chatkit_client import ChatKitClient
 from tests.conftest import create_schema, make_settings
-from tests.support import free_port
 
 
 @asynccontextmanager

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.agents.offline import Reply, ToolCall
+from app.agents.offline.planner import Reply, ToolCall
 from tests.chatkit_client import ChatKitClient
 from tests.fake_model_server import FakeModelServer
 from tests.support import run_cli

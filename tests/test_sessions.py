@@ -2,7 +2,7 @@
 SDK over real HTTP to a local fake of OpenAI's sessions API (tests/fake_openai.py).
 
 Refresh of a session the caller does not own: the refresh still mints a session for the
-caller and leaves the named session alone (see `app.store.sessions`).
+caller and leaves the named session alone (see `app.services.hosted_sessions`).
 """
 
 from __future__ import annotations
@@ -22,16 +22,15 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from testkit.processes import free_port
 
 from app.asgi import create_app
-from app.controllers.sessions import HOSTED_CLIENT_STATE_KEY
-from app.observability import JsonFormatter
+from app.ops.logging import JsonFormatter
 from app.settings import Settings
 from app.store.db import build_db_config
 from app.store.models import Base, HostedSession
 from tests.conftest import auth_headers
 from tests.fake_openai import FakeOpenAI, error_body
-from tests.support import free_port
 
 API_KEY = "sk-test-TaskPilotServerKey-0123456789abcdef"
 WORKFLOW_ID = "wf_6946b383d368819081b556e6e5fa66330d48d0c9ea4fccd8"
@@ -112,12 +111,12 @@ async def rows(settings_url: str) -> list[HostedSession]:
 
 
 def headers_for(app: Litestar, user: str) -> dict[str, str]:
-    settings: Settings = app.state["settings"]
+    settings: Settings = app.state["services"].settings
     return auth_headers(settings, user)
 
 
 def db_url(app: Litestar) -> str:
-    settings: Settings = app.state["settings"]
+    settings: Settings = app.state["services"].settings
     return settings.database_url
 
 
@@ -349,7 +348,7 @@ async def test_refresh_of_an_expired_session_skips_the_upstream_cancel(hosted: H
     async with hosted() as (client, app):
         alice = headers_for(app, "alice")
         old = (await client.post("/api/chatkit/sessions", headers=alice)).json()
-        engine = build_db_config(app.state["settings"]).get_engine()
+        engine = build_db_config(app.state["services"].settings).get_engine()
         async with engine.begin() as connection:
             await connection.execute(
                 text("UPDATE hosted_sessions SET expires_at = :past WHERE session_id = :id"),
@@ -636,7 +635,7 @@ async def test_a_session_whose_record_fails_is_withdrawn(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with hosted() as (client, app):
-        engine = build_db_config(app.state["settings"]).get_engine()
+        engine = build_db_config(app.state["services"].settings).get_engine()
         async with engine.begin() as connection:
             await connection.execute(text("DROP TABLE hosted_sessions"))
         await engine.dispose()
@@ -686,13 +685,13 @@ async def test_rate_limit_zero_is_off(hosted: Hosted, fake_openai: FakeOpenAI) -
 
 async def test_one_openai_client_per_app_made_lazily_and_closed_on_shutdown(hosted: Hosted) -> None:
     async with hosted() as (client, app):
-        assert HOSTED_CLIENT_STATE_KEY not in app.state
+        hosted_client = app.state["services"].hosted_chatkit
+        assert hosted_client._client is None  # no OpenAI client until a session is asked for
         alice = headers_for(app, "alice")
         await client.post("/api/chatkit/sessions", headers=alice)
-        hosted_client = app.state[HOSTED_CLIENT_STATE_KEY]
         openai_client = hosted_client.client()
         await client.post("/api/chatkit/sessions", headers=alice)
-        assert app.state[HOSTED_CLIENT_STATE_KEY].client() is openai_client
+        assert hosted_client.client() is openai_client
         assert openai_client.max_retries == 1
         assert openai_client.timeout == 5.0
     assert openai_client.is_closed()

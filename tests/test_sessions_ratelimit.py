@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from litestar.stores.memory import MemoryStore
 
-from app.ratelimit import RateLimiter, StoreRateLimiter, retry_after_seconds
+from app.core.limits import RateLimiter, retry_after_seconds
+from app.ops.ratelimit import StoreRateLimiter
 
 
 class Clock:

@@ -20,8 +20,8 @@ from pydantic import AnyUrl
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from app.auth import RequestContext
-from app.maintenance import cleanup_chats, run_cleanup
+from app.core.context import RequestContext
+from app.services.maintenance import cleanup_chats, run_cleanup
 from app.settings import Settings, SettingsError
 from app.store.chatkit_store import ChatKitStore
 from app.store.models import ChatAttachment, ChatFeedback, ChatItem, ChatThread

@@ -23,7 +23,7 @@ PROBLEM = "application/problem+json"
 async def api(tmp_path: Path) -> AsyncIterator[tuple[AsyncTestClient[Litestar], Settings]]:
     settings = make_settings(tmp_path)
     app = create_app(settings)
-    async with app.state.db_config.get_engine().begin() as connection:
+    async with app.state.services.db_config.get_engine().begin() as connection:
         await connection.run_sync(Base.metadata.create_all)
     async with AsyncTestClient(app) as client:
         yield client, settings

@@ -13,9 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.contracts import Task, TaskCreate, TaskUpdate
-from app.errors import DomainError, NotFound
+from app.core.errors import DomainError, NotFound
+from app.services.tasks import TaskQuery, TaskService
 from app.store.models import TaskRow
-from app.store.tasks import TaskQuery, TaskRepository, TaskService
+from app.store.tasks import TaskRepository
 
 TODAY = dt.date(2025, 3, 10)
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from app.agents.tools import TASK_TOOLS, AgentContext, ToolContext
 from app.contracts import TaskCreate
-from app.store.tasks import TaskQuery, TaskService
+from app.services.tasks import TaskQuery, TaskService
 
 TODAY = dt.date(2025, 3, 10)
 

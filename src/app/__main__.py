@@ -9,9 +9,11 @@ import os
 import sys
 from pathlib import Path
 
-from app.settings import PROJECT_ROOT, Settings, SettingsError
+from app.ops.serving import granian_argv
+from app.settings import Settings, SettingsError
 
-OPENAPI_PATH = PROJECT_ROOT / "openapi" / "openapi.json"
+# Relative to the working directory: the checked-in spec when run from a clone (as `make openapi` does).
+OPENAPI_PATH = Path("openapi") / "openapi.json"
 
 
 def _settings() -> Settings:
@@ -34,27 +36,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers = 1
     if args.migrate:
         _alembic(settings).upgrade("head")
-    argv = [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "asgi",
-        # asyncio's loop lets the app chain granian's SIGTERM handler for graceful draining.
-        "--loop",
-        "asyncio",
-        "--factory",
-        "--host",
-        args.host or settings.host,
-        "--port",
-        str(args.port if args.port is not None else settings.port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        settings.log_level.lower(),
-        "--no-access-log",
-        "app.asgi:create_app",
-    ]
+    argv = granian_argv(
+        host=args.host or settings.host,
+        port=args.port if args.port is not None else settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+    )
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the server
 
 
@@ -115,7 +102,8 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from app.auth import AuthError, mint_dev_token
+    from app.core.errors import AuthError
+    from app.http.auth import mint_dev_token
 
     settings = _settings()
     try:
@@ -127,7 +115,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from app.maintenance import run_cleanup
+    from app.services.maintenance import run_cleanup
 
     settings = _settings()
     report = asyncio.run(run_cleanup(settings))

@@ -1,91 +1,73 @@
-"""The application factory: wiring only (plugins, routes, dependencies, errors, OpenAPI)."""
+"""The application factory: build the services once, then wire them into Litestar one way.
+
+`create_app(settings)` builds a `Services` container (every long-lived object of the process:
+the ChatKit server and its Store, the attachment service, the hosted-sessions client, limits,
+the drain, the MCP server) and hands each to the routes as a Litestar dependency. Nothing is
+made lazily in a controller, and nothing is reachable through a second path.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from agents.models.interface import ModelProvider
-from litestar import Litestar, Router, asgi
+from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme, Tag
-from litestar.types import Receive, Scope, Send
 
-from app import __version__, metrics
 from app.agents.assistant import Assistant, TaskPilotConverter
-from app.agents.mcp import TaskMCP
+from app.agents.mcp import build_task_mcp_server
 from app.agents.providers import ProviderConfig, build_model_provider
-from app.agents.server import ProtocolError, TaskPilotChatKitServer
-from app.agents.tasks_ui import TaskActions
-from app.auth import TokenVerifier, provide_request_context
+from app.agents.server import TaskPilotChatKitServer
+from app.agents.widgets import TaskActions
 from app.controllers.attachments import AttachmentController
-from app.controllers.chatkit import ChatKitController, handle_protocol_error
+from app.controllers.chatkit import ChatKitController
 from app.controllers.health import HealthController
+from app.controllers.mcp import AuthenticatedMCP, mcp_route
 from app.controllers.pages import page_route_handlers
-from app.controllers.sessions import HostedSessionController, close_hosted_chatkit
+from app.controllers.sessions import HostedSessionController
 from app.controllers.tasks import TaskController
-from app.errors import EXCEPTION_HANDLERS
-from app.lifecycle import Drain
-from app.observability import configure_logging, request_id_middleware
-from app.ratelimit import build_limits
-from app.runtime import tune_garbage_collector_on_startup
-from app.security import security_headers
+from app.http.auth import TokenVerifier, request_context_provider
+from app.http.middleware import request_id_middleware
+from app.http.openapi import BEARER_SECURITY, openapi_config
+from app.http.problems import EXCEPTION_HANDLERS
+from app.http.security import security_headers
+from app.ops import metrics
+from app.ops.drain import Drain
+from app.ops.logging import configure_logging
+from app.ops.ratelimit import Limits, build_limits
+from app.ops.runtime import tune_garbage_collector_on_startup
+from app.services.attachments.blobs import BlobStorage
+from app.services.attachments.chat_store import BlobAwareChatKitStore
+from app.services.attachments.content import AttachmentPolicy
+from app.services.attachments.service import AttachmentService
+from app.services.attachments.signing import AttachmentLinks
+from app.services.openai_sessions import HostedChatKit
 from app.settings import Settings
-from app.store.attachments import AttachmentService
-from app.store.db import build_db_config
-
-BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerAuth": []}]
+from app.store.db import SessionMaker, build_db_config
 
 
-def openapi_config() -> OpenAPIConfig:
-    return OpenAPIConfig(
-        title="TaskPilot",
-        version=__version__,
-        description=(
-            "Backend of an AI task assistant spoken to through OpenAI ChatKit: hosted ChatKit "
-            "sessions, a self-hosted ChatKit server at POST /chatkit, and a REST API for tasks. "
-            "Errors are RFC 9457 application/problem+json."
-        ),
-        path="/schema",
-        render_plugins=[ScalarRenderPlugin()],
-        components=Components(
-            security_schemes={
-                "BearerAuth": SecurityScheme(
-                    type="http",
-                    scheme="bearer",
-                    bearer_format="JWT",
-                    description="A JWT whose `sub` is the user id (Better Auth JWT plugin, or "
-                    "`taskpilot token --user NAME` in development).",
-                )
-            }
-        ),
-        tags=[
-            Tag(name="Health", description="Liveness, readiness, configuration status"),
-            Tag(name="Tasks", description="The signed-in user's tasks"),
-            Tag(name="ChatKit", description="Self-hosted ChatKit protocol and attachments"),
-            Tag(name="Hosted sessions", description="Short-lived sessions for an Agent Builder workflow"),
-            Tag(name="Development", description="Development-only helpers (AUTH_MODE=dev); absent in production"),
-        ],
-        use_handler_docstrings=False,
-        create_examples=False,
-    )
+def build_attachments(settings: Settings, session_maker: SessionMaker) -> AttachmentService:
+    """The attachment service over its own ChatKit Store (blobs deleted with threads, fresh links)."""
+    blobs = BlobStorage.from_settings(settings)
+    links = AttachmentLinks.from_settings(settings)
+    store = BlobAwareChatKitStore(session_maker, blobs=blobs, links=links)
+    return AttachmentService(store, blobs, AttachmentPolicy.from_settings(settings), links)
 
 
 def build_chatkit_server(
     settings: Settings,
-    db_config: SQLAlchemyAsyncConfig,
+    session_maker: SessionMaker,
+    attachments: AttachmentService,
     model_provider: ModelProvider | None = None,
-    *,
-    attachments: AttachmentService | None = None,
 ) -> TaskPilotChatKitServer:
     """The self-hosted ChatKit server: Store, attachments, assistant and model provider from settings.
 
     `model_provider` replaces the configured one (tests pass a scripted model this way).
     """
-    attachments = attachments or AttachmentService.from_settings(settings, db_config)
-    session_maker = db_config.create_session_maker()
     if settings.model_provider == "openai":
         api_key = settings.openai_api_key
     else:
@@ -124,45 +106,80 @@ def build_chatkit_server(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Every long-lived object of one app, built once from settings."""
+
+    settings: Settings
+    db_config: SQLAlchemyAsyncConfig
+    verifier: TokenVerifier
+    limits: Limits
+    drain: Drain
+    attachments: AttachmentService
+    chatkit_server: TaskPilotChatKitServer
+    hosted_chatkit: HostedChatKit
+    mcp: AuthenticatedMCP
+
+    @classmethod
+    def build(cls, settings: Settings, *, model_provider: ModelProvider | None = None) -> Services:
+        db_config = build_db_config(settings, SQLAlchemyAsyncConfig, before_send_handler="autocommit")
+        session_maker = db_config.create_session_maker()
+        verifier = TokenVerifier(settings)
+        attachments = build_attachments(settings, session_maker)
+        return cls(
+            settings=settings,
+            db_config=db_config,
+            verifier=verifier,
+            limits=build_limits(settings),
+            drain=Drain(settings.shutdown_grace_seconds),
+            attachments=attachments,
+            chatkit_server=build_chatkit_server(settings, session_maker, attachments, model_provider),
+            hosted_chatkit=HostedChatKit(settings),
+            mcp=AuthenticatedMCP(
+                build_task_mcp_server(session_maker), verifier, max_request_bytes=settings.max_request_bytes
+            ),
+        )
+
+    def dependencies(self) -> dict[str, Provide]:
+        """Each service as the Litestar dependency of that name."""
+        provided: dict[str, Any] = {
+            "settings": self.settings,
+            "chatkit_server": self.chatkit_server,
+            "attachment_service": self.attachments,
+            "hosted_chatkit": self.hosted_chatkit,
+            "limits": self.limits,
+            "drain": self.drain,
+        }
+        return {name: Provide(_constant(value), sync_to_thread=False) for name, value in provided.items()}
+
+    async def on_startup(self, _app: Litestar) -> None:
+        self.drain.install_signal_handlers()
+
+    async def on_shutdown(self, _app: Litestar) -> None:
+        await self.hosted_chatkit.aclose()
+        await self.limits.aclose()
+
+
+def _constant(value: Any) -> Any:
+    def provide() -> Any:
+        return value
+
+    return provide
+
+
 def create_app(settings: Settings | None = None, *, model_provider: ModelProvider | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings)
-    db_config = build_db_config(settings)
-
-    def provide_settings() -> Settings:
-        return settings
+    services = Services.build(settings, model_provider=model_provider)
+    metrics.POOLS.sources.append(lambda: services.db_config.get_engine().pool)
+    authenticate = request_context_provider(services.verifier, services.limits.anonymous)
 
     api = Router(
         path="/",
         route_handlers=[HostedSessionController, TaskController, ChatKitController, AttachmentController],
         security=BEARER_SECURITY,
-        dependencies={"context": Provide(provide_request_context)},
+        dependencies={"context": Provide(authenticate)},
     )
-    verifier = TokenVerifier(settings)
-    attachments = AttachmentService.from_settings(settings, db_config)
-    chatkit_server = build_chatkit_server(settings, db_config, model_provider, attachments=attachments)
-    limits = build_limits(settings)
-    drain = Drain(settings.shutdown_grace_seconds)
-    metrics.POOLS.sources.append(lambda: db_config.get_engine().pool)
-
-    async def start_draining_on_sigterm(app: Litestar) -> None:
-        drain.install_signal_handlers()
-
-    async def close_limits(app: Litestar) -> None:
-        await limits.aclose()
-
-    task_mcp = TaskMCP(
-        session_maker=db_config.create_session_maker(),
-        verifier=verifier,
-        max_request_bytes=settings.max_request_bytes,
-    )
-
-    @asgi("/mcp", is_mount=True, copy_scope=True)
-    async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-        """The task tools over MCP (streamable HTTP); authenticates its own bearer tokens."""
-        # Litestar's and Starlette's ASGI aliases describe the same protocol in different types.
-        await task_mcp(scope, receive, send)  # type: ignore[arg-type]
-
     cors = (
         CORSConfig(
             allow_origins=list(settings.cors_origins),
@@ -176,27 +193,23 @@ def create_app(settings: Settings | None = None, *, model_provider: ModelProvide
         else None
     )
     return Litestar(
-        route_handlers=[HealthController, api, mcp_endpoint, *page_route_handlers(settings)],
-        lifespan=[task_mcp.lifespan],
-        plugins=[SQLAlchemyPlugin(config=db_config)],
+        route_handlers=[HealthController, api, mcp_route(services.mcp), *page_route_handlers(settings)],
+        lifespan=[services.mcp.lifespan],
+        plugins=[SQLAlchemyPlugin(config=services.db_config)],
         dependencies={
-            "settings": Provide(provide_settings, sync_to_thread=False),
-            "chatkit_server": Provide(lambda: chatkit_server, sync_to_thread=False),
-            "attachment_service": Provide(lambda: attachments, sync_to_thread=False),
-            "limits": Provide(lambda: limits, sync_to_thread=False),
-            "drain": Provide(lambda: drain, sync_to_thread=False),
+            **services.dependencies(),
+            "authenticate": Provide(_constant(authenticate), sync_to_thread=False),
         },
-        exception_handlers={**EXCEPTION_HANDLERS, ProtocolError: handle_protocol_error},
+        exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware],
         before_send=[security_headers(production=settings.is_production)],
         cors_config=cors,
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_request_bytes,
-        state=State(
-            {"settings": settings, "verifier": verifier, "db_config": db_config, "limits": limits, "drain": drain}
-        ),
-        on_startup=[start_draining_on_sigterm, tune_garbage_collector_on_startup],
-        on_shutdown=[close_hosted_chatkit, close_limits],
+        # For inspection (tests, operators' hooks) only: routes get services as dependencies.
+        state=State({"services": services}),
+        on_startup=[services.on_startup, tune_garbage_collector_on_startup],
+        on_shutdown=[services.on_shutdown],
         logging_config=None,
         debug=False,
     )

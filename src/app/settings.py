@@ -2,6 +2,9 @@
 
 A bad value raises `SettingsError` whose message is a single line naming the variable and
 what it accepts; `taskpilot` prints that line and exits non-zero instead of starting.
+
+Why one long module: every variable the service reads is here, once, with its default, its
+validation and the message that names it — the README's configuration table is this file.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 AppEnv = Literal["development", "production"]
 AuthMode = Literal["dev", "jwt"]

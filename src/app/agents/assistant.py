@@ -38,6 +38,7 @@ from openai.types.responses.response_input_item_param import Message
 from pydantic import ConfigDict, Field, SkipValidation
 
 from app.agents.hooks import ProgressHooks
+from app.agents.labels import AttachmentLabel, format_label
 from app.agents.tools import TASK_TOOLS, ToolContext
 
 log = logging.getLogger("app.assistant")
@@ -83,7 +84,6 @@ class TurnContext(AgentContext[Any], ToolContext):
 
 
 IMAGE_TOKENS = 1_000  # what an image costs a vision model, roughly (a data URL's length says nothing)
-ATTACHMENT_PREFIX = "[attachment]"
 
 
 def estimate_tokens(items: list[TResponseInputItem]) -> int:
@@ -102,7 +102,7 @@ def _estimate_chars(item: Any) -> int:
 
 
 class AttachmentReader(Protocol):
-    """Where the converter gets an attachment's bytes (`app.store.attachments.AttachmentService`)."""
+    """Where the converter gets an attachment's bytes (`app.services.attachments.service.AttachmentService`)."""
 
     async def read_attachment(self, attachment: Attachment, limit: int) -> bytes | None:
         """Up to `limit` bytes of the attachment's content; None when none are stored."""
@@ -117,9 +117,9 @@ def attachment_size(attachment: Attachment) -> int | None:
 
 def attachment_label(attachment: Attachment) -> str:
     """`[attachment] name (type, N bytes)`: how every attachment is introduced to the model."""
-    size = attachment_size(attachment)
-    details = attachment.mime_type + (f", {size} bytes" if size is not None else ", not uploaded")
-    return f"{ATTACHMENT_PREFIX} {attachment.name} ({details})"
+    return format_label(
+        AttachmentLabel(name=attachment.name, mime_type=attachment.mime_type, size=attachment_size(attachment))
+    )
 
 
 class TaskPilotConverter(ThreadItemConverter):

@@ -14,9 +14,9 @@ from agents import Agent, RunContextWrapper, RunHooks, Tool
 from chatkit.agents import AgentContext
 from chatkit.types import CustomTask
 
-from app import metrics
-from app.agents.tasks_ui import task_list_widget
-from app.store.tasks import utc_today
+from app.agents.widgets import task_list_widget
+from app.core.clock import utc_today
+from app.ops import metrics
 
 log = logging.getLogger("app.assistant")
 

@@ -13,7 +13,7 @@ from agents.models.interface import Model, ModelProvider
 from agents.models.openai_provider import OpenAIProvider
 from openai import AsyncOpenAI
 
-from app.agents.offline import OfflineModel
+from app.agents.offline.model import OfflineModel
 
 
 @dataclass(frozen=True, slots=True)

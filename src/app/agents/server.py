@@ -57,25 +57,16 @@ from chatkit.types import (
 )
 from pydantic import TypeAdapter, ValidationError
 
-from app import metrics
 from app.agents.assistant import Assistant, TurnContext, describe_model_error
-from app.agents.tasks_ui import TaskActions
+from app.agents.widgets import TaskActions
+from app.core.errors import Conflict, ProtocolError, Unsupported
+from app.ops import metrics
 
 log = logging.getLogger("app.chatkit")
 
 # Built once: constructing the adapter for the request union costs milliseconds per call.
 REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
 FAKE_ID = "__fake_id__"
-
-
-class ProtocolError(Exception):
-    """A request that must be refused before any stream opens (maps to a 4xx problem)."""
-
-    def __init__(self, status: int, detail: str, errors: list[dict[str, str]] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.errors = errors or []
 
 
 def describe_validation_error(exc: ValidationError) -> ProtocolError:
@@ -87,17 +78,16 @@ def describe_validation_error(exc: ValidationError) -> ProtocolError:
         location = ".".join(str(part) for part in loc)
         errors.append({"field": location or "body", "message": str(error.get("msg", "is invalid"))})
     if exc.errors(include_url=False)[0].get("type") == "json_invalid":
-        return ProtocolError(400, "The body is not valid JSON: send a ChatKit request object.")
+        return ProtocolError("The body is not valid JSON: send a ChatKit request object.")
     tag_error = next((e for e in exc.errors(include_url=False) if e.get("type") == "union_tag_invalid"), None)
     if tag_error is not None:
         ctx = tag_error.get("ctx") or {}
         return ProtocolError(
-            400,
             f"Unknown ChatKit request type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}.",
-            errors,
+            errors=errors,
         )
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return ProtocolError(400, f"Invalid ChatKit request: {summary}. Fix these fields and retry.", errors)
+    return ProtocolError(f"Invalid ChatKit request: {summary}. Fix these fields and retry.", errors=errors)
 
 
 class TaskPilotChatKitServer(ChatKitServer[Any]):
@@ -147,40 +137,36 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 item = await self.store.load_item(request.params.thread_id, request.params.item_id, context)
                 # The library raises ValueError for this only after the 200 stream has opened.
                 if isinstance(request, ThreadsAddStructuredInputReq) and not isinstance(item, StructuredInputItem):
-                    raise ProtocolError(400, "params.item_id must name a structured input item.")
+                    raise ProtocolError("params.item_id must name a structured input item.")
             case ThreadsCustomActionReq() | ThreadsSyncCustomActionReq():
                 if request.params.item_id:
                     item = await self.store.load_item(request.params.thread_id, request.params.item_id, context)
                     if not isinstance(item, WidgetItem):
-                        raise ProtocolError(400, "params.item_id must name a widget item for a custom action.")
+                        raise ProtocolError("params.item_id must name a widget item for a custom action.")
             case AttachmentsDeleteReq():
                 await self.store.load_attachment(request.params.attachment_id, context)
             case ThreadsCreateReq() | ThreadsAddUserMessageReq():
                 for attachment_id in request.params.input.attachments:
                     attachment = await self.store.load_attachment(attachment_id, context)
                     if attachment.upload_descriptor is not None:
-                        raise ProtocolError(
-                            409, f"Attachment {attachment_id} has not been uploaded yet: upload its bytes first."
-                        )
+                        raise Conflict(f"Attachment {attachment_id} has not been uploaded yet: upload its bytes first.")
                     if attachment.thread_id is not None and attachment.thread_id != thread_id:
-                        raise ProtocolError(
-                            409, f"Attachment {attachment_id} belongs to another thread: attach the file again."
-                        )
+                        raise Conflict(f"Attachment {attachment_id} belongs to another thread: attach the file again.")
                 if (
                     not any(getattr(part, "text", "").strip() for part in request.params.input.content)
                     and not request.params.input.attachments
                 ):
-                    raise ProtocolError(400, "params.input.content is empty: send some text or an attachment.")
+                    raise ProtocolError("params.input.content is empty: send some text or an attachment.")
             case ItemsFeedbackReq():
                 if not request.params.item_ids:
-                    raise ProtocolError(400, "params.item_ids is empty: name at least one item.")
+                    raise ProtocolError("params.item_ids is empty: name at least one item.")
                 for item_id in request.params.item_ids:
                     await self.store.load_item(request.params.thread_id, item_id, context)
             case ThreadsAddClientToolOutputReq():
                 page = await self.store.load_thread_items(request.params.thread_id, None, 1, "desc", context)
                 last = page.data[0] if page.data else None
                 if last is None or last.type != "client_tool_call" or last.status != "pending":
-                    raise ProtocolError(409, "The thread has no pending client tool call to answer.")
+                    raise Conflict("The thread has no pending client tool call to answer.")
 
     async def _process_streaming_impl(self, request: Any, context: Any) -> AsyncGenerator[ThreadStreamEvent, None]:
         # The library stamps items with naive `datetime.now()`; the store keeps UTC. Stamping
@@ -193,13 +179,12 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
     async def add_feedback(self, thread_id: str, item_ids: list[str], feedback: FeedbackKind, context: Any) -> None:
         save_feedback = getattr(self.store, "save_feedback", None)
         if save_feedback is None:
-            raise ProtocolError(501, "Feedback is not stored by this server.")
+            raise Unsupported("Feedback is not stored by this server.")
         await save_feedback(thread_id, item_ids, feedback, context)
 
     async def transcribe(self, audio_input: AudioInput, context: Any) -> TranscriptionResult:
         if self.transcriber is None:
-            raise ProtocolError(
-                501,
+            raise Unsupported(
                 "Dictation is not configured on this server: set TRANSCRIPTION_MODEL (and OPENAI_API_KEY) "
                 "to enable input.transcribe.",
             )
@@ -286,7 +271,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             outcome = await self.task_actions.apply(action, sender, context)
         except CustomStreamError as exc:
             # No stream carries it as an error event here: without this it was a 500.
-            raise ProtocolError(400, exc.message) from None
+            raise ProtocolError(exc.message) from None
         if outcome.replacement is not None:
             await self.store.save_item(thread.id, outcome.replacement, context)
         return SyncCustomActionResponse(updated_item=outcome.replacement)
@@ -339,4 +324,4 @@ class _MessageIds:
         return event
 
 
-__all__ = ["REQUEST_ADAPTER", "NotFoundError", "ProtocolError", "TaskPilotChatKitServer"]
+__all__ = ["REQUEST_ADAPTER", "NotFoundError", "TaskPilotChatKitServer"]

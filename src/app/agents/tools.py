@@ -1,7 +1,11 @@
-"""The seven task tools: one implementation (`TaskOperations`), two adapters.
+"""The seven task tools: one declaration (`TaskOperations`), two adapters made from it.
+
+Why one long module: each tool is declared exactly once, here — its arguments, description and
+rules — and both adapters (the Agents SDK's `TASK_TOOLS` and `app.agents.mcp`) are generated from
+that declaration; splitting the declaration would bring back the copies this module removed.
 
 `TASK_TOOLS` adapts the operations to the OpenAI Agents SDK (strict JSON schemas); `app.agents.mcp`
-serves the same operations over MCP. Every operation calls `app.store.tasks.TaskService` in its own
+serves the same operations over MCP. Every operation calls `app.services.tasks.TaskService` in its own
 session and transaction, for the user taken from the run context, never from an argument the
 model can set.
 
@@ -34,22 +38,29 @@ one, so a ChatKit turn can tell the page which tasks to refresh once the run end
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
-from collections.abc import Callable, Iterable
+import typing
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
 from agents import FunctionTool, RunContextWrapper, function_tool
+from agents.function_schema import generate_func_documentation
 
 from app.contracts import Task, TaskCreate, TaskPriority, TaskSort, TaskStatus, TaskSummary, TaskUpdate
-from app.errors import DomainError
-from app.store.tasks import SessionMaker, TaskQuery, TaskRef, TaskService, utc_today
+from app.core.clock import utc_today
+from app.core.errors import DomainError
+from app.services.tasks import TaskQuery, TaskService
+from app.store.db import SessionMaker
 
 TOOL_LIST_DEFAULT_LIMIT = 20
 TOOL_LIST_MAX_LIMIT = 100
 ClearableField = Literal["description", "due_date", "tags"]
+TaskNumberOrId = str | int
+"""How a model or an MCP client names a task: its number (3, "3", "#3") or its id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +184,15 @@ class TaskOperations:
         due_date: str | None = None,
         tags: list[str] | None = None,
     ) -> dict[str, Any]:
+        """Create a task for the user.
+
+        Args:
+            title: What to do, 1 to 200 characters.
+            description: Optional details, up to 5,000 characters.
+            priority: low, medium or high; null for medium.
+            due_date: YYYY-MM-DD, today or tomorrow; null for none.
+            tags: Short labels such as ["work"]; null for none.
+        """
         try:
             data = TaskCreate(
                 title=title,
@@ -201,6 +221,20 @@ class TaskOperations:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> dict[str, Any]:
+        """List the user's tasks, filtered and sorted. Use it to find a task's number from its title.
+
+        Args:
+            status: open (the default when null), completed or all.
+            priority: Only tasks of this priority.
+            overdue: true for open tasks past their due date, false to leave those out.
+            due_before: Only tasks due on or before this date (YYYY-MM-DD, today or tomorrow).
+            due_after: Only tasks due on or after this date (YYYY-MM-DD, today or tomorrow).
+            tag: Only tasks with this tag.
+            search: Only tasks whose title or description contains this text.
+            sort: created_at (the default), updated_at, due_date, priority, number or title.
+            limit: How many tasks to return, 1 to 100; null for 20.
+            cursor: The next_cursor of a previous call with the same filters, for the next page.
+        """
         today = self.scope.clock()
         try:
             query = TaskQuery(
@@ -228,7 +262,12 @@ class TaskOperations:
             result["next_cursor"] = page.next_cursor
         return result
 
-    async def get_task(self, *, task: TaskRef) -> dict[str, Any]:
+    async def get_task(self, *, task: TaskNumberOrId) -> dict[str, Any]:
+        """Show one task with all its details.
+
+        Args:
+            task: The task's number (such as "3") or id.
+        """
         try:
             async with self._service() as tasks:
                 found = await tasks.get(task)
@@ -239,7 +278,7 @@ class TaskOperations:
     async def update_task(
         self,
         *,
-        task: TaskRef,
+        task: TaskNumberOrId,
         title: str | None = None,
         description: str | None = None,
         priority: TaskPriority | None = None,
@@ -248,6 +287,18 @@ class TaskOperations:
         completed: bool | None = None,
         clear: list[ClearableField] | None = None,
     ) -> dict[str, Any]:
+        """Change a task. Only the fields given (not null) change; `clear` empties fields.
+
+        Args:
+            task: The task's number (such as "3") or id.
+            title: A new title.
+            description: A new description.
+            priority: A new priority.
+            due_date: A new due date: YYYY-MM-DD, today or tomorrow.
+            tags: The new complete list of tags (replaces the old ones).
+            completed: true marks it done, false reopens it.
+            clear: Fields to empty: description, due_date and/or tags.
+        """
         given: dict[str, Any] = {
             "title": title,
             "description": description,
@@ -268,7 +319,12 @@ class TaskOperations:
             return _failure(exc)
         return self._changed(updated)
 
-    async def complete_task(self, *, task: TaskRef) -> dict[str, Any]:
+    async def complete_task(self, *, task: TaskNumberOrId) -> dict[str, Any]:
+        """Mark a task as done.
+
+        Args:
+            task: The task's number (such as "3") or id.
+        """
         try:
             async with self._service() as tasks:
                 completed = await tasks.complete(task)
@@ -276,7 +332,12 @@ class TaskOperations:
             return _failure(exc)
         return self._changed(completed)
 
-    async def delete_task(self, *, task: TaskRef) -> dict[str, Any]:
+    async def delete_task(self, *, task: TaskNumberOrId) -> dict[str, Any]:
+        """Delete a task for good.
+
+        Args:
+            task: The task's number (such as "3") or id.
+        """
         try:
             async with self._service() as tasks:
                 deleted = await tasks.delete(task)
@@ -285,6 +346,7 @@ class TaskOperations:
         return self._changed(deleted, key="deleted")
 
     async def task_summary(self) -> dict[str, Any]:
+        """Count the user's tasks: open, completed, overdue, due today, and open tasks by priority."""
         try:
             async with self._service() as tasks:
                 summary = await tasks.summary()
@@ -297,167 +359,100 @@ def encode_result(result: dict[str, Any]) -> str:
     return json.dumps(result, ensure_ascii=False, separators=(",", ":"))
 
 
-async def _run(ctx: RunContextWrapper[ToolContext], operation: str, **arguments: Any) -> str:
-    context = ctx.context
-    operations = TaskOperations(context.task_scope())
-    result: dict[str, Any] = await getattr(operations, operation)(**arguments)
-    if result.get("changed_ids"):
-        context.record_changed(result["changed_ids"])
-    return encode_result(result)
+# ---- the adapters, made from the one declaration above -------------------------------------------
+# Each tool is a `TaskOperations` method: its signature is the tool's arguments, its docstring the
+# tool's description and the arguments' descriptions. Optional arguments default to None, so an
+# OpenAI-compatible model that omits them (vLLM, Ollama, MiMo do) still validates, while the strict
+# schema sent to the model lists every argument as required, as strict mode demands.
 
-
-# ---- Agents SDK adapter ------------------------------------------------------------------------
-# Strict schemas make every parameter required; `null` means "not given".
-
-
-@function_tool
-async def add_task(
-    ctx: RunContextWrapper[ToolContext],
-    title: str,
-    description: str | None,
-    priority: TaskPriority | None,
-    due_date: str | None,
-    tags: list[str] | None,
-) -> str:
-    """Create a task for the user.
-
-    Args:
-        title: What to do, 1 to 200 characters.
-        description: Optional details, up to 5,000 characters.
-        priority: low, medium or high; null for medium.
-        due_date: YYYY-MM-DD, today or tomorrow; null for none.
-        tags: Short labels such as ["work"]; null for none.
-    """
-    return await _run(
-        ctx, "add_task", title=title, description=description, priority=priority, due_date=due_date, tags=tags
-    )
-
-
-@function_tool
-async def list_tasks(
-    ctx: RunContextWrapper[ToolContext],
-    status: TaskStatus | None,
-    priority: TaskPriority | None,
-    overdue: bool | None,
-    due_before: str | None,
-    due_after: str | None,
-    tag: str | None,
-    search: str | None,
-    sort: TaskSort | None,
-    limit: int | None,
-    cursor: str | None,
-) -> str:
-    """List the user's tasks, filtered and sorted. Use it to find a task's number from its title.
-
-    Args:
-        status: open (the default when null), completed or all.
-        priority: Only tasks of this priority.
-        overdue: true for open tasks past their due date, false to leave those out.
-        due_before: Only tasks due on or before this date (YYYY-MM-DD, today or tomorrow).
-        due_after: Only tasks due on or after this date (YYYY-MM-DD, today or tomorrow).
-        tag: Only tasks with this tag.
-        search: Only tasks whose title or description contains this text.
-        sort: created_at (the default), updated_at, due_date, priority, number or title.
-        limit: How many tasks to return, 1 to 100; null for 20.
-        cursor: The next_cursor of a previous call with the same filters, for the next page.
-    """
-    return await _run(
-        ctx,
-        "list_tasks",
-        status=status,
-        priority=priority,
-        overdue=overdue,
-        due_before=due_before,
-        due_after=due_after,
-        tag=tag,
-        search=search,
-        sort=sort,
-        limit=limit,
-        cursor=cursor,
-    )
-
-
-@function_tool
-async def get_task(ctx: RunContextWrapper[ToolContext], task: str) -> str:
-    """Show one task with all its details.
-
-    Args:
-        task: The task's number (such as "3") or id.
-    """
-    return await _run(ctx, "get_task", task=task)
-
-
-@function_tool
-async def update_task(
-    ctx: RunContextWrapper[ToolContext],
-    task: str,
-    title: str | None,
-    description: str | None,
-    priority: TaskPriority | None,
-    due_date: str | None,
-    tags: list[str] | None,
-    completed: bool | None,
-    clear: list[ClearableField] | None,
-) -> str:
-    """Change a task. Only the fields given (not null) change; `clear` empties fields.
-
-    Args:
-        task: The task's number (such as "3") or id.
-        title: A new title.
-        description: A new description.
-        priority: A new priority.
-        due_date: A new due date: YYYY-MM-DD, today or tomorrow.
-        tags: The new complete list of tags (replaces the old ones).
-        completed: true marks it done, false reopens it.
-        clear: Fields to empty: description, due_date and/or tags.
-    """
-    return await _run(
-        ctx,
-        "update_task",
-        task=task,
-        title=title,
-        description=description,
-        priority=priority,
-        due_date=due_date,
-        tags=tags,
-        completed=completed,
-        clear=clear,
-    )
-
-
-@function_tool
-async def complete_task(ctx: RunContextWrapper[ToolContext], task: str) -> str:
-    """Mark a task as done.
-
-    Args:
-        task: The task's number (such as "3") or id.
-    """
-    return await _run(ctx, "complete_task", task=task)
-
-
-@function_tool
-async def delete_task(ctx: RunContextWrapper[ToolContext], task: str) -> str:
-    """Delete a task for good.
-
-    Args:
-        task: The task's number (such as "3") or id.
-    """
-    return await _run(ctx, "delete_task", task=task)
-
-
-@function_tool
-async def task_summary(ctx: RunContextWrapper[ToolContext]) -> str:
-    """Count the user's tasks: open, completed, overdue, due today, and open tasks by priority."""
-    return await _run(ctx, "task_summary")
-
-
-TASK_TOOLS: tuple[FunctionTool, ...] = (
-    add_task,
-    list_tasks,
-    get_task,
-    update_task,
-    complete_task,
-    delete_task,
-    task_summary,
+TOOL_NAMES: tuple[str, ...] = (
+    "add_task",
+    "list_tasks",
+    "get_task",
+    "update_task",
+    "complete_task",
+    "delete_task",
+    "task_summary",
 )
-TOOL_NAMES: tuple[str, ...] = tuple(tool.name for tool in TASK_TOOLS)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDeclaration:
+    """One task tool as both adapters need it: its name, docstring, and arguments with their types."""
+
+    name: str
+    doc: str
+    description: str  # the docstring's summary
+    argument_docs: dict[str, str]  # the docstring's `Args:` section
+    parameters: tuple[inspect.Parameter, ...]  # positional-or-keyword, annotations resolved
+
+    @classmethod
+    def of(cls, name: str) -> ToolDeclaration:
+        method = getattr(TaskOperations, name)
+        hints = typing.get_type_hints(method)
+        parameters = tuple(
+            parameter.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=hints[parameter.name])
+            for parameter in inspect.signature(method).parameters.values()
+            if parameter.name != "self"
+        )
+        documentation = generate_func_documentation(method)
+        return cls(
+            name=name,
+            doc=inspect.getdoc(method) or "",
+            description=documentation.description or "",
+            argument_docs=dict(documentation.param_descriptions or {}),
+            parameters=parameters,
+        )
+
+    def adapter(
+        self, context_name: str, context_type: Any, invoke: Callable[..., Awaitable[Any]], returns: Any
+    ) -> Callable[..., Awaitable[Any]]:
+        """A function `(context, <the tool's arguments>)` that calls `invoke(context, **arguments)`.
+
+        Frameworks read a tool's schema from a function's signature, type hints and docstring;
+        this one carries the declaration's, with the framework's context type first.
+        """
+        names = [parameter.name for parameter in self.parameters]
+
+        async def tool(*args: Any, **kwargs: Any) -> Any:
+            # The Agents SDK passes the context first, by position; the MCP SDK by its name.
+            if context_name in kwargs:
+                context, positional = kwargs.pop(context_name), args
+            else:
+                context, positional = args[0], args[1:]
+            arguments = dict(zip(names, positional, strict=False)) | kwargs
+            return await invoke(context, **arguments)
+
+        context_parameter = inspect.Parameter(
+            context_name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=context_type
+        )
+        tool.__name__ = tool.__qualname__ = self.name
+        tool.__doc__ = self.doc
+        tool.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [context_parameter, *self.parameters], return_annotation=returns
+        )
+        tool.__annotations__ = {
+            context_name: context_type,
+            **{parameter.name: parameter.annotation for parameter in self.parameters},
+            "return": returns,
+        }
+        return tool
+
+
+TOOL_DECLARATIONS: tuple[ToolDeclaration, ...] = tuple(ToolDeclaration.of(name) for name in TOOL_NAMES)
+
+
+def _sdk_tool(declaration: ToolDeclaration) -> FunctionTool:
+    async def run(ctx: RunContextWrapper[ToolContext], **arguments: Any) -> str:
+        context = ctx.context
+        operations = TaskOperations(context.task_scope())
+        result: dict[str, Any] = await getattr(operations, declaration.name)(**arguments)
+        if result.get("changed_ids"):
+            context.record_changed(result["changed_ids"])
+        return encode_result(result)
+
+    return function_tool(declaration.adapter("ctx", RunContextWrapper[ToolContext], run, str))
+
+
+TASK_TOOLS: tuple[FunctionTool, ...] = tuple(_sdk_tool(declaration) for declaration in TOOL_DECLARATIONS)
+"""The task tools for the OpenAI Agents SDK (strict JSON schemas)."""

@@ -3,27 +3,30 @@
 `attachments.create` and `attachments.delete` are ChatKit requests (`POST /chatkit`); these two
 routes carry the bytes. Both accept a bearer token or the signed `token` that the URLs handed
 out by `attachments.create` carry: a browser's upload fetch and an `<img>` tag send no
-Authorization header. The rules live in `app.store.attachments.AttachmentService`.
+Authorization header. The rules live in `app.services.attachments.service.AttachmentService`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from chatkit.types import Attachment, ImageAttachment
 from litestar import Controller, Request, get, put
 from litestar.di import Provide
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import Stream
 
-from app import metrics
-from app.auth import RequestContext, provide_request_context
-from app.contracts import AttachmentInfo, Problem
-from app.errors import PROBLEM_MEDIA_TYPE, TooManyRequests
-from app.ratelimit import Limits, retry_after_seconds
-from app.store.attachments import ATTACHMENTS_PATH, IMAGE_TYPES, AttachmentService, Purpose
+from app.contracts import AttachmentInfo
+from app.core.context import RequestContext
+from app.core.limits import enforce
+from app.http.openapi import problem_spec
+from app.ops import metrics
+from app.ops.ratelimit import Limits
+from app.services.attachments.content import IMAGE_TYPES
+from app.services.attachments.service import AttachmentService
+from app.services.attachments.signing import ATTACHMENTS_PATH, Purpose
 
 AttachmentId = Annotated[str, Parameter(description="The attachment's id (from `attachments.create`)", max_length=64)]
 SignedToken = Annotated[
@@ -35,14 +38,10 @@ SignedToken = Annotated[
 ]
 
 
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=Problem, description=description, media_type=PROBLEM_MEDIA_TYPE)
-
-
 COMMON = {
-    400: _problem("Invalid input (an over-long id or token, a malformed form); `errors` names the field"),
-    401: _problem("Neither a valid bearer token nor a valid signed token"),
-    404: _problem("The user has no attachment with this id"),
+    400: problem_spec("Invalid input (an over-long id or token, a malformed form); `errors` names the field"),
+    401: problem_spec("Neither a valid bearer token nor a valid signed token"),
+    404: problem_spec("The user has no attachment with this id"),
 }
 
 
@@ -50,11 +49,12 @@ async def provide_attachment_caller(
     request: Request[Any, Any, Any],
     attachment_id: AttachmentId,
     attachment_service: AttachmentService,
+    authenticate: Callable[[Request[Any, Any, Any]], Awaitable[RequestContext]],
     token: SignedToken = None,
 ) -> RequestContext:
     """The bearer token's user when one is sent; else the user the signed URL was issued to."""
     if request.headers.get("authorization") or token is None:
-        return await provide_request_context(request)
+        return await authenticate(request)
     purpose: Purpose = "upload" if request.method == "PUT" else "read"
     user_id = attachment_service.verify_token(token, purpose, attachment_id)
     state = request.scope.setdefault("state", {})
@@ -111,10 +111,10 @@ class AttachmentController(Controller):
         ),
         responses={
             **COMMON,
-            409: _problem("Already uploaded, or an upload is in progress"),
-            413: _problem("The file exceeds the attachment size limit"),
-            415: _problem("The content is not the declared type, or the type is not allowed"),
-            429: _problem("Too many uploads; retry after `Retry-After` seconds"),
+            409: problem_spec("Already uploaded, or an upload is in progress"),
+            413: problem_spec("The file exceeds the attachment size limit"),
+            415: problem_spec("The content is not the declared type, or the type is not allowed"),
+            429: problem_spec("Too many uploads; retry after `Retry-After` seconds"),
         },
     )
     async def upload(
@@ -125,12 +125,12 @@ class AttachmentController(Controller):
         attachment_service: AttachmentService,
         limits: Limits,
     ) -> AttachmentInfo:
-        wait = await limits.uploads.acquire(caller.user_id)
-        if wait is not None:
-            metrics.RATE_LIMITED.labels(limit="uploads").inc()
-            raise TooManyRequests(
-                "Too many uploads; wait before attaching another file.", retry_after=retry_after_seconds(wait)
-            )
+        await enforce(
+            limits.uploads,
+            caller.user_id,
+            "Too many uploads; wait before attaching another file.",
+            on_refusal=metrics.RATE_LIMITED.labels(limit="uploads").inc,
+        )
         attachment = await attachment_service.upload(
             attachment_id,
             caller,
@@ -149,7 +149,7 @@ class AttachmentController(Controller):
             "`preview_url`), other files as downloads. Signed `token`s expire after ATTACHMENT_URL_TTL_SECONDS "
             "(at least); ChatKit requests hand out fresh ones."
         ),
-        responses={**COMMON, 409: _problem("The bytes have not been uploaded yet")},
+        responses={**COMMON, 409: problem_spec("The bytes have not been uploaded yet")},
         response_description="The attachment's bytes",
     )
     async def download(

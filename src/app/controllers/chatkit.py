@@ -16,17 +16,18 @@ from typing import Any
 
 from chatkit.server import StreamingResult
 from litestar import Controller, Request, Response, post
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.response import Stream
 
-from app import metrics
-from app.agents.server import ProtocolError, TaskPilotChatKitServer
-from app.auth import RequestContext
-from app.contracts import ChatKitRequest, Problem
-from app.errors import PROBLEM_MEDIA_TYPE, ServiceUnavailable, TooManyRequests, problem_response
-from app.lifecycle import Drain
-from app.ratelimit import Limits, retry_after_seconds
+from app.agents.server import TaskPilotChatKitServer
+from app.contracts import ChatKitRequest
+from app.core.context import RequestContext
+from app.core.errors import ServiceUnavailable
+from app.core.limits import enforce
+from app.http.openapi import problem_spec
+from app.ops import metrics
+from app.ops.drain import Drain
+from app.ops.ratelimit import Limits
 
 KEEPALIVE_FRAME = b": keepalive\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -106,23 +107,17 @@ async def with_keepalive(
                 await producer
 
 
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(
-        data_container=Problem, description=description, media_type=PROBLEM_MEDIA_TYPE, generate_examples=False
-    )
-
-
 # Every non-200 answer of /chatkit is problem+json; without these the spec showed Litestar's
 # default 400 (application/json, another body) and none of the others (found by schemathesis).
 CHATKIT_RESPONSES = {
-    400: _problem("Not a valid ChatKit request (malformed JSON, unknown type, invalid or missing fields)"),
-    401: _problem("No valid bearer token"),
-    404: _problem("The thread, item or attachment does not exist or belongs to another user"),
-    409: _problem("The thread has no pending client tool call to answer"),
-    413: _problem("The body is larger than MAX_REQUEST_BYTES"),
-    429: _problem("Too many chat messages from this user, or failed sign-ins from this address; see Retry-After"),
-    501: _problem("The request needs a feature this server has not configured (dictation, feedback)"),
-    503: _problem("The server is restarting or its database is unavailable; retry after Retry-After"),
+    400: problem_spec("Not a valid ChatKit request (malformed JSON, unknown type, invalid or missing fields)"),
+    401: problem_spec("No valid bearer token"),
+    404: problem_spec("The thread, item or attachment does not exist or belongs to another user"),
+    409: problem_spec("The thread has no pending client tool call to answer"),
+    413: problem_spec("The body is larger than MAX_REQUEST_BYTES"),
+    429: problem_spec("Too many chat messages from this user, or failed sign-ins from this address; see Retry-After"),
+    501: problem_spec("The request needs a feature this server has not configured (dictation, feedback)"),
+    503: problem_spec("The server is restarting or its database is unavailable; retry after Retry-After"),
 }
 
 
@@ -196,13 +191,12 @@ class ChatKitController(Controller):
         if data.type in STREAMING_TYPES:
             if drain.draining:
                 raise ServiceUnavailable("The server is restarting; retry in a moment.", retry_after=2)
-            wait = await limits.chat.acquire(context.user_id)
-            if wait is not None:
-                metrics.RATE_LIMITED.labels(limit="chat").inc()
-                raise TooManyRequests(
-                    "Too many chat requests; wait before sending another message.",
-                    retry_after=retry_after_seconds(wait),
-                )
+            await enforce(
+                limits.chat,
+                context.user_id,
+                "Too many chat requests; wait before sending another message.",
+                on_refusal=metrics.RATE_LIMITED.labels(limit="chat").inc,
+            )
         result = await chatkit_server.process(await request.body(), context)
         if isinstance(result, StreamingResult):
             return Stream(
@@ -211,8 +205,3 @@ class ChatKitController(Controller):
                 headers=SSE_HEADERS,
             )
         return Response(content=result.json, media_type="application/json", status_code=200)
-
-
-def handle_protocol_error(request: Request[Any, Any, Any], exc: ProtocolError) -> Response[bytes]:
-    """A ChatKit request refused before its stream opened: problem+json naming what to fix."""
-    return problem_response(request, exc.status, exc.detail, errors=exc.errors or None)

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
 from app.contracts import ChatKitHealth, HostedModeStatus, Liveness, Readiness, SelfHostedModeStatus
-from app.lifecycle import Drain
-from app.metrics import render
+from app.ops.drain import Drain
+from app.ops.metrics import render
 from app.settings import Settings
 
 READY_TIMEOUT_SECONDS = 3.0

@@ -20,13 +20,12 @@ import jwt
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import CacheControlHeader
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from app.auth import mint_dev_token
-from app.contracts import Input, Problem, Struct
-from app.errors import PROBLEM_MEDIA_TYPE
+from app.contracts import Input, Struct
+from app.http.auth import mint_dev_token
+from app.http.openapi import problem_spec
 from app.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -135,14 +134,7 @@ class DevTokenController(Controller):
             "JWT plugin)."
         ),
         status_code=200,
-        responses={
-            400: ResponseSpec(
-                data_container=Problem,
-                description="The user id is missing or has characters outside the accepted set",
-                media_type=PROBLEM_MEDIA_TYPE,
-                generate_examples=False,
-            )
-        },
+        responses={400: problem_spec("The user id is missing or has characters outside the accepted set")},
     )
     async def create_token(self, data: DevTokenRequest, settings: Settings) -> DevToken:
         token = mint_dev_token(settings, data.user_id, ttl_seconds=DEV_TOKEN_TTL_SECONDS)

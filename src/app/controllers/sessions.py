@@ -1,76 +1,39 @@
-"""Hosted ChatKit sessions: mint, refresh and cancel. The rules live in `app.store.sessions`."""
+"""Hosted ChatKit sessions: mint, refresh and cancel. The rules live in `app.services.hosted_sessions`."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Controller, Litestar, Request, delete, post
+from litestar import Controller, delete, post
 from litestar.di import Provide
-from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import RequestContext
-from app.contracts import ChatKitSession, ChatKitSessionRefresh, Problem
-from app.errors import PROBLEM_MEDIA_TYPE
-from app.hosted import HostedChatKit
-from app.ratelimit import RateLimiter
-from app.settings import Settings
-from app.store.sessions import HostedSessionService, MintedSession
-
-HOSTED_CLIENT_STATE_KEY = "hosted_chatkit"
-
-
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(
-        data_container=Problem,
-        description=description,
-        media_type=PROBLEM_MEDIA_TYPE,
-        generate_examples=False,
-    )
-
+from app.contracts import ChatKitSession, ChatKitSessionRefresh
+from app.core.context import RequestContext
+from app.http.openapi import problem_spec
+from app.ops.ratelimit import Limits
+from app.services.hosted_sessions import HostedSessionService, MintedSession
+from app.services.openai_sessions import HostedChatKit
 
 MINT_RESPONSES = {
-    400: _problem("The body is malformed"),
-    401: _problem("No valid bearer token"),
-    429: _problem("This user requested too many sessions; see Retry-After"),
-    502: _problem("OpenAI rejected the server's credentials or the request, or failed"),
-    503: _problem(
+    400: problem_spec("The body is malformed"),
+    401: problem_spec("No valid bearer token"),
+    429: problem_spec("This user requested too many sessions; see Retry-After"),
+    502: problem_spec("OpenAI rejected the server's credentials or the request, or failed"),
+    503: problem_spec(
         "Hosted mode is not configured (the detail names the variables), OpenAI is "
         "unreachable or rate-limiting the server (see Retry-After)"
     ),
-    504: _problem("OpenAI did not answer in time"),
+    504: problem_spec("OpenAI did not answer in time"),
 }
 CANCEL_RESPONSES = {
     **{status: spec for status, spec in MINT_RESPONSES.items() if status != 429},
-    404: _problem("No session with this id belongs to the user"),
+    404: problem_spec("No session with this id belongs to the user"),
 }
 
 
-def hosted_chatkit(app: Litestar) -> HostedChatKit:
-    """The app's one OpenAI sessions client, made on first use."""
-    client: HostedChatKit | None = app.state.get(HOSTED_CLIENT_STATE_KEY)
-    if client is None:
-        settings: Settings = app.state["settings"]
-        client = HostedChatKit(settings)
-        app.state[HOSTED_CLIENT_STATE_KEY] = client
-    return client
-
-
-def session_rate_limiter(app: Litestar) -> RateLimiter:
-    """The app's per-user mint limit (memory or Redis, see `app.ratelimit.build_limits`)."""
-    limiter: RateLimiter = app.state["limits"].sessions
-    return limiter
-
-
-async def close_hosted_chatkit(app: Litestar) -> None:
-    """Shutdown hook: close the OpenAI client's connection pool if one was opened."""
-    client: HostedChatKit | None = app.state.get(HOSTED_CLIENT_STATE_KEY)
-    if client is not None:
-        await client.aclose()
-
-
-def provide_hosted_sessions(request: Request[Any, Any, Any], db_session: AsyncSession) -> HostedSessionService:
-    return HostedSessionService(db_session, hosted_chatkit(request.app), session_rate_limiter(request.app))
+def provide_hosted_sessions(
+    db_session: AsyncSession, hosted_chatkit: HostedChatKit, limits: Limits
+) -> HostedSessionService:
+    return HostedSessionService(db_session, hosted_chatkit, limits.sessions)
 
 
 def _body(session: MintedSession) -> ChatKitSession:

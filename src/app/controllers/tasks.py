@@ -8,13 +8,10 @@ from typing import Annotated
 
 from litestar import Controller, delete, get, patch, post
 from litestar.di import Provide
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import RequestContext
 from app.contracts import (
-    Problem,
     SortOrder,
     Task,
     TaskCreate,
@@ -25,26 +22,23 @@ from app.contracts import (
     TaskSummary,
     TaskUpdate,
 )
-from app.errors import PROBLEM_MEDIA_TYPE
-from app.store.tasks import DEFAULT_LIMIT, MAX_LIMIT, MAX_SEARCH, MAX_TAG_LENGTH, TaskQuery, TaskService
+from app.core.context import RequestContext
+from app.http.openapi import problem_spec
+from app.services.tasks import DEFAULT_LIMIT, MAX_LIMIT, MAX_SEARCH, MAX_TAG_LENGTH, TaskQuery, TaskService
 
 
 def provide_task_service(db_session: AsyncSession, context: RequestContext) -> TaskService:
     return TaskService(db_session, context.user_id)
 
 
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=Problem, description=description, media_type=PROBLEM_MEDIA_TYPE)
-
-
 BAD_INPUT = {
-    400: _problem("Invalid input; `errors` names each field"),
-    401: _problem("No valid bearer token"),
-    # Answered by the auth dependency and the central error mapping (app.errors), not the handlers.
-    429: _problem("Too many failed sign-ins from this address; see Retry-After"),
-    503: _problem("The database is unavailable; retry after Retry-After"),
+    400: problem_spec("Invalid input; `errors` names each field"),
+    401: problem_spec("No valid bearer token"),
+    # Answered by the auth dependency and the central error mapping (app.http.problems), not the handlers.
+    429: problem_spec("Too many failed sign-ins from this address; see Retry-After"),
+    503: problem_spec("The database is unavailable; retry after Retry-After"),
 }
-ONE_TASK = {**BAD_INPUT, 404: _problem("The user has no task with this id")}
+ONE_TASK = {**BAD_INPUT, 404: problem_spec("The user has no task with this id")}
 TaskId = Annotated[uuid.UUID, Parameter(description="The task's id")]
 
 

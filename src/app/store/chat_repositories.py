@@ -1,40 +1,26 @@
 """Advanced Alchemy repositories for the ChatKit tables: every statement the Store runs.
 
 Every method takes the `user_id` and puts it in the WHERE clause (or the inserted row), so
-isolation is a property of the repository, not of each caller remembering.
+isolation is a property of the repository, not of each caller remembering. The statements
+themselves are in `app.store.chat_sql`.
 
-Hot reads select `CAST(data AS TEXT)` instead of hydrating ORM objects: the JSON text goes
-straight into pydantic's Rust parser (`validate_json`), skipping `json.loads` and the ORM
-identity map. Writes bind the JSON text the same way (pydantic's `model_dump_json`).
-
-Pagination is a keyset query with a single round trip: the cursor row's `(created_at, seq)`
-is resolved by a row-value subquery, `WHERE (created_at, seq) > (SELECT created_at, seq ...)`,
-which PostgreSQL runs as an InitPlan feeding one index range scan (and SQLite as a row-value
-comparison on the same index). A cursor id that does not exist (deleted, or not this user's /
-this thread's) makes the subquery NULL, so the page is empty.
+Why one long module: one repository per ChatKit table (threads, items, attachments, feedback),
+which the Store and the retention job use together (a purge deletes across all four).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
-    CursorResult,
-    Select,
-    String,
     Table,
-    Text,
-    and_,
     bindparam,
-    case,
     delete,
     func,
     literal,
@@ -42,27 +28,33 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.store.chat_sql import (
+    ATTACHMENT_UPSERT,
+    ATTACHMENTS,
+    DELETE_ATTACHMENT,
+    DELETE_ITEM,
+    FEEDBACK,
+    GET_ATTACHMENT,
+    GET_ITEM,
+    GET_THREAD,
+    ITEM_ADD_POSTGRESQL,
+    ITEM_UPSERT,
+    ITEMS,
+    SUPPORTED_DIALECTS,
+    THREAD_EXISTS,
+    THREAD_UPSERT,
+    THREADS,
+    TOUCH_THREAD,
+    Order,
+    ThreadKey,
+    dialect_insert,
+    item_page_statement,
+    rowcount,
+    thread_page_statement,
+)
 from app.store.models import ChatAttachment, ChatFeedback, ChatItem, ChatThread, next_seq
-
-Order = Literal["asc", "desc"]
-ThreadKey = tuple[str, str]
-"""`(user_id, thread_id)`."""
-SUPPORTED_DIALECTS = ("postgresql", "sqlite")
-
-_threads = cast("Table", ChatThread.__table__)
-_items = cast("Table", ChatItem.__table__)
-_attachments = cast("Table", ChatAttachment.__table__)
-_feedback = cast("Table", ChatFeedback.__table__)
-
-
-def _rowcount(result: Any) -> int:
-    return int(cast("CursorResult[Any]", result).rowcount)
-
 
 ModelT = TypeVar("ModelT", ChatThread, ChatItem, ChatAttachment, ChatFeedback)
 
@@ -79,285 +71,13 @@ class _ChatRepository(SQLAlchemyAsyncRepository[ModelT]):
 
     def _insert(self, table: Table) -> Any:
         """An INSERT that supports ON CONFLICT on this dialect."""
-        return _dialect_insert(table, self.dialect_name)
+        return dialect_insert(table, self.dialect_name)
 
 
 # ---- statements ------------------------------------------------------------------------------
 # The hot statements are built once: building a SELECT with an aliased subquery costs more
 # CPU than the query itself, and a reused statement also reuses its memoized cache key (so
 # SQLAlchemy's compiled cache and asyncpg's prepared statements are hit straight away).
-
-
-def _dialect_insert(table: Table, dialect_name: str) -> Any:
-    return postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
-
-
-def _json_param(name: str, dialect_name: str) -> ColumnElement[Any]:
-    """A bind parameter that takes JSON text and stores it in the JSON/JSONB column."""
-    param = bindparam(name, type_=Text)
-    return sql_cast(param, JSONB) if dialect_name == "postgresql" else param
-
-
-def _keyset(
-    table: Table, scope: Sequence[str], with_cursor: bool, order: Order
-) -> tuple[list[ColumnElement[bool]], tuple[Any, Any]]:
-    """WHERE + ORDER BY for a page strictly after the cursor row, in `(created_at, seq)` order.
-
-    `scope` names the columns (each bound as a parameter of the same name) that select the
-    rows being paged, e.g. `("user_id", "thread_id")`; the cursor row must match them too.
-
-    The cursor row is looked up by its primary key `(user_id, id)` only; the other scope
-    columns are checked in the SELECT list (a mismatch yields NULL, so the page is empty).
-    Were they in its WHERE, PostgreSQL's generic plan for the prepared statement (used from
-    the sixth execution on) may pick the `(user_id, thread_id, ...)` index for the lookup
-    and filter the whole thread by id: 1.5 ms instead of 0.1 ms on a 10,000-item thread.
-    """
-    where: list[ColumnElement[bool]] = [table.c[name] == bindparam(name) for name in scope]
-    if with_cursor:
-        cursor_row = table.alias("cursor_row")
-        others = [cursor_row.c[name] == bindparam(name) for name in scope if name != "user_id"]
-        created_at: ColumnElement[Any] = cursor_row.c.created_at
-        seq: ColumnElement[Any] = cursor_row.c.seq
-        if others:
-            created_at = case((and_(*others), created_at))
-            seq = case((and_(*others), seq))
-        cursor = (
-            select(created_at, seq)
-            .where(cursor_row.c.user_id == bindparam("user_id"), cursor_row.c.id == bindparam("after"))
-            .scalar_subquery()
-        )
-        key = tuple_(table.c.created_at, table.c.seq)
-        where.append(key > cursor if order == "asc" else key < cursor)
-    if order == "asc":
-        return where, (table.c.created_at.asc(), table.c.seq.asc())
-    return where, (table.c.created_at.desc(), table.c.seq.desc())
-
-
-@functools.cache
-def thread_page_statement(order: Order, with_cursor: bool) -> Select[Any]:
-    where, order_by = _keyset(_threads, ("user_id",), with_cursor, order)
-    return (
-        select(_threads.c.id, _threads.c.created_at, sql_cast(_threads.c.data, Text))
-        .where(*where)
-        .order_by(*order_by)
-        .limit(bindparam("limit"))
-    )
-
-
-@functools.cache
-def item_page_statement(order: Order, with_cursor: bool) -> Select[Any]:
-    where, order_by = _keyset(_items, ("user_id", "thread_id"), with_cursor, order)
-    return select(sql_cast(_items.c.data, Text)).where(*where).order_by(*order_by).limit(bindparam("limit"))
-
-
-_THREAD_KEY = (_threads.c.user_id == bindparam("user_id"), _threads.c.id == bindparam("thread_id"))
-_GET_THREAD = select(_threads.c.created_at, sql_cast(_threads.c.data, Text)).where(*_THREAD_KEY)
-_THREAD_EXISTS = select(literal(1)).where(*_THREAD_KEY)
-# (an UPDATE reserves bind names equal to column names, hence `b_`)
-_TOUCH_THREAD = (
-    update(_threads)
-    .where(_threads.c.user_id == bindparam("b_user_id"), _threads.c.id == bindparam("b_thread_id"))
-    .values(updated_at=bindparam("b_now", type_=DateTimeUTC()))
-)
-_ITEM_KEY = (
-    _items.c.user_id == bindparam("user_id"),
-    _items.c.id == bindparam("item_id"),
-    _items.c.thread_id == bindparam("thread_id"),
-)
-_GET_ITEM = select(sql_cast(_items.c.data, Text)).where(*_ITEM_KEY)
-_DELETE_ITEM = delete(_items).where(*_ITEM_KEY)
-_ATTACHMENT_KEY = (_attachments.c.user_id == bindparam("user_id"), _attachments.c.id == bindparam("id"))
-_GET_ATTACHMENT = select(
-    sql_cast(_attachments.c.data, Text),
-    _attachments.c.status,
-    _attachments.c.storage_key,
-    _attachments.c.size,
-).where(*_ATTACHMENT_KEY)
-_DELETE_ATTACHMENT = delete(_attachments).where(*_ATTACHMENT_KEY)
-
-
-_REQUIRED = object()
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    sql: str
-    names: tuple[str, ...]
-    defaults: tuple[Any, ...]
-    processors: tuple[Any, ...]
-
-    def arguments(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        """Positional driver arguments, in the order of the SQL's placeholders."""
-        arguments = []
-        for name, default, processor in zip(self.names, self.defaults, self.processors, strict=True):
-            value = values.get(name, default)
-            if value is _REQUIRED:
-                raise KeyError(f"a value is required for bind parameter {name!r}")
-            arguments.append(value if processor is None else processor(value))
-        return tuple(arguments)
-
-
-class CompiledOnce:
-    """An `INSERT ... ON CONFLICT` statement compiled once per dialect, then sent as SQL text.
-
-    SQLAlchemy 2.0 never caches its PostgreSQL and SQLite INSERT constructs (they set
-    `inherit_cache = False`), so every execution compiled the upsert afresh: about 0.5 ms of
-    CPU per call, more than the database round trip. This compiles the statement once per
-    dialect and sends it with `exec_driver_sql`, applying the same bind processors
-    SQLAlchemy would (e.g. SQLite's datetime-to-text). Drivers with a named paramstyle fall
-    back to the ordinary (compiling) path.
-    """
-
-    def __init__(self, build: Callable[[str], Any]) -> None:
-        self.build = build
-        self._compiled: dict[tuple[type, str], _Prepared | None] = {}
-
-    def statement(self, dialect_name: str) -> Any:
-        return self.build(dialect_name)
-
-    def _prepare(self, dialect: Any) -> _Prepared | None:
-        key = (type(dialect), str(dialect.paramstyle))
-        if key not in self._compiled:
-            compiled = self.build(dialect.name).compile(dialect=dialect)
-            if not compiled.positional or compiled.positiontup is None:
-                self._compiled[key] = None
-            else:
-                binds = [compiled.binds[name] for name in compiled.positiontup]
-                self._compiled[key] = _Prepared(
-                    sql=compiled.string,
-                    names=tuple(compiled.positiontup),
-                    # literals in the statement (e.g. 'pending') are binds that carry a value
-                    defaults=tuple(_REQUIRED if bind.required else bind.effective_value for bind in binds),
-                    processors=tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds),
-                )
-        return self._compiled[key]
-
-    async def execute(
-        self,
-        session: AsyncSession | async_scoped_session[AsyncSession],
-        params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-    ) -> CursorResult[Any]:
-        dialect = session.get_bind().dialect
-        prepared = self._prepare(dialect)
-        if prepared is None:
-            return cast("CursorResult[Any]", await session.execute(self.build(dialect.name), params))
-        connection = await session.connection()
-        if isinstance(params, Mapping):
-            return await connection.exec_driver_sql(prepared.sql, prepared.arguments(params))
-        return await connection.exec_driver_sql(prepared.sql, [prepared.arguments(values) for values in params])
-
-
-def _thread_upsert(dialect_name: str) -> Any:
-    """Insert or update a thread; an update keeps `created_at` and `seq` and bumps `updated_at`."""
-    statement = _dialect_insert(_threads, dialect_name).values(
-        user_id=bindparam("user_id"),
-        id=bindparam("id"),
-        seq=bindparam("seq"),
-        title=bindparam("title"),
-        created_at=bindparam("created_at", type_=DateTimeUTC()),
-        updated_at=bindparam("updated_at", type_=DateTimeUTC()),
-        data=_json_param("data", dialect_name),
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[_threads.c.user_id, _threads.c.id],
-        set_={
-            "title": statement.excluded.title,
-            "data": statement.excluded.data,
-            "updated_at": statement.excluded.updated_at,
-        },
-    )
-
-
-def _on_item_conflict(statement: Any) -> Any:
-    """An item written again keeps its `seq` and its thread: only its content is replaced, and a
-    row of the same id in another thread is left alone (the statement then writes 0 rows)."""
-    return statement.on_conflict_do_update(
-        index_elements=[_items.c.user_id, _items.c.id],
-        set_={
-            "type": statement.excluded.type,
-            "created_at": statement.excluded.created_at,
-            "data": statement.excluded.data,
-        },
-        where=_items.c.thread_id == statement.excluded.thread_id,
-    )
-
-
-def _item_upsert(dialect_name: str) -> Any:
-    """Insert or update an item. An update keeps the item's `seq` (its place among equal
-    timestamps), and an id never moves between threads: a conflicting row that belongs to
-    another thread is left alone (and the statement reports 0 rows)."""
-    statement = _dialect_insert(_items, dialect_name).values(
-        user_id=bindparam("user_id"),
-        id=bindparam("id"),
-        thread_id=bindparam("thread_id"),
-        type=bindparam("type"),
-        seq=bindparam("seq"),
-        created_at=bindparam("created_at", type_=DateTimeUTC()),
-        data=_json_param("data", dialect_name),
-    )
-    return _on_item_conflict(statement)
-
-
-def _item_add_postgresql(dialect_name: str) -> Any:
-    """PostgreSQL: bump the thread's `updated_at` and upsert one item in a single statement.
-
-    The CTE's UPDATE proves the thread is the user's (no row, nothing inserted) and takes the
-    thread's row lock before the item's, the same order as every other writer; one statement
-    is atomic on its own, so it runs without BEGIN/COMMIT round trips. It returns one row
-    when the item was written.
-    """
-    touched = (
-        update(_threads)
-        .where(_threads.c.user_id == bindparam("b_user_id"), _threads.c.id == bindparam("b_thread_id"))
-        .values(updated_at=bindparam("b_now", type_=DateTimeUTC()))
-        .returning(_threads.c.user_id, _threads.c.id)
-        .cte("touched")
-    )
-    source = select(
-        touched.c.user_id,
-        bindparam("p_id", type_=String),
-        touched.c.id,
-        bindparam("p_type", type_=String),
-        bindparam("p_seq", type_=BigInteger),
-        bindparam("p_created_at", type_=DateTimeUTC()),
-        _json_param("p_data", "postgresql"),
-    )
-    statement = (
-        postgresql.insert(_items)
-        .from_select(["user_id", "id", "thread_id", "type", "seq", "created_at", "data"], source)
-        .add_cte(touched, nest_here=True)
-    )
-    return _on_item_conflict(statement).returning(_items.c.seq)
-
-
-def _attachment_upsert(dialect_name: str) -> Any:
-    """Insert or update attachment metadata. The status only moves forward: 'uploaded' is kept."""
-    statement = _dialect_insert(_attachments, dialect_name).values(
-        user_id=bindparam("user_id"),
-        id=bindparam("id"),
-        thread_id=bindparam("thread_id"),
-        name=bindparam("name"),
-        mime_type=bindparam("mime_type"),
-        status=bindparam("status"),
-        created_at=bindparam("created_at", type_=DateTimeUTC()),
-        data=_json_param("data", dialect_name),
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[_attachments.c.user_id, _attachments.c.id],
-        set_={
-            "thread_id": statement.excluded.thread_id,
-            "name": statement.excluded.name,
-            "mime_type": statement.excluded.mime_type,
-            "data": statement.excluded.data,
-            "status": func.coalesce(func.nullif(statement.excluded.status, "pending"), _attachments.c.status),
-        },
-    )
-
-
-THREAD_UPSERT = CompiledOnce(_thread_upsert)
-ITEM_UPSERT = CompiledOnce(_item_upsert)
-ITEM_ADD_POSTGRESQL = CompiledOnce(_item_add_postgresql)
-ATTACHMENT_UPSERT = CompiledOnce(_attachment_upsert)
 
 
 class ChatThreadRepository(_ChatRepository[ChatThread]):
@@ -394,17 +114,17 @@ class ChatThreadRepository(_ChatRepository[ChatThread]):
         every write to a thread's items is serialised in one order (thread, then items).
         """
         result = await self.session.execute(
-            _TOUCH_THREAD, {"b_user_id": user_id, "b_thread_id": thread_id, "b_now": now}
+            TOUCH_THREAD, {"b_user_id": user_id, "b_thread_id": thread_id, "b_now": now}
         )
-        return _rowcount(result) > 0
+        return rowcount(result) > 0
 
     async def thread_exists(self, *, user_id: str, thread_id: str) -> bool:
-        result = await self.session.execute(_THREAD_EXISTS, {"user_id": user_id, "thread_id": thread_id})
+        result = await self.session.execute(THREAD_EXISTS, {"user_id": user_id, "thread_id": thread_id})
         return result.first() is not None
 
     async def get_thread(self, *, user_id: str, thread_id: str) -> tuple[dt.datetime, str] | None:
         """`(created_at, data as JSON text)` of one thread."""
-        result = await self.session.execute(_GET_THREAD, {"user_id": user_id, "thread_id": thread_id})
+        result = await self.session.execute(GET_THREAD, {"user_id": user_id, "thread_id": thread_id})
         row = result.first()
         return None if row is None else (row[0], row[1])
 
@@ -421,9 +141,9 @@ class ChatThreadRepository(_ChatRepository[ChatThread]):
 
     async def delete_threads(self, keys: Sequence[ThreadKey]) -> int:
         result = await self.session.execute(
-            delete(_threads).where(tuple_(_threads.c.user_id, _threads.c.id).in_(list(keys)))
+            delete(THREADS).where(tuple_(THREADS.c.user_id, THREADS.c.id).in_(list(keys)))
         )
-        return _rowcount(result)
+        return rowcount(result)
 
     async def expired_threads(self, *, cutoff: dt.datetime, limit: int) -> list[tuple[str, str]]:
         """`(user_id, id)` of up to `limit` threads last updated before `cutoff`, oldest first.
@@ -433,9 +153,9 @@ class ChatThreadRepository(_ChatRepository[ChatThread]):
         then finds it gone, so retention never deletes a message that was just added.
         """
         result = await self.session.execute(
-            select(_threads.c.user_id, _threads.c.id)
-            .where(_threads.c.updated_at < bindparam("cutoff", type_=DateTimeUTC()))
-            .order_by(_threads.c.updated_at)
+            select(THREADS.c.user_id, THREADS.c.id)
+            .where(THREADS.c.updated_at < bindparam("cutoff", type_=DateTimeUTC()))
+            .order_by(THREADS.c.updated_at)
             .limit(bindparam("limit"))
             .with_for_update(skip_locked=True),
             {"cutoff": cutoff, "limit": limit},
@@ -474,13 +194,13 @@ class ChatItemRepository(_ChatRepository[ChatItem]):
             for row in rows
         ]
         if len(params) == 1:
-            return _rowcount(await ITEM_UPSERT.execute(self.session, params[0]))
+            return rowcount(await ITEM_UPSERT.execute(self.session, params[0]))
         await ITEM_UPSERT.execute(self.session, params)
         ids = [row.id for row in rows]
         result = await self.session.execute(
             select(func.count())
-            .select_from(_items)
-            .where(_items.c.user_id == user_id, _items.c.thread_id == thread_id, _items.c.id.in_(ids))
+            .select_from(ITEMS)
+            .where(ITEMS.c.user_id == user_id, ITEMS.c.thread_id == thread_id, ITEMS.c.id.in_(ids))
         )
         return int(result.scalar_one())
 
@@ -507,7 +227,7 @@ class ChatItemRepository(_ChatRepository[ChatItem]):
 
     async def get_item(self, *, user_id: str, thread_id: str, item_id: str) -> str | None:
         """The item's JSON text, or None."""
-        result = await self.session.execute(_GET_ITEM, {"user_id": user_id, "thread_id": thread_id, "item_id": item_id})
+        result = await self.session.execute(GET_ITEM, {"user_id": user_id, "thread_id": thread_id, "item_id": item_id})
         return result.scalar_one_or_none()
 
     async def page_items(
@@ -523,15 +243,15 @@ class ChatItemRepository(_ChatRepository[ChatItem]):
 
     async def delete_item(self, *, user_id: str, thread_id: str, item_id: str) -> bool:
         result = await self.session.execute(
-            _DELETE_ITEM, {"user_id": user_id, "thread_id": thread_id, "item_id": item_id}
+            DELETE_ITEM, {"user_id": user_id, "thread_id": thread_id, "item_id": item_id}
         )
-        return _rowcount(result) > 0
+        return rowcount(result) > 0
 
     async def delete_for_threads(self, keys: Sequence[ThreadKey]) -> int:
         result = await self.session.execute(
-            delete(_items).where(tuple_(_items.c.user_id, _items.c.thread_id).in_(list(keys)))
+            delete(ITEMS).where(tuple_(ITEMS.c.user_id, ITEMS.c.thread_id).in_(list(keys)))
         )
-        return _rowcount(result)
+        return rowcount(result)
 
 
 class ChatAttachmentRepository(_ChatRepository[ChatAttachment]):
@@ -568,7 +288,7 @@ class ChatAttachmentRepository(_ChatRepository[ChatAttachment]):
         self, *, user_id: str, attachment_id: str
     ) -> tuple[str, str, str | None, int | None] | None:
         """`(data as JSON text, status, storage_key, size)` of one attachment."""
-        result = await self.session.execute(_GET_ATTACHMENT, {"user_id": user_id, "id": attachment_id})
+        result = await self.session.execute(GET_ATTACHMENT, {"user_id": user_id, "id": attachment_id})
         row = result.first()
         return None if row is None else (row[0], row[1], row[2], row[3])
 
@@ -581,43 +301,81 @@ class ChatAttachmentRepository(_ChatRepository[ChatAttachment]):
         if size is not None:
             values["size"] = size
         result = await self.session.execute(
-            update(_attachments)
-            .where(_attachments.c.user_id == user_id, _attachments.c.id == attachment_id)
+            update(ATTACHMENTS)
+            .where(ATTACHMENTS.c.user_id == user_id, ATTACHMENTS.c.id == attachment_id)
             .values(**values)
         )
-        return _rowcount(result) > 0
+        return rowcount(result) > 0
+
+    # The upload's state changes are single conditional statements, so two uploads of one
+    # attachment, or an upload racing a delete, cannot both win.
+
+    async def claim_upload(self, *, user_id: str, attachment_id: str, storage_key: str) -> bool:
+        result = await self.session.execute(
+            update(ATTACHMENTS)
+            .where(*_pending_upload(user_id, attachment_id, ATTACHMENTS.c.storage_key.is_(None)))
+            .values(storage_key=storage_key)
+        )
+        return rowcount(result) == 1
+
+    async def release_upload(self, *, user_id: str, attachment_id: str, storage_key: str) -> None:
+        await self.session.execute(
+            update(ATTACHMENTS)
+            .where(*_pending_upload(user_id, attachment_id, ATTACHMENTS.c.storage_key == storage_key))
+            .values(storage_key=None)
+        )
+
+    async def complete_upload(
+        self, *, user_id: str, attachment_id: str, storage_key: str, size: int, mime_type: str, data: Any
+    ) -> bool:
+        result = await self.session.execute(
+            update(ATTACHMENTS)
+            .where(*_pending_upload(user_id, attachment_id, ATTACHMENTS.c.storage_key == storage_key))
+            .values(status="uploaded", size=size, mime_type=mime_type, data=data)
+        )
+        return rowcount(result) == 1
 
     async def delete_attachment_row(self, *, user_id: str, attachment_id: str) -> bool:
-        result = await self.session.execute(_DELETE_ATTACHMENT, {"user_id": user_id, "id": attachment_id})
-        return _rowcount(result) > 0
+        result = await self.session.execute(DELETE_ATTACHMENT, {"user_id": user_id, "id": attachment_id})
+        return rowcount(result) > 0
 
     async def delete_for_threads(self, keys: Sequence[ThreadKey]) -> list[str | None]:
         """Delete the threads' attachment rows; returns each deleted row's storage key (or None)."""
         result = await self.session.execute(
-            delete(_attachments)
-            .where(tuple_(_attachments.c.user_id, _attachments.c.thread_id).in_(list(keys)))
-            .returning(_attachments.c.storage_key)
+            delete(ATTACHMENTS)
+            .where(tuple_(ATTACHMENTS.c.user_id, ATTACHMENTS.c.thread_id).in_(list(keys)))
+            .returning(ATTACHMENTS.c.storage_key)
         )
         return list(result.scalars().all())
 
     async def delete_pending_before(self, *, cutoff: dt.datetime, limit: int) -> list[str | None]:
         """Delete up to `limit` 'pending' rows created before `cutoff`; returns their storage keys."""
         oldest = (
-            select(_attachments.c.user_id, _attachments.c.id)
+            select(ATTACHMENTS.c.user_id, ATTACHMENTS.c.id)
             .where(
-                _attachments.c.status == "pending",
-                _attachments.c.created_at < bindparam("cutoff", type_=DateTimeUTC()),
+                ATTACHMENTS.c.status == "pending",
+                ATTACHMENTS.c.created_at < bindparam("cutoff", type_=DateTimeUTC()),
             )
-            .order_by(_attachments.c.created_at)
+            .order_by(ATTACHMENTS.c.created_at)
             .limit(bindparam("limit"))
         )
         result = await self.session.execute(
-            delete(_attachments)
-            .where(tuple_(_attachments.c.user_id, _attachments.c.id).in_(oldest))
-            .returning(_attachments.c.storage_key),
+            delete(ATTACHMENTS)
+            .where(tuple_(ATTACHMENTS.c.user_id, ATTACHMENTS.c.id).in_(oldest))
+            .returning(ATTACHMENTS.c.storage_key),
             {"cutoff": cutoff, "limit": limit},
         )
         return list(result.scalars().all())
+
+
+def _pending_upload(user_id: str, attachment_id: str, claim: ColumnElement[bool]) -> tuple[ColumnElement[bool], ...]:
+    """The user's attachment, still pending, whose upload claim is as given."""
+    return (
+        ATTACHMENTS.c.user_id == user_id,
+        ATTACHMENTS.c.id == attachment_id,
+        ATTACHMENTS.c.status == "pending",
+        claim,
+    )
 
 
 class ChatFeedbackRepository(_ChatRepository[ChatFeedback]):
@@ -632,46 +390,44 @@ class ChatFeedbackRepository(_ChatRepository[ChatFeedback]):
         name an existing item of the user's own thread. Returns how many rows were written.
         """
         source = select(
-            _items.c.user_id,
-            _items.c.id,
-            _items.c.thread_id,
-            literal(kind, type_=_feedback.c.kind.type),
+            ITEMS.c.user_id,
+            ITEMS.c.id,
+            ITEMS.c.thread_id,
+            literal(kind, type_=FEEDBACK.c.kind.type),
             literal(now, type_=DateTimeUTC()),
             literal(now, type_=DateTimeUTC()),
         ).where(
-            _items.c.user_id == user_id,
-            _items.c.thread_id == thread_id,
-            _items.c.id.in_(list(item_ids)),
+            ITEMS.c.user_id == user_id,
+            ITEMS.c.thread_id == thread_id,
+            ITEMS.c.id.in_(list(item_ids)),
         )
-        statement = self._insert(_feedback).from_select(
+        statement = self._insert(FEEDBACK).from_select(
             ["user_id", "item_id", "thread_id", "kind", "created_at", "updated_at"], source
         )
         statement = statement.on_conflict_do_update(
-            index_elements=[_feedback.c.user_id, _feedback.c.item_id],
+            index_elements=[FEEDBACK.c.user_id, FEEDBACK.c.item_id],
             set_={
                 "kind": statement.excluded.kind,
                 "thread_id": statement.excluded.thread_id,
                 "updated_at": statement.excluded.updated_at,
             },
         )
-        return _rowcount(await self.session.execute(statement))
+        return rowcount(await self.session.execute(statement))
 
     async def feedback_for_thread(self, *, user_id: str, thread_id: str) -> dict[str, str]:
         result = await self.session.execute(
-            select(_feedback.c.item_id, _feedback.c.kind).where(
-                _feedback.c.user_id == user_id, _feedback.c.thread_id == thread_id
+            select(FEEDBACK.c.item_id, FEEDBACK.c.kind).where(
+                FEEDBACK.c.user_id == user_id, FEEDBACK.c.thread_id == thread_id
             )
         )
         return {row[0]: row[1] for row in result}
 
     async def delete_item_feedback(self, *, user_id: str, item_id: str) -> None:
-        await self.session.execute(
-            delete(_feedback).where(_feedback.c.user_id == user_id, _feedback.c.item_id == item_id)
-        )
+        await self.session.execute(delete(FEEDBACK).where(FEEDBACK.c.user_id == user_id, FEEDBACK.c.item_id == item_id))
 
     async def delete_for_threads(self, keys: Sequence[ThreadKey]) -> None:
         await self.session.execute(
-            delete(_feedback).where(tuple_(_feedback.c.user_id, _feedback.c.thread_id).in_(list(keys)))
+            delete(FEEDBACK).where(tuple_(FEEDBACK.c.user_id, FEEDBACK.c.thread_id).in_(list(keys)))
         )
 
 

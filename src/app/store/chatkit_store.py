@@ -1,5 +1,8 @@
 """The ChatKit `Store`: threads, items, attachments and feedback in PostgreSQL (or SQLite).
 
+Why one long module: it is one class implementing the library's whole `Store` interface, and
+the semantics below hold across its methods.
+
 `ChatKitStore` works with any ChatKit server, not only TaskPilot's: build it from an Advanced
 Alchemy `SQLAlchemyAsyncConfig` or from an async session maker, and pass contexts that have a
 `user_id` attribute. Every call opens its own short session, because the ChatKit server calls
@@ -40,10 +43,10 @@ Semantics (each one is pinned by tests/test_chatkit_store.py, on SQLite and Post
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, cast
 
 from advanced_alchemy.config.asyncio import SQLAlchemyAsyncConfig
 from chatkit.store import NotFoundError, Store, StoreItemType
@@ -52,39 +55,30 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import TypeVar
 
-from app.auth import RequestContext
-from app.ids import prefixed_id
+from app.core.clock import utcnow
+from app.core.context import RequestContext, UserContext
+from app.core.ids import prefixed_id
 from app.store.chat_repositories import (
     ChatAttachmentRepository,
     ChatFeedbackRepository,
     ChatItemRepository,
     ChatThreadRepository,
     ItemRow,
-    Order,
     PurgeResult,
     purge_threads,
 )
-from app.store.models import utcnow
+from app.store.chat_sql import Order
+from app.store.db import SessionMaker
 
 __all__ = [
     "AttachmentRecord",
     "ChatKitStore",
     "ItemIdConflictError",
-    "SessionMaker",
-    "UserContext",
     "to_utc",
 ]
 
 
-class UserContext(Protocol):
-    """What the store needs from a request context: whose data this is."""
-
-    @property
-    def user_id(self) -> str: ...
-
-
 ContextT = TypeVar("ContextT", bound=UserContext, default=RequestContext)
-SessionMaker = Callable[[], AsyncSession]
 
 # ChatKit's own prefixes (chatkit.store._ID_PREFIXES), with UUIDv7 bodies: 74 random bits
 # instead of the library's 32, and ids that sort by creation time.
@@ -381,6 +375,34 @@ class ChatKitStore(Store[ContextT]):
                 user_id=context.user_id, attachment_id=attachment_id, storage_key=storage_key, size=size
             ):
                 raise NotFoundError(f"Attachment {attachment_id} not found")
+
+    async def claim_upload(self, attachment_id: str, key: str, context: ContextT) -> bool:
+        """Record where the bytes are about to go (so cleanup can find them if this process dies
+        mid-upload). False when the attachment is not pending or another upload holds it."""
+        async with self._autocommit() as session:
+            return await ChatAttachmentRepository(session=session).claim_upload(
+                user_id=context.user_id, attachment_id=attachment_id, storage_key=key
+            )
+
+    async def release_upload(self, attachment_id: str, key: str, context: ContextT) -> None:
+        """Undo `claim_upload` after a failed upload, so the client may try again."""
+        async with self._autocommit() as session:
+            await ChatAttachmentRepository(session=session).release_upload(
+                user_id=context.user_id, attachment_id=attachment_id, storage_key=key
+            )
+
+    async def complete_upload(self, attachment: Attachment, key: str, size: int, context: ContextT) -> bool:
+        """Mark the claimed upload done, with the verified type and the descriptor-free JSON.
+        False when the attachment was deleted (or its claim lost) meanwhile."""
+        async with self._autocommit() as session:
+            return await ChatAttachmentRepository(session=session).complete_upload(
+                user_id=context.user_id,
+                attachment_id=attachment.id,
+                storage_key=key,
+                size=size,
+                mime_type=attachment.mime_type,
+                data=attachment.model_dump(mode="json"),
+            )
 
     async def delete_attachment(self, attachment_id: str, context: ContextT) -> None:
         async with self._autocommit() as session:

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
-from advanced_alchemy.extensions.litestar import (
-    AlembicAsyncConfig,
-    AsyncSessionConfig,
-    EngineConfig,
-    SQLAlchemyAsyncConfig,
-)
+from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, EngineConfig, SQLAlchemyAsyncConfig
 from sqlalchemy import event
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import Settings
 from app.store.models import Base
 
-MIGRATIONS_DIR = PROJECT_ROOT / "db" / "migrations"
+SessionMaker = Callable[[], AsyncSession]
+"""Opens a fresh session; code outside a request (streams, tools, MCP, jobs) writes through one."""
+ConfigT = TypeVar("ConfigT", bound=SQLAlchemyAsyncConfig)
+
+
+def migrations_dir() -> Path:
+    """The Alembic scripts: `db/migrations/` in the repository, shipped as `app.migrations` in the wheel.
+
+    Found through the import system, not the working directory or the source tree, so an
+    installed (non-editable) TaskPilot migrates from anywhere.
+    """
+    import app.migrations
+
+    return Path(app.migrations.__file__).resolve().parent
 
 
 def sqlite_path(database_url: str) -> Path | None:
@@ -29,8 +38,24 @@ def sqlite_path(database_url: str) -> Path | None:
     return Path(url.database)
 
 
-def build_db_config(settings: Settings) -> SQLAlchemyAsyncConfig:
-    """The SQLAlchemy config the Litestar plugin, the ChatKit Store and the CLI all share."""
+@overload
+def build_db_config(settings: Settings) -> SQLAlchemyAsyncConfig: ...
+
+
+@overload
+def build_db_config(settings: Settings, config_class: type[ConfigT], **framework_options: Any) -> ConfigT: ...
+
+
+def build_db_config(
+    settings: Settings,
+    config_class: type[SQLAlchemyAsyncConfig] = SQLAlchemyAsyncConfig,
+    **framework_options: Any,
+) -> SQLAlchemyAsyncConfig:
+    """The one SQLAlchemy config of a process: engine, sessions and migrations from settings.
+
+    The web app passes Advanced Alchemy's Litestar config class (and its options) so the plugin,
+    the ChatKit Store and the services share one engine; the CLI and jobs use the plain class.
+    """
     engine: dict[str, Any] = {"echo": settings.database_echo}
     if settings.is_sqlite:
         path = sqlite_path(settings.database_url)
@@ -45,23 +70,23 @@ def build_db_config(settings: Settings) -> SQLAlchemyAsyncConfig:
             max_overflow=settings.database_max_overflow,
             # No pre-ping: it costs a round trip (~0.3 ms) on every checkout. A connection that died
             # with the server fails once, SQLAlchemy then invalidates the pool, and the caller gets
-            # a 503 to retry (see app.errors).
+            # a 503 to retry (see app.http.problems).
             pool_pre_ping=False,
             pool_recycle=1800,
             pool_timeout=10,
         )
-    config = SQLAlchemyAsyncConfig(
+    config = config_class(
         connection_string=settings.database_url,
         engine_config=EngineConfig(**engine),
         session_config=AsyncSessionConfig(expire_on_commit=False),
         metadata=Base.metadata,
-        before_send_handler="autocommit",
         alembic_config=AlembicAsyncConfig(
-            script_location=str(MIGRATIONS_DIR),
+            script_location=str(migrations_dir()),
             version_table_name="alembic_version",
             render_as_batch=True,
             compare_type=True,
         ),
+        **framework_options,
     )
     if settings.is_sqlite:
         _enable_sqlite_pragmas(config.get_engine())

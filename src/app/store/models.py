@@ -27,14 +27,11 @@ from sqlalchemy import (
 from sqlalchemy import Uuid as SAUuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.ids import uuid7
+from app.core.clock import utcnow
+from app.core.ids import uuid7
 
 USER_ID_LENGTH = 128
 ID_LENGTH = 64
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class _MonotonicSequence:

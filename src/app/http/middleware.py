@@ -1,56 +1,23 @@
-"""Structured JSON logs and the request id that ties a response to its log lines."""
+"""ASGI middleware: the request id that ties a response to its log lines, and the access log.
+
+Every response carries `X-Request-ID` (the caller's, when it is sane), and one access line and
+the request metrics are written per request, labelled by the route template that matched.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import sys
 import time
 import uuid
-from typing import Any
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import metrics
-from app.settings import Settings
+from app.ops import metrics
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 access_log = logging.getLogger("app.access")
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line; extra fields passed via `extra={"fields": {...}}`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update(fields)
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
-
-
-def configure_logging(settings: Settings) -> None:
-    root = logging.getLogger()
-    if any(getattr(h, "_taskpilot", False) for h in root.handlers):
-        root.setLevel(settings.log_level)
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    handler._taskpilot = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(settings.log_level)
-    # Chatty libraries stay at WARNING unless we debug; httpx would log every URL it calls.
-    for name in ("httpx", "httpcore", "openai", "openai.agents", "sqlalchemy.engine", "aiosqlite", "mcp"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:

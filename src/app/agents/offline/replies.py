@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.agents.intents import Intent, Language
+from app.agents.offline.intents import Intent, Language
 
 MAX_LISTED = 10
 

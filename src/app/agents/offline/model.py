@@ -3,7 +3,7 @@
 It behaves like a (very literal) tool-calling model: each call reads the conversation the
 runner gives it, and either calls one of the task tools or writes the reply, streaming it in
 small deltas as Responses events. It understands plain task requests in English and Urdu
-(`app.agents.intents`), hands Urdu conversations to the Urdu specialist when a handoff is
+(`app.agents.offline.intents`), hands Urdu conversations to the Urdu specialist when a handoff is
 offered, resolves "the groceries task" by searching first, and says plainly that it is the
 offline assistant when asked something outside its reach.
 
@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -46,142 +44,13 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
-from app.agents import replies
-from app.agents.intents import Intent, language_of, parse
-from app.ids import prefixed_id
+from app.agents.offline import replies
+from app.agents.offline.intents import language_of, parse
+from app.agents.offline.planner import Reply, Step, ToolCall, plan
+from app.agents.offline.transcript import as_dict, read_turn, turn_attachments
+from app.core.ids import prefixed_id
 
-# Conversions of non-user items (widgets, hidden context) also arrive as role=user messages;
-# these prefixes mark them so the model does not mistake them for what the person typed.
-CONTEXT_PREFIXES = (
-    "Hidden context for the agent",
-    "The following graphical UI widget",
-    "A message was displayed to the user",
-    "The user is referring to this",
-    "# User-provided context",
-    "[context]",
-)
 DELTA_CHARS = 12
-# The converter introduces every attachment as `[attachment] name (type, N bytes)`.
-ATTACHMENT_PREFIX = "[attachment]"
-_ATTACHMENT_LABEL = re.compile(
-    r"^\[attachment\] (?P<name>.+) \((?P<mime>[^,()\s]+), (?:(?P<size>\d+) bytes|not uploaded)\)(?::|$)"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    name: str
-    arguments: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    text: str
-
-
-Step = ToolCall | Reply
-
-
-@dataclass(slots=True)
-class _Done:
-    """A tool call already made in this turn, with its parsed output."""
-
-    name: str
-    arguments: dict[str, Any]
-    output: Any
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-        return "".join(parts)
-    return ""
-
-
-def _as_dict(item: Any) -> dict[str, Any]:
-    if isinstance(item, dict):
-        return item
-    dump = getattr(item, "model_dump", None)
-    return dump() if callable(dump) else {}
-
-
-def _parse_output(output: Any) -> Any:
-    text = _text_of(output) if not isinstance(output, str) else output
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError):
-        return {"text": text}
-
-
-def _typed_text(content: Any) -> str:
-    """The text of a user message without its attachments (their labels and contents)."""
-    if isinstance(content, list):
-        content = [
-            part
-            for part in content
-            if not (isinstance(part, dict) and str(part.get("text", "")).startswith(ATTACHMENT_PREFIX))
-        ]
-    return _text_of(content)
-
-
-def attachments_of(content: Any) -> list[replies.AttachmentNote]:
-    """The attachments of a user message, from the labels the converter gives them."""
-    notes: list[replies.AttachmentNote] = []
-    for part in content if isinstance(content, list) else []:
-        text = part.get("text") if isinstance(part, dict) else None
-        if isinstance(text, str) and (match := _ATTACHMENT_LABEL.match(text.split("\n", 1)[0])):
-            size = match.group("size")
-            notes.append(replies.AttachmentNote(name=match.group("name"), size=int(size) if size else None))
-    return notes
-
-
-def _last_user_message(items: list[dict[str, Any]]) -> int:
-    last_user = -1
-    for index, item in enumerate(items):
-        if item.get("role") == "user" and item.get("type", "message") == "message":
-            content = item.get("content")
-            text = _typed_text(content)
-            if (text and not text.startswith(CONTEXT_PREFIXES)) or attachments_of(content):
-                last_user = index
-    return last_user
-
-
-def turn_attachments(items: list[dict[str, Any]]) -> list[replies.AttachmentNote]:
-    """What the person attached to their last message."""
-    last_user = _last_user_message(items)
-    return attachments_of(items[last_user].get("content")) if last_user >= 0 else []
-
-
-def read_turn(items: list[dict[str, Any]]) -> tuple[str, list[_Done], bool]:
-    """The last thing the person typed, the tool calls made since, and whether a handoff happened."""
-    last_user = _last_user_message(items)
-    user_text = _typed_text(items[last_user].get("content")) if last_user >= 0 else ""
-    calls: dict[str, dict[str, Any]] = {}
-    done: list[_Done] = []
-    handed_off = False
-    for item in items[last_user + 1 :]:
-        kind = item.get("type")
-        if kind == "function_call":
-            calls[str(item.get("call_id"))] = item
-        elif kind == "function_call_output":
-            call = calls.get(str(item.get("call_id")))
-            if call is None:
-                continue
-            name = str(call.get("name"))
-            if name.startswith("transfer_to_"):
-                handed_off = True
-                continue
-            try:
-                arguments = json.loads(call.get("arguments") or "{}")
-            except ValueError:
-                arguments = {}
-            done.append(_Done(name=name, arguments=arguments, output=_parse_output(item.get("output"))))
-    return user_text, done, handed_off
 
 
 class OfflineModel(Model):
@@ -202,7 +71,7 @@ class OfflineModel(Model):
         items = (
             [{"role": "user", "type": "message", "content": input}]
             if isinstance(input, str)
-            else [_as_dict(i) for i in input]
+            else [as_dict(i) for i in input]
         )
         user_text, done, handed_off = read_turn(items)
         attachments = turn_attachments(items)
@@ -398,100 +267,3 @@ def _fit_arguments(arguments: dict[str, Any], tool: FunctionTool) -> dict[str, A
     """Arguments shaped to the tool's schema: strict schemas want every property, null when unset."""
     properties = tool.params_json_schema.get("properties", {})
     return {name: arguments.get(name) for name in properties}
-
-
-# ---- planning: what to do next, given the intent and the calls already made this turn ---------
-
-
-def plan(intent: Intent, done: list[_Done]) -> Step:
-    lang = intent.language
-    if intent.problem and intent.kind in {"add", "update"}:
-        return Reply(replies.problem(intent, lang))
-    match intent.kind:
-        case "greeting":
-            return Reply(replies.greeting(lang))
-        case "help":
-            return Reply(replies.help_text(lang))
-        case "unknown":
-            return Reply(replies.unknown(lang))
-        case "add":
-            if not done:
-                return ToolCall(
-                    "add_task",
-                    {
-                        "title": intent.title,
-                        "description": intent.description,
-                        "priority": intent.priority,
-                        "due_date": intent.due_date.isoformat() if intent.due_date else None,
-                        "tags": intent.tags or None,
-                    },
-                )
-            return Reply(replies.after_add(done[-1].output, lang))
-        case "list":
-            if not done:
-                return ToolCall("list_tasks", _list_arguments(intent))
-            return Reply(replies.after_list(done[-1].output, intent, lang))
-        case "summary":
-            if not done:
-                return ToolCall("task_summary", {})
-            return Reply(replies.after_summary(done[-1].output, lang))
-        case "get" | "complete" | "reopen" | "delete" | "update":
-            return _plan_on_one_task(intent, done)
-
-
-ACTION_TOOLS = {
-    "get": "get_task",
-    "complete": "complete_task",
-    "delete": "delete_task",
-    "update": "update_task",
-}
-
-
-def _list_arguments(intent: Intent) -> dict[str, Any]:
-    return {
-        "status": intent.status or "open",
-        "priority": intent.priority,
-        "overdue": intent.overdue or None,
-        "due_before": intent.due_before.isoformat() if intent.due_before else None,
-        "due_after": intent.due_after.isoformat() if intent.due_after else None,
-        "tag": intent.tag,
-        "search": intent.search,
-        "limit": 20,
-    }
-
-
-def _action_call(intent: Intent, task_ref: str) -> ToolCall:
-    if intent.kind == "reopen":
-        # There is no reopen tool: reopening is an update of `completed`.
-        return ToolCall("update_task", {"task": task_ref, "completed": False})
-    name = ACTION_TOOLS[intent.kind]
-    arguments: dict[str, Any] = {"task": task_ref}
-    if intent.kind == "update":
-        arguments.update(intent.update_fields())
-        if intent.clear_due_date:
-            arguments.pop("due_date", None)
-            arguments["clear"] = ["due_date"]
-    return ToolCall(name, arguments)
-
-
-def _plan_on_one_task(intent: Intent, done: list[_Done]) -> Step:
-    lang = intent.language
-    if not intent.has_reference:
-        return Reply(replies.which_task(intent, lang))
-    if intent.number is not None:
-        if not done:
-            return _action_call(intent, str(intent.number))
-        return Reply(replies.after_action(intent, done[-1].output, lang))
-    # A title fragment: search first, then act on the single match.
-    if not done:
-        status = "open" if intent.kind == "complete" else "completed" if intent.kind == "reopen" else "all"
-        return ToolCall(
-            "list_tasks",
-            {"status": status, "search": intent.reference, "limit": 10},
-        )
-    if len(done) == 1:
-        matches = replies.tasks_in(done[0].output)
-        if len(matches) != 1:
-            return Reply(replies.ambiguous(intent, matches, lang))
-        return _action_call(intent, str(matches[0].get("number") or matches[0].get("id")))
-    return Reply(replies.after_action(intent, done[-1].output, lang))

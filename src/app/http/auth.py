@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -26,6 +26,9 @@ import jwt
 from jwt import PyJWK
 from litestar import Request
 
+from app.core.context import RequestContext
+from app.core.errors import AuthError
+from app.core.limits import RateLimiter, enforce
 from app.settings import Settings
 
 ASYMMETRIC_ALGORITHMS = ("EdDSA", "ES256", "RS256")
@@ -34,26 +37,6 @@ DEV_ISSUER = "taskpilot-dev"
 JWKS_MIN_REFRESH_SECONDS = 5.0
 JWKS_CACHE_SECONDS = 3600.0
 _KTY_FOR_ALG = {"EdDSA": "OKP", "ES256": "EC", "RS256": "RSA"}
-
-
-@dataclass(frozen=True, slots=True)
-class RequestContext:
-    """Who is asking. Everything that touches user data takes its `user_id` from here."""
-
-    user_id: str
-    request_id: str = ""
-    claims: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    # Scheme, host and root path the request came in on: links the browser follows (signed
-    # attachment URLs) are built on it unless PUBLIC_BASE_URL says otherwise.
-    base_url: str = field(default="", compare=False)
-
-
-class AuthError(Exception):
-    """A token was missing or failed verification. `reason` is safe to show the caller."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class JwksCache:
@@ -216,27 +199,30 @@ def mint_dev_token(settings: Settings, user_id: str, *, ttl_seconds: int = 24 * 
     return jwt.encode(claims, settings.auth_dev_secret.get(), algorithm="HS256")
 
 
-async def provide_request_context(request: Request[Any, Any, Any]) -> RequestContext:
-    """Litestar dependency: the verified caller, or a 401 problem via `AuthError`."""
-    verifier: TokenVerifier = request.app.state.verifier
-    state = request.scope.setdefault("state", {})
-    try:
-        context = await verifier.verify(
-            bearer_token(request.headers.get("authorization")),
-            request_id=str(state.get("request_id", "")),
-        )
-    except AuthError:
-        # Failed attempts count against the caller's address, so token guessing is slow.
-        limits = request.app.state.get("limits")
-        client = request.client.host if request.client else "unknown"
-        wait = await limits.anonymous.acquire(f"ip:{client}") if limits is not None else None
-        if wait is not None:
-            from app.errors import TooManyRequests  # errors imports this module
+def request_context_provider(
+    verifier: TokenVerifier, failed_sign_ins: RateLimiter
+) -> Callable[[Request[Any, Any, Any]], Awaitable[RequestContext]]:
+    """The Litestar dependency `context`: the verified caller, or a 401 problem via `AuthError`.
 
-            raise TooManyRequests(
+    Failed attempts count against the caller's address (`failed_sign_ins`), so token guessing is slow.
+    """
+
+    async def provide_request_context(request: Request[Any, Any, Any]) -> RequestContext:
+        state = request.scope.setdefault("state", {})
+        try:
+            context = await verifier.verify(
+                bearer_token(request.headers.get("authorization")),
+                request_id=str(state.get("request_id", "")),
+            )
+        except AuthError:
+            client = request.client.host if request.client else "unknown"
+            await enforce(
+                failed_sign_ins,
+                f"ip:{client}",
                 "Too many failed sign-in attempts from this address; wait before retrying.",
-                retry_after=max(1, math.ceil(wait)),
-            ) from None
-        raise
-    state["user_id"] = context.user_id
-    return replace(context, base_url=str(request.base_url).rstrip("/"))
+            )
+            raise
+        state["user_id"] = context.user_id
+        return replace(context, base_url=str(request.base_url).rstrip("/"))
+
+    return provide_request_context

@@ -22,80 +22,47 @@ from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
-from app.auth import AuthError
 from app.contracts import Problem
+from app.core.errors import (
+    AuthError,
+    Conflict,
+    DomainError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unsupported,
+    UnsupportedMediaType,
+    UpstreamError,
+    UpstreamFailure,
+)
 
 log = logging.getLogger("app.errors")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
-class DomainError(Exception):
-    """A rule a caller broke; `status` and `detail` are safe to show."""
-
-    status = 400
-    title = "Bad Request"
-    retry_after: int | None = None  # seconds; sent as `Retry-After` when set
-
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.field = field
-
-
-class NotFound(DomainError):
-    status = 404
-    title = "Not Found"
+# The HTTP status of each domain error; the most specific class listed wins.
+STATUS_OF: dict[type[DomainError], int] = {
+    AuthError: 401,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    TooManyRequests: 429,
+    Unsupported: 501,
+    ServiceUnavailable: 503,
+}
+UPSTREAM_STATUS: dict[UpstreamFailure, int] = {"rejected": 502, "unavailable": 503, "timeout": 504}
 
 
-class Conflict(DomainError):
-    status = 409
-    title = "Conflict"
-
-
-class PayloadTooLarge(DomainError):
-    status = 413
-    title = "Content Too Large"
-
-
-class UnsupportedMediaType(DomainError):
-    status = 415
-    title = "Unsupported Media Type"
-
-
-class TooManyRequests(DomainError):
-    """The caller exceeded a rate limit; `retry_after` says when to try again."""
-
-    status = 429
-    title = "Too Many Requests"
-
-    def __init__(self, detail: str, *, retry_after: int) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after
-
-
-class ServiceUnavailable(DomainError):
-    """The service cannot take this request now (draining, dependency down); retry later."""
-
-    status = 503
-    title = "Service Unavailable"
-
-    def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after
-
-
-class UpstreamError(DomainError):
-    """An upstream service (OpenAI) failed; `status` is 502, 503 or 504."""
-
-    status = 502
-    title = "Bad Gateway"
-
-    def __init__(self, detail: str, *, status: int = 502, retry_after: int | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = HTTPStatus(status).phrase
-        self.retry_after = retry_after
+def status_of(exc: DomainError) -> int:
+    if isinstance(exc, UpstreamError):
+        return UPSTREAM_STATUS[exc.failure]
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return 400
 
 
 def request_id_of(request: Request[Any, Any, Any]) -> str | None:
@@ -195,11 +162,19 @@ def handle_auth(request: Request[Any, Any, Any], exc: AuthError) -> Response[byt
 
 
 def handle_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
-    errors = [{"field": exc.field, "message": exc.detail, "source": "body"}] if exc.field else None
+    if exc.errors:
+        errors: list[dict[str, str]] | None = exc.errors
+    elif exc.field:
+        errors = [{"field": exc.field, "message": exc.detail, "source": "body"}]
+    else:
+        errors = None
     headers: dict[str, str] = {}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
-    return problem_response(request, exc.status, exc.detail, title=exc.title, errors=errors, headers=headers)
+    status = status_of(exc)
+    # RFC 9110's name for 413; Python 3.11's HTTPStatus still says "Request Entity Too Large".
+    title = "Content Too Large" if status == 413 else None
+    return problem_response(request, status, exc.detail, title=title, errors=errors, headers=headers)
 
 
 def handle_not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

@@ -19,8 +19,10 @@ from chatkit.types import WidgetItem
 from chatkit.widgets import DynamicWidgetRoot
 
 from app.agents.tools import compact_task
-from app.errors import DomainError, NotFound
-from app.store.tasks import SessionMaker, TaskService, utc_today
+from app.core.clock import utc_today
+from app.core.errors import DomainError, NotFound
+from app.services.tasks import TaskService
+from app.store.db import SessionMaker
 
 ROW_KEY_PREFIX = "task:"
 ACTION_TYPES = ("task.complete", "task.reopen", "task.delete")

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from app.core.limits import RateLimiter
 from app.settings import Settings
 
 log = logging.getLogger("app.ratelimit")
@@ -33,12 +34,6 @@ class KeyValueStore(Protocol):
     async def get(self, key: str) -> bytes | None: ...
 
     async def set(self, key: str, value: str | bytes, expires_in: int | None = None) -> None: ...
-
-
-class RateLimiter(Protocol):
-    async def acquire(self, key: str) -> float | None:
-        """Count one request for `key`: None when admitted, else seconds until one would be."""
-        ...
 
 
 class StoreRateLimiter:
@@ -91,11 +86,6 @@ class StoreRateLimiter:
         delete_expired = getattr(self.store, "delete_expired", None)
         if delete_expired is not None:
             await delete_expired()
-
-
-def retry_after_seconds(wait: float) -> int:
-    """A `Retry-After` value: whole seconds, rounded up, at least 1."""
-    return max(1, math.ceil(wait))
 
 
 # GCRA in one atomic step on the Redis server, timed by the server's clock so instances agree.

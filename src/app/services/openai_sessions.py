@@ -1,11 +1,11 @@
 """OpenAI's ChatKit sessions API, for hosted mode: mint and cancel sessions for a workflow.
 
 One `HostedChatKit` per app holds one `AsyncOpenAI` client, made on first use and closed on
-shutdown. Every SDK failure becomes a `HostedUpstreamError` carrying the status TaskPilot
+shutdown. Every SDK failure becomes a `UpstreamError` carrying the status TaskPilot
 should answer and a `detail` written here, because OpenAI's own messages may quote the
 workflow id or a masked API key and must never reach a caller or a log line.
 
-No Litestar here: the service in `app.store.sessions` decides what the errors mean for HTTP.
+No Litestar here: the service in `app.services.hosted_sessions` decides what the errors mean for HTTP.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from openai.types.beta.chatkit import (
     ChatSessionWorkflowParam,
 )
 
-from app import metrics
+from app.core.errors import UpstreamError
+from app.ops import metrics
 from app.settings import Settings
 
 log = logging.getLogger("app.hosted")
@@ -45,16 +46,6 @@ class UpstreamSession:
     client_secret: str
     expires_at: dt.datetime
     workflow_version: str | None
-
-
-class HostedUpstreamError(Exception):
-    """OpenAI did not do what was asked. `status`, `detail` and `retry_after` are safe to show."""
-
-    def __init__(self, detail: str, *, status: int, retry_after: int | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.status = status
-        self.retry_after = retry_after
 
 
 class UpstreamSessionGone(Exception):
@@ -85,7 +76,7 @@ class HostedChatKit:
         if self._client is None:
             key = self.settings.openai_api_key
             if not key:
-                raise HostedUpstreamError("OPENAI_API_KEY is not set", status=503)
+                raise UpstreamError("OPENAI_API_KEY is not set", failure="unavailable")
             self._client = _SessionsClient(
                 api_key=key.get(),
                 # Explicit, so an OPENAI_BASE_URL the settings did not validate is never picked up.
@@ -104,7 +95,7 @@ class HostedChatKit:
         """The `sessions.create` arguments for `user_id`, from settings."""
         s = self.settings
         if not s.chatkit_workflow_id:
-            raise HostedUpstreamError("CHATKIT_WORKFLOW_ID is not set", status=503)
+            raise UpstreamError("CHATKIT_WORKFLOW_ID is not set", failure="unavailable")
         workflow: ChatSessionWorkflowParam = {"id": s.chatkit_workflow_id.get()}
         if s.chatkit_workflow_version:
             workflow["version"] = s.chatkit_workflow_version
@@ -154,7 +145,7 @@ class HostedChatKit:
             raise _translate(exc, operation="cancel", user_id=user_id) from None
 
 
-def _translate(exc: openai.OpenAIError, *, operation: str, user_id: str) -> HostedUpstreamError:
+def _translate(exc: openai.OpenAIError, *, operation: str, user_id: str) -> UpstreamError:
     """What to tell the caller about an SDK failure. Never OpenAI's message: it may quote secrets."""
     fields: dict[str, Any] = {"operation": operation, "user_id": user_id, "error": type(exc).__name__}
     if isinstance(exc, openai.APIError):
@@ -165,57 +156,57 @@ def _translate(exc: openai.OpenAIError, *, operation: str, user_id: str) -> Host
     metrics.UPSTREAM_ERRORS.labels(kind=metrics.error_kind(exc)).inc()
 
     if isinstance(exc, openai.APITimeoutError):
-        return HostedUpstreamError(
+        return UpstreamError(
             "OpenAI did not answer in time while handling the ChatKit session; retry in a few seconds. "
             "If it keeps happening, the operator can raise OPENAI_TIMEOUT_SECONDS.",
-            status=504,
+            failure="timeout",
         )
     if isinstance(exc, openai.APIConnectionError):
-        return HostedUpstreamError(
+        return UpstreamError(
             "OpenAI could not be reached to handle the ChatKit session; retry in a few seconds. "
             "If it persists, the operator must check the server's outbound network and OPENAI_BASE_URL.",
-            status=503,
+            failure="unavailable",
         )
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return HostedUpstreamError(
+        return UpstreamError(
             "The server's OpenAI credentials were rejected. Retrying will not help: the operator must "
             "check OPENAI_API_KEY and that its project may use ChatKit and the configured workflow.",
-            status=502,
+            failure="rejected",
         )
     if isinstance(exc, openai.RateLimitError):
         if exc.code == "insufficient_quota":
-            return HostedUpstreamError(
+            return UpstreamError(
                 "The server's OpenAI account has no quota left for ChatKit sessions. "
                 "The operator must check the OpenAI project's billing and limits.",
-                status=503,
+                failure="unavailable",
             )
         wait = _retry_after(exc.response.headers)
-        return HostedUpstreamError(
+        return UpstreamError(
             f"OpenAI is rate-limiting this server's ChatKit sessions; retry in {wait} seconds.",
-            status=503,
+            failure="unavailable",
             retry_after=wait,
         )
     if isinstance(exc, openai.NotFoundError):
-        return HostedUpstreamError(
+        return UpstreamError(
             "OpenAI did not find the ChatKit workflow or endpoint. The operator must check "
             "CHATKIT_WORKFLOW_ID, CHATKIT_WORKFLOW_VERSION and OPENAI_BASE_URL.",
-            status=502,
+            failure="rejected",
         )
     if isinstance(exc, openai.InternalServerError):
-        return HostedUpstreamError(
+        return UpstreamError(
             f"OpenAI failed while handling the ChatKit session (HTTP {exc.status_code}); retry in a few seconds.",
-            status=502,
+            failure="rejected",
         )
     if isinstance(exc, openai.APIStatusError):
-        return HostedUpstreamError(
+        return UpstreamError(
             f"OpenAI refused the ChatKit session request (HTTP {exc.status_code}). The operator must check "
             "CHATKIT_WORKFLOW_ID, CHATKIT_WORKFLOW_VERSION and the CHATKIT_* session settings.",
-            status=502,
+            failure="rejected",
         )
-    return HostedUpstreamError(
+    return UpstreamError(
         "OpenAI's answer to the ChatKit session request could not be understood; retry, and if it "
         "persists the operator must check OPENAI_BASE_URL.",
-        status=502,
+        failure="rejected",
     )
 
 

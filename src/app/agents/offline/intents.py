@@ -5,6 +5,10 @@ This is the offline assistant's "brain": a small, deterministic parser from one 
 narrow: it knows task management phrasing, dates like "tomorrow", "next friday", "in 3 days",
 "2026-12-05" or "dec 5", priorities, `#tags`, and task references by number ("3", "#3",
 "task 3") or by words of the title ("the groceries task").
+
+Why one long module: it is one grammar. The English and Urdu word tables, the date rules and the
+parser that consults them change together, and a table test (tests/test_offline_model.py) reads
+them as one unit; split across files, a phrase and the rule that uses it would drift apart.
 """
 
 from __future__ import annotations

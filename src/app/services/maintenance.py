@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.clock import utcnow
 from app.settings import Settings
 from app.store.chat_repositories import ChatAttachmentRepository, ChatThreadRepository, purge_threads
-from app.store.chatkit_store import SessionMaker
-from app.store.models import utcnow
+from app.store.db import SessionMaker
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -108,7 +108,7 @@ async def run_cleanup(
     The deleted attachments' blobs go too: from the configured attachment storage unless
     `delete_blobs` says otherwise.
     """
-    from app.store.attachments import BlobStorage
+    from app.services.attachments.blobs import BlobStorage
     from app.store.db import build_db_config
 
     if delete_blobs is None:

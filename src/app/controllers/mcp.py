@@ -1,0 +1,99 @@
+"""`/mcp`: the task tools over MCP (streamable HTTP), authenticated with the API's bearer tokens.
+
+The mount verifies `Authorization: Bearer <token>` with the same verifier as the REST API (401
+problem+json otherwise), records the token's user in the request scope, and hands the request to
+the MCP server's session manager (`app.agents.mcp`). The transport is stateless (no MCP session
+survives a request) with JSON responses: every request carries its own token, and any instance
+can answer any request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from litestar import asgi
+from litestar.handlers import ASGIRouteHandler
+from litestar.types import Receive, Scope, Send
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette import types as starlette
+
+from app.agents.mcp import USER_ID_STATE_KEY
+from app.contracts import Problem
+from app.core.errors import AuthError
+from app.http.auth import TokenVerifier, bearer_token
+from app.http.problems import PROBLEM_MEDIA_TYPE
+
+
+class AuthenticatedMCP:
+    """The MCP server as an ASGI app that first authenticates the bearer token."""
+
+    def __init__(self, server: MCPServer[Any], verifier: TokenVerifier, *, max_request_bytes: int) -> None:
+        server.streamable_http_app(
+            stateless_http=True,
+            json_response=True,
+            max_request_body_size=max_request_bytes,
+            # DNS-rebinding protection guards servers that trust the network; every request here
+            # must carry a bearer token a rebound page cannot have, and behind a proxy the Host
+            # header is the public name, which an allowlist of loopback hosts would refuse.
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+        self.session_manager = server.session_manager
+        self.verifier = verifier
+
+    @asynccontextmanager
+    async def lifespan(self, _app: object = None) -> AsyncIterator[None]:
+        async with self.session_manager.run():
+            yield
+
+    async def __call__(self, scope: starlette.Scope, receive: starlette.Receive, send: starlette.Send) -> None:
+        if scope["type"] != "http":  # pragma: no cover - MCP speaks HTTP only
+            return
+        state = scope.setdefault("state", {})
+        request_id = str(state.get("request_id", ""))
+        authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
+        try:
+            principal = await self.verifier.verify(bearer_token(authorization), request_id=request_id)
+        except AuthError as exc:
+            await _unauthorized(scope, send, exc.reason, request_id)
+            return
+        state[USER_ID_STATE_KEY] = principal.user_id
+        await self.session_manager.handle_request(scope, receive, send)
+
+
+def mcp_route(app: AuthenticatedMCP) -> ASGIRouteHandler:
+    @asgi("/mcp", is_mount=True, copy_scope=True)
+    async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        """The task tools over MCP (streamable HTTP); authenticates its own bearer tokens."""
+        # Litestar's and Starlette's ASGI aliases describe the same protocol in different types.
+        await app(scope, receive, send)  # type: ignore[arg-type]
+
+    return mcp_endpoint
+
+
+async def _unauthorized(scope: starlette.Scope, send: starlette.Send, reason: str, request_id: str) -> None:
+    problem = Problem(
+        type="about:blank",
+        title="Unauthorized",
+        status=401,
+        detail=f"Authentication failed: {reason}.",
+        # A mount rewrites `path` to what follows the mount point; `raw_path` is what was asked.
+        instance=bytes(scope.get("raw_path") or b"").decode("latin-1") or str(scope.get("path", "")),
+        request_id=request_id or None,
+    )
+    body = msgspec.json.encode(problem)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b'Bearer realm="taskpilot", error="invalid_token"'),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

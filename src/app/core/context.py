@@ -1,0 +1,30 @@
+"""Who is asking: the user context every store, service and tool is typed against.
+
+`UserContext` is what persistence needs (whose data this is). `RequestContext` is the concrete
+context the HTTP layer builds from a verified token; it lives here, free of any framework, so
+stores and services can name it without importing the web layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class UserContext(Protocol):
+    """What the store needs from a request context: whose data this is."""
+
+    @property
+    def user_id(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Who is asking. Everything that touches user data takes its `user_id` from here."""
+
+    user_id: str
+    request_id: str = ""
+    claims: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # Scheme, host and root path the request came in on: links the browser follows (signed
+    # attachment URLs) are built on it unless PUBLIC_BASE_URL says otherwise.
+    base_url: str = field(default="", compare=False)

@@ -1,0 +1,46 @@
+"""Scratch PostgreSQL databases, made and dropped on an admin connection, and direct reads."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A SQLAlchemy (`postgresql+asyncpg://`) URL as a plain libpq DSN for asyncpg."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def scratch_name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+async def create_database(admin_url: str, name: str, *, timeout: float = 10) -> str:
+    """(Re)create database `name` on `admin_url`'s server; its SQLAlchemy URL."""
+    connection = await asyncpg.connect(asyncpg_dsn(admin_url), timeout=timeout)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    connection = await asyncpg.connect(asyncpg_dsn(admin_url), timeout=10)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    """Rows of `query` read directly (not through the server under test)."""
+    connection = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
+    try:
+        return list(await connection.fetch(query, *args))
+    finally:
+        await connection.close()
