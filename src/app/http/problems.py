@@ -92,11 +92,16 @@ def problem_response(
         request_id=request_id_of(request),
         errors=errors,
     )
+    response_headers = dict(headers or {})
+    if status == 413:
+        # Refused before the body was read to its end: close the connection, so a client does not
+        # reuse it for its next request while the rest of this body is still on the way.
+        response_headers.setdefault("Connection", "close")
     return Response(
         content=msgspec.json.encode(problem),
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,
-        headers=dict(headers or {}),
+        headers=response_headers,
     )
 
 
