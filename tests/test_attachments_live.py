@@ -108,6 +108,8 @@ async def test_an_oversized_stream_is_cut_off_with_413_and_leaves_nothing(
         response = await http.put(url, content=body())
         assert response.status_code == 413, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
+        # The rest of the body was never read: the server must not keep this connection.
+        assert response.headers.get("connection") == "close"
         assert not _blob(blobs, "alice", created["id"]).exists()
 
         # The attachment is still pending and takes a body within the limit.
