@@ -34,7 +34,8 @@ from tests.fake_openai import FakeOpenAI, error_body
 
 API_KEY = "sk-test-TaskPilotServerKey-0123456789abcdef"
 WORKFLOW_ID = "wf_6946b383d368819081b556e6e5fa66330d48d0c9ea4fccd8"
-SESSION_FIELDS = {"client_secret", "session_id", "expires_at"}
+# `status` is always "success": the field the TaskPilotAI deployment guide checks.
+SESSION_FIELDS = {"client_secret", "session_id", "expires_at", "status"}
 RESPONSE_KEY = {"current_client_secret": "client_secret", "session_id": "session_id"}
 
 
@@ -165,6 +166,7 @@ async def test_mint_sends_user_workflow_ttl_and_configuration_and_answers_three_
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == SESSION_FIELDS
+    assert body["status"] == "success"
     (sent,) = fake_openai.creates()
     assert sent.headers["authorization"] == f"Bearer {API_KEY}"
     assert sent.headers["openai-beta"] == "chatkit_beta=v1"
@@ -262,6 +264,7 @@ async def test_refresh_mints_and_cancels_the_previous_session(
     assert response.status_code == 200, response.text
     new = response.json()
     assert set(new) == SESSION_FIELDS
+    assert new["status"] == "success"
     assert new["session_id"] != old["session_id"]
     assert new["client_secret"] != old["client_secret"]
     assert [r.body["user"] for r in fake_openai.creates()] == ["alice", "alice"]
@@ -473,6 +476,8 @@ def test_openapi_names_tags_and_deprecates_the_session_routes(tmp_path: Path) ->
     minted = spec["paths"]["/api/chatkit/sessions"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     schema = spec["components"]["schemas"][minted["$ref"].rsplit("/", 1)[1]]
     assert set(schema["properties"]) == SESSION_FIELDS
+    assert set(schema["required"]) == SESSION_FIELDS
+    assert schema["properties"]["status"]["const"] == "success"
 
 
 # --- configuration and upstream failures -----------------------------------------------------

@@ -58,7 +58,15 @@ class SelfHostedModeStatus(Struct, kw_only=True):
 
 
 class ChatKitHealth(Struct, kw_only=True):
+    """Which ChatKit modes are configured. `chatkit_ready`, `message` and `service` are the fields
+    the original TaskPilotAI deployment guide checks; `chatkit_ready` is `hosted.ready`. `message`
+    names the variables that are or are not set, never their values. Configured is not verified:
+    minting a session is what proves the key and workflow work."""
+
     status: Literal["ok"]
+    service: Literal["chatkit"]
+    chatkit_ready: bool
+    message: str
     hosted: HostedModeStatus
     self_hosted: SelfHostedModeStatus
     auth_mode: str
@@ -163,6 +171,10 @@ class ChatKitSession(Struct, kw_only=True):
     client_secret: str
     session_id: str
     expires_at: dt.datetime
+    status: Annotated[
+        Literal["success"],
+        msgspec.Meta(description="Always `success`: the field the TaskPilotAI deployment guide's session check reads"),
+    ]
 
 
 class ChatKitSessionRefresh(Input, kw_only=True):

@@ -13,7 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
-from app.contracts import ChatKitHealth, HostedModeStatus, Liveness, Readiness, SelfHostedModeStatus
+from app.ops.health import chatkit_health
+from app.contracts import ChatKitHealth, Liveness, Readiness
 from app.ops.drain import Drain
 from app.ops.metrics import render
 from app.settings import Settings
@@ -73,22 +74,14 @@ class HealthController(Controller):
         summary="Which ChatKit modes are configured (no secret values)",
     )
     async def chatkit_health(self, settings: Settings) -> ChatKitHealth:
-        missing = settings.hosted_sessions_missing
-        hosted = HostedModeStatus(
-            ready=not missing,
-            missing=missing,
-            detail="POST /api/chatkit/sessions mints sessions"
-            if not missing
-            else f"set {' and '.join(missing)} to mint hosted ChatKit sessions",
-        )
-        provider = settings.model_provider
-        self_hosted = SelfHostedModeStatus(
-            ready=True,
-            endpoint="/chatkit",
-            model_provider=provider,
-            model="offline" if provider == "offline" else settings.model,
-            detail="the offline assistant answers plain task requests; set OPENAI_API_KEY for a real model"
-            if provider == "offline"
-            else f"answers with {settings.model} via {provider}",
-        )
-        return ChatKitHealth(status="ok", hosted=hosted, self_hosted=self_hosted, auth_mode=settings.auth_mode)
+        return chatkit_health(settings)
+
+    @get(
+        "/api/v1/chatkit/health",
+        operation_id="GetChatKitHealthLegacy",
+        summary="Which ChatKit modes are configured (older path; use GET /api/chatkit/health)",
+        description="The path the original TaskPilotAI deployment guide checks; the same document.",
+        deprecated=True,
+    )
+    async def chatkit_health_legacy(self, settings: Settings) -> ChatKitHealth:
+        return chatkit_health(settings)

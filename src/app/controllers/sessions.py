@@ -38,7 +38,10 @@ def provide_hosted_sessions(
 
 def _body(session: MintedSession) -> ChatKitSession:
     return ChatKitSession(
-        client_secret=session.client_secret, session_id=session.session_id, expires_at=session.expires_at
+        client_secret=session.client_secret,
+        session_id=session.session_id,
+        expires_at=session.expires_at,
+        status="success",
     )
 
 
