@@ -4,17 +4,24 @@ It implements `POST /v1/chatkit/sessions` and `POST /v1/chatkit/sessions/{id}/ca
 the `openai` SDK expects them (bodies shaped like `openai.types.beta.chatkit.ChatSession`,
 OpenAI-style error bodies, `x-request-id`), checks the bearer key and the `OpenAI-Beta`
 header the SDK sends, records every request, and can be told to fail: any status with any
-headers and error body, or answer slowly.
+headers and error body, or answer slowly. Given `workflows`, it knows only those and answers
+any other workflow id the way OpenAI does: 404 "Workflow with id '…' not found."
+
+Run alone to try a server by hand (the README's deployment checks):
+
+    python -m tests.fake_openai --key sk-local-test --workflow wf_local --port 8765
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -43,8 +50,11 @@ def error_body(message: str, *, type_: str, code: str | None = None) -> dict[str
 
 
 class FakeOpenAI:
-    def __init__(self, api_key: str) -> None:
+    def __init__(
+        self, api_key: str, *, workflows: Iterable[str] | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.api_key = api_key
+        self.workflows = set(workflows) if workflows is not None else None
         self.requests: list[Recorded] = []
         self.sessions: dict[str, dict[str, Any]] = {}
         self._failures: dict[str, deque[Failure]] = {"create": deque(), "cancel": deque()}
@@ -62,10 +72,10 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:
                 return
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.url = f"http://{host}:{self.httpd.server_address[1]}"
         self.base_url = f"{self.url}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
@@ -172,6 +182,11 @@ class FakeOpenAI:
         if not isinstance(workflow, dict) or not str(workflow.get("id", "")).startswith("wf_"):
             self._send(handler, 400, error_body("'workflow.id' is invalid", type_="invalid_request_error"))
             return
+        if self.workflows is not None and workflow["id"] not in self.workflows:
+            # What OpenAI answers for an unknown id, or one from another project than the key's.
+            message = f"Workflow with id '{workflow['id']}' not found."
+            self._send(handler, 404, error_body(message, type_="invalid_request_error"))
+            return
         ttl = (body.get("expires_after") or {}).get("seconds", 600)
         limit = (body.get("rate_limits") or {}).get("max_requests_per_1_minute", 10)
         config = body.get("chatkit_configuration") or {}
@@ -243,3 +258,21 @@ class FakeOpenAI:
             handler.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test); nothing to answer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A local fake of OpenAI's ChatKit sessions API.")
+    parser.add_argument("--key", required=True, help="the API key it accepts (any other is answered 401)")
+    parser.add_argument("--workflow", action="append", help="a workflow id it knows (repeatable; default: any wf_…)")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    fake = FakeOpenAI(args.key, workflows=args.workflow, port=args.port)
+    print(f"OPENAI_BASE_URL={fake.base_url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

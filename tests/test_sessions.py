@@ -610,6 +610,49 @@ async def test_upstream_bad_request_is_502_without_openais_message(hosted: Hoste
     assert_no_server_secrets(response.text)
 
 
+async def test_unknown_workflow_is_502_naming_chatkit_workflow_id_without_quoting_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OpenAI answers an unknown workflow id (or one from another project than the key's) 404
+    "Workflow with id 'wf_…' not found.": the caller is told which variables to check, never the id."""
+    caplog.set_level(logging.DEBUG)
+    fake = FakeOpenAI(API_KEY, workflows=["wf_the_one_that_exists"])
+    try:
+        env = hosted_env(fake, DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/hosted.db")
+        async with running(Settings.from_env(env)) as (client, app):
+            response = await client.post("/api/chatkit/sessions", headers=headers_for(app, "alice"))
+            refresh = await client.post("/api/chatkit/refresh", headers=headers_for(app, "alice"))
+            recorded = await rows(db_url(app))
+    finally:
+        fake.stop()
+    for answer in (response, refresh):
+        detail = assert_problem(answer, 502)["detail"]
+        assert "CHATKIT_WORKFLOW_ID" in detail
+        assert "OPENAI_API_KEY belongs to the OpenAI project" in detail
+        assert "Retrying will not help" in detail
+    assert len(fake.creates()) == 2  # a 404 is not retried
+    assert recorded == []
+    logs = log_text(caplog)
+    assert "NotFoundError" in logs  # the operator can see what OpenAI said ...
+    assert_no_server_secrets(response.text, refresh.text, logs)  # ... but never the workflow id
+
+
+async def test_sessions_endpoint_not_found_is_502_naming_openai_base_url(tmp_path: Path) -> None:
+    """A 404 that is not about the workflow (an OPENAI_BASE_URL without /v1) points at the base URL too."""
+    fake = FakeOpenAI(API_KEY)
+    try:
+        env = hosted_env(None, DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/hosted.db", OPENAI_BASE_URL=fake.url)
+        async with running(Settings.from_env(env)) as (client, app):
+            response = await client.post("/api/chatkit/sessions", headers=headers_for(app, "alice"))
+    finally:
+        fake.stop()
+    detail = assert_problem(response, 502)["detail"]
+    assert "OPENAI_BASE_URL" in detail and "CHATKIT_WORKFLOW_ID" in detail
+    assert "OPENAI_API_KEY belongs" not in detail
+    assert [r.path for r in fake.requests] == ["/chatkit/sessions"]
+    assert_no_server_secrets(response.text)
+
+
 async def test_upstream_timeout_is_504(hosted: Hosted, fake_openai: FakeOpenAI) -> None:
     fake_openai.delay(10, times=2)
     async with hosted(OPENAI_TIMEOUT_SECONDS="1") as (client, app):

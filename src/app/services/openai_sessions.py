@@ -187,6 +187,15 @@ def _translate(exc: openai.OpenAIError, *, operation: str, user_id: str) -> Upst
             retry_after=wait,
         )
     if isinstance(exc, openai.NotFoundError):
+        if _names_workflow(exc):
+            # OpenAI answers "Workflow with id 'wf_…' not found." both for a wrong id and for a key
+            # from another project than the workflow's (the usual cause when the id looks right).
+            return UpstreamError(
+                "OpenAI found no ChatKit workflow with the configured id. Retrying will not help: the "
+                "operator must check CHATKIT_WORKFLOW_ID (and CHATKIT_WORKFLOW_VERSION, if set), and that "
+                "OPENAI_API_KEY belongs to the OpenAI project that owns the workflow.",
+                failure="rejected",
+            )
         return UpstreamError(
             "OpenAI did not find the ChatKit workflow or endpoint. The operator must check "
             "CHATKIT_WORKFLOW_ID, CHATKIT_WORKFLOW_VERSION and OPENAI_BASE_URL.",
@@ -208,6 +217,16 @@ def _translate(exc: openai.OpenAIError, *, operation: str, user_id: str) -> Upst
         "persists the operator must check OPENAI_BASE_URL.",
         failure="rejected",
     )
+
+
+def _names_workflow(exc: openai.APIStatusError) -> bool:
+    """Whether OpenAI's error is about the workflow. Read to classify only, never relayed."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", body)
+    texts = [exc.message]
+    if isinstance(error, dict):
+        texts += [str(error.get("param") or ""), str(error.get("code") or "")]
+    return any("workflow" in text.lower() for text in texts)
 
 
 def _retry_after(headers: httpx2.Headers) -> int:
