@@ -166,8 +166,8 @@ def live_server_factory(tmp_path: Path) -> Iterator[Any]:
     """Start granian processes with given environment; all are stopped at the end of the test."""
     servers: list[LiveServer] = []
 
-    def start(env: dict[str, str] | None = None, *, migrate: bool = True) -> LiveServer:
-        server = start_live_server(tmp_path, env or {}, migrate=migrate)
+    def start(env: dict[str, str] | None = None, *, migrate: bool = True, via_cli: bool = False) -> LiveServer:
+        server = start_live_server(tmp_path, env or {}, migrate=migrate, via_cli=via_cli)
         servers.append(server)
         return server
 

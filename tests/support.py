@@ -53,8 +53,13 @@ def run_cli(args: list[str], env: dict[str, str], *, check: bool = True) -> subp
     return result
 
 
-def start_live_server(tmp_path: Path, env: dict[str, str], *, migrate: bool = True) -> LiveServer:
-    """Migrate (optionally) and start `granian --interface asgi` on a free port; wait for /health."""
+def start_live_server(
+    tmp_path: Path, env: dict[str, str], *, migrate: bool = True, via_cli: bool = False
+) -> LiveServer:
+    """Migrate (optionally) and start `granian --interface asgi` on a free port; wait for /health.
+
+    `via_cli` starts it the way `make run` does, with `taskpilot serve` (which execs granian with
+    the arguments it builds from the settings), instead of calling granian directly."""
     port = free_port()
     server_env = {
         "APP_ENV": "development",
@@ -71,8 +76,13 @@ def start_live_server(tmp_path: Path, env: dict[str, str], *, migrate: bool = Tr
         run_cli(["db", "upgrade"], full_env)
     log_path = tmp_path / f"server-{port}.log"
     log_file = log_path.open("wb")
+    command = (
+        [sys.executable, "-m", "app", "serve"]
+        if via_cli
+        else granian_argv(host="127.0.0.1", port=port, workers=int(server_env.get("WORKERS", "1")))
+    )
     process = subprocess.Popen(
-        granian_argv(host="127.0.0.1", port=port, workers=int(server_env.get("WORKERS", "1"))),
+        command,
         env=full_env,
         cwd=PROJECT_ROOT,
         stdout=log_file,

@@ -141,6 +141,9 @@ def test_health_through_the_generated_client(generated: Generated, server: LiveS
     assert type(health).__name__ == "ChatKitHealth"
     assert health.hosted.ready is True and health.hosted.missing == []
     assert health.self_hosted.endpoint == "/chatkit" and health.auth_mode == "dev"
+    assert health.chatkit_ready is True and health.message.startswith("ChatKit is properly configured")
+    legacy = generated.op("Health", "GetChatKitHealthLegacy").sync(client=client)
+    assert type(legacy).__name__ == "ChatKitHealth" and legacy.to_dict() == health.to_dict()
 
 
 def test_development_token_through_the_generated_client(generated: Generated, server: LiveServer) -> None:
@@ -242,6 +245,7 @@ def test_hosted_sessions_through_the_generated_client(
     session = generated.op("Hosted sessions", "CreateChatKitSession").sync(client=client)
     assert type(session).__name__ == "ChatKitSession", session
     assert session.client_secret and session.session_id
+    assert str(getattr(session.status, "value", session.status)) == "success"
     assert isinstance(session.expires_at, dt.datetime) and session.expires_at.tzinfo is not None
     sent = fake_openai.creates()[before:]
     assert [r.body["user"] for r in sent] == ["gen-carol"]
