@@ -26,7 +26,7 @@ from litestar.testing import AsyncTestClient
 
 from app.__main__ import OPENAPI_PATH
 from app.asgi import create_app
-from app.chatkit_status import READY_PHRASE, chatkit_health
+from app.ops.health import READY_PHRASE, chatkit_health
 from app.settings import Secret
 from tests.conftest import make_settings
 from tests.fake_openai import FakeOpenAI

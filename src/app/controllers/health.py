@@ -13,9 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
-from app.ops.health import chatkit_health
 from app.contracts import ChatKitHealth, Liveness, Readiness
 from app.ops.drain import Drain
+from app.ops.health import chatkit_health
 from app.ops.metrics import render
 from app.settings import Settings
 
