@@ -40,5 +40,15 @@ def configure_logging(settings: Settings) -> None:
     root.addHandler(handler)
     root.setLevel(settings.log_level)
     # Chatty libraries stay at WARNING unless we debug; httpx would log every URL it calls.
-    for name in ("httpx", "httpcore", "openai", "openai.agents", "sqlalchemy.engine", "aiosqlite", "mcp"):
+    for name in (
+        "httpx",
+        "httpcore",
+        "httpx2",
+        "httpcore2",
+        "openai",
+        "openai.agents",
+        "sqlalchemy.engine",
+        "aiosqlite",
+        "mcp",
+    ):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
