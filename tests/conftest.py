@@ -23,6 +23,7 @@ from testkit.postgres import create_database, drop_database, scratch_name
 from app.http.auth import mint_dev_token
 from app.settings import Settings
 from app.store.models import Base
+from tests.browser_support import browser, fake_cdn  # noqa: F401  (fixtures: headless Chromium, the CDN stand-in)
 from tests.support import LiveServer, start_live_server
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")

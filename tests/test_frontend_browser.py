@@ -2,8 +2,10 @@
 
 The browser can reach nothing but 127.0.0.1 (`--host-resolver-rules`), so ChatKit's CDN script
 fails to load exactly as on an offline network, and the page must fall back to its built-in
-console. A second test serves a stand-in `chatkit.js` for the CDN's host name over local TLS to
-check how the page configures the ChatKit web component when it does load.
+console. Other tests serve a stand-in `chatkit.js` for the CDN's host name over local TLS
+(`tests/chatkit_standin.js`, see `tests/browser_support.py`) to check how the page configures the
+ChatKit web component when it does load, in both modes. The stand-in is not ChatKit: it calls our
+code the way the component does; in production the real one comes from OpenAI's CDN.
 
 Needs Debian's `chromium` and `chromium-driver` (and the `selenium` package). Without them the
 tests are skipped with the reason, except under CI (`CI=true`), where they fail.
@@ -12,36 +14,15 @@ tests are skipped with the reason, except under CI (`CI=true`), where they fail.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import ssl
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from app.http.auth import mint_dev_token
 from app.settings import Settings
+from tests.browser_support import cdn_rules, css, ready, screenshot, severe_console_errors, sign_in, texts, wait_for
 from tests.support import LiveServer
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-ARTIFACTS = Path(os.environ.get("TASKPILOT_ARTIFACTS", Path(__file__).parent / "artifacts"))
-CDN_HOST = "cdn.platform.openai.com"
-OFFLINE_RULES = "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
-WAIT = 20.0
-
-# Installed before any page script runs (DevTools scripts are not subject to the page's CSP).
-RECORD_CSP_VIOLATIONS = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
-});
-"""
 
 # Snapshots of the assistant's answer while it streams, to prove it renders incrementally.
 RECORD_STREAMING = """
@@ -54,102 +35,6 @@ new MutationObserver(() => {
 """
 
 
-def _require_browser() -> Any:
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("the selenium package (pip install -e '.[dev]')")
-    if missing:
-        reason = (
-            f"headless Chromium is not available: {', '.join(missing)} missing "
-            "(apt-get install chromium chromium-driver)"
-        )
-        if IN_CI:
-            pytest.fail(f"{reason}; CI must run the browser tests", pytrace=False)
-        pytest.skip(reason)
-
-
-@pytest.fixture
-def browser() -> Iterator[Callable[..., Any]]:
-    """`browser(resolver_rules)` opens a headless Chromium; every one opened is closed afterwards."""
-    _require_browser()
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download anything
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    drivers: list[Any] = []
-
-    def open_browser(resolver_rules: str = OFFLINE_RULES, *, insecure_tls: bool = False) -> Any:
-        options = Options()
-        options.binary_location = str(CHROMIUM)
-        for argument in (
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-dev-shm-usage",
-            "--window-size=1360,860",
-            "--lang=en-US",
-            f"--host-resolver-rules={resolver_rules}",
-        ):
-            options.add_argument(argument)
-        if insecure_tls:
-            options.accept_insecure_certs = True
-        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-        drivers.append(driver)
-        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CSP_VIOLATIONS})
-        return driver
-
-    yield open_browser
-    for driver in drivers:
-        driver.quit()
-
-
-def wait_for(driver: Any, condition: Callable[[Any], Any], what: str, timeout: float = WAIT) -> Any:
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=(Exception,)).until(condition)
-    except TimeoutException:
-        text = driver.find_element("tag name", "body").text
-        raise AssertionError(f"timed out waiting for {what}; the page shows:\n{text}") from None
-
-
-def css(driver: Any, selector: str) -> list[Any]:
-    return list(driver.find_elements("css selector", selector))
-
-
-def texts(driver: Any, selector: str) -> list[str]:
-    return [str(el.text) for el in css(driver, selector)]
-
-
-def severe_console_errors(driver: Any, *expected_statuses: int) -> list[str]:
-    """Browser console errors, except the failed load of ChatKit's CDN script and the HTTP
-    statuses a test provoked on purpose (Chromium logs every non-2xx response as an error)."""
-    return [
-        entry["message"]
-        for entry in driver.get_log("browser")
-        if entry["level"] == "SEVERE"
-        and CDN_HOST not in entry["message"]
-        and not any(f"status of {status} " in entry["message"] for status in expected_statuses)
-    ]
-
-
-def ready(driver: Any) -> bool:
-    return bool(driver.execute_script("return document.getElementById('taskpilot-app').dataset.ready === 'true'"))
-
-
-def sign_in(driver: Any, user: str) -> None:
-    field = wait_for(driver, lambda d: d.find_element("id", "tp-user-name"), "the development sign-in form")
-    field.send_keys(user)
-    field.submit()
-    wait_for(driver, ready, "the page to start after signing in")
-
-
 def send(driver: Any, text: str) -> None:
     box = css(driver, ".tp-input")[0]
     box.send_keys(text)
@@ -158,14 +43,6 @@ def send(driver: Any, text: str) -> None:
 
 def idle(driver: Any) -> bool:
     return not css(driver, ".tp-console--busy")
-
-
-def screenshot(driver: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / name
-    driver.save_screenshot(str(path))
-    print(f"screenshot: {path}")
-    return path
 
 
 def api_tasks(server: LiveServer, user: str) -> list[dict[str, Any]]:
@@ -322,80 +199,12 @@ def test_development_sign_in_refuses_a_bad_user_name_readably(
 
 # ---- the ChatKit web component, with a stand-in for the CDN --------------------------------
 
-FAKE_CHATKIT_JS = b"""
-class FakeChatKit extends HTMLElement {
-  setOptions(options) {
-    this.options = options;
-    window.__chatkit = this;
-  }
-}
-customElements.define("openai-chatkit", FakeChatKit);
-"""
-
-
-def _self_signed(host: str, directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cdn.crt", directory / "cdn.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
-@pytest.fixture
-def fake_cdn(tmp_path: Path) -> Iterator[int]:
-    """An HTTPS server on 127.0.0.1 answering for ChatKit's CDN with a stand-in web component."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.split("?")[0] == "/deployments/chatkit/chatkit.js":
-                self.send_response(200)
-                self.send_header("Content-Type", "text/javascript")
-                self.send_header("Content-Length", str(len(FAKE_CHATKIT_JS)))
-                self.end_headers()
-                self.wfile.write(FAKE_CHATKIT_JS)
-            else:
-                self.send_error(404)
-
-        def log_message(self, *args: Any) -> None:
-            return
-
-    cert, key = _self_signed(CDN_HOST, tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield int(httpd.server_address[1])
-    httpd.shutdown()
-    httpd.server_close()
-
 
 def test_page_configures_the_chatkit_web_component_when_its_script_loads(
     live_server_factory: Callable[..., LiveServer], browser: Callable[..., Any], fake_cdn: int
 ) -> None:
     server = live_server_factory({"CHATKIT_DOMAIN_KEY": "domain_pk_test_0123"})
-    driver = browser(f"MAP {CDN_HOST} 127.0.0.1:{fake_cdn}, {OFFLINE_RULES}", insecure_tls=True)
+    driver = browser(cdn_rules(fake_cdn), insecure_tls=True)
     driver.get(f"{server.base_url}/")
     sign_in(driver, "bob")
     assert driver.find_element("id", "taskpilot-app").get_attribute("data-ui") == "chatkit"

@@ -1,8 +1,13 @@
 // TaskPilot's page: a chat beside the user's task list.
 //
-// The chat is the official ChatKit web component (<openai-chatkit>, from OpenAI's CDN) pointed at
-// this server's /chatkit with a `fetch` that adds the bearer token. When ChatKit's script cannot
-// load, the page falls back to a built-in console that speaks the same protocol.
+// The chat is the official ChatKit web component (<openai-chatkit>, from OpenAI's CDN), in one of
+// two modes (a switch in the top bar, or `?mode=self-hosted|hosted`):
+// - self-hosted: pointed at this server's /chatkit with a `fetch` that adds the bearer token. When
+//   ChatKit's script cannot load, the page falls back to a built-in console that speaks the same
+//   protocol.
+// - hosted: `api.getClientSecret` gets short-lived sessions of the server's Agent Builder workflow
+//   from /api/chatkit/sessions (the rules are in hosted-session.js, shared with examples/react).
+//   The conversation runs on OpenAI's servers, so without ChatKit's script there is no fallback.
 //
 // Embedding in another application (same markup, CSS and module; CORS_ORIGINS must list it):
 //   import { mount } from "https://tasks.example.com/static/app.js";
@@ -12,6 +17,7 @@ import { Api, errorFromResponse } from "./api.js";
 import { Auth } from "./auth.js";
 import { ChatConsole } from "./console.js";
 import { h } from "./dom.js";
+import { createClientSecretProvider, describeClientSecretError } from "./hosted-session.js";
 import { TaskPanel } from "./tasks.js";
 
 export const CHATKIT_SCRIPT = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js";
@@ -40,6 +46,16 @@ export const THEME = {
 
 function params() {
   return new URLSearchParams(window.location.search);
+}
+
+export const MODES = ["self-hosted", "hosted"];
+
+/** `?mode=`, else whichever mode the server has configured: self-hosted when both are. */
+export function chooseMode(health, requested = params().get("mode")) {
+  if (MODES.includes(requested)) return requested;
+  const hosted = Boolean(health?.hosted?.ready);
+  const selfHosted = health ? Boolean(health.self_hosted?.ready) : true;
+  return hosted && !selfHosted ? "hosted" : "self-hosted";
 }
 
 /** Resolves true once <openai-chatkit> is defined, false if its script failed or took too long. */
@@ -79,30 +95,34 @@ function tokenFromUrl(url) {
   };
 }
 
-async function detectAuth(api, options) {
+function detectAuth(health, options) {
   const tokenUrl = options.tokenUrl ?? document.querySelector('meta[name="taskpilot-token-url"]')?.content;
   const hostToken =
     options.getToken ??
     (typeof window.taskpilotToken === "function" ? () => window.taskpilotToken() : null) ??
     (tokenUrl ? tokenFromUrl(tokenUrl) : null);
   if (hostToken) return new Auth("host", { getToken: hostToken });
-  try {
-    const health = await api.publicJson("/api/chatkit/health");
-    return new Auth(health.auth_mode === "dev" ? "dev" : "none");
-  } catch {
-    return new Auth("none");
-  }
+  return new Auth(health?.auth_mode === "dev" ? "dev" : "none");
 }
 
 export async function mount(root, options = {}) {
   const base = new URL(options.apiBase ?? new URL("/", import.meta.url));
   const auth0 = { token: async () => null, invalidate() {}, unauthorized() {} };
   const api = new Api(base, auth0);
-  const auth = await detectAuth(api, options);
+  // Which modes the server has configured and how it authenticates (no secret values in it).
+  const health = await api.publicJson("/api/chatkit/health").catch(() => null);
+  const auth = detectAuth(health, options);
   api.auth = auth;
   auth.api = api;
+  // Hosted sessions of this tab: kept in sessionStorage, tied to the signed-in user.
+  const secrets = createClientSecretProvider({
+    baseUrl: base,
+    getToken: () => auth.token(),
+    invalidateToken: (token) => auth.invalidate(token),
+  });
 
   const account = h("div", { class: "tp-account" });
+  const modeSwitch = h("div", { class: "tp-mode", role: "group", "aria-label": "ChatKit mode", hidden: true });
   const chatArea = h("main", { class: "tp-chat", "aria-label": "Assistant" });
   const tasks = new TaskPanel(api);
   const status = h("div", { class: "tp-status", role: "status", hidden: true });
@@ -112,20 +132,60 @@ export async function mount(root, options = {}) {
       { class: "tp-topbar" },
       h("div", { class: "tp-brand" }, h("img", { src: new URL("/static/favicon.svg", base).toString(), alt: "", width: 28, height: 28 }), h("span", {}, "TaskPilot")),
       h("span", { class: "tp-tagline" }, "Your tasks, by conversation"),
+      modeSwitch,
       account
     ),
     status,
     h("div", { class: "tp-body" }, chatArea, tasks.element)
   );
 
-  const state = { chat: null };
+  const state = { chat: null, mode: MODES.includes(options.mode) ? options.mode : chooseMode(health), run: 0 };
+
+  const showStatus = (message, level = "info") => {
+    status.hidden = !message;
+    status.className = `tp-status tp-status--${level}`;
+    status.textContent = message ?? "";
+  };
+
+  const renderModeSwitch = () => {
+    // Offered when the server can mint hosted sessions, or when hosted mode was asked for.
+    modeSwitch.hidden = !(health?.hosted?.ready || state.mode === "hosted");
+    modeSwitch.replaceChildren(
+      ...MODES.map((mode) =>
+        h(
+          "button",
+          {
+            type: "button",
+            class: "tp-mode-btn",
+            dataset: { mode },
+            "aria-pressed": String(mode === state.mode),
+            title: mode === "hosted" ? "OpenAI runs the Agent Builder workflow; TaskPilot mints the sessions" : "TaskPilot answers ChatKit at /chatkit",
+            onClick: () => setMode(mode),
+          },
+          mode === "hosted" ? "Hosted" : "Self-hosted"
+        )
+      )
+    );
+  };
 
   const renderAccount = () => {
     account.replaceChildren();
     if (auth.mode === "dev" && auth.user) {
       account.append(
         h("span", { class: "tp-user", title: "Development sign-in (AUTH_MODE=dev)" }, h("span", { class: "tp-avatar", "aria-hidden": "true" }, auth.user.slice(0, 1).toUpperCase()), auth.user),
-        h("button", { type: "button", class: "tp-btn tp-btn--ghost tp-btn--sm", onClick: () => auth.signOut() }, "Switch user")
+        h(
+          "button",
+          {
+            type: "button",
+            class: "tp-btn tp-btn--ghost tp-btn--sm",
+            // The hosted session this tab holds is this user's: cancel it while the token still works.
+            onClick: async () => {
+              await secrets.release();
+              auth.signOut();
+            },
+          },
+          "Switch user"
+        )
       );
     } else if (auth.mode === "host" && auth.user) {
       account.append(h("span", { class: "tp-user" }, h("span", { class: "tp-avatar", "aria-hidden": "true" }, auth.user.slice(0, 1).toUpperCase()), auth.user));
@@ -133,6 +193,7 @@ export async function mount(root, options = {}) {
   };
 
   const showSignIn = (problem = null) => {
+    secrets.clear(); // signed out: the tab keeps no hosted secret
     tasks.clear("Sign in to see your tasks.");
     if (auth.mode === "dev") {
       const field = h("input", { id: "tp-user-name", class: "tp-field", name: "user", autocomplete: "username", required: true, maxlength: 64, pattern: "[A-Za-z0-9][A-Za-z0-9._@\\-]*", placeholder: "e.g. alice" });
@@ -180,6 +241,7 @@ export async function mount(root, options = {}) {
 
   const start = async () => {
     renderAccount();
+    renderModeSwitch();
     if (!auth.signedIn) {
       showSignIn();
       return;
@@ -199,29 +261,130 @@ export async function mount(root, options = {}) {
       renderAccount();
     }
     tasks.refresh();
-    const onEffect = (name, data) => {
-      if (name === "tasks.changed") tasks.refresh(Array.isArray(data?.ids) ? data.ids : []);
-    };
-    const forced = params().get("ui");
-    const useChatKit = forced !== "console" && (await chatKitAvailable(forced === "chatkit" ? 30_000 : CHATKIT_WAIT_MS));
-    if (useChatKit) {
-      state.chat = mountChatKit(chatArea, api, base, { onEffect, onError: (message) => showStatus(message, "error"), options, user: auth.user });
-      root.dataset.ui = "chatkit";
-    } else {
-      const reason = forced === "console" ? "Chosen with ?ui=console." : "ChatKit's script could not be loaded from its CDN, so this page uses its built-in console.";
-      const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect });
-      chatArea.replaceChildren(chat.element);
-      state.chat = chat;
-      root.dataset.ui = "console";
-      await chat.start();
-    }
-    root.dataset.ready = "true";
+    await startChat();
   };
 
-  const showStatus = (message, level = "info") => {
-    status.hidden = !message;
-    status.className = `tp-status tp-status--${level}`;
-    status.textContent = message ?? "";
+  const onEffect = (name, data) => {
+    if (name === "tasks.changed") tasks.refresh(Array.isArray(data?.ids) ? data.ids : []);
+  };
+
+  /** (Re)start the chat in `state.mode`. A later start (a mode switch) supersedes this one. */
+  const startChat = async () => {
+    const run = ++state.run;
+    const current = () => run === state.run;
+    state.chat?.busy?.abort?.(); // a console stream still running in the mode being left
+    state.chat = null;
+    showStatus(null);
+    renderModeSwitch();
+    root.dataset.mode = state.mode;
+    const forced = params().get("ui");
+    if (state.mode === "hosted") {
+      await startHosted(current, forced);
+    } else {
+      const useChatKit = forced !== "console" && (await chatKitAvailable(forced === "chatkit" ? 30_000 : CHATKIT_WAIT_MS));
+      if (!current()) return;
+      if (useChatKit) {
+        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, options), {
+          threadKey: `taskpilot.chatkit-thread:${auth.user ?? "anonymous"}`,
+          onEffect,
+          onError: (message) => showStatus(`ChatKit: ${message}. Reload, or open ${window.location.pathname}?ui=console for the built-in console.`, "error"),
+        });
+        root.dataset.ui = "chatkit";
+      } else {
+        const reason = forced === "console" ? "Chosen with ?ui=console." : "ChatKit's script could not be loaded from its CDN, so this page uses its built-in console.";
+        const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect });
+        chatArea.replaceChildren(chat.element);
+        state.chat = chat;
+        root.dataset.ui = "console";
+        await chat.start();
+      }
+    }
+    if (current()) root.dataset.ready = "true";
+  };
+
+  const notice = (title, text, ...actions) =>
+    h(
+      "div",
+      { class: "tp-center" },
+      h("div", { class: "tp-notice", role: "alert" }, h("h1", {}, title), h("p", { class: "tp-notice-text" }, text), h("div", { class: "tp-notice-actions" }, actions))
+    );
+
+  const selfHostedButton = (label) =>
+    h("button", { type: "button", class: "tp-btn tp-btn--outline", dataset: { action: "self-hosted" }, onClick: () => setMode("self-hosted") }, label);
+
+  const startHosted = async (current, forced) => {
+    chatArea.replaceChildren(h("div", { class: "tp-center" }, h("p", { class: "tp-muted", role: "status" }, "Starting hosted ChatKit…")));
+    // When the server says hosted mode is not configured, ask it anyway (below) without waiting
+    // for the CDN: its answer names the variables to set.
+    if (health?.hosted?.ready !== false) {
+      const available = await chatKitAvailable(forced === "chatkit" ? 30_000 : CHATKIT_WAIT_MS);
+      if (!current()) return;
+      if (!available) {
+        chatArea.replaceChildren(
+          notice(
+            "Hosted mode needs ChatKit's script",
+            `ChatKit's web component could not be loaded from OpenAI's CDN (${new URL(CHATKIT_SCRIPT).origin}). In hosted mode the conversation runs on OpenAI's servers, so this page cannot offer it without that script. The self-hosted console works without it: TaskPilot answers every message itself.`,
+            selfHostedButton("Use the self-hosted console")
+          )
+        );
+        root.dataset.ui = "hosted-unavailable";
+        return;
+      }
+    }
+    // The first secret is fetched before ChatKit is shown, so a failure reads as words rather than
+    // as a blank widget; ChatKit's own first call then reuses it.
+    try {
+      await secrets.getClientSecret(null);
+    } catch (error) {
+      if (current()) showHostedError(error, current, forced);
+      return;
+    }
+    if (!current()) return;
+    state.chat = mountChatKit(chatArea, hostedOptions(secrets, (error) => showStatus(describeClientSecretError(error), "error")), {
+      threadKey: `taskpilot.chatkit-thread:hosted:${auth.user ?? "anonymous"}`,
+      onEffect,
+      onError: (message) => showStatus(`ChatKit: ${message}. Reload, or switch to self-hosted mode.`, "error"),
+    });
+    root.dataset.ui = "chatkit";
+  };
+
+  const showHostedError = (error, current, forced) => {
+    const retry = h("button", { type: "button", class: "tp-btn tp-btn--solid", dataset: { action: "retry" } }, "Retry");
+    const panel = notice("Hosted ChatKit could not start", describeClientSecretError(error), retry, selfHostedButton("Use self-hosted mode"));
+    chatArea.replaceChildren(panel);
+    root.dataset.ui = "hosted-error";
+    // The server's Retry-After is honoured: the button counts down, then asks again when pressed.
+    let wait = typeof error.retryAfter === "number" ? error.retryAfter : 0;
+    const tick = () => {
+      if (!panel.isConnected) return;
+      retry.disabled = wait > 0;
+      retry.textContent = wait > 0 ? `Retry in ${wait} s` : "Retry";
+      if (wait > 0) {
+        wait -= 1;
+        setTimeout(tick, 1000);
+      }
+    };
+    tick();
+    retry.addEventListener("click", async () => {
+      if (!current() || retry.disabled) return;
+      retry.disabled = true;
+      root.dataset.ready = "false";
+      await startHosted(current, forced);
+      if (current()) root.dataset.ready = "true";
+    });
+  };
+
+  const setMode = (mode) => {
+    if (!MODES.includes(mode) || mode === state.mode) return;
+    state.mode = mode;
+    const search = params();
+    search.set("mode", mode);
+    if (mode === "hosted") search.delete("ui"); // the console speaks the self-hosted protocol only
+    window.history.replaceState(null, "", `${window.location.pathname}?${search}${window.location.hash}`);
+    renderModeSwitch();
+    if (!auth.signedIn) return;
+    root.dataset.ready = "false";
+    startChat();
   };
 
   auth.addEventListener("change", () => {
@@ -233,14 +396,73 @@ export async function mount(root, options = {}) {
     showStatus(`${event.detail.message}${auth.mode === "dev" ? " Use “Switch user” to sign in again." : ""}`, "error");
   });
 
-  const handle = { api, auth, tasks, get chat() { return state.chat; } };
+  const handle = {
+    api,
+    auth,
+    tasks,
+    secrets,
+    setMode,
+    get mode() {
+      return state.mode;
+    },
+    get chat() {
+      return state.chat;
+    },
+  };
   root.taskpilot = handle; // for the browser console and tests
   await start();
   return handle;
 }
 
-function mountChatKit(chatArea, api, base, { onEffect, onError, options, user }) {
-  const threadKey = `taskpilot.chatkit-thread:${user ?? "anonymous"}`;
+/** What both modes share: the look, the start screen and the thread history. */
+function sharedOptions() {
+  return {
+    theme: THEME,
+    startScreen: { greeting: GREETING, prompts: PROMPTS },
+    history: { enabled: true, showDelete: true, showRename: true },
+    threadItemActions: { feedback: true },
+  };
+}
+
+/** Self-hosted: ChatKit talks to this server's /chatkit, with the bearer token. */
+export function selfHostedOptions(api, base, options = {}) {
+  // CHATKIT_DOMAIN_KEY (filled into the page by the server) or the key ChatKit accepts on localhost.
+  const domainKey = options.domainKey || document.querySelector('meta[name="chatkit-domain-key"]')?.content || LOCAL_DOMAIN_KEY;
+  return {
+    ...sharedOptions(),
+    api: {
+      url: new URL("/chatkit", base).toString(),
+      domainKey,
+      fetch: (url, init) => api.fetch(url, init),
+      // attachments.create answers with a signed upload URL on this server (PUT, no headers needed).
+      uploadStrategy: { type: "two_phase" },
+    },
+    composer: {
+      placeholder: PLACEHOLDER,
+      attachments: { enabled: true, maxCount: 5, maxSize: 10 * 1024 * 1024 },
+    },
+  };
+}
+
+/** Hosted: ChatKit talks to OpenAI with secrets this server mints; a failure is also shown. */
+export function hostedOptions(secrets, onFailure) {
+  return {
+    ...sharedOptions(),
+    api: {
+      getClientSecret: async (current) => {
+        try {
+          return await secrets.getClientSecret(current);
+        } catch (error) {
+          onFailure(error);
+          throw error;
+        }
+      },
+    },
+    composer: { placeholder: PLACEHOLDER },
+  };
+}
+
+function mountChatKit(chatArea, chatOptions, { threadKey, onEffect, onError }) {
   let initialThread = null;
   try {
     initialThread = window.localStorage.getItem(threadKey);
@@ -250,26 +472,7 @@ function mountChatKit(chatArea, api, base, { onEffect, onError, options, user })
   const element = document.createElement("openai-chatkit");
   element.classList.add("tp-chatkit");
   chatArea.replaceChildren(element);
-  // CHATKIT_DOMAIN_KEY (filled into the page by the server) or the key ChatKit accepts on localhost.
-  const domainKey = options.domainKey || document.querySelector('meta[name="chatkit-domain-key"]')?.content || LOCAL_DOMAIN_KEY;
-  element.setOptions({
-    api: {
-      url: new URL("/chatkit", base).toString(),
-      domainKey,
-      fetch: (url, init) => api.fetch(url, init),
-      // attachments.create answers with a signed upload URL on this server (PUT, no headers needed).
-      uploadStrategy: { type: "two_phase" },
-    },
-    initialThread,
-    theme: THEME,
-    startScreen: { greeting: GREETING, prompts: PROMPTS },
-    composer: {
-      placeholder: PLACEHOLDER,
-      attachments: { enabled: true, maxCount: 5, maxSize: 10 * 1024 * 1024 },
-    },
-    history: { enabled: true, showDelete: true, showRename: true },
-    threadItemActions: { feedback: true },
-  });
+  element.setOptions({ ...chatOptions, initialThread });
   element.addEventListener("chatkit.thread.change", (event) => {
     try {
       if (event.detail?.threadId) window.localStorage.setItem(threadKey, event.detail.threadId);
@@ -279,7 +482,7 @@ function mountChatKit(chatArea, api, base, { onEffect, onError, options, user })
     }
   });
   element.addEventListener("chatkit.effect", (event) => onEffect(event.detail.name, event.detail.data ?? {}));
-  element.addEventListener("chatkit.error", (event) => onError(`ChatKit: ${event.detail?.error?.message ?? "something went wrong"}. Reload, or open ${window.location.pathname}?ui=console for the built-in console.`));
+  element.addEventListener("chatkit.error", (event) => onError(event.detail?.error?.message ?? "something went wrong"));
   return element;
 }
 
