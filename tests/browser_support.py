@@ -15,6 +15,7 @@ Without Chromium, chromedriver or selenium the tests are skipped with the reason
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import ssl
 import threading
@@ -23,7 +24,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+
+from app.http.auth import mint_dev_token
+from app.settings import Settings
+from tests.support import PROJECT_ROOT, LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -41,6 +47,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 });
 """
 
+STATIC_DIR = PROJECT_ROOT / "src" / "app" / "static"  # the page's files
 STANDIN_PATH = Path(__file__).parent / "chatkit_standin.js"
 STANDIN_JS = STANDIN_PATH.read_bytes()
 
@@ -211,3 +218,55 @@ def fake_cdn(tmp_path: Path) -> Iterator[int]:
     yield int(httpd.server_address[1])
     httpd.shutdown()
     httpd.server_close()
+
+
+def api_tasks(server: LiveServer, user: str) -> list[dict[str, Any]]:
+    token = mint_dev_token(Settings.from_env({}), user)
+    response = httpx.get(
+        f"{server.base_url}/api/tasks", params={"status": "all"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    response.raise_for_status()
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+# ---- hosted mode: what the page or the example holds, and what the stand-in was given ---------
+
+WORKFLOW_ID = "wf_6946b383d368819081b556e6e5fa66330d48d0c9ea4fccd8"
+STORAGE_KEY = "taskpilot.chatkit.hosted-session"  # hosted-session.js
+
+
+def hosted_server(live_server_factory: Callable[..., LiveServer], fake: Any, **overrides: str) -> LiveServer:
+    """A live TaskPilot whose hosted sessions come from `fake` (a `tests.fake_openai.FakeOpenAI`)."""
+    return live_server_factory(
+        {
+            "MODEL_PROVIDER": "offline",
+            "LOG_LEVEL": "debug",
+            "OPENAI_API_KEY": fake.api_key,
+            "OPENAI_BASE_URL": fake.base_url,
+            "CHATKIT_WORKFLOW_ID": WORKFLOW_ID,
+            **overrides,
+        }
+    )
+
+
+def stored(driver: Any) -> dict[str, Any] | None:
+    raw = driver.execute_script("return window.sessionStorage.getItem(arguments[0])", STORAGE_KEY)
+    return json.loads(raw) if raw else None
+
+
+def secret_calls(driver: Any) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = driver.execute_script("return window.__chatkit ? window.__chatkit.secretCalls : []")
+    return calls
+
+
+def expire(driver: Any) -> dict[str, Any]:
+    """What ChatKit does when its secret expires: getClientSecret(current)."""
+    call: dict[str, Any] = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; window.__chatkit.expire().then(done);"
+    )
+    return call
+
+
+def has_secret(driver: Any) -> bool:
+    return bool(driver.execute_script("return Boolean(window.__chatkit && window.__chatkit.clientSecret)"))

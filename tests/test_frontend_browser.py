@@ -17,11 +17,17 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
-from app.http.auth import mint_dev_token
-from app.settings import Settings
-from tests.browser_support import cdn_rules, css, ready, screenshot, severe_console_errors, sign_in, texts, wait_for
+from tests.browser_support import (
+    api_tasks,
+    cdn_rules,
+    css,
+    ready,
+    screenshot,
+    severe_console_errors,
+    sign_in,
+    texts,
+    wait_for,
+)
 from tests.support import LiveServer
 
 # Snapshots of the assistant's answer while it streams, to prove it renders incrementally.
@@ -43,16 +49,6 @@ def send(driver: Any, text: str) -> None:
 
 def idle(driver: Any) -> bool:
     return not css(driver, ".tp-console--busy")
-
-
-def api_tasks(server: LiveServer, user: str) -> list[dict[str, Any]]:
-    token = mint_dev_token(Settings.from_env({}), user)
-    response = httpx.get(
-        f"{server.base_url}/api/tasks", params={"status": "all"}, headers={"Authorization": f"Bearer {token}"}
-    )
-    response.raise_for_status()
-    items: list[dict[str, Any]] = response.json()["items"]
-    return items
 
 
 def test_page_falls_back_to_console_and_chats_adds_tasks_acts_and_keeps_history(

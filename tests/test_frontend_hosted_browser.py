@@ -19,15 +19,22 @@ from typing import Any
 import httpx
 import pytest
 
-from app.controllers.pages import STATIC_DIR
 from tests.browser_support import (
     OFFLINE_RULES,
+    STATIC_DIR,
+    STORAGE_KEY,
+    WORKFLOW_ID,
     cdn_rules,
     css,
+    expire,
+    has_secret,
+    hosted_server,
     ready,
     screenshot,
+    secret_calls,
     severe_console_errors,
     sign_in,
+    stored,
     texts,
     wait_for,
 )
@@ -35,8 +42,6 @@ from tests.fake_openai import FakeOpenAI, error_body
 from tests.support import LiveServer
 
 API_KEY = "sk-test-TaskPilotBrowserKey-0123456789abcdef"
-WORKFLOW_ID = "wf_6946b383d368819081b556e6e5fa66330d48d0c9ea4fccd8"
-STORAGE_KEY = "taskpilot.chatkit.hosted-session"
 
 
 @pytest.fixture
@@ -46,43 +51,8 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     fake.stop()
 
 
-def hosted_server(live_server_factory: Callable[..., LiveServer], fake: FakeOpenAI, **overrides: str) -> LiveServer:
-    return live_server_factory(
-        {
-            "MODEL_PROVIDER": "offline",
-            "LOG_LEVEL": "debug",
-            "OPENAI_API_KEY": API_KEY,
-            "OPENAI_BASE_URL": fake.base_url,
-            "CHATKIT_WORKFLOW_ID": WORKFLOW_ID,
-            **overrides,
-        }
-    )
-
-
-def stored(driver: Any) -> dict[str, Any] | None:
-    raw = driver.execute_script("return window.sessionStorage.getItem(arguments[0])", STORAGE_KEY)
-    return json.loads(raw) if raw else None
-
-
-def secret_calls(driver: Any) -> list[dict[str, Any]]:
-    calls: list[dict[str, Any]] = driver.execute_script("return window.__chatkit ? window.__chatkit.secretCalls : []")
-    return calls
-
-
-def expire(driver: Any) -> dict[str, Any]:
-    """What ChatKit does when its secret expires: getClientSecret(current)."""
-    call: dict[str, Any] = driver.execute_async_script(
-        "const done = arguments[arguments.length - 1]; window.__chatkit.expire().then(done);"
-    )
-    return call
-
-
 def ui(driver: Any) -> str:
     return str(driver.find_element("id", "taskpilot-app").get_attribute("data-ui"))
-
-
-def has_secret(driver: Any) -> bool:
-    return bool(driver.execute_script("return Boolean(window.__chatkit && window.__chatkit.clientSecret)"))
 
 
 def notice_text(driver: Any) -> str:

@@ -1,0 +1,102 @@
+// Hosted mode: OpenAI runs the Agent Builder workflow; TaskPilot mints the short-lived sessions.
+// `secrets` is TaskPilot's shared module (src/app/static/hosted-session.js, the one the page at
+// `/` uses): a secret this tab holds is reused while it has more than a minute left, ChatKit's
+// expired one is refreshed (and cancelled upstream), and failures come back in words.
+
+import { ChatKit, useChatKit } from "@openai/chatkit-react";
+import { describeClientSecretError } from "taskpilot/hosted-session";
+import { useCallback, useEffect, useState } from "react";
+
+import { CHATKIT_SCRIPT } from "./chatkit-script.js";
+import { placeholder, startScreen, theme, threadMemory } from "./look.js";
+import { Notice, RetryButton } from "./Notice.jsx";
+
+export function HostedChat({ secrets, script, configured, user, onTasksChanged, onFailure, onUseSelfHosted }) {
+  const [state, setState] = useState({ phase: "starting", attempt: 0 });
+  // The first secret is fetched before ChatKit is shown, so a failure reads as words rather than
+  // as an empty widget; ChatKit's own first call then reuses it.
+  const start = useCallback(async () => {
+    setState((s) => ({ phase: "starting", attempt: s.attempt + 1 }));
+    try {
+      await secrets.getClientSecret(null);
+      setState((s) => ({ ...s, phase: "ready" }));
+    } catch (error) {
+      setState((s) => ({ ...s, phase: "error", error }));
+    }
+  }, [secrets]);
+  // Not configured (health says so): ask anyway without waiting for the CDN; the answer names the variables.
+  const canStart = script === "loaded" || configured === false;
+  useEffect(() => {
+    if (canStart) start();
+  }, [canStart, start]);
+
+  const selfHosted = (
+    <button type="button" className="btn btn-outline" data-action="self-hosted" onClick={onUseSelfHosted}>
+      Use self-hosted mode
+    </button>
+  );
+  if (script === "failed" && configured !== false) {
+    return (
+      <Notice title="Hosted mode needs ChatKit's script" actions={selfHosted}>
+        ChatKit's web component could not be loaded from OpenAI's CDN ({new URL(CHATKIT_SCRIPT).origin}). In hosted mode
+        the conversation runs on OpenAI's servers, so there is nothing to fall back to here. Self-hosted mode needs the
+        same script; TaskPilot's own page has a built-in console that works without it.
+      </Notice>
+    );
+  }
+  if (state.phase === "error") {
+    return (
+      <Notice
+        title="Hosted ChatKit could not start"
+        actions={
+          <>
+            <RetryButton key={state.attempt} after={state.error.retryAfter ?? 0} onRetry={start} />
+            {selfHosted}
+          </>
+        }
+      >
+        {describeClientSecretError(state.error)}
+      </Notice>
+    );
+  }
+  if (state.phase !== "ready") {
+    return (
+      <div className="center">
+        <p className="muted" role="status">
+          Starting hosted ChatKit…
+        </p>
+      </div>
+    );
+  }
+  return <HostedChatKit secrets={secrets} user={user} onTasksChanged={onTasksChanged} onFailure={onFailure} />;
+}
+
+function HostedChatKit({ secrets, user, onTasksChanged, onFailure }) {
+  const [thread] = useState(() => threadMemory(`taskpilot-example.thread:hosted:${user}`));
+  const [initialThread] = useState(() => thread.initial());
+
+  // [readme:hosted]
+  const chatkit = useChatKit({
+    api: {
+      // POST /api/chatkit/sessions (or .../refresh with the expired secret) with the bearer token.
+      getClientSecret: (current) =>
+        secrets.getClientSecret(current).catch((error) => {
+          onFailure(error); // shown in words; ChatKit is told too
+          throw error;
+        }),
+    },
+    composer: { placeholder },
+    startScreen,
+    theme,
+    history: { enabled: true },
+    initialThread,
+    onThreadChange: ({ threadId }) => thread.remember(threadId),
+    onEffect: ({ name }) => {
+      if (name === "tasks.changed") onTasksChanged();
+    },
+    onError: ({ error }) => onFailure(error),
+  });
+  // [/readme:hosted]
+
+  return <ChatKit control={chatkit.control} className="chatkit" />;
+}
