@@ -277,6 +277,7 @@ def test_react_example_wires_both_modes_to_a_live_taskpilot(
     retry = css(driver, 'button[data-action="retry"]')[0]
     assert not retry.is_enabled() and retry.text in {"Retry in 17 s", "Retry in 16 s"}
     assert not css(driver, "openai-chatkit"), "a notice, not a blank widget"
+    screenshot(driver, "react-example-hosted-error.png")
 
     # Signing out clears the tab's secret (none is held after the failure: nothing to cancel).
     next(el for el in css(driver, ".user button") if el.text == "Switch user").click()

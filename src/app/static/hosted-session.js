@@ -138,7 +138,10 @@ export function createClientSecretProvider({
 }) {
   if (!baseUrl) throw new TypeError("createClientSecretProvider needs baseUrl (TaskPilot's origin)");
   if (typeof getToken !== "function") throw new TypeError("createClientSecretProvider needs getToken()");
-  const url = (path) => new URL(path, baseUrl).toString();
+  // Relative to the base, so a TaskPilot behind a path prefix (https://example.com/tasks/) works.
+  const base = new URL(baseUrl, globalThis.location?.href);
+  if (!base.pathname.endsWith("/")) base.pathname += "/";
+  const url = (path) => new URL(path.replace(/^\//, ""), base).toString();
   const inFlight = new Map(); // concurrent calls for the same secret share one request
 
   function read() {
@@ -201,7 +204,7 @@ export function createClientSecretProvider({
         });
       } catch (error) {
         if (error?.name === "AbortError") throw error;
-        throw new ClientSecretError(`Cannot reach TaskPilot at ${new URL(baseUrl).origin} to start a ChatKit session (${error?.message ?? error}). Check your connection and retry.`);
+        throw new ClientSecretError(`Cannot reach TaskPilot at ${base.origin} to start a ChatKit session (${error?.message ?? error}). Check your connection and retry.`);
       }
       if (response.status === 401 && attempt === 0 && invalidateToken) {
         // The token may have expired or the server's keys rotated: one retry with a fresh token.
