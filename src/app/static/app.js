@@ -139,7 +139,9 @@ export async function mount(root, options = {}) {
     h("div", { class: "tp-body" }, chatArea, tasks.element)
   );
 
-  const state = { chat: null, mode: MODES.includes(options.mode) ? options.mode : chooseMode(health), run: 0 };
+  // `?ui=console` is the built-in console, which speaks the self-hosted protocol only.
+  const initialMode = MODES.includes(options.mode) ? options.mode : params().get("ui") === "console" ? "self-hosted" : chooseMode(health);
+  const state = { chat: null, mode: initialMode, run: 0 };
 
   const showStatus = (message, level = "info") => {
     status.hidden = !message;
