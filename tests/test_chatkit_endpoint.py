@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import openai
@@ -202,15 +204,34 @@ async def test_custom_action_completes_the_task_and_replaces_the_widget(chat: Ch
     assert "[done]" in (stored.copy_text or "")  # type: ignore[union-attr]
 
 
-async def test_sync_custom_action_deletes_and_returns_the_updated_widget(chat: Chat) -> None:
+async def test_widget_delete_asks_first_and_deletes_only_on_confirm(chat: Chat) -> None:
     thread, widget, task_id = await _widget_for_task_list(chat)
-    response = await chat.alice.request(
-        "threads.sync_custom_action",
-        {"thread_id": thread, "item_id": widget.id, "action": {"type": "task.delete", "payload": {"id": task_id}}},
-    )
-    assert response.status == 200
-    assert response.body["updated_item"]["id"] == widget.id
-    assert "(none)" in response.body["updated_item"]["copy_text"]
+
+    async def act(kind: str) -> dict[str, Any]:
+        response = await chat.alice.request(
+            "threads.sync_custom_action",
+            {"thread_id": thread, "item_id": widget.id, "action": {"type": kind, "payload": {"id": task_id}}},
+        )
+        assert response.status == 200, response.body
+        assert response.body["updated_item"]["id"] == widget.id
+        return cast("dict[str, Any]", response.body["updated_item"])
+
+    def actions(item: dict[str, Any]) -> list[str]:
+        return re.findall(r'"type":\s*"(task\.[a-z.]+)"', json.dumps(item["widget"]))
+
+    asked = await act("task.delete")
+    assert actions(asked) == ["task.delete.confirm", "task.delete.cancel"]
+    assert "cannot be undone" in json.dumps(asked["widget"])
+    still = await chat.http.get(f"/api/tasks/{task_id}", headers=chat.rest("alice"))
+    assert still.status_code == 200  # asking deletes nothing
+
+    cancelled = await act("task.delete.cancel")
+    assert "task.delete" in actions(cancelled) and "task.delete.confirm" not in actions(cancelled)
+    assert (await chat.http.get(f"/api/tasks/{task_id}", headers=chat.rest("alice"))).status_code == 200
+
+    await act("task.delete")
+    deleted = await act("task.delete.confirm")
+    assert "(none)" in deleted["copy_text"]
     missing = await chat.http.get(f"/api/tasks/{task_id}", headers=chat.rest("alice"))
     assert missing.status_code == 404
 

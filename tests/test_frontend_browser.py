@@ -272,3 +272,71 @@ def test_page_configures_the_chatkit_web_component_when_its_script_loads(
 
     assert driver.execute_script("return window.__cspViolations") == []
     assert severe_console_errors(driver, 401) == []
+
+
+def test_console_keeps_a_refused_message_and_says_how_long_to_wait(
+    live_server_factory: Callable[..., LiveServer], browser: Callable[..., Any]
+) -> None:
+    server = live_server_factory({"RATE_LIMIT_CHAT_PER_MINUTE": "1"})
+    driver = browser()
+    driver.get(f"{server.base_url}/?ui=console")
+    sign_in(driver, "rita")
+    send(driver, "add a task to water the plants")
+    wait_for(driver, lambda d: any("water the plants" in t.lower() for t in texts(d, ".tp-msg--assistant")), "answer")
+    wait_for(driver, idle, "the first stream to end")
+
+    send(driver, "add a task to call mum")  # the limit admits one a minute: this one gets a 429
+    banner = wait_for(
+        driver, lambda d: next((t for t in texts(d, ".tp-banner-text") if "Try again in" in t), None), "429"
+    )
+    assert "Too Many Requests" in banner or "Too many" in banner, banner
+    seconds = int(banner.split("Try again in ")[1].split(" s")[0])
+    assert 1 <= seconds <= 60
+    # Nothing was sent, so nothing is lost: the text is back in the composer.
+    assert css(driver, ".tp-input")[0].get_attribute("value") == "add a task to call mum"
+    assert texts(driver, ".tp-msg--user") == ["add a task to water the plants"]
+    screenshot(driver, "console-rate-limited")
+
+
+def test_deleting_a_task_asks_first_in_the_panel_and_in_the_widget(
+    live_server_factory: Callable[..., LiveServer], browser: Callable[..., Any]
+) -> None:
+    server = live_server_factory({})
+    driver = browser()
+    driver.get(f"{server.base_url}/?ui=console")
+    sign_in(driver, "dora")
+    send(driver, "add a task to buy milk")
+    wait_for(driver, idle, "the first answer")
+    send(driver, "add a task to buy eggs")
+    wait_for(driver, idle, "the second answer")
+    wait_for(driver, lambda d: len(css(d, ".tp-task")) == 2, "both tasks in the panel")
+    milk, eggs = sorted(api_tasks(server, "dora"), key=lambda t: t["number"])
+
+    # The panel: the first click only asks; Cancel keeps the task, Delete removes it.
+    def panel_row(task: dict[str, Any]) -> Any:
+        return driver.find_element("css selector", f'.tp-task[data-task-id="{task["id"]}"]')
+
+    driver.execute_script("arguments[0].click()", panel_row(milk).find_element("css selector", ".tp-task-delete"))
+    assert "cannot be undone" in panel_row(milk).text
+    panel_row(milk).find_element("css selector", ".tp-task-cancel-delete").click()
+    assert panel_row(milk).find_elements("css selector", ".tp-task-delete")
+    assert len(api_tasks(server, "dora")) == 2
+    driver.execute_script("arguments[0].click()", panel_row(milk).find_element("css selector", ".tp-task-delete"))
+    panel_row(milk).find_element("css selector", ".tp-task-confirm-delete").click()
+    wait_for(driver, lambda d: [t["id"] for t in api_tasks(server, "dora")] == [eggs["id"]], "milk deleted")
+
+    # The widget: Delete turns the row into a confirmation served by the server.
+    send(driver, "show my open tasks")
+    row = f'[data-key="task:{eggs["id"]}"]'
+    wait_for(driver, lambda d: d.find_elements("css selector", f'{row} button[data-action="task.delete"]'), "widget")
+    wait_for(driver, idle, "the list answer")
+    driver.find_element("css selector", f'{row} button[data-action="task.delete"]').click()
+    confirm = wait_for(
+        driver,
+        lambda d: next(iter(d.find_elements("css selector", f'{row} button[data-action="task.delete.confirm"]')), None),
+        "the confirmation row",
+    )
+    assert len(api_tasks(server, "dora")) == 1, "asking must delete nothing"
+    screenshot(driver, "widget-delete-confirm")
+    confirm.click()
+    wait_for(driver, lambda d: api_tasks(server, "dora") == [], "eggs deleted after confirming")

@@ -25,7 +25,8 @@ from app.services.tasks import TaskService
 from app.store.db import SessionMaker
 
 ROW_KEY_PREFIX = "task:"
-ACTION_TYPES = ("task.complete", "task.reopen", "task.delete")
+# A Delete button only asks; the row then offers Confirm (`task.delete.confirm`) or Cancel.
+ACTION_TYPES = ("task.complete", "task.reopen", "task.delete", "task.delete.confirm", "task.delete.cancel")
 _PRIORITY_COLOR = {"high": "danger", "medium": "warning", "low": "secondary"}
 MAX_ROWS = 20
 
@@ -42,7 +43,43 @@ def _caption(task: dict[str, Any], today: date) -> str:
     return " · ".join(parts) or "No due date"
 
 
-def _row(task: dict[str, Any], today: date) -> dict[str, Any]:
+def _confirm_row(task: dict[str, Any]) -> dict[str, Any]:
+    task_id = str(task["id"])
+    return {
+        "type": "Row",
+        "key": ROW_KEY_PREFIX + task_id,
+        "gap": 2,
+        "align": "center",
+        "children": [
+            {
+                "type": "Text",
+                "value": f"Delete #{task['number']} {task['title']}? This cannot be undone.",
+                "weight": "medium",
+                "truncate": True,
+            },
+            {"type": "Spacer"},
+            {
+                "type": "Button",
+                "label": "Delete",
+                "size": "sm",
+                "color": "danger",
+                "variant": "solid",
+                "onClickAction": {"type": "task.delete.confirm", "payload": {"id": task_id}},
+            },
+            {
+                "type": "Button",
+                "label": "Cancel",
+                "size": "sm",
+                "variant": "outline",
+                "onClickAction": {"type": "task.delete.cancel", "payload": {"id": task_id}},
+            },
+        ],
+    }
+
+
+def _row(task: dict[str, Any], today: date, *, confirming: bool = False) -> dict[str, Any]:
+    if confirming:
+        return _confirm_row(task)
     task_id = str(task["id"])
     completed = bool(task.get("completed"))
     toggle = "task.reopen" if completed else "task.complete"
@@ -105,9 +142,12 @@ def _prune(value: Any) -> Any:
 
 
 def task_list_widget(
-    title: str, tasks: list[dict[str, Any]], today: date | None = None
+    title: str, tasks: list[dict[str, Any]], today: date | None = None, *, confirming: str | None = None
 ) -> tuple[DynamicWidgetRoot, str]:
-    """The widget for `tasks` (compact task dicts) and its plain-text copy for the model and clipboard."""
+    """The widget for `tasks` (compact task dicts) and its plain-text copy for the model and clipboard.
+
+    `confirming` is the id of a task whose row asks to confirm its deletion.
+    """
     today = today or utc_today()
     shown = tasks[:MAX_ROWS]
     children: list[dict[str, Any]] = [
@@ -122,7 +162,7 @@ def task_list_widget(
         {"type": "Divider"},
     ]
     if shown:
-        children.extend(_row(task, today) for task in shown)
+        children.extend(_row(task, today, confirming=str(task["id"]) == confirming) for task in shown)
     else:
         children.append({"type": "Text", "value": "Nothing here.", "color": "secondary"})
     widget = DynamicWidgetRoot.model_validate(_prune({"type": "Card", "size": "md", "children": children}))
@@ -192,23 +232,31 @@ class TaskActions:
             raise CustomStreamError("The action names no valid task id.") from None
         user_id: str = context.user_id
         changed: set[str] = set()
+        confirming: str | None = None
         async with TaskService.begin(self.session_maker, user_id, clock=self.clock) as service:
             try:
                 if action.type == "task.complete":
                     await service.complete(task_id)
                 elif action.type == "task.reopen":
                     await service.reopen(task_id)
-                else:
+                elif action.type == "task.delete":
+                    await service.get(task_id)  # nothing changes yet: the row asks to confirm
+                    confirming = str(task_id)
+                elif action.type == "task.delete.confirm":
                     await service.delete(task_id)
-                changed.add(str(task_id))
+                if action.type in {"task.complete", "task.reopen", "task.delete.confirm"}:
+                    changed.add(str(task_id))
             except NotFound:
                 pass  # already gone (deleted elsewhere): re-rendering below drops the row
             except DomainError as exc:
                 raise CustomStreamError(exc.detail) from None
-            replacement = await self._rerender(service, sender) if sender is not None else None
+            if sender is None:
+                replacement = None
+            else:
+                replacement = await self._rerender(service, sender, confirming=confirming)
         return ActionOutcome(replacement=replacement, changed_ids=changed)
 
-    async def _rerender(self, service: TaskService, sender: WidgetItem) -> WidgetItem:
+    async def _rerender(self, service: TaskService, sender: WidgetItem, *, confirming: str | None = None) -> WidgetItem:
         today = self.clock()
         tasks = []
         for task_id in widget_task_ids(sender.widget):
@@ -216,5 +264,5 @@ class TaskActions:
                 tasks.append(compact_task(await service.get(uuid.UUID(task_id)), today))
             except (NotFound, ValueError):
                 continue
-        widget, copy_text = task_list_widget(widget_title(sender.widget), tasks, today)
+        widget, copy_text = task_list_widget(widget_title(sender.widget), tasks, today, confirming=confirming)
         return sender.model_copy(update={"widget": widget, "copy_text": copy_text})

@@ -2,17 +2,27 @@
 // failures turned into messages a person can act on (problem+json `detail` when there is one).
 
 export class ApiError extends Error {
-  constructor(message, { status = 0, problem = null } = {}) {
+  constructor(message, { status = 0, problem = null, retryAfter = null } = {}) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.problem = problem;
+    this.retryAfter = retryAfter; // whole seconds to wait (429/503 `Retry-After`), or null
   }
+}
+
+/** `Retry-After` as whole seconds (delta-seconds or an HTTP date), or null. */
+export function retryAfterSeconds(response) {
+  const value = response.headers?.get?.("retry-after");
+  if (!value) return null;
+  const seconds = /^\d+$/.test(value.trim()) ? Number(value) : Math.ceil((Date.parse(value) - Date.now()) / 1000);
+  return Number.isFinite(seconds) ? Math.max(1, seconds) : null;
 }
 
 /** An `ApiError` describing a non-2xx response: RFC 9457 `detail`, else whatever the body says. */
 export async function errorFromResponse(response) {
   const status = response.status;
+  const retryAfter = retryAfterSeconds(response);
   let text = "";
   try {
     text = await response.text();
@@ -29,11 +39,11 @@ export async function errorFromResponse(response) {
     const detail = body.detail ?? body.message ?? body.error?.message;
     if (typeof detail === "string" && detail) {
       const title = typeof body.title === "string" && body.title ? body.title : statusPhrase(status);
-      return new ApiError(`${title}: ${detail}`, { status, problem: body });
+      return new ApiError(`${title}: ${detail}`, { status, problem: body, retryAfter });
     }
   }
   const short = text && text.length <= 200 && !text.trimStart().startsWith("<") ? `: ${text.trim()}` : "";
-  return new ApiError(`${statusPhrase(status)} (HTTP ${status})${short}`, { status });
+  return new ApiError(`${statusPhrase(status)} (HTTP ${status})${short}`, { status, retryAfter });
 }
 
 function statusPhrase(status) {

@@ -248,11 +248,18 @@ export class ChatConsole {
     this.input.value = "";
     this.#autosize();
     const input = userInput(text);
+    let refused;
     if (this.threadId) {
-      await this.#run("threads.add_user_message", { thread_id: this.threadId, input });
+      refused = await this.#run("threads.add_user_message", { thread_id: this.threadId, input });
     } else {
       this.log.replaceChildren();
-      await this.#run("threads.create", { input });
+      refused = await this.#run("threads.create", { input });
+    }
+    // Refused before any stream opened (a 429, a 503 while restarting, a 4xx): nothing was saved,
+    // so the text goes back into the composer instead of being lost.
+    if (refused?.status && !this.input.value) {
+      this.input.value = text;
+      this.#autosize();
     }
   }
 
@@ -297,11 +304,15 @@ export class ChatConsole {
     this.sendButton.disabled = true;
     this.stopButton.hidden = false;
     this.#showProgress("Thinking…");
+    let failure = null;
     try {
       await this.chatkit.stream(type, params, (event) => this.handleEvent(event), { signal: this.busy.signal });
     } catch (error) {
+      failure = error;
       if (error?.name === "AbortError") {
         this.showNotice({ level: "info", message: "Stopped. The partial answer is kept." });
+      } else if (error?.retryAfter) {
+        this.showError(`${error.message} Try again in ${error.retryAfter} s.`);
       } else {
         this.showError(error.message);
       }
@@ -316,6 +327,7 @@ export class ChatConsole {
       }
       this.input.focus();
     }
+    return failure;
   }
 
   // ---- events ------------------------------------------------------------------------------

@@ -145,8 +145,27 @@ export class TaskPanel {
         meta.length ? h("div", { class: "tp-task-meta" }, meta) : null
       ),
       task.priority !== "medium" ? h("span", { class: ["tp-badge", "tp-badge--soft", task.priority === "high" ? "tp-badge--danger" : "tp-badge--secondary"] }, task.priority) : null,
-      h("button", { type: "button", class: "tp-icon-btn tp-task-delete", title: "Delete", "aria-label": `Delete #${task.number} ${task.title}`, onClick: (e) => this.#act(task, "delete", e.currentTarget) }, "×")
+      h("button", { type: "button", class: "tp-icon-btn tp-task-delete", title: "Delete", "aria-label": `Delete #${task.number} ${task.title}`, onClick: (e) => this.#askToDelete(task, e.currentTarget.closest("li")) }, "×")
     );
+  }
+
+  // Deleting cannot be undone, so the row first asks; only its Delete button deletes.
+  #askToDelete(task, row) {
+    const original = [...row.childNodes];
+    const cancel = () => {
+      row.classList.remove("tp-task--confirm");
+      row.replaceChildren(...original);
+      row.querySelector(".tp-task-delete")?.focus();
+    };
+    const confirm = h("button", { type: "button", class: "tp-btn tp-btn--solid tp-btn--danger tp-btn--sm tp-task-confirm-delete", onClick: (e) => this.#act(task, "delete", e.currentTarget) }, "Delete");
+    row.classList.add("tp-task--confirm");
+    row.replaceChildren(
+      h("div", { class: "tp-task-body" }, h("div", { class: "tp-task-title" }, `Delete #${task.number} ${task.title}? This cannot be undone.`)),
+      confirm,
+      h("button", { type: "button", class: "tp-btn tp-btn--outline tp-btn--sm tp-task-cancel-delete", onClick: cancel }, "Cancel")
+    );
+    row.addEventListener("keydown", (e) => e.key === "Escape" && cancel(), { once: true });
+    confirm.focus();
   }
 
   async #act(task, action, control) {
