@@ -295,7 +295,7 @@ def test_console_keeps_a_refused_message_and_says_how_long_to_wait(
     # Nothing was sent, so nothing is lost: the text is back in the composer.
     assert css(driver, ".tp-input")[0].get_attribute("value") == "add a task to call mum"
     assert texts(driver, ".tp-msg--user") == ["add a task to water the plants"]
-    screenshot(driver, "console-rate-limited")
+    screenshot(driver, "console-rate-limited.png")
 
 
 def test_deleting_a_task_asks_first_in_the_panel_and_in_the_widget(
@@ -337,6 +337,6 @@ def test_deleting_a_task_asks_first_in_the_panel_and_in_the_widget(
         "the confirmation row",
     )
     assert len(api_tasks(server, "dora")) == 1, "asking must delete nothing"
-    screenshot(driver, "widget-delete-confirm")
+    screenshot(driver, "widget-delete-confirm.png")
     confirm.click()
     wait_for(driver, lambda d: api_tasks(server, "dora") == [], "eggs deleted after confirming")
