@@ -452,3 +452,25 @@ def _logged(caplog: pytest.LogCaptureFixture) -> str:
 
     formatter = JsonFormatter()
     return "\n".join(formatter.format(record) for record in caplog.records)
+
+
+async def test_a_failure_after_the_first_frame_ends_the_stream_with_an_error_frame() -> None:
+    from app.controllers.chatkit import FAILURE_FRAME, with_keepalive
+
+    async def frames() -> AsyncIterator[bytes]:
+        yield b'data: {"type":"thread.created"}\n\n'
+        raise RuntimeError("a bug in our code")
+
+    received = [frame async for frame in with_keepalive(frames(), 5.0)]
+    assert received == [b'data: {"type":"thread.created"}\n\n', FAILURE_FRAME]
+
+
+async def test_a_failure_before_the_first_frame_is_raised_for_an_http_error() -> None:
+    from app.controllers.chatkit import with_keepalive
+
+    async def frames() -> AsyncIterator[bytes]:
+        raise RuntimeError("the database is down")
+        yield b""  # pragma: no cover - makes this an async generator
+
+    with pytest.raises(RuntimeError):
+        _ = [frame async for frame in with_keepalive(frames(), 5.0)]

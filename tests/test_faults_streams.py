@@ -140,6 +140,11 @@ async def test_provider_failing_mid_stream_is_an_error_event_and_nothing_is_lost
             assert broken.deltas >= 1, kinds  # it failed mid-answer, not before it
             assert kinds[-1] == "error" and kinds.count("error") == 1, kinds
             assert broken.events[-1].allow_retry is True
+            partial = "".join(
+                e.update.delta
+                for e in broken.events
+                if e.type == "thread.item.updated" and e.update.type == "assistant_message.content_part.text_delta"
+            )
 
             failed = await chat.send(thread, "are you there?")
             assert [e.type for e in failed.events][-1] == "error"
@@ -154,6 +159,8 @@ async def test_provider_failing_mid_stream_is_an_error_event_and_nothing_is_lost
         assert set(done) <= {i["id"] for i in items}
         assert all(text.strip() for text in _assistant_texts(items))
         assert _assistant_texts(items)[-1] == "You're welcome!"
+        # What the client saw of the broken answer is saved, not only the user's message.
+        assert partial in _assistant_texts(items)
         # The model saw the whole conversation on the last turn, failed turns included.
         history = json.dumps(fake.requests[-1]["messages"])
         assert "tell me a story" in history and "are you there?" in history

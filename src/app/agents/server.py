@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,18 +28,24 @@ from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import AttachmentStore, NotFoundError, Store
 from chatkit.types import (
+    AssistantMessageContent,
+    AssistantMessageContentPartDone,
+    AssistantMessageContentPartTextDelta,
     AssistantMessageItem,
     AttachmentsDeleteReq,
     AudioInput,
     ChatKitReq,
     ClientEffectEvent,
+    ErrorEvent,
     FeedbackKind,
     ItemsFeedbackReq,
     StructuredInputItem,
     SyncCustomActionResponse,
+    ThreadCreatedEvent,
     ThreadItem,
     ThreadItemAddedEvent,
     ThreadItemDoneEvent,
+    ThreadItemRemovedEvent,
     ThreadItemReplacedEvent,
     ThreadItemUpdatedEvent,
     ThreadMetadata,
@@ -169,10 +176,76 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                     raise Conflict("The thread has no pending client tool call to answer.")
 
     async def _process_streaming_impl(self, request: Any, context: Any) -> AsyncGenerator[ThreadStreamEvent, None]:
-        # The library stamps items with naive `datetime.now()`; the store keeps UTC. Stamping
-        # the streamed copies the same way makes a reload show exactly what was streamed.
-        async for event in super()._process_streaming_impl(request, context):
-            yield _with_utc_timestamps(event)
+        """The library's stream, made safe to end at any point once it has opened.
+
+        The library turns most failures inside a turn into an `error` event, but not those around
+        it (saving the user's message after `thread.created` went out, the final thread save):
+        those were re-raised and cut the connection. Every failure ends with one `error` event
+        here, and the answer streamed so far is saved first (the library saves it only when the
+        client disconnects).
+        """
+        pending: dict[str, _Partial] = {}
+        thread_id: str | None = getattr(getattr(request, "params", None), "thread_id", None)
+        opened = False
+        try:
+            async for event in super()._process_streaming_impl(request, context):
+                if isinstance(event, ThreadCreatedEvent):
+                    thread_id = event.thread.id
+                self._track_pending(pending, event)
+                if isinstance(event, ErrorEvent):
+                    await self._save_partial(thread_id, pending, context)
+                # The library stamps items with naive `datetime.now()`; the store keeps UTC. Stamping
+                # the streamed copies the same way makes a reload show exactly what was streamed.
+                yield _with_utc_timestamps(event)
+                opened = True
+        except Exception as exc:
+            if not opened:
+                raise  # before the first event, an HTTP error from the central mapping (503) says it better
+            # Only the type: a driver's message can carry the statement's parameters (message text).
+            log.warning(
+                "stream failed after it opened",
+                extra={"fields": {"thread_id": thread_id, "error": type(exc).__name__}},
+            )
+            await self._save_partial(thread_id, pending, context)
+            yield ErrorEvent(
+                code="custom",
+                message="Something went wrong while answering; your message may not have been saved. Send it again.",
+                allow_retry=True,
+            )
+
+    def _track_pending(self, pending: dict[str, _Partial], event: ThreadStreamEvent) -> None:
+        """Keep the text of assistant messages streamed but not yet done.
+
+        Our own copy of the text: the library's pending items share content parts with the
+        events, so applying the same updates to a second copy would double them.
+        """
+        if isinstance(event, ThreadItemAddedEvent) and isinstance(event.item, AssistantMessageItem):
+            pending[event.item.id] = _Partial(event.item.model_copy(deep=True))
+        elif isinstance(event, ThreadItemDoneEvent | ThreadItemReplacedEvent):
+            pending.pop(event.item.id, None)
+        elif isinstance(event, ThreadItemRemovedEvent):
+            pending.pop(event.item_id, None)
+        elif isinstance(event, ThreadItemUpdatedEvent) and event.item_id in pending:
+            parts = pending[event.item_id].parts
+            update = event.update
+            if isinstance(update, AssistantMessageContentPartTextDelta):
+                parts[update.content_index] = parts.get(update.content_index, "") + update.delta
+            elif isinstance(update, AssistantMessageContentPartDone):
+                parts[update.content_index] = update.content.text
+
+    async def _save_partial(self, thread_id: str | None, pending: dict[str, _Partial], context: Any) -> None:
+        """Save the partial answers of a failed stream (best effort: the store may be what failed)."""
+        partial = [entry.item() for entry in pending.values() if "".join(entry.parts.values()).strip()]
+        pending.clear()
+        if thread_id is None or not partial:
+            return
+        try:
+            with anyio.CancelScope(shield=True):
+                for item in partial:
+                    await self.store.add_thread_item(thread_id, item, context)
+        except Exception as exc:
+            fields = {"thread_id": thread_id, "error": type(exc).__name__}
+            log.warning("could not save the partial answer", extra={"fields": fields})
 
     # ---- protocol hooks ---------------------------------------------------------------------
 
@@ -287,6 +360,18 @@ def _with_utc_timestamps(event: ThreadStreamEvent) -> ThreadStreamEvent:
             fixed = holder.model_copy(update={"created_at": created_at.astimezone(UTC)})
             return event.model_copy(update={name: fixed})
     return event
+
+
+@dataclass
+class _Partial:
+    """An assistant message being streamed: the item as added, and its text so far by content index."""
+
+    added: AssistantMessageItem
+    parts: dict[int, str] = field(default_factory=dict)
+
+    def item(self) -> AssistantMessageItem:
+        content = [AssistantMessageContent(text=self.parts[index], annotations=[]) for index in sorted(self.parts)]
+        return self.added.model_copy(update={"content": content})
 
 
 class _MessageIds:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from app.ops import metrics
 from app.ops.drain import Drain
 from app.ops.ratelimit import Limits
 
+log = logging.getLogger("app.chatkit")
+
 KEEPALIVE_FRAME = b": keepalive\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -36,6 +39,10 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 RESTART_FRAME = (
     b'data: {"type":"error","code":"custom","message":"The server is restarting. Your message and the '
     b'partial answer are saved; send again to continue.","allow_retry":true}\n\n'
+)
+FAILURE_FRAME = (
+    b'data: {"type":"error","code":"custom","message":"Something went wrong while answering; send your '
+    b'message again.","allow_retry":true}\n\n'
 )
 STREAMING_TYPES = frozenset(
     {
@@ -64,6 +71,7 @@ async def with_keepalive(
     queue: asyncio.Queue[Any] = asyncio.Queue()
     started = time.perf_counter()
     first = True
+    sent = False
 
     async def produce() -> None:
         try:
@@ -72,7 +80,7 @@ async def with_keepalive(
         except asyncio.CancelledError:
             queue.put_nowait(_CUT)
             raise
-        except BaseException as exc:  # surfaced to the consumer, which re-raises it
+        except BaseException as exc:  # surfaced to the consumer, which ends the stream with an error event
             await queue.put(exc)
             return
         await queue.put(None)
@@ -86,6 +94,7 @@ async def with_keepalive(
             try:
                 item = await asyncio.wait_for(queue.get(), timeout=interval)
             except TimeoutError:
+                sent = True
                 yield KEEPALIVE_FRAME
                 continue
             if item is None:
@@ -94,10 +103,18 @@ async def with_keepalive(
                 yield RESTART_FRAME
                 return
             if isinstance(item, BaseException):
-                raise item
+                if not sent:
+                    raise item  # nothing sent yet: `started` lets the central mapping answer (503)
+                # Past the first frame the status line is sent: raising would cut the connection
+                # with no word to the client. The server above already turns its failures into an
+                # `error` event; this catches whatever still escapes (serialising, the library).
+                log.warning("stream failed after it opened", extra={"fields": {"error": type(item).__name__}})
+                yield FAILURE_FRAME
+                return
             if first:
                 metrics.TIME_TO_FIRST_EVENT.observe(time.perf_counter() - started)
                 first = False
+            sent = True
             yield item
     finally:
         metrics.ACTIVE_STREAMS.dec()

@@ -56,7 +56,9 @@ def build_db_config(
     The web app passes Advanced Alchemy's Litestar config class (and its options) so the plugin,
     the ChatKit Store and the services share one engine; the CLI and jobs use the plain class.
     """
-    engine: dict[str, Any] = {"echo": settings.database_echo}
+    # Without hide_parameters every database error's message (and so every logged traceback)
+    # carries the statement's bound values: a user's message, a whole assistant reply, a task.
+    engine: dict[str, Any] = {"echo": settings.database_echo, "hide_parameters": not settings.log_content}
     if settings.is_sqlite:
         path = sqlite_path(settings.database_url)
         if path is not None:
