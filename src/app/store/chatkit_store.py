@@ -35,6 +35,12 @@ Semantics (each one is pinned by tests/test_chatkit_store.py, on SQLite and Post
   server's local time (which is what `datetime.now()` means) and converted to UTC; aware
   ones are converted to UTC. Both the column and the stored JSON hold that UTC instant, so
   a loaded object equals what was saved and saving it again changes nothing.
+- A call whose connection dies (the server restarted, `pg_terminate_backend`, a network cut)
+  is retried on a fresh connection, up to `CONNECTION_ATTEMPTS` times with a short backoff:
+  the retried writes are idempotent upserts (or deletes of what may already be gone), so running
+  them again is safe (deleting a thread or an attachment is not retried: a second try would report
+  "not found"), and a reply the client has seen is not lost to its last write. Other errors are
+  raised at once.
 - Objects are stored whole as JSON (`model_dump_json`, the same output as
   `model_dump(mode="json")`; attachments keep their `metadata`) and read back with pydantic
   adapters built once at import.
@@ -42,16 +48,20 @@ Semantics (each one is pinned by tests/test_chatkit_store.py, on SQLite and Post
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Concatenate, Literal, ParamSpec, cast
 
 from advanced_alchemy.config.asyncio import SQLAlchemyAsyncConfig
 from chatkit.store import NotFoundError, Store, StoreItemType
 from chatkit.types import Attachment, FeedbackKind, Page, ThreadItem, ThreadMetadata
 from pydantic import TypeAdapter
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import TypeVar
 
@@ -79,6 +89,63 @@ __all__ = [
 
 
 ContextT = TypeVar("ContextT", bound=UserContext, default=RequestContext)
+P = ParamSpec("P")
+R = TypeVar("R")
+StoreT = TypeVar("StoreT")
+
+log = logging.getLogger("app.store")
+
+CONNECTION_ATTEMPTS = 3
+RETRY_BACKOFF_SECONDS = (0.05, 0.25)
+# What asyncpg raises when the server ended the connection (when SQLAlchemy has not already
+# flagged the error as a disconnect): PostgreSQL's 57P01-57P03 and a socket closed mid-operation.
+_CONNECTION_DIED = frozenset(
+    {"ConnectionDoesNotExistError", "AdminShutdownError", "CrashShutdownError", "CannotConnectNowError"}
+)
+
+
+def connection_died(exc: BaseException) -> bool:
+    """True when `exc` means the database connection was lost, so the call may run again."""
+    for _ in range(5):  # Advanced Alchemy wraps driver errors, the original as the cause
+        if isinstance(exc, DBAPIError):
+            if exc.connection_invalidated:
+                return True
+            orig = exc.orig
+            return isinstance(orig, ConnectionError) or type(orig).__name__ in _CONNECTION_DIED
+        if isinstance(exc, ConnectionError):
+            return True
+        if exc.__cause__ is None:
+            return False
+        exc = exc.__cause__
+    return False
+
+
+def _retry_when_connection_dies(
+    method: Callable[Concatenate[StoreT, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[StoreT, P], Coroutine[Any, Any, R]]:
+    """Run a store call again on a fresh connection when its connection died (see the module notes).
+
+    SQLAlchemy invalidates the pool on a disconnect, so the next attempt does not meet the other
+    dead pooled connections either.
+    """
+
+    async def retrying(self: StoreT, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(CONNECTION_ATTEMPTS):
+            try:
+                return await method(self, *args, **kwargs)
+            except Exception as exc:
+                if attempt + 1 >= CONNECTION_ATTEMPTS or not connection_died(exc):
+                    raise
+                log.warning(
+                    "database connection lost; retrying",
+                    extra={"fields": {"call": method.__name__, "attempt": attempt + 1, "error": type(exc).__name__}},
+                )
+                await asyncio.sleep(RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)])
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    functools.update_wrapper(retrying, method)
+    return retrying
+
 
 # ChatKit's own prefixes (chatkit.store._ID_PREFIXES), with UUIDv7 bodies: 74 random bits
 # instead of the library's 32, and ids that sort by creation time.
@@ -195,6 +262,7 @@ class ChatKitStore(Store[ContextT]):
 
     # ---- threads -----------------------------------------------------------------------------
 
+    @_retry_when_connection_dies
     async def load_thread(self, thread_id: str, context: ContextT) -> ThreadMetadata:
         async with self._autocommit() as session:
             row = await ChatThreadRepository(session=session).get_thread(user_id=context.user_id, thread_id=thread_id)
@@ -202,6 +270,7 @@ class ChatKitStore(Store[ContextT]):
             raise NotFoundError(f"Thread {thread_id} not found")
         return self._thread(*row)
 
+    @_retry_when_connection_dies
     async def save_thread(self, thread: ThreadMetadata, context: ContextT) -> None:
         created_at, data = _thread_json(thread)
         async with self._autocommit() as session:
@@ -214,6 +283,7 @@ class ChatKitStore(Store[ContextT]):
                 now=utcnow(),
             )
 
+    @_retry_when_connection_dies
     async def load_threads(self, limit: int, after: str | None, order: str, context: ContextT) -> Page[ThreadMetadata]:
         limit = max(limit, 1)
         async with self._autocommit() as session:
@@ -238,6 +308,7 @@ class ChatKitStore(Store[ContextT]):
 
     # ---- items -------------------------------------------------------------------------------
 
+    @_retry_when_connection_dies
     async def load_thread_items(
         self, thread_id: str, after: str | None, limit: int, order: str, context: ContextT
     ) -> Page[ThreadItem]:
@@ -258,6 +329,7 @@ class ChatKitStore(Store[ContextT]):
         items = [ITEM_ADAPTER.validate_json(data) for data in rows[:limit]]
         return self._page(items, has_more=len(rows) > limit)
 
+    @_retry_when_connection_dies
     async def load_item(self, thread_id: str, item_id: str, context: ContextT) -> ThreadItem:
         async with self._autocommit() as session:
             data = await ChatItemRepository(session=session).get_item(
@@ -267,6 +339,7 @@ class ChatKitStore(Store[ContextT]):
             raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
         return ITEM_ADAPTER.validate_json(data)
 
+    @_retry_when_connection_dies
     async def add_thread_item(self, thread_id: str, item: ThreadItem, context: ContextT) -> None:
         row = _item_row(item)
         async with self._autocommit() as session:
@@ -286,6 +359,7 @@ class ChatKitStore(Store[ContextT]):
     async def save_item(self, thread_id: str, item: ThreadItem, context: ContextT) -> None:
         await self.add_thread_item(thread_id, item, context)
 
+    @_retry_when_connection_dies
     async def add_thread_items(self, thread_id: str, items: Sequence[ThreadItem], context: ContextT) -> None:
         """Upsert several items in one transaction, in list order (ties keep that order)."""
         if not items:
@@ -309,6 +383,7 @@ class ChatKitStore(Store[ContextT]):
         if written != len(rows):
             raise ItemIdConflictError("an item id is already used in another thread of this user")
 
+    @_retry_when_connection_dies
     async def delete_thread_item(self, thread_id: str, item_id: str, context: ContextT) -> None:
         async with self._writing() as session:
             if not await ChatThreadRepository(session=session).touch(
@@ -324,6 +399,7 @@ class ChatKitStore(Store[ContextT]):
 
     # ---- attachments -------------------------------------------------------------------------
 
+    @_retry_when_connection_dies
     async def save_attachment(self, attachment: Attachment, context: ContextT) -> None:
         async with self._writing() as session:
             if attachment.thread_id is not None and not await ChatThreadRepository(session=session).thread_exists(
@@ -345,6 +421,7 @@ class ChatKitStore(Store[ContextT]):
     async def load_attachment(self, attachment_id: str, context: ContextT) -> Attachment:
         return (await self.load_attachment_record(attachment_id, context)).attachment
 
+    @_retry_when_connection_dies
     async def load_attachment_record(self, attachment_id: str, context: ContextT) -> AttachmentRecord:
         """The attachment plus its upload status, storage key and size."""
         async with self._autocommit() as session:
@@ -361,6 +438,7 @@ class ChatKitStore(Store[ContextT]):
             size=size,
         )
 
+    @_retry_when_connection_dies
     async def mark_attachment_uploaded(
         self,
         attachment_id: str,
@@ -413,6 +491,7 @@ class ChatKitStore(Store[ContextT]):
 
     # ---- feedback ----------------------------------------------------------------------------
 
+    @_retry_when_connection_dies
     async def save_feedback(
         self, thread_id: str, item_ids: Sequence[str], kind: FeedbackKind, context: ContextT
     ) -> int:
@@ -432,6 +511,7 @@ class ChatKitStore(Store[ContextT]):
                 user_id=context.user_id, thread_id=thread_id, item_ids=item_ids, kind=kind, now=utcnow()
             )
 
+    @_retry_when_connection_dies
     async def load_feedback(self, thread_id: str, context: ContextT) -> dict[str, FeedbackKind]:
         """`{item_id: kind}` for the user's thread; `NotFoundError` when it is not the user's."""
         async with self._autocommit() as session:
