@@ -40,9 +40,7 @@ def _streamed_text(stream: Stream) -> str:
 
 
 def _cut_once_function(database: str, port: int) -> str:
-    remember = (
-        f"host=127.0.0.1 port={port} dbname={database} user=postgres application_name=fault-injector"
-    )
+    remember = f"host=127.0.0.1 port={port} dbname={database} user=postgres application_name=fault-injector"
     return f"""
 CREATE OR REPLACE FUNCTION taskpilot_test_cut_once() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -119,7 +117,8 @@ async def test_replies_streamed_completely_are_saved_when_connections_are_termin
     assert terminated > 0, "no server connection was terminated"
 
     complete = [(user, s) for user, s in streams if _streamed_text(s) == HELP_TEXT]
-    assert len(complete) >= STREAMS // 2, [(_streamed_text(s)[:20], [e.type for e in s.events][-2:]) for _, s in streams]
+    outcomes = [(_streamed_text(s)[:20], [e.type for e in s.events][-2:]) for _, s in streams]
+    assert len(complete) >= STREAMS // 2, outcomes
     lost: list[dict[str, Any]] = []
     for user, stream in complete:
         items = await stored_items(fresh_postgres_url, user, stream.thread_id)
@@ -129,4 +128,3 @@ async def test_replies_streamed_completely_are_saved_when_connections_are_termin
             lost.append({"thread": stream.thread_id, "stored": answers, "last": [e.type for e in stream.events][-2:]})
     assert not lost, f"{len(lost)} of {len(complete)} replies the client received completely were not saved: {lost}"
     assert server.process.poll() is None
-
