@@ -141,3 +141,40 @@ async def test_unreachable_provider_is_a_readable_error(live_server_factory) -> 
         errors = result.of_type("error")
         assert len(errors) == 1
         assert "could not be reached" in errors[0].message
+
+
+async def test_chat_completions_tool_call_that_omits_optional_arguments_creates_the_task_with_defaults(
+    live_server_factory, fake_model
+) -> None:
+    # vLLM, Ollama, MiMo and others do not enforce strict schemas: the nullable fields are left out.
+    fake = fake_model([ToolCall("add_task", {"title": "Buy milk", "priority": "high"}), Reply("Added “Buy milk”.")])
+    server = live_server_factory(_env("openai-compatible", fake))
+    token = run_cli(["token", "--user", "alice"], server.env).stdout.strip()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        result = await ChatKitClient(http, token).create_thread("add buy milk, high priority")
+        assert result.status == 200 and not result.of_type("error"), result.of_type("error")
+        tasks = (await http.get("/api/tasks", headers={"Authorization": f"Bearer {token}"})).json()["items"]
+    assert [(t["title"], t["priority"], t["description"], t["due_date"], t["tags"]) for t in tasks] == [
+        ("Buy milk", "high", None, None, [])
+    ]
+    conversation = [r for r in fake.requests if "thread title" not in json.dumps(r)]
+    tool_results = [m for m in conversation[1]["messages"] if m.get("role") == "tool"]
+    assert len(tool_results) == 1 and json.loads(tool_results[0]["content"])["ok"] is True, tool_results
+
+
+async def test_chat_completions_providers_get_text_only_user_content_as_a_plain_string(
+    live_server_factory, fake_model
+) -> None:
+    # Some OpenAI-compatible servers accept only a string as a message's content.
+    fake = fake_model([Reply("Hello!"), Reply("Still here.")])
+    server = live_server_factory(_env("openai-compatible", fake))
+    token = run_cli(["token", "--user", "alice"], server.env).stdout.strip()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        alice = ChatKitClient(http, token)
+        first = await alice.create_thread("hi there")
+        second = await alice.send(first.thread_id, "are you there?")
+        assert not first.of_type("error") and not second.of_type("error")
+    conversation = [r for r in fake.requests if "thread title" not in json.dumps(r)]
+    users = [m for m in conversation[-1]["messages"] if m.get("role") == "user"]
+    assert users and all(isinstance(m["content"], str) for m in users), users
+    assert [m["content"] for m in users][-2:] == ["hi there", "are you there?"]

@@ -89,6 +89,7 @@ def build_chatkit_server(
         model_name=model_name,
         context_tokens=settings.model_context_tokens,
         title_with_model=settings.model_provider != "offline" and model_provider is None,
+        plain_text_content=settings.model_provider == "openai-compatible",
         converter=TaskPilotConverter(
             attachments,
             image_bytes=settings.attachment_model_image_bytes,

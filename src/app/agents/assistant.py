@@ -12,7 +12,7 @@ import base64
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, cast
 
 import openai
 from agents import Agent, RunConfig, Runner, RunResultStreaming
@@ -209,6 +209,8 @@ class Assistant:
     title_with_model: bool = False
     converter: ThreadItemConverter = field(default_factory=TaskPilotConverter)
     history_page: int = 50
+    # Chat Completions servers (vLLM, Ollama, ...) may accept only a string as a message's content.
+    plain_text_content: bool = False
 
     def __post_init__(self) -> None:
         self.urdu = Agent[TurnContext](
@@ -251,6 +253,8 @@ class Assistant:
 
     async def run(self, thread: ThreadMetadata, turn: TurnContext) -> RunResultStreaming:
         history = await self.history(thread, turn)
+        if self.plain_text_content:
+            history = [plain_text_message(item) for item in history]
         # A shallow per-run copy (same tools, same instructions): the Agents SDK keeps a registry
         # of the runs using each Agent object and walks all of them on every run start, model
         # turn and run end (its concurrent tool-mutation guard), so with one shared Agent each
@@ -286,6 +290,22 @@ class Assistant:
             except Exception as exc:  # a title is a nicety: never fail the turn for it
                 log.info("title generation failed", exc_info=True, extra={"fields": {"error": type(exc).__name__}})
         return summarize_title(text)
+
+
+def plain_text_message(item: TResponseInputItem) -> TResponseInputItem:
+    """A user message whose content is only text parts, with that text as a plain string.
+
+    The Agents SDK sends a list of parts to Chat Completions, which some OpenAI-compatible
+    servers refuse; a string is what every one of them accepts. Images and files keep the list.
+    """
+    if not isinstance(item, dict) or item.get("role") != "user":
+        return item
+    content = item.get("content")
+    if not isinstance(content, list) or not content:
+        return item
+    if not all(isinstance(part, dict) and part.get("type") == "input_text" for part in content):
+        return item
+    return cast("TResponseInputItem", {**item, "content": "\n".join(str(part.get("text", "")) for part in content)})
 
 
 def _text(text: str) -> ResponseInputTextParam:
