@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from chatkit.actions import Action
@@ -39,6 +39,7 @@ from chatkit.types import (
     ErrorEvent,
     FeedbackKind,
     ItemsFeedbackReq,
+    Page,
     StructuredInputItem,
     SyncCustomActionResponse,
     ThreadCreatedEvent,
@@ -280,7 +281,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
     ) -> AsyncIterator[ThreadStreamEvent]:
         turn = TurnContext(
             thread=thread,
-            store=self.store,
+            store=cast("Store[Any]", _LibraryClockStore(self.store)),
             request_context=context,
             user_id=context.user_id,
             session_maker=self.session_maker,
@@ -348,6 +349,38 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         if outcome.replacement is not None:
             await self.store.save_item(thread.id, outcome.replacement, context)
         return SyncCustomActionResponse(updated_item=outcome.replacement)
+
+
+def _as_library_time(item: ThreadItem) -> ThreadItem:
+    """The item with `created_at` as naive local time, like the library's `datetime.now()`."""
+    if item.created_at.tzinfo is None:
+        return item
+    return item.model_copy(update={"created_at": item.created_at.astimezone().replace(tzinfo=None)})
+
+
+class _LibraryClockStore:
+    """The store as openai-chatkit's agent helpers see it: items with naive local timestamps.
+
+    `stream_agent_response` resumes a workflow from the last stored items and later subtracts its
+    naive `datetime.now()` from that item's `created_at` (`end_workflow`); the store returns UTC-
+    aware times, and naive minus aware is a TypeError. Naive local time is the same instant (the
+    store reads naive values as local time), so saving such an item back changes nothing.
+    """
+
+    def __init__(self, store: Store[Any]) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def load_thread_items(
+        self, thread_id: str, after: str | None, limit: int, order: str, context: Any
+    ) -> Page[ThreadItem]:
+        page = await self._store.load_thread_items(thread_id, after, limit, order, context)
+        return page.model_copy(update={"data": [_as_library_time(item) for item in page.data]})
+
+    async def load_item(self, thread_id: str, item_id: str, context: Any) -> ThreadItem:
+        return _as_library_time(await self._store.load_item(thread_id, item_id, context))
 
 
 def _with_utc_timestamps(event: ThreadStreamEvent) -> ThreadStreamEvent:
