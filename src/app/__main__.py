@@ -1,4 +1,4 @@
-"""The `taskpilot` command: serve, db, openapi, token, cleanup."""
+"""The `taskpilot` command: serve, db (upgrade, check, distribute, ...), openapi, token, cleanup."""
 
 from __future__ import annotations
 
@@ -74,6 +74,21 @@ def cmd_db(args: argparse.Namespace) -> int:
         commands.current(verbose=True)
     elif args.db_command == "revision":
         commands.revision(message=args.message, autogenerate=True)
+    elif args.db_command == "distribute":
+        return asyncio.run(_distribute(settings))
+    return 0
+
+
+async def _distribute(settings: Settings) -> int:
+    from app.store.db import build_db_config
+    from app.store.distribution import distribute
+
+    engine = build_db_config(settings).get_engine()
+    try:
+        report = await distribute(engine)
+    finally:
+        await engine.dispose()
+    print(f"taskpilot: {report.message}")
     return 0
 
 
@@ -141,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("revision", nargs="?", default="-1")
     db_sub.add_parser("check", help="fail when the models and the migrations disagree")
     db_sub.add_parser("current", help="show the applied revision")
+    db_sub.add_parser(
+        "distribute",
+        help="on Citus, distribute the user tables by user_id (co-located with chat_threads); else do nothing",
+    )
     rev = db_sub.add_parser("revision", help="autogenerate a migration from the models")
     rev.add_argument("-m", "--message", required=True)
     db.set_defaults(func=cmd_db)

@@ -6,8 +6,11 @@
 - Attachment rows still 'pending' (a two-phase upload whose bytes never arrived) are deleted
   after `ATTACHMENT_PENDING_TTL_HOURS` (default 24).
 
-Work is done in batches, each its own short transaction, so a large backlog never holds
-locks for long. Deleted attachments' storage keys are collected and handed, per committed
+Work is done in batches: one read finds up to `batch_size` candidates across users (the only
+cross-user statements, marked with `scan_hint` and allowlisted by the statement audit), then
+each user's candidates are re-checked and deleted in that user's own short transaction, by
+statements that pin `user_id` (routed to one shard on Citus). A large backlog never holds locks
+for long. Deleted attachments' storage keys are collected and handed, per committed
 batch, to a `delete_blobs` callback (`run_cleanup` passes the attachment storage's).
 """
 
@@ -20,7 +23,7 @@ from typing import Any
 
 from app.core.clock import utcnow
 from app.settings import Settings
-from app.store.chat_repositories import ChatAttachmentRepository, ChatThreadRepository, purge_threads
+from app.store.chat_repositories import ChatAttachmentRepository, ChatThreadRepository, ExpiredKey, purge_threads
 from app.store.db import SessionMaker
 
 DEFAULT_BATCH_SIZE = 500
@@ -68,28 +71,52 @@ async def cleanup_chats(
 
     if retention_days:
         cutoff = now - dt.timedelta(days=retention_days)
+        after: ExpiredKey | None = None
         while True:
-            async with session_maker() as session, session.begin():
-                keys = await ChatThreadRepository(session=session).expired_threads(cutoff=cutoff, limit=batch_size)
-                result = await purge_threads(session, keys)
-            report.threads_deleted += result.threads
-            report.items_deleted += result.items
-            report.thread_attachments_deleted += result.attachments
-            await _released(report, result.storage_keys, delete_blobs)
-            if len(keys) < batch_size:
+            async with session_maker() as session:
+                found = await ChatThreadRepository(session=session).scan_expired(
+                    cutoff=cutoff, after=after, limit=batch_size
+                )
+            for user_id, thread_ids in _by_user(found).items():
+                # One short transaction per user: every statement is routed to that user's shard.
+                async with session_maker() as session, session.begin():
+                    locked = await ChatThreadRepository(session=session).lock_expired(
+                        user_id=user_id, thread_ids=thread_ids, cutoff=cutoff
+                    )
+                    result = await purge_threads(session, user_id, locked)
+                report.threads_deleted += result.threads
+                report.items_deleted += result.items
+                report.thread_attachments_deleted += result.attachments
+                await _released(report, result.storage_keys, delete_blobs)
+            if len(found) < batch_size:
                 break
+            after = found[-1]
 
     pending_cutoff = now - dt.timedelta(hours=attachment_pending_ttl_hours)
+    after = None
     while True:
-        async with session_maker() as session, session.begin():
-            deleted = await ChatAttachmentRepository(session=session).delete_pending_before(
-                cutoff=pending_cutoff, limit=batch_size
+        async with session_maker() as session:
+            found = await ChatAttachmentRepository(session=session).scan_pending(
+                cutoff=pending_cutoff, after=after, limit=batch_size
             )
-        report.pending_attachments_deleted += len(deleted)
-        await _released(report, [key for key in deleted if key], delete_blobs)
-        if len(deleted) < batch_size:
+        for user_id, attachment_ids in _by_user(found).items():
+            async with session_maker() as session, session.begin():
+                deleted = await ChatAttachmentRepository(session=session).delete_pending(
+                    user_id=user_id, attachment_ids=attachment_ids, cutoff=pending_cutoff
+                )
+            report.pending_attachments_deleted += len(deleted)
+            await _released(report, [key for key in deleted if key], delete_blobs)
+        if len(found) < batch_size:
             break
+        after = found[-1]
     return report
+
+
+def _by_user(found: Sequence[ExpiredKey]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for _, user_id, row_id in found:
+        grouped.setdefault(user_id, []).append(row_id)
+    return grouped
 
 
 async def _released(report: CleanupReport, storage_keys: Sequence[str], delete_blobs: BlobDeleter | None) -> None:

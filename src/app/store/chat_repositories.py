@@ -48,15 +48,17 @@ from app.store.chat_sql import (
     THREADS,
     TOUCH_THREAD,
     Order,
-    ThreadKey,
     dialect_insert,
     item_page_statement,
     rowcount,
     thread_page_statement,
 )
+from app.store.distribution import scan_hint
 from app.store.models import ChatAttachment, ChatFeedback, ChatItem, ChatThread, next_seq
 
 ModelT = TypeVar("ModelT", ChatThread, ChatItem, ChatAttachment, ChatFeedback)
+ExpiredKey = tuple[dt.datetime, str, str]
+"""`(timestamp, user_id, id)`: a maintenance scan's row and its keyset cursor."""
 
 
 class _ChatRepository(SQLAlchemyAsyncRepository[ModelT]):
@@ -139,28 +141,56 @@ class ChatThreadRepository(_ChatRepository[ChatThread]):
         result = await self.session.execute(statement, params)
         return cast("Sequence[tuple[str, dt.datetime, str]]", result.all())
 
-    async def delete_threads(self, keys: Sequence[ThreadKey]) -> int:
+    async def delete_threads(self, *, user_id: str, thread_ids: Sequence[str]) -> int:
         result = await self.session.execute(
-            delete(THREADS).where(tuple_(THREADS.c.user_id, THREADS.c.id).in_(list(keys)))
+            delete(THREADS).where(THREADS.c.user_id == user_id, THREADS.c.id.in_(list(thread_ids)))
         )
         return rowcount(result)
 
-    async def expired_threads(self, *, cutoff: dt.datetime, limit: int) -> list[tuple[str, str]]:
-        """`(user_id, id)` of up to `limit` threads last updated before `cutoff`, oldest first.
+    async def scan_expired(self, *, cutoff: dt.datetime, after: ExpiredKey | None, limit: int) -> list[ExpiredKey]:
+        """`(updated_at, user_id, id)` of up to `limit` threads last updated before `cutoff`, oldest
+        first, strictly after the keyset `after`.
 
-        On PostgreSQL the rows are locked until the transaction ends (`FOR UPDATE SKIP LOCKED`):
+        The one statement of retention that reads across users (by the `updated_at` index; on
+        Citus a fan-out to every shard): it only finds candidates, without locking. Each user's
+        candidates are then locked and re-checked by `lock_expired`, a statement routed to that
+        user's shard. The keyset makes a run finish even when candidates are skipped.
+        """
+        statement = (
+            select(THREADS.c.updated_at, THREADS.c.user_id, THREADS.c.id)
+            .prefix_with(scan_hint("retention.expired_threads"))
+            .where(THREADS.c.updated_at < bindparam("cutoff", type_=DateTimeUTC()))
+            .order_by(THREADS.c.updated_at, THREADS.c.user_id, THREADS.c.id)
+            .limit(bindparam("limit"))
+        )
+        params: dict[str, Any] = {"cutoff": cutoff, "limit": limit}
+        if after is not None:
+            statement = statement.where(
+                tuple_(THREADS.c.updated_at, THREADS.c.user_id, THREADS.c.id)
+                > tuple_(bindparam("after_at", type_=DateTimeUTC()), bindparam("after_user"), bindparam("after_id"))
+            )
+            params.update(after_at=after[0], after_user=after[1], after_id=after[2])
+        result = await self.session.execute(statement, params)
+        return [(row[0], row[1], row[2]) for row in result]
+
+    async def lock_expired(self, *, user_id: str, thread_ids: Sequence[str], cutoff: dt.datetime) -> list[str]:
+        """The user's threads among `thread_ids` still last updated before `cutoff`, locked.
+
+        On PostgreSQL the rows stay locked until the transaction ends (`FOR UPDATE SKIP LOCKED`):
         a thread being written right now is skipped, and one written after this select waits and
         then finds it gone, so retention never deletes a message that was just added.
         """
         result = await self.session.execute(
-            select(THREADS.c.user_id, THREADS.c.id)
-            .where(THREADS.c.updated_at < bindparam("cutoff", type_=DateTimeUTC()))
-            .order_by(THREADS.c.updated_at)
-            .limit(bindparam("limit"))
+            select(THREADS.c.id)
+            .where(
+                THREADS.c.user_id == user_id,
+                THREADS.c.id.in_(list(thread_ids)),
+                THREADS.c.updated_at < bindparam("cutoff", type_=DateTimeUTC()),
+            )
             .with_for_update(skip_locked=True),
-            {"cutoff": cutoff, "limit": limit},
+            {"cutoff": cutoff},
         )
-        return [(row[0], row[1]) for row in result]
+        return [row[0] for row in result]
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,9 +277,9 @@ class ChatItemRepository(_ChatRepository[ChatItem]):
         )
         return rowcount(result) > 0
 
-    async def delete_for_threads(self, keys: Sequence[ThreadKey]) -> int:
+    async def delete_for_threads(self, *, user_id: str, thread_ids: Sequence[str]) -> int:
         result = await self.session.execute(
-            delete(ITEMS).where(tuple_(ITEMS.c.user_id, ITEMS.c.thread_id).in_(list(keys)))
+            delete(ITEMS).where(ITEMS.c.user_id == user_id, ITEMS.c.thread_id.in_(list(thread_ids)))
         )
         return rowcount(result)
 
@@ -339,31 +369,57 @@ class ChatAttachmentRepository(_ChatRepository[ChatAttachment]):
         result = await self.session.execute(DELETE_ATTACHMENT, {"user_id": user_id, "id": attachment_id})
         return rowcount(result) > 0
 
-    async def delete_for_threads(self, keys: Sequence[ThreadKey]) -> list[str | None]:
+    async def delete_for_threads(self, *, user_id: str, thread_ids: Sequence[str]) -> list[str | None]:
         """Delete the threads' attachment rows; returns each deleted row's storage key (or None)."""
         result = await self.session.execute(
             delete(ATTACHMENTS)
-            .where(tuple_(ATTACHMENTS.c.user_id, ATTACHMENTS.c.thread_id).in_(list(keys)))
+            .where(ATTACHMENTS.c.user_id == user_id, ATTACHMENTS.c.thread_id.in_(list(thread_ids)))
             .returning(ATTACHMENTS.c.storage_key)
         )
         return list(result.scalars().all())
 
-    async def delete_pending_before(self, *, cutoff: dt.datetime, limit: int) -> list[str | None]:
-        """Delete up to `limit` 'pending' rows created before `cutoff`; returns their storage keys."""
-        oldest = (
-            select(ATTACHMENTS.c.user_id, ATTACHMENTS.c.id)
+    async def scan_pending(self, *, cutoff: dt.datetime, after: ExpiredKey | None, limit: int) -> list[ExpiredKey]:
+        """`(created_at, user_id, id)` of up to `limit` 'pending' rows created before `cutoff`,
+        oldest first, strictly after the keyset `after`.
+
+        Like `ChatThreadRepository.scan_expired`, the one cross-user read of this job (by the
+        `(status, created_at)` index): it finds candidates; `delete_pending` deletes per user.
+        """
+        statement = (
+            select(ATTACHMENTS.c.created_at, ATTACHMENTS.c.user_id, ATTACHMENTS.c.id)
+            .prefix_with(scan_hint("uploads.abandoned"))
             .where(
                 ATTACHMENTS.c.status == "pending",
                 ATTACHMENTS.c.created_at < bindparam("cutoff", type_=DateTimeUTC()),
             )
-            .order_by(ATTACHMENTS.c.created_at)
+            .order_by(ATTACHMENTS.c.created_at, ATTACHMENTS.c.user_id, ATTACHMENTS.c.id)
             .limit(bindparam("limit"))
         )
+        params: dict[str, Any] = {"cutoff": cutoff, "limit": limit}
+        if after is not None:
+            statement = statement.where(
+                tuple_(ATTACHMENTS.c.created_at, ATTACHMENTS.c.user_id, ATTACHMENTS.c.id)
+                > tuple_(bindparam("after_at", type_=DateTimeUTC()), bindparam("after_user"), bindparam("after_id"))
+            )
+            params.update(after_at=after[0], after_user=after[1], after_id=after[2])
+        result = await self.session.execute(statement, params)
+        return [(row[0], row[1], row[2]) for row in result]
+
+    async def delete_pending(
+        self, *, user_id: str, attachment_ids: Sequence[str], cutoff: dt.datetime
+    ) -> list[str | None]:
+        """Delete the user's rows among `attachment_ids` that are still 'pending' and older than
+        `cutoff` (an upload that completed since the scan is kept); returns their storage keys."""
         result = await self.session.execute(
             delete(ATTACHMENTS)
-            .where(tuple_(ATTACHMENTS.c.user_id, ATTACHMENTS.c.id).in_(oldest))
+            .where(
+                ATTACHMENTS.c.user_id == user_id,
+                ATTACHMENTS.c.id.in_(list(attachment_ids)),
+                ATTACHMENTS.c.status == "pending",
+                ATTACHMENTS.c.created_at < bindparam("cutoff", type_=DateTimeUTC()),
+            )
             .returning(ATTACHMENTS.c.storage_key),
-            {"cutoff": cutoff, "limit": limit},
+            {"cutoff": cutoff},
         )
         return list(result.scalars().all())
 
@@ -425,9 +481,9 @@ class ChatFeedbackRepository(_ChatRepository[ChatFeedback]):
     async def delete_item_feedback(self, *, user_id: str, item_id: str) -> None:
         await self.session.execute(delete(FEEDBACK).where(FEEDBACK.c.user_id == user_id, FEEDBACK.c.item_id == item_id))
 
-    async def delete_for_threads(self, keys: Sequence[ThreadKey]) -> None:
+    async def delete_for_threads(self, *, user_id: str, thread_ids: Sequence[str]) -> None:
         await self.session.execute(
-            delete(FEEDBACK).where(tuple_(FEEDBACK.c.user_id, FEEDBACK.c.thread_id).in_(list(keys)))
+            delete(FEEDBACK).where(FEEDBACK.c.user_id == user_id, FEEDBACK.c.thread_id.in_(list(thread_ids)))
         )
 
 
@@ -441,19 +497,22 @@ class PurgeResult:
     storage_keys: tuple[str, ...] = ()
 
 
-async def purge_threads(session: AsyncSession, keys: Sequence[ThreadKey]) -> PurgeResult:
-    """Delete threads with their items, attachment rows and feedback, in the caller's transaction.
+async def purge_threads(session: AsyncSession, user_id: str, thread_ids: Sequence[str]) -> PurgeResult:
+    """Delete one user's threads with their items, attachment rows and feedback, in the caller's
+    transaction. One user per call: every statement pins `user_id`, so on a distributed database
+    it is routed to that user's shard.
 
     Children are deleted explicitly rather than left to ON DELETE CASCADE, so the result is
     the same on a SQLite connection opened without `PRAGMA foreign_keys=ON`, and the
     attachments' storage keys can be returned.
     """
-    if not keys:
+    if not thread_ids:
         return PurgeResult()
-    storage_keys = await ChatAttachmentRepository(session=session).delete_for_threads(keys)
-    await ChatFeedbackRepository(session=session).delete_for_threads(keys)
-    items = await ChatItemRepository(session=session).delete_for_threads(keys)
-    threads = await ChatThreadRepository(session=session).delete_threads(keys)
+    scope = {"user_id": user_id, "thread_ids": thread_ids}
+    storage_keys = await ChatAttachmentRepository(session=session).delete_for_threads(**scope)
+    await ChatFeedbackRepository(session=session).delete_for_threads(**scope)
+    items = await ChatItemRepository(session=session).delete_for_threads(**scope)
+    threads = await ChatThreadRepository(session=session).delete_threads(**scope)
     return PurgeResult(
         threads=threads,
         items=items,

@@ -304,7 +304,7 @@ class ChatKitStore(Store[ContextT]):
                 user_id=context.user_id, thread_id=thread_id, now=utcnow()
             ):
                 raise NotFoundError(f"Thread {thread_id} not found")
-            return await purge_threads(session, [(context.user_id, thread_id)])
+            return await purge_threads(session, context.user_id, [thread_id])
 
     # ---- items -------------------------------------------------------------------------------
 

@@ -193,9 +193,9 @@ class TaskRepository(SQLAlchemyAsyncRepository[TaskRow]):
     async def insert_numbered(self, values: dict[str, Any]) -> TaskRow:
         """Insert a task numbered max+1 for its user, inside the caller's transaction.
 
-        The number is computed by the INSERT itself, and a concurrent insert that took the same
-        number makes `ON CONFLICT DO NOTHING` return no row instead of raising, so the
-        transaction stays usable and the insert is retried with the next number.
+        A concurrent insert that took the same number makes `ON CONFLICT DO NOTHING` return no
+        row instead of raising, so the transaction stays usable and the insert is retried with
+        the number read again (under READ COMMITTED it then sees the winner's row).
         """
         dialect = self.session.get_bind().dialect.name
         if dialect == "postgresql":
@@ -204,8 +204,11 @@ class TaskRepository(SQLAlchemyAsyncRepository[TaskRow]):
             insert = sqlite.insert
         else:  # pragma: no cover - settings accept only these two
             raise NotImplementedError(f"tasks support SQLite and PostgreSQL, not {dialect}")
-        next_number = select(func.coalesce(func.max(TaskRow.number), 0) + 1).where(self.owned).scalar_subquery()
+        # The next number is read first, not computed by a subquery inside VALUES: Citus cannot
+        # route an INSERT whose VALUES hold a subquery, and both statements pin this user.
+        next_number = select(func.coalesce(func.max(TaskRow.number), 0) + 1).where(self.owned)
         for _ in range(MAX_NUMBER_ATTEMPTS):
+            number = int((await self.session.execute(next_number)).scalar_one())
             now = utcnow()
             task_id = uuid7()
             statement = (
@@ -213,7 +216,7 @@ class TaskRepository(SQLAlchemyAsyncRepository[TaskRow]):
                 .values(
                     user_id=self.user_id,
                     id=task_id,
-                    number=next_number,
+                    number=number,
                     created_at=now,
                     updated_at=now,
                     **values,
