@@ -167,8 +167,14 @@ def live_server_factory(tmp_path: Path) -> Iterator[Any]:
     """Start granian processes with given environment; all are stopped at the end of the test."""
     servers: list[LiveServer] = []
 
-    def start(env: dict[str, str] | None = None, *, migrate: bool = True, via_cli: bool = False) -> LiveServer:
-        server = start_live_server(tmp_path, env or {}, migrate=migrate, via_cli=via_cli)
+    def start(
+        env: dict[str, str] | None = None,
+        *,
+        migrate: bool = True,
+        via_cli: bool = False,
+        ready_seconds: float = 30,
+    ) -> LiveServer:
+        server = start_live_server(tmp_path, env or {}, migrate=migrate, via_cli=via_cli, ready_seconds=ready_seconds)
         servers.append(server)
         return server
 

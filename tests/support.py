@@ -54,9 +54,15 @@ def run_cli(args: list[str], env: dict[str, str], *, check: bool = True) -> subp
 
 
 def start_live_server(
-    tmp_path: Path, env: dict[str, str], *, migrate: bool = True, via_cli: bool = False
+    tmp_path: Path,
+    env: dict[str, str],
+    *,
+    migrate: bool = True,
+    via_cli: bool = False,
+    ready_seconds: float = 30,
 ) -> LiveServer:
-    """Migrate (optionally) and start `granian --interface asgi` on a free port; wait for /health.
+    """Migrate (optionally) and start `granian --interface asgi` on a free port; wait for /health
+    (`ready_seconds`: several workers importing the app on a busy machine take longer).
 
     `via_cli` starts it the way `make run` does, with `taskpilot serve` (which execs granian with
     the arguments it builds from the settings), instead of calling granian directly."""
@@ -90,7 +96,7 @@ def start_live_server(
     )
     base_url = f"http://127.0.0.1:{port}"
     server = LiveServer(process=process, base_url=base_url, env=full_env, log_path=log_path)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + ready_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
@@ -101,4 +107,4 @@ def start_live_server(
             pass
         time.sleep(0.1)
     server.stop()
-    raise AssertionError(f"server did not become healthy in 30 s:\n{server.log()}")
+    raise AssertionError(f"server did not become healthy in {ready_seconds:.0f} s:\n{server.log()}")
