@@ -90,7 +90,7 @@ def _start_haproxy(binary: str, port: int, one: LiveServer, two: LiveServer, log
     }
     checked = subprocess.run([binary, "-c", "-f", str(HAPROXY_CONFIG)], env=env, capture_output=True, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    process = subprocess.Popen(  # noqa: S603 - our own config, loopback addresses
+    process = subprocess.Popen(
         [binary, "-db", "-f", str(HAPROXY_CONFIG)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + 15

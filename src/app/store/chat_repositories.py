@@ -508,11 +508,12 @@ async def purge_threads(session: AsyncSession, user_id: str, thread_ids: Sequenc
     """
     if not thread_ids:
         return PurgeResult()
-    scope = {"user_id": user_id, "thread_ids": thread_ids}
-    storage_keys = await ChatAttachmentRepository(session=session).delete_for_threads(**scope)
-    await ChatFeedbackRepository(session=session).delete_for_threads(**scope)
-    items = await ChatItemRepository(session=session).delete_for_threads(**scope)
-    threads = await ChatThreadRepository(session=session).delete_threads(**scope)
+    storage_keys = await ChatAttachmentRepository(session=session).delete_for_threads(
+        user_id=user_id, thread_ids=thread_ids
+    )
+    await ChatFeedbackRepository(session=session).delete_for_threads(user_id=user_id, thread_ids=thread_ids)
+    items = await ChatItemRepository(session=session).delete_for_threads(user_id=user_id, thread_ids=thread_ids)
+    threads = await ChatThreadRepository(session=session).delete_threads(user_id=user_id, thread_ids=thread_ids)
     return PurgeResult(
         threads=threads,
         items=items,
