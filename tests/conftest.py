@@ -184,3 +184,23 @@ def live_server_factory(tmp_path: Path) -> Iterator[Any]:
 
 
 __all__ = ["auth_headers", "create_async_engine", "make_settings", "token_for"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def statement_audit() -> Iterator[None]:
+    """`TASKPILOT_AUDIT_STATEMENTS=1 pytest tests/test_x.py`: audit every statement those tests send
+    in this process (tests/statement_audit.py) and print the ones without a user_id pin at the end.
+    Off by default: the audit of record is tests/test_statement_audit.py; this widens it on demand.
+    The tests' own checks (counts over a whole table, back-dating rows) show up too: they are not
+    the app's statements."""
+    if os.environ.get("TASKPILOT_AUDIT_STATEMENTS", "") not in {"1", "true", "yes"}:
+        yield
+        return
+    from tests.test_statement_audit import recording
+
+    with recording() as log:
+        yield
+    offenders = log.offenders()
+    print(f"\nstatement audit: {len(log.verdicts)} statements, {len(offenders)} without a user_id pin")
+    for offender in offenders:
+        print(offender)

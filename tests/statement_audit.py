@@ -19,6 +19,7 @@ accepted only when `name` is in the caller's allowlist and the statement is a pl
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -198,13 +199,19 @@ class _Audit:
                         break
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse(sql: str, dialect: str) -> tuple[exp.Expression, ...]:
+    """Parsed once per text: the same statements run thousands of times (trees are only read)."""
+    return tuple(tree for tree in sqlglot.parse(sql, read=dialect) if tree is not None)
+
+
 def audit_statement(sql: str, params: Sequence[Any] | None = None, *, dialect: str = "postgres") -> Verdict:
     """Check one statement as sent to the driver (`params`: its positional parameters, if any)."""
     mentioned = frozenset(t for t in DISTRIBUTED_TABLES if re.search(rf"\b{t}\b", sql))
     if not mentioned:
         return Verdict(sql=sql)
     try:
-        trees = [tree for tree in sqlglot.parse(sql, read=dialect) if tree is not None]
+        trees = _parse(sql, dialect)
     except ParseError as exc:
         return Verdict(sql=sql, problems=(f"unparsed statement on {sorted(mentioned)}: {exc}",), tables=mentioned)
     scan = _SCAN.search(sql)
