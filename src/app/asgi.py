@@ -30,7 +30,7 @@ from app.controllers.mcp import AuthenticatedMCP, mcp_route
 from app.controllers.pages import page_route_handlers
 from app.controllers.sessions import HostedSessionController
 from app.controllers.tasks import TaskController
-from app.http.auth import TokenVerifier, request_context_provider
+from app.http.auth import Authenticator, TokenVerifier, request_context_provider
 from app.http.middleware import request_id_middleware
 from app.http.openapi import BEARER_SECURITY, openapi_config
 from app.http.problems import EXCEPTION_HANDLERS
@@ -114,6 +114,7 @@ class Services:
     settings: Settings
     db_config: SQLAlchemyAsyncConfig
     verifier: TokenVerifier
+    authenticator: Authenticator
     limits: Limits
     drain: Drain
     attachments: AttachmentService
@@ -126,18 +127,22 @@ class Services:
         db_config = build_db_config(settings, SQLAlchemyAsyncConfig, before_send_handler="autocommit")
         session_maker = db_config.create_session_maker()
         verifier = TokenVerifier(settings)
+        limits = build_limits(settings)
+        # One authenticator for every credential check, so failed sign-ins share one budget.
+        authenticator = Authenticator(verifier, limits.anonymous)
         attachments = build_attachments(settings, session_maker)
         return cls(
             settings=settings,
             db_config=db_config,
             verifier=verifier,
-            limits=build_limits(settings),
+            authenticator=authenticator,
+            limits=limits,
             drain=Drain(settings.shutdown_grace_seconds),
             attachments=attachments,
             chatkit_server=build_chatkit_server(settings, session_maker, attachments, model_provider),
             hosted_chatkit=HostedChatKit(settings),
             mcp=AuthenticatedMCP(
-                build_task_mcp_server(session_maker), verifier, max_request_bytes=settings.max_request_bytes
+                build_task_mcp_server(session_maker), authenticator, max_request_bytes=settings.max_request_bytes
             ),
         )
 
@@ -150,6 +155,7 @@ class Services:
             "hosted_chatkit": self.hosted_chatkit,
             "limits": self.limits,
             "drain": self.drain,
+            "authenticator": self.authenticator,
         }
         return {name: Provide(_constant(value), sync_to_thread=False) for name, value in provided.items()}
 
@@ -173,7 +179,7 @@ def create_app(settings: Settings | None = None, *, model_provider: ModelProvide
     configure_logging(settings)
     services = Services.build(settings, model_provider=model_provider)
     metrics.POOLS.sources.append(lambda: services.db_config.get_engine().pool)
-    authenticate = request_context_provider(services.verifier, services.limits.anonymous)
+    authenticate = request_context_provider(services.authenticator)
 
     api = Router(
         path="/",

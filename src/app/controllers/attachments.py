@@ -21,6 +21,7 @@ from litestar.response import Stream
 from app.contracts import AttachmentInfo
 from app.core.context import RequestContext
 from app.core.limits import enforce
+from app.http.auth import Authenticator, client_address
 from app.http.openapi import problem_spec
 from app.ops import metrics
 from app.ops.ratelimit import Limits
@@ -42,6 +43,7 @@ COMMON = {
     400: problem_spec("Invalid input (an over-long id or token, a malformed form); `errors` names the field"),
     401: problem_spec("Neither a valid bearer token nor a valid signed token"),
     404: problem_spec("The user has no attachment with this id"),
+    429: problem_spec("Too many failed sign-ins from this address (or uploads by this user); see Retry-After"),
 }
 
 
@@ -50,13 +52,19 @@ async def provide_attachment_caller(
     attachment_id: AttachmentId,
     attachment_service: AttachmentService,
     authenticate: Callable[[Request[Any, Any, Any]], Awaitable[RequestContext]],
+    authenticator: Authenticator,
     token: SignedToken = None,
 ) -> RequestContext:
-    """The bearer token's user when one is sent; else the user the signed URL was issued to."""
+    """The bearer token's user when one is sent; else the user the signed URL was issued to.
+
+    A forged or expired signed token is a failed sign-in like a bad bearer token (429 past the limit).
+    """
     if request.headers.get("authorization") or token is None:
         return await authenticate(request)
     purpose: Purpose = "upload" if request.method == "PUT" else "read"
-    user_id = attachment_service.verify_token(token, purpose, attachment_id)
+    user_id = await authenticator.signed(
+        client_address(request), lambda: attachment_service.verify_token(token, purpose, attachment_id)
+    )
     state = request.scope.setdefault("state", {})
     state["user_id"] = user_id
     return RequestContext(
@@ -114,7 +122,6 @@ class AttachmentController(Controller):
             409: problem_spec("Already uploaded, or an upload is in progress"),
             413: problem_spec("The file exceeds the attachment size limit"),
             415: problem_spec("The content is not the declared type, or the type is not allowed"),
-            429: problem_spec("Too many uploads; retry after `Retry-After` seconds"),
         },
     )
     async def upload(

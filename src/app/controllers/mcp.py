@@ -1,10 +1,14 @@
 """`/mcp`: the task tools over MCP (streamable HTTP), authenticated with the API's bearer tokens.
 
-The mount verifies `Authorization: Bearer <token>` with the same verifier as the REST API (401
-problem+json otherwise), records the token's user in the request scope, and hands the request to
-the MCP server's session manager (`app.agents.mcp`). The transport is stateless (no MCP session
-survives a request) with JSON responses: every request carries its own token, and any instance
-can answer any request.
+The mount verifies `Authorization: Bearer <token>` with the same authenticator as the REST API
+(401 problem+json otherwise, 429 once an address has failed too often), records the token's user
+in the request scope, and hands the request to the MCP server's session manager
+(`app.agents.mcp`). The transport is stateless (no MCP session survives a request) with JSON
+responses: every request carries its own token, and any instance can answer any request.
+
+Only POST is served. A stateless server has nothing to push, so the optional GET event stream
+would only hold a connection open forever (one user held 300 of them); the MCP spec lets a server
+answer 405 there, which official clients take as "no server stream".
 """
 
 from __future__ import annotations
@@ -23,15 +27,18 @@ from starlette import types as starlette
 
 from app.agents.mcp import USER_ID_STATE_KEY
 from app.contracts import Problem
-from app.core.errors import AuthError
-from app.http.auth import TokenVerifier, bearer_token
+from app.core.errors import AuthError, TooManyRequests
+from app.http.auth import Authenticator
 from app.http.problems import PROBLEM_MEDIA_TYPE
+
+# OPTIONS stays with the transport (CORS preflights); everything else but POST is refused.
+_PASSED_METHODS = frozenset({"POST", "OPTIONS"})
 
 
 class AuthenticatedMCP:
     """The MCP server as an ASGI app that first authenticates the bearer token."""
 
-    def __init__(self, server: MCPServer[Any], verifier: TokenVerifier, *, max_request_bytes: int) -> None:
+    def __init__(self, server: MCPServer[Any], authenticator: Authenticator, *, max_request_bytes: int) -> None:
         server.streamable_http_app(
             stateless_http=True,
             json_response=True,
@@ -42,7 +49,7 @@ class AuthenticatedMCP:
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
         self.session_manager = server.session_manager
-        self.verifier = verifier
+        self.authenticator = authenticator
 
     @asynccontextmanager
     async def lifespan(self, _app: object = None) -> AsyncIterator[None]:
@@ -54,11 +61,25 @@ class AuthenticatedMCP:
             return
         state = scope.setdefault("state", {})
         request_id = str(state.get("request_id", ""))
+        method = str(scope.get("method", ""))
+        if method not in _PASSED_METHODS:
+            detail = f"{method} is not allowed on /mcp: this stateless MCP server has no event stream; POST requests."
+            await _problem(scope, send, 405, "Method Not Allowed", detail, request_id, [(b"allow", b"POST")])
+            return
         authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
+        client = scope.get("client")
         try:
-            principal = await self.verifier.verify(bearer_token(authorization), request_id=request_id)
+            principal = await self.authenticator.bearer(
+                authorization, client=client[0] if client else None, request_id=request_id
+            )
+        except TooManyRequests as exc:
+            retry = [(b"retry-after", str(exc.retry_after).encode())]
+            await _problem(scope, send, 429, "Too Many Requests", exc.detail, request_id, retry)
+            return
         except AuthError as exc:
-            await _unauthorized(scope, send, exc.reason, request_id)
+            challenge = [(b"www-authenticate", b'Bearer realm="taskpilot", error="invalid_token"')]
+            detail = f"Authentication failed: {exc.reason}."
+            await _problem(scope, send, 401, "Unauthorized", detail, request_id, challenge)
             return
         state[USER_ID_STATE_KEY] = principal.user_id
         await self.session_manager.handle_request(scope, receive, send)
@@ -74,12 +95,21 @@ def mcp_route(app: AuthenticatedMCP) -> ASGIRouteHandler:
     return mcp_endpoint
 
 
-async def _unauthorized(scope: starlette.Scope, send: starlette.Send, reason: str, request_id: str) -> None:
+async def _problem(
+    scope: starlette.Scope,
+    send: starlette.Send,
+    status: int,
+    title: str,
+    detail: str,
+    request_id: str,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """A problem+json answer sent straight from the mount (Litestar's handlers do not see it)."""
     problem = Problem(
         type="about:blank",
-        title="Unauthorized",
-        status=401,
-        detail=f"Authentication failed: {reason}.",
+        title=title,
+        status=status,
+        detail=detail,
         # A mount rewrites `path` to what follows the mount point; `raw_path` is what was asked.
         instance=bytes(scope.get("raw_path") or b"").decode("latin-1") or str(scope.get("path", "")),
         request_id=request_id or None,
@@ -88,11 +118,11 @@ async def _unauthorized(scope: starlette.Scope, send: starlette.Send, reason: st
     await send(
         {
             "type": "http.response.start",
-            "status": 401,
+            "status": status,
             "headers": [
                 (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="taskpilot", error="invalid_token"'),
+                *headers,
             ],
         }
     )

@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import jwt
@@ -29,6 +29,7 @@ from litestar import Request
 from app.core.context import RequestContext
 from app.core.errors import AuthError
 from app.core.limits import RateLimiter, enforce
+from app.ops import metrics
 from app.settings import Settings
 
 ASYMMETRIC_ALGORITHMS = ("EdDSA", "ES256", "RS256")
@@ -37,6 +38,7 @@ DEV_ISSUER = "taskpilot-dev"
 JWKS_MIN_REFRESH_SECONDS = 5.0
 JWKS_CACHE_SECONDS = 3600.0
 _KTY_FOR_ALG = {"EdDSA": "OKP", "ES256": "EC", "RS256": "RSA"}
+T = TypeVar("T")
 
 
 class JwksCache:
@@ -199,29 +201,68 @@ def mint_dev_token(settings: Settings, user_id: str, *, ttl_seconds: int = 24 * 
     return jwt.encode(claims, settings.auth_dev_secret.get(), algorithm="HS256")
 
 
-def request_context_provider(
-    verifier: TokenVerifier, failed_sign_ins: RateLimiter
-) -> Callable[[Request[Any, Any, Any]], Awaitable[RequestContext]]:
-    """The Litestar dependency `context`: the verified caller, or a 401 problem via `AuthError`.
+FAILED_SIGN_INS_DETAIL = "Too many failed sign-in attempts from this address; wait {retry_after} s before retrying."
 
-    Failed attempts count against the caller's address (`failed_sign_ins`), so token guessing is slow.
+
+class Authenticator:
+    """Every credential check of the service, and the one rule for the ones that fail.
+
+    Bearer tokens (REST, ChatKit, `/mcp`) and the signed `?token=` of attachment URLs all come
+    through here, so a failed attempt counts against the caller's address whichever door it
+    knocked on; past `RATE_LIMIT_ANONYMOUS_PER_MINUTE` the answer is 429 (`TooManyRequests`,
+    with the wait) instead of 401. Valid credentials are never counted nor refused.
     """
+
+    def __init__(self, verifier: TokenVerifier, failed_sign_ins: RateLimiter) -> None:
+        self.verifier = verifier
+        self.failed_sign_ins = failed_sign_ins
+
+    async def attempt(self, client: str | None, check: Callable[[], Awaitable[T]]) -> T:
+        """`check()`'s result; when it raises `AuthError`, count the failure first (429 past the limit)."""
+        try:
+            return await check()
+        except AuthError:
+            await enforce(
+                self.failed_sign_ins,
+                f"ip:{client or 'unknown'}",
+                FAILED_SIGN_INS_DETAIL,
+                on_refusal=metrics.RATE_LIMITED.labels(limit="failed_sign_ins").inc,
+            )
+            raise
+
+    async def bearer(self, authorization: str | None, *, client: str | None, request_id: str = "") -> RequestContext:
+        """The caller of an `Authorization: Bearer <token>` header."""
+
+        async def check() -> RequestContext:
+            return await self.verifier.verify(bearer_token(authorization), request_id=request_id)
+
+        return await self.attempt(client, check)
+
+    async def signed(self, client: str | None, verify: Callable[[], str]) -> str:
+        """The user a signed URL token was issued to (`verify` checks it and raises `AuthError`)."""
+
+        async def check() -> str:
+            return verify()
+
+        return await self.attempt(client, check)
+
+
+def client_address(request: Request[Any, Any, Any]) -> str | None:
+    return request.client.host if request.client else None
+
+
+def request_context_provider(
+    authenticator: Authenticator,
+) -> Callable[[Request[Any, Any, Any]], Awaitable[RequestContext]]:
+    """The Litestar dependency `context`: the verified caller, or a 401 (429) problem via `AuthError`."""
 
     async def provide_request_context(request: Request[Any, Any, Any]) -> RequestContext:
         state = request.scope.setdefault("state", {})
-        try:
-            context = await verifier.verify(
-                bearer_token(request.headers.get("authorization")),
-                request_id=str(state.get("request_id", "")),
-            )
-        except AuthError:
-            client = request.client.host if request.client else "unknown"
-            await enforce(
-                failed_sign_ins,
-                f"ip:{client}",
-                "Too many failed sign-in attempts from this address; wait before retrying.",
-            )
-            raise
+        context = await authenticator.bearer(
+            request.headers.get("authorization"),
+            client=client_address(request),
+            request_id=str(state.get("request_id", "")),
+        )
         state["user_id"] = context.user_id
         return replace(context, base_url=str(request.base_url).rstrip("/"))
 
