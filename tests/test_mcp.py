@@ -157,3 +157,22 @@ async def test_mcp_isolates_users(live_server_factory) -> None:
         f"{server.base_url}/api/tasks", headers={"Authorization": f"Bearer {token('bob')}"}, timeout=10
     ).json()
     assert [t["title"] for t in bob_rest["items"]] == ["Bob's task"]
+
+
+async def test_mcp_get_answers_405_instead_of_holding_an_event_stream(live_server_factory) -> None:
+    server = live_server_factory()
+    headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {token('alice')}"}
+    # A short read timeout: before the fix GET opened an SSE stream that never ended.
+    with httpx.Client(base_url=server.base_url, timeout=httpx.Timeout(5, read=3)) as http:
+        for method, auth in (("GET", headers), ("GET", {"Accept": "text/event-stream"}), ("DELETE", headers)):
+            response = http.request(method, "/mcp", headers=auth)
+            assert response.status_code == 405, (method, response.text[:200])
+            assert response.headers["allow"] == "POST"
+            assert response.headers["content-type"].startswith("application/problem+json")
+            body = response.json()
+            assert body["status"] == 405
+            assert body["instance"] == "/mcp"
+            assert "POST" in body["detail"]
+    # The official client still works against a server that has no GET stream.
+    async with mcp_client(server.base_url, "alice") as alice:
+        assert {tool.name for tool in (await alice.list_tools()).tools} == TOOLS
