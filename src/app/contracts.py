@@ -40,6 +40,9 @@ class Liveness(Struct, kw_only=True):
 class Readiness(Struct, kw_only=True):
     status: Literal["ready", "unavailable"]
     database: Literal["ok", "unreachable"]
+    # "degraded": REDIS_URL is set but Redis does not answer, so every limit is counted in this
+    # instance's memory (still enforced, not shared); the service works, so `/ready` stays 200.
+    rate_limits: Literal["ok", "degraded (in-memory, Redis unreachable)"]
     detail: str | None = None
 
 

@@ -17,6 +17,7 @@ from app.contracts import ChatKitHealth, Liveness, Readiness
 from app.ops.drain import Drain
 from app.ops.health import chatkit_health
 from app.ops.metrics import render
+from app.ops.ratelimit import RATE_LIMITS_OK, Limits
 from app.settings import Settings
 
 READY_TIMEOUT_SECONDS = 3.0
@@ -32,7 +33,12 @@ class HealthController(Controller):
     @get(
         "/ready",
         operation_id="GetReadiness",
-        summary="Readiness: the database answers",
+        summary="Readiness: the database answers; says whether rate limits are shared through Redis",
+        description=(
+            "200 while the service can work. `rate_limits` is `degraded (in-memory, Redis unreachable)` when "
+            "REDIS_URL is set and Redis does not answer: limits are then enforced per instance, from memory, "
+            "until Redis returns."
+        ),
         # The 503 body is the same Readiness document, saying what is not ready.
         responses={
             503: ResponseSpec(
@@ -42,9 +48,15 @@ class HealthController(Controller):
             )
         },
     )
-    async def readiness(self, db_engine: AsyncEngine, drain: Drain) -> Response[Readiness]:
+    async def readiness(self, db_engine: AsyncEngine, drain: Drain, limits: Limits) -> Response[Readiness]:
+        rate_limits = await limits.state()
         if drain.draining:
-            body = Readiness(status="unavailable", database="ok", detail="shutting down: finishing open streams")
+            body = Readiness(
+                status="unavailable",
+                database="ok",
+                rate_limits=rate_limits,
+                detail="shutting down: finishing open streams",
+            )
             return Response(body, status_code=503, headers={"Retry-After": "5"})
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS), db_engine.connect() as connection:
@@ -53,10 +65,15 @@ class HealthController(Controller):
             body = Readiness(
                 status="unavailable",
                 database="unreachable",
+                rate_limits=rate_limits,
                 detail=f"database unreachable ({type(exc).__name__}); check DATABASE_URL and that the server runs",
             )
             return Response(body, status_code=503, headers={"Retry-After": "5"})
-        return Response(Readiness(status="ready", database="ok"), status_code=200)
+        detail = None
+        if rate_limits != RATE_LIMITS_OK:
+            detail = "Redis does not answer: rate limits are enforced per instance until it returns; check REDIS_URL"
+        body = Readiness(status="ready", database="ok", rate_limits=rate_limits, detail=detail)
+        return Response(body, status_code=200)
 
     @get("/metrics", include_in_schema=False, media_type="text/plain")
     async def metrics(self, request: Request[Any, Any, Any], settings: Settings) -> Response[bytes]:

@@ -45,6 +45,11 @@ MODEL_ERRORS = Counter("taskpilot_model_errors", "Failed assistant turns by kind
 SESSIONS_MINTED = Counter("taskpilot_hosted_sessions_minted", "Hosted ChatKit sessions minted", ["operation"])
 UPSTREAM_ERRORS = Counter("taskpilot_hosted_upstream_errors", "OpenAI session API failures by kind", ["kind"])
 RATE_LIMITED = Counter("taskpilot_rate_limited", "Requests refused by a rate limit", ["limit"])
+RATE_LIMITS_DEGRADED = Gauge(
+    "taskpilot_rate_limits_degraded",
+    "1 while Redis is unreachable and rate limits are counted in this instance's memory",
+    multiprocess_mode="livemax",
+)
 
 
 class PoolCollector(Collector):

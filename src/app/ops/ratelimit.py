@@ -20,9 +20,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from app.core.limits import RateLimiter
+from app.ops import metrics
 from app.settings import Settings
 
 log = logging.getLogger("app.ratelimit")
@@ -106,29 +107,95 @@ return '0'
 """
 
 
+RateLimitState = Literal["ok", "degraded (in-memory, Redis unreachable)"]
+RATE_LIMITS_OK: RateLimitState = "ok"
+RATE_LIMITS_DEGRADED: RateLimitState = "degraded (in-memory, Redis unreachable)"
+PING_TIMEOUT_SECONDS = 1.0
+
+
+class RedisHealth:
+    """Whether this instance can reach the Redis that holds the shared counters.
+
+    Shared by every Redis limiter of one app. After a failure Redis is tried again at most every
+    `retry_seconds` (a request meanwhile goes straight to memory instead of waiting for a connect
+    timeout); the first success, or a `/ready` ping that answers, ends the outage.
+    """
+
+    def __init__(self, *, retry_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.retry_seconds = retry_seconds
+        self.clock = clock
+        self.degraded = False
+        self._retry_at = 0.0
+        metrics.RATE_LIMITS_DEGRADED.set(0)
+
+    @property
+    def state(self) -> RateLimitState:
+        return RATE_LIMITS_DEGRADED if self.degraded else RATE_LIMITS_OK
+
+    def should_try(self) -> bool:
+        return not self.degraded or self.clock() >= self._retry_at
+
+    def failed(self, exc: BaseException) -> None:
+        self._retry_at = self.clock() + self.retry_seconds
+        if not self.degraded:
+            self.degraded = True
+            metrics.RATE_LIMITS_DEGRADED.set(1)
+            log.warning(
+                "Redis unreachable: rate limits are counted in this instance's memory until it returns",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
+
+    def recovered(self) -> None:
+        if self.degraded:
+            self.degraded = False
+            metrics.RATE_LIMITS_DEGRADED.set(0)
+            log.info("Redis reachable again: rate limits are shared through Redis")
+
+
 class RedisRateLimiter:
     """The same limit as `StoreRateLimiter`, exact across instances: one Lua script per request.
 
-    When Redis cannot be reached the request is admitted (and logged): a limiter outage must
-    not take the service down with it.
+    When Redis cannot be reached the limit is still enforced, per instance, by `fallback` (in
+    memory): an outage of the limiter must neither take the service down nor switch every limit
+    off. With N instances the effective limit during an outage is up to N times the configured one.
     """
 
-    def __init__(self, redis: Any, *, limit: int, period: float = 60.0, prefix: str = "taskpilot:rl:") -> None:
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        limit: int,
+        period: float = 60.0,
+        prefix: str = "taskpilot:rl:",
+        health: RedisHealth | None = None,
+        fallback: RateLimiter | None = None,
+    ) -> None:
         self.redis = redis
         self.limit = limit
         self.period = period
         self.prefix = prefix
+        self.health = health or RedisHealth()
+        self.fallback = fallback or StoreRateLimiter(_memory_store(), limit=limit, period=period)
         self._script = redis.register_script(_GCRA_SCRIPT)
 
     async def acquire(self, key: str) -> float | None:
         if self.limit <= 0:
             return None
-        try:
-            wait = float(await self._script(keys=[self.prefix + key], args=[self.period / self.limit, self.period]))
-        except Exception as exc:  # connection refused, timeout, script error: fail open
-            log.warning("rate limiter unavailable; admitting", extra={"fields": {"error": type(exc).__name__}})
-            return None
-        return wait if wait > 0 else None
+        if self.health.should_try():
+            try:
+                wait = float(await self._script(keys=[self.prefix + key], args=[self.period / self.limit, self.period]))
+            except Exception as exc:  # connection refused, timeout, script error: count in memory instead
+                self.health.failed(exc)
+            else:
+                self.health.recovered()
+                return wait if wait > 0 else None
+        return await self.fallback.acquire(key)
+
+
+def _memory_store() -> KeyValueStore:
+    from litestar.stores.memory import MemoryStore
+
+    return MemoryStore()
 
 
 @dataclass
@@ -140,6 +207,20 @@ class Limits:
     uploads: RateLimiter
     anonymous: RateLimiter
     redis: Any = None
+    health: RedisHealth | None = None
+
+    async def state(self) -> RateLimitState:
+        """Whether the limits are shared through Redis as configured (pings Redis; bounded wait)."""
+        if self.redis is None or self.health is None:
+            return RATE_LIMITS_OK
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_SECONDS):
+                await self.redis.ping()
+        except Exception as exc:  # any failure to answer means the counters are in memory now
+            self.health.failed(exc)
+        else:
+            self.health.recovered()
+        return self.health.state
 
     async def aclose(self) -> None:
         if self.redis is not None:
@@ -158,11 +239,22 @@ def build_limits(settings: Settings) -> Limits:
         from redis.asyncio import Redis
 
         redis = Redis.from_url(settings.redis_url.get(), socket_timeout=1.0, socket_connect_timeout=1.0)
-        built = {
-            name: RedisRateLimiter(redis, limit=limit, prefix=f"taskpilot:rl:{name}:")
+        health = RedisHealth()
+        built: dict[str, RateLimiter] = {
+            name: RedisRateLimiter(redis, limit=limit, prefix=f"taskpilot:rl:{name}:", health=health)
             for name, limit in per_minute.items()
         }
-        return Limits(**built, redis=redis)
-    from litestar.stores.memory import MemoryStore
-
-    return Limits(**{name: StoreRateLimiter(MemoryStore(), limit=limit) for name, limit in per_minute.items()})
+        return Limits(
+            chat=built["chat"],
+            sessions=built["sessions"],
+            uploads=built["uploads"],
+            anonymous=built["anonymous"],
+            redis=redis,
+            health=health,
+        )
+    memory: dict[str, RateLimiter] = {
+        name: StoreRateLimiter(_memory_store(), limit=limit) for name, limit in per_minute.items()
+    }
+    return Limits(
+        chat=memory["chat"], sessions=memory["sessions"], uploads=memory["uploads"], anonymous=memory["anonymous"]
+    )
