@@ -20,6 +20,7 @@ import psutil
 from testkit.processes import PROJECT_ROOT, child_environment, free_port
 
 from app.ops.serving import granian_argv
+from app.settings import Settings
 
 
 def install_uvloop() -> None:
@@ -161,7 +162,14 @@ def start_server(
     log_path = log_dir / f"{name}-{port}.log"
     log_file = log_path.open("wb")
     process = subprocess.Popen(
-        granian_argv(host="127.0.0.1", port=port, workers=workers, log_level="warning", target=target),
+        granian_argv(
+            host="127.0.0.1",
+            port=port,
+            workers=workers,
+            log_level="warning",
+            target=target,
+            header_read_timeout_seconds=Settings.from_env(full_env).http_header_read_timeout_seconds,
+        ),
         env=full_env,
         cwd=PROJECT_ROOT,
         stdout=log_file,

@@ -14,6 +14,7 @@ import httpx
 from testkit.processes import PROJECT_ROOT, child_environment, free_port
 
 from app.ops.serving import granian_argv
+from app.settings import Settings
 
 
 @dataclass
@@ -85,7 +86,12 @@ def start_live_server(
     command = (
         [sys.executable, "-m", "app", "serve"]
         if via_cli
-        else granian_argv(host="127.0.0.1", port=port, workers=int(server_env.get("WORKERS", "1")))
+        else granian_argv(
+            host="127.0.0.1",
+            port=port,
+            workers=int(server_env.get("WORKERS", "1")),
+            header_read_timeout_seconds=Settings.from_env(full_env).http_header_read_timeout_seconds,
+        )
     )
     process = subprocess.Popen(
         command,

@@ -41,6 +41,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port if args.port is not None else settings.port,
         workers=workers,
         log_level=settings.log_level,
+        header_read_timeout_seconds=settings.http_header_read_timeout_seconds,
     )
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the server
 

@@ -35,6 +35,7 @@ from app.http.middleware import request_id_middleware
 from app.http.openapi import BEARER_SECURITY, openapi_config
 from app.http.problems import EXCEPTION_HANDLERS
 from app.http.security import security_headers
+from app.http.timeouts import body_read_timeout_middleware
 from app.ops import metrics
 from app.ops.drain import Drain
 from app.ops.logging import configure_logging
@@ -208,7 +209,8 @@ def create_app(settings: Settings | None = None, *, model_provider: ModelProvide
             "authenticate": Provide(_constant(authenticate), sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware],
+        # Outermost first: a 408 for a stalled body still carries its request id and access line.
+        middleware=[request_id_middleware, body_read_timeout_middleware(settings.http_body_read_timeout_seconds)],
         before_send=[security_headers(production=settings.is_production)],
         cors_config=cors,
         openapi_config=openapi_config(),

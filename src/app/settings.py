@@ -161,6 +161,9 @@ class _Reader:
         return value.rstrip("/")
 
 
+DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS = 30
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything TaskPilot can be configured with. Build it with `Settings.from_env()`."""
@@ -179,6 +182,12 @@ class Settings:
 
     cors_origins: tuple[str, ...] = ()
     max_request_bytes: int = 1_048_576
+    # Granian closes a connection whose request headers do not arrive in time: one that sends
+    # nothing, stops half-way through its headers, or sits idle between keep-alive requests.
+    http_header_read_timeout_seconds: int = DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS
+    # A request body that stops arriving for this long is answered 408 and its connection closed.
+    # Neither timeout touches responses, so SSE streams (keepalive every <= 15 s) are never cut.
+    http_body_read_timeout_seconds: float = 30.0
 
     auth_mode: AuthMode = "dev"
     auth_dev_secret: Secret = field(default_factory=lambda: Secret(DEFAULT_DEV_SECRET))
@@ -342,6 +351,13 @@ class Settings:
             database_echo=r.boolean("DATABASE_ECHO", False),
             cors_origins=_cors(r.items("CORS_ORIGINS", ())),
             max_request_bytes=r.integer("MAX_REQUEST_BYTES", d.max_request_bytes, minimum=1024, maximum=1 << 30),
+            # Granian accepts 1 ms to 60 s.
+            http_header_read_timeout_seconds=r.integer(
+                "HTTP_HEADER_READ_TIMEOUT_SECONDS", d.http_header_read_timeout_seconds, minimum=1, maximum=60
+            ),
+            http_body_read_timeout_seconds=r.number(
+                "HTTP_BODY_READ_TIMEOUT_SECONDS", d.http_body_read_timeout_seconds, minimum=0.1, maximum=3600.0
+            ),
             auth_mode=auth_mode,
             auth_dev_secret=auth_dev_secret,
             auth_jwks_url=auth_jwks_url,

@@ -27,7 +27,7 @@ from starlette import types as starlette
 
 from app.agents.mcp import USER_ID_STATE_KEY
 from app.contracts import Problem
-from app.core.errors import AuthError, TooManyRequests
+from app.core.errors import AuthError, RequestTimeout, TooManyRequests
 from app.http.auth import Authenticator
 from app.http.problems import PROBLEM_MEDIA_TYPE
 
@@ -50,6 +50,7 @@ class AuthenticatedMCP:
         )
         self.session_manager = server.session_manager
         self.authenticator = authenticator
+        self.max_request_bytes = max_request_bytes
 
     @asynccontextmanager
     async def lifespan(self, _app: object = None) -> AsyncIterator[None]:
@@ -82,7 +83,49 @@ class AuthenticatedMCP:
             await _problem(scope, send, 401, "Unauthorized", detail, request_id, challenge)
             return
         state[USER_ID_STATE_KEY] = principal.user_id
-        await self.session_manager.handle_request(scope, receive, send)
+        # The body is read here, not by the MCP transport: the transport turns any exception while
+        # reading (a stalled body's `RequestTimeout`) into a 500 with a logged traceback.
+        try:
+            body = await _read_body(receive, self.max_request_bytes)
+        except RequestTimeout as exc:
+            await _problem(scope, send, 408, "Request Timeout", exc.detail, request_id, [(b"connection", b"close")])
+            return
+        if body is None:
+            detail = f"The request body is larger than {self.max_request_bytes} bytes; send a smaller body."
+            await _problem(scope, send, 413, "Content Too Large", detail, request_id, [(b"connection", b"close")])
+            return
+        await self.session_manager.handle_request(scope, _replay(body, receive), send)
+
+
+async def _read_body(receive: starlette.Receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it exceeds `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)  # the client left; the transport sees an empty body
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: starlette.Receive) -> starlette.Receive:
+    """A `receive` that hands over the already-read body once, then waits on the real one."""
+    pending = True
+
+    async def replay() -> starlette.Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def mcp_route(app: AuthenticatedMCP) -> ASGIRouteHandler:

@@ -38,6 +38,10 @@ class PayloadTooLarge(DomainError):
     """The content is bigger than a configured limit."""
 
 
+class RequestTimeout(DomainError):
+    """The client stopped sending its request (a body stalled) for longer than the server waits."""
+
+
 class UnsupportedMediaType(DomainError):
     """The content is not of a type this server accepts, or not what it was declared to be."""
 

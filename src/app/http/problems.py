@@ -29,6 +29,7 @@ from app.core.errors import (
     DomainError,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceUnavailable,
     TooManyRequests,
     Unsupported,
@@ -48,6 +49,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
+    RequestTimeout: 408,
     UnsupportedMediaType: 415,
     TooManyRequests: 429,
     Unsupported: 501,
@@ -93,7 +95,7 @@ def problem_response(
         errors=errors,
     )
     response_headers = dict(headers or {})
-    if status == 413:
+    if status in {408, 413}:
         # Refused before the body was read to its end: close the connection, so a client does not
         # reuse it for its next request while the rest of this body is still on the way.
         response_headers.setdefault("Connection", "close")

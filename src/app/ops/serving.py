@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from app.settings import DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS
+
 APP_FACTORY = "app.asgi:create_app"
 
 
@@ -18,8 +20,13 @@ def granian_argv(
     workers: int,
     log_level: str = "info",
     target: str = APP_FACTORY,
+    header_read_timeout_seconds: int = DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS,
 ) -> list[str]:
-    """`python -m granian ...` serving the ASGI factory `target` as production does."""
+    """`python -m granian ...` serving the ASGI factory `target` as production does.
+
+    `header_read_timeout_seconds` is `HTTP_HEADER_READ_TIMEOUT_SECONDS` (the body timeout is the
+    app's own: granian has none).
+    """
     return [
         sys.executable,
         "-m",
@@ -30,6 +37,14 @@ def granian_argv(
         # (uvloop does not expose its handler table; see app.ops.drain).
         "--loop",
         "asyncio",
+        # HTTP/1 only: with `auto` granian first sniffs for an HTTP/2 preface, with no timeout, so a
+        # connection that sends nothing was held forever. HTTP/2 arrives over TLS, which a proxy
+        # in front terminates; nothing here speaks cleartext HTTP/2.
+        "--http",
+        "1",
+        # Also closes idle keep-alive connections: waiting for the next request is reading headers.
+        "--http1-header-read-timeout",
+        str(header_read_timeout_seconds * 1000),
         "--factory",
         "--host",
         host,
