@@ -34,6 +34,8 @@ def test_defaults_run_with_nothing_set() -> None:
         ({"MODEL_PROVIDER": "openai"}, "OPENAI_API_KEY is missing"),
         ({"MODEL_PROVIDER": "openai-compatible"}, "OPENAI_BASE_URL is missing"),
         ({"LOG_CONTENT": "maybe"}, "LOG_CONTENT='maybe' is invalid: accepts true or false"),
+        ({"HTTP_HEADER_READ_TIMEOUT_SECONDS": "61"}, "HTTP_HEADER_READ_TIMEOUT_SECONDS='61' is invalid"),
+        ({"HTTP_BODY_READ_TIMEOUT_SECONDS": "0"}, "HTTP_BODY_READ_TIMEOUT_SECONDS='0' is invalid"),
     ],
 )
 def test_bad_value_names_the_variable(env: dict[str, str], message: str) -> None:
@@ -89,3 +91,16 @@ def test_cli_production_without_jwt_refuses_to_start(tmp_path) -> None:
     )
     assert result.returncode == 2
     assert "AUTH_JWKS_URL / AUTH_JWT_SECRET are missing" in result.stderr
+
+
+def test_the_header_timeout_reaches_granians_command_line() -> None:
+    from app.ops.serving import granian_argv
+
+    settings = Settings.from_env({"HTTP_HEADER_READ_TIMEOUT_SECONDS": "7"})
+    argv = granian_argv(
+        host="127.0.0.1", port=8000, workers=1, header_read_timeout_seconds=settings.http_header_read_timeout_seconds
+    )
+    assert argv[argv.index("--http1-header-read-timeout") + 1] == "7000"
+    assert argv[argv.index("--http") + 1] == "1"
+    assert Settings.from_env({}).http_header_read_timeout_seconds == 30
+    assert Settings.from_env({}).http_body_read_timeout_seconds == 30.0
