@@ -68,3 +68,9 @@ def test_failed_sign_ins_share_one_budget_across_rest_mcp_and_signed_urls(live_s
         assert_too_many_sign_ins(http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS))
         assert_too_many_sign_ins(http.get(ATTACHMENT, params={"token": "forged.token"}))
         assert_too_many_sign_ins(http.get("/api/tasks", headers=bad))
+        refusals = [
+            line
+            for line in http.get("/metrics").text.splitlines()
+            if line.startswith('taskpilot_rate_limited_total{limit="failed_sign_ins"}')
+        ]
+        assert refusals == ['taskpilot_rate_limited_total{limit="failed_sign_ins"} 3.0']

@@ -107,6 +107,30 @@ def test_a_stalled_body_is_answered_408_and_closed(live_server_factory: Any) -> 
         assert b'"status":408' in body
 
 
+async def test_a_stalled_upload_is_answered_408_and_closed(live_server_factory: Any) -> None:
+    server = _server(live_server_factory)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        created = await http.post(
+            "/chatkit",
+            json={
+                "type": "attachments.create",
+                "params": {"name": "notes.txt", "size": 100, "mime_type": "text/plain"},
+            },
+            headers={"Authorization": f"Bearer {_token()}"},
+        )
+    assert created.status_code == 200, created.text
+    upload = urlsplit(created.json()["upload_descriptor"]["url"])
+    with _connect(server) as sock:
+        sock.sendall(
+            f"PUT {upload.path}?{upload.query} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 100\r\n\r\n".encode()
+            + b"the first line of a file that never finishes"
+        )
+        received, _ = _read_until_closed(sock, CLOSE_WITHIN)
+    assert received.startswith(b"HTTP/1.1 408"), received[:300]
+    assert b"connection: close" in received.lower()
+
+
 async def test_a_stream_longer_than_every_timeout_is_not_cut(live_server_factory: Any) -> None:
     # ~20 deltas 200 ms apart: the stream lasts well beyond both 2 s timeouts.
     server = _server(live_server_factory, OFFLINE_MODEL_DELAY_MS="200", STREAM_KEEPALIVE_SECONDS="1")
