@@ -57,6 +57,16 @@ def test_failed_signed_url_tokens_are_limited(live_server_factory: Any) -> None:
         assert_too_many_sign_ins(http.put(f"{ATTACHMENT}/upload", params={"token": "forged"}, content=b"x"))
 
 
+def test_wrong_metrics_tokens_are_limited(live_server_factory: Any) -> None:
+    server = live_server_factory(
+        {"RATE_LIMIT_ANONYMOUS_PER_MINUTE": str(LIMIT), "METRICS_TOKEN": "scrape-secret-0123456789"}
+    )
+    wrong = {"Authorization": "Bearer guess"}
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        assert [http.get("/metrics", headers=wrong).status_code for _ in range(LIMIT)] == [401] * LIMIT
+        assert_too_many_sign_ins(http.get("/metrics", headers=wrong))
+
+
 def test_failed_sign_ins_share_one_budget_across_rest_mcp_and_signed_urls(live_server_factory: Any) -> None:
     server = _server(live_server_factory)
     bad = {"Authorization": "Bearer not-a-token"}

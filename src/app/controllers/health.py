@@ -7,13 +7,14 @@ import hmac
 from typing import Any
 
 from litestar import Controller, Request, Response, get
-from litestar.exceptions import NotAuthorizedException
 from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
 from app.contracts import ChatKitHealth, Liveness, Readiness
+from app.core.errors import AuthError
+from app.http.auth import Authenticator, client_address
 from app.ops.drain import Drain
 from app.ops.health import chatkit_health
 from app.ops.metrics import render
@@ -76,12 +77,20 @@ class HealthController(Controller):
         return Response(body, status_code=200)
 
     @get("/metrics", include_in_schema=False, media_type="text/plain")
-    async def metrics(self, request: Request[Any, Any, Any], settings: Settings) -> Response[bytes]:
+    async def metrics(
+        self, request: Request[Any, Any, Any], settings: Settings, authenticator: Authenticator
+    ) -> Response[bytes]:
         """Prometheus exposition. With METRICS_TOKEN set, scrapers must send it as a bearer token."""
-        if settings.metrics_token is not None:
-            expected = f"Bearer {settings.metrics_token.get()}"
-            if not hmac.compare_digest(request.headers.get("authorization", ""), expected):
-                raise NotAuthorizedException("send the METRICS_TOKEN as 'Authorization: Bearer <token>'")
+        token = settings.metrics_token
+        if token is not None:
+
+            async def check() -> None:
+                expected = f"Bearer {token.get()}"
+                if not hmac.compare_digest(request.headers.get("authorization", "").encode(), expected.encode()):
+                    raise AuthError("send the METRICS_TOKEN as 'Authorization: Bearer <token>'")
+
+            # A wrong scrape token is a failed sign-in like any other (429 past the limit).
+            await authenticator.attempt(client_address(request), check)
         body, content_type = render()
         return Response(body, media_type=content_type)
 
