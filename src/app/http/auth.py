@@ -207,8 +207,8 @@ FAILED_SIGN_INS_DETAIL = "Too many failed sign-in attempts from this address; wa
 class Authenticator:
     """Every credential check of the service, and the one rule for the ones that fail.
 
-    Bearer tokens (REST, ChatKit, `/mcp`) and the signed `?token=` of attachment URLs all come
-    through here, so a failed attempt counts against the caller's address whichever door it
+    Bearer tokens (REST, ChatKit, `/mcp`, the `/metrics` scrape token) and the signed `?token=`
+    of attachment URLs all come through here, so a failed attempt counts against the caller's address whichever door it
     knocked on; past `RATE_LIMIT_ANONYMOUS_PER_MINUTE` the answer is 429 (`TooManyRequests`,
     with the wait) instead of 401. Valid credentials are never counted nor refused.
     """
