@@ -34,10 +34,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         workers = 1
+    host = args.host or settings.host
+    try:
+        settings.check_dev_auth_host(host)
+    except SettingsError as exc:
+        print(f"taskpilot: configuration error: {exc}", file=sys.stderr)
+        return 2
     if args.migrate:
-        _alembic(settings).upgrade("head")
+        try:
+            _alembic(settings).upgrade("head")
+        except _database_errors() as exc:
+            print(database_failure(settings, exc), file=sys.stderr)
+            return 1
     argv = granian_argv(
-        host=args.host or settings.host,
+        host=host,
         port=args.port if args.port is not None else settings.port,
         workers=workers,
         log_level=settings.log_level,
@@ -54,8 +64,46 @@ def _alembic(settings: Settings):  # type: ignore[no-untyped-def]
     return AlembicCommands(sqlalchemy_config=build_db_config(settings))
 
 
+def database_failure(settings: Settings, exc: BaseException) -> str:
+    """One line naming DATABASE_URL (never its password) and why the database could not be used."""
+    from sqlalchemy.engine import make_url
+
+    cause = exc
+    while True:
+        inner = getattr(cause, "orig", None) or cause.__cause__
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    url = make_url(settings.database_url)
+    message = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
+    if url.password:
+        message = message.replace(str(url.password), "***")
+    reason = f"{type(cause).__name__}: {message}" if message else type(cause).__name__
+    return (
+        f"taskpilot: the database at DATABASE_URL={url.render_as_string(hide_password=True)} cannot be used: {reason}"
+    )
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    import asyncpg
+    from sqlalchemy.exc import SQLAlchemyError
+
+    # asyncpg raises its own errors (a missing database is InvalidCatalogNameError) unwrapped on connect.
+    return (SQLAlchemyError, OSError, sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     settings = _settings()
+    try:
+        return _run_db_command(args, settings)
+    except _database_errors() as exc:
+        print(database_failure(settings, exc), file=sys.stderr)
+        return 1
+
+
+def _run_db_command(args: argparse.Namespace, settings: Settings) -> int:
     commands = _alembic(settings)
     if args.db_command == "upgrade":
         commands.upgrade(args.revision)

@@ -47,6 +47,7 @@ from app.services.attachments.content import AttachmentPolicy
 from app.services.attachments.service import AttachmentService
 from app.services.attachments.signing import AttachmentLinks
 from app.services.openai_sessions import HostedChatKit
+from app.services.quotas import UserLimits
 from app.settings import Settings
 from app.store.db import SessionMaker, build_db_config
 
@@ -56,7 +57,9 @@ def build_attachments(settings: Settings, session_maker: SessionMaker) -> Attach
     blobs = BlobStorage.from_settings(settings)
     links = AttachmentLinks.from_settings(settings)
     store = BlobAwareChatKitStore(session_maker, blobs=blobs, links=links)
-    return AttachmentService(store, blobs, AttachmentPolicy.from_settings(settings), links)
+    return AttachmentService(
+        store, blobs, AttachmentPolicy.from_settings(settings), links, UserLimits.from_settings(settings)
+    )
 
 
 def build_chatkit_server(
@@ -105,6 +108,7 @@ def build_chatkit_server(
         attachment_store=attachments,
         keepalive_seconds=settings.stream_keepalive_seconds,
         log_content=settings.log_content,
+        limits=UserLimits.from_settings(settings),
     )
 
 
@@ -143,7 +147,9 @@ class Services:
             chatkit_server=build_chatkit_server(settings, session_maker, attachments, model_provider),
             hosted_chatkit=HostedChatKit(settings),
             mcp=AuthenticatedMCP(
-                build_task_mcp_server(session_maker), authenticator, max_request_bytes=settings.max_request_bytes
+                build_task_mcp_server(session_maker, max_tasks=settings.quota_tasks_per_user),
+                authenticator,
+                max_request_bytes=settings.max_request_bytes,
             ),
         )
 

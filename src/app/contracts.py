@@ -11,13 +11,23 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.core.text import require_storable
+
 
 class Struct(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Base of every response body."""
 
 
 class Input(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Base of every request body."""
+    """Base of every request body.
+
+    No string of a body may hold a character the database cannot store (NUL, an unpaired
+    surrogate): decoding refuses it as a 400 naming the field, before any handler runs.
+    """
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            require_storable(getattr(self, name), name)
 
 
 class Problem(Struct, kw_only=True):

@@ -9,6 +9,7 @@ validation and the message that names it — the README's configuration table is
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -196,6 +197,9 @@ class Settings:
     auth_issuer: str | None = None
     auth_audience: str | None = None
     auth_leeway_seconds: int = 30
+    # Development tokens on an address other machines reach: anyone could mint one, and the
+    # built-in secret is public. Refused unless an operator says so.
+    auth_dev_allow_network: bool = False
     # Where the page at `/` gets a JWT for the browser's session (Better Auth: <base>/api/auth/token).
     auth_token_url: str | None = None
 
@@ -251,6 +255,15 @@ class Settings:
     metrics_token: Secret | None = None
     shutdown_grace_seconds: float = 20.0
 
+    # Per-user quotas (0 = no quota): what one user may keep, whatever the rate limits let through.
+    quota_threads_per_user: int = 1_000
+    quota_items_per_thread: int = 2_000
+    quota_tasks_per_user: int = 5_000
+    quota_attachment_bytes_per_user: int = 1 << 30
+    # Longest thread title (threads.update; a generated title is cut to it) and user message.
+    max_thread_title_chars: int = 200
+    max_message_chars: int = 32_000
+
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
@@ -268,6 +281,14 @@ class Settings:
         if not self.chatkit_workflow_id:
             missing.append("CHATKIT_WORKFLOW_ID")
         return missing
+
+    def check_dev_auth_host(self, host: str) -> None:
+        """Refuse development auth on an address other machines can reach, unless allowed."""
+        if self.auth_mode == "dev" and not self.auth_dev_allow_network and not is_loopback(host):
+            raise SettingsError(
+                f"AUTH_DEV_ALLOW_NETWORK is not set: AUTH_MODE=dev on HOST={host!r} lets anyone on the network mint "
+                "tokens with a public secret; serve on 127.0.0.1, use AUTH_MODE=jwt, or set AUTH_DEV_ALLOW_NETWORK=true"
+            )
 
     def replace(self, **changes: object) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -338,7 +359,7 @@ class Settings:
         if 0 < ttl < 60:
             raise SettingsError(f"CHATKIT_SESSION_TTL_SECONDS={ttl!r} is invalid: accepts 60 to 86400 (or unset)")
 
-        return cls(
+        settings = cls(
             app_env=app_env,
             host=r.text("HOST", d.host),
             port=r.integer("PORT", d.port, minimum=0, maximum=65_535),
@@ -418,7 +439,37 @@ class Settings:
             ),
             metrics_token=r.secret("METRICS_TOKEN"),
             shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", 20.0, minimum=0.0, maximum=600.0),
+            auth_dev_allow_network=r.boolean("AUTH_DEV_ALLOW_NETWORK", False),
+            quota_threads_per_user=r.integer(
+                "QUOTA_THREADS_PER_USER", d.quota_threads_per_user, minimum=0, maximum=10_000_000
+            ),
+            quota_items_per_thread=r.integer(
+                "QUOTA_ITEMS_PER_THREAD", d.quota_items_per_thread, minimum=0, maximum=10_000_000
+            ),
+            quota_tasks_per_user=r.integer(
+                "QUOTA_TASKS_PER_USER", d.quota_tasks_per_user, minimum=0, maximum=10_000_000
+            ),
+            quota_attachment_bytes_per_user=r.integer(
+                "QUOTA_ATTACHMENT_BYTES_PER_USER", d.quota_attachment_bytes_per_user, minimum=0, maximum=1 << 50
+            ),
+            max_thread_title_chars=r.integer(
+                "MAX_THREAD_TITLE_CHARS", d.max_thread_title_chars, minimum=1, maximum=10_000
+            ),
+            max_message_chars=r.integer("MAX_MESSAGE_CHARS", d.max_message_chars, minimum=1, maximum=1_000_000),
         )
+        settings.check_dev_auth_host(settings.host)
+        return settings
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address to bind) is reachable only from this machine."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _redis_url(r: _Reader) -> Secret | None:

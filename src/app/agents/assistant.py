@@ -81,6 +81,7 @@ class TurnContext(AgentContext[Any], ToolContext):
     user_id: str
     session_maker: Annotated[Any, SkipValidation]
     changed_task_ids: set[str] = Field(default_factory=set)
+    max_tasks: int = 0  # QUOTA_TASKS_PER_USER, for the task tools
 
 
 IMAGE_TOKENS = 1_000  # what an image costs a vision model, roughly (a data URL's length says nothing)

@@ -44,7 +44,9 @@ ANNOTATIONS: dict[str, ToolAnnotations] = {
 }
 
 
-def build_task_mcp_server(session_maker: SessionMaker, *, clock: Callable[[], dt.date] = utc_today) -> MCPServer[Any]:
+def build_task_mcp_server(
+    session_maker: SessionMaker, *, clock: Callable[[], dt.date] = utc_today, max_tasks: int = 0
+) -> MCPServer[Any]:
     """The MCP server of the task tools (its transport is set up by `app.controllers.mcp`)."""
 
     def operations(ctx: Context[Any, Any]) -> TaskOperations:
@@ -54,11 +56,11 @@ def build_task_mcp_server(session_maker: SessionMaker, *, clock: Callable[[], dt
         if not isinstance(user_id, str) or not user_id:
             # Only reachable if the server is mounted without the authenticating controller.
             raise ToolError("this request is not authenticated")
-        return TaskOperations(TaskScope(user_id=user_id, session_maker=session_maker, clock=clock))
+        return TaskOperations(TaskScope(user_id=user_id, session_maker=session_maker, clock=clock, max_tasks=max_tasks))
 
     def mcp_tool(declaration: ToolDeclaration) -> Tool:
         async def run(ctx: Context[Any, Any], **arguments: Any) -> dict[str, Any]:
-            result: dict[str, Any] = await getattr(operations(ctx), declaration.name)(**arguments)
+            result = await operations(ctx).call(declaration.name, arguments)
             if not result.get("ok"):
                 raise ToolError(encode_result(result))
             return result

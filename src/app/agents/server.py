@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import anyio
+import msgspec
 from chatkit.actions import Action
 from chatkit.agents import stream_agent_response
 from chatkit.errors import CustomStreamError
@@ -58,6 +59,7 @@ from chatkit.types import (
     ThreadsRetryAfterItemReq,
     ThreadsSyncCustomActionReq,
     ThreadStreamEvent,
+    ThreadsUpdateReq,
     TranscriptionResult,
     UserMessageItem,
     WidgetItem,
@@ -68,7 +70,9 @@ from pydantic import TypeAdapter, ValidationError
 from app.agents.assistant import Assistant, TurnContext, describe_model_error
 from app.agents.widgets import TaskActions
 from app.core.errors import Conflict, ProtocolError, Unsupported
+from app.core.text import first_unstorable, unstorable_detail
 from app.ops import metrics
+from app.services.quotas import CountingStore, UserLimits
 
 log = logging.getLogger("app.chatkit")
 
@@ -112,8 +116,10 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         keepalive_seconds: float = 15.0,
         transcriber: Callable[[AudioInput], Any] | None = None,
         log_content: bool = False,
+        limits: UserLimits | None = None,
     ) -> None:
         super().__init__(store, attachment_store)
+        self.limits = limits or UserLimits()
         self.assistant = assistant
         self.task_actions = task_actions
         self.session_maker = session_maker
@@ -129,17 +135,20 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             parsed = REQUEST_ADAPTER.validate_json(request)
         except ValidationError as exc:
             raise describe_validation_error(exc) from None
+        refuse_unstorable(request)
         await self._authorize(parsed, context)
         if is_streaming_req(parsed):
             return StreamingResult(self._process_streaming(parsed, context))
         return NonStreamingResult(await self._process_non_streaming(parsed, context))
 
     async def _authorize(self, request: ChatKitReq, context: Any) -> None:
-        """Load what the request names, as this user: another user's data is `NotFoundError` (404)."""
+        """Load what the request names, as this user: another user's data is `NotFoundError` (404).
+        Then the user's quotas and the length limits, so a refusal comes before any stream opens."""
         params = getattr(request, "params", None)
         thread_id = getattr(params, "thread_id", None)
         if thread_id is not None:
             await self.store.load_thread(thread_id, context)
+        await self._check_limits(request, context)
         match request:
             case ThreadsRetryAfterItemReq() | ThreadsAddStructuredInputReq():
                 item = await self.store.load_item(request.params.thread_id, request.params.item_id, context)
@@ -175,6 +184,25 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 last = page.data[0] if page.data else None
                 if last is None or last.type != "client_tool_call" or last.status != "pending":
                     raise Conflict("The thread has no pending client tool call to answer.")
+
+    async def _check_limits(self, request: ChatKitReq, context: Any) -> None:
+        limits, store = self.limits, cast("CountingStore", self.store)
+        match request:
+            case ThreadsCreateReq():
+                await limits.check_new_thread(store, context)
+            case (
+                ThreadsAddUserMessageReq()
+                | ThreadsRetryAfterItemReq()
+                | ThreadsCustomActionReq()
+                | ThreadsAddClientToolOutputReq()
+                | ThreadsAddStructuredInputReq()
+            ):
+                await limits.check_thread_items(store, request.params.thread_id, context)
+            case ThreadsUpdateReq():
+                limits.check_title(request.params.title, "params.title")
+        if isinstance(request, ThreadsCreateReq | ThreadsAddUserMessageReq):
+            length = sum(len(getattr(part, "text", "")) for part in request.params.input.content)
+            limits.check_message(length, "params.input.content")
 
     async def _process_streaming_impl(self, request: Any, context: Any) -> AsyncGenerator[ThreadStreamEvent, None]:
         """The library's stream, made safe to end at any point once it has opened.
@@ -285,6 +313,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             request_context=context,
             user_id=context.user_id,
             session_maker=self.session_maker,
+            max_tasks=self.limits.tasks_per_user,
         )
         ids = _MessageIds(lambda: self.store.generate_item_id("message", thread, context))
         failure: CustomStreamError | None = None
@@ -327,7 +356,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         if failure is not None:
             raise failure
         if thread.title is None and input_user_message is not None:
-            thread.title = await self.assistant.title(input_user_message, thread)
+            thread.title = self.limits.cut_title(await self.assistant.title(input_user_message, thread))
 
     async def action(
         self, thread: ThreadMetadata, action: Action[str, Any], sender: WidgetItem | None, context: Any
@@ -381,6 +410,21 @@ class _LibraryClockStore:
 
     async def load_item(self, thread_id: str, item_id: str, context: Any) -> ThreadItem:
         return _as_library_time(await self._store.load_item(thread_id, item_id, context))
+
+
+def refuse_unstorable(request: str | bytes | bytearray) -> None:
+    """A `ProtocolError` naming the first field whose text the database cannot store (NUL).
+
+    Checked on the decoded JSON, so every string of every request type is covered: ids, cursors,
+    message text, titles, metadata, action payloads. (msgspec decodes a body in microseconds.)
+    """
+    try:
+        decoded = msgspec.json.decode(request)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # pragma: no cover - pydantic parsed it
+        return
+    field = first_unstorable(decoded)
+    if field is not None:
+        raise ProtocolError(unstorable_detail(field), field=field)
 
 
 def _with_utc_timestamps(event: ThreadStreamEvent) -> ThreadStreamEvent:

@@ -53,6 +53,7 @@ from agents.function_schema import generate_func_documentation
 from app.contracts import Task, TaskCreate, TaskPriority, TaskSort, TaskStatus, TaskSummary, TaskUpdate
 from app.core.clock import utc_today
 from app.core.errors import DomainError
+from app.core.text import first_unstorable, unstorable_detail
 from app.services.tasks import TaskQuery, TaskService
 from app.store.db import SessionMaker
 
@@ -70,6 +71,7 @@ class TaskScope:
     user_id: str
     session_maker: SessionMaker
     clock: Callable[[], dt.date] = utc_today
+    max_tasks: int = 0  # QUOTA_TASKS_PER_USER; 0 = none
 
 
 class ToolContext:
@@ -81,7 +83,8 @@ class ToolContext:
             session_maker = getattr(holder, "session_maker", None)
             if isinstance(user_id, str) and user_id and session_maker is not None:
                 clock = getattr(holder, "clock", None) or getattr(self, "clock", None) or utc_today
-                return TaskScope(user_id=user_id, session_maker=session_maker, clock=clock)
+                max_tasks = getattr(holder, "max_tasks", None) or getattr(self, "max_tasks", None) or 0
+                return TaskScope(user_id=user_id, session_maker=session_maker, clock=clock, max_tasks=max_tasks)
         raise LookupError(
             f"{type(self).__name__} gives the task tools no user_id and session_maker "
             "(on itself or on its request_context)"
@@ -169,8 +172,19 @@ class TaskOperations:
     def __init__(self, scope: TaskScope) -> None:
         self.scope = scope
 
+    async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Run the tool `name`; a string argument the database cannot store (NUL) is refused as a
+        failure naming it, before it reaches a query (models and MCP clients both send them)."""
+        field = first_unstorable(arguments)
+        if field is not None:
+            return {"ok": False, "error": unstorable_detail(field), "field": field}
+        result: dict[str, Any] = await getattr(self, name)(**arguments)
+        return result
+
     def _service(self) -> AbstractAsyncContextManager[TaskService]:
-        return TaskService.begin(self.scope.session_maker, self.scope.user_id, clock=self.scope.clock)
+        return TaskService.begin(
+            self.scope.session_maker, self.scope.user_id, clock=self.scope.clock, max_tasks=self.scope.max_tasks
+        )
 
     def _changed(self, task: Task, key: str = "task") -> dict[str, Any]:
         return {"ok": True, key: compact_task(task, self.scope.clock()), "changed_ids": [str(task.id)]}
@@ -446,7 +460,7 @@ def _sdk_tool(declaration: ToolDeclaration) -> FunctionTool:
     async def run(ctx: RunContextWrapper[ToolContext], **arguments: Any) -> str:
         context = ctx.context
         operations = TaskOperations(context.task_scope())
-        result: dict[str, Any] = await getattr(operations, declaration.name)(**arguments)
+        result = await operations.call(declaration.name, arguments)
         if result.get("changed_ids"):
             context.record_changed(result["changed_ids"])
         return encode_result(result)

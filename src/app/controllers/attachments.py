@@ -21,6 +21,7 @@ from litestar.response import Stream
 from app.contracts import AttachmentInfo
 from app.core.context import RequestContext
 from app.core.limits import enforce
+from app.core.text import require_storable
 from app.http.auth import Authenticator, client_address
 from app.http.openapi import problem_spec
 from app.ops import metrics
@@ -59,6 +60,7 @@ async def provide_attachment_caller(
 
     A forged or expired signed token is a failed sign-in like a bad bearer token (429 past the limit).
     """
+    require_storable(attachment_id, "attachment_id")  # before it reaches a query (a NUL is a 500 there)
     if request.headers.get("authorization") or token is None:
         return await authenticate(request)
     purpose: Purpose = "upload" if request.method == "PUT" else "read"

@@ -24,18 +24,28 @@ from app.contracts import (
 )
 from app.core.context import RequestContext
 from app.http.openapi import problem_spec
-from app.services.tasks import DEFAULT_LIMIT, MAX_LIMIT, MAX_SEARCH, MAX_TAG_LENGTH, TaskQuery, TaskService
+from app.services.tasks import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    MAX_SEARCH,
+    MAX_TAG_LENGTH,
+    TaskQuery,
+    TaskService,
+)
+from app.settings import Settings
 
 
-def provide_task_service(db_session: AsyncSession, context: RequestContext) -> TaskService:
-    return TaskService(db_session, context.user_id)
+def provide_task_service(db_session: AsyncSession, context: RequestContext, settings: Settings) -> TaskService:
+    return TaskService(db_session, context.user_id, max_tasks=settings.quota_tasks_per_user)
 
 
 BAD_INPUT = {
     400: problem_spec("Invalid input; `errors` names each field"),
     401: problem_spec("No valid bearer token"),
+    # Only creating a task can meet it; listed once for every route of the resource.
+    429: problem_spec("Too many failed sign-ins from this address (see Retry-After), or QUOTA_TASKS_PER_USER reached"),
     # Answered by the auth dependency and the central error mapping (app.http.problems), not the handlers.
-    429: problem_spec("Too many failed sign-ins from this address; see Retry-After"),
     503: problem_spec("The database is unavailable; retry after Retry-After"),
 }
 ONE_TASK = {**BAD_INPUT, 404: problem_spec("The user has no task with this id")}
@@ -82,7 +92,9 @@ class TaskController(Controller):
         ] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         cursor: Annotated[str | None, Parameter(max_length=512, description="A previous `next_cursor`")] = None,
-        offset: Annotated[int | None, Parameter(ge=0, description="Rows to skip; not with `cursor`")] = None,
+        offset: Annotated[
+            int | None, Parameter(ge=0, le=MAX_OFFSET, description="Rows to skip; not with `cursor`")
+        ] = None,
     ) -> TaskList:
         query = TaskQuery(
             status=status,

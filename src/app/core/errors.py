@@ -85,3 +85,20 @@ class UpstreamError(DomainError):
         super().__init__(detail)
         self.failure: UpstreamFailure = failure
         self.retry_after = retry_after
+
+
+class QuotaExceeded(DomainError):
+    """The user already keeps as much of something as a per-user quota allows (429, no Retry-After:
+    waiting does not help, deleting does). `quota` names the setting."""
+
+    def __init__(self, detail: str, *, quota: str) -> None:
+        super().__init__(detail, errors=[{"field": quota, "message": detail, "source": "quota"}])
+        self.quota = quota
+
+
+class StorageQuotaExceeded(PayloadTooLarge):
+    """Storing this content would take the user past their storage quota (413)."""
+
+    def __init__(self, detail: str, *, quota: str) -> None:
+        super().__init__(detail, errors=[{"field": quota, "message": detail, "source": "quota"}])
+        self.quota = quota

@@ -29,6 +29,7 @@ from litestar import Request
 from app.core.context import RequestContext
 from app.core.errors import AuthError
 from app.core.limits import RateLimiter, enforce
+from app.core.text import is_storable
 from app.ops import metrics
 from app.settings import Settings
 
@@ -178,6 +179,9 @@ class TokenVerifier:
             subject = claims.get("sub")
             if not isinstance(subject, str) or not subject or len(subject) > 128:
                 raise AuthError("the token's 'sub' claim must be a user id of 1 to 128 characters")
+            if not is_storable(subject):
+                # Every row is keyed by this id: it must be text the database can store.
+                raise AuthError("the token's 'sub' claim contains a NUL character or an unpaired surrogate")
             return RequestContext(user_id=subject, request_id=request_id, claims=claims)
         raise last_error or AuthError("the token's algorithm is not accepted")
 

@@ -29,6 +29,7 @@ from app.core.errors import (
     DomainError,
     NotFound,
     PayloadTooLarge,
+    QuotaExceeded,
     RequestTimeout,
     ServiceUnavailable,
     TooManyRequests,
@@ -52,6 +53,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     RequestTimeout: 408,
     UnsupportedMediaType: 415,
     TooManyRequests: 429,
+    QuotaExceeded: 429,
     Unsupported: 501,
     ServiceUnavailable: 503,
 }
@@ -114,7 +116,7 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
         if isinstance(entry, dict):
             message = str(entry.get("message") or "is invalid")
             # msgspec names an unknown or missing field only in its message; the key is the body.
-            unknown = _UNKNOWN_FIELD.search(message)
+            unknown = _UNKNOWN_FIELD.search(message) or _UNSTORABLE_FIELD.match(message)
             source = entry.get("source") or "body"
             errors.append(
                 {
@@ -127,6 +129,8 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
 
 
 _UNKNOWN_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
+# `app.core.text.unstorable_detail`, raised by a contract's `__post_init__`: msgspec gives no path.
+_UNSTORABLE_FIELD = re.compile(r"(\S+) contains a NUL character")
 
 
 def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
@@ -241,6 +245,15 @@ def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Re
     return problem_response(request, 400, "The JSON body is nested too deeply; send a flatter document.")
 
 
+def handle_undecodable(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[bytes]:
+    """A body that is not UTF-8 is the caller's error (400), not a 500.
+
+    Litestar hands JSON bodies to msgspec, which raises `UnicodeDecodeError` (not its own
+    DecodeError) on bytes that are not UTF-8; nothing else in a request decodes bytes unchecked.
+    """
+    return problem_response(request, 400, "The request body is not valid UTF-8: send UTF-8 encoded JSON.")
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
@@ -262,5 +275,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     SQLAlchemyTimeoutError: handle_database,
     OSError: handle_database,
     RecursionError: handle_recursion,
+    UnicodeDecodeError: handle_undecodable,
     Exception: handle_unexpected,
 }

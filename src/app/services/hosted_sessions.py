@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.clock import utcnow
 from app.core.errors import DomainError, NotFound, ServiceUnavailable, UpstreamError
 from app.core.limits import RateLimiter, enforce
+from app.core.text import require_storable
 from app.ops import metrics
 from app.services.openai_sessions import HostedChatKit, UpstreamSession, UpstreamSessionGone
 from app.store.models import HostedSession
@@ -97,6 +98,7 @@ class HostedSessionService:
 
     async def cancel(self, user_id: str, session_id: str) -> None:
         self._require_configured()
+        require_storable(session_id, "session_id")
         row = await self.repository.owned(user_id, session_id)
         if row is None:
             raise NotFound("The session does not exist or belongs to another user; check the session id.")

@@ -41,6 +41,8 @@ from app.contracts import (
 )
 from app.core.clock import utc_today, utcnow
 from app.core.errors import DomainError, NotFound
+from app.core.text import is_storable, require_storable
+from app.services.quotas import UserLimits
 from app.store.db import SessionMaker
 from app.store.models import TaskRow
 from app.store.tasks import TaskFilter, TaskRepository, sort_value, to_task
@@ -52,6 +54,8 @@ MAX_DESCRIPTION: Final = 5000
 MAX_TAGS: Final = 20
 MAX_TAG_LENGTH: Final = 40
 MAX_SEARCH: Final = 200
+# Past every task a user may keep (QUOTA_TASKS_PER_USER tops out far below), and far inside BIGINT.
+MAX_OFFSET: Final = 10_000_000
 PRIORITIES: Final[tuple[TaskPriority, ...]] = ("low", "medium", "high")
 STATUSES: Final[tuple[TaskStatus, ...]] = ("open", "completed", "all")
 SORTS: Final[tuple[TaskSort, ...]] = ("created_at", "updated_at", "due_date", "priority", "number", "title")
@@ -92,19 +96,32 @@ class TaskQuery:
 class TaskService:
     """Create, read, list, update, complete, reopen and delete one user's tasks, and count them."""
 
-    def __init__(self, session: AsyncSession, user_id: str, *, clock: Callable[[], dt.date] = utc_today) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        user_id: str,
+        *,
+        clock: Callable[[], dt.date] = utc_today,
+        max_tasks: int = 0,
+    ) -> None:
         self.repository = TaskRepository(session=session, user_id=user_id)
         self.clock = clock
+        self.limits = UserLimits(tasks_per_user=max_tasks)
 
     @classmethod
     @asynccontextmanager
     async def begin(
-        cls, session_maker: SessionMaker, user_id: str, *, clock: Callable[[], dt.date] = utc_today
+        cls,
+        session_maker: SessionMaker,
+        user_id: str,
+        *,
+        clock: Callable[[], dt.date] = utc_today,
+        max_tasks: int = 0,
     ) -> AsyncIterator[TaskService]:
         """A service on a fresh session that commits when the block succeeds and rolls back otherwise."""
         async with session_maker() as session:
             try:
-                yield cls(session, user_id, clock=clock)
+                yield cls(session, user_id, clock=clock, max_tasks=max_tasks)
                 await session.commit()
             except BaseException:
                 await session.rollback()
@@ -119,6 +136,9 @@ class TaskService:
         return cast("AsyncSession", self.repository.session)
 
     async def create(self, data: TaskCreate) -> Task:
+        require_storable(msgspec.to_builtins(data), "")  # contracts built in code skip decoding
+        if self.limits.tasks_per_user:
+            self.limits.check_task_count(await self.repository.count_owned())
         row = await self.repository.insert_numbered(
             {
                 "title": _title(data.title),
@@ -140,8 +160,8 @@ class TaskService:
         limit = _limit(query.limit)
         if query.cursor is not None and query.offset is not None:
             raise DomainError("Send either cursor or offset, not both.", field="offset")
-        if query.offset is not None and query.offset < 0:
-            raise DomainError("offset must be 0 or more.", field="offset")
+        if query.offset is not None and not 0 <= query.offset <= MAX_OFFSET:
+            raise DomainError(f"offset must be 0 to {MAX_OFFSET}.", field="offset")
         order: SortOrder = query.order or NATURAL_ORDER.get(query.sort, "asc")
         where = self._filter(query)
         total = await self.repository.count_matching(where)
@@ -155,6 +175,7 @@ class TaskService:
         return TaskList(items=[to_task(row) for row in rows], total=total, next_cursor=next_cursor)
 
     async def update(self, ref: TaskRef, changes: TaskUpdate) -> Task:
+        require_storable(msgspec.to_builtins(changes), "")
         row = await self._row(ref)
         changed = False
         if changes.title is not msgspec.UNSET:
@@ -222,6 +243,8 @@ class TaskService:
             raise DomainError(f"status must be one of {', '.join(STATUSES)}.", field="status")
         if query.sort not in SORTS:
             raise DomainError(f"sort must be one of {', '.join(SORTS)}.", field="sort")
+        require_storable(query.tag, "tag")
+        require_storable(query.search, "search")
         search = None
         if query.search is not None:
             search = query.search.strip()
@@ -348,7 +371,7 @@ def _decode_cursor(cursor: str, sort: TaskSort, order: SortOrder) -> tuple[Any, 
             value = encoded if isinstance(encoded, str) else None
     except (ValueError, TypeError):
         raise invalid from None
-    if value is None:
+    if value is None or not is_storable(str(value)):
         raise invalid
     return value, number
 

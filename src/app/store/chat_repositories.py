@@ -124,6 +124,12 @@ class ChatThreadRepository(_ChatRepository[ChatThread]):
         result = await self.session.execute(THREAD_EXISTS, {"user_id": user_id, "thread_id": thread_id})
         return result.first() is not None
 
+    async def count_threads(self, *, user_id: str) -> int:
+        result = await self.session.execute(
+            select(func.count()).select_from(THREADS).where(THREADS.c.user_id == user_id)
+        )
+        return int(result.scalar_one())
+
     async def get_thread(self, *, user_id: str, thread_id: str) -> tuple[dt.datetime, str] | None:
         """`(created_at, data as JSON text)` of one thread."""
         result = await self.session.execute(GET_THREAD, {"user_id": user_id, "thread_id": thread_id})
@@ -255,6 +261,12 @@ class ChatItemRepository(_ChatRepository[ChatItem]):
         )
         return result.first() is not None
 
+    async def count_items(self, *, user_id: str, thread_id: str) -> int:
+        result = await self.session.execute(
+            select(func.count()).select_from(ITEMS).where(ITEMS.c.user_id == user_id, ITEMS.c.thread_id == thread_id)
+        )
+        return int(result.scalar_one())
+
     async def get_item(self, *, user_id: str, thread_id: str, item_id: str) -> str | None:
         """The item's JSON text, or None."""
         result = await self.session.execute(GET_ITEM, {"user_id": user_id, "thread_id": thread_id, "item_id": item_id})
@@ -313,6 +325,15 @@ class ChatAttachmentRepository(_ChatRepository[ChatAttachment]):
                 "data": data,
             },
         )
+
+    async def stored_bytes(self, *, user_id: str) -> int:
+        """The size of every attachment of the user's whose bytes are stored (or being stored)."""
+        result = await self.session.execute(
+            select(func.coalesce(func.sum(ATTACHMENTS.c.size), 0)).where(
+                ATTACHMENTS.c.user_id == user_id, ATTACHMENTS.c.size.is_not(None)
+            )
+        )
+        return int(result.scalar_one())
 
     async def get_attachment(
         self, *, user_id: str, attachment_id: str

@@ -184,6 +184,16 @@ def to_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+MAX_PAGE_SIZE = 100
+"""The most threads or items one page holds, whatever `limit` a client asks for."""
+
+
+def page_size(limit: int) -> int:
+    """`limit` clamped to 1..MAX_PAGE_SIZE: a client's `limit` of 10**9 (or 2**63, past BIGINT)
+    gets a full page and `has_more`, never the whole table or a database error."""
+    return max(1, min(limit, MAX_PAGE_SIZE))
+
+
 def _order(order: str) -> Order:
     if order == "asc":
         return "asc"
@@ -285,13 +295,28 @@ class ChatKitStore(Store[ContextT]):
 
     @_retry_when_connection_dies
     async def load_threads(self, limit: int, after: str | None, order: str, context: ContextT) -> Page[ThreadMetadata]:
-        limit = max(limit, 1)
+        limit = page_size(limit)
         async with self._autocommit() as session:
             rows = await ChatThreadRepository(session=session).page_threads(
                 user_id=context.user_id, after=after, limit=limit + 1, order=_order(order)
             )
         threads = [self._thread(created_at, data) for _id, created_at, data in rows[:limit]]
         return self._page(threads, has_more=len(rows) > limit)
+
+    @_retry_when_connection_dies
+    async def count_threads(self, context: ContextT) -> int:
+        async with self._autocommit() as session:
+            return await ChatThreadRepository(session=session).count_threads(user_id=context.user_id)
+
+    @_retry_when_connection_dies
+    async def count_items(self, thread_id: str, context: ContextT) -> int:
+        async with self._autocommit() as session:
+            return await ChatItemRepository(session=session).count_items(user_id=context.user_id, thread_id=thread_id)
+
+    @_retry_when_connection_dies
+    async def stored_attachment_bytes(self, context: ContextT) -> int:
+        async with self._autocommit() as session:
+            return await ChatAttachmentRepository(session=session).stored_bytes(user_id=context.user_id)
 
     async def delete_thread(self, thread_id: str, context: ContextT) -> None:
         await self.purge_thread(thread_id, context)
@@ -312,7 +337,7 @@ class ChatKitStore(Store[ContextT]):
     async def load_thread_items(
         self, thread_id: str, after: str | None, limit: int, order: str, context: ContextT
     ) -> Page[ThreadItem]:
-        limit = max(limit, 1)
+        limit = page_size(limit)
         async with self._autocommit() as session:
             rows = await ChatItemRepository(session=session).page_items(
                 user_id=context.user_id,

@@ -143,6 +143,11 @@ class TaskRepository(SQLAlchemyAsyncRepository[TaskRow]):
             )
         return filters
 
+    async def count_owned(self) -> int:
+        """How many tasks this user has (the task quota counts them)."""
+        (total,) = await self.aggregate(func.count())
+        return int(total)
+
     async def count_matching(self, where: TaskFilter) -> int:
         return await self.count(*self.conditions(where))
 

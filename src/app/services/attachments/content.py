@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from app.core.errors import PayloadTooLarge, UnsupportedMediaType
+from app.core.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -130,9 +130,11 @@ class ContentCheck:
     declared as PNG that is a JPEG is recorded as JPEG).
     """
 
-    def __init__(self, declared: str, policy: AttachmentPolicy) -> None:
+    def __init__(self, declared: str, policy: AttachmentPolicy, *, declared_size: int | None = None) -> None:
         self.declared = declared
         self.policy = policy
+        # What attachments.create said the size is: the quota was checked against it.
+        self.declared_size = declared_size
         self.mime_type = declared
         self.size = 0
         self._head = b""
@@ -151,6 +153,12 @@ class ContentCheck:
                 continue
             self.size += len(chunk)
             self.policy.check_size(self.size)
+            if self.declared_size is not None and self.size > self.declared_size:
+                raise PayloadTooLarge(
+                    f"The upload is larger than the {self.declared_size} bytes declared as `size` in "
+                    "attachments.create; attach the file again with its real size.",
+                    field="size",
+                )
             self._sha256.update(chunk)
             if self._decided:
                 self._check_text(chunk, final=False)
@@ -164,6 +172,12 @@ class ContentCheck:
             if head:
                 yield head
         self._check_text(b"", final=True)
+        if self.declared_size is not None and self.size != self.declared_size:
+            raise DomainError(
+                f"The upload has {self.size} bytes but attachments.create declared `size` {self.declared_size}; "
+                "attach the file again with its real size.",
+                field="size",
+            )
 
     def _first(self) -> bytes:
         """Decide on the first bytes (magic bytes before UTF-8, for the clearer message)."""

@@ -54,6 +54,7 @@ from app.services.attachments.chat_store import BlobAwareChatKitStore
 from app.services.attachments.content import IMAGE_TYPES, AttachmentPolicy, ContentCheck, clean_name
 from app.services.attachments.forms import MULTIPART_OVERHEAD, form_boundary, form_file
 from app.services.attachments.signing import AttachmentLinks, Purpose
+from app.services.quotas import UserLimits
 from app.settings import Settings
 from app.store.chatkit_store import ID_PREFIXES
 from app.store.db import SessionMaker
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("app.attachments")
+DECLARED_SIZE = "declared_size"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,18 +86,20 @@ class AttachmentService(AttachmentStore[RequestContext]):
         blobs: BlobStorage,
         policy: AttachmentPolicy,
         links: AttachmentLinks | None,
+        limits: UserLimits | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.policy = policy
         self.links = links
+        self.limits = limits or UserLimits()
 
     @classmethod
     def from_settings(cls, settings: Settings, database: SQLAlchemyAsyncConfig | SessionMaker) -> AttachmentService:
         blobs = BlobStorage.from_settings(settings)
         links = AttachmentLinks.from_settings(settings)
         store = BlobAwareChatKitStore(database, blobs=blobs, links=links)
-        return cls(store, blobs, AttachmentPolicy.from_settings(settings), links)
+        return cls(store, blobs, AttachmentPolicy.from_settings(settings), links, UserLimits.from_settings(settings))
 
     def _links(self) -> AttachmentLinks:
         if self.links is None:
@@ -117,10 +121,13 @@ class AttachmentService(AttachmentStore[RequestContext]):
         if input.size < 0:
             raise DomainError("params.size must be the file's size in bytes (0 or more).", field="size")
         self.policy.check_size(input.size)
+        await self.limits.check_attachment_bytes(self.store, input.size, context)
         base = links.base(context)
         if base is None:
             raise ServiceUnavailable("The server does not know its public address: set PUBLIC_BASE_URL.")
         attachment_id = self.generate_attachment_id(mime, context)
+        # The upload must bring exactly this many bytes (`metadata` never reaches clients).
+        metadata = {DECLARED_SIZE: input.size}
         descriptor = AttachmentUploadDescriptor(
             url=links.upload_url(base, attachment_id, context.user_id),  # type: ignore[arg-type]
             method="PUT",
@@ -133,8 +140,11 @@ class AttachmentService(AttachmentStore[RequestContext]):
                 mime_type=mime,
                 upload_descriptor=descriptor,
                 preview_url=links.download_url(base, attachment_id, context.user_id),  # type: ignore[arg-type]
+                metadata=metadata,
             )
-        return FileAttachment(id=attachment_id, name=name, mime_type=mime, upload_descriptor=descriptor)
+        return FileAttachment(
+            id=attachment_id, name=name, mime_type=mime, upload_descriptor=descriptor, metadata=metadata
+        )
 
     async def delete_attachment(self, attachment_id: str, context: RequestContext) -> None:
         """Delete the bytes (the ChatKit server then deletes the row through the Store)."""
@@ -169,10 +179,15 @@ class AttachmentService(AttachmentStore[RequestContext]):
         key = storage_key(context.user_id, attachment_id)
         if not await self.store.claim_upload(attachment_id, key, context):
             raise Conflict("An upload of this attachment is already in progress; wait for it to finish.")
-        check = ContentCheck(record.attachment.mime_type, self.policy)
+        declared = (record.attachment.metadata or {}).get(DECLARED_SIZE)
+        check = ContentCheck(
+            record.attachment.mime_type, self.policy, declared_size=declared if isinstance(declared, int) else None
+        )
         try:
             payload = body if boundary is None else form_file(body, boundary)
             await self.blobs.put(key, check.checked(payload))
+            # Counted once the bytes are known: attachments.create checked the declared size already.
+            await self.limits.check_attachment_bytes(self.store, check.size, context)
             uploaded = record.attachment.model_copy(
                 update={
                     "upload_descriptor": None,
