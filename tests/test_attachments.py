@@ -332,7 +332,7 @@ async def test_size_limit_at_create_and_at_upload(lite: Env) -> None:
     assert too_big.headers["content-type"].startswith("application/problem+json")
     assert "4 KB" in too_big.json()["detail"]
 
-    created = await lite.created("alice", "small.txt", "text/plain", 10)  # declares less than it sends
+    created = await lite.created("alice", "small.txt", "text/plain", 4096)
     refused = await lite.upload(created, b"a" * 4097)
     assert refused.status_code == 413
     assert not lite.blob("alice", created["id"]).exists()
@@ -345,7 +345,7 @@ async def test_size_limit_at_create_and_at_upload(lite: Env) -> None:
 
 
 async def test_the_limit_stops_reading_a_stream_that_announced_no_length(lite: Env) -> None:
-    created = await lite.created("alice", "stream.txt", "text/plain", 10)
+    created = await lite.created("alice", "stream.txt", "text/plain", 4096)
     sent: list[int] = []
 
     async def body() -> AsyncIterator[bytes]:
@@ -524,6 +524,7 @@ async def test_without_a_signing_secret_attachments_say_what_to_configure(tmp_pa
             AttachmentCreateParams(name="a.txt", size=1, mime_type="text/plain"), _ctx("alice")
         )
     configured = settings.replace(attachment_signing_secret=Settings.from_env({}).auth_dev_secret)
+    await create_schema(settings.database_url)  # the storage quota counts the user's stored bytes
     public = AttachmentService.from_settings(
         configured.replace(public_base_url="https://tasks.example.com"), build_db_config(configured)
     )

@@ -98,7 +98,7 @@ async def test_an_oversized_stream_is_cut_off_with_413_and_leaves_nothing(
     server = live_server_factory({"ATTACHMENT_STORAGE_URL": str(blobs), "ATTACHMENT_MAX_BYTES": str(LIMIT)})
     token = _token(server, "alice")
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        created = await _create(http, token, "big.txt", "text/plain", 10)
+        created = await _create(http, token, "big.txt", "text/plain", LIMIT)
         url = created["upload_descriptor"]["url"]
 
         async def body() -> AsyncIterator[bytes]:  # chunked: no Content-Length to refuse it up front
