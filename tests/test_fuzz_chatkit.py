@@ -152,7 +152,9 @@ def mutated_requests(draw: st.DrawFn) -> Any:
         paths = _paths(document)
         path = draw(st.sampled_from(paths))
         operation = draw(
-            st.sampled_from(["replace", "delete", "add_unknown", "huge_string", "deep", "wrap", "stringify"])
+            st.sampled_from(
+                ["replace", "delete", "add_unknown", "huge_string", "deep", "wrap", "stringify", "nul", "huge_int"]
+            )
         )
         if operation == "replace":
             document = _set(document, path, draw(json_values))
@@ -172,7 +174,30 @@ def mutated_requests(draw: st.DrawFn) -> Any:
             document = _set(document, path, [_get(document, path)])
         elif operation == "stringify":
             document = _set(document, path, json.dumps(_get(document, path)))
+        elif operation == "nul":  # PostgreSQL cannot store U+0000 (issue 15)
+            target = _get(document, path)
+            if isinstance(target, str):
+                document = _set(document, path, target + "\x00")
+        elif operation == "huge_int":  # past BIGINT, and far past it
+            document = _set(document, path, draw(st.sampled_from(HUGE_INTEGERS)))
     return document
+
+
+HUGE_INTEGERS = [2**63 - 1, 2**63, 10**20, -(2**63) - 1, 10**30]
+
+
+@dataclass
+class BadUtf8:
+    """A valid request whose encoded body gets a byte that is not UTF-8 inside a string."""
+
+    document: Any
+    byte: bytes
+
+
+@st.composite
+def invalid_utf8_requests(draw: st.DrawFn) -> BadUtf8:
+    document = json.loads(json.dumps(draw(st.sampled_from(TEMPLATES))))
+    return BadUtf8(document, draw(st.sampled_from([b"\xff", b"\xc3", b"\xe9", b"\xed\xa0\x80", b"\x80"])))
 
 
 def _get(document: Any, path: tuple[Any, ...]) -> Any:
@@ -217,6 +242,7 @@ chatkit_bodies = st.one_of(
     st.fixed_dictionaries({"type": st.text(max_size=40), "params": json_values}),
     st.binary(max_size=300),
     st.text(max_size=200).map(lambda text: text.encode("utf-8", "surrogatepass")),
+    invalid_utf8_requests(),
 )
 
 
@@ -224,6 +250,10 @@ def _encode(value: Any, ids: dict[str, str]) -> bytes:
     """The body to send: placeholders replaced by real ids, nesting markers expanded."""
     if isinstance(value, bytes):
         return value
+    if isinstance(value, BadUtf8):
+        encoded = _encode(value.document, ids)
+        # After the opening quote of the request type's value: inside a JSON string.
+        return encoded.replace(b'"type": "', b'"type": "' + value.byte, 1)
     text = json.dumps(value)
     for placeholder, real in ids.items():
         text = text.replace(json.dumps(placeholder)[1:-1], real)
@@ -234,6 +264,8 @@ def _encode(value: Any, ids: dict[str, str]) -> bytes:
 
 
 def _request_type(body: Any) -> str | None:
+    if isinstance(body, BadUtf8):
+        return None
     return body.get("type") if isinstance(body, dict) and isinstance(body.get("type"), str) else None
 
 
@@ -334,6 +366,40 @@ async def test_the_fuzzed_thread_still_works_and_every_outcome_was_reached(in_pr
     assert seen.get(404, 0) + seen.get(413, 0) >= 5, seen
 
 
+def poisoned_templates() -> list[tuple[str, Any, bool]]:
+    """Every template with, in turn, each of its strings given a NUL and each of its integers made
+    huge: `(label, body, has_nul)`; plus each template with a byte that is not UTF-8."""
+    cases: list[tuple[str, Any, bool]] = []
+    for template in TEMPLATES:
+        kind = template["type"]
+        for path in _paths(template):
+            value = _get(template, path)
+            where = ".".join(map(str, path))
+            if isinstance(value, str):
+                copy = json.loads(json.dumps(template))
+                cases.append((f"{kind} {where} NUL", _set(copy, path, value + "\x00"), True))
+            elif isinstance(value, int) and not isinstance(value, bool):
+                for huge in HUGE_INTEGERS:
+                    copy = json.loads(json.dumps(template))
+                    cases.append((f"{kind} {where}={huge}", _set(copy, path, huge), False))
+        cases.append((f"{kind} invalid UTF-8", BadUtf8(template, b"\xff"), False))
+    return cases
+
+
+async def _send_poisoned(http: httpx.AsyncClient, headers: dict[str, str], ids: dict[str, str]) -> None:
+    for label, body, has_nul in poisoned_templates():
+        response = await http.post("/chatkit", content=_encode(body, ids), headers=headers)
+        check_answer(body, response.status_code, response.headers, response.content)
+        if has_nul or isinstance(body, BadUtf8):
+            assert response.status_code == 400, (label, response.status_code, response.text[:300])
+        if isinstance(body, BadUtf8):
+            assert "UTF-8" in response.json()["detail"], (label, response.text)
+
+
+async def test_nul_invalid_utf8_and_huge_integers_in_every_field_are_refused_cleanly(in_process: Target) -> None:
+    await _send_poisoned(in_process.http, in_process.headers, in_process.ids)
+
+
 # ---- over real HTTP --------------------------------------------------------------------------------------
 
 
@@ -371,6 +437,8 @@ async def test_bodies_over_real_http_get_clean_answers(live_server_factory, fres
         "headers": {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         "ids": ids,
     }
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        await _send_poisoned(http, live["headers"], ids)  # on PostgreSQL, where a NUL used to be a 500
     # hypothesis drives the sync client from a worker thread, so this test's loop stays free.
     await asyncio.to_thread(_fuzz_live, live)
     assert server.process.poll() is None, server.log()
