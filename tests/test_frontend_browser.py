@@ -340,3 +340,19 @@ def test_deleting_a_task_asks_first_in_the_panel_and_in_the_widget(
     screenshot(driver, "widget-delete-confirm.png")
     confirm.click()
     wait_for(driver, lambda d: api_tasks(server, "dora") == [], "eggs deleted after confirming")
+
+
+def test_schema_page_shows_the_operations_offline_under_its_csp(
+    live_server_factory: Callable[..., LiveServer], browser: Callable[..., Any]
+) -> None:
+    """`/schema` renders the reference UI from the server's own files: the browser reaches only
+    127.0.0.1 (no CDN), and the page's policy is checked by recording every CSP violation."""
+    server = live_server_factory()
+    driver = browser()
+    driver.get(f"{server.base_url}/schema")
+    wait_for(driver, lambda d: len(css(d, ".opblock")) >= 10, "the operations of the API")
+    summaries = " ".join(texts(driver, ".opblock-summary-path"))
+    assert "/api/tasks" in summaries and "/chatkit" in summaries, summaries
+    assert driver.execute_script("return window.__cspViolations") == []
+    assert severe_console_errors(driver) == []
+    screenshot(driver, "schema.png")

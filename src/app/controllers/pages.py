@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import importlib.resources
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -25,10 +26,11 @@ from litestar.types import ControllerRouterHandler
 
 from app.contracts import Input, Struct
 from app.http.auth import mint_dev_token
-from app.http.openapi import problem_spec
+from app.http.openapi import SCHEMA_ASSETS_PATH, problem_spec
 from app.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+SWAGGER_UI_DIR = Path(str(importlib.resources.files("swagger_ui") / "static"))
 INDEX_PATH = STATIC_DIR / "index.html"
 DEV_TOKEN_TTL_SECONDS = 12 * 3600
 # Assets change with every deploy and carry no content hash: browsers revalidate (cheap 304s).
@@ -155,6 +157,14 @@ def page_route_handlers(settings: Settings) -> list[ControllerRouterHandler]:
             path="/static",
             directories=[STATIC_DIR],
             name="static",
+            cache_control=REVALIDATE,
+            include_in_schema=False,
+        ),
+        create_static_files_router(
+            path=SCHEMA_ASSETS_PATH,
+            # Swagger UI 5's files as the swagger-ui-py package ships them (its starter is /static/schema.js).
+            directories=[SWAGGER_UI_DIR],
+            name="schema-ui",
             cache_control=REVALIDATE,
             include_in_schema=False,
         ),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from html import escape
+from typing import Any
+
+from litestar import Request
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from app import __version__
@@ -21,6 +25,43 @@ def problem_spec(description: str) -> ResponseSpec:
 
 BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerAuth": []}]
 
+# Where the reference UI's files are served from (`app.controllers.pages`): Swagger UI's own
+# files from the swagger-ui-py package; its starter script is app/static/schema.js.
+SCHEMA_ASSETS_PATH = "/schema-ui"
+# The reference UI's policy: its own scripts and styles only (Swagger UI sets inline styles).
+SCHEMA_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+class LocalSwaggerRenderPlugin(OpenAPIRenderPlugin):
+    """Swagger UI at `/schema`, every file served by this server (works offline, no CDN), with no
+    inline script, so a strict Content-Security-Policy lets it run."""
+
+    def __init__(self) -> None:
+        super().__init__(path="/")
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        spec_url = escape(self.get_openapi_json_route(request), quote=True)
+        title = escape(str(openapi_schema.get("info", {}).get("title", "API")))
+        assets = SCHEMA_ASSETS_PATH
+        return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<link rel="stylesheet" href="{assets}/swagger-ui.css">
+<link rel="icon" href="{assets}/favicon-32x32.png">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="{spec_url}"></div>
+<script src="{assets}/swagger-ui-bundle.js"></script>
+<script src="/static/schema.js"></script>
+</body>
+</html>
+""".encode()
+
 
 def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
@@ -32,7 +73,7 @@ def openapi_config() -> OpenAPIConfig:
             "Errors are RFC 9457 application/problem+json."
         ),
         path="/schema",
-        render_plugins=[ScalarRenderPlugin()],
+        render_plugins=[LocalSwaggerRenderPlugin()],
         components=Components(
             security_schemes={
                 "BearerAuth": SecurityScheme(

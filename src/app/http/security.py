@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from litestar.enums import ScopeType
 from litestar.types import Message, Scope
 
+from app.http.openapi import SCHEMA_CSP
+
 API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 _COMMON = (
     (b"x-content-type-options", b"nosniff"),
@@ -21,6 +23,12 @@ _COMMON = (
     (b"permissions-policy", b"camera=(), geolocation=(), payment=()"),
 )
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+_SCHEMA_CSP = SCHEMA_CSP.encode()
+
+
+def _is_schema_page(scope: Scope) -> bool:
+    # The reference UI page itself (`/schema`, `/schema/`); the spec's JSON keeps the API policy.
+    return str(scope.get("path", "")).rstrip("/") == "/schema"
 
 
 def security_headers(*, production: bool) -> Callable[[Message, Scope], Awaitable[None]]:
@@ -37,7 +45,7 @@ def security_headers(*, production: bool) -> Callable[[Message, Scope], Awaitabl
         present = {name.lower() for name, _ in headers}
         extra = [h for h in _COMMON if h[0] not in present]
         if b"content-security-policy" not in present:
-            extra.append((b"content-security-policy", API_CSP))
+            extra.append((b"content-security-policy", _SCHEMA_CSP if _is_schema_page(scope) else API_CSP))
         if production and HSTS[0] not in present:
             extra.append(HSTS)
         message["headers"] = headers + extra
