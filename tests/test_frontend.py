@@ -119,10 +119,12 @@ def _module_imports(path: Path) -> list[str]:
 
 async def test_every_asset_the_page_and_its_modules_load_is_served(client) -> None:
     test_client, _ = client
-    page = parse_page((await test_client.get("/")).text)
-    wanted = [s["src"] for s in page.scripts if s.get("src", "").startswith("/static/")] + [  # type: ignore[union-attr]
-        href for href in page.links if href.startswith("/static/")
-    ]
+    wanted: list[str] = []
+    for path in ("/", "/schema"):  # the chat page, and the reference UI's starter script
+        page = parse_page((await test_client.get(path)).text)
+        wanted += [s["src"] for s in page.scripts if s.get("src", "").startswith("/static/")] + [  # type: ignore[union-attr]
+            href for href in page.links if href.startswith("/static/")
+        ]
     seen: set[str] = set()
     while wanted:
         url = str(wanted.pop())
