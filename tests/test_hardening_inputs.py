@@ -312,3 +312,28 @@ def test_attachment_storage_quota_is_a_413_naming_it(server: LiveServer) -> None
         assert http.put(created.json()["upload_descriptor"]["url"], content=b"a" * 600).status_code == 200
         assert_problem(_create_attachment(http, name, 600), 413, "QUOTA_ATTACHMENT_BYTES_PER_USER")
         assert _create_attachment(http, name, 400).status_code == 200
+
+
+async def test_chatkit_pages_hold_at_most_the_documented_maximum(session_maker: Any) -> None:
+    """`threads.list` with limit 10**9 (or past BIGINT) gets one full page and `has_more`, on
+    SQLite and PostgreSQL, never every row of the table."""
+    import datetime as dt
+
+    from chatkit.types import ThreadMetadata
+
+    from app.core.context import RequestContext
+    from app.store.chatkit_store import ChatKitStore
+
+    documented_maximum = 100  # README: pages hold at most 100 rows
+
+    store: ChatKitStore[Any] = ChatKitStore(session_maker)
+    context = RequestContext(user_id="pager")
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for number in range(documented_maximum + 5):
+        thread = ThreadMetadata(id=f"thr_{number:04d}", created_at=start + dt.timedelta(seconds=number))
+        await store.save_thread(thread, context)
+    for limit in (10**9, 2**63, 2**70):
+        page = await store.load_threads(limit, None, "asc", context)
+        assert len(page.data) == documented_maximum and page.has_more, limit
+        rest = await store.load_threads(limit, page.after, "asc", context)
+        assert len(rest.data) == 5 and not rest.has_more

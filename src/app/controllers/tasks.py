@@ -43,9 +43,9 @@ def provide_task_service(db_session: AsyncSession, context: RequestContext, sett
 BAD_INPUT = {
     400: problem_spec("Invalid input; `errors` names each field"),
     401: problem_spec("No valid bearer token"),
-    # Only creating a task can meet it; listed once for every route of the resource.
+    # Answered by the auth dependency and the central error mapping (app.http.problems), not the
+    # handlers; the task quota only by creating a task (listed once for every route of the resource).
     429: problem_spec("Too many failed sign-ins from this address (see Retry-After), or QUOTA_TASKS_PER_USER reached"),
-    # Answered by the auth dependency and the central error mapping (app.http.problems), not the handlers.
     503: problem_spec("The database is unavailable; retry after Retry-After"),
 }
 ONE_TASK = {**BAD_INPUT, 404: problem_spec("The user has no task with this id")}
