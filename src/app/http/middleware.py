@@ -10,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from typing import Any
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,7 +18,24 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from app.ops import metrics
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_PARAMETER_TYPE = re.compile(r"\{(\w+):[^}]*\}")
 access_log = logging.getLogger("app.access")
+
+
+def route_label_of(scope: Scope) -> str:
+    """The full route template that matched (`/api/tasks/{task_id}`, `/mcp`), or "unmatched".
+
+    A handler's own `paths` are relative to its controller (`/`, `/{task_id:uuid}`), which made
+    `/api/tasks` and `/` one label; the router's template is the whole path, without the types.
+    """
+    handler: Any = scope.get("route_handler")
+    if handler is None:
+        return "unmatched"
+    if getattr(handler, "is_mount", False):
+        # A mount's template is what is left after it; the mount point is the route.
+        return str(sorted(getattr(handler, "paths", None) or ["/"])[0])
+    template = str(scope.get("path_template") or "") or "/"
+    return _PARAMETER_TYPE.sub(r"{\1}", template)
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
@@ -49,9 +67,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route_handler")
-            path_template = getattr(route, "paths", None)
-            route_label = sorted(path_template)[0] if path_template else "unmatched"
+            route_label = route_label_of(scope)
             duration = time.perf_counter() - started
             method = str(scope.get("method", ""))
             metrics.HTTP_REQUESTS.labels(method=method, route=route_label, status=str(status_holder["status"])).inc()
@@ -62,7 +78,8 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                     "fields": {
                         "request_id": request_id,
                         "method": scope.get("method"),
-                        "path": scope.get("path"),
+                        # A mount (/mcp) rewrites `path` to what follows it; `raw_path` is what was asked.
+                        "path": bytes(scope.get("raw_path") or b"").decode("latin-1") or scope.get("path"),
                         "route": route_label,
                         "status": status_holder["status"],
                         "duration_ms": round(duration * 1000, 2),
