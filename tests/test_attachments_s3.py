@@ -86,8 +86,9 @@ async def test_the_flow_on_s3(s3_env: Env, s3_endpoint: str) -> None:
     download = await env.http.get(f"/api/chatkit/attachments/{image['id']}", headers=env.bearer("alice"))
     assert download.status_code == 200 and download.content == PNG
 
-    refused = await env.created("alice", "fake.png", "image/png", 10)
-    assert (await env.upload(refused, b"not an image at all")).status_code == 415
+    not_an_image = b"not an image at all"
+    refused = await env.created("alice", "fake.png", "image/png", len(not_an_image))  # the declared size
+    assert (await env.upload(refused, not_an_image)).status_code == 415
     too_big = await env.created("alice", "big.txt", "text/plain", 10)
     assert (await env.upload(too_big, b"a" * 5000)).status_code == 413
     assert set(_objects(s3_endpoint)) == {image_key, notes_key}  # refused uploads leave nothing
