@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -36,6 +37,33 @@ def headers_for(user: str) -> dict[str, str]:
 
 async def db_fetch(database_url: str, query: str, *args: Any) -> list[asyncpg.Record]:
     return await fetch(database_url, query, *args)
+
+
+@dataclass
+class StoredRows:
+    """What a load run's users left in the database, read directly, by user id."""
+
+    items: dict[str, set[tuple[str, str]]]  # (thread id, item id)
+    threads: dict[str, list[str]]
+    tasks: dict[str, list[tuple[str, bool]]]  # (title, completed)
+    item_count: int
+
+
+async def stored_rows(database_url: str, user_prefix: str) -> StoredRows:
+    """Items, threads and tasks of every user whose id starts with `user_prefix`."""
+    pattern = user_prefix + "%"
+    items: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    rows = await db_fetch(database_url, "SELECT user_id, thread_id, id FROM chat_items WHERE user_id LIKE $1", pattern)
+    for row in rows:
+        items[row["user_id"]].add((row["thread_id"], row["id"]))
+    threads: dict[str, list[str]] = defaultdict(list)
+    for row in await db_fetch(database_url, "SELECT user_id, id FROM chat_threads WHERE user_id LIKE $1", pattern):
+        threads[row["user_id"]].append(row["id"])
+    tasks: dict[str, list[tuple[str, bool]]] = defaultdict(list)
+    query = "SELECT user_id, title, completed FROM tasks WHERE user_id LIKE $1 ORDER BY user_id, number"
+    for row in await db_fetch(database_url, query, pattern):
+        tasks[row["user_id"]].append((row["title"], row["completed"]))
+    return StoredRows(items=items, threads=threads, tasks=tasks, item_count=len(rows))
 
 
 async def stored_items(database_url: str, user_id: str, thread_id: str) -> list[dict[str, Any]]:

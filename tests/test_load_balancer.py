@@ -24,7 +24,6 @@ import signal
 import subprocess
 import time
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from testkit.processes import PROJECT_ROOT, free_port
 from tests.chatkit_client import parse_sse
 from tests.conftest import create_schema
 from tests.fake_openai import FakeOpenAI
-from tests.production_support import db_fetch, headers_for
+from tests.production_support import db_fetch, headers_for, stored_rows
 from tests.support import LiveServer
 from tests.test_attachments import PNG
 from tests.test_sessions import API_KEY, WORKFLOW_ID
@@ -294,30 +293,13 @@ async def test_two_instances_behind_haproxy_lose_nothing_through_a_sigterm(
         assert probes == [[200] * LIMIT + [429] * 2] * LIMIT_USERS, probes
 
         # ---- every stored row accounted for ----
-        items = await db_fetch(
-            fresh_postgres_url, "SELECT user_id, thread_id, id FROM chat_items WHERE user_id LIKE $1", prefix + "%"
-        )
-        stored: dict[str, set[tuple[str, str]]] = defaultdict(set)
-        for row in items:
-            stored[row["user_id"]].add((row["thread_id"], row["id"]))
-        threads = await db_fetch(
-            fresh_postgres_url, "SELECT user_id, id FROM chat_threads WHERE user_id LIKE $1", prefix + "%"
-        )
-        threads_of: dict[str, list[str]] = defaultdict(list)
-        for row in threads:
-            threads_of[row["user_id"]].append(row["id"])
-        tasks = await db_fetch(
-            fresh_postgres_url, "SELECT user_id, title, completed FROM tasks WHERE user_id LIKE $1", prefix + "%"
-        )
-        tasks_of: dict[str, list[tuple[str, bool]]] = defaultdict(list)
-        for row in tasks:
-            tasks_of[row["user_id"]].append((row["title"], row["completed"]))
+        stored = await stored_rows(fresh_postgres_url, prefix)
         chat_rows = 0
         for run in runs:
             expected = set(run.done) - set(run.removed)
-            assert threads_of[run.user] == [run.thread_id], run.user
-            assert stored[run.user] == {(run.thread_id, item) for item in expected}, run.user
-            assert tasks_of[run.user] == [("Buy milk", True)], (run.user, tasks_of[run.user])
+            assert stored.threads[run.user] == [run.thread_id], run.user
+            assert stored.items[run.user] == {(run.thread_id, item) for item in expected}, run.user
+            assert stored.tasks[run.user] == [("Buy milk", True)], (run.user, stored.tasks[run.user])
             chat_rows += len(expected)
         sessions = await db_fetch(
             fresh_postgres_url,
@@ -333,7 +315,8 @@ async def test_two_instances_behind_haproxy_lose_nothing_through_a_sigterm(
         )
         assert sorted((row["id"], row["status"]) for row in uploaded) == sorted((a, "uploaded") for a in attachments)
         print(
-            f"LB rows: {len(threads)} threads, {len(items)} items ({chat_rows} streamed as done), {len(tasks)} tasks, "
+            f"LB rows: {sum(map(len, stored.threads.values()))} threads, {stored.item_count} items "
+            f"({chat_rows} streamed as done), {sum(map(len, stored.tasks.values()))} tasks, "
             f"{len(sessions)} hosted sessions, {len(uploaded)} attachments: all accounted for"
         )
     finally:

@@ -14,7 +14,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import httpx
@@ -24,7 +23,7 @@ from testkit.chatkit import threads_create as create_body
 
 from tests.chatkit_client import parse_sse
 from tests.conftest import create_schema
-from tests.production_support import db_fetch, headers_for
+from tests.production_support import headers_for, stored_rows
 
 USERS = 200
 TURNS = [
@@ -102,35 +101,16 @@ async def test_200_users_5_turns_each_lose_nothing(live_server_factory, fresh_po
     assert not errors, f"{len(errors)} errors, first: {errors[:5]}"
     assert all(run.statuses == [200] * len(TURNS) for run in runs)
 
-    rows = await db_fetch(
-        fresh_postgres_url, "SELECT user_id, thread_id, id FROM chat_items WHERE user_id LIKE $1", prefix + "%"
-    )
-    stored: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for row in rows:
-        stored[row["user_id"]].add((row["thread_id"], row["id"]))
-    threads = await db_fetch(
-        fresh_postgres_url, "SELECT user_id, id FROM chat_threads WHERE user_id LIKE $1", prefix + "%"
-    )
-    threads_of: dict[str, list[str]] = defaultdict(list)
-    for row in threads:
-        threads_of[row["user_id"]].append(row["id"])
-    tasks = await db_fetch(
-        fresh_postgres_url, "SELECT user_id, title, completed FROM tasks WHERE user_id LIKE $1", prefix + "%"
-    )
-    tasks_of: dict[str, set[tuple[str, bool]]] = defaultdict(set)
-    task_counts: dict[str, int] = defaultdict(int)
-    for row in tasks:
-        tasks_of[row["user_id"]].add((row["title"], row["completed"]))
-        task_counts[row["user_id"]] += 1
-
+    stored = await stored_rows(fresh_postgres_url, prefix)
     expected_rows = 0
     for run in runs:
         expected = set(run.done) - set(run.removed)
         assert len(run.done) == len(set(run.done)), f"{run.user}: an item id was streamed as done twice"
-        assert threads_of[run.user] == [run.thread_id], run.user
-        assert stored[run.user] == {(run.thread_id, item) for item in expected}, run.user
-        assert tasks_of[run.user] == EXPECTED_TASKS and task_counts[run.user] == 3, (run.user, tasks_of[run.user])
+        assert stored.threads[run.user] == [run.thread_id], run.user
+        assert stored.items[run.user] == {(run.thread_id, item) for item in expected}, run.user
+        tasks = stored.tasks[run.user]
+        assert set(tasks) == EXPECTED_TASKS and len(tasks) == 3, (run.user, tasks)
         expected_rows += len(expected)
-    assert len(rows) == expected_rows
+    assert stored.item_count == expected_rows
     # Each turn stores at least the user's message and the assistant's answer.
     assert expected_rows >= USERS * len(TURNS) * 2

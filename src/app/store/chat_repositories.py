@@ -162,22 +162,9 @@ class ChatThreadRepository(_ChatRepository[ChatThread]):
         candidates are then locked and re-checked by `lock_expired`, a statement routed to that
         user's shard. The keyset makes a run finish even when candidates are skipped.
         """
-        statement = (
-            select(THREADS.c.updated_at, THREADS.c.user_id, THREADS.c.id)
-            .prefix_with(scan_hint("retention.expired_threads"))
-            .where(THREADS.c.updated_at < bindparam("cutoff", type_=DateTimeUTC()))
-            .order_by(THREADS.c.updated_at, THREADS.c.user_id, THREADS.c.id)
-            .limit(bindparam("limit"))
+        return await _keyset_scan(
+            self.session, "retention.expired_threads", THREADS, THREADS.c.updated_at, (), cutoff, after, limit
         )
-        params: dict[str, Any] = {"cutoff": cutoff, "limit": limit}
-        if after is not None:
-            statement = statement.where(
-                tuple_(THREADS.c.updated_at, THREADS.c.user_id, THREADS.c.id)
-                > tuple_(bindparam("after_at", type_=DateTimeUTC()), bindparam("after_user"), bindparam("after_id"))
-            )
-            params.update(after_at=after[0], after_user=after[1], after_id=after[2])
-        result = await self.session.execute(statement, params)
-        return [(row[0], row[1], row[2]) for row in result]
 
     async def lock_expired(self, *, user_id: str, thread_ids: Sequence[str], cutoff: dt.datetime) -> list[str]:
         """The user's threads among `thread_ids` still last updated before `cutoff`, locked.
@@ -406,25 +393,16 @@ class ChatAttachmentRepository(_ChatRepository[ChatAttachment]):
         Like `ChatThreadRepository.scan_expired`, the one cross-user read of this job (by the
         `(status, created_at)` index): it finds candidates; `delete_pending` deletes per user.
         """
-        statement = (
-            select(ATTACHMENTS.c.created_at, ATTACHMENTS.c.user_id, ATTACHMENTS.c.id)
-            .prefix_with(scan_hint("uploads.abandoned"))
-            .where(
-                ATTACHMENTS.c.status == "pending",
-                ATTACHMENTS.c.created_at < bindparam("cutoff", type_=DateTimeUTC()),
-            )
-            .order_by(ATTACHMENTS.c.created_at, ATTACHMENTS.c.user_id, ATTACHMENTS.c.id)
-            .limit(bindparam("limit"))
+        return await _keyset_scan(
+            self.session,
+            "uploads.abandoned",
+            ATTACHMENTS,
+            ATTACHMENTS.c.created_at,
+            (ATTACHMENTS.c.status == "pending",),
+            cutoff,
+            after,
+            limit,
         )
-        params: dict[str, Any] = {"cutoff": cutoff, "limit": limit}
-        if after is not None:
-            statement = statement.where(
-                tuple_(ATTACHMENTS.c.created_at, ATTACHMENTS.c.user_id, ATTACHMENTS.c.id)
-                > tuple_(bindparam("after_at", type_=DateTimeUTC()), bindparam("after_user"), bindparam("after_id"))
-            )
-            params.update(after_at=after[0], after_user=after[1], after_id=after[2])
-        result = await self.session.execute(statement, params)
-        return [(row[0], row[1], row[2]) for row in result]
 
     async def delete_pending(
         self, *, user_id: str, attachment_ids: Sequence[str], cutoff: dt.datetime
@@ -453,6 +431,37 @@ def _pending_upload(user_id: str, attachment_id: str, claim: ColumnElement[bool]
         ATTACHMENTS.c.status == "pending",
         claim,
     )
+
+
+async def _keyset_scan(
+    session: Any,
+    hint: str,
+    table: Table,
+    when: ColumnElement[Any],
+    conditions: tuple[ColumnElement[bool], ...],
+    cutoff: dt.datetime,
+    after: ExpiredKey | None,
+    limit: int,
+) -> list[ExpiredKey]:
+    """`(when, user_id, id)` of up to `limit` rows with `when < cutoff`, oldest first, strictly after
+    the keyset `after`: a marked cross-user scan (`scan_hint`) that finds candidates without locking."""
+    key = (when, table.c.user_id, table.c.id)
+    statement = (
+        select(*key)
+        .prefix_with(scan_hint(hint))
+        .where(*conditions, when < bindparam("cutoff", type_=DateTimeUTC()))
+        .order_by(*key)
+        .limit(bindparam("limit"))
+    )
+    params: dict[str, Any] = {"cutoff": cutoff, "limit": limit}
+    if after is not None:
+        statement = statement.where(
+            tuple_(*key)
+            > tuple_(bindparam("after_at", type_=DateTimeUTC()), bindparam("after_user"), bindparam("after_id"))
+        )
+        params.update(after_at=after[0], after_user=after[1], after_id=after[2])
+    result = await session.execute(statement, params)
+    return [(row[0], row[1], row[2]) for row in result]
 
 
 class ChatFeedbackRepository(_ChatRepository[ChatFeedback]):
