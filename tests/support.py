@@ -6,12 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-from testkit.processes import PROJECT_ROOT, child_environment, free_port
+from testkit.processes import PROJECT_ROOT, answers_ok, child_environment, free_port
 
 from app.ops.serving import granian_argv
 from app.settings import Settings
@@ -102,15 +100,9 @@ def start_live_server(
     )
     base_url = f"http://127.0.0.1:{port}"
     server = LiveServer(process=process, base_url=base_url, env=full_env, log_path=log_path)
-    deadline = time.monotonic() + ready_seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+    if answers_ok(f"{base_url}/health", process, ready_seconds):
+        return server
+    if process.poll() is not None:
+        raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
     server.stop()
     raise AssertionError(f"server did not become healthy in {ready_seconds:.0f} s:\n{server.log()}")

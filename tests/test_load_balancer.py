@@ -34,7 +34,7 @@ import pytest
 from redis.asyncio import Redis
 from testkit.chatkit import add_user_message as message_body
 from testkit.chatkit import threads_create as create_body
-from testkit.processes import PROJECT_ROOT, free_port
+from testkit.processes import PROJECT_ROOT, answers_ok, free_port
 
 from tests.chatkit_client import parse_sse
 from tests.conftest import create_schema
@@ -93,14 +93,8 @@ def _start_haproxy(binary: str, port: int, one: LiveServer, two: LiveServer, log
     process = subprocess.Popen(
         [binary, "-db", "-f", str(HAPROXY_CONFIG)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+    if answers_ok(f"http://127.0.0.1:{port}/ready", process, 15):
+        return process
     process.terminate()
     raise AssertionError(f"haproxy did not answer in 15 s:\n{log.read_text(errors='replace')}")
 
