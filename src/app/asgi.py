@@ -37,6 +37,7 @@ from app.http.problems import EXCEPTION_HANDLERS
 from app.http.security import security_headers
 from app.http.timeouts import body_read_timeout_middleware
 from app.ops import metrics
+from app.ops.admission import Admission
 from app.ops.drain import Drain
 from app.ops.logging import configure_logging
 from app.ops.ratelimit import Limits, build_limits
@@ -122,6 +123,7 @@ class Services:
     authenticator: Authenticator
     limits: Limits
     drain: Drain
+    admission: Admission
     attachments: AttachmentService
     chatkit_server: TaskPilotChatKitServer
     hosted_chatkit: HostedChatKit
@@ -143,6 +145,7 @@ class Services:
             authenticator=authenticator,
             limits=limits,
             drain=Drain(settings.shutdown_grace_seconds),
+            admission=Admission(settings.chatkit_max_streams, wait_seconds=settings.chatkit_admission_wait_seconds),
             attachments=attachments,
             chatkit_server=build_chatkit_server(settings, session_maker, attachments, model_provider),
             hosted_chatkit=HostedChatKit(settings),
@@ -162,6 +165,7 @@ class Services:
             "hosted_chatkit": self.hosted_chatkit,
             "limits": self.limits,
             "drain": self.drain,
+            "admission": self.admission,
             "authenticator": self.authenticator,
         }
         return {name: Provide(_constant(value), sync_to_thread=False) for name, value in provided.items()}

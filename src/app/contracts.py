@@ -47,12 +47,23 @@ class Liveness(Struct, kw_only=True):
     version: str
 
 
+class StreamLoad(Struct, kw_only=True):
+    """The answering worker's ChatKit streams against its admission limit (CHATKIT_MAX_STREAMS)."""
+
+    open: int
+    limit: int
+    waiting: int
+
+
 class Readiness(Struct, kw_only=True):
-    status: Literal["ready", "unavailable"]
+    # "saturated": every stream slot of the answering worker is taken, so a new turn would be
+    # refused (503) — a load balancer should send new conversations elsewhere for a moment.
+    status: Literal["ready", "saturated", "unavailable"]
     database: Literal["ok", "unreachable"]
     # "degraded": REDIS_URL is set but Redis does not answer, so every limit is counted in this
     # instance's memory (still enforced, not shared); the service works, so `/ready` stays 200.
     rate_limits: Literal["ok", "degraded (in-memory, Redis unreachable)"]
+    streams: StreamLoad | None = None
     detail: str | None = None
 
 

@@ -10,6 +10,7 @@ validation and the message that names it — the README's configuration table is
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -163,6 +164,9 @@ class _Reader:
 
 
 DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS = 30
+# Concurrent ChatKit streams one worker admits (CHATKIT_MAX_STREAMS). README's "Capacity" section
+# has the measurement behind it (`python -m bench.streams`, provider path).
+DEFAULT_MAX_STREAMS_PER_WORKER = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +181,10 @@ class Settings:
     log_content: bool = False
 
     database_url: str = "sqlite+aiosqlite:///./var/taskpilot.db"
+    # Per worker. Unset, both follow from CHATKIT_MAX_STREAMS (see `pool_for_streams`).
     database_pool_size: int = 10
     database_max_overflow: int = 10
+    database_pool_timeout_seconds: float = 10.0
     database_echo: bool = False
 
     cors_origins: tuple[str, ...] = ()
@@ -227,6 +233,10 @@ class Settings:
     transcription_model: str | None = None
 
     stream_keepalive_seconds: float = 15.0
+    # Admission control, per worker process: turns beyond the limit wait up to the admission wait
+    # for a slot, then get a 503 with Retry-After before any stream opens (see app.ops.admission).
+    chatkit_max_streams: int = DEFAULT_MAX_STREAMS_PER_WORKER
+    chatkit_admission_wait_seconds: float = 1.0
     chat_retention_days: int | None = None
     # Two-phase uploads whose bytes never arrived are deleted by `taskpilot cleanup` after this.
     attachment_pending_ttl_hours: int = 24
@@ -359,6 +369,8 @@ class Settings:
         if 0 < ttl < 60:
             raise SettingsError(f"CHATKIT_SESSION_TTL_SECONDS={ttl!r} is invalid: accepts 60 to 86400 (or unset)")
 
+        max_streams = r.integer("CHATKIT_MAX_STREAMS", d.chatkit_max_streams, minimum=1, maximum=100_000)
+
         settings = cls(
             app_env=app_env,
             host=r.text("HOST", d.host),
@@ -367,8 +379,13 @@ class Settings:
             log_level=log_level,
             log_content=r.boolean("LOG_CONTENT", False),
             database_url=database_url,
-            database_pool_size=r.integer("DATABASE_POOL_SIZE", d.database_pool_size, minimum=1, maximum=500),
-            database_max_overflow=r.integer("DATABASE_MAX_OVERFLOW", d.database_max_overflow, minimum=0, maximum=500),
+            database_pool_size=r.integer("DATABASE_POOL_SIZE", pool_for_streams(max_streams), minimum=1, maximum=500),
+            database_max_overflow=r.integer(
+                "DATABASE_MAX_OVERFLOW", pool_for_streams(max_streams), minimum=0, maximum=500
+            ),
+            database_pool_timeout_seconds=r.number(
+                "DATABASE_POOL_TIMEOUT_SECONDS", d.database_pool_timeout_seconds, minimum=0.05, maximum=300.0
+            ),
             database_echo=r.boolean("DATABASE_ECHO", False),
             cors_origins=_cors(r.items("CORS_ORIGINS", ())),
             max_request_bytes=r.integer("MAX_REQUEST_BYTES", d.max_request_bytes, minimum=1024, maximum=1 << 30),
@@ -413,6 +430,10 @@ class Settings:
             offline_model_delay_ms=r.integer("OFFLINE_MODEL_DELAY_MS", 0, minimum=0, maximum=60_000),
             transcription_model=r.optional("TRANSCRIPTION_MODEL"),
             stream_keepalive_seconds=r.number("STREAM_KEEPALIVE_SECONDS", 15.0, minimum=0.05, maximum=15.0),
+            chatkit_max_streams=r.integer("CHATKIT_MAX_STREAMS", d.chatkit_max_streams, minimum=1, maximum=100_000),
+            chatkit_admission_wait_seconds=r.number(
+                "CHATKIT_ADMISSION_WAIT_SECONDS", d.chatkit_admission_wait_seconds, minimum=0.0, maximum=30.0
+            ),
             chat_retention_days=retention or None,
             attachment_pending_ttl_hours=r.integer("ATTACHMENT_PENDING_TTL_HOURS", 24, minimum=1, maximum=8_760),
             attachment_storage_url=_storage_url(r.text("ATTACHMENT_STORAGE_URL", d.attachment_storage_url)),
@@ -459,6 +480,18 @@ class Settings:
         )
         settings.check_dev_auth_host(settings.host)
         return settings
+
+
+def pool_for_streams(max_streams: int) -> int:
+    """The default pool size (and overflow) of a worker that admits `max_streams` streams.
+
+    A stream holds a connection only for each store statement (~1 ms on the hot path, never
+    while the model is thinking), so connections in use stay far below the open streams: at the
+    default limit of 100 the measured peak is README's "Capacity" figure. One connection per ten
+    admitted streams, never fewer than ten, plus as many again as overflow, leaves room for
+    bursts of turns starting together and for REST requests beside them.
+    """
+    return max(10, math.ceil(max_streams / 10))
 
 
 def is_loopback(host: str) -> bool:

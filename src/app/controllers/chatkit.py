@@ -27,6 +27,7 @@ from app.core.errors import ServiceUnavailable
 from app.core.limits import enforce
 from app.http.openapi import problem_spec
 from app.ops import metrics
+from app.ops.admission import Admission, StreamSlot
 from app.ops.drain import Drain
 from app.ops.ratelimit import Limits
 
@@ -58,7 +59,7 @@ _CUT = object()
 
 
 async def with_keepalive(
-    frames: AsyncIterator[bytes], interval: float, drain: Drain | None = None
+    frames: AsyncIterator[bytes], interval: float, drain: Drain | None = None, slot: StreamSlot | None = None
 ) -> AsyncIterator[bytes]:
     """Yield `frames`, inserting an SSE comment whenever nothing was sent for `interval` seconds.
 
@@ -67,6 +68,7 @@ async def with_keepalive(
     timeout, so a long tool call never blocks the keepalive. When the client goes away, the
     producer is cancelled, and ChatKit's cancellation handling persists the partial answer.
     The same happens when a shutdown cuts the stream (`drain`), and the client is told why.
+    The turn's admission `slot` is released when the producer has finished, whichever way.
     """
     queue: asyncio.Queue[Any] = asyncio.Queue()
     started = time.perf_counter()
@@ -86,6 +88,8 @@ async def with_keepalive(
         await queue.put(None)
 
     producer = asyncio.create_task(produce())
+    if slot is not None:
+        producer.add_done_callback(lambda _: slot.release())
     if drain is not None:
         drain.track(producer)
     metrics.ACTIVE_STREAMS.inc()
@@ -134,7 +138,10 @@ CHATKIT_RESPONSES = {
     413: problem_spec("The body is larger than MAX_REQUEST_BYTES"),
     429: problem_spec("Too many chat messages from this user, or failed sign-ins from this address; see Retry-After"),
     501: problem_spec("The request needs a feature this server has not configured (dictation, feedback)"),
-    503: problem_spec("The server is restarting or its database is unavailable; retry after Retry-After"),
+    503: problem_spec(
+        "The server is carrying as many streams as it can (CHATKIT_MAX_STREAMS), is restarting, or its database "
+        "is unavailable; nothing was saved, retry after Retry-After"
+    ),
 }
 
 
@@ -204,21 +211,32 @@ class ChatKitController(Controller):
         chatkit_server: TaskPilotChatKitServer,
         limits: Limits,
         drain: Drain,
+        admission: Admission,
     ) -> Response[bytes] | Stream:
+        slot: StreamSlot | None = None
         if data.type in STREAMING_TYPES:
             if drain.draining:
+                metrics.TURNS_REFUSED.labels(reason="draining").inc()
                 raise ServiceUnavailable("The server is restarting; retry in a moment.", retry_after=2)
-            await enforce(
-                limits.chat,
-                context.user_id,
-                "Too many chat requests; wait before sending another message.",
-                on_refusal=metrics.RATE_LIMITED.labels(limit="chat").inc,
-            )
-        result = await chatkit_server.process(await request.body(), context)
-        if isinstance(result, StreamingResult):
-            return Stream(
-                await started(with_keepalive(result.json_events, chatkit_server.keepalive_seconds, drain)),
-                media_type="text/event-stream",
-                headers=SSE_HEADERS,
-            )
+            # First, before anything is read or written: a turn refused here leaves no trace, not
+            # even a hit on the user's chat rate limit.
+            slot = await admission.admit()
+        try:
+            if slot is not None:
+                await enforce(
+                    limits.chat,
+                    context.user_id,
+                    "Too many chat requests; wait before sending another message.",
+                    on_refusal=metrics.RATE_LIMITED.labels(limit="chat").inc,
+                )
+            result = await chatkit_server.process(await request.body(), context)
+            if isinstance(result, StreamingResult):
+                frames = with_keepalive(result.json_events, chatkit_server.keepalive_seconds, drain, slot)
+                return Stream(await started(frames), media_type="text/event-stream", headers=SSE_HEADERS)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        if slot is not None:
+            slot.release()  # a streaming type that answered JSON (ChatKit does not, but never leak a slot)
         return Response(content=result.json, media_type="application/json", status_code=200)

@@ -12,9 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
-from app.contracts import ChatKitHealth, Liveness, Readiness
+from app.contracts import ChatKitHealth, Liveness, Readiness, StreamLoad
 from app.core.errors import AuthError
 from app.http.auth import Authenticator, client_address
+from app.ops.admission import Admission
 from app.ops.drain import Drain
 from app.ops.health import chatkit_health
 from app.ops.metrics import render
@@ -22,6 +23,10 @@ from app.ops.ratelimit import RATE_LIMITS_OK, Limits
 from app.settings import Settings
 
 READY_TIMEOUT_SECONDS = 3.0
+
+
+def _load(admission: Admission) -> StreamLoad:
+    return StreamLoad(open=admission.open, limit=admission.limit, waiting=admission.waiting)
 
 
 class HealthController(Controller):
@@ -34,28 +39,34 @@ class HealthController(Controller):
     @get(
         "/ready",
         operation_id="GetReadiness",
-        summary="Readiness: the database answers; says whether rate limits are shared through Redis",
+        summary="Readiness: the database answers and this worker has a free stream slot",
         description=(
-            "200 while the service can work. `rate_limits` is `degraded (in-memory, Redis unreachable)` when "
-            "REDIS_URL is set and Redis does not answer: limits are then enforced per instance, from memory, "
-            "until Redis returns."
+            "200 while the service can work. 503 `saturated` while every ChatKit stream slot of the answering "
+            "worker is taken (CHATKIT_MAX_STREAMS): new turns would be refused, so a load balancer should send "
+            "new conversations elsewhere until it is 200 again; REST and open streams keep working. `streams` "
+            "reports that worker's open streams, limit and waiting turns. `rate_limits` is `degraded (in-memory, "
+            "Redis unreachable)` when REDIS_URL is set and Redis does not answer: limits are then enforced per "
+            "instance, from memory, until Redis returns."
         ),
         # The 503 body is the same Readiness document, saying what is not ready.
         responses={
             503: ResponseSpec(
                 data_container=Readiness,
-                description="Shutting down, or the database is unreachable",
+                description="Shutting down, the database is unreachable, or every stream slot is taken",
                 generate_examples=False,
             )
         },
     )
-    async def readiness(self, db_engine: AsyncEngine, drain: Drain, limits: Limits) -> Response[Readiness]:
+    async def readiness(
+        self, db_engine: AsyncEngine, drain: Drain, limits: Limits, admission: Admission
+    ) -> Response[Readiness]:
         rate_limits = await limits.state()
         if drain.draining:
             body = Readiness(
                 status="unavailable",
                 database="ok",
                 rate_limits=rate_limits,
+                streams=_load(admission),
                 detail="shutting down: finishing open streams",
             )
             return Response(body, status_code=503, headers={"Retry-After": "5"})
@@ -67,13 +78,25 @@ class HealthController(Controller):
                 status="unavailable",
                 database="unreachable",
                 rate_limits=rate_limits,
+                streams=_load(admission),
                 detail=f"database unreachable ({type(exc).__name__}); check DATABASE_URL and that the server runs",
             )
             return Response(body, status_code=503, headers={"Retry-After": "5"})
+        streams = _load(admission)  # read at once with the decision: the database check awaited
+        if admission.saturated:
+            body = Readiness(
+                status="saturated",
+                database="ok",
+                rate_limits=rate_limits,
+                streams=streams,
+                detail=f"all {admission.limit} stream slots of this worker are taken (CHATKIT_MAX_STREAMS); "
+                "new turns are refused until open ones end",
+            )
+            return Response(body, status_code=503, headers={"Retry-After": str(admission.retry_after)})
         detail = None
         if rate_limits != RATE_LIMITS_OK:
             detail = "Redis does not answer: rate limits are enforced per instance until it returns; check REDIS_URL"
-        body = Readiness(status="ready", database="ok", rate_limits=rate_limits, detail=detail)
+        body = Readiness(status="ready", database="ok", rate_limits=rate_limits, streams=streams, detail=detail)
         return Response(body, status_code=200)
 
     @get("/metrics", include_in_schema=False, media_type="text/plain")

@@ -34,6 +34,19 @@ HTTP_LATENCY = Histogram(
 ACTIVE_STREAMS = Gauge(
     "taskpilot_chatkit_active_streams", "ChatKit event streams currently open", multiprocess_mode="livesum"
 )
+STREAM_CAPACITY = Gauge(
+    "taskpilot_chatkit_stream_capacity",
+    "ChatKit streams the workers admit at once (CHATKIT_MAX_STREAMS per worker)",
+    multiprocess_mode="livesum",
+)
+STREAMS_WAITING = Gauge(
+    "taskpilot_chatkit_streams_waiting", "ChatKit turns waiting for a free stream slot", multiprocess_mode="livesum"
+)
+TURNS_REFUSED = Counter(
+    "taskpilot_chatkit_turns_refused",
+    "ChatKit turns answered 503 before a stream opened: no free stream slot (capacity) or shutting down (draining)",
+    ["reason"],
+)
 TIME_TO_FIRST_EVENT = Histogram(
     "taskpilot_chatkit_time_to_first_event_seconds", "From request to the first SSE frame", buckets=_LATENCY
 )
@@ -44,6 +57,9 @@ TOOL_CALLS = Counter("taskpilot_tool_calls", "Task tool calls by tool and outcom
 MODEL_ERRORS = Counter("taskpilot_model_errors", "Failed assistant turns by kind of error", ["kind"])
 SESSIONS_MINTED = Counter("taskpilot_hosted_sessions_minted", "Hosted ChatKit sessions minted", ["operation"])
 UPSTREAM_ERRORS = Counter("taskpilot_hosted_upstream_errors", "OpenAI session API failures by kind", ["kind"])
+STORE_RETRIES = Counter(
+    "taskpilot_store_retries", "ChatKit store calls run again: connection lost or pool exhausted", ["reason"]
+)
 RATE_LIMITED = Counter("taskpilot_rate_limited", "Requests refused by a rate limit", ["limit"])
 RATE_LIMITS_DEGRADED = Gauge(
     "taskpilot_rate_limits_degraded",

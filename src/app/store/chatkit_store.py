@@ -39,8 +39,11 @@ Semantics (each one is pinned by tests/test_chatkit_store.py, on SQLite and Post
   is retried on a fresh connection, up to `CONNECTION_ATTEMPTS` times with a short backoff:
   the retried writes are idempotent upserts (or deletes of what may already be gone), so running
   them again is safe (deleting a thread or an attachment is not retried: a second try would report
-  "not found"), and a reply the client has seen is not lost to its last write. Other errors are
-  raised at once.
+  "not found"), and a reply the client has seen is not lost to its last write. A call that got
+  no connection from the pool in `pool_timeout` (every connection busy) is retried the same way,
+  after a longer pause: no statement ran, and an admitted stream must not fail for want of a
+  connection (admission control bounds how many streams compete for the pool). Other errors
+  are raised at once.
 - Objects are stored whole as JSON (`model_dump_json`, the same output as
   `model_dump(mode="json")`; attachments keep their `metadata`) and read back with pydantic
   adapters built once at import.
@@ -62,12 +65,14 @@ from chatkit.store import NotFoundError, Store, StoreItemType
 from chatkit.types import Attachment, FeedbackKind, Page, ThreadItem, ThreadMetadata
 from pydantic import TypeAdapter
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import TypeVar
 
 from app.core.clock import utcnow
 from app.core.context import RequestContext, UserContext
 from app.core.ids import prefixed_id
+from app.ops import metrics
 from app.store.chat_repositories import (
     ChatAttachmentRepository,
     ChatFeedbackRepository,
@@ -120,10 +125,21 @@ def connection_died(exc: BaseException) -> bool:
     return False
 
 
-def _retry_when_connection_dies(
+def pool_exhausted(exc: BaseException) -> bool:
+    """True when `exc` means no pooled connection came free within the pool's timeout."""
+    for _ in range(5):
+        if isinstance(exc, PoolTimeout):
+            return True
+        if exc.__cause__ is None:
+            return False
+        exc = exc.__cause__
+    return False
+
+
+def _retry_when_no_connection(
     method: Callable[Concatenate[StoreT, P], Coroutine[Any, Any, R]],
 ) -> Callable[Concatenate[StoreT, P], Coroutine[Any, Any, R]]:
-    """Run a store call again on a fresh connection when its connection died (see the module notes).
+    """Run a store call again when its connection died or the pool had none to give (module notes).
 
     SQLAlchemy invalidates the pool on a disconnect, so the next attempt does not meet the other
     dead pooled connections either.
@@ -134,12 +150,17 @@ def _retry_when_connection_dies(
             try:
                 return await method(self, *args, **kwargs)
             except Exception as exc:
-                if attempt + 1 >= CONNECTION_ATTEMPTS or not connection_died(exc):
+                died = connection_died(exc)
+                exhausted = not died and pool_exhausted(exc)
+                if attempt + 1 >= CONNECTION_ATTEMPTS or not (died or exhausted):
                     raise
                 log.warning(
-                    "database connection lost; retrying",
+                    "no database connection from the pool; retrying"
+                    if exhausted
+                    else "database connection lost; retrying",
                     extra={"fields": {"call": method.__name__, "attempt": attempt + 1, "error": type(exc).__name__}},
                 )
+                metrics.STORE_RETRIES.labels(reason="pool_exhausted" if exhausted else "connection_lost").inc()
                 await asyncio.sleep(RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)])
         raise AssertionError("unreachable")  # the loop returns or raises
 
@@ -272,7 +293,7 @@ class ChatKitStore(Store[ContextT]):
 
     # ---- threads -----------------------------------------------------------------------------
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def load_thread(self, thread_id: str, context: ContextT) -> ThreadMetadata:
         async with self._autocommit() as session:
             row = await ChatThreadRepository(session=session).get_thread(user_id=context.user_id, thread_id=thread_id)
@@ -280,7 +301,7 @@ class ChatKitStore(Store[ContextT]):
             raise NotFoundError(f"Thread {thread_id} not found")
         return self._thread(*row)
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def save_thread(self, thread: ThreadMetadata, context: ContextT) -> None:
         created_at, data = _thread_json(thread)
         async with self._autocommit() as session:
@@ -293,7 +314,7 @@ class ChatKitStore(Store[ContextT]):
                 now=utcnow(),
             )
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def load_threads(self, limit: int, after: str | None, order: str, context: ContextT) -> Page[ThreadMetadata]:
         limit = page_size(limit)
         async with self._autocommit() as session:
@@ -303,17 +324,17 @@ class ChatKitStore(Store[ContextT]):
         threads = [self._thread(created_at, data) for _id, created_at, data in rows[:limit]]
         return self._page(threads, has_more=len(rows) > limit)
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def count_threads(self, context: ContextT) -> int:
         async with self._autocommit() as session:
             return await ChatThreadRepository(session=session).count_threads(user_id=context.user_id)
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def count_items(self, thread_id: str, context: ContextT) -> int:
         async with self._autocommit() as session:
             return await ChatItemRepository(session=session).count_items(user_id=context.user_id, thread_id=thread_id)
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def stored_attachment_bytes(self, context: ContextT) -> int:
         async with self._autocommit() as session:
             return await ChatAttachmentRepository(session=session).stored_bytes(user_id=context.user_id)
@@ -333,7 +354,7 @@ class ChatKitStore(Store[ContextT]):
 
     # ---- items -------------------------------------------------------------------------------
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def load_thread_items(
         self, thread_id: str, after: str | None, limit: int, order: str, context: ContextT
     ) -> Page[ThreadItem]:
@@ -354,7 +375,7 @@ class ChatKitStore(Store[ContextT]):
         items = [ITEM_ADAPTER.validate_json(data) for data in rows[:limit]]
         return self._page(items, has_more=len(rows) > limit)
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def load_item(self, thread_id: str, item_id: str, context: ContextT) -> ThreadItem:
         async with self._autocommit() as session:
             data = await ChatItemRepository(session=session).get_item(
@@ -364,7 +385,7 @@ class ChatKitStore(Store[ContextT]):
             raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
         return ITEM_ADAPTER.validate_json(data)
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def add_thread_item(self, thread_id: str, item: ThreadItem, context: ContextT) -> None:
         row = _item_row(item)
         async with self._autocommit() as session:
@@ -384,7 +405,7 @@ class ChatKitStore(Store[ContextT]):
     async def save_item(self, thread_id: str, item: ThreadItem, context: ContextT) -> None:
         await self.add_thread_item(thread_id, item, context)
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def add_thread_items(self, thread_id: str, items: Sequence[ThreadItem], context: ContextT) -> None:
         """Upsert several items in one transaction, in list order (ties keep that order)."""
         if not items:
@@ -408,7 +429,7 @@ class ChatKitStore(Store[ContextT]):
         if written != len(rows):
             raise ItemIdConflictError("an item id is already used in another thread of this user")
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def delete_thread_item(self, thread_id: str, item_id: str, context: ContextT) -> None:
         async with self._writing() as session:
             if not await ChatThreadRepository(session=session).touch(
@@ -424,7 +445,7 @@ class ChatKitStore(Store[ContextT]):
 
     # ---- attachments -------------------------------------------------------------------------
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def save_attachment(self, attachment: Attachment, context: ContextT) -> None:
         async with self._writing() as session:
             if attachment.thread_id is not None and not await ChatThreadRepository(session=session).thread_exists(
@@ -446,7 +467,7 @@ class ChatKitStore(Store[ContextT]):
     async def load_attachment(self, attachment_id: str, context: ContextT) -> Attachment:
         return (await self.load_attachment_record(attachment_id, context)).attachment
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def load_attachment_record(self, attachment_id: str, context: ContextT) -> AttachmentRecord:
         """The attachment plus its upload status, storage key and size."""
         async with self._autocommit() as session:
@@ -463,7 +484,7 @@ class ChatKitStore(Store[ContextT]):
             size=size,
         )
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def mark_attachment_uploaded(
         self,
         attachment_id: str,
@@ -516,7 +537,7 @@ class ChatKitStore(Store[ContextT]):
 
     # ---- feedback ----------------------------------------------------------------------------
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def save_feedback(
         self, thread_id: str, item_ids: Sequence[str], kind: FeedbackKind, context: ContextT
     ) -> int:
@@ -536,7 +557,7 @@ class ChatKitStore(Store[ContextT]):
                 user_id=context.user_id, thread_id=thread_id, item_ids=item_ids, kind=kind, now=utcnow()
             )
 
-    @_retry_when_connection_dies
+    @_retry_when_no_connection
     async def load_feedback(self, thread_id: str, context: ContextT) -> dict[str, FeedbackKind]:
         """`{item_id: kind}` for the user's thread; `NotFoundError` when it is not the user's."""
         async with self._autocommit() as session:

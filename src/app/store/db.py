@@ -75,7 +75,7 @@ def build_db_config(
             # a 503 to retry (see app.http.problems).
             pool_pre_ping=False,
             pool_recycle=1800,
-            pool_timeout=10,
+            pool_timeout=settings.database_pool_timeout_seconds,
         )
     config = config_class(
         connection_string=settings.database_url,

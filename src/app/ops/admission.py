@@ -1,0 +1,114 @@
+"""Admission control for ChatKit turns: a worker takes only the streams it can carry.
+
+A turn is admitted before its request is processed, so a refusal writes nothing and answers a
+fast 503 with `Retry-After` while no stream has opened (ChatKit shows it as an error the user
+can retry). Beyond the limit a turn may wait briefly for a slot (a burst of turns arriving
+together is smoothed rather than refused), but only a bounded number may wait, and only for a
+bounded time: a long queue would only turn refusals into slow refusals.
+
+Why a limit at all: every open stream costs this worker CPU for each delta and a share of the
+database pool for its writes. Past what the worker can carry, deltas arrive late for everyone,
+pool checkouts time out, and turns that were already streaming fail. Refusing at the door
+keeps the turns already admitted healthy (issue 21 measured what happens without it).
+
+The limit is per worker process (each granian worker has its own event loop and pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections import deque
+
+from app.core.errors import ServiceUnavailable
+from app.ops import metrics
+
+REFUSAL_DETAIL = (
+    "The assistant is answering as many conversations as this server can carry; "
+    "nothing was saved. Send your message again in a few seconds."
+)
+
+
+class StreamSlot:
+    """One admitted turn's place; released exactly once, however the turn ends."""
+
+    __slots__ = ("_admission", "_released")
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._admission._release()
+
+
+class Admission:
+    """At most `limit` concurrent streams; up to `max_waiting` more wait `wait_seconds` for a slot."""
+
+    def __init__(self, limit: int, *, wait_seconds: float = 0.0, max_waiting: int | None = None) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self.wait_seconds = wait_seconds
+        self.max_waiting = limit if max_waiting is None else max_waiting
+        self.open = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        # A refused client should come back once some of the open turns have ended, not at once.
+        self.retry_after = max(1, math.ceil(wait_seconds) + 1)
+        metrics.STREAM_CAPACITY.set(limit)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    @property
+    def saturated(self) -> bool:
+        """No free slot: a new turn would wait or be refused."""
+        return self.open >= self.limit
+
+    async def admit(self) -> StreamSlot:
+        """A slot for one turn, or `ServiceUnavailable` (503 with Retry-After) when there is none."""
+        if self.open < self.limit and not self._waiters:
+            return self._take()
+        if self.wait_seconds <= 0 or len(self._waiters) >= self.max_waiting:
+            raise self._refuse()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        metrics.STREAMS_WAITING.inc()
+        try:
+            # Not `wait_for`: on 3.11 it can swallow a cancellation that arrives as the slot does.
+            async with asyncio.timeout(self.wait_seconds):
+                await waiter
+        except TimeoutError:
+            if not waiter.done() or waiter.cancelled():
+                raise self._refuse() from None
+            # The slot was handed over just as the wait ran out: keep it.
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot, then cancelled (the client left): pass it on
+            raise
+        finally:
+            metrics.STREAMS_WAITING.dec()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+        return StreamSlot(self)
+
+    def _take(self) -> StreamSlot:
+        self.open += 1
+        return StreamSlot(self)
+
+    def _release(self) -> None:
+        # Hand the slot straight to the oldest waiter, so a newcomer cannot jump the queue.
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.open -= 1
+
+    def _refuse(self) -> ServiceUnavailable:
+        metrics.TURNS_REFUSED.labels(reason="capacity").inc()
+        return ServiceUnavailable(REFUSAL_DETAIL, retry_after=self.retry_after)
