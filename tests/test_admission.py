@@ -231,24 +231,26 @@ async def test_a_refusal_is_problem_json_with_retry_after_and_says_what_to_do(li
     server = live_server_factory(
         {"CHATKIT_MAX_STREAMS": "1", "CHATKIT_ADMISSION_WAIT_SECONDS": "0", "OFFLINE_MODEL_DELAY_MS": "50"}
     )
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        async with open_stream(http, threads_create("help"), headers_for("adm-holder")) as (held, events):
-            assert held.status == 200
-            first = await anext(events)  # the stream is open and holds the only slot
-            assert first.type == "thread.created"
-            refused = await http.post("/chatkit", json=threads_create("help"), headers=headers_for("adm-other"))
-            async for _ in events:
-                pass
+    async with (
+        httpx.AsyncClient(base_url=server.base_url, timeout=30) as http,
+        open_stream(http, threads_create("help"), headers_for("adm-holder")) as (held, events),
+    ):
+        assert held.status == 200
+        first = await anext(events)  # the stream is open and holds the only slot
+        assert first.type == "thread.created"
+        refused = await http.post("/chatkit", json=threads_create("help"), headers=headers_for("adm-other"))
+        # A request that opens no stream is never refused for capacity.
+        listed = await http.post(
+            "/chatkit", json={"type": "threads.list", "params": {}}, headers=headers_for("adm-other")
+        )
+        async for _ in events:
+            pass
     assert refused.status_code == 503
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert int(refused.headers["retry-after"]) >= 1
     problem = refused.json()
     assert problem["status"] == 503
     assert "again" in problem["detail"] and "nothing was saved" in problem["detail"]
-    # A request that opens no stream is never refused for capacity.
-    listed = await httpx.AsyncClient(base_url=server.base_url).post(
-        "/chatkit", json={"type": "threads.list", "params": {}}, headers=headers_for("adm-other")
-    )
     assert listed.status_code == 200
 
 
