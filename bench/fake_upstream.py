@@ -1,4 +1,4 @@
-"""A fast local stand-in for OpenAI's ChatKit sessions API: a bare ASGI app for granian.
+"""A fast local stand-in for OpenAI's ChatKit sessions API and Responses API: bare ASGI for granian.
 
 `tests/fake_openai.py` (a threaded `http.server`) is right for tests but costs more per request
 than the calls being measured, and would share the benchmark's GIL. This one answers the same
@@ -6,11 +6,20 @@ requests with the same bodies (`openai.types.beta.chatkit.ChatSession` shaped, `
 checks the bearer key and the `OpenAI-Beta` header like the real API, and runs in a process of
 its own. TaskPilot and the direct SDK calls in `bench/mint.py` both talk to it.
 
-    FAKE_OPENAI_KEY   the API key it accepts
+`POST /v1/responses` streams a model's answer as the Responses API does (`response.created`,
+the message's item and part, FAKE_RESPONSES_DELTAS `response.output_text.delta` events
+FAKE_RESPONSES_DELAY_MS apart, then the `done` events and `response.completed`); without
+`"stream": true` (a thread title) it answers the whole response at once. The frames are built
+once at start-up, so the stand-in's own CPU per delta stays far below the server's it feeds.
+
+    FAKE_OPENAI_KEY          the API key it accepts
+    FAKE_RESPONSES_DELTAS    text deltas per streamed answer (default 20)
+    FAKE_RESPONSES_DELAY_MS  pause before each delta (default 0)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -59,7 +68,95 @@ def _session(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+DELTA_TEXT = "Here is what I found "  # five words a delta, like a model's token stream
+TITLE = "Planning the week"
+
+
+def _response(output: list[dict[str, Any]], status: str) -> dict[str, Any]:
+    return {
+        "id": f"resp_{secrets.token_hex(12)}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "model": "gpt-5-mini",
+        "status": status,
+        "output": output,
+        "parallel_tool_calls": False,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": 200,
+            "output_tokens": 60,
+            "total_tokens": 260,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+    }
+
+
+def _message(message_id: str, text: str, status: str) -> dict[str, Any]:
+    content = [{"type": "output_text", "text": text, "annotations": []}] if status == "completed" else []
+    return {"id": message_id, "type": "message", "role": "assistant", "status": status, "content": content}
+
+
+class ResponsesScript:
+    """The SSE frames of one streamed answer, with the per-answer ids left as placeholders."""
+
+    def __init__(self, deltas: int) -> None:
+        self.deltas = deltas
+        text = DELTA_TEXT * deltas
+        part = {"type": "output_text", "text": "", "annotations": []}
+        head = [
+            {"type": "response.created", "response": _response([], "in_progress")},
+            {"type": "response.output_item.added", "output_index": 0, "item": _message("MSGID", "", "in_progress")},
+            {
+                "type": "response.content_part.added",
+                "item_id": "MSGID",
+                "output_index": 0,
+                "content_index": 0,
+                "part": part,
+            },
+        ]
+        tail = [
+            {
+                "type": "response.output_text.done",
+                "item_id": "MSGID",
+                "output_index": 0,
+                "content_index": 0,
+                "text": text,
+            },
+            {
+                "type": "response.content_part.done",
+                "item_id": "MSGID",
+                "output_index": 0,
+                "content_index": 0,
+                "part": {**part, "text": text},
+            },
+            {"type": "response.output_item.done", "output_index": 0, "item": _message("MSGID", text, "completed")},
+            {"type": "response.completed", "response": _response([_message("MSGID", text, "completed")], "completed")},
+        ]
+        delta = {
+            "type": "response.output_text.delta",
+            "item_id": "MSGID",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": DELTA_TEXT,
+            "logprobs": [],
+        }
+        self.head = [self._frame(e) for e in head]
+        self.delta = self._frame(delta)
+        self.tail = [self._frame(e) for e in tail]
+
+    @staticmethod
+    def _frame(event: dict[str, Any]) -> str:
+        return f"event: {event['type']}\ndata: {json.dumps({**event, 'sequence_number': 'SEQ'})}\n\n"
+
+    def frames(self) -> list[str]:
+        return [*self.head, *([self.delta] * self.deltas), *self.tail]
+
+
 def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    script = ResponsesScript(int(os.environ.get("FAKE_RESPONSES_DELTAS", "20")))
+    delay = int(os.environ.get("FAKE_RESPONSES_DELAY_MS", "0")) / 1000
     expected_auth = f"Bearer {os.environ.get('FAKE_OPENAI_KEY', 'sk-bench')}".encode()
 
     async def respond(send: Send, status: int, document: dict[str, Any]) -> None:
@@ -76,6 +173,26 @@ def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+    async def stream_answer(send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"x-request-id", f"req_{secrets.token_hex(8)}".encode()),
+                ],
+            }
+        )
+        message_id = f"msg_{secrets.token_hex(12)}"
+        frames = script.frames()
+        for n, frame in enumerate(frames):
+            if delay and script.head and len(script.head) <= n < len(script.head) + script.deltas:
+                await asyncio.sleep(delay)
+            data = frame.replace("MSGID", message_id).replace('"SEQ"', str(n)).encode()
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -104,7 +221,16 @@ def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
                 send, 401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
             )
             return
-        if headers.get(b"openai-beta") != BETA_HEADER:
+        if path == "/v1/responses":
+            body = json.loads(b"".join(chunks) or b"{}")
+            if body.get("stream"):
+                await stream_answer(send)
+            else:
+                await respond(
+                    send, 200, _response([_message(f"msg_{secrets.token_hex(12)}", TITLE, "completed")], "completed")
+                )
+            return
+        if headers.get(b"openai-beta") != BETA_HEADER:  # the ChatKit sessions API only
             await respond(send, 400, {"error": {"message": "Missing OpenAI-Beta", "type": "invalid_request_error"}})
             return
         if path == "/v1/chatkit/sessions":

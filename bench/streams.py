@@ -74,6 +74,8 @@ class Stream:
     status: int = 0
     deltas: list[float] = field(default_factory=list)
     error: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
 
 
 async def seed(server: servers.Server, tokens: list[str]) -> None:
@@ -116,6 +118,8 @@ async def open_stream(server: servers.Server, stream: Stream, token: str, start_
         stream.status = response.status
         stream.first = response.first_byte
         stream.end = response.last_byte
+        stream.headers = response.headers
+        stream.body = response.body
         if response.status != 200:
             stream.error = f"{response.status} {response.body[:200]!r}"
     except (OSError, loadgen.HttpError, asyncio.IncompleteReadError) as exc:

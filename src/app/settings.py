@@ -236,7 +236,7 @@ class Settings:
     # Admission control, per worker process: turns beyond the limit wait up to the admission wait
     # for a slot, then get a 503 with Retry-After before any stream opens (see app.ops.admission).
     chatkit_max_streams: int = DEFAULT_MAX_STREAMS_PER_WORKER
-    chatkit_admission_wait_seconds: float = 1.0
+    chatkit_admission_wait_seconds: float = 0.5
     chat_retention_days: int | None = None
     # Two-phase uploads whose bytes never arrived are deleted by `taskpilot cleanup` after this.
     attachment_pending_ttl_hours: int = 24
