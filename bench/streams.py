@@ -170,6 +170,9 @@ async def run(quick: bool) -> dict[str, Any]:
                 "DATABASE_MAX_OVERFLOW": str(overflow),
                 "OFFLINE_MODEL_DELAY_MS": str(DELAY_MS),
                 "MODEL_PROVIDER": "offline",
+                # This run measures what a worker can hold, so admission control must not refuse
+                # any of the streams (bench.overload measures the refusals).
+                "CHATKIT_MAX_STREAMS": str(plan.streams),
                 **servers.UNTRIPPED_LIMITS,
             }
             server = servers.start_server("taskpilot", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)

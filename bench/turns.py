@@ -403,6 +403,8 @@ async def run(quick: bool) -> dict[str, Any]:
                 "DATABASE_MAX_OVERFLOW": str(MAX_OVERFLOW),
                 "OFFLINE_MODEL_DELAY_MS": "0",
                 "MODEL_PROVIDER": "offline",
+                # Turn cost at every concurrency, 256 included: admission control must admit them all.
+                "CHATKIT_MAX_STREAMS": str(max(plan.concurrency)),
                 **servers.UNTRIPPED_LIMITS,
             }
             tp = servers.start_server("taskpilot", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)

@@ -165,8 +165,8 @@ class _Reader:
 
 DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS = 30
 # Concurrent ChatKit streams one worker admits (CHATKIT_MAX_STREAMS). README's "Capacity" section
-# has the measurement behind it (`python -m bench.streams`, provider path).
-DEFAULT_MAX_STREAMS_PER_WORKER = 100
+# has the measurement behind it (`python -m bench.overload`, the provider path offered 3x the limit).
+DEFAULT_MAX_STREAMS_PER_WORKER = 50
 
 
 @dataclass(frozen=True, slots=True)

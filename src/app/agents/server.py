@@ -430,6 +430,8 @@ def refuse_unstorable(request: str | bytes | bytearray) -> None:
 def _with_utc_timestamps(event: ThreadStreamEvent) -> ThreadStreamEvent:
     """The event with its item's or thread's naive `created_at` as UTC (a copy: the library keeps
     using the originals, and compares them with its own naive `datetime.now()`)."""
+    if type(event) is ThreadItemUpdatedEvent:
+        return event  # the text deltas, most of a stream: no timestamp (and pydantic's getattr misses are slow)
     for name in ("item", "thread"):
         holder = getattr(event, name, None)
         created_at = getattr(holder, "created_at", None)
