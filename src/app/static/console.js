@@ -15,7 +15,9 @@ export class ChatConsole {
   /**
    * @param {import("./api.js").Api} api
    * @param {{greeting: string, prompts: {label: string, prompt: string}[], placeholder: string,
-   *          user: string|null, reason: string, onEffect(name: string, data: object): void}} options
+   *          user: string|null, reason: string, onEffect(name: string, data: object): void,
+   *          onClientTool({name: string, params: object}): object}} options  onClientTool answers the
+   *          server's client tools as ChatKit's option of that name does
    */
   constructor(api, options) {
     this.api = api;
@@ -306,7 +308,21 @@ export class ChatConsole {
     this.#showProgress("Thinking…");
     let failure = null;
     try {
+      this.pendingClientTool = null;
       await this.chatkit.stream(type, params, (event) => this.handleEvent(event), { signal: this.busy.signal });
+      // The turn stopped at a client tool (the server asks the page something, e.g. its time
+      // zone): answer it, and the server resumes the same turn.
+      while (this.pendingClientTool && !this.busy.signal.aborted) {
+        const call = this.pendingClientTool;
+        this.pendingClientTool = null;
+        let result;
+        try {
+          result = await this.options.onClientTool({ name: call.name, params: call.arguments ?? {} });
+        } catch (error) {
+          result = { error: String(error?.message ?? error) };
+        }
+        await this.chatkit.stream("threads.add_client_tool_output", { thread_id: this.threadId, result }, (event) => this.handleEvent(event), { signal: this.busy.signal });
+      }
     } catch (error) {
       failure = error;
       if (error?.name === "AbortError") {
@@ -351,6 +367,7 @@ export class ChatConsole {
         break;
       case "thread.item.done":
       case "thread.item.replaced":
+        if (event.item.type === "client_tool_call" && event.item.status === "pending") this.pendingClientTool = event.item;
         this.renderItem(event.item);
         break;
       case "thread.item.removed":
