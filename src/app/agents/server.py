@@ -288,7 +288,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         save_feedback = getattr(self.store, "save_feedback", None)
         if save_feedback is None:
             raise Unsupported("Feedback is not stored by this server.")
-        await save_feedback(thread_id, item_ids, feedback, context)
+        recorded = await save_feedback(thread_id, item_ids, feedback, context)
+        metrics.FEEDBACK.labels(kind=feedback).inc(recorded if isinstance(recorded, int) else len(item_ids))
 
     async def transcribe(self, audio_input: AudioInput, context: Any) -> TranscriptionResult:
         if self.transcriber is None:

@@ -44,6 +44,8 @@ TOOL_CALLS = Counter("taskpilot_tool_calls", "Task tool calls by tool and outcom
 MODEL_ERRORS = Counter("taskpilot_model_errors", "Failed assistant turns by kind of error", ["kind"])
 SESSIONS_MINTED = Counter("taskpilot_hosted_sessions_minted", "Hosted ChatKit sessions minted", ["operation"])
 UPSTREAM_ERRORS = Counter("taskpilot_hosted_upstream_errors", "OpenAI session API failures by kind", ["kind"])
+# Feedback given on the assistant's answers (ChatKit's thumbs), one per item; a changed vote counts again.
+FEEDBACK = Counter("taskpilot_feedback", "Feedback given on the assistant's answers, by kind", ["kind"])
 RATE_LIMITED = Counter("taskpilot_rate_limited", "Requests refused by a rate limit", ["limit"])
 RATE_LIMITS_DEGRADED = Gauge(
     "taskpilot_rate_limits_degraded",

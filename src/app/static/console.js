@@ -1,7 +1,8 @@
 // The built-in chat console: what the page shows when ChatKit's script cannot load (offline
 // networks, blocked CDNs). It speaks the same /chatkit protocol as the ChatKit web component:
 // thread list, new thread, send, streamed assistant text, tool progress, the task widget's
-// buttons as actions, and readable errors.
+// buttons as actions, feedback on answers, retry after an error, client tools (the server's
+// `get_time_zone`), and readable errors.
 
 import { h, richText, formatWhen } from "./dom.js";
 import { ChatKitConnection, userInput } from "./protocol.js";
@@ -457,7 +458,9 @@ export class ChatConsole {
       case "assistant_message": {
         const text = item.content.map((part) => part.text ?? "").join("\n\n");
         const body = text ? richText(text) : h("span", { class: "tp-typing", "aria-label": "Assistant is typing" }, h("i"), h("i"), h("i"));
-        return h("div", { class: ["tp-msg", "tp-msg--assistant", streaming ? "tp-msg--streaming" : null], dataset: data }, h("div", { class: "tp-bubble" }, body));
+        // Feedback on a finished answer, as ChatKit's threadItemActions.feedback (items.feedback).
+        const actions = streaming || !text ? null : h("div", { class: "tp-msg-actions" }, this.#feedbackButton(item, "positive", "👍", "Good answer"), this.#feedbackButton(item, "negative", "👎", "Bad answer"));
+        return h("div", { class: ["tp-msg", "tp-msg--assistant", streaming ? "tp-msg--streaming" : null], dataset: data }, h("div", { class: "tp-bubble" }, body), actions);
       }
       case "workflow": {
         const tasks = item.workflow.tasks.filter(Boolean);
@@ -497,6 +500,29 @@ export class ChatConsole {
         return text ? h("div", { class: "tp-msg tp-msg--assistant", dataset: data }, h("div", { class: "tp-bubble" }, text)) : null;
       }
     }
+  }
+
+  #feedbackButton(item, kind, label, title) {
+    return h(
+      "button",
+      {
+        type: "button",
+        class: "tp-icon-btn tp-feedback",
+        title,
+        "aria-label": title,
+        dataset: { feedback: kind },
+        onClick: async (event) => {
+          const button = event.currentTarget;
+          try {
+            await this.chatkit.request("items.feedback", { thread_id: item.thread_id ?? this.threadId, item_ids: [item.id], kind });
+            for (const other of button.parentElement.querySelectorAll(".tp-feedback")) other.setAttribute("aria-pressed", String(other === button));
+          } catch (error) {
+            this.showError(`Could not send feedback. ${error.message}`);
+          }
+        },
+      },
+      label
+    );
   }
 
   #scroll(force = false) {
