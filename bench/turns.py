@@ -109,7 +109,7 @@ async def capture_turn(database_url: str, turns: int) -> dict[str, Any]:
     event.listen(engine.sync_engine.pool, "checkout", lambda *a: log.append(("checkout", None)))
 
     body = loadgen.threads_create(MESSAGE)
-    context = RequestContext(user_id="capture")
+    context = RequestContext(user_id="capture", time_zone="UTC")  # as loadgen's requests say
     cpu_samples: list[float] = []
     try:
         for n in range(turns + 1):

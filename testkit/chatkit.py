@@ -50,5 +50,10 @@ def dev_token(user: str, *, ttl_seconds: int = 24 * 3600) -> str:
     return mint_dev_token(Settings.from_env({}), user, ttl_seconds=ttl_seconds)
 
 
-def json_headers(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+def json_headers(token: str, *, time_zone: str | None = "UTC") -> dict[str, str]:
+    """Headers of a JSON request as a page sends them: the bearer token and the user's `Time-Zone`
+    (without one, a turn that needs today's date first asks the page through a client tool)."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if time_zone is not None:
+        headers["Time-Zone"] = time_zone
+    return headers

@@ -61,14 +61,20 @@ def parse_sse(text: str) -> tuple[list[str], int]:
 class ChatKitClient:
     """Speaks ChatKit to a server over httpx (sync or async transport given by the caller)."""
 
-    def __init__(self, client: httpx.AsyncClient, token: str, path: str = "/chatkit") -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, token: str, path: str = "/chatkit", *, time_zone: str | None = None
+    ) -> None:
         self.client = client
         self.token = token
         self.path = path
+        self.time_zone = time_zone  # sent as the Time-Zone header when set
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        if self.time_zone is not None:
+            headers["Time-Zone"] = self.time_zone
+        return headers
 
     async def raw(self, body: Any) -> httpx.Response:
         content = body if isinstance(body, bytes | str) else json.dumps(body)

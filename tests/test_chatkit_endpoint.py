@@ -54,7 +54,8 @@ async def _chat(tmp_path: Path, model: ScriptedModel | None = None, **env: Any) 
         yield Chat(
             http=client,
             settings=settings,
-            alice=ChatKitClient(client, mint_dev_token(settings, "alice")),
+            # Alice's page says where she is (the Time-Zone header); Bob's front end does not.
+            alice=ChatKitClient(client, mint_dev_token(settings, "alice"), time_zone="UTC"),
             bob=ChatKitClient(client, mint_dev_token(settings, "bob")),
             store=store,
         )

@@ -27,7 +27,7 @@ def _token(server: Any, user: str) -> str:
 async def test_end_to_end_stream_matches_what_is_stored(live_server_factory, server_database_url: str) -> None:
     server = live_server_factory({"DATABASE_URL": server_database_url})
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        alice = ChatKitClient(http, _token(server, "alice"))
+        alice = ChatKitClient(http, _token(server, "alice"), time_zone="UTC")  # as the page sends it
         created = await alice.create_thread("add a task to renew my passport next friday, urgent #travel")
         assert created.status == 200
         # Every frame parses as a ChatKit event (the client already validated them with TypeAdapter).

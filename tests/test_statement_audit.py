@@ -10,6 +10,7 @@ without a `user_id` pin. The self-tests prove the audit does flag such statement
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from app.services.feedback import FeedbackExport, export_feedback
 from app.services.maintenance import cleanup_chats
 from app.settings import Settings
 from app.store.distribution import DISTRIBUTED_TABLES, distribution_statements, scan_hint
@@ -38,6 +40,8 @@ ALLOWED_SCANS = {
     "retention.expired_threads": "a cron job over all users; deletes per user",
     # Abandoned two-phase uploads: 'pending' rows older than the TTL, by the (status, created_at) index.
     "uploads.abandoned": "a cron job over all users; deletes per user",
+    # `taskpilot feedback export`: every feedback row, for the operator, in keyset pages; changes nothing.
+    "feedback.export": "an operator's export over all users; read-only",
 }
 
 
@@ -187,6 +191,9 @@ async def _chat_and_attachment_flows(tmp_path: Path, database_url: str) -> None:
 
         config = build_db_config(env.settings)
         try:
+            exported = io.StringIO()
+            options = FeedbackExport(format="jsonl", include_text=True)
+            assert await export_feedback(config.create_session_maker(), exported, options) == 1
             report = await cleanup_chats(
                 config.create_session_maker(),
                 retention_days=30,

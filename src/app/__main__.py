@@ -1,4 +1,4 @@
-"""The `taskpilot` command: serve, db (upgrade, check, distribute, ...), openapi, token, cleanup."""
+"""The `taskpilot` command: serve, db (upgrade, check, distribute, ...), openapi, token, cleanup, feedback."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from app.ops.serving import granian_argv
 from app.settings import Settings, SettingsError
@@ -187,6 +188,43 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from app.services.feedback import FeedbackExport, export_feedback
+    from app.store.db import build_db_config
+
+    since = None
+    if args.since:
+        try:
+            since = dt.datetime.fromisoformat(args.since)
+        except ValueError:
+            print(f"taskpilot: --since must be an ISO date or time (2026-11-01), not {args.since!r}", file=sys.stderr)
+            return 2
+        since = since if since.tzinfo else since.replace(tzinfo=dt.UTC)
+    options = FeedbackExport(format=args.format, include_text=args.include_text, since=since)
+    settings = _settings()
+    config = build_db_config(settings)
+
+    async def run(out: Any) -> int:
+        try:
+            return await export_feedback(config.create_session_maker(), out, options)
+        finally:
+            await config.get_engine().dispose()
+
+    try:
+        if args.output in (None, "-"):
+            count = asyncio.run(run(sys.stdout))
+        else:
+            with open(args.output, "w", encoding="utf-8", newline="") as out:
+                count = asyncio.run(run(out))
+    except _database_errors() as exc:
+        print(database_failure(settings, exc), file=sys.stderr)
+        return 1
+    print(f"taskpilot: exported {count} feedback row{'s' if count != 1 else ''}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskpilot", description="TaskPilot: a ChatKit backend")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +263,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     cleanup = sub.add_parser("cleanup", help="delete expired threads and abandoned uploads")
     cleanup.set_defaults(func=cmd_cleanup)
+
+    feedback = sub.add_parser("feedback", help="what users said about the assistant's answers")
+    feedback_sub = feedback.add_subparsers(dest="feedback_command", required=True)
+    export = feedback_sub.add_parser(
+        "export", help="write every feedback row (thread id, item id, kind, time) as CSV or JSON Lines"
+    )
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    export.add_argument("--output", "-o", help="a file to write (default: standard output)")
+    export.add_argument("--since", help="only feedback given or changed at or after this ISO date or time (UTC)")
+    export.add_argument(
+        "--include-text",
+        action="store_true",
+        help="also export the text of each judged message (personal data: off unless asked for)",
+    )
+    export.set_defaults(func=cmd_feedback)
     return parser
 
 

@@ -30,12 +30,14 @@ from app.controllers.mcp import AuthenticatedMCP, mcp_route
 from app.controllers.pages import page_route_handlers
 from app.controllers.sessions import HostedSessionController
 from app.controllers.tasks import TaskController
+from app.core.clock import Now, utcnow
 from app.http.auth import Authenticator, TokenVerifier, request_context_provider
 from app.http.middleware import request_id_middleware
 from app.http.openapi import BEARER_SECURITY, openapi_config
 from app.http.problems import EXCEPTION_HANDLERS
 from app.http.security import security_headers
 from app.http.timeouts import body_read_timeout_middleware
+from app.http.timezone import provide_time_zone
 from app.ops import metrics
 from app.ops.admission import Admission
 from app.ops.drain import Drain
@@ -68,10 +70,12 @@ def build_chatkit_server(
     session_maker: SessionMaker,
     attachments: AttachmentService,
     model_provider: ModelProvider | None = None,
+    now: Now = utcnow,
 ) -> TaskPilotChatKitServer:
     """The self-hosted ChatKit server: Store, attachments, assistant and model provider from settings.
 
-    `model_provider` replaces the configured one (tests pass a scripted model this way).
+    `model_provider` replaces the configured one (tests pass a scripted model this way); `now`
+    the instant "today" is taken from (tests pass a fixed one).
     """
     if settings.model_provider == "openai":
         api_key = settings.openai_api_key
@@ -104,12 +108,13 @@ def build_chatkit_server(
     return TaskPilotChatKitServer(
         attachments.store,
         assistant,
-        TaskActions(session_maker),
+        TaskActions(session_maker, now=now),
         session_maker,
         attachment_store=attachments,
         keepalive_seconds=settings.stream_keepalive_seconds,
         log_content=settings.log_content,
         limits=UserLimits.from_settings(settings),
+        now=now,
     )
 
 
@@ -130,7 +135,7 @@ class Services:
     mcp: AuthenticatedMCP
 
     @classmethod
-    def build(cls, settings: Settings, *, model_provider: ModelProvider | None = None) -> Services:
+    def build(cls, settings: Settings, *, model_provider: ModelProvider | None = None, now: Now = utcnow) -> Services:
         db_config = build_db_config(settings, SQLAlchemyAsyncConfig, before_send_handler="autocommit")
         session_maker = db_config.create_session_maker()
         verifier = TokenVerifier(settings)
@@ -147,10 +152,10 @@ class Services:
             drain=Drain(settings.shutdown_grace_seconds),
             admission=Admission(settings.chatkit_max_streams, wait_seconds=settings.chatkit_admission_wait_seconds),
             attachments=attachments,
-            chatkit_server=build_chatkit_server(settings, session_maker, attachments, model_provider),
+            chatkit_server=build_chatkit_server(settings, session_maker, attachments, model_provider, now),
             hosted_chatkit=HostedChatKit(settings),
             mcp=AuthenticatedMCP(
-                build_task_mcp_server(session_maker, max_tasks=settings.quota_tasks_per_user),
+                build_task_mcp_server(session_maker, now=now, max_tasks=settings.quota_tasks_per_user),
                 authenticator,
                 max_request_bytes=settings.max_request_bytes,
             ),
@@ -185,10 +190,12 @@ def _constant(value: Any) -> Any:
     return provide
 
 
-def create_app(settings: Settings | None = None, *, model_provider: ModelProvider | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None, *, model_provider: ModelProvider | None = None, now: Now = utcnow
+) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings)
-    services = Services.build(settings, model_provider=model_provider)
+    services = Services.build(settings, model_provider=model_provider, now=now)
     metrics.POOLS.sources.append(lambda: services.db_config.get_engine().pool)
     authenticate = request_context_provider(services.authenticator)
 
@@ -196,13 +203,16 @@ def create_app(settings: Settings | None = None, *, model_provider: ModelProvide
         path="/",
         route_handlers=[HostedSessionController, TaskController, ChatKitController, AttachmentController],
         security=BEARER_SECURITY,
-        dependencies={"context": Provide(authenticate)},
+        dependencies={
+            "context": Provide(authenticate),
+            "time_zone": Provide(provide_time_zone, sync_to_thread=False),
+        },
     )
     cors = (
         CORSConfig(
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Time-Zone"],
             expose_headers=["X-Request-ID", "Retry-After"],
             allow_credentials=True,
             max_age=600,

@@ -11,11 +11,13 @@ import asyncio
 import base64
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Annotated, Any, Protocol, cast
 
 import openai
-from agents import Agent, RunConfig, Runner, RunResultStreaming
+from agents import Agent, RunConfig, Runner, RunResultStreaming, StopAtTools
 from agents.items import TResponseInputItem
 from agents.models.interface import ModelProvider
 from chatkit.agents import AgentContext, ThreadItemConverter
@@ -39,16 +41,18 @@ from pydantic import ConfigDict, Field, SkipValidation
 
 from app.agents.hooks import ProgressHooks
 from app.agents.labels import AttachmentLabel, format_label
+from app.agents.time_zone import GET_TIME_ZONE, GET_TIME_ZONE_TOOL
 from app.agents.tools import TASK_TOOLS, ToolContext
+from app.core.clock import utc_today
 
 log = logging.getLogger("app.assistant")
 
-INSTRUCTIONS_VERSION = "2026-11-22.1"
+INSTRUCTIONS_VERSION = "2026-11-23.1"
 
 ORCHESTRATOR_INSTRUCTIONS = f"""\
 You are TaskPilot, a concise assistant that manages the signed-in user's tasks (instructions v{INSTRUCTIONS_VERSION}).
 - Use the task tools for every question about tasks; never invent tasks, numbers or dates.
-- Refer to tasks by their number (#3) and title. Dates are ISO (YYYY-MM-DD); today is {{today}} (UTC).
+- Refer to tasks by their number (#3) and title. Dates are ISO (YYYY-MM-DD); {{today}}
 - Before deleting, confirm with the user unless they explicitly asked to delete that specific task.
 - After changing tasks, say briefly what changed. Keep answers short; use lists for several tasks.
 - If the user writes in Urdu, hand off to the Urdu specialist.
@@ -57,7 +61,7 @@ You are TaskPilot, a concise assistant that manages the signed-in user's tasks (
 URDU_INSTRUCTIONS = f"""\
 You are TaskPilot's Urdu specialist (instructions v{INSTRUCTIONS_VERSION}). Always answer in Urdu.
 - Use the task tools for every question about tasks; never invent tasks, numbers or dates.
-- Refer to tasks by their number and title. Dates are ISO (YYYY-MM-DD); today is {{today}} (UTC).
+- Refer to tasks by their number and title. Dates are ISO (YYYY-MM-DD); {{today}}
 - Before deleting, confirm unless the user explicitly asked to delete that specific task.
 - Keep answers short and polite.
 """
@@ -82,6 +86,10 @@ class TurnContext(AgentContext[Any], ToolContext):
     session_maker: Annotated[Any, SkipValidation]
     changed_task_ids: set[str] = Field(default_factory=set)
     max_tasks: int = 0  # QUOTA_TASKS_PER_USER, for the task tools
+    # The user's IANA time zone when known (app.agents.time_zone), and "today" there: the task
+    # tools, the widgets and the instructions all read the date from this one clock.
+    time_zone: str | None = None
+    clock: Annotated[Callable[[], date], SkipValidation] = utc_today
 
 
 IMAGE_TOKENS = 1_000  # what an image costs a vision model, roughly (a data URL's length says nothing)
@@ -261,8 +269,16 @@ class Assistant:
         # turn and run end (its concurrent tool-mutation guard), so with one shared Agent each
         # turn cost O(open streams): ~1 ms per call, ~6 ms per turn, at 1,000 open streams
         # (bench/streams.py). With a copy per run that walk is over one entry.
+        urdu, orchestrator = self.urdu.clone(), self.orchestrator.clone()
+        if turn.time_zone is None:
+            # Nobody said where the user is: the agents may ask the page (a client tool, which
+            # ends the run; the page's answer resumes it with the zone known).
+            for agent in (urdu, orchestrator):
+                agent.tools = [*agent.tools, GET_TIME_ZONE_TOOL]
+                agent.tool_use_behavior = _stopping_at(agent.tool_use_behavior, GET_TIME_ZONE)
+        orchestrator.handoffs = [urdu]
         return Runner.run_streamed(
-            self.orchestrator.clone(handoffs=[self.urdu.clone()]),
+            orchestrator,
             history,
             context=turn,
             hooks=ProgressHooks(),
@@ -293,6 +309,15 @@ class Assistant:
         return summarize_title(text)
 
 
+def _stopping_at(behavior: Any, tool_name: str) -> Any:
+    """`behavior`, also stopping the run when `tool_name` is called (a client tool: the page answers)."""
+    if isinstance(behavior, dict) and "stop_at_tool_names" in behavior:
+        return StopAtTools(stop_at_tool_names=[*behavior["stop_at_tool_names"], tool_name])
+    if behavior != "run_llm_again":
+        return behavior  # a custom rule decides itself
+    return StopAtTools(stop_at_tool_names=[tool_name])
+
+
 def plain_text_message(item: TResponseInputItem) -> TResponseInputItem:
     """A user message whose content is only text parts, with that text as a plain string.
 
@@ -314,12 +339,25 @@ def _text(text: str) -> ResponseInputTextParam:
 
 
 def _dated(template: str) -> Any:
-    from datetime import UTC, datetime
-
     def instructions(run_context: Any, agent: Any) -> str:
-        return template.format(today=datetime.now(UTC).date().isoformat())
+        return template.format(today=today_sentence(run_context.context))
 
     return instructions
+
+
+def today_sentence(context: Any) -> str:
+    """What the instructions say about today: the date where the user is, or that the zone is unknown."""
+    clock = getattr(context, "clock", None)
+    today = (clock() if callable(clock) else utc_today()).isoformat()
+    zone = getattr(context, "time_zone", None)
+    if zone:
+        return f"today is {today} in the user's time zone ({zone})."
+    if isinstance(context, TurnContext):
+        return (
+            f"today is {today} in UTC. The user's time zone is unknown: call {GET_TIME_ZONE} before you "
+            "use today's date (today, tomorrow, overdue, due today, this week)."
+        )
+    return f"today is {today} (UTC)."
 
 
 def summarize_title(text: str) -> str:

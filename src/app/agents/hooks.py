@@ -80,7 +80,8 @@ class ProgressHooks(RunHooks[Any]):
             await turn.update_workflow_task(done, index)
         if tool.name == "list_tasks" and data.get("ok"):
             tasks = data.get("tasks", [])
-            widget, copy_text = task_list_widget(LIST_TITLE, tasks, utc_today())
+            clock = getattr(turn, "clock", None) or utc_today  # the user's date marks what is overdue
+            widget, copy_text = task_list_widget(LIST_TITLE, tasks, clock())
             await turn.stream_widget(widget, copy_text=copy_text)
 
     async def on_handoff(self, context: RunContextWrapper[Any], from_agent: Agent[Any], to_agent: Agent[Any]) -> None:

@@ -11,8 +11,6 @@ bad date) is a tool result with `isError: true` whose text is that JSON.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -22,13 +20,15 @@ from mcp_types import ToolAnnotations
 
 from app import __version__
 from app.agents.tools import TOOL_DECLARATIONS, TaskOperations, TaskScope, ToolDeclaration, encode_result
-from app.core.clock import utc_today
+from app.core.clock import Now, utcnow, zone_clock
 from app.store.db import SessionMaker
 
 USER_ID_STATE_KEY = "user_id"
+TIME_ZONE_STATE_KEY = "time_zone"
 INSTRUCTIONS = (
     "Manage the signed-in user's tasks. Refer to tasks by their number (3) or id. Dates are "
-    "YYYY-MM-DD (today and tomorrow are understood); 'today' is the UTC date."
+    "YYYY-MM-DD (today and tomorrow are understood); 'today' is the date in the zone of the "
+    "request's Time-Zone header (an IANA name such as Asia/Karachi), else the UTC date."
 )
 _READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 ANNOTATIONS: dict[str, ToolAnnotations] = {
@@ -44,18 +44,18 @@ ANNOTATIONS: dict[str, ToolAnnotations] = {
 }
 
 
-def build_task_mcp_server(
-    session_maker: SessionMaker, *, clock: Callable[[], dt.date] = utc_today, max_tasks: int = 0
-) -> MCPServer[Any]:
+def build_task_mcp_server(session_maker: SessionMaker, *, now: Now = utcnow, max_tasks: int = 0) -> MCPServer[Any]:
     """The MCP server of the task tools (its transport is set up by `app.controllers.mcp`)."""
 
     def operations(ctx: Context[Any, Any]) -> TaskOperations:
         request = ctx.request_context.request
         scope: dict[str, Any] = getattr(request, "scope", None) or {}
-        user_id = scope.get("state", {}).get(USER_ID_STATE_KEY)
+        state = scope.get("state", {})
+        user_id = state.get(USER_ID_STATE_KEY)
         if not isinstance(user_id, str) or not user_id:
             # Only reachable if the server is mounted without the authenticating controller.
             raise ToolError("this request is not authenticated")
+        clock = zone_clock(state.get(TIME_ZONE_STATE_KEY), now)  # checked by the controller
         return TaskOperations(TaskScope(user_id=user_id, session_maker=session_maker, clock=clock, max_tasks=max_tasks))
 
     def mcp_tool(declaration: ToolDeclaration) -> Tool:

@@ -68,7 +68,9 @@ from chatkit.types import (
 from pydantic import TypeAdapter, ValidationError
 
 from app.agents.assistant import Assistant, TurnContext, describe_model_error
+from app.agents.time_zone import GET_TIME_ZONE, answered_zone, checked_answer, remember_zone, remembered_zone
 from app.agents.widgets import TaskActions
+from app.core.clock import Now, utcnow, zone_clock
 from app.core.errors import Conflict, ProtocolError, Unsupported
 from app.core.text import first_unstorable, unstorable_detail
 from app.ops import metrics
@@ -117,8 +119,10 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         transcriber: Callable[[AudioInput], Any] | None = None,
         log_content: bool = False,
         limits: UserLimits | None = None,
+        now: Now = utcnow,
     ) -> None:
         super().__init__(store, attachment_store)
+        self.now = now  # the instant "today" is taken from, in the user's time zone
         self.limits = limits or UserLimits()
         self.assistant = assistant
         self.task_actions = task_actions
@@ -184,6 +188,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 last = page.data[0] if page.data else None
                 if last is None or last.type != "client_tool_call" or last.status != "pending":
                     raise Conflict("The thread has no pending client tool call to answer.")
+                if last.name == GET_TIME_ZONE:
+                    checked_answer(request.params.result)  # a 400 naming params.result.time_zone
 
     async def _check_limits(self, request: ChatKitReq, context: Any) -> None:
         limits, store = self.limits, cast("CountingStore", self.store)
@@ -282,7 +288,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         save_feedback = getattr(self.store, "save_feedback", None)
         if save_feedback is None:
             raise Unsupported("Feedback is not stored by this server.")
-        await save_feedback(thread_id, item_ids, feedback, context)
+        recorded = await save_feedback(thread_id, item_ids, feedback, context)
+        metrics.FEEDBACK.labels(kind=feedback).inc(recorded if isinstance(recorded, int) else len(item_ids))
 
     async def transcribe(self, audio_input: AudioInput, context: Any) -> TranscriptionResult:
         if self.transcriber is None:
@@ -307,6 +314,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
     async def respond(
         self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: Any
     ) -> AsyncIterator[ThreadStreamEvent]:
+        zone = await self._time_zone(thread, input_user_message, context)
         turn = TurnContext(
             thread=thread,
             store=cast("Store[Any]", _LibraryClockStore(self.store)),
@@ -314,6 +322,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             user_id=context.user_id,
             session_maker=self.session_maker,
             max_tasks=self.limits.tasks_per_user,
+            time_zone=zone,
+            clock=zone_clock(zone, self.now),
         )
         ids = _MessageIds(lambda: self.store.generate_item_id("message", thread, context))
         failure: CustomStreamError | None = None
@@ -357,6 +367,20 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             raise failure
         if thread.title is None and input_user_message is not None:
             thread.title = self.limits.cut_title(await self.assistant.title(input_user_message, thread))
+
+    async def _time_zone(self, thread: ThreadMetadata, message: UserMessageItem | None, context: Any) -> str | None:
+        """The user's zone for this turn (see `app.agents.time_zone`): the request's header, else the
+        page's answer to `get_time_zone` that this turn resumes from, else what the thread remembers."""
+        header: str | None = getattr(context, "time_zone", None)
+        if header is not None:
+            return header
+        if message is None:  # resuming: the newest item may be the page's answer
+            page = await self.store.load_thread_items(thread.id, None, 1, "desc", context)
+            answered = answered_zone(page.data[0] if page.data else None)
+            if answered is not None:
+                remember_zone(thread, answered)
+                return answered
+        return remembered_zone(thread)
 
     async def action(
         self, thread: ThreadMetadata, action: Action[str, Any], sender: WidgetItem | None, context: Any

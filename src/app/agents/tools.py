@@ -12,10 +12,11 @@ model can set.
 Run context. A tool reads `RunContextWrapper.context`, which must be a `ToolContext`: either
 `AgentContext(user_id=..., session_maker=...)`, or any class that mixes `ToolContext` in (for
 example chatkit's pydantic `AgentContext`) and provides `user_id` and `session_maker` itself or on
-its `request_context`. An optional `clock` attribute (a callable returning a `date`) fixes "today".
+its `request_context`. An optional `clock` attribute (a callable returning a `date`) fixes "today":
+the date in the user's time zone (`app.core.clock.zone_clock`), the UTC date without one.
 
 Arguments. Tasks are named by number ("3", "#3") or id. Dates are YYYY-MM-DD, "today" or
-"tomorrow" (UTC). `null` means "not given"; `update_task` empties a field only when it is listed
+"tomorrow" (the clock's dates). `null` means "not given"; `update_task` empties a field only when it is listed
 in `clear` (["description", "due_date", "tags"]), and reopens a task with `completed: false`.
 
 Results. Each tool returns compact JSON text:

@@ -8,7 +8,7 @@ rows after completing, reopening or deleting one of them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -19,7 +19,7 @@ from chatkit.types import WidgetItem
 from chatkit.widgets import DynamicWidgetRoot
 
 from app.agents.tools import compact_task
-from app.core.clock import utc_today
+from app.core.clock import Now, utc_today, utcnow, zone_clock
 from app.core.errors import DomainError, NotFound
 from app.services.tasks import TaskService
 from app.store.db import SessionMaker
@@ -219,7 +219,7 @@ class TaskActions:
     """Applies a task widget's button actions through the task service, then re-renders the widget."""
 
     session_maker: SessionMaker
-    clock: Callable[[], date] = utc_today
+    now: Now = utcnow
 
     async def apply(self, action: Action[str, Any], sender: WidgetItem | None, context: Any) -> ActionOutcome:
         if action.type not in ACTION_TYPES:
@@ -233,7 +233,9 @@ class TaskActions:
         user_id: str = context.user_id
         changed: set[str] = set()
         confirming: str | None = None
-        async with TaskService.begin(self.session_maker, user_id, clock=self.clock) as service:
+        # The widget's "overdue" is the date where the user is (the request's Time-Zone).
+        clock = zone_clock(getattr(context, "time_zone", None), self.now)
+        async with TaskService.begin(self.session_maker, user_id, clock=clock) as service:
             try:
                 if action.type == "task.complete":
                     await service.complete(task_id)
@@ -257,7 +259,7 @@ class TaskActions:
         return ActionOutcome(replacement=replacement, changed_ids=changed)
 
     async def _rerender(self, service: TaskService, sender: WidgetItem, *, confirming: str | None = None) -> WidgetItem:
-        today = self.clock()
+        today = service.clock()
         tasks = []
         for task_id in widget_task_ids(sender.widget):
             try:

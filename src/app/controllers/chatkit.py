@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chatkit.server import StreamingResult
@@ -153,7 +153,10 @@ async def with_keepalive(
 # Every non-200 answer of /chatkit is problem+json; without these the spec showed Litestar's
 # default 400 (application/json, another body) and none of the others (found by schemathesis).
 CHATKIT_RESPONSES = {
-    400: problem_spec("Not a valid ChatKit request (malformed JSON, unknown type, invalid or missing fields)"),
+    400: problem_spec(
+        "Not a valid ChatKit request (malformed JSON, unknown type, invalid or missing fields), "
+        "or a Time-Zone header that is not an IANA zone"
+    ),
     401: problem_spec("No valid bearer token"),
     404: problem_spec("The thread, item or attachment does not exist or belongs to another user"),
     409: problem_spec("The thread has no pending client tool call to answer"),
@@ -234,7 +237,10 @@ class ChatKitController(Controller):
         limits: Limits,
         drain: Drain,
         admission: Admission,
+        time_zone: str | None,
     ) -> Response[bytes] | Stream:
+        if time_zone is not None:
+            context = replace(context, time_zone=time_zone)
         slot: StreamSlot | None = None
         if data.type in STREAMING_TYPES:
             if drain.draining:

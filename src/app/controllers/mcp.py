@@ -2,7 +2,8 @@
 
 The mount verifies `Authorization: Bearer <token>` with the same authenticator as the REST API
 (401 problem+json otherwise, 429 once an address has failed too often), records the token's user
-in the request scope, and hands the request to the MCP server's session manager
+and the `Time-Zone` header's zone (400 problem+json when it is not an IANA zone) in the request
+scope, and hands the request to the MCP server's session manager
 (`app.agents.mcp`). The transport is stateless (no MCP session survives a request) with JSON
 responses: every request carries its own token, and any instance can answer any request.
 
@@ -25,9 +26,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette import types as starlette
 
-from app.agents.mcp import USER_ID_STATE_KEY
+from app.agents.mcp import TIME_ZONE_STATE_KEY, USER_ID_STATE_KEY
 from app.contracts import Problem
-from app.core.errors import AuthError, RequestTimeout, TooManyRequests
+from app.core.clock import parse_time_zone
+from app.core.errors import AuthError, DomainError, RequestTimeout, TooManyRequests
 from app.http.auth import Authenticator
 from app.http.problems import PROBLEM_MEDIA_TYPE
 
@@ -83,6 +85,12 @@ class AuthenticatedMCP:
             await _problem(scope, send, 401, "Unauthorized", detail, request_id, challenge)
             return
         state[USER_ID_STATE_KEY] = principal.user_id
+        raw_zone = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"time-zone"), None)
+        try:
+            state[TIME_ZONE_STATE_KEY] = parse_time_zone(raw_zone) if raw_zone is not None else None
+        except DomainError as exc:
+            await _problem(scope, send, 400, "Bad Request", exc.detail, request_id, [], errors=exc.errors)
+            return
         # The body is read here, not by the MCP transport: the transport turns any exception while
         # reading (a stalled body's `RequestTimeout`) into a 500 with a logged traceback.
         try:
@@ -146,6 +154,8 @@ async def _problem(
     detail: str,
     request_id: str,
     headers: list[tuple[bytes, bytes]],
+    *,
+    errors: list[dict[str, str]] | None = None,
 ) -> None:
     """A problem+json answer sent straight from the mount (Litestar's handlers do not see it)."""
     problem = Problem(
@@ -156,6 +166,7 @@ async def _problem(
         # A mount rewrites `path` to what follows the mount point; `raw_path` is what was asked.
         instance=bytes(scope.get("raw_path") or b"").decode("latin-1") or str(scope.get("path", "")),
         request_id=request_id or None,
+        errors=errors or None,
     )
     body = msgspec.json.encode(problem)
     await send(

@@ -22,6 +22,7 @@ from app.contracts import (
     TaskSummary,
     TaskUpdate,
 )
+from app.core.clock import zone_clock
 from app.core.context import RequestContext
 from app.http.openapi import problem_spec
 from app.services.tasks import (
@@ -36,12 +37,17 @@ from app.services.tasks import (
 from app.settings import Settings
 
 
-def provide_task_service(db_session: AsyncSession, context: RequestContext, settings: Settings) -> TaskService:
-    return TaskService(db_session, context.user_id, max_tasks=settings.quota_tasks_per_user)
+def provide_task_service(
+    db_session: AsyncSession, context: RequestContext, settings: Settings, time_zone: str | None
+) -> TaskService:
+    # "Today" (overdue, due today, the summary) is the date in the caller's `Time-Zone`.
+    return TaskService(
+        db_session, context.user_id, clock=zone_clock(time_zone), max_tasks=settings.quota_tasks_per_user
+    )
 
 
 BAD_INPUT = {
-    400: problem_spec("Invalid input; `errors` names each field"),
+    400: problem_spec("Invalid input (or a Time-Zone header that is not an IANA zone); `errors` names each field"),
     401: problem_spec("No valid bearer token"),
     # Answered by the auth dependency and the central error mapping (app.http.problems), not the
     # handlers; the task quota only by creating a task (listed once for every route of the resource).
@@ -75,7 +81,10 @@ class TaskController(Controller):
         due_after: Annotated[dt.date | None, Parameter(description="Due on or after this date")] = None,
         overdue: Annotated[
             bool | None,
-            Parameter(description="true: open tasks due before today (UTC); false: all others"),
+            Parameter(
+                description="true: open tasks due before today (in the Time-Zone header's zone, else UTC); "
+                "false: all others"
+            ),
         ] = None,
         tag: Annotated[str | None, Parameter(min_length=1, max_length=MAX_TAG_LENGTH)] = None,
         q: Annotated[

@@ -28,3 +28,6 @@ class RequestContext:
     # Scheme, host and root path the request came in on: links the browser follows (signed
     # attachment URLs) are built on it unless PUBLIC_BASE_URL says otherwise.
     base_url: str = field(default="", compare=False)
+    # The IANA time zone the caller's dates mean (the `Time-Zone` header), None when not sent:
+    # "today", "tomorrow" and "overdue" are then the UTC date (or what the thread remembers).
+    time_zone: str | None = None

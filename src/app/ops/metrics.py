@@ -60,6 +60,8 @@ UPSTREAM_ERRORS = Counter("taskpilot_hosted_upstream_errors", "OpenAI session AP
 STORE_RETRIES = Counter(
     "taskpilot_store_retries", "ChatKit store calls run again: connection lost or pool exhausted", ["reason"]
 )
+# Feedback given on the assistant's answers (ChatKit's thumbs), one per item; a changed vote counts again.
+FEEDBACK = Counter("taskpilot_feedback", "Feedback given on the assistant's answers, by kind", ["kind"])
 RATE_LIMITED = Counter("taskpilot_rate_limited", "Requests refused by a rate limit", ["limit"])
 RATE_LIMITS_DEGRADED = Gauge(
     "taskpilot_rate_limits_degraded",

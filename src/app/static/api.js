@@ -63,10 +63,21 @@ function statusPhrase(status) {
   return phrases[status] ?? "Request failed";
 }
 
-export function withBearer(input, init, token) {
+/** The browser's IANA time zone ("Asia/Karachi"), or null when it cannot say. */
+export function browserTimeZone() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || null;
+  } catch {
+    return null;
+  }
+}
+
+export function withBearer(input, init, token, timeZone = null) {
   // A Request carries its own headers; `init.headers` would replace them, so start from those.
   const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : {}));
   if (token) headers.set("Authorization", `Bearer ${token}`);
+  // "Today", "tomorrow" and "overdue" are the user's dates: the server reads them in this zone.
+  if (timeZone && !headers.has("Time-Zone")) headers.set("Time-Zone", timeZone);
   return { ...init, headers };
 }
 
@@ -74,10 +85,13 @@ export class Api {
   /**
    * @param {URL} base  TaskPilot's origin (the page's own, or the one its scripts came from)
    * @param {{token(): Promise<string|null>, invalidate(token: string): void, unauthorized(error: ApiError): void}} auth
+   * @param {{timeZone?: string|null}} options  the `Time-Zone` sent on every call (null: none; the
+   *        assistant then asks through its `get_time_zone` client tool)
    */
-  constructor(base, auth) {
+  constructor(base, auth, { timeZone = browserTimeZone() } = {}) {
     this.base = base;
     this.auth = auth;
+    this.timeZone = timeZone;
   }
 
   url(path) {
@@ -87,11 +101,11 @@ export class Api {
   /** `fetch` with the bearer token; the signature ChatKit's `api.fetch` option expects. */
   async fetch(input, init = {}) {
     const token = await this.auth.token();
-    let response = await this.#send(input, withBearer(input, init, token));
+    let response = await this.#send(input, withBearer(input, init, token, this.timeZone));
     if (response.status === 401 && token) {
       this.auth.invalidate(token);
       const fresh = await this.auth.token();
-      if (fresh && fresh !== token) response = await this.#send(input, withBearer(input, init, fresh));
+      if (fresh && fresh !== token) response = await this.#send(input, withBearer(input, init, fresh, this.timeZone));
     }
     if (response.status === 401) {
       this.auth.unauthorized(await errorFromResponse(response.clone()));

@@ -13,7 +13,7 @@
 //   import { mount } from "https://tasks.example.com/static/app.js";
 //   mount(document.getElementById("taskpilot-app"), { getToken: async () => (await authClient.token()).data?.token });
 
-import { Api, errorFromResponse } from "./api.js";
+import { Api, browserTimeZone, errorFromResponse } from "./api.js";
 import { Auth } from "./auth.js";
 import { ChatConsole } from "./console.js";
 import { h } from "./dom.js";
@@ -108,7 +108,10 @@ function detectAuth(health, options) {
 export async function mount(root, options = {}) {
   const base = new URL(options.apiBase ?? new URL("/", import.meta.url));
   const auth0 = { token: async () => null, invalidate() {}, unauthorized() {} };
-  const api = new Api(base, auth0);
+  // `?tz=ask` (or `sendTimeZone: false`): no Time-Zone header, as from a front end that cannot set
+  // one; the assistant then asks for the zone with its client tool, which this page answers.
+  const sendTimeZone = options.sendTimeZone ?? params().get("tz") !== "ask";
+  const api = new Api(base, auth0, { timeZone: sendTimeZone ? browserTimeZone() : null });
   // Which modes the server has configured and how it authenticates (no secret values in it).
   const health = await api.publicJson("/api/chatkit/health").catch(() => null);
   const auth = detectAuth(health, options);
@@ -294,7 +297,7 @@ export async function mount(root, options = {}) {
         root.dataset.ui = "chatkit";
       } else {
         const reason = forced === "console" ? "Chosen with ?ui=console." : "ChatKit's script could not be loaded from its CDN, so this page uses its built-in console.";
-        const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect });
+        const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect, onClientTool: answerClientTool });
         chatArea.replaceChildren(chat.element);
         state.chat = chat;
         root.dataset.ui = "console";
@@ -416,13 +419,19 @@ export async function mount(root, options = {}) {
   return handle;
 }
 
+/** Answers the server's client tools: `get_time_zone` gets the browser's IANA time zone. */
+export function answerClientTool({ name }) {
+  if (name === "get_time_zone") return { time_zone: browserTimeZone() ?? "UTC" };
+  throw new Error(`This page has no client tool named ${name}.`);
+}
+
 /** What both modes share: the look, the start screen and the thread history. */
 function sharedOptions() {
   return {
     theme: THEME,
     startScreen: { greeting: GREETING, prompts: PROMPTS },
     history: { enabled: true, showDelete: true, showRename: true },
-    threadItemActions: { feedback: true },
+    threadItemActions: { feedback: true, retry: true },
   };
 }
 
@@ -432,6 +441,7 @@ export function selfHostedOptions(api, base, options = {}) {
   const domainKey = options.domainKey || document.querySelector('meta[name="chatkit-domain-key"]')?.content || LOCAL_DOMAIN_KEY;
   return {
     ...sharedOptions(),
+    onClientTool: answerClientTool,
     api: {
       url: new URL("/chatkit", base).toString(),
       domainKey,

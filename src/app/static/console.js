@@ -1,7 +1,8 @@
 // The built-in chat console: what the page shows when ChatKit's script cannot load (offline
 // networks, blocked CDNs). It speaks the same /chatkit protocol as the ChatKit web component:
 // thread list, new thread, send, streamed assistant text, tool progress, the task widget's
-// buttons as actions, and readable errors.
+// buttons as actions, feedback on answers, retry after an error, client tools (the server's
+// `get_time_zone`), and readable errors.
 
 import { h, richText, formatWhen } from "./dom.js";
 import { ChatKitConnection, userInput } from "./protocol.js";
@@ -15,7 +16,9 @@ export class ChatConsole {
   /**
    * @param {import("./api.js").Api} api
    * @param {{greeting: string, prompts: {label: string, prompt: string}[], placeholder: string,
-   *          user: string|null, reason: string, onEffect(name: string, data: object): void}} options
+   *          user: string|null, reason: string, onEffect(name: string, data: object): void,
+   *          onClientTool({name: string, params: object}): object}} options  onClientTool answers the
+   *          server's client tools as ChatKit's option of that name does
    */
   constructor(api, options) {
     this.api = api;
@@ -306,7 +309,21 @@ export class ChatConsole {
     this.#showProgress("Thinking…");
     let failure = null;
     try {
+      this.pendingClientTool = null;
       await this.chatkit.stream(type, params, (event) => this.handleEvent(event), { signal: this.busy.signal });
+      // The turn stopped at a client tool (the server asks the page something, e.g. its time
+      // zone): answer it, and the server resumes the same turn.
+      while (this.pendingClientTool && !this.busy.signal.aborted) {
+        const call = this.pendingClientTool;
+        this.pendingClientTool = null;
+        let result;
+        try {
+          result = await this.options.onClientTool({ name: call.name, params: call.arguments ?? {} });
+        } catch (error) {
+          result = { error: String(error?.message ?? error) };
+        }
+        await this.chatkit.stream("threads.add_client_tool_output", { thread_id: this.threadId, result }, (event) => this.handleEvent(event), { signal: this.busy.signal });
+      }
     } catch (error) {
       failure = error;
       if (error?.name === "AbortError") {
@@ -351,6 +368,7 @@ export class ChatConsole {
         break;
       case "thread.item.done":
       case "thread.item.replaced":
+        if (event.item.type === "client_tool_call" && event.item.status === "pending") this.pendingClientTool = event.item;
         this.renderItem(event.item);
         break;
       case "thread.item.removed":
@@ -440,7 +458,9 @@ export class ChatConsole {
       case "assistant_message": {
         const text = item.content.map((part) => part.text ?? "").join("\n\n");
         const body = text ? richText(text) : h("span", { class: "tp-typing", "aria-label": "Assistant is typing" }, h("i"), h("i"), h("i"));
-        return h("div", { class: ["tp-msg", "tp-msg--assistant", streaming ? "tp-msg--streaming" : null], dataset: data }, h("div", { class: "tp-bubble" }, body));
+        // Feedback on a finished answer, as ChatKit's threadItemActions.feedback (items.feedback).
+        const actions = streaming || !text ? null : h("div", { class: "tp-msg-actions" }, this.#feedbackButton(item, "positive", "👍", "Good answer"), this.#feedbackButton(item, "negative", "👎", "Bad answer"));
+        return h("div", { class: ["tp-msg", "tp-msg--assistant", streaming ? "tp-msg--streaming" : null], dataset: data }, h("div", { class: "tp-bubble" }, body), actions);
       }
       case "workflow": {
         const tasks = item.workflow.tasks.filter(Boolean);
@@ -480,6 +500,29 @@ export class ChatConsole {
         return text ? h("div", { class: "tp-msg tp-msg--assistant", dataset: data }, h("div", { class: "tp-bubble" }, text)) : null;
       }
     }
+  }
+
+  #feedbackButton(item, kind, label, title) {
+    return h(
+      "button",
+      {
+        type: "button",
+        class: "tp-icon-btn tp-feedback",
+        title,
+        "aria-label": title,
+        dataset: { feedback: kind },
+        onClick: async (event) => {
+          const button = event.currentTarget;
+          try {
+            await this.chatkit.request("items.feedback", { thread_id: item.thread_id ?? this.threadId, item_ids: [item.id], kind });
+            for (const other of button.parentElement.querySelectorAll(".tp-feedback")) other.setAttribute("aria-pressed", String(other === button));
+          } catch (error) {
+            this.showError(`Could not send feedback. ${error.message}`);
+          }
+        },
+      },
+      label
+    );
   }
 
   #scroll(force = false) {

@@ -464,6 +464,26 @@ async def _keyset_scan(
     return [(row[0], row[1], row[2]) for row in result]
 
 
+FeedbackKey = tuple[dt.datetime, str, str]
+"""`(updated_at, user_id, item_id)`: a feedback row's place in the export's keyset order."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRow:
+    """One feedback row as the export reads it; `item` is the item's stored JSON when asked for."""
+
+    at: dt.datetime
+    user_id: str
+    item_id: str
+    thread_id: str
+    kind: str
+    item: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> FeedbackKey:
+        return (self.at, self.user_id, self.item_id)
+
+
 class ChatFeedbackRepository(_ChatRepository[ChatFeedback]):
     model_type = ChatFeedback
 
@@ -507,6 +527,52 @@ class ChatFeedbackRepository(_ChatRepository[ChatFeedback]):
             )
         )
         return {row[0]: row[1] for row in result}
+
+    async def scan_feedback(
+        self, *, after: FeedbackKey | None, limit: int, since: dt.datetime | None = None, with_items: bool = False
+    ) -> list[FeedbackRow]:
+        """Up to `limit` feedback rows of every user, oldest change first, strictly after the keyset
+        `after` (`taskpilot feedback export`): a marked cross-user read that locks nothing.
+
+        `with_items` also reads each row's item (the same user's, by primary key), for its text.
+        """
+        key = (FEEDBACK.c.updated_at, FEEDBACK.c.user_id, FEEDBACK.c.item_id)
+        columns: list[Any] = [*key, FEEDBACK.c.thread_id, FEEDBACK.c.kind]
+        source: Any = FEEDBACK
+        if with_items:
+            columns.append(ITEMS.c.data)
+            source = FEEDBACK.outerjoin(
+                ITEMS, (ITEMS.c.user_id == FEEDBACK.c.user_id) & (ITEMS.c.id == FEEDBACK.c.item_id)
+            )
+        statement = (
+            select(*columns)
+            .select_from(source)
+            .prefix_with(scan_hint("feedback.export"))
+            .order_by(*key)
+            .limit(bindparam("limit"))
+        )
+        params: dict[str, Any] = {"limit": limit}
+        if since is not None:
+            statement = statement.where(FEEDBACK.c.updated_at >= bindparam("since", type_=DateTimeUTC()))
+            params["since"] = since
+        if after is not None:
+            statement = statement.where(
+                tuple_(*key)
+                > tuple_(bindparam("after_at", type_=DateTimeUTC()), bindparam("after_user"), bindparam("after_id"))
+            )
+            params.update(after_at=after[0], after_user=after[1], after_id=after[2])
+        result = await self.session.execute(statement, params)
+        return [
+            FeedbackRow(
+                at=row[0],
+                user_id=row[1],
+                item_id=row[2],
+                thread_id=row[3],
+                kind=row[4],
+                item=row[5] if with_items else None,
+            )
+            for row in result
+        ]
 
     async def delete_item_feedback(self, *, user_id: str, item_id: str) -> None:
         await self.session.execute(delete(FEEDBACK).where(FEEDBACK.c.user_id == user_id, FEEDBACK.c.item_id == item_id))

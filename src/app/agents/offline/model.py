@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from agents.agent_output import AgentOutputSchemaBase
@@ -45,12 +46,23 @@ from openai.types.responses import (
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from app.agents.offline import replies
-from app.agents.offline.intents import language_of, parse
+from app.agents.offline.intents import Intent, language_of, parse
 from app.agents.offline.planner import Reply, Step, ToolCall, plan
 from app.agents.offline.transcript import as_dict, read_turn, turn_attachments
+from app.agents.time_zone import GET_TIME_ZONE
 from app.core.ids import prefixed_id
 
 DELTA_CHARS = 12
+_TODAY = re.compile(r"\btoday is (\d{4}-\d{2}-\d{2})\b")
+
+
+def depends_on_today(text: str, intent: Intent, today: date) -> bool:
+    """Whether the answer to `text` changes with the user's date: a relative date in it ("tomorrow",
+    "friday", "due today": the intent read on another day differs), an overdue filter, or the
+    summary (it counts overdue and due-today tasks)."""
+    if intent.kind == "summary" or intent.overdue:
+        return True
+    return parse(text, today + timedelta(days=1)) != intent
 
 
 class OfflineModel(Model):
@@ -58,7 +70,20 @@ class OfflineModel(Model):
 
     def __init__(self, *, delay_ms: int = 0, today: Callable[[], date] | None = None) -> None:
         self.delay = delay_ms / 1000
-        self.today = today or (lambda: datetime.now(UTC).date())
+        self.fixed_today = today
+
+    def today(self, instructions: str | None = None) -> date:
+        """Today's date: fixed by the caller, else read from the instructions like a real model
+        does ("today is 2026-11-23 in the user's time zone"), else the UTC date."""
+        if self.fixed_today is not None:
+            return self.fixed_today()
+        match = _TODAY.search(instructions or "")
+        if match:
+            try:
+                return date.fromisoformat(match.group(1))
+            except ValueError:
+                pass
+        return datetime.now(UTC).date()
 
     # ---- deciding -----------------------------------------------------------------------------
 
@@ -67,6 +92,7 @@ class OfflineModel(Model):
         input: str | list[TResponseInputItem],
         tools: list[Tool],
         handoffs: list[Handoff],
+        instructions: str | None = None,
     ) -> Step:
         items = (
             [{"role": "user", "type": "message", "content": input}]
@@ -82,8 +108,14 @@ class OfflineModel(Model):
         urdu_handoff = next((h for h in handoffs if "urdu" in h.tool_name.lower()), None)
         if urdu_handoff is not None and not handed_off and language_of(user_text) == "ur":
             return ToolCall(urdu_handoff.tool_name, {})
-        intent = parse(user_text, self.today())
+        today = self.today(instructions)
+        intent = parse(user_text, today)
         available = {t.name: t for t in tools if isinstance(t, FunctionTool)}
+        asked = any(call.name == GET_TIME_ZONE for call in done)
+        done = [call for call in done if call.name != GET_TIME_ZONE]
+        if GET_TIME_ZONE in available and not asked and not done and depends_on_today(user_text, intent, today):
+            # The user's zone is unknown and the answer depends on their date: ask the page first.
+            return ToolCall(GET_TIME_ZONE, {})
         step = plan(intent, done)
         if isinstance(step, ToolCall):
             tool = available.get(step.name)
@@ -110,7 +142,7 @@ class OfflineModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
-        step = self.decide(input, tools, handoffs)
+        step = self.decide(input, tools, handoffs, system_instructions)
         output: list[ResponseOutputItem] = [_function_call(step) if isinstance(step, ToolCall) else _message(step.text)]
         return ModelResponse(output=output, usage=Usage(requests=1), response_id=None)
 
@@ -128,7 +160,7 @@ class OfflineModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> AsyncIterator[TResponseStreamEvent]:
-        step = self.decide(input, tools, handoffs)
+        step = self.decide(input, tools, handoffs, system_instructions)
         async for event in step_events(step, self.delay):
             yield event
 

@@ -1,0 +1,81 @@
+"""The user's time zone, which decides "today", "tomorrow" and "overdue".
+
+Where it comes from, first found wins:
+1. the request's `Time-Zone` header (the page sends the browser's zone on every request);
+2. what the thread remembers: the page's last answer to `get_time_zone` (thread metadata);
+3. the `get_time_zone` client tool. Without 1 and 2 the assistant is given this tool, and the
+   run stops when it is called (ChatKit client tools): the turn ends with a pending
+   `client_tool_call` item, the page answers it through `threads.add_client_tool_output` with
+   `{"time_zone": "<IANA name>"}`, and the stored turn resumes with the zone known.
+Until one of them says otherwise, dates are UTC dates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents import FunctionTool, RunContextWrapper, function_tool
+from chatkit.agents import ClientToolCall
+from chatkit.types import ClientToolCallItem, ThreadItem, ThreadMetadata
+
+from app.core.clock import parse_time_zone
+from app.core.errors import DomainError, ProtocolError
+
+GET_TIME_ZONE = "get_time_zone"
+RESULT_FIELD = "params.result.time_zone"
+THREAD_METADATA_KEY = "time_zone"
+
+
+async def _get_time_zone(ctx: RunContextWrapper[Any]) -> str:
+    """Ask the user's browser for the user's IANA time zone (such as Asia/Karachi).
+
+    Call it before you use today's date (today, tomorrow, overdue, due today, this week) while
+    the user's time zone is unknown; the browser's answer is this tool's result.
+    """
+    ctx.context.client_tool_call = ClientToolCall(name=GET_TIME_ZONE, arguments={})
+    return "Asked the user's browser for its time zone."
+
+
+GET_TIME_ZONE_TOOL: FunctionTool = function_tool(_get_time_zone, name_override=GET_TIME_ZONE)
+
+
+def checked_answer(result: Any) -> str:
+    """The zone of the page's answer to `get_time_zone` (`{"time_zone": "Asia/Karachi"}`), or a
+    `ProtocolError` naming the field, before any stream opens."""
+    value = result.get("time_zone") if isinstance(result, dict) else None
+    if not isinstance(value, str):
+        raise ProtocolError(
+            f'{RESULT_FIELD} is missing: answer {GET_TIME_ZONE} with {{"time_zone": "<IANA name>"}}, '
+            "for example the browser's Intl.DateTimeFormat().resolvedOptions().timeZone.",
+            field=RESULT_FIELD,
+        )
+    try:
+        return parse_time_zone(value, field=RESULT_FIELD, source="body")
+    except DomainError as exc:
+        raise ProtocolError(exc.detail, errors=exc.errors) from None
+
+
+def answered_zone(item: ThreadItem | None) -> str | None:
+    """The zone a completed `get_time_zone` call item holds (already checked when it was answered)."""
+    if not isinstance(item, ClientToolCallItem) or item.name != GET_TIME_ZONE or item.status != "completed":
+        return None
+    return _valid(item.output.get("time_zone") if isinstance(item.output, dict) else None)
+
+
+def remembered_zone(thread: ThreadMetadata) -> str | None:
+    return _valid((thread.metadata or {}).get(THREAD_METADATA_KEY))
+
+
+def remember_zone(thread: ThreadMetadata, zone: str) -> None:
+    """Keep the zone on the thread (the library saves a changed thread and tells the client)."""
+    if remembered_zone(thread) != zone:
+        thread.metadata = {**(thread.metadata or {}), THREAD_METADATA_KEY: zone}
+
+
+def _valid(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_time_zone(value)
+    except DomainError:
+        return None
