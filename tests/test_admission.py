@@ -177,7 +177,7 @@ async def test_a_worker_refuses_beyond_its_limit_before_any_stream_and_completes
                     saturated_seen.append({"headers": dict(response.headers), "body": response.json()})
                     # Mid-answer, the open streams wait on the model: none may hold a connection.
                     await asyncio.sleep(0.3)
-                    for _ in range(5):
+                    for _ in range(10):
                         exposition = (await http.get("/metrics")).text
                         pool_in_use.append(_metric(exposition, "taskpilot_db_pool_connections", '{state="in_use"}'))
                         await asyncio.sleep(0.1)
@@ -214,7 +214,10 @@ async def test_a_worker_refuses_beyond_its_limit_before_any_stream_and_completes
         assert await _items_of(server_database_url, prefix) >= 2 * LIMIT
 
         assert saturated_seen, "/ready never reported the worker saturated"
-        assert pool_in_use == [0.0] * 5, "a stream held a database connection while waiting on the model"
+        # A stream that held its connection while waiting would show all LIMIT in use, in every
+        # sample; a store write of one of them may be caught in one sample or two.
+        assert len(pool_in_use) == 10 and max(pool_in_use) < LIMIT, pool_in_use
+        assert pool_in_use.count(0.0) >= 7, f"streams held database connections while waiting: {pool_in_use}"
         seen = saturated_seen[0]
         assert seen["body"]["streams"]["limit"] == LIMIT and seen["body"]["streams"]["open"] == LIMIT
         assert int(seen["headers"]["retry-after"]) >= 1
