@@ -2,7 +2,8 @@
 
 1. bench.turns    the cost of a turn against its floor, at concurrency 1, 16, 64 and 256
 2. bench.streams  1,000 open streams at one delta per 100 ms: event gaps, memory per stream
-3. bench.mint     hosted session minting against calling the openai SDK directly
+3. bench.overload the provider path offered 3x what admission control admits: refusals, no damage
+4. bench.mint     hosted session minting against calling the openai SDK directly
 
 Each prints its table and writes bench/results/<name>.json; this prints a summary of the
 targets at the end and writes bench/results/summary.json. `--quick` (or BENCH_QUICK=1) is a
@@ -18,9 +19,9 @@ import sys
 import time
 from typing import Any
 
-from bench import mint, report, servers, streams, turns
+from bench import mint, overload, report, servers, streams, turns
 
-SUITE = {"turns": turns.run, "streams": streams.run, "mint": mint.run}
+SUITE = {"turns": turns.run, "streams": streams.run, "overload": overload.run, "mint": mint.run}
 
 
 def _selected(argv: list[str]) -> list[str]:
@@ -59,6 +60,20 @@ async def run_all(quick: bool, names: list[str]) -> dict[str, Any]:
         summary["targets"]["under 100 KB per open stream"] = {
             "met": s["targets"]["under_100kb_per_stream"],
             "kb_per_stream": s["kb_per_stream"],
+        }
+    if "overload" in results:
+        o = results["overload"]
+        summary["targets"]["offered 3x the admission limit: 0 failed or cut after accept"] = {
+            "met": o["rules"]["none_failed_or_cut_after_accept"] and o["rules"]["refusals_503_with_retry_after"],
+            "outcome": o["outcome"],
+        }
+        summary["targets"]["at the admission limit, p99 gap < 150 ms"] = {
+            "met": o["targets"]["gap_p99_under_150ms_at_limit"],
+            "gap_ms_hold": o["gap_ms_hold"],
+        }
+        summary["targets"]["provider path: <= 0.25 ms CPU per delta"] = {
+            "met": o["targets"]["cpu_per_delta_at_most_0_25ms"],
+            "server_cpu_ms_per_delta": o["server_cpu_ms_per_delta"],
         }
     if "mint" in results:
         summary["targets"]["minting overhead under 1.3x the direct SDK call"] = {
