@@ -15,7 +15,12 @@ def test_health_ready_and_auth_over_real_http(live_server_factory) -> None:
 
         ready = client.get("/ready")
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ready", "database": "ok", "rate_limits": "ok"}
+        assert ready.json() == {
+            "status": "ready",
+            "database": "ok",
+            "rate_limits": "ok",
+            "streams": {"open": 0, "limit": 50, "waiting": 0},
+        }
 
         status = client.get("/api/chatkit/health").json()
         assert status["self_hosted"]["model_provider"] == "offline"
