@@ -212,10 +212,10 @@ def create_app(
         route_handlers=[
             HostedSessionController,
             TaskController,
-            AttachmentController,
             # Its own layer only for the body limit: with dictation on, /chatkit takes audio up to
             # TRANSCRIPTION_MAX_BYTES; the controller still holds every other type to MAX_REQUEST_BYTES.
             Router(path="/", route_handlers=[ChatKitController], request_max_body_size=settings.chatkit_max_body_bytes),
+            AttachmentController,
         ],
         security=BEARER_SECURITY,
         dependencies={
