@@ -209,9 +209,11 @@ def test_page_configures_the_chatkit_web_component_when_its_script_loads(
         "const o = window.__chatkit.options;"
         "return {url: o.api.url, domainKey: o.api.domainKey, fetch: typeof o.api.fetch,"
         " prompts: o.startScreen.prompts.map(p => p.label), greeting: o.startScreen.greeting,"
-        " theme: o.theme, placeholder: o.composer.placeholder, history: o.history.enabled};"
+        " theme: o.theme, placeholder: o.composer.placeholder, history: o.history.enabled,"
+        " dictation: o.composer.dictation};"
     )
     assert options["url"] == f"{server.base_url}/chatkit"
+    assert options["dictation"] == {"enabled": False}  # no TRANSCRIPTION_MODEL: input.transcribe is 501
     assert options["domainKey"] == "domain_pk_test_0123"
     assert options["fetch"] == "function"
     assert options["prompts"] == ["Add a task", "What's open?", "Due soon", "Overview"]
@@ -272,6 +274,19 @@ def test_page_configures_the_chatkit_web_component_when_its_script_loads(
 
     assert driver.execute_script("return window.__cspViolations") == []
     assert severe_console_errors(driver, 401) == []
+
+
+def test_page_turns_on_dictation_when_the_server_has_a_transcription_model(
+    live_server_factory: Callable[..., LiveServer], browser: Callable[..., Any], fake_cdn: int
+) -> None:
+    server = live_server_factory(
+        {"TRANSCRIPTION_MODEL": "gpt-4o-mini-transcribe", "OPENAI_API_KEY": "sk-test", "MODEL_PROVIDER": "offline"}
+    )
+    driver = browser(cdn_rules(fake_cdn), insecure_tls=True)
+    driver.get(f"{server.base_url}/")
+    sign_in(driver, "bob")
+    assert driver.find_element("id", "taskpilot-app").get_attribute("data-ui") == "chatkit"
+    assert driver.execute_script("return window.__chatkit.options.composer.dictation") == {"enabled": True}
 
 
 def test_console_keeps_a_refused_message_and_says_how_long_to_wait(

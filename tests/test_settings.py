@@ -36,6 +36,8 @@ def test_defaults_run_with_nothing_set() -> None:
         ({"LOG_CONTENT": "maybe"}, "LOG_CONTENT='maybe' is invalid: accepts true or false"),
         ({"HTTP_HEADER_READ_TIMEOUT_SECONDS": "61"}, "HTTP_HEADER_READ_TIMEOUT_SECONDS='61' is invalid"),
         ({"HTTP_BODY_READ_TIMEOUT_SECONDS": "0"}, "HTTP_BODY_READ_TIMEOUT_SECONDS='0' is invalid"),
+        ({"TRANSCRIPTION_MAX_BYTES": "26000000"}, "TRANSCRIPTION_MAX_BYTES='26000000' is invalid: accepts an integer"),
+        ({"TRANSCRIPTION_MAX_BYTES": "ten"}, "TRANSCRIPTION_MAX_BYTES='ten' is invalid"),
     ],
 )
 def test_bad_value_names_the_variable(env: dict[str, str], message: str) -> None:
@@ -43,6 +45,17 @@ def test_bad_value_names_the_variable(env: dict[str, str], message: str) -> None
         Settings.from_env(env)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_dictation_needs_the_model_and_the_key_and_widens_only_the_chatkit_body() -> None:
+    assert Settings.from_env({"TRANSCRIPTION_MODEL": "whisper-1"}).dictation_missing == ["OPENAI_API_KEY"]
+    off = Settings.from_env({"OPENAI_API_KEY": "sk-x", "MODEL_PROVIDER": "offline"})
+    assert off.dictation_missing == ["TRANSCRIPTION_MODEL"]
+    assert off.chatkit_max_body_bytes == off.max_request_bytes == 1_048_576
+    on = Settings.from_env({"OPENAI_API_KEY": "sk-x", "MODEL_PROVIDER": "offline", "TRANSCRIPTION_MODEL": "whisper-1"})
+    assert on.dictation_missing == [] and on.transcription_max_bytes == 10 * 1024 * 1024
+    # 10 MiB of audio as base64, plus room for the request around it.
+    assert on.chatkit_max_body_bytes == 4 * -(-on.transcription_max_bytes // 3) + 4096
 
 
 def test_production_without_jwt_settings_refuses() -> None:

@@ -51,6 +51,7 @@ from app.services.attachments.service import AttachmentService
 from app.services.attachments.signing import AttachmentLinks
 from app.services.openai_sessions import HostedChatKit
 from app.services.quotas import UserLimits
+from app.services.transcription import Transcriber
 from app.settings import Settings
 from app.store.db import SessionMaker, build_db_config
 
@@ -71,6 +72,7 @@ def build_chatkit_server(
     attachments: AttachmentService,
     model_provider: ModelProvider | None = None,
     now: Now = utcnow,
+    transcriber: Transcriber | None = None,
 ) -> TaskPilotChatKitServer:
     """The self-hosted ChatKit server: Store, attachments, assistant and model provider from settings.
 
@@ -112,6 +114,7 @@ def build_chatkit_server(
         session_maker,
         attachment_store=attachments,
         keepalive_seconds=settings.stream_keepalive_seconds,
+        transcriber=transcriber,
         log_content=settings.log_content,
         limits=UserLimits.from_settings(settings),
         now=now,
@@ -132,6 +135,7 @@ class Services:
     attachments: AttachmentService
     chatkit_server: TaskPilotChatKitServer
     hosted_chatkit: HostedChatKit
+    transcriber: Transcriber | None  # None: dictation is not configured, input.transcribe is 501
     mcp: AuthenticatedMCP
 
     @classmethod
@@ -143,6 +147,7 @@ class Services:
         # One authenticator for every credential check, so failed sign-ins share one budget.
         authenticator = Authenticator(verifier, limits.anonymous)
         attachments = build_attachments(settings, session_maker)
+        transcriber = Transcriber.from_settings(settings)
         return cls(
             settings=settings,
             db_config=db_config,
@@ -152,8 +157,9 @@ class Services:
             drain=Drain(settings.shutdown_grace_seconds),
             admission=Admission(settings.chatkit_max_streams, wait_seconds=settings.chatkit_admission_wait_seconds),
             attachments=attachments,
-            chatkit_server=build_chatkit_server(settings, session_maker, attachments, model_provider, now),
+            chatkit_server=build_chatkit_server(settings, session_maker, attachments, model_provider, now, transcriber),
             hosted_chatkit=HostedChatKit(settings),
+            transcriber=transcriber,
             mcp=AuthenticatedMCP(
                 build_task_mcp_server(session_maker, now=now, max_tasks=settings.quota_tasks_per_user),
                 authenticator,
@@ -180,6 +186,8 @@ class Services:
 
     async def on_shutdown(self, _app: Litestar) -> None:
         await self.hosted_chatkit.aclose()
+        if self.transcriber is not None:
+            await self.transcriber.aclose()
         await self.limits.aclose()
 
 
@@ -201,7 +209,14 @@ def create_app(
 
     api = Router(
         path="/",
-        route_handlers=[HostedSessionController, TaskController, ChatKitController, AttachmentController],
+        route_handlers=[
+            HostedSessionController,
+            TaskController,
+            # Its own layer only for the body limit: with dictation on, /chatkit takes audio up to
+            # TRANSCRIPTION_MAX_BYTES; the controller still holds every other type to MAX_REQUEST_BYTES.
+            Router(path="/", route_handlers=[ChatKitController], request_max_body_size=settings.chatkit_max_body_bytes),
+            AttachmentController,
+        ],
         security=BEARER_SECURITY,
         dependencies={
             "context": Provide(authenticate),

@@ -79,6 +79,9 @@ class SelfHostedModeStatus(Struct, kw_only=True):
     model_provider: str
     model: str
     detail: str
+    # Whether `input.transcribe` is configured (TRANSCRIPTION_MODEL and OPENAI_API_KEY): the page
+    # turns on ChatKit's `composer.dictation` only then.
+    dictation: bool
 
 
 class ChatKitHealth(Struct, kw_only=True):

@@ -231,6 +231,8 @@ class Settings:
     model_context_tokens: int = 16_000
     offline_model_delay_ms: int = 0
     transcription_model: str | None = None
+    # Decoded audio one `input.transcribe` may carry; OpenAI's own limit is 25 MB.
+    transcription_max_bytes: int = 10 * 1024 * 1024
 
     stream_keepalive_seconds: float = 15.0
     # Admission control, per worker process: turns beyond the limit wait up to the admission wait
@@ -291,6 +293,24 @@ class Settings:
         if not self.chatkit_workflow_id:
             missing.append("CHATKIT_WORKFLOW_ID")
         return missing
+
+    @property
+    def dictation_missing(self) -> list[str]:
+        """Variables `input.transcribe` still needs; empty when dictation is configured."""
+        missing = []
+        if not self.transcription_model:
+            missing.append("TRANSCRIPTION_MODEL")
+        if not self.openai_api_key:
+            missing.append("OPENAI_API_KEY")
+        return missing
+
+    @property
+    def chatkit_max_body_bytes(self) -> int:
+        """The largest `POST /chatkit` body: MAX_REQUEST_BYTES, or room for TRANSCRIPTION_MAX_BYTES of audio
+        as base64 (4 characters per 3 bytes) plus the envelope when dictation is configured."""
+        if self.dictation_missing:
+            return self.max_request_bytes
+        return max(self.max_request_bytes, 4 * math.ceil(self.transcription_max_bytes / 3) + 4096)
 
     def check_dev_auth_host(self, host: str) -> None:
         """Refuse development auth on an address other machines can reach, unless allowed."""
@@ -429,6 +449,9 @@ class Settings:
             ),
             offline_model_delay_ms=r.integer("OFFLINE_MODEL_DELAY_MS", 0, minimum=0, maximum=60_000),
             transcription_model=r.optional("TRANSCRIPTION_MODEL"),
+            transcription_max_bytes=r.integer(
+                "TRANSCRIPTION_MAX_BYTES", d.transcription_max_bytes, minimum=1024, maximum=25 * 1000 * 1000
+            ),
             stream_keepalive_seconds=r.number("STREAM_KEEPALIVE_SECONDS", 15.0, minimum=0.05, maximum=15.0),
             chatkit_max_streams=r.integer("CHATKIT_MAX_STREAMS", d.chatkit_max_streams, minimum=1, maximum=100_000),
             chatkit_admission_wait_seconds=r.number(

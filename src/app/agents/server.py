@@ -39,6 +39,7 @@ from chatkit.types import (
     ClientEffectEvent,
     ErrorEvent,
     FeedbackKind,
+    InputTranscribeReq,
     ItemsFeedbackReq,
     Page,
     StructuredInputItem,
@@ -75,12 +76,20 @@ from app.core.errors import Conflict, ProtocolError, Unsupported
 from app.core.text import first_unstorable, unstorable_detail
 from app.ops import metrics
 from app.services.quotas import CountingStore, UserLimits
+from app.services.transcription import Audio, Transcriber
 
 log = logging.getLogger("app.chatkit")
 
 # Built once: constructing the adapter for the request union costs milliseconds per call.
 REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
 FAKE_ID = "__fake_id__"
+
+
+def _dictation_not_configured() -> Unsupported:
+    return Unsupported(
+        "Dictation is not configured on this server: set TRANSCRIPTION_MODEL (and OPENAI_API_KEY) "
+        "to enable input.transcribe.",
+    )
 
 
 def describe_validation_error(exc: ValidationError) -> ProtocolError:
@@ -116,7 +125,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         *,
         attachment_store: AttachmentStore[Any] | None = None,
         keepalive_seconds: float = 15.0,
-        transcriber: Callable[[AudioInput], Any] | None = None,
+        transcriber: Transcriber | None = None,
         log_content: bool = False,
         limits: UserLimits | None = None,
         now: Now = utcnow,
@@ -166,6 +175,12 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                         raise ProtocolError("params.item_id must name a widget item for a custom action.")
             case AttachmentsDeleteReq():
                 await self.store.load_attachment(request.params.attachment_id, context)
+            case InputTranscribeReq():
+                # Type, size and base64 are checked here, before the library decodes the audio
+                # (it raises on bad base64) and before anything is sent upstream.
+                if self.transcriber is None:
+                    raise _dictation_not_configured()
+                self.transcriber.check(request.params.audio_base64, request.params.mime_type)
             case ThreadsCreateReq() | ThreadsAddUserMessageReq():
                 for attachment_id in request.params.input.attachments:
                     attachment = await self.store.load_attachment(attachment_id, context)
@@ -293,12 +308,10 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
 
     async def transcribe(self, audio_input: AudioInput, context: Any) -> TranscriptionResult:
         if self.transcriber is None:
-            raise Unsupported(
-                "Dictation is not configured on this server: set TRANSCRIPTION_MODEL (and OPENAI_API_KEY) "
-                "to enable input.transcribe.",
-            )
-        text = await self.transcriber(audio_input)
-        return TranscriptionResult(text=str(text))
+            raise _dictation_not_configured()
+        audio = Audio(data=audio_input.data, media_type=audio_input.media_type.strip().lower())
+        text = await self.transcriber.transcribe(audio, user_id=getattr(context, "user_id", None))
+        return TranscriptionResult(text=text)
 
     async def handle_stream_cancelled(
         self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: Any

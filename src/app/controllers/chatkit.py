@@ -23,13 +23,14 @@ from litestar.response import Stream
 from app.agents.server import TaskPilotChatKitServer
 from app.contracts import ChatKitRequest
 from app.core.context import RequestContext
-from app.core.errors import ServiceUnavailable
+from app.core.errors import PayloadTooLarge, ServiceUnavailable
 from app.core.limits import enforce
 from app.http.openapi import problem_spec
 from app.ops import metrics
 from app.ops.admission import Admission, StreamSlot
 from app.ops.drain import Drain
 from app.ops.ratelimit import Limits
+from app.settings import Settings
 
 log = logging.getLogger("app.chatkit")
 
@@ -160,13 +161,19 @@ CHATKIT_RESPONSES = {
     401: problem_spec("No valid bearer token"),
     404: problem_spec("The thread, item or attachment does not exist or belongs to another user"),
     409: problem_spec("The thread has no pending client tool call to answer"),
-    413: problem_spec("The body is larger than MAX_REQUEST_BYTES"),
+    413: problem_spec(
+        "The body is larger than MAX_REQUEST_BYTES, or input.transcribe audio is larger than TRANSCRIPTION_MAX_BYTES"
+    ),
+    415: problem_spec("input.transcribe audio of a type the transcription API does not accept"),
     429: problem_spec("Too many chat messages from this user, or failed sign-ins from this address; see Retry-After"),
     501: problem_spec("The request needs a feature this server has not configured (dictation, feedback)"),
+    502: problem_spec("OpenAI refused the transcription (for example OPENAI_API_KEY was rejected)"),
     503: problem_spec(
         "The server is carrying as many streams as it can (CHATKIT_MAX_STREAMS), is restarting, or its database "
-        "is unavailable; nothing was saved, retry after Retry-After"
+        "is unavailable, or OpenAI could not be reached to transcribe audio; nothing was saved, retry after "
+        "Retry-After"
     ),
+    504: problem_spec("OpenAI did not transcribe the audio within OPENAI_TIMEOUT_SECONDS"),
 }
 
 
@@ -238,6 +245,7 @@ class ChatKitController(Controller):
         drain: Drain,
         admission: Admission,
         time_zone: str | None,
+        settings: Settings,
     ) -> Response[bytes] | Stream:
         if time_zone is not None:
             context = replace(context, time_zone=time_zone)
@@ -257,7 +265,14 @@ class ChatKitController(Controller):
                     "Too many chat requests; wait before sending another message.",
                     on_refusal=metrics.RATE_LIMITED.labels(limit="chat").inc,
                 )
-            result = await chatkit_server.process(await request.body(), context)
+            body = await request.body()
+            if len(body) > settings.max_request_bytes and data.type != "input.transcribe":
+                raise PayloadTooLarge(
+                    f"The body is larger than MAX_REQUEST_BYTES ({settings.max_request_bytes} bytes); "
+                    "only input.transcribe may carry more (its audio, up to TRANSCRIPTION_MAX_BYTES).",
+                    field="body",
+                )
+            result = await chatkit_server.process(body, context)
             if isinstance(result, StreamingResult):
                 frames = with_keepalive(result.json_events, chatkit_server.keepalive_seconds, drain, slot)
                 return Stream(await started(frames), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -52,6 +52,7 @@ def _self_hosted(settings: Settings) -> SelfHostedModeStatus:
         detail="the offline assistant answers plain task requests; set OPENAI_API_KEY for a real model"
         if provider == "offline"
         else f"answers with {settings.model} via {provider}",
+        dictation=not settings.dictation_missing,
     )
 
 
@@ -69,6 +70,8 @@ def _message(settings: Settings, hosted: HostedModeStatus, self_hosted: SelfHost
     assistant = "the offline assistant" if provider == "offline" else f"{self_hosted.model} via {provider}"
     self_hosted_part = f"The self-hosted ChatKit server at {self_hosted.endpoint} is ready ({assistant})."
     parts = [hosted_part, self_hosted_part]
+    if self_hosted.dictation:
+        parts.append("Dictation (input.transcribe) uses TRANSCRIPTION_MODEL.")
     if settings.is_production and not settings.chatkit_domain_key:
         parts.append(
             "CHATKIT_DOMAIN_KEY is not set: the page's ChatKit works on localhost only until the domain "

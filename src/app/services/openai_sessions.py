@@ -180,7 +180,7 @@ def _translate(exc: openai.OpenAIError, *, operation: str, user_id: str) -> Upst
                 "The operator must check the OpenAI project's billing and limits.",
                 failure="unavailable",
             )
-        wait = _retry_after(exc.response.headers)
+        wait = retry_after_seconds(exc.response.headers)
         return UpstreamError(
             f"OpenAI is rate-limiting this server's ChatKit sessions; retry in {wait} seconds.",
             failure="unavailable",
@@ -229,7 +229,7 @@ def _names_workflow(exc: openai.APIStatusError) -> bool:
     return any("workflow" in text.lower() for text in texts)
 
 
-def _retry_after(headers: httpx2.Headers) -> int:
+def retry_after_seconds(headers: httpx2.Headers) -> int:
     """Seconds from `retry-after-ms` or `retry-after` (delta form), clamped; a default otherwise."""
     for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         value = headers.get(name)

@@ -289,7 +289,8 @@ export async function mount(root, options = {}) {
       const useChatKit = forced !== "console" && (await chatKitAvailable(forced === "chatkit" ? 30_000 : CHATKIT_WAIT_MS));
       if (!current()) return;
       if (useChatKit) {
-        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, options), {
+        const dictation = options.dictation ?? Boolean(health?.self_hosted?.dictation);
+        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { ...options, dictation }), {
           threadKey: `taskpilot.chatkit-thread:${auth.user ?? "anonymous"}`,
           onEffect,
           onError: (message) => showStatus(`ChatKit: ${message}. Reload, or open ${window.location.pathname}?ui=console for the built-in console.`, "error"),
@@ -452,6 +453,8 @@ export function selfHostedOptions(api, base, options = {}) {
     composer: {
       placeholder: PLACEHOLDER,
       attachments: { enabled: true, maxCount: 5, maxSize: 10 * 1024 * 1024 },
+      // Only when /api/chatkit/health says TRANSCRIPTION_MODEL is set: otherwise input.transcribe is 501.
+      dictation: { enabled: Boolean(options.dictation) },
     },
   };
 }
