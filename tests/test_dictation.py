@@ -159,3 +159,14 @@ async def test_without_a_transcription_model_dictation_is_501_and_off(
         # Even malformed audio: the feature is off, so that is what the caller hears.
         assert (await http.post("/chatkit", json=_transcribe("not base64!"))).status_code == 501
     assert fake.uploads == []
+
+
+async def test_dictation_counts_against_the_users_chat_rate_limit(live_server_factory, fake: FakeTranscription) -> None:
+    # Every transcription is a paid upstream call: a user cannot send them without bound.
+    server = live_server_factory(_dictation_env(fake.base_url, RATE_LIMIT_CHAT_PER_MINUTE="2"))
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30, headers=_headers(server)) as http:
+        statuses = [(await http.post("/chatkit", json=_transcribe(_encoded()))).status_code for _ in range(3)]
+        refused = await http.post("/chatkit", json=_transcribe(_encoded()))
+    assert statuses == [200, 200, 429]
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert len(fake.uploads) == 2  # the refused ones never reached OpenAI

@@ -56,6 +56,7 @@ STREAMING_TYPES = frozenset(
         "threads.custom_action",
     }
 )
+TRANSCRIBE = "input.transcribe"
 _CUT = object()
 _NOTHING = object()
 
@@ -257,6 +258,14 @@ class ChatKitController(Controller):
             # First, before anything is read or written: a turn refused here leaves no trace, not
             # even a hit on the user's chat rate limit.
             slot = await admission.admit()
+        elif data.type == TRANSCRIBE:
+            # Each dictation is a paid call to OpenAI: it counts against the user's chat budget.
+            await enforce(
+                limits.chat,
+                context.user_id,
+                "Too many chat requests; wait before dictating another message.",
+                on_refusal=metrics.RATE_LIMITED.labels(limit="chat").inc,
+            )
         try:
             if slot is not None:
                 await enforce(
