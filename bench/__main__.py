@@ -1,6 +1,6 @@
 """The whole benchmark suite: `python -m bench [--quick]` (what `make bench` runs).
 
-1. bench.turns    the cost of a turn against its floor, at concurrency 1, 16, 64 and 256
+1. bench.turns    the cost of a turn against its floor (1, 16, 64, 256), and on the provider path
 2. bench.streams  1,000 open streams at one delta per 100 ms: event gaps, memory per stream
 3. bench.overload the provider path offered 3x what admission control admits: refusals, no damage
 4. bench.mint     hosted session minting against calling the openai SDK directly

@@ -38,12 +38,14 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import psutil
+from testkit import chatkit as chatkit_bodies
 from testkit import postgres
 
 from bench import database, loadgen, profiling, report, servers
@@ -56,6 +58,8 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 POOL_SIZE = int(os.environ.get("BENCH_DB_POOL_SIZE", "10"))
 MAX_OVERFLOW = int(os.environ.get("BENCH_DB_MAX_OVERFLOW", "10"))
 TARGET_RATIO_AT_16 = 2.0
+# Issue 16: half the CPU per turn of OpenAI's ChatKit sample backend on this machine kind (27.1 ms).
+PROVIDER_TARGET_CPU_MS = 13.0
 
 
 @dataclass
@@ -182,6 +186,7 @@ class LevelResult:
     db_cpu_s: float = 0.0
     loadgen_cpu_s: float = 0.0
     peak_rss: int = 0
+    completed_total: int = 0  # warm-up included: every turn that answered, for the rows-stored check
     error_examples: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -246,9 +251,12 @@ async def run_level(
     plan: Plan,
     expected_bytes: int,
     db_cpu: DbCpu,
+    body_of: Callable[[int], bytes] | None = None,
 ) -> LevelResult:
-    """Closed-loop load at `concurrency`: warm up, then measure a fixed window of time."""
-    body = loadgen.threads_create(MESSAGE)
+    """Closed-loop load at `concurrency`: warm up, then measure a fixed window of time.
+
+    `body_of(n)` is client n's request (default: `threads.create` of MESSAGE)."""
+    default_body = loadgen.threads_create(MESSAGE)
     result = LevelResult(concurrency=concurrency)
     stop = asyncio.Event()
     window: dict[str, float] = {}
@@ -258,6 +266,7 @@ async def run_level(
         nonlocal completed
         connection = loadgen.HttpConnection(server.host, server.port)
         headers = loadgen.auth_headers(tokens[n])
+        body = body_of(n) if body_of is not None else default_body
         try:
             while not stop.is_set():
                 try:
@@ -269,6 +278,7 @@ async def run_level(
                     await asyncio.sleep(0.05)
                     continue
                 completed += 1
+                result.completed_total += 1
                 ok = _ok(response, expected_bytes)
                 if not ok:
                     result.errors += 1
@@ -337,6 +347,110 @@ async def profile(server: Server, tokens: list[str], concurrency: int, seconds: 
 
 
 # ---- main ------------------------------------------------------------------------------------
+
+
+# ---- the provider path: a real model client against a local Responses stand-in ----------------------
+
+PROVIDER_KEY = "sk-bench-turns"
+PROVIDER_MESSAGE = "what should I do first today?"
+PROVIDER_CONCURRENCY = 16
+THREAD_ITEMS = 20  # the add_user_message turns run on threads this long
+
+
+async def _count(url: str, query: str, prefix: str) -> int:
+    rows = await postgres.fetch(url, query, prefix + "%")
+    return int(rows[0][0])
+
+
+async def provider_turns(
+    url: str, plan: Plan, scratch: Path, db_cpu: DbCpu, floor_cpu_ms_at_16: float | None
+) -> dict[str, Any]:
+    """`MODEL_PROVIDER=openai` at `bench/fake_upstream.py` (20 deltas, the title answered): server CPU
+    per turn of `threads.create` and of `threads.add_user_message` on a ~20-item thread, at 16."""
+    fake = servers.start_server(
+        "fake-openai",
+        "bench.fake_upstream:create_app",
+        {"FAKE_OPENAI_KEY": PROVIDER_KEY, "FAKE_RESPONSES_DELTAS": "20"},
+        log_dir=scratch,
+    )
+    env = {
+        "DATABASE_URL": url,
+        "DATABASE_POOL_SIZE": str(POOL_SIZE),
+        "DATABASE_MAX_OVERFLOW": str(MAX_OVERFLOW),
+        "MODEL_PROVIDER": "openai",
+        "OPENAI_API_KEY": PROVIDER_KEY,
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{fake.port}/v1",
+        "CHATKIT_MAX_STREAMS": str(PROVIDER_CONCURRENCY),
+        **servers.UNTRIPPED_LIMITS,
+    }
+    tp = servers.start_server("taskpilot-openai", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)
+    out: dict[str, Any] = {"concurrency": PROVIDER_CONCURRENCY, "deltas_per_answer": 20}
+    try:
+        creators = loadgen.dev_tokens("ptc", PROVIDER_CONCURRENCY)
+        writers = loadgen.dev_tokens("ptm", PROVIDER_CONCURRENCY)
+        connection = loadgen.HttpConnection(tp.host, tp.port)
+        try:
+            sample = await connection.request(
+                "POST", "/chatkit", loadgen.threads_create(PROVIDER_MESSAGE), loadgen.auth_headers(creators[0])
+            )
+            if sample.status != 200:
+                raise RuntimeError(f"TaskPilot (openai) answered {sample.status}: {sample.body[:300]!r}")
+            # One thread of THREAD_ITEMS items per writer: a create, then messages (two items a turn).
+            threads: list[str] = []
+            for token in writers:
+                first = await connection.request(
+                    "POST", "/chatkit", loadgen.threads_create(PROVIDER_MESSAGE), loadgen.auth_headers(token)
+                )
+                thread_id = json.loads(loadgen.sse_frames(first.body)[0][len(b"data: ") :])["thread"]["id"]
+                for _ in range(THREAD_ITEMS // 2 - 1):
+                    await connection.request("POST", "/chatkit", _add_message(thread_id), loadgen.auth_headers(token))
+                threads.append(thread_id)
+            message_sample = await connection.request(
+                "POST", "/chatkit", _add_message(threads[0]), loadgen.auth_headers(writers[0])
+            )
+        finally:
+            await connection.close()
+        threads_before = await _count(url, "SELECT count(*) FROM chat_threads WHERE user_id LIKE $1", "ptc")
+        items_before = await _count(url, "SELECT count(*) FROM chat_items WHERE user_id LIKE $1", "ptm")
+        create = await run_level(
+            tp,
+            creators,
+            PROVIDER_CONCURRENCY,
+            plan,
+            len(sample.body),
+            db_cpu,
+            body_of=lambda n: loadgen.threads_create(PROVIDER_MESSAGE),
+        )
+        message = await run_level(
+            tp,
+            writers,
+            PROVIDER_CONCURRENCY,
+            plan,
+            len(message_sample.body),
+            db_cpu,
+            body_of=lambda n: _add_message(threads[n]),
+        )
+        threads_stored = await _count(url, "SELECT count(*) FROM chat_threads WHERE user_id LIKE $1", "ptc")
+        items_stored = await _count(url, "SELECT count(*) FROM chat_items WHERE user_id LIKE $1", "ptm")
+        for name, level, stored, expected in (
+            ("threads.create", create, threads_stored - threads_before, create.completed_total),
+            ("add_user_message", message, items_stored - items_before, 2 * message.completed_total),
+        ):
+            summary = level.summary()
+            summary["rows_stored"] = stored
+            summary["rows_expected"] = expected
+            cpu = summary["server_cpu_ms_per_turn"]
+            summary["cpu_vs_floor"] = report.ratio(cpu, floor_cpu_ms_at_16)
+            out[name] = summary
+        out["server_log_tail"] = tp.log_tail(5)
+    finally:
+        tp.stop()
+        fake.stop()
+    return out
+
+
+def _add_message(thread_id: str) -> bytes:
+    return json.dumps(chatkit_bodies.add_user_message(thread_id, "and after that?")).encode()
 
 
 def _row(label: str, s: dict[str, Any]) -> str:
@@ -445,6 +559,10 @@ async def run(quick: bool) -> dict[str, Any]:
                     print(_row(name, row[name]), flush=True)
                 row["ratio"] = ratios(row["taskpilot"], row["floor"])
                 levels.append(row)
+            at16_floor = next((row["floor"] for row in levels if row["concurrency"] == 16), None)
+            provider = await provider_turns(
+                url, plan, scratch, db_cpu, at16_floor["server_cpu_ms_per_turn"] if at16_floor else None
+            )
             profile_summary = None
             if plan.profile_s:
                 profile_summary = await profile(tp, tokens, 16, plan.profile_s, scratch)
@@ -476,6 +594,19 @@ async def run(quick: bool) -> dict[str, Any]:
         worst = max((v for v in figures.values() if v is not None), default=None)
         verdict.update(figures=figures, met=worst is not None and worst <= TARGET_RATIO_AT_16)
         print(f"\ntarget: {verdict['target']}: {'MET' if verdict['met'] else 'MISSED'} {figures}")
+    print(
+        f"\nprovider path (MODEL_PROVIDER=openai at a local Responses stand-in, 20 deltas, title answered), "
+        f"concurrency {PROVIDER_CONCURRENCY}:"
+    )
+    for kind in ("threads.create", "add_user_message"):
+        k = provider[kind]
+        rows_ok = k["rows_stored"] == k["rows_expected"]
+        print(
+            f"  {kind:17} {k['turns_per_s']} turns/s, {k['server_cpu_ms_per_turn']} ms server CPU per turn "
+            f"({report.fmt(k['cpu_vs_floor'], 1)}x the floor's; target <= {PROVIDER_TARGET_CPU_MS} ms: "
+            f"{'MET' if k['server_cpu_ms_per_turn'] <= PROVIDER_TARGET_CPU_MS else 'MISSED'}), errors {k['errors']}, "
+            f"rows stored {k['rows_stored']} of {k['rows_expected']} expected{'' if rows_ok else ' (MISMATCH)'}"
+        )
     if profile_summary is not None:
         profiling.print_profile("where TaskPilot's server CPU goes at concurrency 16 (py-spy)", profile_summary)
         if profile_summary.get("error"):
@@ -497,6 +628,7 @@ async def run(quick: bool) -> dict[str, Any]:
         "response_bytes": len(sample.body),
         "levels": levels,
         "target": verdict,
+        "provider_path": provider,
         "profile_c16": profile_summary,
         "server_log_tail": {"taskpilot": tp_log, "floor": floor_log},
     }
