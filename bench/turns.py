@@ -316,9 +316,18 @@ async def run_level(
     return result
 
 
-async def profile(server: Server, tokens: list[str], concurrency: int, seconds: float, scratch: Path) -> dict[str, Any]:
-    """py-spy on the server's workers while `concurrency` clients run turns for `seconds`."""
-    body = loadgen.threads_create(MESSAGE)
+async def profile(
+    server: Server,
+    tokens: list[str],
+    concurrency: int,
+    seconds: float,
+    scratch: Path,
+    body_of: Callable[[int], bytes] | None = None,
+    name: str = "turns-profile",
+) -> dict[str, Any]:
+    """py-spy on the server's workers while `concurrency` clients run turns for `seconds`
+    (client n sends `body_of(n)`; by default the offline path's `threads.create`)."""
+    body_of = body_of or (lambda n: loadgen.threads_create(MESSAGE))
     stop = asyncio.Event()
     turns = 0
 
@@ -327,12 +336,12 @@ async def profile(server: Server, tokens: list[str], concurrency: int, seconds: 
         connection = loadgen.HttpConnection(server.host, server.port)
         try:
             while not stop.is_set():
-                await connection.request("POST", "/chatkit", body, loadgen.auth_headers(tokens[n]))
+                await connection.request("POST", "/chatkit", body_of(n), loadgen.auth_headers(tokens[n]))
                 turns += 1
         finally:
             await connection.close()
 
-    spy = profiling.PySpy([p.pid for p in server.tree.workers()], scratch, "turns-profile")
+    spy = profiling.PySpy([p.pid for p in server.tree.workers()], scratch, name)
     tasks = [asyncio.create_task(client(n)) for n in range(concurrency)]
     await asyncio.sleep(1.0)
     spy.start(seconds)
@@ -442,6 +451,17 @@ async def provider_turns(
             cpu = summary["server_cpu_ms_per_turn"]
             summary["cpu_vs_floor"] = report.ratio(cpu, floor_cpu_ms_at_16)
             out[name] = summary
+        if plan.profile_s:
+            bodies: dict[str, tuple[list[str], Callable[[int], bytes]]] = {
+                "threads.create": (creators, lambda n: loadgen.threads_create(PROVIDER_MESSAGE)),
+                "add_user_message": (writers, lambda n: _add_message(threads[n])),
+            }
+            out["profiles_c16"] = {
+                kind: await profile(
+                    tp, tokens, PROVIDER_CONCURRENCY, plan.profile_s, scratch, body_of=body_of, name=f"provider-{n}"
+                )
+                for n, (kind, (tokens, body_of)) in enumerate(bodies.items())
+            }
         out["server_log_tail"] = tp.log_tail(5)
     finally:
         tp.stop()
@@ -607,6 +627,16 @@ async def run(quick: bool) -> dict[str, Any]:
             f"{'MET' if k['server_cpu_ms_per_turn'] <= PROVIDER_TARGET_CPU_MS else 'MISSED'}), errors {k['errors']}, "
             f"rows stored {k['rows_stored']} of {k['rows_expected']} expected{'' if rows_ok else ' (MISMATCH)'}"
         )
+    for kind, provider_profile in provider.get("profiles_c16", {}).items():
+        profiling.print_profile(
+            f"where the provider path's server CPU goes, {kind} at concurrency {PROVIDER_CONCURRENCY} (py-spy)",
+            provider_profile,
+        )
+        per_turn = provider[kind]["server_cpu_ms_per_turn"]
+        if provider_profile.get("samples_busy"):
+            print(f"  CPU ms per {kind} turn by stage (self), of {per_turn} ms:")
+            for stage, share in provider_profile["self_by_stage"].items():
+                print(f"    {stage:40} {per_turn * share / 100:6.2f}")
     if profile_summary is not None:
         profiling.print_profile("where TaskPilot's server CPU goes at concurrency 16 (py-spy)", profile_summary)
         if profile_summary.get("error"):
