@@ -189,3 +189,49 @@ async def test_the_conversation_and_tools_go_out_exactly_as_the_stock_client_sen
         await fast.close()
         await stock.close()
         server.close()
+
+
+async def test_chat_completions_messages_and_tools_go_out_as_the_stock_client_sends_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same for `MODEL_PROVIDER=openai-compatible`: `messages` and `tools` skip the walk."""
+    import openai.resources.chat.completions.completions as completions_module
+
+    server = FakeModelServer([Reply("one"), Reply("two")])
+    fast = ResponsesClient(api_key=server.api_key, base_url=server.base_url)
+    stock = AsyncOpenAI(api_key=server.api_key, base_url=server.base_url)
+    messages: list[Any] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "add milk"}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "add_task", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"ok": true}'},
+    ]
+    tools: list[Any] = [{"type": "function", "function": {k: v for k, v in TOOLS[0].items() if k != "type"}}]
+
+    async def body(client: AsyncOpenAI) -> dict[str, Any]:
+        stream = await client.chat.completions.create(model="m", messages=messages, tools=tools, stream=True)
+        async for _ in stream:
+            pass
+        return server.requests[-1]
+
+    try:
+        theirs = await body(stock)
+        walked: list[set[str]] = []
+        original = completions_module.async_maybe_transform
+
+        async def recording(data: Any, expected_type: Any) -> Any:
+            walked.append({k for k, v in data.items() if v is not omit})
+            return await original(data, expected_type)
+
+        monkeypatch.setattr(completions_module, "async_maybe_transform", recording)
+        mine = await body(fast)
+        assert mine == theirs
+        assert walked and "messages" not in walked[-1] and "tools" not in walked[-1]
+    finally:
+        await fast.close()
+        await stock.close()
+        server.close()

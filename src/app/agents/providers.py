@@ -15,6 +15,7 @@ from agents.models.interface import Model, ModelProvider
 from agents.models.openai_provider import OpenAIProvider
 from openai import AsyncOpenAI, omit
 from openai._models import construct_type
+from openai.resources.chat import AsyncChat, AsyncCompletions
 from openai.resources.responses import AsyncResponses
 from openai.types.responses import ResponseStreamEvent
 from pydantic import Field, TypeAdapter, ValidationError
@@ -72,33 +73,47 @@ def _plain_json(value: object) -> bool:
     return isinstance(value, _JSON_SCALARS)
 
 
-class _PlainBodyResponses(AsyncResponses):
-    """`responses.create` with the conversation and the tool schemas sent as they are.
+def _untransformed(params: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """`params` with those of `names` that are plain-JSON lists moved to `extra_body`.
 
-    Why: before every request the client walks each parameter against its TypedDict type (the
-    aliases, date formats and models it may have to rewrite). For `input` and `tools` none of
-    those types declares an alias or a format, so for plain JSON the walk changes nothing, but it
-    costs: on the provider path it was ~60% of an `add_user_message` turn's CPU on a 20-item
-    thread, growing with the history (bench.turns). Plain-JSON `input` and `tools` therefore go in
-    `extra_body`, which the client merges into the same JSON body untouched; anything else (a
-    pydantic object, an iterator) still takes the client's transform.
+    Why: before every request the openai client walks each parameter against its TypedDict type
+    (for the aliases, date formats and models it may have to rewrite). The conversation and the
+    tool schemas are the big ones, and none of their types declares an alias or a format, so for
+    plain JSON the walk changes nothing, but it costs: on the provider path it was ~60% of an
+    `add_user_message` turn's CPU on a 20-item thread, growing with the history (bench.turns).
+    `extra_body` is merged into the same JSON body untouched (tests/test_responses_client.py
+    checks the body is the stock client's); anything else (a pydantic object, an iterator) still
+    takes the client's walk.
     """
-
-    async def create(self, **params: Any) -> Any:
-        untouched = {name: params[name] for name in ("input", "tools") if _plain_json_list(params.get(name))}
-        if untouched:
-            params.update(dict.fromkeys(untouched, omit))
-            params["extra_body"] = {**untouched, **(params.get("extra_body") or {})}
-        return await super().create(**params)
+    untouched = {name: params[name] for name in names if _plain_json_list(params.get(name))}
+    if not untouched:
+        return params
+    return {**params, **dict.fromkeys(untouched, omit), "extra_body": {**untouched, **(params.get("extra_body") or {})}}
 
 
 def _plain_json_list(value: object) -> bool:
     return isinstance(value, list) and _plain_json(value)
 
 
+class _PlainBodyResponses(AsyncResponses):
+    async def create(self, **params: Any) -> Any:
+        return await super().create(**_untransformed(params, ("input", "tools")))
+
+
+class _PlainBodyCompletions(AsyncCompletions):
+    async def create(self, **params: Any) -> Any:
+        return await super().create(**_untransformed(params, ("messages", "tools")))
+
+
+class _PlainBodyChat(AsyncChat):
+    @cached_property
+    def completions(self) -> AsyncCompletions:
+        return _PlainBodyCompletions(self._client)
+
+
 class ResponsesClient(AsyncOpenAI):
-    """The openai client, with each Responses stream event parsed by its tag (and requests sent
-    without the parameter walk, `_PlainBodyResponses`).
+    """The openai client, with each Responses stream event parsed by its tag, and the Responses
+    and Chat Completions requests sent without the parameter walk (`_untransformed`).
 
     Why: the client validates every streamed event against the ~60-member `ResponseStreamEvent`
     union without its discriminator (the SDK's own tag annotation is invisible to pydantic), so
@@ -114,6 +129,10 @@ class ResponsesClient(AsyncOpenAI):
     @cached_property
     def responses(self) -> AsyncResponses:
         return _PlainBodyResponses(self)
+
+    @cached_property
+    def chat(self) -> AsyncChat:
+        return _PlainBodyChat(self)
 
     def _process_response_data(self, *, data: object, cast_to: Any, response: Any) -> Any:
         if cast_to is ResponseStreamEvent and isinstance(data, dict):
