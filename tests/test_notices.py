@@ -6,6 +6,7 @@ without the condition sends nothing of the kind."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,16 +115,23 @@ async def test_a_retried_model_call_is_announced(
     assert retried.events.index(notices[0]) < _first_message_index(retried)
 
 
-async def test_the_chat_rate_limit_warns_from_80_percent_used(live_server_factory: Any) -> None:
-    server = live_server_factory({"RATE_LIMIT_CHAT_PER_MINUTE": "5"})
+@pytest.mark.parametrize("counters", ["memory", "redis"])
+async def test_the_chat_rate_limit_warns_from_80_percent_used(
+    live_server_factory: Any, request: pytest.FixtureRequest, counters: str
+) -> None:
+    env = {"RATE_LIMIT_CHAT_PER_MINUTE": "5"}
+    if counters == "redis":  # the budget comes from the Lua script, timed by Redis's clock
+        env["REDIS_URL"] = request.getfixturevalue("redis_url")
+    server = live_server_factory(env)
+    user = f"alice-{uuid.uuid4().hex}"  # Redis is shared with other runs: a key no one else uses
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        client = ChatKitClient(http, _token(server, "alice"))
+        client = ChatKitClient(http, _token(server, user))
         turns = [await client.create_thread("hello")]
         thread_id = turns[0].thread_id
         for _ in range(4):
             turns.append(await client.send(thread_id, "list my tasks"))
         refused = await client.send(thread_id, "list my tasks")
-        other = ChatKitClient(http, _token(server, "bob"))
+        other = ChatKitClient(http, _token(server, f"bob-{uuid.uuid4().hex}"))
         bob = await other.create_thread("hello")
 
     assert [turn.status for turn in turns] == [200] * 5
