@@ -598,6 +598,26 @@ async def test_upstream_server_error_is_retried_once_then_502(hosted: Hosted, fa
     assert len(fake_openai.creates()) == 4
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "cksess_1", "object": "chatkit.session", "expires_at": 1900000000},  # no client_secret
+        {"id": "cksess_1", "client_secret": 42, "expires_at": 1900000000},
+        {"id": "cksess_1", "client_secret": "ek_1", "expires_at": "tomorrow"},
+    ],
+)
+async def test_a_200_without_a_usable_session_is_502_and_records_nothing(
+    hosted_db: Hosted, fake_openai: FakeOpenAI, body: dict[str, object]
+) -> None:
+    fake_openai.fail("create", 200, body=body)
+    async with hosted_db() as (client, app):
+        response = await client.post("/api/chatkit/sessions", headers=headers_for(app, "alice"))
+        recorded = await rows(db_url(app))
+    problem = assert_problem(response, 502)
+    assert "no usable session" in problem["detail"] and "OPENAI_BASE_URL" in problem["detail"]
+    assert recorded == []
+
+
 async def test_upstream_bad_request_is_502_without_openais_message(hosted: Hosted, fake_openai: FakeOpenAI) -> None:
     fake_openai.fail(
         "create",

@@ -63,6 +63,9 @@ class HostedSessionService:
     async def mint(self, user_id: str) -> MintedSession:
         self._require_configured()
         await self._admit(user_id)
+        # A mint writes one row and reads nothing: in autocommit that INSERT is durable when it
+        # returns, with no BEGIN/COMMIT round trips around it (bench/mint.py).
+        await self.db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         session = await self._mint_and_record(user_id)
         metrics.SESSIONS_MINTED.labels(operation="mint").inc()
         log.info("hosted session minted", extra={"fields": _fields(user_id, session)})
@@ -134,20 +137,15 @@ class HostedSessionService:
     async def _mint_and_record(self, user_id: str) -> UpstreamSession:
         session = await self.upstream.create(user_id)
         try:
-            await self.repository.add(
-                HostedSession(
-                    user_id=user_id,
-                    session_id=session.session_id,
-                    status=ACTIVE,
-                    secret_sha256=fingerprint(session.client_secret),
-                    workflow_version=session.workflow_version,
-                    expires_at=session.expires_at,
-                ),
-                auto_commit=True,
-                # The row is not read back: a refresh would cost a SELECT and, as it opens a new
-                # transaction, one more COMMIT when the response starts (bench/mint.py).
-                auto_refresh=False,
+            await self.repository.record(
+                user_id=user_id,
+                session_id=session.session_id,
+                status=ACTIVE,
+                secret_sha256=fingerprint(session.client_secret),
+                workflow_version=session.workflow_version,
+                expires_at=session.expires_at,
             )
+            await self.db.commit()
         except Exception:
             # A secret that was never recorded could not be audited or cancelled by its owner:
             # withdraw it rather than hand it out.

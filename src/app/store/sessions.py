@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+from typing import cast
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from sqlalchemy import Table, insert
 
+from app.core.clock import utcnow
 from app.store.models import HostedSession
 
 
@@ -19,8 +23,42 @@ class HostedSessionRepository(SQLAlchemyAsyncRepository[HostedSession]):
 
     model_type = HostedSession
 
+    async def record(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        status: str,
+        secret_sha256: str,
+        workflow_version: str | None,
+        expires_at: dt.datetime,
+    ) -> None:
+        """Insert the row with one Core INSERT: no ORM flush, and no object left in the session.
+
+        On a session in autocommit (a mint: `HostedSessionService.mint`) that one statement is
+        the whole durable write, without BEGIN and COMMIT round trips; inside a transaction (a
+        refresh) it commits with the rest.
+        """
+        now = utcnow()
+        await self.session.execute(
+            _INSERT,
+            {
+                "user_id": user_id,
+                "session_id": session_id,
+                "status": status,
+                "secret_sha256": secret_sha256,
+                "workflow_version": workflow_version,
+                "expires_at": expires_at,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+
     async def owned(self, user_id: str, session_id: str) -> HostedSession | None:
         return await self.get_one_or_none(user_id=user_id, session_id=session_id)
 
     async def owned_by_secret(self, user_id: str, client_secret: str) -> HostedSession | None:
         return await self.get_one_or_none(user_id=user_id, secret_sha256=fingerprint(client_secret))
+
+
+_INSERT = insert(cast("Table", HostedSession.__table__))
