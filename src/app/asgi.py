@@ -19,6 +19,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from app.agents.assistant import Assistant, TaskPilotConverter
+from app.agents.composer import ComposerChoices
 from app.agents.mcp import build_task_mcp_server
 from app.agents.providers import ProviderConfig, build_model_provider
 from app.agents.server import TaskPilotChatKitServer
@@ -118,6 +119,7 @@ def build_chatkit_server(
         log_content=settings.log_content,
         limits=UserLimits.from_settings(settings),
         now=now,
+        composer=ComposerChoices(default_model=settings.model, models=settings.model_choices),
     )
 
 

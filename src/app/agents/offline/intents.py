@@ -87,6 +87,25 @@ class Intent:
         return fields
 
 
+def forced_intent(tool: str, text: str, today: date) -> Intent | None:
+    """The intent of `text` when the person chose the composer tool that calls `tool`: the text is
+    what that tool is about ("Buy milk" with Add task is a task to add), whatever its own words say.
+    None for a tool the composer does not offer."""
+    cleaned = " ".join(text.translate(URDU_DIGITS).split())
+    language = language_of(cleaned)
+    own = parse(text, today)
+    match tool:
+        case "add_task":
+            return own if own.kind == "add" else _add_intent(cleaned, today, language)
+        case "list_tasks":
+            if own.kind == "list":
+                return own
+            return Intent("list", language=language, status="all", search=cleaned.strip(" .,:;!?\"'") or None)
+        case "task_summary":
+            return Intent("summary", language=language)
+    return None
+
+
 def language_of(text: str) -> Language:
     letters = [c for c in text if c.isalpha()]
     if not letters:
@@ -365,19 +384,7 @@ def _parse_english(text: str, today: date) -> Intent:
 
     add = _ADD.match(text)
     if add and not re.match(r"^\s*(?:show|list|what|which|find|search)\b", lowered):
-        intent = Intent("add")
-        rest = add.group("quick") if add.group("quick") is not None else add.group("rest")
-        rest = _extract_common(rest, today, intent)
-        desc = re.search(r"\s*(?:[-—:]\s*)?\b(?:note|notes|description|details?)\s*:\s*(.+)$", rest, re.I)
-        if desc:
-            intent.description = desc.group(1).strip()
-            rest = rest[: desc.start()]
-        intent.title = _clean_title(rest)
-        if not intent.title:
-            intent.problem = intent.problem or "What should the task be called? Try 'add a task to buy milk'."
-        elif len(intent.title) > 200:
-            intent.title = intent.title[:200].rstrip()
-        return intent
+        return _add_intent(add.group("quick") if add.group("quick") is not None else add.group("rest"), today)
 
     if _GET.search(lowered) and _NUMBER_REF.search(text):
         intent = Intent("get")
@@ -388,6 +395,22 @@ def _parse_english(text: str, today: date) -> Intent:
         return _parse_list(text, today)
 
     return Intent("unknown")
+
+
+def _add_intent(rest: str, today: date, language: Language = "en") -> Intent:
+    """An "add" intent from the words that describe the task (after any "add a task to")."""
+    intent = Intent("add", language=language)
+    rest = _extract_common(rest, today, intent)
+    desc = re.search(r"\s*(?:[-—:]\s*)?\b(?:note|notes|description|details?)\s*:\s*(.+)$", rest, re.I)
+    if desc:
+        intent.description = desc.group(1).strip()
+        rest = rest[: desc.start()]
+    intent.title = _clean_title(rest)
+    if not intent.title:
+        intent.problem = intent.problem or "What should the task be called? Try 'add a task to buy milk'."
+    elif len(intent.title) > 200:
+        intent.title = intent.title[:200].rstrip()
+    return intent
 
 
 def _parse_update(text: str, today: date) -> Intent:
