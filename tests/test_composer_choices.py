@@ -301,3 +301,28 @@ async def test_the_chosen_model_and_tool_reach_the_provider(
         # Once the tool ran, the SDK lets the model answer (no loop of forced calls).
         assert after_tool.get("tool_choice") in (None, "auto")
         assert [task["title"] for task in await tasks_of(http, "yan")] == ["Buy milk"]
+
+
+async def test_a_turn_resumed_by_a_client_tool_keeps_its_model(
+    live_server_factory: Callable[..., LiveServer], fake_model: Callable[..., FakeModelServer]
+) -> None:
+    from app.agents.offline.planner import Reply, ToolCall
+
+    fake = fake_model([ToolCall("get_time_zone", {}), Reply("You have nothing due today.")])
+    server = live_server_factory(
+        {
+            "MODEL_PROVIDER": "openai",
+            "OPENAI_BASE_URL": fake.base_url,
+            "OPENAI_API_KEY": fake.api_key,
+            "MODEL_CHOICES": "gpt-5-mini,gpt-5",
+        }
+    )
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        chat = ChatKitClient(http, token("zed"))  # no Time-Zone header: the model asks the page
+        asked = await create(chat, "what is due today?", model="gpt-5")
+        assert asked.status == 200 and not asked.of_type("error"), asked.raw_frames
+        resumed = await chat.request(
+            "threads.add_client_tool_output", {"thread_id": asked.thread_id, "result": {"time_zone": "UTC"}}
+        )
+        assert resumed.status == 200 and resumed.assistant_text() == "You have nothing due today."
+        assert [body["model"] for body in turn_requests(fake)] == ["gpt-5", "gpt-5"]

@@ -360,8 +360,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         failure: CustomStreamError | None = None
         started = time.perf_counter()
         reply_text: list[str] = []
-        choice = await self._turn_choice(thread, input_user_message, context)
         try:
+            choice = await self._turn_choice(thread, input_user_message, context)
             result = await self.assistant.run(thread, turn, choice)
             async for event in stream_agent_response(turn, result):
                 event = ids.remap(event)
