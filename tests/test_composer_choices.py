@@ -326,3 +326,35 @@ async def test_a_turn_resumed_by_a_client_tool_keeps_its_model(
         )
         assert resumed.status == 200 and resumed.assistant_text() == "You have nothing due today."
         assert [body["model"] for body in turn_requests(fake)] == ["gpt-5", "gpt-5"]
+
+
+def test_the_offline_model_forces_the_tool_before_a_handoff_or_a_time_zone_question() -> None:
+    from agents import Agent, handoff
+
+    from app.agents.offline.model import OfflineModel
+    from app.agents.offline.planner import Reply, ToolCall
+    from app.agents.time_zone import GET_TIME_ZONE_TOOL
+    from app.agents.tools import TASK_TOOLS
+
+    model = OfflineModel()
+    tools = [*TASK_TOOLS, GET_TIME_ZONE_TOOL]
+    urdu = [handoff(Agent(name="Urdu specialist"))]
+    text = "کل دودھ خریدنا"  # "buy milk tomorrow", in Urdu, with no verb of its own
+    said = [{"role": "user", "type": "message", "content": text}]
+    # Unforced, an Urdu message goes to the Urdu specialist first.
+    assert model.decide(said, tools, urdu) == ToolCall(urdu[0].tool_name, {})
+    forced = model.decide(said, tools, urdu, tool_choice="add_task")
+    assert isinstance(forced, ToolCall) and forced.name == "add_task"
+    assert forced.arguments["title"] == "دودھ خریدنا" and forced.arguments["due_date"] is not None
+    # "auto" and "required" force nothing.
+    assert model.decide(said, tools, urdu, tool_choice="auto") == ToolCall(urdu[0].tool_name, {})
+
+    # Later in the turn the SDK no longer forces it; the call made says what was chosen.
+    output = '{"ok": true, "task": {"id": "t1", "number": 1, "title": "دودھ خریدنا", "priority": "medium"}}'
+    after = [
+        *said,
+        {"type": "function_call", "call_id": "c1", "name": "add_task", "arguments": json.dumps(forced.arguments)},
+        {"type": "function_call_output", "call_id": "c1", "output": output},
+    ]
+    reply = model.decide(after, tools, urdu)
+    assert isinstance(reply, Reply) and "دودھ خریدنا" in reply.text and "شامل" in reply.text

@@ -96,7 +96,9 @@ def forced_intent(tool: str, text: str, today: date) -> Intent | None:
     own = parse(text, today)
     match tool:
         case "add_task":
-            return own if own.kind == "add" else _add_intent(cleaned, today, language)
+            if own.kind == "add":
+                return own
+            return _urdu_add_intent(cleaned, today) if language == "ur" else _add_intent(cleaned, today)
         case "list_tasks":
             if own.kind == "list":
                 return own
@@ -397,9 +399,9 @@ def _parse_english(text: str, today: date) -> Intent:
     return Intent("unknown")
 
 
-def _add_intent(rest: str, today: date, language: Language = "en") -> Intent:
+def _add_intent(rest: str, today: date) -> Intent:
     """An "add" intent from the words that describe the task (after any "add a task to")."""
-    intent = Intent("add", language=language)
+    intent = Intent("add")
     rest = _extract_common(rest, today, intent)
     desc = re.search(r"\s*(?:[-—:]\s*)?\b(?:note|notes|description|details?)\s*:\s*(.+)$", rest, re.I)
     if desc:
@@ -514,6 +516,29 @@ _UR_STOP = re.compile(
 )
 
 
+def _urdu_add_intent(rest: str, today: date) -> Intent:
+    """An Urdu "add" intent from the words that describe the task (the add verb taken out)."""
+    intent = Intent("add", language="ur")
+    if _UR_HIGH.search(rest):
+        intent.priority = "high"
+        rest = _UR_HIGH.sub(" ", rest)
+    elif _UR_LOW.search(rest):
+        intent.priority = "low"
+        rest = _UR_LOW.sub(" ", rest)
+    for pattern, days in _UR_DATES:
+        if pattern.search(rest):
+            intent.due_date = today + timedelta(days=days)
+            rest = pattern.sub(" ", rest)
+            break
+    rest = re.sub(r"\bترجیح\b", " ", rest)
+    title = _UR_STOP.sub(" ", rest)
+    title = " ".join(re.sub(r"[^\w\s#-]", " ", title).split())
+    intent.title = title or None
+    if not intent.title:
+        intent.problem = "کام کا نام بتائیں، مثلاً: 'دودھ خریدنے کا کام شامل کریں'"
+    return intent
+
+
 def _parse_urdu(text: str, today: date) -> Intent:
     if _UR_GREETING.match(text):
         return Intent("greeting", language="ur")
@@ -537,26 +562,7 @@ def _parse_urdu(text: str, today: date) -> Intent:
     if _UR_SUMMARY.search(text):
         return Intent("summary", language="ur")
     if _UR_ADD.search(text):
-        intent = Intent("add", language="ur")
-        rest = _UR_ADD.sub(" ", text)
-        if _UR_HIGH.search(rest):
-            intent.priority = "high"
-            rest = _UR_HIGH.sub(" ", rest)
-        elif _UR_LOW.search(rest):
-            intent.priority = "low"
-            rest = _UR_LOW.sub(" ", rest)
-        for pattern, days in _UR_DATES:
-            if pattern.search(rest):
-                intent.due_date = today + timedelta(days=days)
-                rest = pattern.sub(" ", rest)
-                break
-        rest = re.sub(r"\bترجیح\b", " ", rest)
-        title = _UR_STOP.sub(" ", rest)
-        title = " ".join(re.sub(r"[^\w\s#-]", " ", title).split())
-        intent.title = title or None
-        if not intent.title:
-            intent.problem = "کام کا نام بتائیں، مثلاً: 'دودھ خریدنے کا کام شامل کریں'"
-        return intent
+        return _urdu_add_intent(_UR_ADD.sub(" ", text), today)
     if _UR_COMPLETE.search(text) and (number or not _UR_LIST.search(text)):
         return with_reference(Intent("complete", language="ur"), _UR_COMPLETE)
     if _UR_LIST.search(text) or _UR_OVERDUE.search(text) or "کام" in text:
