@@ -57,7 +57,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
 
 bench-store: $(STAMP)
-	$(BIN)/python -m bench.store
+	$(BIN)/python -m bench --only store
 
 # Regenerate the hash-pinned lock (needs uv: `pip install uv`). It records no download addresses.
 lock:

@@ -4,11 +4,12 @@
 2. bench.streams  1,000 open streams at one delta per 100 ms: event gaps, memory per stream
 3. bench.overload the provider path offered 3x what admission control admits: refusals, no damage
 4. bench.mint     hosted session minting against calling the openai SDK directly
+5. bench.store    the ChatKit Store's calls against the same SQL sent raw through asyncpg
 
 Each prints its table and writes bench/results/<name>.json; this prints a summary of the
 targets at the end and writes bench/results/summary.json. `--quick` (or BENCH_QUICK=1) is a
 smoke run of all three in about a minute; the full run takes about five minutes on two cores.
-`--only turns,mint` runs a subset. bench.store (`make bench-store`) is separate.
+`--only turns,mint` runs a subset (`make bench-store` is `--only store`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,15 @@ import sys
 import time
 from typing import Any
 
-from bench import mint, overload, report, servers, streams, turns
+from bench import mint, overload, report, servers, store, streams, turns
 
-SUITE = {"turns": turns.run, "streams": streams.run, "overload": overload.run, "mint": mint.run}
+SUITE = {
+    "turns": turns.run,
+    "streams": streams.run,
+    "overload": overload.run,
+    "mint": mint.run,
+    "store": store.run,
+}
 
 
 def _selected(argv: list[str]) -> list[str]:
@@ -94,6 +101,10 @@ async def run_all(quick: bool, names: list[str]) -> dict[str, Any]:
             "figure": f"{m['overhead']['latency_p50']}x at p50",
             "overhead": m["overhead"],
         }
+    if "store" in results:
+        t = results["store"]["targets"]
+        summary["targets"][f"store calls p50 <= {store.TARGET_RATIO:g}x raw asyncpg"] = t["ratio"]
+        summary["targets"][f"store calls p95 < {store.TARGET_P95_MS:g} ms on a 10,000-item thread"] = t["p95"]
     print(f"\n===== summary ({summary['seconds']} s, load average now {summary['load_average_at_end']}) =====")
     for target, verdict in summary["targets"].items():
         print(f"  {'MET   ' if verdict.get('met') else 'MISSED'} {target}: {verdict.get('figure', '')}")

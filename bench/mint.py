@@ -31,7 +31,7 @@ from bench import database, loadgen, profiling, report, servers
 DATABASE = os.environ.get("BENCH_MINT_DATABASE", "taskpilot_bench_mint")
 API_KEY = "sk-bench-0123456789abcdef"
 WORKFLOW = "wf_bench_0123456789"
-TARGET_OVERHEAD = 1.3
+TARGET_OVERHEAD = 2.0  # issue 16: minting at most 2x the direct SDK call, the audit row kept durable
 
 
 @dataclass
@@ -199,7 +199,7 @@ async def run(quick: bool) -> dict[str, Any]:
     print(f"TaskPilot / direct: {overhead}")
     met = overhead["latency_p50"] is not None and overhead["latency_p50"] <= TARGET_OVERHEAD
     print(
-        f"\ntarget: minting overhead under {TARGET_OVERHEAD}x the direct SDK call (p50 latency, one at a time): "
+        f"\ntarget: minting at most {TARGET_OVERHEAD}x the direct SDK call (p50 latency, one at a time): "
         f"{'MET' if met else 'MISSED'} ({overhead['latency_p50']}x; throughput {overhead['throughput']}x)"
     )
     if profile is not None:

@@ -1,8 +1,9 @@
 """Local stand-ins for a model provider over real HTTP: Chat Completions and Responses, streaming.
 
-Each request pops the next scripted step (`ToolCall`, `Reply`, or an HTTP status to fail with).
-Requests whose instructions ask for a thread title get `title` instead, so title generation
-never consumes the script. Every request body is recorded.
+Each request pops the next scripted step (`ToolCall`, `ToolCalls` (several in one response, Chat
+Completions), `Reply`, or an HTTP status to fail with); `Slow(seconds, step)` answers that step
+after a silence. Requests whose instructions ask for a thread title get `title` instead, so title
+generation never consumes the script. Every request body is recorded.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,6 +20,21 @@ from app.agents.offline.model import _chunks, step_events
 from app.agents.offline.planner import Reply, ToolCall
 
 TITLE_MARKER = "thread title"
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """Several tool calls in one model response (as a model acting on many tasks at once sends)."""
+
+    calls: list[ToolCall]
+
+
+@dataclass(frozen=True)
+class Slow:
+    """`step`, answered only after `seconds` of silence (a slow model: not even the headers)."""
+
+    seconds: float
+    step: Any
 
 
 class FakeModelServer:
@@ -75,7 +92,11 @@ class FakeModelServer:
         text = json.dumps(body.get("messages") or body.get("instructions") or "")
         if TITLE_MARKER in text:
             return Reply(self.title)
-        return self.script.popleft() if self.script else Reply("(script exhausted)")
+        step = self.script.popleft() if self.script else Reply("(script exhausted)")
+        if isinstance(step, Slow):
+            time.sleep(step.seconds)
+            step = step.step
+        return step
 
     @staticmethod
     def _sse_start(handler: BaseHTTPRequestHandler) -> None:
@@ -135,23 +156,25 @@ class FakeModelServer:
             handler.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
             handler.wfile.flush()
 
-        if isinstance(step, ToolCall):
-            arguments = json.dumps(step.arguments)
+        if isinstance(step, ToolCall | ToolCalls):
             chunk({"role": "assistant", "content": None})
-            chunk(
-                {
-                    "tool_calls": [
-                        {
-                            "index": 0,
-                            "id": f"call_{len(self.requests)}",
-                            "type": "function",
-                            "function": {"name": step.name, "arguments": ""},
-                        }
-                    ]
-                }
-            )
-            for part in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
-                chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
+            calls = step.calls if isinstance(step, ToolCalls) else [step]
+            for index, call in enumerate(calls):
+                arguments = json.dumps(call.arguments)
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "id": f"call_{len(self.requests)}" + (f"_{index}" if len(calls) > 1 else ""),
+                                "type": "function",
+                                "function": {"name": call.name, "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+                for part in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
+                    chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
             chunk({}, "tool_calls")
         else:
             chunk({"role": "assistant", "content": ""})

@@ -239,6 +239,7 @@ class StatementLog:
 
     allowed_scans: Mapping[str, str]
     verdicts: list[Verdict] = field(default_factory=list)
+    via_driver: int = 0  # statements the Store sent on its asyncpg lane (app.store.driver)
 
     def record(self, sql: str, parameters: Any, dialect: str, executemany: bool) -> None:
         dialect_name = "postgres" if dialect == "postgresql" else dialect

@@ -119,6 +119,7 @@ def build_chatkit_server(
         log_content=settings.log_content,
         limits=UserLimits.from_settings(settings),
         now=now,
+        model_slow_notice_seconds=settings.model_slow_notice_seconds,
         composer=ComposerChoices(default_model=settings.model, models=settings.model_choices),
     )
 

@@ -232,6 +232,8 @@ class Settings:
     model_api_key: Secret | None = None
     model_context_tokens: int = 16_000
     offline_model_delay_ms: int = 0
+    # A model call silent this long gets one `notice` per turn ("taking longer than usual").
+    model_slow_notice_seconds: float = 8.0
     transcription_model: str | None = None
     # Decoded audio one `input.transcribe` may carry; OpenAI's own limit is 25 MB.
     transcription_max_bytes: int = 10 * 1024 * 1024
@@ -452,6 +454,9 @@ class Settings:
                 "MODEL_CONTEXT_TOKENS", d.model_context_tokens, minimum=256, maximum=2_000_000
             ),
             offline_model_delay_ms=r.integer("OFFLINE_MODEL_DELAY_MS", 0, minimum=0, maximum=60_000),
+            model_slow_notice_seconds=r.number(
+                "MODEL_SLOW_NOTICE_SECONDS", d.model_slow_notice_seconds, minimum=0.01, maximum=600.0
+            ),
             transcription_model=r.optional("TRANSCRIPTION_MODEL"),
             transcription_max_bytes=r.integer(
                 "TRANSCRIPTION_MAX_BYTES", d.transcription_max_bytes, minimum=1024, maximum=25 * 1000 * 1000

@@ -91,6 +91,8 @@ class TurnContext(AgentContext[Any], ToolContext):
     # tools, the widgets and the instructions all read the date from this one clock.
     time_zone: str | None = None
     clock: Annotated[Callable[[], date], SkipValidation] = utc_today
+    # The turn's notices and progress (app.agents.notices.TurnNotices), for the run hooks.
+    notices: Annotated[Any, SkipValidation] = None
 
 
 IMAGE_TOKENS = 1_000  # what an image costs a vision model, roughly (a data URL's length says nothing)

@@ -2,6 +2,9 @@
 
 Each tool call becomes a task in a workflow ("Adding task…", then "Added #4 Buy milk"); a
 list or summary also shows the task-list widget, whose buttons act on the tasks in place.
+When one model response calls several task tools at once, `progress_update`s count them
+("Completing 12 tasks…", "Completed 3 of 12 tasks…"). Model calls start and end the turn's
+slow-model watch (`app.agents.notices`).
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ import json
 import logging
 from typing import Any
 
-from agents import Agent, RunContextWrapper, RunHooks, Tool
+from agents import Agent, ModelResponse, RunContextWrapper, RunHooks, Tool
 from chatkit.agents import AgentContext
 from chatkit.types import CustomTask
 
+from app.agents.notices import BATCH_MIN, ToolBatch, TurnNotices
 from app.agents.widgets import task_list_widget
 from app.core.clock import utc_today
 from app.ops import metrics
@@ -52,9 +56,44 @@ def _finished(tool: str, result: dict[str, Any]) -> str:
     return f"{verbs.get(tool, 'Ran')} {name}".strip()
 
 
+def _notices(context: RunContextWrapper[Any]) -> TurnNotices | None:
+    notices = getattr(context.context, "notices", None)
+    return notices if isinstance(notices, TurnNotices) else None
+
+
+def _call_key(context: RunContextWrapper[Any], tool: Tool) -> str:
+    """One tool call: several calls of the same tool may run at once (a batch)."""
+    return str(getattr(context, "tool_call_id", None) or tool.name)
+
+
+def _called_tools(response: ModelResponse) -> tuple[str, ...]:
+    """The task tools a model response calls, in order."""
+    names = (getattr(item, "name", None) for item in response.output if getattr(item, "type", "") == "function_call")
+    return tuple(name for name in names if name in RUNNING)
+
+
 class ProgressHooks(RunHooks[Any]):
     def __init__(self) -> None:
         self._task_index: dict[str, int] = {}
+        self._batch: ToolBatch | None = None
+
+    async def on_llm_start(
+        self, context: RunContextWrapper[Any], agent: Agent[Any], system_prompt: str | None, input_items: list[Any]
+    ) -> None:
+        notices = _notices(context)
+        if notices is not None:
+            notices.model_started()
+
+    async def on_llm_end(self, context: RunContextWrapper[Any], agent: Agent[Any], response: ModelResponse) -> None:
+        notices = _notices(context)
+        if notices is None:
+            return
+        notices.model_ended()
+        called = _called_tools(response)
+        # The SDK runs the calls of one response together: this is the batch the tools below end.
+        self._batch = ToolBatch(called) if len(called) >= BATCH_MIN else None
+        if self._batch is not None:
+            await notices.progress(self._batch.started_text(), icon="batch")
 
     async def on_tool_start(self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool) -> None:
         turn = context.context
@@ -63,7 +102,7 @@ class ProgressHooks(RunHooks[Any]):
         task = CustomTask(title=RUNNING[tool.name], status_indicator="loading")
         await turn.add_workflow_task(task)
         if turn.workflow_item is not None:
-            self._task_index[tool.name] = len(turn.workflow_item.workflow.tasks) - 1
+            self._task_index[_call_key(context, tool)] = len(turn.workflow_item.workflow.tasks) - 1
 
     async def on_tool_end(self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool, result: Any) -> None:
         turn = context.context
@@ -74,7 +113,10 @@ class ProgressHooks(RunHooks[Any]):
         except (TypeError, ValueError):
             data = {"ok": False, "error": "unreadable result"}
         metrics.TOOL_CALLS.labels(tool=tool.name, outcome="ok" if data.get("ok") else "error").inc()
-        index = self._task_index.pop(tool.name, None)
+        notices = _notices(context)
+        if self._batch is not None and notices is not None and tool.name in self._batch.tools:
+            await notices.progress(self._batch.finished_one(), icon="batch")
+        index = self._task_index.pop(_call_key(context, tool), None)
         if turn.workflow_item is not None and index is not None and index < len(turn.workflow_item.workflow.tasks):
             done = CustomTask(title=_finished(tool.name, data), status_indicator="complete")
             await turn.update_workflow_task(done, index)

@@ -20,6 +20,7 @@ from openai.resources.responses import AsyncResponses
 from openai.types.responses import ResponseStreamEvent
 from pydantic import Field, TypeAdapter, ValidationError
 
+from app.agents import notices
 from app.agents.offline.model import OfflineModel
 
 
@@ -113,7 +114,8 @@ class _PlainBodyChat(AsyncChat):
 
 class ResponsesClient(AsyncOpenAI):
     """The openai client, with each Responses stream event parsed by its tag, and the Responses
-    and Chat Completions requests sent without the parameter walk (`_untransformed`).
+    and Chat Completions requests sent without the parameter walk (`_untransformed`). Its
+    retries are announced to the turn that waits for them (`_sleep_for_retry`).
 
     Why: the client validates every streamed event against the ~60-member `ResponseStreamEvent`
     union without its discriminator (the SDK's own tag annotation is invisible to pydantic), so
@@ -133,6 +135,22 @@ class ResponsesClient(AsyncOpenAI):
     @cached_property
     def chat(self) -> AsyncChat:
         return _PlainBodyChat(self)
+
+    async def _sleep_for_retry(
+        self, *, retries_taken: int, max_retries: int, options: Any, response: Any | None
+    ) -> None:
+        """The client's wait before it retries a failed call (429, 5xx, a dropped connection),
+        announced first to the turn the call is made for, so the user is not left in silence."""
+        turn = notices.current.get()
+        if turn is not None:
+            headers = response.headers if response is not None else None
+            # About the wait the client picks (the same rule; without Retry-After it adds jitter).
+            wait = self._calculate_retry_timeout(max_retries - retries_taken, options, headers)
+            status = response.status_code if response is not None else None
+            await turn.retrying(attempt=retries_taken + 1, of=max_retries, wait=wait, status=status)
+        await super()._sleep_for_retry(
+            retries_taken=retries_taken, max_retries=max_retries, options=options, response=response
+        )
 
     def _process_response_data(self, *, data: object, cast_to: Any, response: Any) -> Any:
         if cast_to is ResponseStreamEvent and isinstance(data, dict):

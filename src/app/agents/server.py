@@ -8,12 +8,15 @@ What this adds to the library:
   store-generated ids for every assistant message (Chat Completions providers call them all
   `__fake_id__`), a `tasks.changed` client effect when tasks change, and a thread title;
 - provider failures become a ChatKit `error` event with a message a person can act on;
+- `notice` and `progress_update` events say what silence would not (`app.agents.notices`): a slow
+  model, a retried model call, a nearly spent rate limit or storage quota, a batch of task tools;
 - cleanup on cancellation is shielded so a disconnect never loses the partial answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -42,6 +45,7 @@ from chatkit.types import (
     InputTranscribeReq,
     ItemsFeedbackReq,
     Page,
+    ProgressUpdateEvent,
     StructuredInputItem,
     SyncCustomActionResponse,
     ThreadCreatedEvent,
@@ -68,6 +72,7 @@ from chatkit.types import (
 )
 from pydantic import TypeAdapter, ValidationError
 
+from app.agents import notices
 from app.agents.assistant import Assistant, TurnContext, describe_model_error
 from app.agents.composer import NO_CHOICE, ComposerChoices, TurnChoice
 from app.agents.time_zone import GET_TIME_ZONE, answered_zone, checked_answer, remember_zone, remembered_zone
@@ -132,9 +137,11 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         log_content: bool = False,
         limits: UserLimits | None = None,
         now: Now = utcnow,
+        model_slow_notice_seconds: float = 8.0,
         composer: ComposerChoices | None = None,
     ) -> None:
         super().__init__(store, attachment_store)
+        self.model_slow_notice_seconds = model_slow_notice_seconds
         # The composer's tools and models (inference_options), checked before a stream opens.
         self.composer = composer or ComposerChoices(default_model=assistant.model_name)
         self.now = now  # the instant "today" is taken from, in the user's time zone
@@ -265,7 +272,12 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 # The library stamps items with naive `datetime.now()`; the store keeps UTC. Stamping
                 # the streamed copies the same way makes a reload show exactly what was streamed.
                 yield _with_utc_timestamps(event)
-                opened = True
+                if not opened:
+                    opened = True
+                    # Right after the first event (`thread.created` stays first): the limits this
+                    # turn leaves nearly spent.
+                    for notice in await self._limit_notices(request, context):
+                        yield notice
         except Exception as exc:
             if not opened:
                 raise  # before the first event, an HTTP error from the central mapping (503) says it better
@@ -280,6 +292,22 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 message="Something went wrong while answering; your message may not have been saved. Send it again.",
                 allow_retry=True,
             )
+
+    async def _limit_notices(self, request: Any, context: Any) -> list[ThreadStreamEvent]:
+        found: list[ThreadStreamEvent] = []
+        budget = notices.chat_budget_notice(getattr(context, "chat_budget", None))
+        if budget is not None:
+            found.append(budget)
+        if isinstance(request, ThreadsCreateReq | ThreadsAddUserMessageReq) and request.params.input.attachments:
+            # Only when the user adds files: one query, where the warning is about what they do.
+            try:
+                stored = await self.limits.attachment_bytes_near_quota(cast("CountingStore", self.store), context)
+            except Exception as exc:  # a warning must never fail the turn
+                log.warning("could not count stored attachments", extra={"fields": {"error": type(exc).__name__}})
+                stored = None
+            if stored is not None:
+                found.append(notices.storage_notice(stored, self.limits.attachment_bytes_per_user))
+        return found
 
     def _track_pending(self, pending: dict[str, _Partial], event: ThreadStreamEvent) -> None:
         """Keep the text of assistant messages streamed but not yet done.
@@ -360,10 +388,19 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         failure: CustomStreamError | None = None
         started = time.perf_counter()
         reply_text: list[str] = []
+        turn.notices = turn_notices = notices.TurnNotices(turn.stream, slow_after=self.model_slow_notice_seconds)
+        # The provider's client is shared by every turn; it finds this turn's notices here.
+        current_notices = notices.current.set(turn_notices)
+        turn_notices.start()
         try:
+            attached = len(input_user_message.attachments) if input_user_message is not None else 0
+            if attached:
+                # Their bytes are read (from blob storage) into the model's input before it runs.
+                yield ProgressUpdateEvent(text=notices.reading_attachments_text(attached), icon="document")
             choice = await self._turn_choice(thread, input_user_message, context)
             result = await self.assistant.run(thread, turn, choice)
             async for event in stream_agent_response(turn, result):
+                turn_notices.output()
                 event = ids.remap(event)
                 if (
                     self.log_content
@@ -383,6 +420,10 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 extra={"fields": {"thread_id": thread.id, "error": type(exc).__name__}},
             )
             failure = CustomStreamError(message, allow_retry=retry)
+        finally:
+            turn_notices.close()
+            with contextlib.suppress(ValueError):  # closed from another context: nothing to restore
+                notices.current.reset(current_notices)
         metrics.TURN_DURATION.observe(time.perf_counter() - started)
         if self.log_content:
             said = " ".join(

@@ -268,12 +268,13 @@ class ChatKitController(Controller):
             )
         try:
             if slot is not None:
-                await enforce(
+                budget = await enforce(
                     limits.chat,
                     context.user_id,
                     "Too many chat requests; wait before sending another message.",
                     on_refusal=metrics.RATE_LIMITED.labels(limit="chat").inc,
                 )
+                context = replace(context, chat_budget=budget)
             body = await request.body()
             if len(body) > settings.max_request_bytes and data.type != "input.transcribe":
                 raise PayloadTooLarge(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from app.core.limits import Budget
+
 
 class UserContext(Protocol):
     """What the store needs from a request context: whose data this is."""
@@ -31,3 +33,6 @@ class RequestContext:
     # The IANA time zone the caller's dates mean (the `Time-Zone` header), None when not sent:
     # "today", "tomorrow" and "overdue" are then the UTC date (or what the thread remembers).
     time_zone: str | None = None
+    # What this request left of the user's chat rate limit (streaming ChatKit requests): the
+    # stream warns the user when it is nearly spent.
+    chat_budget: Budget | None = field(default=None, compare=False)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from app.core.limits import RateLimiter
+from app.core.limits import UNLIMITED, Budget, RateLimiter, budget_after
 from app.ops import metrics
 from app.settings import Settings
 
@@ -59,8 +59,11 @@ class StoreRateLimiter:
         self._purged_at = clock()
 
     async def acquire(self, key: str) -> float | None:
+        return (await self.admit(key)).wait
+
+    async def admit(self, key: str) -> Budget:
         if self.limit <= 0:
-            return None
+            return UNLIMITED
         interval = self.period / self.limit
         async with self._lock:
             now = self.clock()
@@ -73,10 +76,10 @@ class StoreRateLimiter:
             next_arrival = arrival + interval
             admitted_at = next_arrival - self.period
             if admitted_at > now + 1e-9:
-                return admitted_at - now
+                return budget_after(self.limit, self.period, arrival - now, admitted_at - now)
             await self.store.set(key, repr(next_arrival), expires_in=math.ceil(next_arrival - now) + 1)
             await self._purge_expired(now)
-            return None
+            return budget_after(self.limit, self.period, next_arrival - now, None)
 
     async def _purge_expired(self, now: float) -> None:
         # MemoryStore only drops an expired key when it is read again; without this sweep every
@@ -90,6 +93,8 @@ class StoreRateLimiter:
 
 
 # GCRA in one atomic step on the Redis server, timed by the server's clock so instances agree.
+# Answers {wait (0 when admitted), seconds the theoretical arrival time is ahead of now}, as
+# strings: Redis would cut Lua numbers to integers.
 _GCRA_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -100,10 +105,10 @@ if tat < now then tat = now end
 local next_tat = tat + interval
 local allowed_at = next_tat - period
 if allowed_at > now then
-  return tostring(allowed_at - now)
+  return {tostring(allowed_at - now), tostring(tat - now)}
 end
 redis.call('SET', KEYS[1], tostring(next_tat), 'PX', math.ceil((next_tat - now) * 1000) + 1000)
-return '0'
+return {'0', tostring(next_tat - now)}
 """
 
 
@@ -179,17 +184,21 @@ class RedisRateLimiter:
         self._script = redis.register_script(_GCRA_SCRIPT)
 
     async def acquire(self, key: str) -> float | None:
+        return (await self.admit(key)).wait
+
+    async def admit(self, key: str) -> Budget:
         if self.limit <= 0:
-            return None
+            return UNLIMITED
         if self.health.should_try():
             try:
-                wait = float(await self._script(keys=[self.prefix + key], args=[self.period / self.limit, self.period]))
+                answer = await self._script(keys=[self.prefix + key], args=[self.period / self.limit, self.period])
+                wait, ahead = float(answer[0]), float(answer[1])
             except Exception as exc:  # connection refused, timeout, script error: count in memory instead
                 self.health.failed(exc)
             else:
                 self.health.recovered()
-                return wait if wait > 0 else None
-        return await self.fallback.acquire(key)
+                return budget_after(self.limit, self.period, ahead, wait if wait > 0 else None)
+        return await self.fallback.admit(key)
 
 
 def _memory_store() -> KeyValueStore:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.core.errors import DomainError, QuotaExceeded, StorageQuotaExceeded
+from app.core.limits import NEAR_LIMIT_FRACTION
 from app.settings import Settings
 
 
@@ -73,6 +74,13 @@ class UserLimits:
                 f"({stored} bytes stored): delete attachments or conversations first.",
                 quota="QUOTA_ATTACHMENT_BYTES_PER_USER",
             )
+
+    async def attachment_bytes_near_quota(self, store: CountingStore, context: Any) -> int | None:
+        """The bytes of attachments the user stores when they are near the storage quota, else None."""
+        if not self.attachment_bytes_per_user:
+            return None
+        stored = await store.stored_attachment_bytes(context)
+        return stored if stored >= NEAR_LIMIT_FRACTION * self.attachment_bytes_per_user else None
 
     def check_title(self, title: str | None, field: str) -> None:
         if title is not None and len(title) > self.max_thread_title_chars:

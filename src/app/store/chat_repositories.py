@@ -48,6 +48,7 @@ from app.store.chat_sql import (
     THREADS,
     TOUCH_THREAD,
     Order,
+    StatementRunner,
     dialect_insert,
     item_page_statement,
     rowcount,
@@ -85,30 +86,6 @@ class _ChatRepository(SQLAlchemyAsyncRepository[ModelT]):
 class ChatThreadRepository(_ChatRepository[ChatThread]):
     model_type = ChatThread
 
-    async def upsert_thread(
-        self,
-        *,
-        user_id: str,
-        thread_id: str,
-        title: str | None,
-        created_at: dt.datetime,
-        data: str,
-        now: dt.datetime,
-    ) -> None:
-        """Insert or update; an update keeps `created_at` and `seq` and bumps `updated_at`."""
-        await THREAD_UPSERT.execute(
-            self.session,
-            {
-                "user_id": user_id,
-                "id": thread_id,
-                "seq": next_seq(),
-                "title": title,
-                "created_at": created_at,
-                "updated_at": now,
-                "data": data,
-            },
-        )
-
     async def touch(self, *, user_id: str, thread_id: str, now: dt.datetime) -> bool:
         """Bump `updated_at`; False when the user has no such thread.
 
@@ -120,32 +97,11 @@ class ChatThreadRepository(_ChatRepository[ChatThread]):
         )
         return rowcount(result) > 0
 
-    async def thread_exists(self, *, user_id: str, thread_id: str) -> bool:
-        result = await self.session.execute(THREAD_EXISTS, {"user_id": user_id, "thread_id": thread_id})
-        return result.first() is not None
-
     async def count_threads(self, *, user_id: str) -> int:
         result = await self.session.execute(
             select(func.count()).select_from(THREADS).where(THREADS.c.user_id == user_id)
         )
         return int(result.scalar_one())
-
-    async def get_thread(self, *, user_id: str, thread_id: str) -> tuple[dt.datetime, str] | None:
-        """`(created_at, data as JSON text)` of one thread."""
-        result = await self.session.execute(GET_THREAD, {"user_id": user_id, "thread_id": thread_id})
-        row = result.first()
-        return None if row is None else (row[0], row[1])
-
-    async def page_threads(
-        self, *, user_id: str, after: str | None, limit: int, order: Order
-    ) -> Sequence[tuple[str, dt.datetime, str]]:
-        """Up to `limit` rows of `(id, created_at, data as JSON text)` after the cursor id."""
-        statement = thread_page_statement(order, after is not None)
-        params: dict[str, Any] = {"user_id": user_id, "limit": limit}
-        if after is not None:
-            params["after"] = after
-        result = await self.session.execute(statement, params)
-        return cast("Sequence[tuple[str, dt.datetime, str]]", result.all())
 
     async def delete_threads(self, *, user_id: str, thread_ids: Sequence[str]) -> int:
         result = await self.session.execute(
@@ -227,48 +183,11 @@ class ChatItemRepository(_ChatRepository[ChatItem]):
         )
         return int(result.scalar_one())
 
-    async def add_item_touching_thread(self, *, user_id: str, thread_id: str, row: ItemRow, now: dt.datetime) -> bool:
-        """PostgreSQL only: `ChatThreadRepository.touch` + `upsert_items` in one statement.
-
-        False when nothing was written: the thread is not the user's, or the id belongs to an
-        item of another thread (the caller tells these apart with `thread_exists`).
-        """
-        result = await ITEM_ADD_POSTGRESQL.execute(
-            self.session,
-            {
-                "b_user_id": user_id,
-                "b_thread_id": thread_id,
-                "b_now": now,
-                "p_id": row.id,
-                "p_type": row.type,
-                "p_seq": next_seq(),
-                "p_created_at": row.created_at,
-                "p_data": row.data,
-            },
-        )
-        return result.first() is not None
-
     async def count_items(self, *, user_id: str, thread_id: str) -> int:
         result = await self.session.execute(
             select(func.count()).select_from(ITEMS).where(ITEMS.c.user_id == user_id, ITEMS.c.thread_id == thread_id)
         )
         return int(result.scalar_one())
-
-    async def get_item(self, *, user_id: str, thread_id: str, item_id: str) -> str | None:
-        """The item's JSON text, or None."""
-        result = await self.session.execute(GET_ITEM, {"user_id": user_id, "thread_id": thread_id, "item_id": item_id})
-        return result.scalar_one_or_none()
-
-    async def page_items(
-        self, *, user_id: str, thread_id: str, after: str | None, limit: int, order: Order
-    ) -> Sequence[str]:
-        """Up to `limit` items' JSON text after the cursor id, in `(created_at, seq)` order."""
-        statement = item_page_statement(order, after is not None)
-        params: dict[str, Any] = {"user_id": user_id, "thread_id": thread_id, "limit": limit}
-        if after is not None:
-            params["after"] = after
-        result = await self.session.execute(statement, params)
-        return result.scalars().all()
 
     async def delete_item(self, *, user_id: str, thread_id: str, item_id: str) -> bool:
         result = await self.session.execute(
@@ -281,6 +200,92 @@ class ChatItemRepository(_ChatRepository[ChatItem]):
             delete(ITEMS).where(ITEMS.c.user_id == user_id, ITEMS.c.thread_id.in_(list(thread_ids)))
         )
         return rowcount(result)
+
+
+class ChatRows:
+    """The Store's hot statements, run where `runner` runs them: a session (`SessionRunner`)
+    or a pooled asyncpg connection (`app.store.driver`). Like the repositories, every method
+    takes the `user_id` and every statement pins it."""
+
+    def __init__(self, runner: StatementRunner) -> None:
+        self.runner = runner
+
+    async def get_thread(self, *, user_id: str, thread_id: str) -> tuple[dt.datetime, str] | None:
+        """`(created_at, data as JSON text)` of one thread."""
+        rows = await self.runner.fetch(GET_THREAD, {"user_id": user_id, "thread_id": thread_id})
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def thread_exists(self, *, user_id: str, thread_id: str) -> bool:
+        return bool(await self.runner.fetch(THREAD_EXISTS, {"user_id": user_id, "thread_id": thread_id}))
+
+    async def page_threads(
+        self, *, user_id: str, after: str | None, limit: int, order: Order
+    ) -> Sequence[Sequence[Any]]:
+        """Up to `limit` rows of `(id, created_at, data as JSON text)` after the cursor id."""
+        params: dict[str, Any] = {"user_id": user_id, "limit": limit}
+        if after is not None:
+            params["after"] = after
+        return await self.runner.fetch(thread_page_statement(order, after is not None), params)
+
+    async def upsert_thread(
+        self,
+        *,
+        user_id: str,
+        thread_id: str,
+        title: str | None,
+        created_at: dt.datetime,
+        data: str,
+        now: dt.datetime,
+    ) -> None:
+        """Insert or update; an update keeps `created_at` and `seq` and bumps `updated_at`."""
+        await self.runner.execute(
+            THREAD_UPSERT,
+            {
+                "user_id": user_id,
+                "id": thread_id,
+                "seq": next_seq(),
+                "title": title,
+                "created_at": created_at,
+                "updated_at": now,
+                "data": data,
+            },
+        )
+
+    async def get_item(self, *, user_id: str, thread_id: str, item_id: str) -> str | None:
+        """The item's JSON text, or None."""
+        rows = await self.runner.fetch(GET_ITEM, {"user_id": user_id, "thread_id": thread_id, "item_id": item_id})
+        return cast("str", rows[0][0]) if rows else None
+
+    async def page_items(
+        self, *, user_id: str, thread_id: str, after: str | None, limit: int, order: Order
+    ) -> list[str]:
+        """Up to `limit` items' JSON text after the cursor id, in `(created_at, seq)` order."""
+        params: dict[str, Any] = {"user_id": user_id, "thread_id": thread_id, "limit": limit}
+        if after is not None:
+            params["after"] = after
+        return [row[0] for row in await self.runner.fetch(item_page_statement(order, after is not None), params)]
+
+    async def add_item_touching_thread(self, *, user_id: str, thread_id: str, row: ItemRow, now: dt.datetime) -> bool:
+        """PostgreSQL only: `ChatThreadRepository.touch` + `ChatItemRepository.upsert_items` in
+        one statement.
+
+        False when nothing was written: the thread is not the user's, or the id belongs to an
+        item of another thread (the caller tells these apart with `thread_exists`).
+        """
+        rows = await self.runner.fetch(
+            ITEM_ADD_POSTGRESQL,
+            {
+                "b_user_id": user_id,
+                "b_thread_id": thread_id,
+                "b_now": now,
+                "p_id": row.id,
+                "p_type": row.type,
+                "p_seq": next_seq(),
+                "p_created_at": row.created_at,
+                "p_data": row.data,
+            },
+        )
+        return bool(rows)
 
 
 class ChatAttachmentRepository(_ChatRepository[ChatAttachment]):

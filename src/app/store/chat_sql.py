@@ -18,13 +18,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     CursorResult,
+    Executable,
     Select,
     String,
     Table,
@@ -170,6 +171,21 @@ class _Prepared:
         return tuple(arguments)
 
 
+def _prepare(statement: Any, dialect: Any) -> _Prepared | None:
+    """`statement` compiled for `dialect` as positional driver SQL, or None (named paramstyle)."""
+    compiled = statement.compile(dialect=dialect)
+    if not compiled.positional or compiled.positiontup is None:
+        return None
+    binds = [compiled.binds[name] for name in compiled.positiontup]
+    return _Prepared(
+        sql=compiled.string,
+        names=tuple(compiled.positiontup),
+        # literals in the statement (e.g. 'pending') are binds that carry a value
+        defaults=tuple(_REQUIRED if bind.required else bind.effective_value for bind in binds),
+        processors=tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds),
+    )
+
+
 class CompiledOnce:
     """An `INSERT ... ON CONFLICT` statement compiled once per dialect, then sent as SQL text.
 
@@ -188,21 +204,10 @@ class CompiledOnce:
     def statement(self, dialect_name: str) -> Any:
         return self.build(dialect_name)
 
-    def _prepare(self, dialect: Any) -> _Prepared | None:
+    def prepared(self, dialect: Any) -> _Prepared | None:
         key = (type(dialect), str(dialect.paramstyle))
         if key not in self._compiled:
-            compiled = self.build(dialect.name).compile(dialect=dialect)
-            if not compiled.positional or compiled.positiontup is None:
-                self._compiled[key] = None
-            else:
-                binds = [compiled.binds[name] for name in compiled.positiontup]
-                self._compiled[key] = _Prepared(
-                    sql=compiled.string,
-                    names=tuple(compiled.positiontup),
-                    # literals in the statement (e.g. 'pending') are binds that carry a value
-                    defaults=tuple(_REQUIRED if bind.required else bind.effective_value for bind in binds),
-                    processors=tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds),
-                )
+            self._compiled[key] = _prepare(self.build(dialect.name), dialect)
         return self._compiled[key]
 
     async def execute(
@@ -211,13 +216,66 @@ class CompiledOnce:
         params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     ) -> CursorResult[Any]:
         dialect = session.get_bind().dialect
-        prepared = self._prepare(dialect)
+        prepared = self.prepared(dialect)
         if prepared is None:
             return cast("CursorResult[Any]", await session.execute(self.build(dialect.name), params))
         connection = await session.connection()
         if isinstance(params, Mapping):
             return await connection.exec_driver_sql(prepared.sql, prepared.arguments(params))
         return await connection.exec_driver_sql(prepared.sql, [prepared.arguments(values) for values in params])
+
+
+Runnable = Executable | CompiledOnce
+"""A statement of this module: a prebuilt Core statement or an upsert compiled once."""
+
+_PREPARED: dict[tuple[Executable, type], _Prepared] = {}
+
+
+def prepared_for(statement: Runnable, dialect: Any) -> _Prepared:
+    """`statement` as positional SQL for a driver of `dialect`, compiled once.
+
+    For this module's statements, which live as long as the process (the cache holds each
+    one, so it is as small as the module's set of statements).
+    """
+    if isinstance(statement, CompiledOnce):
+        prepared = statement.prepared(dialect)
+    else:
+        key = (statement, type(dialect))
+        prepared = _PREPARED.get(key)
+        if prepared is None:
+            prepared = _prepare(statement, dialect)
+            if prepared is not None:
+                _PREPARED[key] = prepared
+    if prepared is None:
+        raise ValueError(f"{dialect.name} with a named paramstyle has no positional driver SQL")
+    return prepared
+
+
+class SessionRunner:
+    """Runs this module's statements on a session (SQLite, transactions, other drivers);
+    `app.store.driver.DriverConnection` runs the same ones on a bare asyncpg connection."""
+
+    def __init__(self, session: AsyncSession | async_scoped_session[AsyncSession]) -> None:
+        self.session = session
+
+    async def _result(self, statement: Runnable, params: Mapping[str, Any]) -> Any:
+        if isinstance(statement, CompiledOnce):
+            return await statement.execute(self.session, params)
+        return await self.session.execute(statement, params)
+
+    async def fetch(self, statement: Runnable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        return cast("Sequence[Sequence[Any]]", (await self._result(statement, params)).all())
+
+    async def execute(self, statement: Runnable, params: Mapping[str, Any]) -> int:
+        return rowcount(await self._result(statement, params))
+
+
+class StatementRunner(Protocol):
+    """Where the Store's hot statements run: `SessionRunner` or a `DriverConnection`."""
+
+    async def fetch(self, statement: Runnable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]: ...
+
+    async def execute(self, statement: Runnable, params: Mapping[str, Any]) -> int: ...
 
 
 def _thread_upsert(dialect_name: str) -> Any:

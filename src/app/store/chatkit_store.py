@@ -66,7 +66,7 @@ from chatkit.types import Attachment, FeedbackKind, Page, ThreadItem, ThreadMeta
 from pydantic import TypeAdapter
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typing_extensions import TypeVar
 
 from app.core.clock import utcnow
@@ -77,13 +77,15 @@ from app.store.chat_repositories import (
     ChatAttachmentRepository,
     ChatFeedbackRepository,
     ChatItemRepository,
+    ChatRows,
     ChatThreadRepository,
     ItemRow,
     PurgeResult,
     purge_threads,
 )
-from app.store.chat_sql import Order
+from app.store.chat_sql import Order, SessionRunner
 from app.store.db import SessionMaker
+from app.store.driver import DriverLane
 
 __all__ = [
     "AttachmentRecord",
@@ -248,10 +250,16 @@ class ChatKitStore(Store[ContextT]):
     """
 
     def __init__(self, database: SQLAlchemyAsyncConfig | SessionMaker) -> None:
+        engine: AsyncEngine | None
         if isinstance(database, SQLAlchemyAsyncConfig):
             self._session_maker: SessionMaker = database.create_session_maker()
+            engine = database.get_engine()
         else:
             self._session_maker = database
+            bind = getattr(database, "kw", {}).get("bind")  # an `async_sessionmaker(engine)`
+            engine = bind if isinstance(bind, AsyncEngine) else None
+        # The hot reads and single-statement writes skip the session on PostgreSQL + asyncpg.
+        self._lane = DriverLane.for_engine(engine)
         self._postgres: bool | None = None
 
     # ---- sessions ----------------------------------------------------------------------------
@@ -278,6 +286,17 @@ class ChatKitStore(Store[ContextT]):
                     yield session
 
     @asynccontextmanager
+    async def _rows(self) -> AsyncIterator[ChatRows]:
+        """The hot statements in autocommit: on a pooled asyncpg connection when there is one
+        (app.store.driver), else on an `_autocommit` session."""
+        if self._lane is not None:
+            async with self._lane.connection() as connection:
+                yield ChatRows(connection)
+        else:
+            async with self._autocommit() as session:
+                yield ChatRows(SessionRunner(session))
+
+    @asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncSession]:
         """A transaction, for writes of more than one statement."""
         async with self._session_maker() as session, session.begin():
@@ -299,8 +318,8 @@ class ChatKitStore(Store[ContextT]):
 
     @_retry_when_no_connection
     async def load_thread(self, thread_id: str, context: ContextT) -> ThreadMetadata:
-        async with self._autocommit() as session:
-            row = await ChatThreadRepository(session=session).get_thread(user_id=context.user_id, thread_id=thread_id)
+        async with self._rows() as rows:
+            row = await rows.get_thread(user_id=context.user_id, thread_id=thread_id)
         if row is None:
             raise NotFoundError(f"Thread {thread_id} not found")
         return self._thread(*row)
@@ -308,8 +327,8 @@ class ChatKitStore(Store[ContextT]):
     @_retry_when_no_connection
     async def save_thread(self, thread: ThreadMetadata, context: ContextT) -> None:
         created_at, data = _thread_json(thread)
-        async with self._autocommit() as session:
-            await ChatThreadRepository(session=session).upsert_thread(
+        async with self._rows() as rows:
+            await rows.upsert_thread(
                 user_id=context.user_id,
                 thread_id=thread.id,
                 title=thread.title,
@@ -321,12 +340,10 @@ class ChatKitStore(Store[ContextT]):
     @_retry_when_no_connection
     async def load_threads(self, limit: int, after: str | None, order: str, context: ContextT) -> Page[ThreadMetadata]:
         limit = page_size(limit)
-        async with self._autocommit() as session:
-            rows = await ChatThreadRepository(session=session).page_threads(
-                user_id=context.user_id, after=after, limit=limit + 1, order=_order(order)
-            )
-        threads = [self._thread(created_at, data) for _id, created_at, data in rows[:limit]]
-        return self._page(threads, has_more=len(rows) > limit)
+        async with self._rows() as rows:
+            page = await rows.page_threads(user_id=context.user_id, after=after, limit=limit + 1, order=_order(order))
+        threads = [self._thread(created_at, data) for _id, created_at, data in page[:limit]]
+        return self._page(threads, has_more=len(page) > limit)
 
     @_retry_when_no_connection
     async def count_threads(self, context: ContextT) -> int:
@@ -363,8 +380,8 @@ class ChatKitStore(Store[ContextT]):
         self, thread_id: str, after: str | None, limit: int, order: str, context: ContextT
     ) -> Page[ThreadItem]:
         limit = page_size(limit)
-        async with self._autocommit() as session:
-            rows = await ChatItemRepository(session=session).page_items(
+        async with self._rows() as rows:
+            page = await rows.page_items(
                 user_id=context.user_id,
                 thread_id=thread_id,
                 after=after,
@@ -372,19 +389,15 @@ class ChatKitStore(Store[ContextT]):
                 order=_order(order),
             )
             # An empty page must still tell "no such thread" apart from "no more items".
-            if not rows and not await ChatThreadRepository(session=session).thread_exists(
-                user_id=context.user_id, thread_id=thread_id
-            ):
+            if not page and not await rows.thread_exists(user_id=context.user_id, thread_id=thread_id):
                 raise NotFoundError(f"Thread {thread_id} not found")
-        items = [ITEM_ADAPTER.validate_json(data) for data in rows[:limit]]
-        return self._page(items, has_more=len(rows) > limit)
+        items = [ITEM_ADAPTER.validate_json(data) for data in page[:limit]]
+        return self._page(items, has_more=len(page) > limit)
 
     @_retry_when_no_connection
     async def load_item(self, thread_id: str, item_id: str, context: ContextT) -> ThreadItem:
-        async with self._autocommit() as session:
-            data = await ChatItemRepository(session=session).get_item(
-                user_id=context.user_id, thread_id=thread_id, item_id=item_id
-            )
+        async with self._rows() as rows:
+            data = await rows.get_item(user_id=context.user_id, thread_id=thread_id, item_id=item_id)
         if data is None:
             raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
         return ITEM_ADAPTER.validate_json(data)
@@ -392,19 +405,21 @@ class ChatKitStore(Store[ContextT]):
     @_retry_when_no_connection
     async def add_thread_item(self, thread_id: str, item: ThreadItem, context: ContextT) -> None:
         row = _item_row(item)
+        if self._lane is not None:
+            async with self._lane.connection() as connection:
+                return await self._add_touching(ChatRows(connection), thread_id, row, context)
         async with self._autocommit() as session:
-            if not self._is_postgres(session):
+            if not self._is_postgres(session):  # SQLite: touch + upsert in one transaction
                 return await self._add_rows(session, thread_id, [row], context)
-            items = ChatItemRepository(session=session)
-            if await items.add_item_touching_thread(
-                user_id=context.user_id, thread_id=thread_id, row=row, now=utcnow()
-            ):
-                return None
-            if not await ChatThreadRepository(session=session).thread_exists(
-                user_id=context.user_id, thread_id=thread_id
-            ):
-                raise NotFoundError(f"Thread {thread_id} not found")
-            raise ItemIdConflictError(f"item id {item.id} is already used in another thread of this user")
+            return await self._add_touching(ChatRows(SessionRunner(session)), thread_id, row, context)
+
+    async def _add_touching(self, rows: ChatRows, thread_id: str, row: ItemRow, context: ContextT) -> None:
+        """PostgreSQL: the item and the thread's `updated_at` in one statement (no transaction)."""
+        if await rows.add_item_touching_thread(user_id=context.user_id, thread_id=thread_id, row=row, now=utcnow()):
+            return
+        if not await rows.thread_exists(user_id=context.user_id, thread_id=thread_id):
+            raise NotFoundError(f"Thread {thread_id} not found")
+        raise ItemIdConflictError(f"item id {row.id} is already used in another thread of this user")
 
     async def save_item(self, thread_id: str, item: ThreadItem, context: ContextT) -> None:
         await self.add_thread_item(thread_id, item, context)
@@ -452,7 +467,7 @@ class ChatKitStore(Store[ContextT]):
     @_retry_when_no_connection
     async def save_attachment(self, attachment: Attachment, context: ContextT) -> None:
         async with self._writing() as session:
-            if attachment.thread_id is not None and not await ChatThreadRepository(session=session).thread_exists(
+            if attachment.thread_id is not None and not await ChatRows(SessionRunner(session)).thread_exists(
                 user_id=context.user_id, thread_id=attachment.thread_id
             ):
                 raise NotFoundError(f"Thread {attachment.thread_id} not found")
@@ -551,9 +566,7 @@ class ChatKitStore(Store[ContextT]):
         if kind not in ("positive", "negative"):
             raise ValueError(f"feedback kind must be 'positive' or 'negative', not {kind!r}")
         async with self._writing() as session:
-            if not await ChatThreadRepository(session=session).thread_exists(
-                user_id=context.user_id, thread_id=thread_id
-            ):
+            if not await ChatRows(SessionRunner(session)).thread_exists(user_id=context.user_id, thread_id=thread_id):
                 raise NotFoundError(f"Thread {thread_id} not found")
             if not item_ids:
                 return 0
@@ -565,9 +578,7 @@ class ChatKitStore(Store[ContextT]):
     async def load_feedback(self, thread_id: str, context: ContextT) -> dict[str, FeedbackKind]:
         """`{item_id: kind}` for the user's thread; `NotFoundError` when it is not the user's."""
         async with self._autocommit() as session:
-            if not await ChatThreadRepository(session=session).thread_exists(
-                user_id=context.user_id, thread_id=thread_id
-            ):
+            if not await ChatRows(SessionRunner(session)).thread_exists(user_id=context.user_id, thread_id=thread_id):
                 raise NotFoundError(f"Thread {thread_id} not found")
             rows = await ChatFeedbackRepository(session=session).feedback_for_thread(
                 user_id=context.user_id, thread_id=thread_id

@@ -1,0 +1,242 @@
+"""What a turn tells the user besides the answer: ChatKit `notice` and `progress_update` events.
+
+- The model is slow: when a model call has produced nothing for `MODEL_SLOW_NOTICE_SECONDS`, one
+  `notice` (info) per turn says so, instead of silence (`SlowModelWatch`, driven by `TurnNotices`).
+- The model call is retried (a 429 or 5xx from the provider, a dropped connection): a `notice`
+  (warning) saying so and how long it waits; the provider's client reports it (`current`).
+- A limit is nearly spent: the chat rate limit after this turn, the attachment storage quota.
+- Several task tools at once (the model completes 12 tasks in one step): `progress_update`s
+  counting them ("Completed 3 of 12 tasks…"); reading the attachments of the user's message.
+
+No HTTP here: events go to a `sink` (the turn's `AgentContext.stream`), which the ChatKit
+stream merges with the model's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from chatkit.types import NoticeEvent, ProgressUpdateEvent, ThreadStreamEvent
+
+from app.core.limits import Budget
+
+log = logging.getLogger("app.assistant")
+
+Sink = Callable[[ThreadStreamEvent], Awaitable[None]]
+
+SLOW_MODEL_MESSAGE = "The model is taking longer than usual to answer. Still working on it…"
+
+
+class SlowModelWatch:
+    """When a model call has been silent for `after` seconds: the timing, without any I/O.
+
+    A call is watched from `started()` to `ended()`; `output()` restarts the silence. It is due
+    once per turn at most.
+    """
+
+    def __init__(self, after: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.after = after
+        self.clock = clock
+        self.calls = 0  # model calls in flight (handoffs and retries never overlap, but be exact)
+        self.last_output = 0.0
+        self.fired = False
+
+    def started(self) -> None:
+        self.calls += 1
+        self.last_output = self.clock()
+
+    def ended(self) -> None:
+        self.calls = max(0, self.calls - 1)
+
+    def output(self) -> None:
+        self.last_output = self.clock()
+
+    def remaining(self) -> float | None:
+        """Seconds until it is due; None while nothing is watched (or it was already said)."""
+        if self.fired or self.calls == 0:
+            return None
+        return max(0.0, self.last_output + self.after - self.clock())
+
+    def due(self) -> bool:
+        remaining = self.remaining()
+        return remaining is not None and remaining <= 0.0
+
+
+class TurnNotices:
+    """The notices of one turn: the slow-model watch, provider retries, tool-batch progress."""
+
+    def __init__(self, sink: Sink, *, slow_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.sink = sink
+        self.slow = SlowModelWatch(slow_after, clock)
+        self._changed = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._watcher = asyncio.create_task(self._watch())
+
+    def close(self) -> None:
+        # Not awaited: the turn may be ending because its own task is being cancelled.
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    # ---- the model -----------------------------------------------------------------------------
+
+    def model_started(self) -> None:
+        self.slow.started()
+        self._changed.set()
+
+    def model_ended(self) -> None:
+        self.slow.ended()
+        self._changed.set()
+
+    def output(self) -> None:
+        """Something reached the user (called once per streamed event: keep it cheap)."""
+        self.slow.last_output = self.slow.clock()
+
+    async def _watch(self) -> None:
+        while True:
+            remaining = self.slow.remaining()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
+                self._changed.clear()
+                continue
+            except TimeoutError:
+                pass
+            if self.slow.due():
+                self.slow.fired = True
+                await self.sink(NoticeEvent(level="info", message=SLOW_MODEL_MESSAGE))
+                return
+
+    async def retrying(self, *, attempt: int, of: int, wait: float, status: int | None) -> None:
+        """The provider's client is about to retry a failed model call, after `wait` seconds."""
+        if status == 429:
+            reason = "The model's provider is rate-limiting this server"
+        elif status is None:
+            reason = "The model could not be reached"
+        else:
+            reason = f"The model's provider failed to answer ({status})"
+        seconds = max(1, math.ceil(wait))
+        message = f"{reason}; trying again in {seconds} s (retry {attempt} of {of})…"
+        await self.sink(NoticeEvent(level="warning", message=message))
+        self.slow.output()  # the user was just told why it is quiet
+
+    # ---- task tools ----------------------------------------------------------------------------
+
+    async def progress(self, text: str, icon: str | None = None) -> None:
+        await self.sink(ProgressUpdateEvent(text=text, icon=icon))
+
+
+# The turn whose model calls the provider's client makes now: the client is shared by every turn,
+# and the Agents SDK runs the model in a task of its own that inherits the context of `respond`.
+current: contextvars.ContextVar[TurnNotices | None] = contextvars.ContextVar("taskpilot_turn_notices", default=None)
+
+
+# ---- tool batches ---------------------------------------------------------------------------------
+
+_VERBS = {
+    "add_task": ("Adding", "Added"),
+    "update_task": ("Updating", "Updated"),
+    "complete_task": ("Completing", "Completed"),
+    "delete_task": ("Deleting", "Deleted"),
+    "get_task": ("Opening", "Opened"),
+}
+BATCH_MIN = 2  # one tool call is shown by its workflow task alone
+
+
+@dataclass
+class ToolBatch:
+    """The task tools one model response called together, and how many have finished."""
+
+    tools: tuple[str, ...]
+    done: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.tools)
+
+    def _verbs(self) -> tuple[str, str] | None:
+        names = set(self.tools)
+        return _VERBS.get(next(iter(names))) if len(names) == 1 else None
+
+    def started_text(self) -> str:
+        verbs = self._verbs()
+        if verbs is None:
+            return f"Running {self.total} task operations…"
+        return f"{verbs[0]} {self.total} tasks…"
+
+    def finished_one(self) -> str:
+        self.done = min(self.total, self.done + 1)
+        verbs = self._verbs()
+        if verbs is None:
+            return f"Finished {self.done} of {self.total} task operations…"
+        return f"{verbs[1]} {self.done} of {self.total} tasks…"
+
+
+def reading_attachments_text(count: int) -> str:
+    return f"Reading {count} attachment{'s' if count != 1 else ''}…"
+
+
+# ---- limits nearly spent -------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(1, math.ceil(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    return f"{math.ceil(seconds / 60)} min"
+
+
+def chat_budget_notice(budget: Budget | None) -> NoticeEvent | None:
+    """A warning when this turn left the user's chat rate limit nearly spent."""
+    if budget is None or not budget.near_limit:
+        return None
+    per = "minute" if budget.period == 60 else f"{_duration(budget.period)}"
+    left = (
+        "This was your last message for now"
+        if budget.remaining == 0
+        else f"You can send {budget.remaining} more message{'s' if budget.remaining != 1 else ''} right now"
+    )
+    refill = _duration(budget.period / budget.limit)
+    message = (
+        f"{left} (limit: {budget.limit} per {per}). One more becomes available every {refill}; "
+        f"the full allowance is back in {_duration(budget.full_in)}."
+    )
+    return NoticeEvent(level="warning", title="Message limit nearly reached", message=message)
+
+
+def storage_notice(stored: int, quota: int) -> NoticeEvent:
+    """A warning that the user's attachments nearly fill their storage quota."""
+    percent = min(100, math.floor(100 * stored / quota))
+    message = (
+        f"Your attachments use {percent}% of your storage ({_size(stored)} of {_size(quota)}). "
+        "Delete attachments or old conversations to make room for new files."
+    )
+    return NoticeEvent(level="warning", title="Attachment storage nearly full", message=message)
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} bytes"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.1f} KiB"
+    return f"{count / (1024 * 1024):.1f} MiB"
+
+
+__all__ = [
+    "BATCH_MIN",
+    "SLOW_MODEL_MESSAGE",
+    "SlowModelWatch",
+    "ToolBatch",
+    "TurnNotices",
+    "chat_budget_notice",
+    "current",
+    "reading_attachments_text",
+    "storage_notice",
+]
