@@ -25,6 +25,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app.__main__ import OPENAPI_PATH
+from app.agents.tools import composer_tool_options
 from app.asgi import create_app
 from app.ops.health import READY_PHRASE, chatkit_health
 from app.settings import Secret
@@ -239,7 +240,9 @@ async def test_health_alias_and_fields_in_process(tmp_path: Path) -> None:
     async with AsyncTestClient(app=create_app(settings)) as client:
         answers = [await client.get(path) for path in HEALTH_PATHS]
     assert [a.status_code for a in answers] == [200, 200]
-    assert answers[0].json() == answers[1].json() == msgspec.to_builtins(chatkit_health(settings))
+    assert (
+        answers[0].json() == answers[1].json() == msgspec.to_builtins(chatkit_health(settings, composer_tool_options()))
+    )
     assert answers[0].json()["chatkit_ready"] is True
 
 

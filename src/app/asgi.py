@@ -19,6 +19,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from app.agents.assistant import Assistant, TaskPilotConverter
+from app.agents.composer import ComposerChoices
 from app.agents.mcp import build_task_mcp_server
 from app.agents.providers import ProviderConfig, build_model_provider
 from app.agents.server import TaskPilotChatKitServer
@@ -119,6 +120,7 @@ def build_chatkit_server(
         limits=UserLimits.from_settings(settings),
         now=now,
         model_slow_notice_seconds=settings.model_slow_notice_seconds,
+        composer=ComposerChoices(default_model=settings.model, models=settings.model_choices),
     )
 
 

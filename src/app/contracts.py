@@ -73,6 +73,31 @@ class HostedModeStatus(Struct, kw_only=True):
     detail: str
 
 
+class ComposerToolOption(Struct, kw_only=True):
+    """A tool the composer offers; choosing it (`inference_options.tool_choice.id`) makes the turn call that tool."""
+
+    id: str
+    label: str
+    icon: str  # a ChatKit icon name
+    placeholder: str
+
+
+class ComposerModelOption(Struct, kw_only=True):
+    """A model the composer offers (`inference_options.model`); `default` is MODEL."""
+
+    id: str
+    label: str
+    default: bool
+
+
+class ComposerOptions(Struct, kw_only=True):
+    """What the page's composer may offer: `composer.tools` and `composer.models` of ChatKit's options.
+    `models` is empty unless MODEL_CHOICES is set; a turn that names anything else is refused (400)."""
+
+    tools: list[ComposerToolOption]
+    models: list[ComposerModelOption]
+
+
 class SelfHostedModeStatus(Struct, kw_only=True):
     ready: bool
     endpoint: str
@@ -82,6 +107,7 @@ class SelfHostedModeStatus(Struct, kw_only=True):
     # Whether `input.transcribe` is configured (TRANSCRIPTION_MODEL and OPENAI_API_KEY): the page
     # turns on ChatKit's `composer.dictation` only then.
     dictation: bool
+    composer: ComposerOptions
 
 
 class ChatKitHealth(Struct, kw_only=True):

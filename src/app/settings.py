@@ -227,6 +227,8 @@ class Settings:
 
     model_provider: ModelProvider = "offline"
     model: str = "gpt-5-mini"
+    # The models the page's composer offers (`inference_options.model`); empty: only MODEL, no picker.
+    model_choices: tuple[str, ...] = ()
     model_api_key: Secret | None = None
     model_context_tokens: int = 16_000
     offline_model_delay_ms: int = 0
@@ -391,6 +393,7 @@ class Settings:
         if 0 < ttl < 60:
             raise SettingsError(f"CHATKIT_SESSION_TTL_SECONDS={ttl!r} is invalid: accepts 60 to 86400 (or unset)")
 
+        model, model_choices = _models(r, d.model)
         max_streams = r.integer("CHATKIT_MAX_STREAMS", d.chatkit_max_streams, minimum=1, maximum=100_000)
 
         settings = cls(
@@ -444,7 +447,8 @@ class Settings:
             chatkit_automatic_thread_titling=r.boolean("CHATKIT_AUTOMATIC_THREAD_TITLING", True),
             chatkit_domain_key=r.optional("CHATKIT_DOMAIN_KEY"),
             model_provider=model_provider,
-            model=r.text("MODEL", d.model),
+            model=model,
+            model_choices=model_choices,
             model_api_key=model_api_key,
             model_context_tokens=r.integer(
                 "MODEL_CONTEXT_TOKENS", d.model_context_tokens, minimum=256, maximum=2_000_000
@@ -531,6 +535,40 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+MODEL_ID_MAX_CHARS = 128
+
+
+def _models(r: _Reader, default: str) -> tuple[str, tuple[str, ...]]:
+    """MODEL and MODEL_CHOICES: the default model, and the models a user may choose from.
+
+    With MODEL_CHOICES set and MODEL unset, the first choice is the default; MODEL set must be one
+    of the choices (the default is always offered, and nothing else is used without being offered).
+    """
+    explicit = r.raw("MODEL")
+    raw = r.raw("MODEL_CHOICES")
+    if raw is None:
+        return explicit or default, ()
+    accepts = "accepts comma-separated model ids such as gpt-5-mini,gpt-5"
+    choices = tuple(part.strip() for part in raw.split(","))
+    for choice in choices:
+        if not choice:
+            raise SettingsError(f"MODEL_CHOICES={raw!r} contains an empty model id: {accepts}")
+        if len(choice) > MODEL_ID_MAX_CHARS or any(c.isspace() or not c.isprintable() for c in choice):
+            raise SettingsError(
+                f"MODEL_CHOICES contains {choice[:MODEL_ID_MAX_CHARS]!r}: a model id has no spaces and at most "
+                f"{MODEL_ID_MAX_CHARS} characters; {accepts}"
+            )
+    duplicates = sorted({choice for choice in choices if choices.count(choice) > 1})
+    if duplicates:
+        raise SettingsError(f"MODEL_CHOICES lists {', '.join(duplicates)} more than once: {accepts}, each once")
+    if explicit is not None and explicit not in choices:
+        raise SettingsError(
+            f"MODEL_CHOICES does not include MODEL={explicit!r}: the default model must be one of the choices; "
+            "add it to MODEL_CHOICES, or unset MODEL to make the first choice the default"
+        )
+    return explicit or choices[0], choices
 
 
 def _redis_url(r: _Reader) -> Secret | None:

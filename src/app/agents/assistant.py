@@ -39,6 +39,7 @@ from openai.types.responses import (
 from openai.types.responses.response_input_item_param import Message
 from pydantic import ConfigDict, Field, SkipValidation
 
+from app.agents.composer import NO_CHOICE, TurnChoice
 from app.agents.hooks import ProgressHooks
 from app.agents.labels import AttachmentLabel, format_label
 from app.agents.time_zone import GET_TIME_ZONE, GET_TIME_ZONE_TOOL
@@ -261,7 +262,11 @@ class Assistant:
     async def _convert(self, item: ThreadItem) -> list[TResponseInputItem]:
         return await self.converter.to_agent_input([item])
 
-    async def run(self, thread: ThreadMetadata, turn: TurnContext) -> RunResultStreaming:
+    async def run(
+        self, thread: ThreadMetadata, turn: TurnContext, choice: TurnChoice = NO_CHOICE
+    ) -> RunResultStreaming:
+        """One turn. `choice` (the composer's, checked by the server) forces a tool on the first
+        model call (the SDK resets it to `auto` once a tool ran) and picks the run's model."""
         history = await self.history(thread, turn)
         if self.plain_text_content:
             history = [plain_text_message(item) for item in history]
@@ -278,13 +283,15 @@ class Assistant:
                 agent.tools = [*agent.tools, GET_TIME_ZONE_TOOL]
                 agent.tool_use_behavior = _stopping_at(agent.tool_use_behavior, GET_TIME_ZONE)
         orchestrator.handoffs = [urdu]
+        if choice.tool is not None:
+            orchestrator.model_settings = orchestrator.model_settings.resolve(ModelSettings(tool_choice=choice.tool))
         return Runner.run_streamed(
             orchestrator,
             history,
             context=turn,
             hooks=ProgressHooks(),
             max_turns=12,
-            run_config=RunConfig(model_provider=self.provider, tracing_disabled=True),
+            run_config=RunConfig(model=choice.model, model_provider=self.provider, tracing_disabled=True),
         )
 
     async def title(self, message: UserMessageItem, thread: ThreadMetadata) -> str:

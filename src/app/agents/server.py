@@ -74,6 +74,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from app.agents import notices
 from app.agents.assistant import Assistant, TurnContext, describe_model_error
+from app.agents.composer import NO_CHOICE, ComposerChoices, TurnChoice
 from app.agents.time_zone import GET_TIME_ZONE, answered_zone, checked_answer, remember_zone, remembered_zone
 from app.agents.widgets import TaskActions
 from app.core.clock import Now, utcnow, zone_clock
@@ -88,6 +89,8 @@ log = logging.getLogger("app.chatkit")
 # Built once: constructing the adapter for the request union costs milliseconds per call.
 REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
 FAKE_ID = "__fake_id__"
+# How many of the newest items a resumed turn looks through for the user message it answers.
+RESUME_LOOKBACK = 20
 
 
 def _dictation_not_configured() -> Unsupported:
@@ -135,9 +138,12 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         limits: UserLimits | None = None,
         now: Now = utcnow,
         model_slow_notice_seconds: float = 8.0,
+        composer: ComposerChoices | None = None,
     ) -> None:
         super().__init__(store, attachment_store)
         self.model_slow_notice_seconds = model_slow_notice_seconds
+        # The composer's tools and models (inference_options), checked before a stream opens.
+        self.composer = composer or ComposerChoices(default_model=assistant.model_name)
         self.now = now  # the instant "today" is taken from, in the user's time zone
         self.limits = limits or UserLimits()
         self.assistant = assistant
@@ -172,6 +178,17 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         match request:
             case ThreadsRetryAfterItemReq() | ThreadsAddStructuredInputReq():
                 item = await self.store.load_item(request.params.thread_id, request.params.item_id, context)
+                if isinstance(item, UserMessageItem):
+                    # A retry runs with the message's stored choices, which the operator may since
+                    # have withdrawn (MODEL_CHOICES changed).
+                    try:
+                        self.composer.choose(item.inference_options)
+                    except ProtocolError as exc:
+                        raise ProtocolError(
+                            f"The message to retry made a choice this server no longer offers: {exc.detail} "
+                            "Send the message again instead.",
+                            field="params.item_id",
+                        ) from None
                 # The library raises ValueError for this only after the 200 stream has opened.
                 if isinstance(request, ThreadsAddStructuredInputReq) and not isinstance(item, StructuredInputItem):
                     raise ProtocolError("params.item_id must name a structured input item.")
@@ -189,6 +206,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                     raise _dictation_not_configured()
                 self.transcriber.check(request.params.audio_base64, request.params.mime_type)
             case ThreadsCreateReq() | ThreadsAddUserMessageReq():
+                self.composer.choose(request.params.input.inference_options)
                 for attachment_id in request.params.input.attachments:
                     attachment = await self.store.load_attachment(attachment_id, context)
                     if attachment.upload_descriptor is not None:
@@ -379,7 +397,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             if attached:
                 # Their bytes are read (from blob storage) into the model's input before it runs.
                 yield ProgressUpdateEvent(text=notices.reading_attachments_text(attached), icon="document")
-            result = await self.assistant.run(thread, turn)
+            choice = await self._turn_choice(thread, input_user_message, context)
+            result = await self.assistant.run(thread, turn, choice)
             async for event in stream_agent_response(turn, result):
                 turn_notices.output()
                 event = ids.remap(event)
@@ -421,6 +440,21 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             raise failure
         if thread.title is None and input_user_message is not None:
             thread.title = self.limits.cut_title(await self.assistant.title(input_user_message, thread))
+
+    async def _turn_choice(self, thread: ThreadMetadata, message: UserMessageItem | None, context: Any) -> TurnChoice:
+        """The composer's choice for this turn (checked in `_authorize`). A turn resumed without a
+        message (a client tool's answer) keeps the model its user message chose, and forces no tool:
+        the forced call was that turn's first."""
+        if message is not None:
+            return self.composer.choose(message.inference_options)
+        page = await self.store.load_thread_items(thread.id, None, RESUME_LOOKBACK, "desc", context)
+        asked = next((item for item in page.data if isinstance(item, UserMessageItem)), None)
+        if asked is None:
+            return NO_CHOICE
+        try:
+            return TurnChoice(model=self.composer.choose(asked.inference_options).model)
+        except ProtocolError:  # withdrawn since that message was sent: the default model
+            return NO_CHOICE
 
     async def _time_zone(self, thread: ThreadMetadata, message: UserMessageItem | None, context: Any) -> str | None:
         """The user's zone for this turn (see `app.agents.time_zone`): the request's header, else the

@@ -51,7 +51,16 @@ import msgspec
 from agents import FunctionTool, RunContextWrapper, function_tool
 from agents.function_schema import generate_func_documentation
 
-from app.contracts import Task, TaskCreate, TaskPriority, TaskSort, TaskStatus, TaskSummary, TaskUpdate
+from app.contracts import (
+    ComposerToolOption,
+    Task,
+    TaskCreate,
+    TaskPriority,
+    TaskSort,
+    TaskStatus,
+    TaskSummary,
+    TaskUpdate,
+)
 from app.core.clock import utc_today
 from app.core.errors import DomainError
 from app.core.text import first_unstorable, unstorable_detail
@@ -471,3 +480,33 @@ def _sdk_tool(declaration: ToolDeclaration) -> FunctionTool:
 
 TASK_TOOLS: tuple[FunctionTool, ...] = tuple(_sdk_tool(declaration) for declaration in TOOL_DECLARATIONS)
 """The task tools for the OpenAI Agents SDK (strict JSON schemas)."""
+
+
+# ---- composer tools: what the page's composer offers (`inference_options.tool_choice`) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class ComposerTool:
+    """A tool the composer offers. Choosing it forces the turn's first model call to be `tool`."""
+
+    id: str  # what the page sends as `inference_options.tool_choice.id`
+    tool: str  # the task tool it forces (one of TOOL_NAMES)
+    label: str
+    icon: str  # a ChatKit icon name
+    placeholder: str  # the composer's placeholder while it is chosen
+
+    def option(self) -> ComposerToolOption:
+        return ComposerToolOption(id=self.id, label=self.label, icon=self.icon, placeholder=self.placeholder)
+
+
+COMPOSER_TOOLS: tuple[ComposerTool, ...] = (
+    ComposerTool("add_task", "add_task", "Add task", "plus", "What needs doing? e.g. Buy milk tomorrow"),
+    ComposerTool("list_tasks", "list_tasks", "Find tasks", "search", "Which tasks? e.g. groceries, or overdue"),
+    ComposerTool("summary", "task_summary", "Summary", "chart", "Send to get a summary of your tasks"),
+)
+COMPOSER_TOOL_BY_ID: dict[str, ComposerTool] = {tool.id: tool for tool in COMPOSER_TOOLS}
+
+
+def composer_tool_options() -> list[ComposerToolOption]:
+    """The composer tools as `GET /api/chatkit/health` reports them to the page."""
+    return [tool.option() for tool in COMPOSER_TOOLS]

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
+from app.agents.tools import composer_tool_options
 from app.contracts import ChatKitHealth, Liveness, Readiness, StreamLoad
 from app.core.errors import AuthError
 from app.http.auth import Authenticator, client_address
@@ -123,7 +124,7 @@ class HealthController(Controller):
         summary="Which ChatKit modes are configured (no secret values)",
     )
     async def chatkit_health(self, settings: Settings) -> ChatKitHealth:
-        return chatkit_health(settings)
+        return chatkit_health(settings, composer_tool_options())
 
     @get(
         "/api/v1/chatkit/health",
@@ -133,4 +134,4 @@ class HealthController(Controller):
         deprecated=True,
     )
     async def chatkit_health_legacy(self, settings: Settings) -> ChatKitHealth:
-        return chatkit_health(settings)
+        return chatkit_health(settings, composer_tool_options())

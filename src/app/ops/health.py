@@ -7,7 +7,16 @@ workflow id or a secret must never appear in it.
 
 from __future__ import annotations
 
-from app.contracts import ChatKitHealth, HostedModeStatus, SelfHostedModeStatus
+from collections.abc import Sequence
+
+from app.contracts import (
+    ChatKitHealth,
+    ComposerModelOption,
+    ComposerOptions,
+    ComposerToolOption,
+    HostedModeStatus,
+    SelfHostedModeStatus,
+)
 from app.settings import Settings
 
 SESSIONS_PATH = "/api/chatkit/sessions"
@@ -17,9 +26,10 @@ SELF_HOSTED_ENDPOINT = "/chatkit"
 READY_PHRASE = "ChatKit is properly configured"
 
 
-def chatkit_health(settings: Settings) -> ChatKitHealth:
+def chatkit_health(settings: Settings, composer_tools: Sequence[ComposerToolOption] = ()) -> ChatKitHealth:
+    """The document; `composer_tools` are the self-hosted composer's tools (`app.agents.tools.COMPOSER_TOOLS`)."""
     hosted = _hosted(settings)
-    self_hosted = _self_hosted(settings)
+    self_hosted = _self_hosted(settings, composer_tools)
     return ChatKitHealth(
         status="ok",
         service="chatkit",
@@ -42,7 +52,7 @@ def _hosted(settings: Settings) -> HostedModeStatus:
     )
 
 
-def _self_hosted(settings: Settings) -> SelfHostedModeStatus:
+def _self_hosted(settings: Settings, composer_tools: Sequence[ComposerToolOption]) -> SelfHostedModeStatus:
     provider = settings.model_provider
     return SelfHostedModeStatus(
         ready=True,
@@ -53,6 +63,14 @@ def _self_hosted(settings: Settings) -> SelfHostedModeStatus:
         if provider == "offline"
         else f"answers with {settings.model} via {provider}",
         dictation=not settings.dictation_missing,
+        composer=ComposerOptions(
+            tools=list(composer_tools),
+            # Offered only when the operator lists them (MODEL_CHOICES): MODEL alone needs no picker.
+            models=[
+                ComposerModelOption(id=model, label=model, default=model == settings.model)
+                for model in settings.model_choices
+            ],
+        ),
     )
 
 
@@ -72,6 +90,8 @@ def _message(settings: Settings, hosted: HostedModeStatus, self_hosted: SelfHost
     parts = [hosted_part, self_hosted_part]
     if self_hosted.dictation:
         parts.append("Dictation (input.transcribe) uses TRANSCRIPTION_MODEL.")
+    if settings.model_choices:
+        parts.append(f"The composer offers {len(settings.model_choices)} models (MODEL_CHOICES).")
     if settings.is_production and not settings.chatkit_domain_key:
         parts.append(
             "CHATKIT_DOMAIN_KEY is not set: the page's ChatKit works on localhost only until the domain "

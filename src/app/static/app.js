@@ -290,7 +290,8 @@ export async function mount(root, options = {}) {
       if (!current()) return;
       if (useChatKit) {
         const dictation = options.dictation ?? Boolean(health?.self_hosted?.dictation);
-        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { ...options, dictation }), {
+        const composer = options.composer ?? health?.self_hosted?.composer;
+        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { ...options, dictation, composer }), {
           threadKey: `taskpilot.chatkit-thread:${auth.user ?? "anonymous"}`,
           onEffect,
           onError: (message) => showStatus(`ChatKit: ${message}. Reload, or open ${window.location.pathname}?ui=console for the built-in console.`, "error"),
@@ -298,7 +299,8 @@ export async function mount(root, options = {}) {
         root.dataset.ui = "chatkit";
       } else {
         const reason = forced === "console" ? "Chosen with ?ui=console." : "ChatKit's script could not be loaded from its CDN, so this page uses its built-in console.";
-        const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect, onClientTool: answerClientTool });
+        const composer = composerChoices(options.composer ?? health?.self_hosted?.composer);
+        const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect, onClientTool: answerClientTool, composer });
         chatArea.replaceChildren(chat.element);
         state.chat = chat;
         root.dataset.ui = "console";
@@ -455,8 +457,20 @@ export function selfHostedOptions(api, base, options = {}) {
       attachments: { enabled: true, maxCount: 5, maxSize: 10 * 1024 * 1024 },
       // Only when /api/chatkit/health says TRANSCRIPTION_MODEL is set: otherwise input.transcribe is 501.
       dictation: { enabled: Boolean(options.dictation) },
+      ...composerChoices(options.composer),
     },
   };
+}
+
+/**
+ * The server's composer choices (`self_hosted.composer` of /api/chatkit/health) as ChatKit's
+ * `composer.tools` and `composer.models`; each is left out when the server offers none (models:
+ * only with MODEL_CHOICES). The server refuses any other tool or model with a 400.
+ */
+export function composerChoices(composer) {
+  const tools = (composer?.tools ?? []).map((tool) => ({ id: tool.id, label: tool.label, icon: tool.icon, placeholderOverride: tool.placeholder }));
+  const models = (composer?.models ?? []).map((model) => ({ id: model.id, label: model.label, default: Boolean(model.default) }));
+  return { ...(tools.length ? { tools } : {}), ...(models.length ? { models } : {}) };
 }
 
 /** Hosted: ChatKit talks to OpenAI with secrets this server mints; a failure is also shown. */

@@ -54,6 +54,7 @@ export class ChatConsole {
       },
       onInput: () => this.#autosize(),
     });
+    this.#buildChoices();
     this.sendButton = h("button", { type: "submit", class: "tp-btn tp-btn--solid tp-send" }, "Send");
     this.stopButton = h("button", { type: "button", class: "tp-btn tp-btn--outline", hidden: true, onClick: () => this.busy?.abort() }, "Stop");
     this.form = h(
@@ -65,6 +66,8 @@ export class ChatConsole {
           this.send(this.input.value);
         },
       },
+      this.toolSelect,
+      this.modelSelect,
       this.input,
       this.stopButton,
       this.sendButton
@@ -89,6 +92,47 @@ export class ChatConsole {
         this.form
       )
     );
+  }
+
+  /** The composer's tool and model pickers, as ChatKit's `composer.tools` / `composer.models` (null when none are offered). */
+  #buildChoices() {
+    const { tools = [], models = [] } = this.options.composer ?? {};
+    this.toolSelect = tools.length
+      ? h(
+          "select",
+          {
+            class: "tp-choice tp-choice--tool",
+            "aria-label": "Tool",
+            onChange: () => {
+              const tool = tools.find((t) => t.id === this.toolSelect.value);
+              this.input.placeholder = tool?.placeholderOverride ?? this.options.placeholder;
+            },
+          },
+          h("option", { value: "" }, "No tool"),
+          tools.map((tool) => h("option", { value: tool.id }, tool.label))
+        )
+      : null;
+    this.modelSelect = models.length
+      ? h(
+          "select",
+          { class: "tp-choice tp-choice--model", "aria-label": "Model" },
+          models.map((model) => h("option", { value: model.id, selected: model.default || null }, model.label))
+        )
+      : null;
+  }
+
+  /** The composer's choices for the next message (ChatKit's `inference_options`); the tool applies to one message. */
+  #inferenceOptions() {
+    const options = {};
+    if (this.toolSelect?.value) options.tool_choice = { id: this.toolSelect.value };
+    if (this.modelSelect?.value) options.model = this.modelSelect.value;
+    return options;
+  }
+
+  #resetTool() {
+    if (!this.toolSelect) return;
+    this.toolSelect.value = "";
+    this.input.placeholder = this.options.placeholder;
   }
 
   async start() {
@@ -250,7 +294,9 @@ export class ChatConsole {
     if (!text || this.busy) return;
     this.input.value = "";
     this.#autosize();
-    const input = userInput(text);
+    const tool = this.toolSelect?.value ?? "";
+    const input = userInput(text, this.#inferenceOptions());
+    this.#resetTool();
     let refused;
     if (this.threadId) {
       refused = await this.#run("threads.add_user_message", { thread_id: this.threadId, input });
@@ -263,6 +309,10 @@ export class ChatConsole {
     if (refused?.status && !this.input.value) {
       this.input.value = text;
       this.#autosize();
+      if (this.toolSelect) {
+        this.toolSelect.value = tool;
+        this.toolSelect.dispatchEvent(new Event("change"));
+      }
     }
   }
 

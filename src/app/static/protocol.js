@@ -4,11 +4,12 @@
 
 import { errorFromResponse } from "./api.js";
 
-export function userInput(text) {
+/** A user message; `inferenceOptions` carries the composer's choices ({tool_choice: {id}, model}). */
+export function userInput(text, inferenceOptions = {}) {
   return {
     content: [{ type: "input_text", text }],
     attachments: [],
-    inference_options: {},
+    inference_options: inferenceOptions,
   };
 }
 

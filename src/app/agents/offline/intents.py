@@ -87,6 +87,27 @@ class Intent:
         return fields
 
 
+def forced_intent(tool: str, text: str, today: date) -> Intent | None:
+    """The intent of `text` when the person chose the composer tool that calls `tool`: the text is
+    what that tool is about ("Buy milk" with Add task is a task to add), whatever its own words say.
+    None for a tool the composer does not offer."""
+    cleaned = " ".join(text.translate(URDU_DIGITS).split())
+    language = language_of(cleaned)
+    own = parse(text, today)
+    match tool:
+        case "add_task":
+            if own.kind == "add":
+                return own
+            return _urdu_add_intent(cleaned, today) if language == "ur" else _add_intent(cleaned, today)
+        case "list_tasks":
+            if own.kind == "list":
+                return own
+            return Intent("list", language=language, status="all", search=cleaned.strip(" .,:;!?\"'") or None)
+        case "task_summary":
+            return Intent("summary", language=language)
+    return None
+
+
 def language_of(text: str) -> Language:
     letters = [c for c in text if c.isalpha()]
     if not letters:
@@ -365,19 +386,7 @@ def _parse_english(text: str, today: date) -> Intent:
 
     add = _ADD.match(text)
     if add and not re.match(r"^\s*(?:show|list|what|which|find|search)\b", lowered):
-        intent = Intent("add")
-        rest = add.group("quick") if add.group("quick") is not None else add.group("rest")
-        rest = _extract_common(rest, today, intent)
-        desc = re.search(r"\s*(?:[-—:]\s*)?\b(?:note|notes|description|details?)\s*:\s*(.+)$", rest, re.I)
-        if desc:
-            intent.description = desc.group(1).strip()
-            rest = rest[: desc.start()]
-        intent.title = _clean_title(rest)
-        if not intent.title:
-            intent.problem = intent.problem or "What should the task be called? Try 'add a task to buy milk'."
-        elif len(intent.title) > 200:
-            intent.title = intent.title[:200].rstrip()
-        return intent
+        return _add_intent(add.group("quick") if add.group("quick") is not None else add.group("rest"), today)
 
     if _GET.search(lowered) and _NUMBER_REF.search(text):
         intent = Intent("get")
@@ -388,6 +397,22 @@ def _parse_english(text: str, today: date) -> Intent:
         return _parse_list(text, today)
 
     return Intent("unknown")
+
+
+def _add_intent(rest: str, today: date) -> Intent:
+    """An "add" intent from the words that describe the task (after any "add a task to")."""
+    intent = Intent("add")
+    rest = _extract_common(rest, today, intent)
+    desc = re.search(r"\s*(?:[-—:]\s*)?\b(?:note|notes|description|details?)\s*:\s*(.+)$", rest, re.I)
+    if desc:
+        intent.description = desc.group(1).strip()
+        rest = rest[: desc.start()]
+    intent.title = _clean_title(rest)
+    if not intent.title:
+        intent.problem = intent.problem or "What should the task be called? Try 'add a task to buy milk'."
+    elif len(intent.title) > 200:
+        intent.title = intent.title[:200].rstrip()
+    return intent
 
 
 def _parse_update(text: str, today: date) -> Intent:
@@ -491,6 +516,29 @@ _UR_STOP = re.compile(
 )
 
 
+def _urdu_add_intent(rest: str, today: date) -> Intent:
+    """An Urdu "add" intent from the words that describe the task (the add verb taken out)."""
+    intent = Intent("add", language="ur")
+    if _UR_HIGH.search(rest):
+        intent.priority = "high"
+        rest = _UR_HIGH.sub(" ", rest)
+    elif _UR_LOW.search(rest):
+        intent.priority = "low"
+        rest = _UR_LOW.sub(" ", rest)
+    for pattern, days in _UR_DATES:
+        if pattern.search(rest):
+            intent.due_date = today + timedelta(days=days)
+            rest = pattern.sub(" ", rest)
+            break
+    rest = re.sub(r"\bترجیح\b", " ", rest)
+    title = _UR_STOP.sub(" ", rest)
+    title = " ".join(re.sub(r"[^\w\s#-]", " ", title).split())
+    intent.title = title or None
+    if not intent.title:
+        intent.problem = "کام کا نام بتائیں، مثلاً: 'دودھ خریدنے کا کام شامل کریں'"
+    return intent
+
+
 def _parse_urdu(text: str, today: date) -> Intent:
     if _UR_GREETING.match(text):
         return Intent("greeting", language="ur")
@@ -514,26 +562,7 @@ def _parse_urdu(text: str, today: date) -> Intent:
     if _UR_SUMMARY.search(text):
         return Intent("summary", language="ur")
     if _UR_ADD.search(text):
-        intent = Intent("add", language="ur")
-        rest = _UR_ADD.sub(" ", text)
-        if _UR_HIGH.search(rest):
-            intent.priority = "high"
-            rest = _UR_HIGH.sub(" ", rest)
-        elif _UR_LOW.search(rest):
-            intent.priority = "low"
-            rest = _UR_LOW.sub(" ", rest)
-        for pattern, days in _UR_DATES:
-            if pattern.search(rest):
-                intent.due_date = today + timedelta(days=days)
-                rest = pattern.sub(" ", rest)
-                break
-        rest = re.sub(r"\bترجیح\b", " ", rest)
-        title = _UR_STOP.sub(" ", rest)
-        title = " ".join(re.sub(r"[^\w\s#-]", " ", title).split())
-        intent.title = title or None
-        if not intent.title:
-            intent.problem = "کام کا نام بتائیں، مثلاً: 'دودھ خریدنے کا کام شامل کریں'"
-        return intent
+        return _urdu_add_intent(_UR_ADD.sub(" ", text), today)
     if _UR_COMPLETE.search(text) and (number or not _UR_LIST.search(text)):
         return with_reference(Intent("complete", language="ur"), _UR_COMPLETE)
     if _UR_LIST.search(text) or _UR_OVERDUE.search(text) or "کام" in text:

@@ -46,9 +46,9 @@ from openai.types.responses import (
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from app.agents.offline import replies
-from app.agents.offline.intents import Intent, language_of, parse
+from app.agents.offline.intents import Intent, forced_intent, language_of, parse
 from app.agents.offline.planner import Reply, Step, ToolCall, plan
-from app.agents.offline.transcript import as_dict, read_turn, turn_attachments
+from app.agents.offline.transcript import Done, as_dict, read_turn, turn_attachments
 from app.agents.time_zone import GET_TIME_ZONE
 from app.core.ids import prefixed_id
 
@@ -63,6 +63,22 @@ def depends_on_today(text: str, intent: Intent, today: date) -> bool:
     if intent.kind == "summary" or intent.overdue:
         return True
     return parse(text, today + timedelta(days=1)) != intent
+
+
+def _chosen_earlier(intent: Intent, done: list[Done]) -> str | None:
+    """The tool the composer forced on this turn's first call, read back from the calls made: the
+    SDK forces only the first call, so on later ones the model must remember why it made it. A
+    first call the text's own intent would not have started with was forced."""
+    if not done:
+        return None
+    natural, first = plan(intent, []), done[0]
+    if (
+        isinstance(natural, ToolCall)
+        and natural.name == first.name
+        and all(first.arguments.get(name) == value for name, value in natural.arguments.items())
+    ):
+        return None
+    return first.name
 
 
 class OfflineModel(Model):
@@ -93,7 +109,10 @@ class OfflineModel(Model):
         tools: list[Tool],
         handoffs: list[Handoff],
         instructions: str | None = None,
+        tool_choice: Any = None,
     ) -> Step:
+        """The next step. `tool_choice` is the run's `ModelSettings.tool_choice`: a tool's name forces
+        that tool now (the composer's choice); "auto", "required", "none" or None leave it to the text."""
         items = (
             [{"role": "user", "type": "message", "content": input}]
             if isinstance(input, str)
@@ -105,15 +124,25 @@ class OfflineModel(Model):
             if attachments:
                 return Reply(replies.attachments_received(attachments, "en", asked=False))
             return Reply(replies.nothing_to_do("en"))
-        urdu_handoff = next((h for h in handoffs if "urdu" in h.tool_name.lower()), None)
-        if urdu_handoff is not None and not handed_off and language_of(user_text) == "ur":
-            return ToolCall(urdu_handoff.tool_name, {})
         today = self.today(instructions)
         intent = parse(user_text, today)
         available = {t.name: t for t in tools if isinstance(t, FunctionTool)}
         asked = any(call.name == GET_TIME_ZONE for call in done)
         done = [call for call in done if call.name != GET_TIME_ZONE]
-        if GET_TIME_ZONE in available and not asked and not done and depends_on_today(user_text, intent, today):
+        forced = tool_choice if isinstance(tool_choice, str) and tool_choice in available else None
+        chosen = forced or _chosen_earlier(intent, done)
+        if chosen is not None:
+            intent = forced_intent(chosen, user_text, today) or intent
+        urdu_handoff = next((h for h in handoffs if "urdu" in h.tool_name.lower()), None)
+        if urdu_handoff is not None and not handed_off and chosen is None and language_of(user_text) == "ur":
+            return ToolCall(urdu_handoff.tool_name, {})
+        if (
+            GET_TIME_ZONE in available
+            and forced is None
+            and not asked
+            and not done
+            and depends_on_today(user_text, intent, today)
+        ):
             # The user's zone is unknown and the answer depends on their date: ask the page first.
             return ToolCall(GET_TIME_ZONE, {})
         step = plan(intent, done)
@@ -142,7 +171,7 @@ class OfflineModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
-        step = self.decide(input, tools, handoffs, system_instructions)
+        step = self.decide(input, tools, handoffs, system_instructions, model_settings.tool_choice)
         output: list[ResponseOutputItem] = [_function_call(step) if isinstance(step, ToolCall) else _message(step.text)]
         return ModelResponse(output=output, usage=Usage(requests=1), response_id=None)
 
@@ -160,7 +189,7 @@ class OfflineModel(Model):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> AsyncIterator[TResponseStreamEvent]:
-        step = self.decide(input, tools, handoffs, system_instructions)
+        step = self.decide(input, tools, handoffs, system_instructions, model_settings.tool_choice)
         async for event in step_events(step, self.delay):
             yield event
 
