@@ -3,10 +3,12 @@
 // Server-Sent Events: `data: <event JSON>` frames and `: keepalive` comments.
 
 import { errorFromResponse } from "./api.js";
+import { taggedContent } from "./entities.js";
 
-export function userInput(text) {
+/** A user message's input; `tags` ({id, text, data}) become `input_tag` parts where "@text" is. */
+export function userInput(text, tags = []) {
   return {
-    content: [{ type: "input_text", text }],
+    content: tags.length ? taggedContent(text, tags) : [{ type: "input_text", text }],
     attachments: [],
     inference_options: {},
   };
