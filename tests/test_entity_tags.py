@@ -155,6 +155,21 @@ async def test_a_tag_naming_another_users_task_is_not_acted_on_and_not_revealed(
         assert (await http.get(f"/api/tasks/{secret['id']}", headers=bearer("alice"))).status_code == 404
 
 
+async def test_a_tag_is_looked_up_every_turn_so_a_task_deleted_since_names_nothing(
+    live_server_factory: Callable[..., LiveServer],
+) -> None:
+    server = live_server_factory()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        milk = await add(http, "alice", "Buy milk")
+        chat = ChatKitClient(http, token("alice"), time_zone="UTC")
+        shown = await chat.request("threads.create", {"input": tagged_input("show ", tag(milk))})
+        assert f"#{milk['number']} “Buy milk”" in shown.assistant_text()
+        assert (await http.delete(f"/api/tasks/{milk['id']}", headers=bearer("alice"))).status_code == 204
+        again = await chat.send_input(shown.thread_id, tagged_input("mark ", tag(milk), " done"))
+        assert "doesn't name one of your tasks" in again.assistant_text(), again.assistant_text()
+        assert not entity_ids(reply_items(again)) and not again.of_type("client_effect")
+
+
 async def test_replies_naming_tasks_from_tool_results_carry_entity_annotations(
     live_server_factory: Callable[..., LiveServer],
 ) -> None:

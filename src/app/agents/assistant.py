@@ -202,9 +202,9 @@ class TaskPilotConverter(ThreadItemConverter):
         """ChatKit keeps one tag per distinct text; two tasks may share a title, so every distinct
         task (by id) gets its line in the @-mention context message."""
         tags = [part for part in item.content if isinstance(part, UserMessageTagContent)]
-        distinct = list({str(tag_task_id(tag) or tag.id): tag for tag in tags}.values())
-        if len(distinct) == len({tag.text for tag in tags}):
+        if not tags:
             return items
+        distinct = list({str(tag_task_id(tag) or tag.id): tag for tag in tags}.values())
         for index, message in enumerate(items):
             content = message.get("content") if isinstance(message, dict) else None
             if isinstance(content, list) and any(

@@ -388,7 +388,9 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 if isinstance(event, ThreadItemDoneEvent) and isinstance(event.item, AssistantMessageItem):
                     # Tasks the reply names (tagged, or returned by a tool this turn) become entity
                     # annotations the front end links; the item is saved as yielded here.
-                    event = ThreadItemDoneEvent(item=annotate(event.item, turn.named_tasks))
+                    annotated = annotate(event.item, turn.named_tasks)
+                    if annotated is not event.item:
+                        event = ThreadItemDoneEvent(item=annotated)
                 if (
                     self.log_content
                     and isinstance(event, ThreadItemDoneEvent)
