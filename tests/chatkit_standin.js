@@ -27,6 +27,7 @@ class StandInChatKit extends HTMLElement {
     this.clientSecret = null;
     this.secretCalls = []; // {current, secret} or {current, error}
     this.started = false;
+    this.annotations = []; // of the assistant messages `send` received
   }
 
   setOptions(options) {
@@ -68,10 +69,13 @@ class StandInChatKit extends HTMLElement {
     return this.requestSecret(this.clientSecret);
   }
 
-  /** Self-hosted: one user message through `api.fetch`, and the events ChatKit would emit. */
+  /** Self-hosted: one user message through `api.fetch`, and the events ChatKit would emit. The
+   * message is text, or a list of content parts (`input_text`, and `input_tag` made from an entity
+   * that `entities.onTagSearch` returned, as the composer sends a tagged task). */
   async send(text) {
     const { url, fetch: customFetch } = this.options.api;
-    const request = { type: "threads.create", params: { input: { content: [{ type: "input_text", text }], attachments: [], inference_options: {} } } };
+    const content = Array.isArray(text) ? text : [{ type: "input_text", text }];
+    const request = { type: "threads.create", params: { input: { content, attachments: [], inference_options: {} } } };
     const response = await (customFetch ?? fetch)(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request) });
     const body = await response.text();
     const events = [];
@@ -79,6 +83,9 @@ class StandInChatKit extends HTMLElement {
       if (!line.startsWith("data: ")) continue;
       const event = JSON.parse(line.slice(6));
       events.push(event.type);
+      if (event.type === "thread.item.done" && event.item?.type === "assistant_message") {
+        this.annotations.push(...event.item.content.flatMap((part) => part.annotations ?? []));
+      }
       if (event.type === "thread.created") {
         this.dispatchEvent(new CustomEvent("chatkit.thread.change", { detail: { threadId: event.thread.id } }));
       } else if (event.type === "client_effect") {

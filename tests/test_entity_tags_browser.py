@@ -5,7 +5,8 @@ another user's), choosing one sends the message with an `input_tag` for exactly 
 the answer's entity annotations become links that focus the task in the panel. For ChatKit's web
 component (a stand-in for the CDN script, tests/chatkit_standin.js) the test checks the
 `entities` option the page gives it: `onTagSearch` answers with the user's tasks as entities and
-`onClick` focuses the task in the panel.
+`onClick` focuses the task in the panel, and that a tagged message the component sends through
+the page's `api.fetch` completes exactly that task with an annotated answer.
 """
 
 from __future__ import annotations
@@ -122,4 +123,17 @@ def test_the_chatkit_component_gets_tag_search_and_click_handlers(
 
     driver.execute_script("window.__chatkit.options.entities.onClick(arguments[0])", entities[0])
     wait_for(driver, lambda d: focused_task(d) == milk["id"], "the panel to focus the clicked task")
+
+    # What the composer sends for a chosen entity reaches the server through the page's `api.fetch`:
+    # exactly that task is completed, and the answer's annotation names it.
+    sent = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; const e = arguments[0];"
+        "const tag = {type: 'input_tag', id: e.id, text: e.title, data: e.data, interactive: true};"
+        "window.__chatkit.send([{type: 'input_text', text: 'mark '}, tag, {type: 'input_text', text: ' done'}])"
+        ".then((r) => done({...r, annotations: window.__chatkit.annotations}), (e) => done(String(e)));",
+        entities[0],
+    )
+    assert sent["status"] == 200 and "error" not in sent["events"], sent
+    assert [a["source"]["id"] for a in sent["annotations"]] == [milk["id"]]
+    assert {t["id"]: t["completed"] for t in api_tasks(server, "alice")}[milk["id"]] is True
     assert not severe_console_errors(driver)
