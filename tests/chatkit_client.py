@@ -103,6 +103,10 @@ class ChatKitClient:
             {"thread_id": thread_id, "input": user_input(text, extra.get("attachments"))},
         )
 
+    async def send_input(self, thread_id: str, input: dict[str, Any]) -> StreamResult:
+        """A user message of any content (text and `input_tag` parts, as a composer sends them)."""
+        return await self.request("threads.add_user_message", {"thread_id": thread_id, "input": input})
+
     async def get_thread(self, thread_id: str) -> StreamResult:
         return await self.request("threads.get_by_id", {"thread_id": thread_id})
 

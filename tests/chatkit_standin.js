@@ -12,7 +12,11 @@
 //   through `api.fetch`, reads the SSE answer, and dispatches `chatkit.thread.change` for a new
 //   thread and `chatkit.effect` ({name, data}) for every `client_effect` event, as ChatKit does.
 //
-// What it does not prove: anything about the real component's UI, its iframe, its own calls to
+// Options the page passes for the component to call (`onClientTool`, `entities.onTagSearch` and
+// `entities.onClick`) are called by the tests themselves through `window.__chatkit.options`.
+//
+// What it does not prove: anything about the real component's UI (how it shows the tag search or
+// renders tags and entity annotations), its iframe, its own calls to
 // OpenAI in hosted mode, or exactly when and how often the real one calls getClientSecret. It
 // never logs or renders a secret.
 
@@ -23,6 +27,7 @@ class StandInChatKit extends HTMLElement {
     this.clientSecret = null;
     this.secretCalls = []; // {current, secret} or {current, error}
     this.started = false;
+    this.annotations = []; // of the assistant messages `send` received
   }
 
   setOptions(options) {
@@ -64,10 +69,13 @@ class StandInChatKit extends HTMLElement {
     return this.requestSecret(this.clientSecret);
   }
 
-  /** Self-hosted: one user message through `api.fetch`, and the events ChatKit would emit. */
+  /** Self-hosted: one user message through `api.fetch`, and the events ChatKit would emit. The
+   * message is text, or a list of content parts (`input_text`, and `input_tag` made from an entity
+   * that `entities.onTagSearch` returned, as the composer sends a tagged task). */
   async send(text) {
     const { url, fetch: customFetch } = this.options.api;
-    const request = { type: "threads.create", params: { input: { content: [{ type: "input_text", text }], attachments: [], inference_options: {} } } };
+    const content = Array.isArray(text) ? text : [{ type: "input_text", text }];
+    const request = { type: "threads.create", params: { input: { content, attachments: [], inference_options: {} } } };
     const response = await (customFetch ?? fetch)(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request) });
     const body = await response.text();
     const events = [];
@@ -75,6 +83,9 @@ class StandInChatKit extends HTMLElement {
       if (!line.startsWith("data: ")) continue;
       const event = JSON.parse(line.slice(6));
       events.push(event.type);
+      if (event.type === "thread.item.done" && event.item?.type === "assistant_message") {
+        this.annotations.push(...event.item.content.flatMap((part) => part.annotations ?? []));
+      }
       if (event.type === "thread.created") {
         this.dispatchEvent(new CustomEvent("chatkit.thread.change", { detail: { threadId: event.thread.id } }));
       } else if (event.type === "client_effect") {

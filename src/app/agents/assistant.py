@@ -40,6 +40,7 @@ from openai.types.responses.response_input_item_param import Message
 from pydantic import ConfigDict, Field, SkipValidation
 
 from app.agents.composer import NO_CHOICE, TurnChoice
+from app.agents.entities import TASK_TAG_PREFIX, format_tag, resolve_tags, tag_task_id
 from app.agents.hooks import ProgressHooks
 from app.agents.labels import AttachmentLabel, format_label
 from app.agents.time_zone import GET_TIME_ZONE, GET_TIME_ZONE_TOOL
@@ -86,6 +87,9 @@ class TurnContext(AgentContext[Any], ToolContext):
     user_id: str
     session_maker: Annotated[Any, SkipValidation]
     changed_task_ids: set[str] = Field(default_factory=set)
+    # The user's tasks this turn knows by id (tagged in the conversation, or named by a tool
+    # result): a reply naming one carries an entity annotation for it (app.agents.entities).
+    named_tasks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     max_tasks: int = 0  # QUOTA_TASKS_PER_USER, for the task tools
     # The user's IANA time zone when known (app.agents.time_zone), and "today" there: the task
     # tools, the widgets and the instructions all read the date from this one clock.
@@ -135,7 +139,8 @@ def attachment_label(attachment: Attachment) -> str:
 
 
 class TaskPilotConverter(ThreadItemConverter):
-    """Thread items as model input: compact widgets, tags as text, and attachments the model can
+    """Thread items as model input: compact widgets, task tags as the task they name (looked up
+    among the user's tasks, `app.agents.entities`), and attachments the model can
     read: images as image input (data URLs: a model provider cannot fetch a URL of this server),
     text files as text up to a budget, anything else (PDF, oversized files) as a short description.
     Every attachment is introduced by a label naming it, its type and its size."""
@@ -185,16 +190,35 @@ class TaskPilotConverter(ThreadItemConverter):
         converted = await super().user_message_to_input(
             item.model_copy(update={"attachments": []}), is_last_message=is_last_message
         )
-        if not item.attachments:
-            return converted
         items: list[Any] = list(converted) if isinstance(converted, list) else [converted]
+        items = await self._every_tag(item, items)
+        if not item.attachments:
+            return items
         message = items[0]  # ChatKit puts the user's own message first, then context messages
         parts = [part for attachment in item.attachments for part in await self.attachment_parts(attachment)]
         items[0] = {**message, "content": [*message["content"], *parts]}
         return items
 
+    async def _every_tag(self, item: UserMessageItem, items: list[Any]) -> list[Any]:
+        """ChatKit keeps one tag per distinct text; two tasks may share a title, so every distinct
+        task (by id) gets its line in the @-mention context message."""
+        tags = [part for part in item.content if isinstance(part, UserMessageTagContent)]
+        if not tags:
+            return items
+        distinct = list({str(tag_task_id(tag) or tag.id): tag for tag in tags}.values())
+        for index, message in enumerate(items):
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, list) and any(
+                str(part.get("text", "")).startswith(TASK_TAG_PREFIX) for part in content if isinstance(part, dict)
+            ):
+                head = [p for p in content if not str(p.get("text", "")).startswith(TASK_TAG_PREFIX)]
+                lines = [await self.tag_to_message_content(tag) for tag in distinct]
+                items[index] = {**message, "content": [*head, *lines]}
+        return items
+
     async def tag_to_message_content(self, tag: UserMessageTagContent) -> Any:
-        return ResponseInputTextParam(type="input_text", text=f"[context] @{tag.text}: {tag.data}")
+        # Only a tag the server resolved names a task (`resolve_tags`); its `data` is the client's.
+        return _text(format_tag(tag))
 
     async def assistant_message_to_input(self, item: AssistantMessageItem) -> Any:
         # ChatKit's default sends `output_text` parts, which the Agents SDK's Chat Completions
@@ -247,7 +271,11 @@ class Assistant:
         after: str | None = None
         while True:
             page = await turn.store.load_thread_items(thread.id, after, self.history_page, "desc", turn.request_context)
-            for item in page.data:
+            # Each tag is looked up among this user's tasks now (it may name another user's task,
+            # or one deleted since): one query per page, only when the page has tags.
+            data, tagged = await resolve_tags(list(page.data), turn.task_scope)
+            turn.named_tasks.update(tagged)
+            for item in data:
                 converted = await self._convert(item)
                 cost = estimate_tokens(converted)
                 if selected and cost > budget:

@@ -6,7 +6,8 @@ What this adds to the library:
   broken stream;
 - `respond()` runs the assistant through the Agents SDK and streams its events, with
   store-generated ids for every assistant message (Chat Completions providers call them all
-  `__fake_id__`), a `tasks.changed` client effect when tasks change, and a thread title;
+  `__fake_id__`), entity annotations on replies that name the user's tasks, a `tasks.changed`
+  client effect when tasks change, and a thread title;
 - provider failures become a ChatKit `error` event with a message a person can act on;
 - `notice` and `progress_update` events say what silence would not (`app.agents.notices`): a slow
   model, a retried model call, a nearly spent rate limit or storage quota, a batch of task tools;
@@ -75,6 +76,7 @@ from pydantic import TypeAdapter, ValidationError
 from app.agents import notices
 from app.agents.assistant import Assistant, TurnContext, describe_model_error
 from app.agents.composer import NO_CHOICE, ComposerChoices, TurnChoice
+from app.agents.entities import annotate
 from app.agents.time_zone import GET_TIME_ZONE, answered_zone, checked_answer, remember_zone, remembered_zone
 from app.agents.widgets import TaskActions
 from app.core.clock import Now, utcnow, zone_clock
@@ -402,6 +404,12 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             async for event in stream_agent_response(turn, result):
                 turn_notices.output()
                 event = ids.remap(event)
+                if isinstance(event, ThreadItemDoneEvent) and isinstance(event.item, AssistantMessageItem):
+                    # Tasks the reply names (tagged, or returned by a tool this turn) become entity
+                    # annotations the front end links; the item is saved as yielded here.
+                    annotated = annotate(event.item, turn.named_tasks)
+                    if annotated is not event.item:
+                        event = ThreadItemDoneEvent(item=annotated)
                 if (
                     self.log_content
                     and isinstance(event, ThreadItemDoneEvent)

@@ -100,6 +100,17 @@ class ToolContext:
             "(on itself or on its request_context)"
         )
 
+    def record_named(self, result: dict[str, Any]) -> None:
+        """Remember the tasks a tool result names (not a deleted one: it links nowhere), so the
+        turn's reply can carry entity annotations for them (`app.agents.entities.annotate`)."""
+        named = getattr(self, "named_tasks", None)
+        if not isinstance(named, dict):
+            return
+        listed = result.get("tasks")
+        for task in [result.get("task"), *(listed if isinstance(listed, list) else [])]:
+            if isinstance(task, dict) and isinstance(task.get("id"), str):
+                named[task["id"]] = task
+
     def record_changed(self, ids: Iterable[str]) -> None:
         changed = getattr(self, "changed_task_ids", None)
         if isinstance(changed, set):
@@ -473,6 +484,8 @@ def _sdk_tool(declaration: ToolDeclaration) -> FunctionTool:
         result = await operations.call(declaration.name, arguments)
         if result.get("changed_ids"):
             context.record_changed(result["changed_ids"])
+        if result.get("ok"):
+            context.record_named(result)
         return encode_result(result)
 
     return function_tool(declaration.adapter("ctx", RunContextWrapper[ToolContext], run, str))

@@ -54,6 +54,7 @@ MAX_DESCRIPTION: Final = 5000
 MAX_TAGS: Final = 20
 MAX_TAG_LENGTH: Final = 40
 MAX_SEARCH: Final = 200
+MAX_FIND: Final = 100  # ids looked up at once (the tags of a conversation)
 # Past every task a user may keep (QUOTA_TASKS_PER_USER tops out far below), and far inside BIGINT.
 MAX_OFFSET: Final = 10_000_000
 PRIORITIES: Final[tuple[TaskPriority, ...]] = ("low", "medium", "high")
@@ -154,6 +155,12 @@ class TaskService:
 
     async def get(self, ref: TaskRef) -> Task:
         return to_task(await self._row(ref))
+
+    async def find(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Task]:
+        """The user's tasks among `task_ids`, by id; an id that is not one of theirs is simply absent
+        (another user's task id names nothing here, as everywhere)."""
+        rows = await self.repository.get_many_by_ids(list(dict.fromkeys(task_ids))[:MAX_FIND])
+        return {row.id: to_task(row) for row in rows}
 
     async def list(self, query: TaskQuery | None = None) -> TaskList:
         query = query or TaskQuery()

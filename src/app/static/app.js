@@ -17,6 +17,7 @@ import { Api, browserTimeZone, errorFromResponse } from "./api.js";
 import { Auth } from "./auth.js";
 import { ChatConsole } from "./console.js";
 import { h } from "./dom.js";
+import { taskEntities } from "./entities.js";
 import { createClientSecretProvider, describeClientSecretError } from "./hosted-session.js";
 import { TaskPanel } from "./tasks.js";
 
@@ -128,6 +129,8 @@ export async function mount(root, options = {}) {
   const modeSwitch = h("div", { class: "tp-mode", role: "group", "aria-label": "ChatKit mode", hidden: true });
   const chatArea = h("main", { class: "tp-chat", "aria-label": "Assistant" });
   const tasks = new TaskPanel(api);
+  // @-mentions in the composer: the user's tasks from GET /api/tasks?q=; a click focuses the task.
+  const entities = taskEntities(api, (id) => tasks.focus(id));
   const status = h("div", { class: "tp-status", role: "status", hidden: true });
   root.replaceChildren(
     h(
@@ -291,7 +294,7 @@ export async function mount(root, options = {}) {
       if (useChatKit) {
         const dictation = options.dictation ?? Boolean(health?.self_hosted?.dictation);
         const composer = options.composer ?? health?.self_hosted?.composer;
-        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { ...options, dictation, composer }), {
+        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { ...options, dictation, composer, entities }), {
           threadKey: `taskpilot.chatkit-thread:${auth.user ?? "anonymous"}`,
           onEffect,
           onError: (message) => showStatus(`ChatKit: ${message}. Reload, or open ${window.location.pathname}?ui=console for the built-in console.`, "error"),
@@ -300,7 +303,7 @@ export async function mount(root, options = {}) {
       } else {
         const reason = forced === "console" ? "Chosen with ?ui=console." : "ChatKit's script could not be loaded from its CDN, so this page uses its built-in console.";
         const composer = composerChoices(options.composer ?? health?.self_hosted?.composer);
-        const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect, onClientTool: answerClientTool, composer });
+        const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect, onClientTool: answerClientTool, composer, entities });
         chatArea.replaceChildren(chat.element);
         state.chat = chat;
         root.dataset.ui = "console";
@@ -459,6 +462,9 @@ export function selfHostedOptions(api, base, options = {}) {
       dictation: { enabled: Boolean(options.dictation) },
       ...composerChoices(options.composer),
     },
+    // Self-hosted only: the server resolves each tag to one of the user's tasks (a hosted workflow
+    // runs on OpenAI's servers, which know nothing of them).
+    ...(options.entities ? { entities: options.entities } : {}),
   };
 }
 

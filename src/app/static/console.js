@@ -2,10 +2,13 @@
 // networks, blocked CDNs). It speaks the same /chatkit protocol as the ChatKit web component:
 // thread list, new thread, send, streamed assistant text, tool progress, the task widget's
 // buttons as actions, feedback on answers, retry after an error, client tools (the server's
-// `get_time_zone`), and readable errors.
+// `get_time_zone`), @-tagging tasks (a picker, tag-picker.js) with tagged tasks and the tasks a
+// reply names linked to the task panel (ChatKit's `entities` option), and readable errors.
 
 import { h, richText, formatWhen } from "./dom.js";
+import { entitySources, entityTaskId } from "./entities.js";
 import { ChatKitConnection, userInput } from "./protocol.js";
+import { TagPicker } from "./tag-picker.js";
 import { renderWidget, updateComponent } from "./widgets.js";
 
 const HIDDEN_ITEMS = new Set(["end_of_turn", "hidden_context_item", "sdk_hidden_context", "client_tool_call"]);
@@ -17,8 +20,9 @@ export class ChatConsole {
    * @param {import("./api.js").Api} api
    * @param {{greeting: string, prompts: {label: string, prompt: string}[], placeholder: string,
    *          user: string|null, reason: string, onEffect(name: string, data: object): void,
-   *          onClientTool({name: string, params: object}): object}} options  onClientTool answers the
-   *          server's client tools as ChatKit's option of that name does
+   *          onClientTool({name: string, params: object}): object,
+   *          entities?: {onTagSearch(query: string): Promise<object[]>, onClick(entity: object): void}}} options
+   *          onClientTool and entities work as ChatKit's options of those names do
    */
   constructor(api, options) {
     this.api = api;
@@ -47,6 +51,7 @@ export class ChatConsole {
       placeholder: this.options.placeholder,
       "aria-label": "Message",
       onKeydown: (event) => {
+        if (this.picker?.handleKey(event)) return;
         if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
           event.preventDefault();
           this.form.requestSubmit();
@@ -55,6 +60,7 @@ export class ChatConsole {
       onInput: () => this.#autosize(),
     });
     this.#buildChoices();
+    this.picker = this.options.entities ? new TagPicker(this.input, this.options.entities.onTagSearch) : null;
     this.sendButton = h("button", { type: "submit", class: "tp-btn tp-btn--solid tp-send" }, "Send");
     this.stopButton = h("button", { type: "button", class: "tp-btn tp-btn--outline", hidden: true, onClick: () => this.busy?.abort() }, "Stop");
     this.form = h(
@@ -89,6 +95,7 @@ export class ChatConsole {
         this.log,
         this.progress,
         this.banner,
+        this.picker?.element,
         this.form
       )
     );
@@ -295,7 +302,8 @@ export class ChatConsole {
     this.input.value = "";
     this.#autosize();
     const tool = this.toolSelect?.value ?? "";
-    const input = userInput(text, this.#inferenceOptions());
+    const tags = this.picker?.take() ?? [];
+    const input = userInput(text, { tags, inferenceOptions: this.#inferenceOptions() });
     this.#resetTool();
     let refused;
     if (this.threadId) {
@@ -308,6 +316,7 @@ export class ChatConsole {
     // so the text goes back into the composer instead of being lost.
     if (refused?.status && !this.input.value) {
       this.input.value = text;
+      this.picker?.restore(tags);
       this.#autosize();
       if (this.toolSelect) {
         this.toolSelect.value = tool;
@@ -502,15 +511,18 @@ export class ChatConsole {
     const data = { itemId: item.id, itemType: item.type };
     switch (item.type) {
       case "user_message": {
-        const text = item.content.map((part) => part.text ?? "").join("");
-        return h("div", { class: "tp-msg tp-msg--user", dataset: data }, h("div", { class: "tp-bubble" }, text));
+        const parts = item.content.map((part) => (part.type === "input_tag" ? this.#entityLink(part, `@${part.text}`, "tp-mention") : part.text ?? ""));
+        return h("div", { class: "tp-msg tp-msg--user", dataset: data }, h("div", { class: "tp-bubble" }, parts));
       }
       case "assistant_message": {
         const text = item.content.map((part) => part.text ?? "").join("\n\n");
         const body = text ? richText(text) : h("span", { class: "tp-typing", "aria-label": "Assistant is typing" }, h("i"), h("i"), h("i"));
         // Feedback on a finished answer, as ChatKit's threadItemActions.feedback (items.feedback).
         const actions = streaming || !text ? null : h("div", { class: "tp-msg-actions" }, this.#feedbackButton(item, "positive", "👍", "Good answer"), this.#feedbackButton(item, "negative", "👎", "Bad answer"));
-        return h("div", { class: ["tp-msg", "tp-msg--assistant", streaming ? "tp-msg--streaming" : null], dataset: data }, h("div", { class: "tp-bubble" }, body), actions);
+        // The tasks the answer names (its entity annotations), each a link to the task panel.
+        const sources = streaming ? [] : entitySources(item);
+        const linked = sources.length ? h("div", { class: "tp-sources", "aria-label": "Tasks in this answer" }, sources.map((source) => this.#entityLink(source, source.title, "tp-source"))) : null;
+        return h("div", { class: ["tp-msg", "tp-msg--assistant", streaming ? "tp-msg--streaming" : null], dataset: data }, h("div", { class: "tp-bubble" }, body, linked), actions);
       }
       case "workflow": {
         const tasks = item.workflow.tasks.filter(Boolean);
@@ -550,6 +562,14 @@ export class ChatConsole {
         return text ? h("div", { class: "tp-msg tp-msg--assistant", dataset: data }, h("div", { class: "tp-bubble" }, text)) : null;
       }
     }
+  }
+
+  /** A tagged task or an annotated one: a button that calls `entities.onClick` (the panel focuses it). */
+  #entityLink(entity, label, kind) {
+    const onClick = this.options.entities?.onClick;
+    const entityData = { id: entity.id, title: entity.title ?? entity.text, data: entity.data ?? {} };
+    if (!onClick) return h("span", { class: kind }, label);
+    return h("button", { type: "button", class: kind, title: "Show this task", dataset: { taskId: entityTaskId(entityData) }, onClick: () => onClick(entityData) }, label);
   }
 
   #feedbackButton(item, kind, label, title) {

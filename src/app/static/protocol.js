@@ -3,11 +3,15 @@
 // Server-Sent Events: `data: <event JSON>` frames and `: keepalive` comments.
 
 import { errorFromResponse } from "./api.js";
+import { taggedContent } from "./entities.js";
 
-/** A user message; `inferenceOptions` carries the composer's choices ({tool_choice: {id}, model}). */
-export function userInput(text, inferenceOptions = {}) {
+/**
+ * A user message's input. `tags` ({id, text, data}) become `input_tag` parts where "@text" is;
+ * `inferenceOptions` carries the composer's choices ({tool_choice: {id}, model}).
+ */
+export function userInput(text, { tags = [], inferenceOptions = {} } = {}) {
   return {
-    content: [{ type: "input_text", text }],
+    content: tags.length ? taggedContent(text, tags) : [{ type: "input_text", text }],
     attachments: [],
     inference_options: inferenceOptions,
   };

@@ -16,6 +16,7 @@ export class TaskPanel {
     this.api = api;
     this.filter = "open";
     this.highlight = new Set();
+    this.focused = null; // the task an entity click asked for (`focus`)
     this.loading = null;
     this.list = h("ul", { class: "tp-task-list", "aria-label": "Tasks" });
     this.summary = h("p", { class: "tp-task-summary", "aria-live": "polite" });
@@ -42,7 +43,35 @@ export class TaskPanel {
   setFilter(filter) {
     this.filter = filter;
     for (const tab of this.tabs) tab.setAttribute("aria-selected", String(tab.dataset.filter === filter));
-    this.refresh();
+    return this.refresh();
+  }
+
+  #rowOf(taskId) {
+    return [...this.list.querySelectorAll(".tp-task")].find((row) => row.dataset.taskId === taskId) ?? null;
+  }
+
+  /** Show one task (a tagged task, or one an answer names, was clicked): scrolled to, marked and
+   * focused; the list switches to "All" when the current filter hides it. False when it is gone. */
+  async focus(taskId) {
+    this.focused = String(taskId);
+    await this.loading;
+    let row = this.#rowOf(this.focused);
+    if (!row) {
+      await this.setFilter("all");
+      await this.loading;
+      row = this.#rowOf(this.focused);
+    }
+    for (const other of this.list.querySelectorAll(".tp-task--focused")) if (other !== row) other.classList.remove("tp-task--focused");
+    if (!row) {
+      this.message.hidden = false;
+      this.message.className = "tp-task-message";
+      this.message.textContent = "That task is not in your list any more.";
+      return false;
+    }
+    row.classList.add("tp-task--focused");
+    row.scrollIntoView?.({ block: "nearest" });
+    row.focus({ preventScroll: true });
+    return true;
   }
 
   /** Reload from the API; `changedIds` are highlighted briefly (they just changed in the chat). */
@@ -134,8 +163,9 @@ export class TaskPanel {
     return h(
       "li",
       {
-        class: ["tp-task", task.completed ? "tp-task--done" : null, changed ? "tp-task--changed" : null],
+        class: ["tp-task", task.completed ? "tp-task--done" : null, changed ? "tp-task--changed" : null, task.id === this.focused ? "tp-task--focused" : null],
         dataset: { taskId: task.id },
+        tabindex: "-1",
       },
       checkbox,
       h(

@@ -110,6 +110,12 @@ class TaskRepository(SQLAlchemyAsyncRepository[TaskRow]):
     async def get_by_number(self, number: int) -> TaskRow | None:
         return await self.get_one_or_none(number=number)
 
+    async def get_many_by_ids(self, task_ids: Sequence[uuid.UUID]) -> Sequence[TaskRow]:
+        """This user's rows among `task_ids` (an id of another user's task matches nothing)."""
+        if not task_ids:
+            return ()
+        return await self.list(TaskRow.id.in_(list(task_ids)))
+
     async def aggregate(self, *columns: ColumnElement[Any]) -> Sequence[Any]:
         """One row of aggregates over this user's tasks."""
         statement = select(*columns).select_from(TaskRow).where(self.owned)

@@ -65,10 +65,15 @@ class Intent:
     search: str | None = None
     # a problem understanding the request that the reply should explain
     problem: str | None = None
+    # tasks the person @-tagged: the ids the server resolved them to (in the order tagged), and the
+    # texts of tags that name none of their tasks; `tagged` when the request is about those tasks
+    tagged: bool = False
+    task_ids: list[str] = field(default_factory=list)
+    untagged: list[str] = field(default_factory=list)
 
     @property
     def has_reference(self) -> bool:
-        return self.number is not None or bool(self.reference)
+        return self.tagged or self.number is not None or bool(self.reference)
 
     def update_fields(self) -> dict[str, object]:
         fields: dict[str, object] = {}
@@ -122,6 +127,38 @@ def parse(text: str, today: date) -> Intent:
     if language_of(cleaned) == "ur":
         return _parse_urdu(cleaned, today)
     return _parse_english(cleaned, today)
+
+
+ONE_TASK_KINDS: frozenset[IntentKind] = frozenset({"get", "update", "complete", "reopen", "delete"})
+
+
+def parse_tagged(text: str, tags: list[tuple[str, str | None]], today: date) -> Intent:
+    """The intent of an utterance with @-tagged tasks (`tags`: each tag's text and the id of the
+    user's task it names, None when it names none). A request about one task ("mark @Buy milk
+    done", "move @Buy milk to friday", "@Buy milk?") is about exactly the tagged tasks: the
+    mentions read as "it", never as words of a title to search for. Any other request (adding,
+    listing, ...) reads the mentions as plain words."""
+    spoken = text
+    for mention, _ in sorted(tags, key=lambda tag: len(tag[0]), reverse=True):
+        spoken = spoken.replace(f"@{mention}", " it ")
+    intent = parse(spoken, today)
+    if intent.kind in {"list", "unknown"} and not spoken.replace("it", "").strip(" ?.!,"):
+        intent = Intent("get", language=intent.language)  # only the tag: show that task
+    elif intent.kind in {"list", "unknown"} and re.search(r"\b(?:show|details?|about|what)\b", spoken, re.I):
+        intent = Intent("get", language=intent.language)
+    if intent.kind not in ONE_TASK_KINDS:
+        plain = text
+        for mention, _ in tags:
+            plain = plain.replace(f"@{mention}", mention)
+        return parse(plain, today)
+    intent.tagged = True
+    intent.number = None
+    intent.reference = None
+    intent.task_ids = list(dict.fromkeys(task_id for _, task_id in tags if task_id))
+    intent.untagged = [mention for mention, task_id in tags if not task_id]
+    if intent.kind == "update" and intent.problem and intent.update_fields():
+        intent.problem = None
+    return intent
 
 
 # ---- English ---------------------------------------------------------------------------------

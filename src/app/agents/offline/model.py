@@ -4,7 +4,8 @@ It behaves like a (very literal) tool-calling model: each call reads the convers
 runner gives it, and either calls one of the task tools or writes the reply, streaming it in
 small deltas as Responses events. It understands plain task requests in English and Urdu
 (`app.agents.offline.intents`), hands Urdu conversations to the Urdu specialist when a handoff is
-offered, resolves "the groceries task" by searching first, and says plainly that it is the
+offered, resolves "the groceries task" by searching first, acts on exactly the task an @-tag names
+(the id the server resolved it to, `app.agents.entities`), and says plainly that it is the
 offline assistant when asked something outside its reach.
 
 `delay_ms` paces the deltas (benchmarks use it to hold streams open like a real model).
@@ -46,9 +47,9 @@ from openai.types.responses import (
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from app.agents.offline import replies
-from app.agents.offline.intents import Intent, forced_intent, language_of, parse
+from app.agents.offline.intents import Intent, forced_intent, language_of, parse, parse_tagged
 from app.agents.offline.planner import Reply, Step, ToolCall, plan
-from app.agents.offline.transcript import Done, as_dict, read_turn, turn_attachments
+from app.agents.offline.transcript import Done, as_dict, read_turn, turn_attachments, turn_tags
 from app.agents.time_zone import GET_TIME_ZONE
 from app.core.ids import prefixed_id
 
@@ -56,13 +57,13 @@ DELTA_CHARS = 12
 _TODAY = re.compile(r"\btoday is (\d{4}-\d{2}-\d{2})\b")
 
 
-def depends_on_today(text: str, intent: Intent, today: date) -> bool:
-    """Whether the answer to `text` changes with the user's date: a relative date in it ("tomorrow",
-    "friday", "due today": the intent read on another day differs), an overdue filter, or the
-    summary (it counts overdue and due-today tasks)."""
+def depends_on_today(read: Callable[[date], Intent], intent: Intent, today: date) -> bool:
+    """Whether the answer changes with the user's date: a relative date in what they said
+    ("tomorrow", "friday", "due today": `read` on another day gives another intent), an overdue
+    filter, or the summary (it counts overdue and due-today tasks)."""
     if intent.kind == "summary" or intent.overdue:
         return True
-    return parse(text, today + timedelta(days=1)) != intent
+    return read(today + timedelta(days=1)) != intent
 
 
 def _chosen_earlier(intent: Intent, done: list[Done]) -> str | None:
@@ -125,7 +126,12 @@ class OfflineModel(Model):
                 return Reply(replies.attachments_received(attachments, "en", asked=False))
             return Reply(replies.nothing_to_do("en"))
         today = self.today(instructions)
-        intent = parse(user_text, today)
+        tags = [(note.text, note.task_id) for note in turn_tags(items)]
+
+        def read(on: date) -> Intent:
+            return parse_tagged(user_text, tags, on) if tags else parse(user_text, on)
+
+        intent = read(today)
         available = {t.name: t for t in tools if isinstance(t, FunctionTool)}
         asked = any(call.name == GET_TIME_ZONE for call in done)
         done = [call for call in done if call.name != GET_TIME_ZONE]
@@ -141,7 +147,7 @@ class OfflineModel(Model):
             and forced is None
             and not asked
             and not done
-            and depends_on_today(user_text, intent, today)
+            and depends_on_today(read, intent, today)
         ):
             # The user's zone is unknown and the answer depends on their date: ask the page first.
             return ToolCall(GET_TIME_ZONE, {})

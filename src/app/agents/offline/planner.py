@@ -99,8 +99,22 @@ def _action_call(intent: Intent, task_ref: str) -> ToolCall:
     return ToolCall(name, arguments)
 
 
+def _plan_on_tagged(intent: Intent, done: list[Done]) -> Step:
+    """One call per tagged task, by the id the server resolved the tag to (never by title: two
+    tasks may share one), then one reply about all of them."""
+    lang = intent.language
+    if len(done) < len(intent.task_ids):
+        return _action_call(intent, intent.task_ids[len(done)])
+    said = [replies.after_action(intent, call.output, lang) for call in done]
+    if intent.untagged:
+        said.append(replies.not_your_task(intent.untagged, lang))
+    return Reply(" ".join(said))
+
+
 def _plan_on_one_task(intent: Intent, done: list[Done]) -> Step:
     lang = intent.language
+    if intent.tagged:
+        return _plan_on_tagged(intent, done)
     if not intent.has_reference:
         return Reply(replies.which_task(intent, lang))
     if intent.number is not None:

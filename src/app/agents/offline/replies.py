@@ -299,3 +299,14 @@ def after_action(intent: Intent, output: Any, lang: Language) -> str:
         "delete": f"Deleted {name}.",
         "update": f"Updated {name}{details(task)}.",
     }.get(intent.kind, "Done.")
+
+
+def not_your_task(mentions: list[str], lang: Language) -> str:
+    """A tag that names none of the user's tasks (another user's, or deleted): nothing was done."""
+    names = ", ".join(f"@{mention}" for mention in mentions)
+    if lang == "ur":
+        return f"{names} آپ کے کسی کام کی نشاندہی نہیں کرتا، اس لیے میں نے اس پر کچھ نہیں کیا۔ کام کا نمبر بتائیں۔"
+    return (
+        f"{names} doesn't name one of your tasks (it may have been deleted), so I left it alone. "
+        "Tag the task again or give its number."
+    )

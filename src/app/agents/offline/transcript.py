@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from app.agents.entities import TASK_TAG_PREFIX, TagNote, parse_tags
 from app.agents.labels import is_label, parse_label
 from app.agents.offline import replies
 
@@ -91,6 +92,24 @@ def turn_attachments(items: list[dict[str, Any]]) -> list[replies.AttachmentNote
     """What the person attached to their last message."""
     last_user = _last_user_message(items)
     return attachments_of(items[last_user].get("content")) if last_user >= 0 else []
+
+
+def turn_tags(items: list[dict[str, Any]]) -> list[TagNote]:
+    """The tasks the person @-tagged in their last message, as the server resolved them: the
+    `[task tag]` lines of the context message that follows it (`app.agents.entities`)."""
+    last_user = _last_user_message(items)
+    if last_user < 0:
+        return []
+    notes: list[TagNote] = []
+    for item in items[last_user + 1 :]:
+        if item.get("role") != "user" or item.get("type", "message") != "message":
+            break  # the model's own output: the context of the message has ended
+        content = item.get("content")
+        for part in content if isinstance(content, list) else [{"text": content}]:
+            text = part.get("text") if isinstance(part, dict) else None
+            if isinstance(text, str) and text.startswith(TASK_TAG_PREFIX):
+                notes.extend(parse_tags(text))
+    return notes
 
 
 def read_turn(items: list[dict[str, Any]]) -> tuple[str, list[Done], bool]:

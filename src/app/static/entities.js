@@ -1,0 +1,86 @@
+// Tasks as ChatKit entities. What the composer's @-mention search offers (ChatKit's
+// `entities.onTagSearch`, answered from GET /api/tasks?q=), what a click on a tagged task or on a
+// task the assistant's reply names does (`entities.onClick`: the task panel focuses it), and how
+// the built-in console turns a message with chosen tags into ChatKit content (`input_tag` parts).
+//
+// The server trusts only an entity's id: it looks the task up among the signed-in user's tasks,
+// so whatever else a tag carries (its text, its data) is a label for the person, nothing more.
+
+export const TAG_SEARCH_LIMIT = 8;
+
+/** A task as a ChatKit entity (`Entity`: id, title, group, icon, interactive, data of strings). */
+export function taskEntity(task) {
+  return {
+    id: task.id,
+    title: task.title,
+    group: task.completed ? "Done" : "Open",
+    icon: task.completed ? "check-circle-filled" : "check-circle",
+    interactive: true,
+    data: { type: "task", task_id: task.id, number: String(task.number) },
+  };
+}
+
+/** The user's tasks matching `query` (title or description), as entities; recent open ones when empty. */
+export async function searchTaskEntities(api, query) {
+  const text = String(query ?? "").trim().slice(0, 200);
+  const params = new URLSearchParams({ status: text ? "all" : "open", sort: "updated_at", limit: String(TAG_SEARCH_LIMIT) });
+  if (text) params.set("q", text);
+  const page = await api.json(`/api/tasks?${params}`);
+  return page.items.map(taskEntity);
+}
+
+/** The task id an entity (or an `input_tag`, or an annotation's `EntitySource`) names, or null. */
+export function entityTaskId(entity) {
+  return entity?.data?.task_id ?? entity?.id ?? null;
+}
+
+/** ChatKit's `entities` option: tag search from the REST API, clicks focus the task. */
+export function taskEntities(api, focusTask) {
+  return {
+    onTagSearch: (query) => searchTaskEntities(api, query),
+    onClick: (entity) => {
+      const id = entityTaskId(entity);
+      if (id) focusTask(id);
+    },
+  };
+}
+
+/**
+ * The content of a user message: `text` split at each "@<tag text>" of the chosen `tags`
+ * ({id, text, data}, in the order chosen) into `input_text` and `input_tag` parts. Two tags of the
+ * same text (two tasks sharing a title) are matched to its mentions in order; a tag whose mention
+ * was edited away is dropped.
+ */
+export function taggedContent(text, tags = []) {
+  const pending = [...tags];
+  const content = [];
+  let rest = String(text);
+  while (rest) {
+    let best = null;
+    for (const tag of pending) {
+      const at = rest.indexOf(`@${tag.text}`);
+      if (at !== -1 && (!best || at < best.at || (at === best.at && tag.text.length > best.tag.text.length))) best = { at, tag };
+    }
+    if (!best) {
+      content.push({ type: "input_text", text: rest });
+      break;
+    }
+    if (best.at > 0) content.push({ type: "input_text", text: rest.slice(0, best.at) });
+    content.push({ type: "input_tag", id: best.tag.id, text: best.tag.text, data: best.tag.data ?? {}, interactive: true });
+    pending.splice(pending.indexOf(best.tag), 1);
+    rest = rest.slice(best.at + best.tag.text.length + 1);
+  }
+  return content;
+}
+
+/** The entity sources (tasks) annotated on an assistant message, once each, in order. */
+export function entitySources(item) {
+  const seen = new Map();
+  for (const part of item?.content ?? []) {
+    for (const annotation of part.annotations ?? []) {
+      const source = annotation.source;
+      if (source?.type === "entity" && !seen.has(source.id)) seen.set(source.id, source);
+    }
+  }
+  return [...seen.values()];
+}
