@@ -21,6 +21,7 @@ returned) gets an `Annotation` with an `EntitySource` for it, so the front end c
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -38,15 +39,29 @@ from chatkit.types import (
 )
 
 from app.agents.tools import TaskScope, compact_task
+from app.core.errors import ProtocolError
 from app.services.tasks import TaskService
 
 TASK_TAG_PREFIX = "[task tag]"
 TASK_ENTITY = "task"  # `data.type` of the entities the page offers and of the sources the server adds
+# What one message's tags may carry. The page sends a task's id (36 characters) and a `data` of a
+# few dozen; a tag is stored with its message and read again every turn, and neither its id nor its
+# data counts towards the message length limit (MAX_MESSAGE_CHARS counts text).
+MAX_TAGS_PER_MESSAGE = 50
+MAX_TAG_ID_CHARS = 200
+MAX_TAG_DATA_CHARS = 2_000  # `data` as compact JSON
+_RESOLVED_END = ". This is exactly the task the user means: pass its id to the task tools."
+_UNRESOLVED_END = (
+    " = no task of this user (unknown or deleted): do not act on any task for this tag; say it names none "
+    "of their tasks and ask which task they mean."
+)
+# Read from the end of the line: the tag's text (the client's, written first) may spell anything,
+# even what follows it in a line of the other kind; the server's words close every line.
 _RESOLVED = re.compile(
     r"^\[task tag\] @(?P<text>.*?) = task #(?P<number>\d+) “(?P<title>.*)” "
-    r"\(id (?P<id>[0-9a-fA-F-]{36}), (?P<state>open|completed)\)"
+    r"\(id (?P<id>[0-9a-fA-F-]{36}), (?P<state>open|completed)\)" + re.escape(_RESOLVED_END) + "$"
 )
-_UNRESOLVED = re.compile(r"^\[task tag\] @(?P<text>.*?) = no task of this user\b")
+_UNRESOLVED = re.compile(r"^\[task tag\] @(?P<text>.*)" + re.escape(_UNRESOLVED_END) + "$")
 
 
 class ResolvedTag(UserMessageTagContent):
@@ -65,6 +80,34 @@ class TagNote:
     number: int | None = None
     title: str | None = None
     completed: bool = False
+
+
+def check_tags(content: Iterable[object], field: str = "params.input.content") -> None:
+    """A `ProtocolError` naming the first tag of a message's `content` beyond what a tag may carry
+    (checked before a stream opens, so nothing of the message is stored)."""
+    tags = [(index, part) for index, part in enumerate(content) if isinstance(part, UserMessageTagContent)]
+    if len(tags) > MAX_TAGS_PER_MESSAGE:
+        raise ProtocolError(
+            f"{field} has {len(tags)} tags; a message may tag at most {MAX_TAGS_PER_MESSAGE} tasks: "
+            "split it into several messages.",
+            field=field,
+        )
+    for index, tag in tags:
+        if len(tag.id) > MAX_TAG_ID_CHARS:
+            where = f"{field}.{index}.id"
+            raise ProtocolError(
+                f"{where} is {len(tag.id)} characters long; a tag's id (the task's id) may have at most "
+                f"{MAX_TAG_ID_CHARS}.",
+                field=where,
+            )
+        size = len(json.dumps(tag.data, separators=(",", ":"), ensure_ascii=False))
+        if size > MAX_TAG_DATA_CHARS:
+            where = f"{field}.{index}.data"
+            raise ProtocolError(
+                f"{where} is {size} characters of JSON; a tag's data may have at most {MAX_TAG_DATA_CHARS} "
+                "(the task's entity data: type, task_id, number).",
+                field=where,
+            )
 
 
 def tag_task_id(tag: UserMessageTagContent) -> uuid.UUID | None:
@@ -134,14 +177,11 @@ def format_tag(tag: UserMessageTagContent) -> str:
     text = _one_line(tag.text)
     task = tag.task if isinstance(tag, ResolvedTag) else None
     if not task:
-        return (
-            f"{TASK_TAG_PREFIX} @{text} = no task of this user (unknown or deleted): do not act on any "
-            "task for this tag; say it names none of their tasks and ask which task they mean."
-        )
+        return f"{TASK_TAG_PREFIX} @{text}{_UNRESOLVED_END}"
     state = "completed" if task.get("completed") else "open"
     return (
         f"{TASK_TAG_PREFIX} @{text} = task #{task['number']} “{_one_line(task['title'])}” "
-        f"(id {task['id']}, {state}). This is exactly the task the user means: pass its id to the task tools."
+        f"(id {task['id']}, {state}){_RESOLVED_END}"
     )
 
 

@@ -76,7 +76,7 @@ from pydantic import TypeAdapter, ValidationError
 from app.agents import notices
 from app.agents.assistant import Assistant, TurnContext, describe_model_error
 from app.agents.composer import NO_CHOICE, ComposerChoices, TurnChoice
-from app.agents.entities import annotate
+from app.agents.entities import annotate, check_tags
 from app.agents.time_zone import GET_TIME_ZONE, answered_zone, checked_answer, remember_zone, remembered_zone
 from app.agents.widgets import TaskActions
 from app.core.clock import Now, utcnow, zone_clock
@@ -209,6 +209,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 self.transcriber.check(request.params.audio_base64, request.params.mime_type)
             case ThreadsCreateReq() | ThreadsAddUserMessageReq():
                 self.composer.choose(request.params.input.inference_options)
+                check_tags(request.params.input.content)
                 for attachment_id in request.params.input.attachments:
                     attachment = await self.store.load_attachment(attachment_id, context)
                     if attachment.upload_descriptor is not None:

@@ -54,7 +54,7 @@ MAX_DESCRIPTION: Final = 5000
 MAX_TAGS: Final = 20
 MAX_TAG_LENGTH: Final = 40
 MAX_SEARCH: Final = 200
-MAX_FIND: Final = 100  # ids looked up at once (the tags of a conversation)
+MAX_FIND: Final = 100  # ids looked up by one statement (the tags of a conversation)
 # Past every task a user may keep (QUOTA_TASKS_PER_USER tops out far below), and far inside BIGINT.
 MAX_OFFSET: Final = 10_000_000
 PRIORITIES: Final[tuple[TaskPriority, ...]] = ("low", "medium", "high")
@@ -159,8 +159,14 @@ class TaskService:
     async def find(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Task]:
         """The user's tasks among `task_ids`, by id; an id that is not one of theirs is simply absent
         (another user's task id names nothing here, as everywhere)."""
-        rows = await self.repository.get_many_by_ids(list(dict.fromkeys(task_ids))[:MAX_FIND])
-        return {row.id: to_task(row) for row in rows}
+        distinct = list(dict.fromkeys(task_ids))
+        found: dict[uuid.UUID, Task] = {}
+        # Every id is looked up (one left out would read as "not one of theirs"), in statements of
+        # at most MAX_FIND ids; the caller bounds how many (the tags of one page of a conversation).
+        for start in range(0, len(distinct), MAX_FIND):
+            for row in await self.repository.get_many_by_ids(distinct[start : start + MAX_FIND]):
+                found[row.id] = to_task(row)
+        return found
 
     async def list(self, query: TaskQuery | None = None) -> TaskList:
         query = query or TaskQuery()
