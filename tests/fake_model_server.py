@@ -38,7 +38,8 @@ class Slow:
 
 
 class FakeModelServer:
-    def __init__(self, script: list[Any], *, api_key: str = "test-key", title: str = "Scripted title") -> None:
+    def __init__(self, script: list[Any], *, api_key: str = "test-key", title: str | int = "Scripted title") -> None:
+        """`title`: the answer to every thread-title request, or a status each of them fails with."""
         self.script: deque[Any] = deque(script)
         self.api_key = api_key
         self.title = title
@@ -91,7 +92,7 @@ class FakeModelServer:
     def _next(self, body: dict[str, Any]) -> Any:
         text = json.dumps(body.get("messages") or body.get("instructions") or "")
         if TITLE_MARKER in text:
-            return Reply(self.title)
+            return self.title if isinstance(self.title, int) else Reply(self.title)
         step = self.script.popleft() if self.script else Reply("(script exhausted)")
         if isinstance(step, Slow):
             time.sleep(step.seconds)

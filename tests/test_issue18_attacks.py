@@ -141,3 +141,46 @@ async def test_tag_text_that_imitates_a_resolved_tag_names_no_task(
         assert not result.of_type("error"), result.of_type("error")
         assert (await task_of(http, "alice", tagged["id"]))["completed"] is True, result.assistant_text()
         assert (await task_of(http, "alice", target["id"]))["completed"] is False, result.assistant_text()
+
+
+@pytest.mark.parametrize("status", [400, 500])
+async def test_a_providers_error_body_reaches_neither_the_user_nor_the_log(
+    live_server_factory: Callable[..., LiveServer], fake_model: Callable[[list[Any]], FakeModelServer], status: int
+) -> None:
+    """A provider's error body is the provider's words: a key, an internal address, or the user's
+    own text echoed back. The user gets a message naming what to do, with a notice of the retry;
+    the log gets the failure's kind and status, never the body (nor a traceback quoting it)."""
+    fake = fake_model([status, status])
+    server = live_server_factory(
+        {"MODEL_PROVIDER": "openai", "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": fake.api_key}
+    )
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        chat = ChatKitClient(http, token("alice"), time_zone="UTC")
+        result = await chat.create_thread("plan my week")
+        assert result.status == 200
+        (error,) = result.of_type("error")
+        notices = [event.message for event in result.of_type("notice")]
+        assert all("scripted failure" not in text for text in [error.message, *notices]), (error, notices)
+        log = server.log()
+        assert "turn failed" in log and f'"status": {status}' in log, log[-2000:]
+        assert "scripted failure" not in log, log[-2000:]
+
+
+async def test_a_failed_title_call_logs_no_provider_body(
+    live_server_factory: Callable[..., LiveServer],
+) -> None:
+    fake = FakeModelServer([Reply("Planned.")], title=500)
+    try:
+        server = live_server_factory(
+            {"MODEL_PROVIDER": "openai", "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": fake.api_key}
+        )
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            chat = ChatKitClient(http, token("alice"), time_zone="UTC")
+            result = await chat.create_thread("plan my week")
+            assert result.status == 200 and result.assistant_text() == "Planned."
+            assert result.of_type("thread.updated")[-1].thread.title == "Plan my week"  # the text stands in
+            log = server.log()
+            assert "title generation failed" in log and '"status": 500' in log, log[-2000:]
+            assert "scripted failure" not in log, log[-2000:]
+    finally:
+        fake.close()

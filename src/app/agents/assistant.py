@@ -350,7 +350,8 @@ class Assistant:
                 if title:
                     return summarize_title(title)
             except Exception as exc:  # a title is a nicety: never fail the turn for it
-                log.info("title generation failed", exc_info=True, extra={"fields": {"error": type(exc).__name__}})
+                fields, traceback = model_error_log(exc)
+                log.info("title generation failed", exc_info=traceback, extra={"fields": fields})
         return summarize_title(text)
 
 
@@ -415,6 +416,17 @@ def summarize_title(text: str) -> str:
         cut = sentence[:TITLE_MAX_CHARS].rsplit(" ", 1)[0]
         sentence = (cut or sentence[:TITLE_MAX_CHARS]) + "…"
     return sentence[:1].upper() + sentence[1:]
+
+
+def model_error_log(exc: BaseException) -> tuple[dict[str, Any], bool]:
+    """What a log line may say of a failed model call: its kind (and a provider's status), and
+    whether a traceback may go with it. Not for a provider's error: its message is the provider's
+    response body, which may hold a key, an internal address or the user's own text echoed back."""
+    fields: dict[str, Any] = {"error": type(exc).__name__}
+    if isinstance(exc, openai.APIError):
+        fields["status"] = getattr(exc, "status_code", None)
+        return fields, False
+    return fields, not isinstance(exc, OSError)
 
 
 def describe_model_error(exc: BaseException) -> tuple[str, bool]:

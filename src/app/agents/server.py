@@ -74,7 +74,7 @@ from chatkit.types import (
 from pydantic import TypeAdapter, ValidationError
 
 from app.agents import notices
-from app.agents.assistant import Assistant, TurnContext, describe_model_error
+from app.agents.assistant import Assistant, TurnContext, describe_model_error, model_error_log
 from app.agents.composer import NO_CHOICE, ComposerChoices, TurnChoice
 from app.agents.entities import annotate, check_tags
 from app.agents.time_zone import GET_TIME_ZONE, answered_zone, checked_answer, remember_zone, remembered_zone
@@ -423,11 +423,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         except Exception as exc:  # provider, network or tool failure: the user gets a readable error
             metrics.MODEL_ERRORS.labels(kind=metrics.error_kind(exc)).inc()
             message, retry = describe_model_error(exc)
-            log.warning(
-                "turn failed",
-                exc_info=not isinstance(exc, OSError),
-                extra={"fields": {"thread_id": thread.id, "error": type(exc).__name__}},
-            )
+            fields, traceback = model_error_log(exc)
+            log.warning("turn failed", exc_info=traceback, extra={"fields": {"thread_id": thread.id, **fields}})
             failure = CustomStreamError(message, allow_retry=retry)
         finally:
             turn_notices.close()
