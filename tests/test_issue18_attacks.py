@@ -184,3 +184,17 @@ async def test_a_failed_title_call_logs_no_provider_body(
             assert "scripted failure" not in log, log[-2000:]
     finally:
         fake.close()
+
+
+async def test_a_tag_whose_data_nests_too_deeply_is_a_400_saying_so(
+    live_server_factory: Callable[..., LiveServer],
+) -> None:
+    server = live_server_factory()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        task = await add(http, "alice", "Buy milk")
+        chat = ChatKitClient(http, token("alice"), time_zone="UTC")
+        deep = json.loads('{"a":' * 300 + "1" + "}" * 300)
+        result = await chat.request("threads.create", {"input": tagged_input("show ", raw_tag(task["id"], data=deep))})
+        assert result.status == 400 and result.headers["content-type"].startswith("application/problem+json")
+        assert "nested too deeply" in result.body["detail"], result.body
+        assert "not valid JSON" not in result.body["detail"]

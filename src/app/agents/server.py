@@ -110,7 +110,14 @@ def describe_validation_error(exc: ValidationError) -> ProtocolError:
             loc = loc[1:]  # the discriminator tag (the request type) says nothing about the field
         location = ".".join(str(part) for part in loc)
         errors.append({"field": location or "body", "message": str(error.get("msg", "is invalid"))})
-    if exc.errors(include_url=False)[0].get("type") == "json_invalid":
+    first = exc.errors(include_url=False)[0]
+    if first.get("type") == "json_invalid":
+        reason = str((first.get("ctx") or {}).get("error", ""))
+        if reason.startswith("recursion limit exceeded"):
+            # Valid JSON, nested deeper than the parser follows (a tag's `data`, an action's payload):
+            # the answer the HTTP layer gives a body too deep for its own parser (app.http.problems).
+            detail = f"The JSON body is nested too deeply ({reason}); send a flatter document."
+            return ProtocolError(detail, field="body")
         return ProtocolError("The body is not valid JSON: send a ChatKit request object.")
     tag_error = next((e for e in exc.errors(include_url=False) if e.get("type") == "union_tag_invalid"), None)
     if tag_error is not None:
