@@ -198,3 +198,20 @@ async def test_a_tag_whose_data_nests_too_deeply_is_a_400_saying_so(
         assert result.status == 400 and result.headers["content-type"].startswith("application/problem+json")
         assert "nested too deeply" in result.body["detail"], result.body
         assert "not valid JSON" not in result.body["detail"]
+
+
+async def test_a_wrong_tool_and_a_wrong_model_at_once_are_both_named(
+    live_server_factory: Callable[..., LiveServer],
+) -> None:
+    server = live_server_factory({"MODEL_CHOICES": "gpt-5-mini,gpt-5"})
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        chat = ChatKitClient(http, token("alice"), time_zone="UTC")
+        options = {"tool_choice": {"id": "x" * 10_000}, "model": "gpt 5 \u202e"}
+        wrong = {**tagged_input("add milk"), "inference_options": options}
+        result = await chat.request("threads.create", {"input": wrong})
+        assert result.status == 400 and result.headers["content-type"].startswith("application/problem+json")
+        fields = [error["field"] for error in result.body["errors"]]
+        assert fields == ["params.input.inference_options.tool_choice.id", "params.input.inference_options.model"]
+        assert "'gpt-5-mini', 'gpt-5'" in result.body["detail"] and "'add_task'" in result.body["detail"]
+        assert len(result.body["detail"]) < 1_000  # the 10 KB id is not echoed whole
+        assert (await chat.request("threads.list", {"limit": 10})).body["data"] == []

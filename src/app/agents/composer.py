@@ -43,20 +43,25 @@ class ComposerChoices:
         return self.models or (self.default_model,)
 
     def choose(self, options: InferenceOptions | None, field: str = OPTIONS_FIELD) -> TurnChoice:
-        """The turn's choice, or a `ProtocolError` naming the first field this server does not offer."""
+        """The turn's choice, or a `ProtocolError` naming every field this server does not offer
+        (both the tool and the model when both are wrong: one answer, not one per attempt)."""
         if options is None:
             return NO_CHOICE
+        problems: list[tuple[str, str]] = []
         tool: str | None = None
         if options.tool_choice is not None:
             composer_tool = COMPOSER_TOOL_BY_ID.get(options.tool_choice.id)
             if composer_tool is None:
                 offered = ", ".join(repr(t.id) for t in COMPOSER_TOOLS)
-                raise ProtocolError(
-                    f"{field}.tool_choice.id {options.tool_choice.id[:100]!r} is not a composer tool of this "
-                    f"server: choose one of {offered}, or send no tool_choice.",
-                    field=f"{field}.tool_choice.id",
+                problems.append(
+                    (
+                        f"{field}.tool_choice.id",
+                        f"{field}.tool_choice.id {options.tool_choice.id[:100]!r} is not a composer tool of this "
+                        f"server: choose one of {offered}, or send no tool_choice.",
+                    )
                 )
-            tool = composer_tool.tool
+            else:
+                tool = composer_tool.tool
         model = options.model
         if model is not None and model not in self.allowed_models:
             if self.models:
@@ -66,5 +71,13 @@ class ComposerChoices:
                     f"this server offers no model choice (MODEL_CHOICES is not set): omit it, "
                     f"or send {self.default_model!r}"
                 )
-            raise ProtocolError(f"{field}.model {model[:100]!r} is not offered here: {hint}.", field=f"{field}.model")
+            problems.append((f"{field}.model", f"{field}.model {model[:100]!r} is not offered here: {hint}."))
+        if len(problems) == 1:
+            ((where, detail),) = problems
+            raise ProtocolError(detail, field=where)
+        if problems:
+            raise ProtocolError(
+                " ".join(detail for _, detail in problems),
+                errors=[{"field": where, "message": detail, "source": "body"} for where, detail in problems],
+            )
         return TurnChoice(tool=tool, model=model if model != self.default_model else None)
