@@ -95,13 +95,20 @@ async def test_tags_at_the_limits_are_taken(live_server_factory: Callable[..., L
 
 
 async def test_every_tag_of_a_long_conversation_reaches_the_model_as_the_users_task(
-    live_server_factory: Callable[..., LiveServer], fake_model: Callable[[list[Any]], FakeModelServer]
+    live_server_factory: Callable[..., LiveServer],
+    fake_model: Callable[[list[Any]], FakeModelServer],
+    server_database_url: str,
 ) -> None:
     """Three messages of 40 tags each: 120 distinct tasks, more than one lookup used to read (the
     rest reached the model as "no task of this user", telling it to refuse them)."""
     fake = fake_model([Reply("Noted."), Reply("Noted."), Reply("Noted.")])
     server = live_server_factory(
-        {"MODEL_PROVIDER": "openai", "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": fake.api_key}
+        {
+            "DATABASE_URL": server_database_url,
+            "MODEL_PROVIDER": "openai",
+            "OPENAI_BASE_URL": fake.base_url,
+            "OPENAI_API_KEY": fake.api_key,
+        }
     )
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
         tasks = [await add(http, "alice", f"Errand {n}") for n in range(120)]
