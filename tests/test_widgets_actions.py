@@ -15,7 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+from chatkit.widgets import DynamicWidgetRoot
 
+from app.agents.widgets import Back, widget_back
 from app.http.auth import mint_dev_token
 from app.settings import Settings
 from tests.chatkit_client import ChatKitClient, StreamResult
@@ -276,3 +278,17 @@ async def test_actions_naming_another_users_task_do_not_touch_it(server: LiveSer
     assert (stored["title"], stored["priority"], stored["completed"]) == ("Fay's secret", "low", False)
     # Gus's widget drew only his own task all along.
     assert await gus.titles() == ["Gus's own"]
+
+
+def test_a_task_list_stored_before_list_views_still_gives_its_title_and_tasks() -> None:
+    """Threads saved before the list was a ListView hold a Card of Rows; its buttons still work."""
+    old = {
+        "type": "Card",
+        "children": [
+            {"type": "Row", "children": [{"type": "Title", "value": "Your tasks"}, {"type": "Badge", "label": "2"}]},
+            {"type": "Divider"},
+            {"type": "Row", "key": "task:a", "children": []},
+            {"type": "Row", "key": "task:b", "children": []},
+        ],
+    }
+    assert widget_back(DynamicWidgetRoot.model_validate(old)) == Back(kind="tasks", title="Your tasks", ids=("a", "b"))
