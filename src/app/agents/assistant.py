@@ -49,7 +49,7 @@ from app.core.clock import utc_today
 
 log = logging.getLogger("app.assistant")
 
-INSTRUCTIONS_VERSION = "2026-11-23.1"
+INSTRUCTIONS_VERSION = "2026-12-02.1"
 
 ORCHESTRATOR_INSTRUCTIONS = f"""\
 You are TaskPilot, a concise assistant that manages the signed-in user's tasks (instructions v{INSTRUCTIONS_VERSION}).
