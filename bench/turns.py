@@ -90,6 +90,7 @@ async def capture_turn(database_url: str, turns: int) -> dict[str, Any]:
     from app.asgi import build_attachments, build_chatkit_server
     from app.core.context import RequestContext
     from app.settings import Settings
+    from app.store import driver
     from app.store.db import build_db_config
 
     settings = Settings.from_env({"DATABASE_URL": database_url})
@@ -109,6 +110,12 @@ async def capture_turn(database_url: str, turns: int) -> dict[str, Any]:
         log.append(("sql", (verb, size)))
 
     event.listen(engine.sync_engine, "before_cursor_execute", on_statement)
+
+    # The Store's hot statements go straight to asyncpg (app.store.driver), past SQLAlchemy's events.
+    def on_driver_statement(sql: str, args: Any) -> None:
+        on_statement(None, None, sql, args, None, False)
+
+    driver.statement_listeners.append(on_driver_statement)
     event.listen(engine.sync_engine, "begin", lambda conn: log.append(("tx", "begin")))
     event.listen(engine.sync_engine, "commit", lambda conn: log.append(("tx", "commit")))
     event.listen(engine.sync_engine.pool, "checkout", lambda *a: log.append(("checkout", None)))
@@ -126,6 +133,7 @@ async def capture_turn(database_url: str, turns: int) -> dict[str, Any]:
             if n:  # the first turn warms caches and imports
                 cpu_samples.append(time.process_time() - started)
     finally:
+        driver.statement_listeners.remove(on_driver_statement)
         await engine.dispose()
 
     statements = Counter(verb for kind, value in log if kind == "sql" for verb in [value[0]])

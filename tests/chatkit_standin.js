@@ -12,8 +12,9 @@
 //   through `api.fetch`, reads the SSE answer, and dispatches `chatkit.thread.change` for a new
 //   thread and `chatkit.effect` ({name, data}) for every `client_effect` event, as ChatKit does.
 //
-// Options the page passes for the component to call (`onClientTool`, `entities.onTagSearch` and
-// `entities.onClick`) are called by the tests themselves through `window.__chatkit.options`.
+// Options the page (or examples/react) passes for the component to call (`onClientTool`,
+// `entities.onTagSearch` and `entities.onClick`) are called by the tests themselves through
+// `window.__chatkit.options`.
 //
 // What it does not prove: anything about the real component's UI (how it shows the tag search or
 // renders tags and entity annotations), its iframe, its own calls to

@@ -1,7 +1,8 @@
 """The browser module behind hosted mode (`src/app/static/hosted-session.js`), under Node's own test
 runner (`tests/js/hosted_session.test.mjs`): reuse, refresh, sign-out, errors and races with a fake
 `fetch` and clock. The browser tests drive the same module through the page and examples/react.
-The same run covers every file in tests/js (also `entities.test.mjs`: tagged message content).
+The same run covers every file in tests/js (also `entities.test.mjs`: tagged message content;
+`chatkit_options.test.mjs`: the client tool, item actions and composer choices).
 
 Needs Node 20 or newer; without it the test is skipped with the reason, and under CI it fails.
 """

@@ -1,6 +1,7 @@
 """examples/react without a browser: the README shows its real code, its versions are exact, its
-lock file records no download addresses, and it imports the page's hosted-session module instead
-of carrying a copy. (tests/test_react_example_browser.py runs the built app.)
+lock file records no download addresses, and it imports the page's shared modules (hosted sessions,
+task entities, the self-hosted ChatKit options) instead of carrying copies.
+(tests/test_react_example_browser.py runs the built app.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from tests.support import PROJECT_ROOT
 
 EXAMPLE = PROJECT_ROOT / "examples" / "react"
 README = PROJECT_ROOT / "README.md"
-SHARED_MODULE = PROJECT_ROOT / "src" / "app" / "static" / "hosted-session.js"
+STATIC_DIR = PROJECT_ROOT / "src" / "app" / "static"
+# The page's modules the example imports through Vite aliases (vite.config.js).
+SHARED_MODULES = {
+    "taskpilot/hosted-session": STATIC_DIR / "hosted-session.js",
+    "taskpilot/entities": STATIC_DIR / "entities.js",
+    "taskpilot/chatkit-options": STATIC_DIR / "chatkit-options.js",
+}
 SNIPPET = re.compile(r"<!-- snippet: (?P<path>\S+) (?P<region>\S+) -->\n```(?P<lang>\w*)\n(?P<code>.*?)```", re.S)
 EXACT = re.compile(r"^\d+\.\d+\.\d+$")
 
@@ -62,22 +69,49 @@ def test_example_pins_exact_versions_and_its_lock_records_no_download_addresses(
     assert "omit-lockfile-registry-resolved=true" in (EXAMPLE / ".npmrc").read_text().splitlines()
 
 
-def test_example_imports_the_pages_hosted_session_module_rather_than_a_copy() -> None:
+def test_example_imports_the_pages_shared_modules_rather_than_copies() -> None:
     config = (EXAMPLE / "vite.config.js").read_text()
-    alias = re.search(r'new URL\("([^"]+)", import\.meta\.url\)', config)
-    assert alias and "taskpilot/hosted-session" in config
-    assert (EXAMPLE / alias.group(1)).resolve() == SHARED_MODULE.resolve()
+    base = re.search(r"new URL\(`([^`$]+)\$\{name\}`, import\.meta\.url\)", config)
+    assert base and (EXAMPLE / base.group(1)).resolve() == STATIC_DIR.resolve()
+    aliases = dict(re.findall(r'"(taskpilot/[\w-]+)": pageModule\("([\w.-]+)"\)', config))
+    assert aliases == {alias: path.name for alias, path in SHARED_MODULES.items()}
 
     sources = {path.name: path.read_text() for path in (EXAMPLE / "src").iterdir()}
-    code = {name: re.sub(r"(?m)^\s*//.*$|\s//\s.*$", "", text) for name, text in sources.items()}
-    importers = {name for name, text in sources.items() if 'from "taskpilot/hosted-session"' in text}
-    assert importers == {"App.jsx", "HostedChat.jsx"}
-    # The rules themselves (the session routes, the refresh body, the expiry) are nowhere else in
-    # the example's code (its comments may name the routes).
-    for marker in ("/api/chatkit/sessions", "sessions/refresh", "current_client_secret", "expires_at"):
+    code = {
+        name: re.sub(r"(?m)^\s*//.*$|\s//\s.*$", "", re.sub(r"/\*.*?\*/", "", text, flags=re.S))
+        for name, text in sources.items()
+    }
+    importers = {
+        alias: {name for name, text in sources.items() if f'from "{alias}"' in text} for alias in SHARED_MODULES
+    }
+    assert importers == {
+        "taskpilot/hosted-session": {"App.jsx", "HostedChat.jsx"},
+        "taskpilot/entities": {"SelfHostedChat.jsx"},
+        "taskpilot/chatkit-options": {"App.jsx", "SelfHostedChat.jsx", "HostedChat.jsx"},
+    }
+    # The rules themselves are nowhere else in the example's code (its comments may name them):
+    # the session routes, the refresh body and the expiry; what an entity carries; the client
+    # tool's answer and the composer choices' shape; the zone lookup.
+    for marker in (
+        "/api/chatkit/sessions",
+        "sessions/refresh",
+        "current_client_secret",
+        "expires_at",
+        "task_id",
+        "check-circle-filled",
+        "time_zone",
+        "placeholderOverride",
+        "resolvedOptions",
+    ):
         assert not [name for name, text in code.items() if marker in text], marker
-    page_app = (SHARED_MODULE.parent / "app.js").read_text()
-    assert 'from "./hosted-session.js"' in page_app
+    page_app = (STATIC_DIR / "app.js").read_text()
+    for path in SHARED_MODULES.values():
+        assert f'from "./{path.name}"' in page_app, path.name
+    # Plain modules: nothing of the DOM in them or in what they import, so a React build can use them.
+    for path in [*SHARED_MODULES.values(), STATIC_DIR / "api.js"]:
+        text = path.read_text()
+        assert not re.search(r"\bdocument\.|\bwindow\.|from \"\./dom\.js\"", text), path.name
+        assert set(re.findall(r'from "\./([\w.-]+)"', text)) <= {"api.js"}, path.name
 
 
 def test_example_ignores_its_build_and_dependencies() -> None:

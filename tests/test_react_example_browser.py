@@ -15,6 +15,7 @@ stale or missing build is rebuilt when `node_modules` is there; without node/npm
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import shutil
 import subprocess
@@ -24,8 +25,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from app.agents.tools import COMPOSER_TOOLS
 from tests.browser_support import (
     CDN_HOST,
     IN_CI,
@@ -46,6 +49,8 @@ from tests.browser_support import (
 )
 from tests.fake_openai import FakeOpenAI, error_body
 from tests.support import PROJECT_ROOT, LiveServer
+from tests.test_entity_tags import bearer
+from tests.test_time_zone import zone_on_another_date
 
 EXAMPLE = PROJECT_ROOT / "examples" / "react"
 DIST = EXAMPLE / "dist"
@@ -55,7 +60,8 @@ BUILD_TIMEOUT_SECONDS = 180
 def _sources() -> list[Path]:
     files = [EXAMPLE / name for name in ("index.html", "vite.config.js", "package.json", "package-lock.json")]
     folders = [*sorted((EXAMPLE / "src").iterdir()), *sorted((EXAMPLE / "public").iterdir())]
-    return [*files, *folders, STATIC_DIR / "hosted-session.js"]
+    shared = [STATIC_DIR / name for name in ("hosted-session.js", "entities.js", "chatkit-options.js", "api.js")]
+    return [*files, *folders, *shared]
 
 
 def _unavailable(reason: str) -> None:
@@ -202,7 +208,10 @@ def test_react_example_wires_both_modes_to_a_live_taskpilot(
     options = driver.execute_script(
         "const o = window.__chatkit.options; return {keys: Object.keys(o.api).sort(), url: o.api.url,"
         " domainKey: o.api.domainKey, upload: o.api.uploadStrategy, attachments: o.composer.attachments.enabled,"
-        " prompts: o.startScreen.prompts.length, history: o.history.enabled};"
+        " prompts: o.startScreen.prompts.length, history: o.history.enabled, actions: o.threadItemActions,"
+        " dictation: o.composer.dictation, tools: (o.composer.tools || []).map((t) => t.id),"
+        " models: 'models' in o.composer, entities: Object.keys(o.entities).sort(),"
+        " clientTool: typeof o.onClientTool};"
     )
     assert options == {
         "keys": ["domainKey", "fetch", "uploadStrategy", "url"],
@@ -212,6 +221,13 @@ def test_react_example_wires_both_modes_to_a_live_taskpilot(
         "attachments": True,
         "prompts": 2,
         "history": True,
+        "actions": {"feedback": True, "retry": True},
+        # No TRANSCRIPTION_MODEL, no MODEL_CHOICES: no dictation and no model picker.
+        "dictation": {"enabled": False},
+        "tools": [tool.id for tool in COMPOSER_TOOLS],
+        "models": False,
+        "entities": ["onClick", "onTagSearch"],
+        "clientTool": "function",
     }
     wait_for(driver, lambda d: "Nothing open." in d.find_element("css selector", ".tasks").text, "the empty list")
 
@@ -235,6 +251,13 @@ def test_react_example_wires_both_modes_to_a_live_taskpilot(
     wait_for(driver, lambda d: standin_mode(d) == "hosted" and has_secret(d), "ChatKit in hosted mode")
     assert driver.current_url.endswith("/?mode=hosted")
     assert driver.execute_script("return Object.keys(window.__chatkit.options.api)") == ["getClientSecret"]
+    # Feedback and retry as in self-hosted mode; no entities or client tool: OpenAI's servers run
+    # the workflow and know nothing of TaskPilot's tasks.
+    hosted = driver.execute_script(
+        "const o = window.__chatkit.options;"
+        "return {actions: o.threadItemActions, entities: 'entities' in o, clientTool: 'onClientTool' in o};"
+    )
+    assert hosted == {"actions": {"feedback": True, "retry": True}, "entities": False, "clientTool": False}
     (create,) = fake_openai.creates()
     assert create.body["user"] == "ivy"
     first = stored(driver)
@@ -308,3 +331,140 @@ def test_react_example_says_so_when_chatkit_cannot_load(
     assert "built-in console" in notice
     assert css(driver, f'.notice a[href="{server.base_url}/"]')
     assert driver.execute_script("return window.__cspViolations") == []
+
+
+# ---- self-hosted mode: the options the page at `/` gives ChatKit, from the example -------------
+
+
+def add_task(server: LiveServer, user: str, title: str, **fields: Any) -> dict[str, Any]:
+    response = httpx.post(f"{server.base_url}/api/tasks", json={"title": title, **fields}, headers=bearer(user))
+    response.raise_for_status()
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def call_async(driver: Any, script: str, *args: Any) -> Any:
+    """Runs `script` (an expression giving a promise, with `args` as `a`) and returns what it resolves."""
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; const a = arguments[0];"
+        f"Promise.resolve().then(() => {script}).then(done, (e) => done({{error: String(e.message || e)}}));",
+        list(args),
+    )
+
+
+def focused_row(driver: Any) -> str | None:
+    ids = [el.get_attribute("data-task-id") for el in css(driver, ".task.task-focused")]
+    return ids[0] if len(ids) == 1 else None
+
+
+def test_react_example_self_hosted_has_the_pages_chatkit_options_over_real_http(
+    live_server_factory: Callable[..., LiveServer],
+    browser: Callable[..., Any],
+    fake_cdn: int,
+    site: StaticSite,
+) -> None:
+    server = live_server_factory(
+        {
+            "MODEL_PROVIDER": "offline",
+            "OPENAI_API_KEY": "sk-test-TaskPilotReactKey-0123456789abcdef",  # dictation needs a key; never called here
+            "TRANSCRIPTION_MODEL": "gpt-4o-mini-transcribe",
+            "MODEL_CHOICES": "gpt-5-mini,gpt-5",
+            "CORS_ORIGINS": site.url,
+        }
+    )
+    serve_example_against(site, server)
+    # The browser is somewhere whose date is not UTC's right now.
+    zone, local_today = zone_on_another_date()
+    milk = add_task(server, "kai", "Buy milk", due_date=local_today.isoformat())
+    rent = add_task(server, "kai", "Pay rent")
+    call = add_task(server, "kai", "Call the plumber")
+    httpx.post(f"{server.base_url}/api/tasks/{call['id']}/complete", headers=bearer("kai")).raise_for_status()
+    add_task(server, "bob", "Buy milk for bob")
+
+    driver = browser(cdn_rules(fake_cdn), insecure_tls=True)
+    driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": zone})
+    driver.get(f"{site.url}/?mode=self-hosted")
+    dev_sign_in(driver, "kai")
+    wait_for(driver, lambda d: standin_mode(d) == "self-hosted", "ChatKit in self-hosted mode")
+
+    # What health offers: dictation (TRANSCRIPTION_MODEL), the composer's tools and MODEL_CHOICES.
+    options = driver.execute_script(
+        "const o = window.__chatkit.options; return {actions: o.threadItemActions, dictation: o.composer.dictation,"
+        " tools: o.composer.tools, models: o.composer.models,"
+        " answer: o.onClientTool({name: 'get_time_zone', params: {}})};"
+    )
+    assert options == {
+        "actions": {"feedback": True, "retry": True},
+        "dictation": {"enabled": True},
+        "tools": [
+            {"id": tool.id, "label": tool.label, "icon": tool.icon, "placeholderOverride": tool.placeholder}
+            for tool in COMPOSER_TOOLS
+        ],
+        "models": [
+            {"id": "gpt-5-mini", "label": "gpt-5-mini", "default": True},
+            {"id": "gpt-5", "label": "gpt-5", "default": False},
+        ],
+        "answer": {"time_zone": zone},
+    }
+    unknown = driver.execute_script(
+        "try { window.__chatkit.options.onClientTool({name: 'launch_rockets', params: {}}); return 'answered'; }"
+        " catch (e) { return String(e.message); }"
+    )
+    assert "no client tool named launch_rockets" in unknown
+
+    # The task list's REST calls carry the browser's zone: TaskPilot counts "due today" on kai's date
+    # (in UTC the milk would be due yesterday or tomorrow, and count 0).
+    summary = wait_for(driver, lambda d: d.find_element("css selector", ".task-summary"), "the summary")
+    assert summary.get_attribute("data-today") == local_today.isoformat()
+    assert summary.get_attribute("data-due-today") == "1"
+    assert sorted(task_titles(driver)) == ["Buy milk", "Pay rent"]
+
+    # @-mentions: the user's tasks from GET /api/tasks?q=, as the page's entities (never bob's).
+    found = call_async(driver, "window.__chatkit.options.entities.onTagSearch(a[0])", "milk")
+    assert found == [
+        {
+            "id": milk["id"],
+            "title": "Buy milk",
+            "group": "Open",
+            "icon": "check-circle",
+            "interactive": True,
+            "data": {"type": "task", "task_id": milk["id"], "number": str(milk["number"])},
+        }
+    ]
+    recent = call_async(driver, "window.__chatkit.options.entities.onTagSearch('')")
+    assert {e["id"] for e in recent} == {milk["id"], rent["id"]}  # empty query: the open ones
+    (done,) = call_async(driver, "window.__chatkit.options.entities.onTagSearch(a[0])", "plumber")
+    assert done["group"] == "Done"
+
+    # A click on an entity focuses its task in the list; a done one switches the list to "All".
+    driver.execute_script("window.__chatkit.options.entities.onClick(arguments[0])", found[0])
+    wait_for(driver, lambda d: focused_row(d) == milk["id"], "the list to focus the clicked task")
+    assert driver.execute_script("return document.activeElement.dataset.taskId") == milk["id"]
+    driver.execute_script("window.__chatkit.options.entities.onClick(arguments[0])", done)
+    wait_for(driver, lambda d: focused_row(d) == call["id"], "the list to show the done task")
+    assert driver.execute_script("return document.activeElement.dataset.taskId") == call["id"]
+    assert css(driver, '.filter[data-filter="all"]')[0].get_attribute("aria-pressed") == "true"
+    screenshot(driver, "react-example-entities.png")
+
+    # ChatKit's requests carry the zone too: "tomorrow" is kai's tomorrow, and the list marks the
+    # task the assistant's `tasks.changed` names.
+    result = call_async(driver, "window.__chatkit.send(a[0])", "add a task to buy bread tomorrow")
+    assert result.get("status") == 200 and "error" not in result["events"], result
+    bread = next(t for t in api_tasks(server, "kai") if t["title"] == "Buy bread")
+    assert bread["due_date"] == (local_today + dt.timedelta(days=1)).isoformat()
+    wait_for(driver, lambda d: css(d, f'.task.task-changed[data-task-id="{bread["id"]}"]'), "the new task marked")
+
+    # What the composer sends for a chosen entity reaches TaskPilot through the example's fetch:
+    # exactly that task is completed.
+    tagged = call_async(
+        driver,
+        "window.__chatkit.send([{type: 'input_text', text: 'mark '},"
+        " {type: 'input_tag', id: a[0].id, text: a[0].title, data: a[0].data, interactive: true},"
+        " {type: 'input_text', text: ' done'}])",
+        found[0],
+    )
+    assert tagged.get("status") == 200 and "error" not in tagged["events"], tagged
+    assert {t["id"]: t["completed"] for t in api_tasks(server, "kai")}[milk["id"]] is True
+
+    assert driver.execute_script("return window.__cspViolations") == []
+    assert severe_console_errors(driver) == []

@@ -239,6 +239,37 @@ async def test_list_pages_with_a_cursor(session_maker) -> None:
     assert "next_cursor" not in second[0]
 
 
+async def test_delete_by_title_words_deletes_one_match_and_returns_several_without_deleting(session_maker) -> None:
+    async with TaskService.begin(session_maker, "alice", clock=clock) as service:
+        milk = await service.create(TaskCreate(title="Buy milk"))
+        goat = await service.create(TaskCreate(title="Milk the goat"))
+        await service.create(TaskCreate(title="Call mom"))
+    async with TaskService.begin(session_maker, "bob", clock=clock) as service:
+        await service.create(TaskCreate(title="Bob's mom party"))
+    context = context_for(session_maker)
+    results, _ = await run(
+        context,
+        [("delete_task", {"task": "milk"})],
+        [("delete_task", {"task": "unicorn"})],
+        [("delete_task", {"task": "  "})],
+        [("delete_task", {"task": "MOM"})],  # one of Alice's matches; Bob's "mom" is not hers
+    )
+    several, none, empty, one = results
+    assert several["ok"] is False and several["field"] == "task"
+    assert [t["id"] for t in several["matches"]] == [str(milk.id), str(goat.id)]
+    assert "nothing was deleted" in several["error"] and "#1 Buy milk, #2 Milk the goat" in several["error"]
+    assert "changed_ids" not in several
+    assert none == {
+        "ok": False,
+        "error": "No task matches “unicorn”: list the tasks to find its number.",
+        "field": "task",
+    }
+    assert empty["ok"] is False and "matches" not in empty
+    assert one["deleted"]["title"] == "Call mom" and one["changed_ids"] == [one["deleted"]["id"]]
+    assert sorted(t.title for t in await stored(session_maker, status="all")) == ["Buy milk", "Milk the goat"]
+    assert [t.title for t in await stored(session_maker, "bob")] == ["Bob's mom party"]
+
+
 async def test_tools_act_only_for_the_context_user(session_maker) -> None:
     async with TaskService.begin(session_maker, "alice", clock=clock) as service:
         secret = await service.create(TaskCreate(title="Alice's secret"))

@@ -4,6 +4,7 @@
 // - hosted (HostedChat.jsx): OpenAI runs the Agent Builder workflow, TaskPilot mints the sessions.
 // The default is whichever mode TaskPilot has configured (self-hosted when both); `?mode=` picks.
 
+import { browserTimeZone } from "taskpilot/chatkit-options";
 import { createClientSecretProvider, describeClientSecretError } from "taskpilot/hosted-session";
 import { useCallback, useEffect, useMemo, useState } from "react";
 
@@ -39,7 +40,9 @@ export function App() {
   const [mode, setModeState] = useState(null);
   const [devUser, setDevUser] = useState(storedDevUser);
   const [script, setScript] = useState("loading");
-  const [tasksVersion, setTasksVersion] = useState(0);
+  // Each change of the list: a counter (reload) and the task ids the assistant named (marked).
+  const [tasksChange, setTasksChange] = useState({ version: 0, ids: [] });
+  const [focus, setFocus] = useState(null); // {id, at}: the task an entity click asked for
   const [failure, setFailure] = useState(null);
 
   useEffect(() => {
@@ -72,7 +75,9 @@ export function App() {
     if (source === "url") return createTokenSource(tokenFromUrl(tokenUrl));
     return devUser ? createTokenSource(devToken(apiBase, devUser)) : null;
   }, [source, hostToken, tokenUrl, apiBase, devUser]);
-  const apiFetch = useMemo(() => (tokens ? bearerFetch(tokens) : null), [tokens]);
+  // Every call to TaskPilot (ChatKit's and the task list's) says where the user is: "today" and
+  // "tomorrow" are their dates, not UTC's.
+  const apiFetch = useMemo(() => (tokens ? bearerFetch(tokens, { timeZone: browserTimeZone() }) : null), [tokens]);
 
   // [readme:secrets]
   const secrets = useMemo(
@@ -102,7 +107,8 @@ export function App() {
     setDevUser(null);
   };
 
-  const onTasksChanged = useCallback(() => setTasksVersion((v) => v + 1), []);
+  const onTasksChanged = useCallback((ids = []) => setTasksChange((c) => ({ version: c.version + 1, ids })), []);
+  const onFocusTask = useCallback((id) => setFocus({ id: String(id), at: Date.now() }), []);
   const onFailure = useCallback((error) => setFailure(error), []);
 
   if (healthError) {
@@ -169,15 +175,17 @@ export function App() {
               apiBase={apiBase}
               domainKey={domainKey}
               apiFetch={apiFetch}
+              health={health}
               user={user}
               onTasksChanged={onTasksChanged}
+              onFocusTask={onFocusTask}
               onFailure={onFailure}
             />
           ) : (
             <p className="muted center">Loading ChatKit…</p>
           )}
         </main>
-        <TaskList apiBase={apiBase} apiFetch={apiFetch} version={tasksVersion} onRefresh={onTasksChanged} />
+        <TaskList apiBase={apiBase} apiFetch={apiFetch} change={tasksChange} focus={focus} onRefresh={onTasksChanged} />
       </div>
     </Shell>
   );

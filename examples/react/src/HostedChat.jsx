@@ -4,6 +4,7 @@
 // expired one is refreshed (and cancelled upstream), and failures come back in words.
 
 import { ChatKit, useChatKit } from "@openai/chatkit-react";
+import { THREAD_ITEM_ACTIONS } from "taskpilot/chatkit-options";
 import { describeClientSecretError } from "taskpilot/hosted-session";
 import { useCallback, useEffect, useState } from "react";
 
@@ -89,10 +90,13 @@ function HostedChatKit({ secrets, user, onTasksChanged, onFailure }) {
     startScreen,
     theme,
     history: { enabled: true },
+    threadItemActions: { ...THREAD_ITEM_ACTIONS }, // feedback and retry, handled by OpenAI here
+    // No `entities` or `onClientTool`: the workflow runs on OpenAI's servers, which know nothing
+    // of TaskPilot's tasks; they are self-hosted only.
     initialThread,
     onThreadChange: ({ threadId }) => thread.remember(threadId),
-    onEffect: ({ name }) => {
-      if (name === "tasks.changed") onTasksChanged();
+    onEffect: ({ name, data }) => {
+      if (name === "tasks.changed") onTasksChanged(Array.isArray(data?.ids) ? data.ids : []);
     },
     onError: ({ error }) => onFailure(error),
   });

@@ -1,31 +1,53 @@
 // Self-hosted mode: TaskPilot is the ChatKit server. ChatKit posts every request to
-// <TaskPilot>/chatkit through `apiFetch`, which adds the user's bearer token.
+// <TaskPilot>/chatkit through `apiFetch`, which adds the user's bearer token and the browser's
+// time zone. The options are the ones TaskPilot's own page gives the web component in this mode
+// (src/app/static/app.js `selfHostedOptions`), from the same shared modules:
+// - `taskpilot/chatkit-options`: the `get_time_zone` client tool, feedback and retry on each
+//   answer, and the composer's tools and models that GET /api/chatkit/health offers;
+// - `taskpilot/entities`: @-mentions of the user's tasks (GET /api/tasks?q=); a click on a tagged
+//   task, or on one an answer names, focuses it in the task list.
 
 import { ChatKit, useChatKit } from "@openai/chatkit-react";
-import { useState } from "react";
+import { answerClientTool, composerChoices, THREAD_ITEM_ACTIONS } from "taskpilot/chatkit-options";
+import { taskEntities } from "taskpilot/entities";
+import { useMemo, useState } from "react";
 
 import { placeholder, startScreen, theme, threadMemory } from "./look.js";
+import { restClient } from "./rest.js";
 
-export function SelfHostedChat({ apiBase, domainKey, apiFetch, user, onTasksChanged, onFailure }) {
+export function SelfHostedChat({ apiBase, domainKey, apiFetch, health, user, onTasksChanged, onFocusTask, onFailure }) {
   const [thread] = useState(() => threadMemory(`taskpilot-example.thread:self-hosted:${user}`));
   const [initialThread] = useState(() => thread.initial());
 
   // [readme:self-hosted]
+  const server = health.self_hosted ?? {}; // GET /api/chatkit/health: what this TaskPilot offers
+  // @-mentions: the user's tasks as ChatKit entities (GET /api/tasks?q=); a click focuses one.
+  const entities = useMemo(() => taskEntities(restClient(apiBase, apiFetch), onFocusTask), [apiBase, apiFetch, onFocusTask]);
   const chatkit = useChatKit({
     api: {
       url: new URL("chatkit", apiBase).toString(),
       domainKey,
-      fetch: apiFetch, // adds Authorization: Bearer <token>
+      fetch: apiFetch, // adds Authorization: Bearer <token> and Time-Zone: <the browser's IANA zone>
       uploadStrategy: { type: "two_phase" }, // attachments.create, then a PUT to the signed URL
     },
-    composer: { placeholder, attachments: { enabled: true, maxCount: 5, maxSize: 10 * 1024 * 1024 } },
+    composer: {
+      placeholder,
+      attachments: { enabled: true, maxCount: 5, maxSize: 10 * 1024 * 1024 },
+      // Only when health says TRANSCRIPTION_MODEL is set: otherwise input.transcribe is 501.
+      dictation: { enabled: Boolean(server.dictation) },
+      ...composerChoices(server.composer), // composer.tools; composer.models with MODEL_CHOICES
+    },
     startScreen,
     theme,
     history: { enabled: true },
+    threadItemActions: { ...THREAD_ITEM_ACTIONS }, // feedback and retry on each answer
+    onClientTool: answerClientTool, // get_time_zone: asked when a request came without Time-Zone
+    entities, // onTagSearch: the user's tasks from GET /api/tasks?q=; onClick: focus it in the list
     initialThread,
     onThreadChange: ({ threadId }) => thread.remember(threadId),
-    onEffect: ({ name }) => {
-      if (name === "tasks.changed") onTasksChanged(); // the assistant changed tasks: GET /api/tasks again
+    onEffect: ({ name, data }) => {
+      // The assistant changed tasks: GET /api/tasks again, marking the ones it names.
+      if (name === "tasks.changed") onTasksChanged(Array.isArray(data?.ids) ? data.ids : []);
     },
     onError: ({ error }) => onFailure(error),
   });

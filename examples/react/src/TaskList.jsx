@@ -1,21 +1,33 @@
-// The signed-in user's open tasks, from TaskPilot's REST API. `version` changes when the assistant
-// reports `tasks.changed`, which makes the list load again.
+// The signed-in user's tasks, from TaskPilot's REST API through the app's `fetch` (bearer token and
+// Time-Zone, so "due today" and "overdue" are the user's dates). `change` changes when the
+// assistant reports `tasks.changed` (its ids are marked for a moment); `focus` when a tagged task,
+// or one an answer names, is clicked in the chat: the row is scrolled to, marked and focused, and
+// the list switches to "All" when "Open" hides it.
 
-import { useEffect, useState } from "react";
+import { useEffect, useMemo, useRef, useState } from "react";
 
-import { problemMessage } from "./auth.js";
+import { restClient } from "./rest.js";
 
-export function TaskList({ apiBase, apiFetch, version, onRefresh }) {
-  const [state, setState] = useState({ loading: true, tasks: [], error: null });
+const FILTERS = [
+  { id: "open", label: "Open" },
+  { id: "all", label: "All" },
+];
+
+export function TaskList({ apiBase, apiFetch, change, focus, onRefresh }) {
+  const api = useMemo(() => restClient(apiBase, apiFetch), [apiBase, apiFetch]);
+  const [filter, setFilter] = useState("open");
+  const [state, setState] = useState({ loading: true, filter: null, tasks: [], summary: null, error: null });
+  const [focused, setFocused] = useState(null); // {id, at, phase: "pending" | "shown" | "missing"}
+  const list = useRef(null);
+
   useEffect(() => {
     let active = true;
     setState((s) => ({ ...s, loading: true }));
     (async () => {
       try {
-        const response = await apiFetch(new URL("api/tasks?status=open&sort=due_date&limit=100", apiBase));
-        if (!response.ok) throw new Error(await problemMessage(response));
-        const body = await response.json();
-        if (active) setState({ loading: false, tasks: body.items, error: null });
+        const params = new URLSearchParams({ status: filter, sort: "due_date", order: "asc", limit: "100" });
+        const [page, summary] = await Promise.all([api.json(`api/tasks?${params}`), api.json("api/tasks/summary")]);
+        if (active) setState({ loading: false, filter, tasks: page.items, summary, error: null });
       } catch (error) {
         if (active) setState((s) => ({ ...s, loading: false, error: error.message }));
       }
@@ -23,22 +35,63 @@ export function TaskList({ apiBase, apiFetch, version, onRefresh }) {
     return () => {
       active = false;
     };
-  }, [apiBase, apiFetch, version]);
+  }, [api, filter, change.version]);
 
+  useEffect(() => {
+    if (focus) setFocused({ ...focus, phase: "pending" });
+  }, [focus]);
+
+  // Once the list for the current filter is there, show the asked-for task once (or say it is gone).
+  useEffect(() => {
+    if (focused?.phase !== "pending" || state.loading || state.filter !== filter) return;
+    const row = [...(list.current?.querySelectorAll(".task") ?? [])].find((el) => el.dataset.taskId === focused.id);
+    if (row) {
+      row.scrollIntoView?.({ block: "nearest" });
+      row.focus({ preventScroll: true });
+      setFocused((f) => ({ ...f, phase: "shown" }));
+    } else if (filter !== "all") {
+      setFilter("all");
+    } else {
+      setFocused((f) => ({ ...f, phase: "missing" }));
+    }
+  }, [focused, state, filter]);
+
+  const changed = new Set(change.ids.map(String));
+  const { summary } = state;
   return (
     <aside className="tasks" aria-labelledby="tasks-title" aria-busy={state.loading}>
       <header>
-        <h2 id="tasks-title">Open tasks</h2>
-        <button type="button" className="btn btn-ghost" onClick={onRefresh} aria-label="Refresh tasks">
+        <h2 id="tasks-title">Tasks</h2>
+        <button type="button" className="btn btn-ghost" onClick={() => onRefresh()} aria-label="Refresh tasks">
           ↻
         </button>
       </header>
+      {summary ? (
+        <p className="task-summary muted" data-today={summary.today} data-due-today={summary.due_today} data-overdue={summary.overdue}>
+          {summary.open} open · {summary.due_today} due today · {summary.overdue} overdue
+        </p>
+      ) : null}
+      <div className="filters" role="group" aria-label="Which tasks">
+        {FILTERS.map((f) => (
+          <button key={f.id} type="button" className="filter" data-filter={f.id} aria-pressed={f.id === filter} onClick={() => setFilter(f.id)}>
+            {f.label}
+          </button>
+        ))}
+      </div>
       {state.error ? <p className="error" role="alert">{state.error}</p> : null}
-      {!state.error && !state.loading && state.tasks.length === 0 ? <p className="muted">Nothing open.</p> : null}
-      <ul className="task-list">
+      {focused?.phase === "missing" ? <p className="muted" role="status">That task is not in your list any more.</p> : null}
+      {!state.error && !state.loading && state.tasks.length === 0 ? (
+        <p className="muted">{filter === "open" ? "Nothing open." : "No tasks yet."}</p>
+      ) : null}
+      <ul className="task-list" ref={list}>
         {state.tasks.map((task) => (
-          <li key={task.id} className="task" data-task-id={task.id}>
-            <span className="task-title">{task.title}</span>
+          <li
+            key={task.id}
+            className={["task", task.completed ? "task-done" : "", changed.has(task.id) ? "task-changed" : "", focused?.id === task.id ? "task-focused" : ""].filter(Boolean).join(" ")}
+            data-task-id={task.id}
+            tabIndex={-1}
+          >
+            <span className="task-number muted">#{task.number}</span> <span className="task-title">{task.title}</span>
             {task.due_date ? <span className="muted"> · due {task.due_date}</span> : null}
           </li>
         ))}

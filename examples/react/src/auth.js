@@ -66,13 +66,20 @@ export function devToken(apiBase, user) {
   };
 }
 
-/** A `fetch` that adds `Authorization: Bearer <token>`: the one ChatKit's `api.fetch` takes. */
-export function bearerFetch(tokens) {
+/**
+ * A `fetch` that adds `Authorization: Bearer <token>` and, given `timeZone` (the browser's IANA
+ * zone, `Intl.DateTimeFormat().resolvedOptions().timeZone`), `Time-Zone: <zone>`: the one
+ * ChatKit's `api.fetch` takes, and the one the task list's REST calls go through.
+ */
+export function bearerFetch(tokens, { timeZone = null } = {}) {
   return async (input, init = {}) => {
     const send = (token) => {
       // A Request carries its own headers; `init.headers` would replace them, so start from those.
       const headers = new Headers(init.headers ?? (input instanceof Request ? input.headers : undefined));
       if (token) headers.set("Authorization", `Bearer ${token}`);
+      // "Today", "tomorrow" and "overdue" are the user's dates: TaskPilot reads them in this zone
+      // (without it, UTC; the assistant may then ask through its get_time_zone client tool).
+      if (timeZone && !headers.has("Time-Zone")) headers.set("Time-Zone", timeZone);
       return fetch(input, { ...init, headers });
     };
     const token = await tokens.token();

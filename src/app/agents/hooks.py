@@ -1,7 +1,8 @@
 """Run hooks that make tool work visible in ChatKit while it happens.
 
 Each tool call becomes a task in a workflow ("Adding task…", then "Added #4 Buy milk"); a
-list or summary also shows the task-list widget, whose buttons act on the tasks in place.
+list or summary also shows the task-list widget, whose buttons act on the tasks in place; a
+delete whose words match several tasks shows them as a choice.
 When one model response calls several task tools at once, `progress_update`s count them
 ("Completing 12 tasks…", "Completed 3 of 12 tasks…"). Model calls start and end the turn's
 slow-model watch (`app.agents.notices`).
@@ -18,7 +19,7 @@ from chatkit.agents import AgentContext
 from chatkit.types import CustomTask
 
 from app.agents.notices import BATCH_MIN, ToolBatch, TurnNotices
-from app.agents.widgets import task_list_widget
+from app.agents.widgets import choice_widget, task_list_widget
 from app.core.clock import utc_today
 from app.ops import metrics
 
@@ -37,6 +38,8 @@ RUNNING = {
 
 
 def _finished(tool: str, result: dict[str, Any]) -> str:
+    if result.get("matches"):
+        return f"Found {len(result['matches'])} matching tasks: nothing deleted"
     if not result.get("ok", True):
         return f"{RUNNING.get(tool, tool).rstrip('…')} failed: {result.get('error', 'error')}"
     task = result.get("task") or result.get("deleted") or {}
@@ -124,6 +127,10 @@ class ProgressHooks(RunHooks[Any]):
             tasks = data.get("tasks", [])
             clock = getattr(turn, "clock", None) or utc_today  # the user's date marks what is overdue
             widget, copy_text = task_list_widget(LIST_TITLE, tasks, clock())
+            await turn.stream_widget(widget, copy_text=copy_text)
+        if tool.name == "delete_task" and data.get("matches"):
+            # Several tasks matched: the user picks the one to delete (and then confirms it).
+            widget, copy_text = choice_widget(data["matches"])
             await turn.stream_widget(widget, copy_text=copy_text)
 
     async def on_handoff(self, context: RunContextWrapper[Any], from_agent: Agent[Any], to_agent: Agent[Any]) -> None:

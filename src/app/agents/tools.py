@@ -23,6 +23,7 @@ Results. Each tool returns compact JSON text:
     {"ok": true, "task": {...}, "changed_ids": ["<uuid>"]}           add, update, complete
     {"ok": true, "task": {...}}                                      get
     {"ok": true, "deleted": {...}, "changed_ids": ["<uuid>"]}        delete
+    {"ok": false, "error": "...", "field": "task", "matches": [...]}  delete by title words, several match
     {"ok": true, "tasks": [...], "total": 12, "next_cursor": "..."}  list (next_cursor only if more)
     {"ok": true, "summary": {...}}                                   summary
     {"ok": false, "error": "what went wrong and what to do", "field": "due_date"}
@@ -42,6 +43,7 @@ import datetime as dt
 import inspect
 import json
 import typing
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -64,7 +66,7 @@ from app.contracts import (
 from app.core.clock import utc_today
 from app.core.errors import DomainError
 from app.core.text import first_unstorable, unstorable_detail
-from app.services.tasks import TaskQuery, TaskService
+from app.services.tasks import TaskQuery, TaskService, parse_ref
 from app.store.db import SessionMaker
 
 TOOL_LIST_DEFAULT_LIMIT = 20
@@ -178,6 +180,35 @@ def _optional_date(value: str | None, today: dt.date, name: str) -> dt.date | No
         return parse_due_date(value, today)
     except DomainError as exc:
         raise DomainError(exc.detail, field=name) from None
+
+
+DELETE_MATCH_LIMIT = 10
+
+
+def _names_a_task(ref: TaskNumberOrId) -> bool:
+    """Whether `ref` is a task number or id (anything else is words of a title)."""
+    try:
+        parse_ref(ref)
+    except DomainError:
+        return False
+    return True
+
+
+def _ambiguous(words: str, matches: list[dict[str, Any]]) -> dict[str, Any]:
+    if not matches:
+        return {
+            "ok": False,
+            "error": f"No task matches “{words}”: list the tasks to find its number.",
+            "field": "task",
+        }
+    names = ", ".join(f"#{t['number']} {t['title']}" for t in matches)
+    return {
+        "ok": False,
+        "error": f"Several tasks match “{words}” ({names}); nothing was deleted. The user was shown them "
+        "to pick the one to delete: ask them to pick it there, or to say its number.",
+        "field": "task",
+        "matches": matches,
+    }
 
 
 def _failure(exc: DomainError) -> dict[str, Any]:
@@ -368,17 +399,31 @@ class TaskOperations:
         return self._changed(completed)
 
     async def delete_task(self, *, task: TaskNumberOrId) -> dict[str, Any]:
-        """Delete a task for good.
+        """Delete a task for good. Named by words of its title, it deletes the one task they match;
+        when several match, nothing is deleted, the result lists them as `matches` and the user is
+        shown them to pick one.
 
         Args:
-            task: The task's number (such as "3") or id.
+            task: The task's number (such as "3"), id, or words of its title (such as "milk").
         """
         try:
             async with self._service() as tasks:
-                deleted = await tasks.delete(task)
+                ref: TaskNumberOrId | uuid.UUID = task
+                if not _names_a_task(task):
+                    matches = await self._title_matches(tasks, str(task))
+                    if len(matches) != 1:
+                        return _ambiguous(str(task), [compact_task(t, self.scope.clock()) for t in matches])
+                    ref = matches[0].id
+                deleted = await tasks.delete(ref)
         except DomainError as exc:
             return _failure(exc)
         return self._changed(deleted, key="deleted")
+
+    async def _title_matches(self, tasks: TaskService, words: str) -> list[Task]:
+        if not words.strip():
+            return []
+        page = await tasks.list(TaskQuery(status="all", search=words.strip(), limit=DELETE_MATCH_LIMIT))
+        return list(page.items)
 
     async def task_summary(self) -> dict[str, Any]:
         """Count the user's tasks: open, completed, overdue, due today, and open tasks by priority."""

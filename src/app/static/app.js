@@ -15,11 +15,15 @@
 
 import { Api, browserTimeZone, errorFromResponse } from "./api.js";
 import { Auth } from "./auth.js";
+import { answerClientTool, composerChoices, THREAD_ITEM_ACTIONS } from "./chatkit-options.js";
 import { ChatConsole } from "./console.js";
 import { h } from "./dom.js";
 import { taskEntities } from "./entities.js";
 import { createClientSecretProvider, describeClientSecretError } from "./hosted-session.js";
 import { TaskPanel } from "./tasks.js";
+
+// Shared with examples/react (chatkit-options.js); exported here too for pages that embed this module.
+export { answerClientTool, composerChoices };
 
 export const CHATKIT_SCRIPT = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js";
 // ChatKit checks this against the domains registered with OpenAI; localhost needs no registration.
@@ -425,19 +429,13 @@ export async function mount(root, options = {}) {
   return handle;
 }
 
-/** Answers the server's client tools: `get_time_zone` gets the browser's IANA time zone. */
-export function answerClientTool({ name }) {
-  if (name === "get_time_zone") return { time_zone: browserTimeZone() ?? "UTC" };
-  throw new Error(`This page has no client tool named ${name}.`);
-}
-
 /** What both modes share: the look, the start screen and the thread history. */
 function sharedOptions() {
   return {
     theme: THEME,
     startScreen: { greeting: GREETING, prompts: PROMPTS },
     history: { enabled: true, showDelete: true, showRename: true },
-    threadItemActions: { feedback: true, retry: true },
+    threadItemActions: THREAD_ITEM_ACTIONS,
   };
 }
 
@@ -466,17 +464,6 @@ export function selfHostedOptions(api, base, options = {}) {
     // runs on OpenAI's servers, which know nothing of them).
     ...(options.entities ? { entities: options.entities } : {}),
   };
-}
-
-/**
- * The server's composer choices (`self_hosted.composer` of /api/chatkit/health) as ChatKit's
- * `composer.tools` and `composer.models`; each is left out when the server offers none (models:
- * only with MODEL_CHOICES). The server refuses any other tool or model with a 400.
- */
-export function composerChoices(composer) {
-  const tools = (composer?.tools ?? []).map((tool) => ({ id: tool.id, label: tool.label, icon: tool.icon, placeholderOverride: tool.placeholder }));
-  const models = (composer?.models ?? []).map((model) => ({ id: model.id, label: model.label, default: Boolean(model.default) }));
-  return { ...(tools.length ? { tools } : {}), ...(models.length ? { models } : {}) };
 }
 
 /** Hosted: ChatKit talks to OpenAI with secrets this server mints; a failure is also shown. */

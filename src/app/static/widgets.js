@@ -1,6 +1,8 @@
-// Renders ChatKit widget trees (Card, Row, Col, Text, Badge, Button, ...) for the built-in console.
-// It covers the components TaskPilot's widgets use and shows the text of any other one, so an
-// unfamiliar widget degrades to readable text instead of disappearing.
+// Renders ChatKit widget trees (Card, ListView, Row, Col, Text, Badge, Button, Form and its inputs,
+// ...) for the built-in console. It covers the components TaskPilot's widgets use and shows the text
+// of any other one, so an unfamiliar widget degrades to readable text instead of disappearing.
+// As in ChatKit, every action sent from inside a Form (or a Card with `asForm`) carries the form's
+// values in its payload, keyed by each field's `name`; a Card with `confirm` is a confirm dialog.
 
 import { h, richText } from "./dom.js";
 
@@ -30,10 +32,29 @@ export function renderWidget(node, ctx) {
   const kids = () => (Array.isArray(node.children) ? node.children : node.children ? [node.children] : []).map((child) => renderWidget(child, ctx));
   switch (node.type) {
     case "Card": {
-      const card = h("div", common(node, ["tp-w-card", node.size ? `tp-w-card--${node.size}` : null]), kids());
-      const footer = [node.cancel, node.confirm].filter(Boolean).map((spec, i) =>
-        actionButton({ label: spec.label, onClickAction: spec.action, variant: i === 0 && node.cancel ? "outline" : "solid" }, ctx)
+      const dialog = Boolean(node.confirm);
+      const card = h(node.asForm ? "form" : "div", {
+        ...common(node, ["tp-w-card", node.size ? `tp-w-card--${node.size}` : null, dialog ? "tp-w-card--confirm" : null]),
+        role: dialog ? "alertdialog" : null,
+      });
+      const inner = node.asForm ? formContext(card, ctx) : ctx;
+      card.append(...childrenOf(node).map((child) => renderWidget(child, inner)).filter(Boolean));
+      if (dialog) {
+        const title = childrenOf(node).find((child) => child?.type === "Title");
+        if (title?.value) card.setAttribute("aria-label", title.value);
+      }
+      const footer = [node.cancel, node.confirm].filter(Boolean).map((spec) =>
+        actionButton({ label: spec.label, onClickAction: spec.action, variant: spec === node.cancel ? "outline" : "solid", color: spec === node.confirm && dialog ? "danger" : null }, inner)
       );
+      if (node.asForm && node.confirm) {
+        // The confirm button submits: the browser checks `required` and `pattern` first.
+        const confirm = footer.at(-1);
+        confirm.type = "submit";
+        card.addEventListener("submit", (event) => {
+          event.preventDefault();
+          inner.onAction(node.confirm.action, confirm);
+        });
+      }
       if (footer.length) card.append(h("div", { class: "tp-w-card-footer" }, footer));
       return card;
     }
@@ -43,8 +64,53 @@ export function renderWidget(node, ctx) {
       return h("div", common(node, ["tp-w-col"]), kids());
     case "Box":
       return h("div", common(node, [node.direction === "row" ? "tp-w-row" : "tp-w-col"]), kids());
-    case "Form":
-      return h("div", common(node, ["tp-w-col"]), kids());
+    case "Form": {
+      const form = h("form", common(node, [node.direction === "row" ? "tp-w-row" : "tp-w-col", "tp-w-form"]));
+      const inner = formContext(form, ctx);
+      form.append(...childrenOf(node).map((child) => renderWidget(child, inner)).filter(Boolean));
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        if (node.onSubmitAction) inner.onAction(node.onSubmitAction, event.submitter ?? form);
+      });
+      return form;
+    }
+    case "Input":
+      return h("input", {
+        ...field(node, ["tp-input", "tp-w-input"], ctx),
+        type: node.inputType ?? "text",
+        value: node.defaultValue ?? null,
+        pattern: node.pattern ?? null,
+        placeholder: node.placeholder ?? null,
+      });
+    case "Textarea": {
+      const area = h("textarea", { ...field(node, ["tp-input", "tp-w-input"], ctx), rows: node.rows ?? null, placeholder: node.placeholder ?? null });
+      area.value = node.defaultValue ?? "";
+      return area;
+    }
+    case "DatePicker":
+      // A day: the value sent is YYYY-MM-DD (the server reads a timestamp as a day too).
+      return h("input", { ...field(node, ["tp-input", "tp-w-input"], ctx), type: "date", value: typeof node.defaultValue === "string" ? node.defaultValue.slice(0, 10) : null, min: node.min?.slice?.(0, 10) ?? null, max: node.max?.slice?.(0, 10) ?? null });
+    case "Select": {
+      const select = h("select", field(node, ["tp-input", "tp-w-input"], ctx));
+      if (node.placeholder || node.clearable) select.append(h("option", { value: "" }, node.placeholder ?? ""));
+      for (const option of node.options ?? []) {
+        select.append(h("option", { value: option.value, disabled: option.disabled }, option.label ?? option.value));
+      }
+      select.value = node.defaultValue ?? (node.placeholder || node.clearable ? "" : node.options?.[0]?.value ?? "");
+      return select;
+    }
+    case "Checkbox": {
+      const box = h("input", { ...field(node, ["tp-w-checkbox"], ctx), type: "checkbox", checked: node.defaultChecked });
+      return node.label ? h("label", { class: "tp-w-row tp-gap-2" }, box, node.label) : box;
+    }
+    case "RadioGroup":
+      return h(
+        "div",
+        common(node, [node.direction === "row" ? "tp-w-row" : "tp-w-col"]),
+        (node.options ?? []).map((option) =>
+          h("label", { class: "tp-w-row tp-gap-2" }, h("input", { type: "radio", name: node.name, value: option.value, checked: option.value === node.defaultValue, disabled: node.disabled || option.disabled, required: node.required }), option.label)
+        )
+      );
     case "Title":
       return h("div", { ...common(node, ["tp-w-title", node.size ? `tp-w-title--${node.size}` : null]) }, node.value ?? "");
     case "Text":
@@ -68,7 +134,7 @@ export function renderWidget(node, ctx) {
       return md;
     }
     case "Label":
-      return h("div", common(node, ["tp-w-caption"]), node.value ?? "");
+      return h("label", { ...common(node, ["tp-w-caption", "tp-w-label"]), for: node.fieldName ? fieldId(ctx, node.fieldName) : null }, node.value ?? "");
     case "Badge":
       return h(
         "span",
@@ -85,10 +151,13 @@ export function renderWidget(node, ctx) {
       return null;
     case "Image":
       return h("div", common(node, ["tp-w-caption"]), node.alt ? `[image: ${node.alt}]` : "[image]");
-    case "ListView":
-      return h("ul", common(node, ["tp-w-list"]), kids().map((child) => (child?.tagName === "LI" ? child : h("li", {}, child))));
+    case "ListView": {
+      const list = h("ul", { class: "tp-w-list" }, kids().map((child) => (child?.tagName === "LI" ? child : h("li", {}, child))));
+      const status = node.status?.text ? h("div", { class: "tp-w-list-status" }, node.status.text) : null;
+      return h("div", common(node, ["tp-w-card", "tp-w-listview"]), status, list);
+    }
     case "ListViewItem": {
-      const item = h("li", common(node, ["tp-w-list-item"]), kids());
+      const item = h("li", common(node, ["tp-w-list-item", "tp-w-row", node.gap === undefined ? "tp-gap-2" : null]), kids());
       if (node.onClickAction) {
         item.classList.add("tp-w-clickable");
         item.tabIndex = 0;
@@ -104,8 +173,61 @@ export function renderWidget(node, ctx) {
   }
 }
 
+function childrenOf(node) {
+  return Array.isArray(node.children) ? node.children : node.children ? [node.children] : [];
+}
+
+let formCount = 0;
+
+/** The context of the components inside a form: their actions carry the form's values. */
+function formContext(form, ctx) {
+  const prefix = `tp-form-${++formCount}-`;
+  return {
+    ...ctx,
+    fieldPrefix: prefix,
+    onAction: (action, control) => ctx.onAction({ ...action, payload: withValues(action.payload, form) }, control),
+  };
+}
+
+function fieldId(ctx, name) {
+  return ctx.fieldPrefix ? ctx.fieldPrefix + name : null;
+}
+
+function field(node, extra, ctx) {
+  return {
+    ...common(node, extra),
+    name: node.name,
+    id: node.name ? fieldId(ctx, node.name) : null,
+    required: node.required,
+    disabled: node.disabled,
+  };
+}
+
+/** The payload with the form's field values merged in by name ("todo.title" nests); a field whose
+ * name the payload already has is left out, as ChatKit does. */
+function withValues(payload, form) {
+  const merged = structuredClone(payload ?? {});
+  for (const el of form.querySelectorAll("input[name], select[name], textarea[name]")) {
+    if (el.type === "radio" && !el.checked) continue;
+    const value = el.type === "checkbox" ? el.checked : el.value;
+    const path = el.name.split(".");
+    let target = merged;
+    for (const part of path.slice(0, -1)) {
+      if (typeof target[part] !== "object" || target[part] === null) target[part] = {};
+      target = target[part];
+    }
+    const last = path.at(-1);
+    if (!(last in target)) target[last] = value;
+  }
+  return merged;
+}
+
 function actionButton(node, ctx) {
   const variant = node.variant ?? "solid";
+  if (node.submit) {
+    // Submits the form it is in; the form sends its action with the values.
+    return h("button", { type: "submit", class: ["tp-btn", `tp-btn--${variant}`, colorClass("tp-btn", node.color), "tp-btn--sm"], dataset: { action: "submit" }, disabled: node.disabled }, node.label ?? "Submit");
+  }
   const button = h(
     "button",
     {

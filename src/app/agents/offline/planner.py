@@ -121,6 +121,14 @@ def _plan_on_one_task(intent: Intent, done: list[Done]) -> Step:
         if not done:
             return _action_call(intent, str(intent.number))
         return Reply(replies.after_action(intent, done[-1].output, lang))
+    if intent.kind == "delete":
+        # The delete tool resolves title words itself; several matches become a choice shown to the user.
+        if not done:
+            return _action_call(intent, intent.reference or "")
+        matches = done[-1].output.get("matches") if isinstance(done[-1].output, dict) else None
+        if matches:
+            return Reply(replies.pick_to_delete(intent, matches, lang))
+        return Reply(replies.after_action(intent, done[-1].output, lang))
     # A title fragment: search first, then act on the single match.
     if not done:
         status = "open" if intent.kind == "complete" else "completed" if intent.kind == "reopen" else "all"

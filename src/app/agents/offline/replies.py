@@ -274,6 +274,17 @@ def ambiguous(intent: Intent, matches: list[dict[str, Any]], lang: Language) -> 
     return f"Several tasks match “{intent.reference}”: {options}. Which one? Use its number."
 
 
+def pick_to_delete(intent: Intent, matches: list[dict[str, Any]], lang: Language) -> str:
+    """Several tasks match a delete request: the user picks one in the choice shown with this reply."""
+    options = ", ".join(label(t, lang) for t in matches[:5])
+    if lang == "ur":
+        return f"کئی کام ملتے ہیں: {options}۔ اوپر کی فہرست سے حذف کرنے والا کام چنیں۔"
+    return (
+        f"Several tasks match “{intent.reference}”: {options}. "
+        "Pick the one to delete in the list above; nothing is deleted until you confirm."
+    )
+
+
 def after_action(intent: Intent, output: Any, lang: Language) -> str:
     error = error_of(output)
     if error:
