@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
 from testkit.chatkit import user_input
 
+from app.agents.tools import COMPOSER_TOOLS
 from app.asgi import create_app
 from app.http.auth import mint_dev_token
 from app.settings import Settings
@@ -217,14 +218,20 @@ message_texts = st.one_of(
 
 @st.composite
 def fuzzed_messages(draw: st.DrawFn) -> dict[str, Any]:
-    """Valid message requests with arbitrary text, quoted text and inference options: these stream."""
+    """Message requests with arbitrary text and quoted text (these stream), and inference options."""
     message = user_input(draw(message_texts))
     if draw(st.booleans()):
         message["quoted_text"] = draw(st.text(max_size=200))
     if draw(st.booleans()):
+        # The composer's own choices (these stream; a forced tool too) and, less often, anything
+        # else (a 400 naming the field, before the stream).
         message["inference_options"] = {
-            "model": draw(st.none() | st.text(max_size=30)),
-            "tool_choice": draw(st.none() | st.fixed_dictionaries({"id": st.text(max_size=30)})),
+            "model": draw(st.none() | st.none() | st.text(max_size=30)),
+            "tool_choice": draw(
+                st.none()
+                | st.fixed_dictionaries({"id": st.sampled_from([tool.id for tool in COMPOSER_TOOLS])})
+                | st.fixed_dictionaries({"id": st.text(max_size=30)})
+            ),
         }
     if draw(st.booleans()):
         return {"type": "threads.create", "params": {"input": message}, "metadata": draw(json_values)}
