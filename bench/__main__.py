@@ -61,7 +61,8 @@ async def run_all(quick: bool, names: list[str]) -> dict[str, Any]:
         s = results["streams"]
         summary["targets"][f"{s['streams']} open streams, p99 event gap < 150 ms"] = {
             "met": s["targets"]["gap_p99_under_150ms"],
-            "figure": f"{s['gap_ms_hold']['p99']} ms (hold), all open together: {s['all_open_together']}",
+            "figure": f"{s['gap_ms_hold']['p99']} ms (hold), {s['gap_ms_whole_run']['p99']} ms (whole run), "
+            f"all open together: {s['all_open_together']}",
             "gap_ms_hold": s["gap_ms_hold"],
             "gap_ms_whole_run": s["gap_ms_whole_run"],
         }
@@ -71,7 +72,8 @@ async def run_all(quick: bool, names: list[str]) -> dict[str, Any]:
         }
         summary["targets"][f"streams: <= {streams.TARGET_CPU_MS_PER_DELTA} ms CPU per delta"] = {
             "met": s["targets"]["cpu_per_delta"],
-            "figure": f"{s['server_cpu_ms_per_delta']} ms",
+            "figure": f"{s['server_cpu_ms_per_delta']} ms during the hold"
+            + ("" if s["all_open_together"] else f" (none; {s['server_cpu_ms_per_delta_whole_run']} ms over the run)"),
         }
         summary["targets"]["every stream completes"] = {
             "met": s["targets"]["all_completed"],
