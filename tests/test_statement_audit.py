@@ -186,7 +186,7 @@ async def _chat_and_attachment_flows(tmp_path: Path, database_url: str) -> None:
         made = await env.http.post("/api/tasks", json={"title": "Call mum", "tags": ["home"]}, headers=headers)
         assert made.status_code == 201, made.text
         task_id = made.json()["id"]
-        for query in ("", "?tag=home", "?search=mum&sort=due_date&order=desc", "?status=open&limit=1"):
+        for query in ("", "?tag=home", "?q=mum&sort=due_date&order=desc", "?status=open&limit=1"):
             assert (await env.http.get(f"/api/tasks{query}", headers=headers)).status_code == 200
         patched = await env.http.patch(f"/api/tasks/{task_id}", json={"priority": "high"}, headers=headers)
         assert patched.status_code == 200, patched.text

@@ -182,6 +182,11 @@ async def test_list_filters_sorting_and_cursor_paging(api) -> None:
     assert await numbers(priority="high") == [1, 4]
     assert await numbers(tag="home") == [2, 3]
     assert await numbers(q="lisbon") == [3]
+    # A bad search names the parameter the client sent: `q` (the service and the tools call it `search`).
+    for bad in ("   ", "nul\x00"):
+        refused = await client.get("/api/tasks", params={"q": bad}, headers=alice)
+        assert refused.status_code == 400, refused.text
+        assert [error["field"] for error in refused.json()["errors"]] == ["q"], refused.text
     assert await numbers(overdue="true") == [1]
     assert await numbers(due_before="2000-01-05") == [1, 4]
     assert await numbers(due_after="2000-01-02") == [1, 3]

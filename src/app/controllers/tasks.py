@@ -113,6 +113,7 @@ class TaskController(Controller):
             overdue=overdue,
             tag=tag,
             search=q,
+            search_field="q",
             sort=sort,
             order=order,
             limit=limit,

@@ -92,6 +92,8 @@ class TaskQuery:
     limit: int = DEFAULT_LIMIT
     cursor: str | None = None
     offset: int | None = None
+    search_field: str = "search"
+    """What the caller calls `search`, for the error that names it (`q` in the REST API)."""
 
 
 class TaskService:
@@ -257,12 +259,14 @@ class TaskService:
         if query.sort not in SORTS:
             raise DomainError(f"sort must be one of {', '.join(SORTS)}.", field="sort")
         require_storable(query.tag, "tag")
-        require_storable(query.search, "search")
+        require_storable(query.search, query.search_field)
         search = None
         if query.search is not None:
             search = query.search.strip()
             if not search or len(search) > MAX_SEARCH:
-                raise DomainError(f"search must be 1 to {MAX_SEARCH} characters.", field="search")
+                raise DomainError(
+                    f"{query.search_field} must be 1 to {MAX_SEARCH} characters.", field=query.search_field
+                )
         return TaskFilter(
             status=query.status,
             priority=_priority(query.priority) if query.priority is not None else None,
