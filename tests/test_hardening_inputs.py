@@ -117,7 +117,7 @@ def test_nul_in_rest_strings_is_a_400_naming_the_field(server: LiveServer, bad: 
         # Query strings and paths carry both: %00, and %ED%A0%80 (a surrogate's UTF-8 form, which
         # the server reads as U+FFFD: harmless, so only "no 500" is asked of it).
         escaped = "%00" if bad == NUL else "%ED%A0%80"
-        for query, field in ((f"q=a{escaped}", "search"), (f"tag=a{escaped}", "tag"), (f"cursor=a{escaped}", None)):
+        for query, field in ((f"q=a{escaped}", "q"), (f"tag=a{escaped}", "tag"), (f"cursor=a{escaped}", None)):
             response = http.get(f"/api/tasks?{query}", headers=bearer(name))
             if bad == SURROGATE:
                 assert response.status_code < 500, (query, response.text)
