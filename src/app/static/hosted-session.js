@@ -164,17 +164,18 @@ export function tabStorage() {
 }
 
 /**
- * @param {{
- *   baseUrl: string|URL,                       TaskPilot's origin (and path prefix, if any)
- *   getToken: () => Promise<string|null>|string|null,  the user's bearer token; null when signed out
- *   storage?: {getItem(k: string): string|null, setItem(k: string, v: string): void, removeItem(k: string): void},
- *   invalidateToken?: (token: string) => void,  forget a refused token so getToken fetches a fresh one
- *   fetch?: typeof fetch,                      the default routes' transport
- *   routes?: SessionRoutes,                    instead of `fetch`: how mint, refresh and cancel reach TaskPilot
- *   now?: () => number,
- *   storageKey?: string,
- * }} options
+ * @typedef {object} ClientSecretProviderOptions
+ * @property {string|URL} baseUrl  TaskPilot's origin (and path prefix, if any)
+ * @property {() => Promise<string|null>|string|null} getToken  the user's bearer token; null when signed out
+ * @property {{getItem(k: string): string|null, setItem(k: string, v: string): void, removeItem(k: string): void}} [storage]
+ * @property {((token: string) => void)|null} [invalidateToken]  forget a refused token so getToken fetches a fresh one
+ * @property {typeof fetch} [fetch]  what the default routes send requests with
+ * @property {SessionRoutes|null} [routes]  instead of `fetch`: how mint, refresh and cancel reach TaskPilot
+ * @property {() => number} [now]
+ * @property {string} [storageKey]
  */
+
+/** @param {ClientSecretProviderOptions} options */
 export function createClientSecretProvider({
   baseUrl,
   getToken,
@@ -297,7 +298,11 @@ export function createClientSecretProvider({
     }
   }
 
-  /** ChatKit's `api.getClientSecret`: pass it as it is (it needs no `this`). */
+  /**
+   * ChatKit's `api.getClientSecret`: pass it as it is (it needs no `this`).
+   * @param {string|null} [current]  the secret ChatKit holds and found expired; null at start-up
+   * @returns {Promise<string>}
+   */
   function getClientSecret(current = null) {
     const key = current || "";
     if (!inFlight.has(key)) {
