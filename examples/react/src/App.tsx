@@ -1,7 +1,7 @@
 // TaskPilot from React: a chat (ChatKit through @openai/chatkit-react) beside the user's open
 // tasks, in either mode:
-// - self-hosted (SelfHostedChat.jsx): TaskPilot answers ChatKit at /chatkit;
-// - hosted (HostedChat.jsx): OpenAI runs the Agent Builder workflow, TaskPilot mints the sessions.
+// - self-hosted (SelfHostedChat.tsx): TaskPilot answers ChatKit at /chatkit;
+// - hosted (HostedChat.tsx): OpenAI runs the Agent Builder workflow, TaskPilot mints the sessions.
 // The default is whichever mode TaskPilot has configured (self-hosted when both); `?mode=` picks.
 
 import { browserTimeZone } from "taskpilot/chatkit-options";
