@@ -1,8 +1,8 @@
-// The signed-in user's tasks, from TaskPilot's REST API through the generated client and the app's `fetch` (bearer token and
-// Time-Zone, so "due today" and "overdue" are the user's dates). `change` changes when the
-// assistant reports `tasks.changed` (its ids are marked for a moment); `focus` when a tagged task,
-// or one an answer names, is clicked in the chat: the row is scrolled to, marked and focused, and
-// the list switches to "All" when "Open" hides it.
+// The signed-in user's tasks, from TaskPilot's REST API through the generated client, which sends
+// through the app's `fetch` (bearer token and Time-Zone, so "due today" and "overdue" are the
+// user's dates). `change` changes when the assistant reports `tasks.changed` (its ids are marked
+// for a moment); `focus` when a tagged task, or one an answer names, is clicked in the chat: the
+// row is scrolled to, marked and focused, and the list switches to "All" when "Open" hides it.
 
 import { useEffect, useRef, useState } from "react";
 
