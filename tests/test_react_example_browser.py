@@ -59,7 +59,8 @@ BUILD_TIMEOUT_SECONDS = 180
 
 def _sources() -> list[Path]:
     files = [EXAMPLE / name for name in ("index.html", "vite.config.js", "package.json", "package-lock.json")]
-    folders = [*sorted((EXAMPLE / "src").iterdir()), *sorted((EXAMPLE / "public").iterdir())]
+    files.append(EXAMPLE / "tsconfig.json")
+    folders = [*sorted(p for p in (EXAMPLE / "src").rglob("*") if p.is_file()), *sorted((EXAMPLE / "public").iterdir())]
     shared = [STATIC_DIR / name for name in ("hosted-session.js", "entities.js", "chatkit-options.js", "api.js")]
     return [*files, *folders, *shared]
 

@@ -222,3 +222,46 @@ test("release cancels the held session with the token, then forgets it", async (
   assert.equal(tokenSubject(ALICE), "alice");
   assert.equal(tokenSubject("opaque"), null);
 });
+
+test("given routes (a generated client's calls), the rules are the same and no fetch is sent", async () => {
+  const asked = [];
+  const first = session();
+  const second = session();
+  const answers = [
+    { response: new Response(null, { status: 401 }), body: null },
+    { response: new Response(null, { status: 200 }), body: first },
+    { response: new Response(null, { status: 429, headers: { "Retry-After": "7" } }), body: { title: "Too many requests", detail: "Wait a little." } },
+    { response: new Response(null, { status: 200 }), body: second },
+  ];
+  const routes = {
+    mint: async (bearer) => (asked.push(["mint", bearer]), answers.shift()),
+    refresh: async (bearer, current) => (asked.push(["refresh", bearer, current]), answers.shift()),
+    cancel: async (bearer, sessionId) => asked.push(["cancel", bearer, sessionId]),
+  };
+  const tokens = [ALICE, jwt({ sub: "alice", exp: NOW / 1000 + 901 })];
+  const storage = memory();
+  const provider = createClientSecretProvider({
+    baseUrl: "https://tasks.example.com",
+    getToken: async () => tokens[0],
+    invalidateToken: () => tokens.shift(),
+    storage,
+    now: () => NOW,
+    fetch: async () => assert.fail("the routes, not fetch, reach TaskPilot"),
+    routes,
+  });
+  assert.equal(await provider.getClientSecret(null), first.client_secret, "a refused token is replaced once");
+  const failed = await provider.getClientSecret(first.client_secret).catch((error) => error);
+  assert.ok(failed instanceof ClientSecretError);
+  assert.equal(failed.message, "Too many requests: Wait a little.");
+  assert.equal(failed.retryAfter, 7);
+  assert.equal(storage.getItem(STORAGE_KEY), null, "the secret ChatKit gave up is forgotten");
+  assert.equal(await provider.getClientSecret(first.client_secret), second.client_secret);
+  await provider.release();
+  assert.deepEqual(asked, [
+    ["mint", ALICE],
+    ["mint", tokens[0]],
+    ["refresh", tokens[0], first.client_secret],
+    ["refresh", tokens[0], first.client_secret],
+    ["cancel", tokens[0], second.session_id],
+  ]);
+});

@@ -4,8 +4,10 @@
 
 export const CHATKIT_SCRIPT = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js";
 
+/** @type {Promise<"loaded" | "failed"> | null} */
 let loading = null;
 
+/** @returns {Promise<"loaded" | "failed">} */
 export function loadChatKitScript(timeoutMs = 15_000) {
   if (customElements.get("openai-chatkit")) return Promise.resolve("loaded");
   loading ??= new Promise((resolve) => {

@@ -134,7 +134,7 @@ export async function mount(root, options = {}) {
   const chatArea = h("main", { class: "tp-chat", "aria-label": "Assistant" });
   const tasks = new TaskPanel(api);
   // @-mentions in the composer: the user's tasks from GET /api/tasks?q=; a click focuses the task.
-  const entities = taskEntities(api, (id) => tasks.focus(id));
+  const entities = taskEntities((query) => api.json(`/api/tasks?${new URLSearchParams(query)}`), (id) => tasks.focus(id));
   const status = h("div", { class: "tp-status", role: "status", hidden: true });
   root.replaceChildren(
     h(

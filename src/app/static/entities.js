@@ -20,12 +20,29 @@ export function taskEntity(task) {
   };
 }
 
-/** The user's tasks matching `query` (title or description), as entities; recent open ones when empty. */
-export async function searchTaskEntities(api, query) {
+/**
+ * The query of GET /api/tasks for a tag search: tasks matching `query` (title or description),
+ * or the recent open ones when it is empty.
+ * @param {unknown} query
+ * @returns {{status: "open" | "all", sort: "updated_at", limit: number, q?: string}}
+ */
+export function tagSearchQuery(query) {
   const text = String(query ?? "").trim().slice(0, 200);
-  const params = new URLSearchParams({ status: text ? "all" : "open", sort: "updated_at", limit: String(TAG_SEARCH_LIMIT) });
-  if (text) params.set("q", text);
-  const page = await api.json(`/api/tasks?${params}`);
+  return text ? { status: "all", sort: "updated_at", limit: TAG_SEARCH_LIMIT, q: text } : { status: "open", sort: "updated_at", limit: TAG_SEARCH_LIMIT };
+}
+
+/**
+ * A page of the user's tasks (GET /api/tasks) for a query: how each front end calls its REST API.
+ * @typedef {(query: ReturnType<typeof tagSearchQuery>) => Promise<{items: Array<{id: string, title: string, number: number, completed: boolean}>}>} ListTasks
+ */
+
+/**
+ * The user's tasks matching `query`, as entities.
+ * @param {ListTasks} listTasks
+ * @param {unknown} query
+ */
+export async function searchTaskEntities(listTasks, query) {
+  const page = await listTasks(tagSearchQuery(query));
   return page.items.map(taskEntity);
 }
 
@@ -34,10 +51,14 @@ export function entityTaskId(entity) {
   return entity?.data?.task_id ?? entity?.id ?? null;
 }
 
-/** ChatKit's `entities` option: tag search from the REST API, clicks focus the task. */
-export function taskEntities(api, focusTask) {
+/**
+ * ChatKit's `entities` option: tag search from the REST API, clicks focus the task.
+ * @param {ListTasks} listTasks
+ * @param {(taskId: string) => void} focusTask
+ */
+export function taskEntities(listTasks, focusTask) {
   return {
-    onTagSearch: (query) => searchTaskEntities(api, query),
+    onTagSearch: (query) => searchTaskEntities(listTasks, query),
     onClick: (entity) => {
       const id = entityTaskId(entity);
       if (id) focusTask(id);

@@ -66,15 +66,9 @@ export function describeClientSecretError(error) {
   return message;
 }
 
-async function errorFrom(response, now) {
+function errorFrom(response, body, now) {
   const status = response.status;
   const retryAfter = retryAfterSeconds(response.headers.get("Retry-After"), now);
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    body = null;
-  }
   const detail = body && typeof body === "object" ? body.detail : null;
   const title = body && typeof body.title === "string" && body.title ? body.title : PHRASES[status] ?? "Request failed";
   const message = typeof detail === "string" && detail ? `${title}: ${detail}` : `${title} (HTTP ${status}) while asking TaskPilot for a ChatKit session.`;
@@ -92,6 +86,59 @@ export function tokenSubject(token) {
   } catch {
     return null;
   }
+}
+
+/**
+ * What the provider asks of TaskPilot's session routes: each call resolves to the HTTP response
+ * and its body as parsed JSON (null when it has none, or none that parses), and rejects only when
+ * TaskPilot cannot be reached. The default sends `fetch`es; examples/react passes the same three
+ * calls through its client generated from openapi/openapi.json.
+ * @typedef {{response: Response, body: unknown}} SessionAnswer
+ * @typedef {{
+ *   mint(bearer: string): Promise<SessionAnswer>,
+ *   refresh(bearer: string, currentClientSecret: string): Promise<SessionAnswer>,
+ *   cancel(bearer: string, sessionId: string): Promise<unknown>,
+ * }} SessionRoutes
+ */
+
+/**
+ * The session routes under `baseUrl` through `fetchImpl`.
+ * @param {string|URL} baseUrl
+ * @param {typeof fetch} [fetchImpl]
+ * @returns {SessionRoutes}
+ */
+export function fetchSessionRoutes(baseUrl, fetchImpl = (...args) => globalThis.fetch(...args)) {
+  // Relative to the base, so a TaskPilot behind a path prefix (https://example.com/tasks/) works.
+  const base = new URL(baseUrl, globalThis.location?.href);
+  if (!base.pathname.endsWith("/")) base.pathname += "/";
+  const url = (path) => new URL(path.replace(/^\//, ""), base).toString();
+  const post = async (path, bearer, body) => {
+    const response = await fetchImpl(url(path), {
+      method: "POST",
+      headers: { Authorization: `Bearer ${bearer}`, "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+    });
+    let parsed = null;
+    try {
+      parsed = await response.json();
+    } catch {
+      parsed = null;
+    }
+    return { response, body: parsed };
+  };
+  return {
+    mint: (bearer) => post(SESSIONS_PATH, bearer, {}),
+    refresh: (bearer, currentClientSecret) => post(REFRESH_PATH, bearer, { current_client_secret: currentClientSecret }),
+    cancel: (bearer, sessionId) =>
+      fetchImpl(url(`${SESSIONS_PATH}/${encodeURIComponent(sessionId)}`), {
+        method: "DELETE",
+        headers: { Authorization: `Bearer ${bearer}` },
+        credentials: "omit",
+        keepalive: true,
+      }),
+  };
 }
 
 function memoryStorage() {
@@ -117,31 +164,32 @@ export function tabStorage() {
 }
 
 /**
- * @param {{
- *   baseUrl: string|URL,                       TaskPilot's origin (and path prefix, if any)
- *   getToken: () => Promise<string|null>|string|null,  the user's bearer token; null when signed out
- *   storage?: {getItem(k: string): string|null, setItem(k: string, v: string): void, removeItem(k: string): void},
- *   invalidateToken?: (token: string) => void,  forget a refused token so getToken fetches a fresh one
- *   fetch?: typeof fetch,
- *   now?: () => number,
- *   storageKey?: string,
- * }} options
+ * @typedef {object} ClientSecretProviderOptions
+ * @property {string|URL} baseUrl  TaskPilot's origin (and path prefix, if any)
+ * @property {() => Promise<string|null>|string|null} getToken  the user's bearer token; null when signed out
+ * @property {{getItem(k: string): string|null, setItem(k: string, v: string): void, removeItem(k: string): void}} [storage]
+ * @property {((token: string) => void)|null} [invalidateToken]  forget a refused token so getToken fetches a fresh one
+ * @property {typeof fetch} [fetch]  what the default routes send requests with
+ * @property {SessionRoutes|null} [routes]  instead of `fetch`: how mint, refresh and cancel reach TaskPilot
+ * @property {() => number} [now]
+ * @property {string} [storageKey]
  */
+
+/** @param {ClientSecretProviderOptions} options */
 export function createClientSecretProvider({
   baseUrl,
   getToken,
   storage = tabStorage(),
   invalidateToken = null,
   fetch: fetchImpl = (...args) => globalThis.fetch(...args),
+  routes: givenRoutes = null,
   now = () => Date.now(),
   storageKey = STORAGE_KEY,
 }) {
   if (!baseUrl) throw new TypeError("createClientSecretProvider needs baseUrl (TaskPilot's origin)");
   if (typeof getToken !== "function") throw new TypeError("createClientSecretProvider needs getToken()");
-  // Relative to the base, so a TaskPilot behind a path prefix (https://example.com/tasks/) works.
-  const base = new URL(baseUrl, globalThis.location?.href);
-  if (!base.pathname.endsWith("/")) base.pathname += "/";
-  const url = (path) => new URL(path.replace(/^\//, ""), base).toString();
+  const origin = new URL(baseUrl, globalThis.location?.href).origin;
+  const routes = givenRoutes ?? fetchSessionRoutes(baseUrl, fetchImpl);
   const inFlight = new Map(); // concurrent calls for the same secret share one request
 
   function read() {
@@ -189,22 +237,18 @@ export function createClientSecretProvider({
     return new ClientSecretError("Not signed in: sign in to chat; a ChatKit session is minted for the signed-in user only.", { status: 401, signedOut: true });
   }
 
-  async function post(path, body) {
+  /** @param {(bearer: string) => Promise<SessionAnswer>} send */
+  async function post(send) {
     let bearer = await token();
     if (!bearer) throw signedOut();
     for (let attempt = 0; ; attempt += 1) {
       let response;
+      let body;
       try {
-        response = await fetchImpl(url(path), {
-          method: "POST",
-          headers: { Authorization: `Bearer ${bearer}`, "Content-Type": "application/json", Accept: "application/json" },
-          body: JSON.stringify(body),
-          credentials: "omit",
-          cache: "no-store",
-        });
+        ({ response, body } = await send(bearer));
       } catch (error) {
         if (error?.name === "AbortError") throw error;
-        throw new ClientSecretError(`Cannot reach TaskPilot at ${base.origin} to start a ChatKit session (${error?.message ?? error}). Check your connection and retry.`);
+        throw new ClientSecretError(`Cannot reach TaskPilot at ${origin} to start a ChatKit session (${error?.message ?? error}). Check your connection and retry.`);
       }
       if (response.status === 401 && attempt === 0 && invalidateToken) {
         // The token may have expired or the server's keys rotated: one retry with a fresh token.
@@ -216,19 +260,14 @@ export function createClientSecretProvider({
         }
       }
       if (!response.ok) {
-        const error = await errorFrom(response, now());
+        const error = errorFrom(response, body, now());
         if (response.status === 401) {
           clear();
           error.signedOut = true;
         }
         throw error;
       }
-      let session = null;
-      try {
-        session = await response.json();
-      } catch {
-        session = null;
-      }
+      const session = body && typeof body === "object" ? /** @type {Record<string, unknown>} */ (body) : null;
       if (!session || typeof session.client_secret !== "string" || !session.client_secret) {
         throw new ClientSecretError("TaskPilot answered without a client_secret; is the API origin right?", { status: response.status });
       }
@@ -244,12 +283,12 @@ export function createClientSecretProvider({
       if (held && held.owner === tokenSubject(bearer) && held.expiresAtMs - now() > REUSE_MARGIN_MS) {
         return held.client_secret;
       }
-      const { session, owner } = await post(SESSIONS_PATH, {});
+      const { session, owner } = await post((bearer) => routes.mint(bearer));
       write(session, owner);
       return session.client_secret;
     }
     try {
-      const { session, owner } = await post(REFRESH_PATH, { current_client_secret: current });
+      const { session, owner } = await post((bearer) => routes.refresh(bearer, current));
       write(session, owner);
       return session.client_secret;
     } catch (error) {
@@ -259,7 +298,11 @@ export function createClientSecretProvider({
     }
   }
 
-  /** ChatKit's `api.getClientSecret`: pass it as it is (it needs no `this`). */
+  /**
+   * ChatKit's `api.getClientSecret`: pass it as it is (it needs no `this`).
+   * @param {string|null} [current]  the secret ChatKit holds and found expired; null at start-up
+   * @returns {Promise<string>}
+   */
   function getClientSecret(current = null) {
     const key = current || "";
     if (!inFlight.has(key)) {
@@ -288,12 +331,7 @@ export function createClientSecretProvider({
     try {
       const bearer = await token();
       if (!bearer) return;
-      await fetchImpl(url(`${SESSIONS_PATH}/${encodeURIComponent(value.session_id)}`), {
-        method: "DELETE",
-        headers: { Authorization: `Bearer ${bearer}` },
-        credentials: "omit",
-        keepalive: true,
-      });
+      await routes.cancel(bearer, value.session_id);
     } catch {
       // offline: the session expires on its own
     }

@@ -12,17 +12,32 @@ import { answerClientTool, composerChoices, THREAD_ITEM_ACTIONS } from "taskpilo
 import { taskEntities } from "taskpilot/entities";
 import { useMemo, useState } from "react";
 
-import { placeholder, startScreen, theme, threadMemory } from "./look.js";
-import { restClient } from "./rest.js";
+import { answered, type ChatKitHealth, type TaskPilotClient } from "./api/client.ts";
+import { placeholder, startScreen, theme, threadMemory } from "./look.ts";
 
-export function SelfHostedChat({ apiBase, domainKey, apiFetch, health, user, onTasksChanged, onFocusTask, onFailure }) {
+type Props = {
+  apiBase: string; // TaskPilot's URL, ending in "/"
+  domainKey: string;
+  apiFetch: typeof fetch; // adds the bearer token and Time-Zone
+  api: TaskPilotClient; // REST calls through apiFetch
+  health: ChatKitHealth;
+  user: string;
+  onTasksChanged: (ids: string[]) => void;
+  onFocusTask: (taskId: string) => void;
+  onFailure: (error: unknown) => void;
+};
+
+export function SelfHostedChat({ apiBase, domainKey, apiFetch, api, health, user, onTasksChanged, onFocusTask, onFailure }: Props) {
   const [thread] = useState(() => threadMemory(`taskpilot-example.thread:self-hosted:${user}`));
   const [initialThread] = useState(() => thread.initial());
 
   // [readme:self-hosted]
-  const server = health.self_hosted ?? {}; // GET /api/chatkit/health: what this TaskPilot offers
+  const server = health.self_hosted; // GET /api/chatkit/health: what this TaskPilot offers
   // @-mentions: the user's tasks as ChatKit entities (GET /api/tasks?q=); a click focuses one.
-  const entities = useMemo(() => taskEntities(restClient(apiBase, apiFetch), onFocusTask), [apiBase, apiFetch, onFocusTask]);
+  const entities = useMemo(
+    () => taskEntities((query) => answered(api.GET("/api/tasks", { params: { query } })), onFocusTask),
+    [api, onFocusTask]
+  );
   const chatkit = useChatKit({
     api: {
       url: new URL("chatkit", apiBase).toString(),

@@ -1,6 +1,6 @@
-import { useEffect, useState } from "react";
+import { useEffect, useState, type ReactNode } from "react";
 
-export function Notice({ title, children, actions }) {
+export function Notice({ title, children, actions }: { title: string; children: ReactNode; actions?: ReactNode }) {
   return (
     <div className="center">
       <div className="notice" role="alert">
@@ -13,7 +13,7 @@ export function Notice({ title, children, actions }) {
 }
 
 /** A Retry button that waits out the server's Retry-After (seconds) before it can be pressed. */
-export function RetryButton({ after, onRetry }) {
+export function RetryButton({ after, onRetry }: { after: number; onRetry: () => void }) {
   const [left, setLeft] = useState(after > 0 ? after : 0);
   useEffect(() => {
     if (left <= 0) return undefined;

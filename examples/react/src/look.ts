@@ -1,12 +1,14 @@
 // What both modes share: the look and the start screen.
 
-export const theme = {
+import type { StartScreenOption, ThemeOption } from "@openai/chatkit-react";
+
+export const theme: ThemeOption = {
   colorScheme: "light",
   radius: "round",
   color: { accent: { primary: "#e8590c", level: 1 } },
 };
 
-export const startScreen = {
+export const startScreen: StartScreenOption = {
   greeting: "What needs doing? I can add, find, update and finish your tasks.",
   prompts: [
     { label: "Add a task", prompt: "Add a task to buy milk tomorrow", icon: "plus" },
@@ -17,7 +19,7 @@ export const startScreen = {
 export const placeholder = "Ask me to add, list, or finish tasks…";
 
 /** The thread to reopen after a reload, per mode and user (localStorage; ids only). */
-export function threadMemory(key) {
+export function threadMemory(key: string): { initial(): string | null; remember(threadId: string | null): void } {
   return {
     initial() {
       try {

@@ -1,11 +1,21 @@
 // Bearer tokens for TaskPilot: where they come from, kept until a minute before they expire, and
 // one retry with a fresh token when TaskPilot answers 401.
 
+import { answered, type ChatKitRequestHeaders, type TaskPilotClient } from "./api/client.ts";
+
 const EXPIRY_MARGIN_MS = 60_000;
 
-export function tokenClaims(token) {
+/** Where a JWT comes from: a token, or null when the user is signed out. */
+export type FetchToken = () => Promise<string | null | undefined> | string | null | undefined;
+
+export type TokenSource = {
+  token(): Promise<string | null>;
+  invalidate(token: string): void;
+};
+
+export function tokenClaims(token: string): { exp?: unknown; sub?: unknown } {
   try {
-    const payload = token.split(".")[1];
+    const payload = token.split(".")[1] ?? "";
     const base64 = payload.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(payload.length / 4) * 4, "=");
     return JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))));
   } catch {
@@ -14,9 +24,9 @@ export function tokenClaims(token) {
 }
 
 /** `fetchToken()` returns a JWT (or null when signed out); this caches it while it is valid. */
-export function createTokenSource(fetchToken) {
-  let cached = null;
-  let pending = null;
+export function createTokenSource(fetchToken: FetchToken): TokenSource {
+  let cached: { token: string; expiresAt: number } | null = null;
+  let pending: Promise<string | null> | null = null;
   return {
     async token() {
       if (cached && cached.expiresAt - EXPIRY_MARGIN_MS > Date.now()) return cached.token;
@@ -44,26 +54,19 @@ export function createTokenSource(fetchToken) {
  * Tokens from your sign-in service. With Better Auth's JWT plugin, either this (its token
  * endpoint, with the session cookie) or its client: `async () => (await authClient.token()).data?.token`.
  */
-export function tokenFromUrl(url) {
+export function tokenFromUrl(url: string): FetchToken {
   return async () => {
     const response = await fetch(url, { credentials: "include", headers: { Accept: "application/json" } });
     if (response.status === 401) return null;
     if (!response.ok) throw new Error(`${url} answered HTTP ${response.status}`);
-    return (await response.json()).token ?? null;
+    const body: { token?: string | null } = await response.json();
+    return body.token ?? null;
   };
 }
 
 /** Development only: TaskPilot mints a token for a user name while it runs with AUTH_MODE=dev. */
-export function devToken(apiBase, user) {
-  return async () => {
-    const response = await fetch(new URL("api/dev/token", apiBase), {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ user_id: user }),
-    });
-    if (!response.ok) throw new Error(await problemMessage(response));
-    return (await response.json()).token;
-  };
+export function devToken(client: TaskPilotClient, user: string): FetchToken {
+  return async () => (await answered(client.POST("/api/dev/token", { body: { user_id: user } }))).token;
 }
 
 /**
@@ -71,35 +74,27 @@ export function devToken(apiBase, user) {
  * zone, `Intl.DateTimeFormat().resolvedOptions().timeZone`), `Time-Zone: <zone>`: the one
  * ChatKit's `api.fetch` takes, and the one the task list's REST calls go through.
  */
-export function bearerFetch(tokens, { timeZone = null } = {}) {
+export function bearerFetch(tokens: TokenSource, { timeZone = null }: { timeZone?: string | null } = {}): typeof fetch {
   return async (input, init = {}) => {
-    const send = (token) => {
+    // A Request's body can be read once: the retry after a 401 sends a copy.
+    const copy = input instanceof Request ? input.clone() : input;
+    const send = (token: string | null, input: RequestInfo | URL) => {
       // A Request carries its own headers; `init.headers` would replace them, so start from those.
       const headers = new Headers(init.headers ?? (input instanceof Request ? input.headers : undefined));
       if (token) headers.set("Authorization", `Bearer ${token}`);
       // "Today", "tomorrow" and "overdue" are the user's dates: TaskPilot reads them in this zone
       // (without it, UTC; the assistant may then ask through its get_time_zone client tool).
-      if (timeZone && !headers.has("Time-Zone")) headers.set("Time-Zone", timeZone);
+      const zoneHeader = "Time-Zone" satisfies keyof ChatKitRequestHeaders; // the spec's name for it
+      if (timeZone && !headers.has(zoneHeader)) headers.set(zoneHeader, timeZone);
       return fetch(input, { ...init, headers });
     };
     const token = await tokens.token();
-    let response = await send(token);
+    let response = await send(token, input);
     if (response.status === 401 && token) {
       tokens.invalidate(token);
       const fresh = await tokens.token();
-      if (fresh && fresh !== token) response = await send(fresh);
+      if (fresh && fresh !== token) response = await send(fresh, copy);
     }
     return response;
   };
-}
-
-/** Words for a failed response: problem+json `title: detail` when TaskPilot sent one. */
-export async function problemMessage(response) {
-  try {
-    const body = await response.json();
-    if (typeof body?.detail === "string" && body.detail) return `${body.title ?? "Error"}: ${body.detail}`;
-  } catch {
-    // not JSON
-  }
-  return `TaskPilot answered HTTP ${response.status}`;
 }

@@ -5,15 +5,30 @@
 
 import { ChatKit, useChatKit } from "@openai/chatkit-react";
 import { THREAD_ITEM_ACTIONS } from "taskpilot/chatkit-options";
-import { describeClientSecretError } from "taskpilot/hosted-session";
+import { describeClientSecretError, type ClientSecretError, type createClientSecretProvider } from "taskpilot/hosted-session";
 import { useCallback, useEffect, useState } from "react";
 
 import { CHATKIT_SCRIPT } from "./chatkit-script.js";
-import { placeholder, startScreen, theme, threadMemory } from "./look.js";
-import { Notice, RetryButton } from "./Notice.jsx";
+import { placeholder, startScreen, theme, threadMemory } from "./look.ts";
+import { Notice, RetryButton } from "./Notice.tsx";
 
-export function HostedChat({ secrets, script, configured, user, onTasksChanged, onFailure, onUseSelfHosted }) {
-  const [state, setState] = useState({ phase: "starting", attempt: 0 });
+/** TaskPilot's shared provider of hosted sessions (`createClientSecretProvider`). */
+type Secrets = ReturnType<typeof createClientSecretProvider>;
+
+type Props = {
+  secrets: Secrets;
+  script: "loading" | "loaded" | "failed";
+  configured: boolean; // GET /api/chatkit/health: hosted.ready
+  user: string;
+  onTasksChanged: (ids: string[]) => void;
+  onFailure: (error: unknown) => void;
+  onUseSelfHosted: () => void;
+};
+
+type StartState = { phase: "starting" | "ready"; attempt: number } | { phase: "error"; attempt: number; error: ClientSecretError };
+
+export function HostedChat({ secrets, script, configured, user, onTasksChanged, onFailure, onUseSelfHosted }: Props) {
+  const [state, setState] = useState<StartState>({ phase: "starting", attempt: 0 });
   // The first secret is fetched before ChatKit is shown, so a failure reads as words rather than
   // as an empty widget; ChatKit's own first call then reuses it.
   const start = useCallback(async () => {
@@ -22,7 +37,7 @@ export function HostedChat({ secrets, script, configured, user, onTasksChanged, 
       await secrets.getClientSecret(null);
       setState((s) => ({ ...s, phase: "ready" }));
     } catch (error) {
-      setState((s) => ({ ...s, phase: "error", error }));
+      setState((s) => ({ ...s, phase: "error", error: error as ClientSecretError }));
     }
   }, [secrets]);
   // Not configured (health says so): ask anyway without waiting for the CDN; the answer names the variables.
@@ -72,7 +87,7 @@ export function HostedChat({ secrets, script, configured, user, onTasksChanged, 
   return <HostedChatKit secrets={secrets} user={user} onTasksChanged={onTasksChanged} onFailure={onFailure} />;
 }
 
-function HostedChatKit({ secrets, user, onTasksChanged, onFailure }) {
+function HostedChatKit({ secrets, user, onTasksChanged, onFailure }: Pick<Props, "secrets" | "user" | "onTasksChanged" | "onFailure">) {
   const [thread] = useState(() => threadMemory(`taskpilot-example.thread:hosted:${user}`));
   const [initialThread] = useState(() => thread.initial());
 
@@ -81,7 +96,7 @@ function HostedChatKit({ secrets, user, onTasksChanged, onFailure }) {
     api: {
       // POST /api/chatkit/sessions (or .../refresh with the expired secret) with the bearer token.
       getClientSecret: (current) =>
-        secrets.getClientSecret(current).catch((error) => {
+        secrets.getClientSecret(current).catch((error: unknown) => {
           onFailure(error); // shown in words; ChatKit is told too
           throw error;
         }),

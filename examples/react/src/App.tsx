@@ -1,28 +1,41 @@
 // TaskPilot from React: a chat (ChatKit through @openai/chatkit-react) beside the user's open
 // tasks, in either mode:
-// - self-hosted (SelfHostedChat.jsx): TaskPilot answers ChatKit at /chatkit;
-// - hosted (HostedChat.jsx): OpenAI runs the Agent Builder workflow, TaskPilot mints the sessions.
+// - self-hosted (SelfHostedChat.tsx): TaskPilot answers ChatKit at /chatkit;
+// - hosted (HostedChat.tsx): OpenAI runs the Agent Builder workflow, TaskPilot mints the sessions.
 // The default is whichever mode TaskPilot has configured (self-hosted when both); `?mode=` picks.
 
 import { browserTimeZone } from "taskpilot/chatkit-options";
 import { createClientSecretProvider, describeClientSecretError } from "taskpilot/hosted-session";
-import { useCallback, useEffect, useMemo, useState } from "react";
+import { useCallback, useEffect, useMemo, useState, type FormEvent, type ReactNode } from "react";
 
-import { bearerFetch, createTokenSource, devToken, problemMessage, tokenFromUrl } from "./auth.js";
+import { answered, sessionRoutes, taskPilotClient, type ChatKitHealth, type TaskPilotClient } from "./api/client.ts";
+import { bearerFetch, createTokenSource, devToken, tokenFromUrl, type FetchToken } from "./auth.ts";
 import { loadChatKitScript } from "./chatkit-script.js";
 import { config } from "./config.js";
-import { HostedChat } from "./HostedChat.jsx";
-import { Notice } from "./Notice.jsx";
-import { SelfHostedChat } from "./SelfHostedChat.jsx";
-import { TaskList } from "./TaskList.jsx";
+import { HostedChat } from "./HostedChat.tsx";
+import { Notice } from "./Notice.tsx";
+import { SelfHostedChat } from "./SelfHostedChat.tsx";
+import { TaskList, type TasksChange } from "./TaskList.tsx";
 
-const MODES = ["self-hosted", "hosted"];
+const MODES = ["self-hosted", "hosted"] as const;
+type Mode = (typeof MODES)[number];
 const DEV_USER_KEY = "taskpilot-example.devUser";
 
-function chooseMode(health) {
+declare global {
+  interface Window {
+    /** A page embedding the app may say where its tokens come from (see README.md). */
+    taskpilotToken?: FetchToken;
+  }
+}
+
+function isMode(value: string | null): value is Mode {
+  return MODES.some((mode) => mode === value);
+}
+
+function chooseMode(health: ChatKitHealth): Mode {
   const asked = new URLSearchParams(window.location.search).get("mode");
-  if (MODES.includes(asked)) return asked;
-  return health.hosted?.ready && !health.self_hosted?.ready ? "hosted" : "self-hosted";
+  if (isMode(asked)) return asked;
+  return health.hosted.ready && !health.self_hosted.ready ? "hosted" : "self-hosted";
 }
 
 function storedDevUser() {
@@ -35,15 +48,18 @@ function storedDevUser() {
 
 export function App() {
   const { apiBase, tokenUrl, domainKey } = config;
-  const [health, setHealth] = useState(null);
-  const [healthError, setHealthError] = useState(null);
-  const [mode, setModeState] = useState(null);
+  // Health, development tokens and hosted sessions: calls without the user's token (the session
+  // routes add it themselves, from `tokens`).
+  const publicApi = useMemo(() => taskPilotClient(apiBase), [apiBase]);
+  const [health, setHealth] = useState<ChatKitHealth | null>(null);
+  const [healthError, setHealthError] = useState<string | null>(null);
+  const [mode, setModeState] = useState<Mode | null>(null);
   const [devUser, setDevUser] = useState(storedDevUser);
-  const [script, setScript] = useState("loading");
+  const [script, setScript] = useState<"loading" | "loaded" | "failed">("loading");
   // Each change of the list: a counter (reload) and the task ids the assistant named (marked).
-  const [tasksChange, setTasksChange] = useState({ version: 0, ids: [] });
-  const [focus, setFocus] = useState(null); // {id, at}: the task an entity click asked for
-  const [failure, setFailure] = useState(null);
+  const [tasksChange, setTasksChange] = useState<TasksChange>({ version: 0, ids: [] });
+  const [focus, setFocus] = useState<{ id: string; at: number } | null>(null); // the task an entity click asked for
+  const [failure, setFailure] = useState<unknown>(null);
 
   useEffect(() => {
     loadChatKitScript().then(setScript);
@@ -52,15 +68,13 @@ export function App() {
   const loadHealth = useCallback(async () => {
     setHealthError(null);
     try {
-      const response = await fetch(new URL("api/chatkit/health", apiBase));
-      if (!response.ok) throw new Error(await problemMessage(response));
-      const body = await response.json();
+      const body = await answered(publicApi.GET("/api/chatkit/health"));
       setHealth(body);
       setModeState((current) => current ?? chooseMode(body));
     } catch (error) {
-      setHealthError(`Cannot reach TaskPilot at ${apiBase} (${error.message}). Is it running (make run)?`);
+      setHealthError(`Cannot reach TaskPilot at ${apiBase} (${error instanceof Error ? error.message : String(error)}). Is it running (make run)?`);
     }
-  }, [apiBase]);
+  }, [apiBase, publicApi]);
   useEffect(() => {
     loadHealth();
   }, [loadHealth]);
@@ -71,13 +85,15 @@ export function App() {
   const source = hostToken ? "host" : tokenUrl ? "url" : "dev";
   const user = source === "dev" ? devUser : "you";
   const tokens = useMemo(() => {
-    if (source === "host") return createTokenSource(() => hostToken());
+    if (source === "host" && hostToken) return createTokenSource(hostToken);
     if (source === "url") return createTokenSource(tokenFromUrl(tokenUrl));
-    return devUser ? createTokenSource(devToken(apiBase, devUser)) : null;
-  }, [source, hostToken, tokenUrl, apiBase, devUser]);
+    return devUser ? createTokenSource(devToken(publicApi, devUser)) : null;
+  }, [source, hostToken, tokenUrl, publicApi, devUser]);
   // Every call to TaskPilot (ChatKit's and the task list's) says where the user is: "today" and
   // "tomorrow" are their dates, not UTC's.
   const apiFetch = useMemo(() => (tokens ? bearerFetch(tokens, { timeZone: browserTimeZone() }) : null), [tokens]);
+  // The task list's and the tag search's REST calls: the user's token and Time-Zone on each.
+  const api = useMemo(() => (apiFetch ? taskPilotClient(apiBase, apiFetch) : null), [apiBase, apiFetch]);
 
   // [readme:secrets]
   const secrets = useMemo(
@@ -88,12 +104,13 @@ export function App() {
         getToken: () => tokens.token(), // the user's bearer token; null when signed out
         invalidateToken: (token) => tokens.invalidate(token),
         storage: window.sessionStorage, // this tab only: never a cookie or the URL
+        routes: sessionRoutes(publicApi), // mint, refresh, cancel: the spec's calls, typed
       }),
-    [apiBase, tokens]
+    [apiBase, publicApi, tokens]
   );
   // [/readme:secrets]
 
-  const setMode = (next) => {
+  const setMode = (next: Mode) => {
     setFailure(null);
     setModeState(next);
     const search = new URLSearchParams(window.location.search);
@@ -107,9 +124,9 @@ export function App() {
     setDevUser(null);
   };
 
-  const onTasksChanged = useCallback((ids = []) => setTasksChange((c) => ({ version: c.version + 1, ids })), []);
-  const onFocusTask = useCallback((id) => setFocus({ id: String(id), at: Date.now() }), []);
-  const onFailure = useCallback((error) => setFailure(error), []);
+  const onTasksChanged = useCallback((ids: string[] = []) => setTasksChange((c) => ({ version: c.version + 1, ids })), []);
+  const onFocusTask = useCallback((id: string) => setFocus({ id: String(id), at: Date.now() }), []);
+  const onFailure = useCallback((error: unknown) => setFailure(error), []);
 
   if (healthError) {
     return (
@@ -123,11 +140,11 @@ export function App() {
   if (!health || !mode) {
     return <Shell><p className="muted center">Connecting to TaskPilot…</p></Shell>;
   }
-  if (!tokens) {
+  if (!tokens || !secrets || !apiFetch || !api || !user) {
     return (
       <Shell>
         {health.auth_mode === "dev" ? (
-          <DevSignIn apiBase={apiBase} onSignedIn={setDevUser} />
+          <DevSignIn api={publicApi} onSignedIn={setDevUser} />
         ) : (
           <Notice title="Sign in through your application">
             TaskPilot accepts JWTs from your sign-in service. Set VITE_TASKPILOT_TOKEN_URL (Better Auth:
@@ -142,7 +159,7 @@ export function App() {
     <Shell
       mode={mode}
       onMode={setMode}
-      hostedReady={Boolean(health.hosted?.ready)}
+      hostedReady={health.hosted.ready}
       user={user}
       onSignOut={source === "dev" ? signOut : null}
     >
@@ -158,7 +175,7 @@ export function App() {
               key={`hosted:${user}`}
               secrets={secrets}
               script={script}
-              configured={health.hosted?.ready}
+              configured={health.hosted.ready}
               user={user}
               onTasksChanged={onTasksChanged}
               onFailure={onFailure}
@@ -177,6 +194,7 @@ export function App() {
               apiFetch={apiFetch}
               health={health}
               user={user}
+              api={api}
               onTasksChanged={onTasksChanged}
               onFocusTask={onFocusTask}
               onFailure={onFailure}
@@ -185,13 +203,22 @@ export function App() {
             <p className="muted center">Loading ChatKit…</p>
           )}
         </main>
-        <TaskList apiBase={apiBase} apiFetch={apiFetch} change={tasksChange} focus={focus} onRefresh={onTasksChanged} />
+        <TaskList api={api} change={tasksChange} focus={focus} onRefresh={onTasksChanged} />
       </div>
     </Shell>
   );
 }
 
-function Shell({ children, mode, onMode, hostedReady, user, onSignOut }) {
+type ShellProps = {
+  children: ReactNode;
+  mode?: Mode;
+  onMode?: (mode: Mode) => void;
+  hostedReady?: boolean;
+  user?: string | null;
+  onSignOut?: (() => void) | null;
+};
+
+function Shell({ children, mode, onMode, hostedReady, user, onSignOut }: ShellProps) {
   return (
     <div className="app" data-ready={mode ? "true" : "false"}>
       <header className="topbar">
@@ -200,7 +227,7 @@ function Shell({ children, mode, onMode, hostedReady, user, onSignOut }) {
         {mode && (hostedReady || mode === "hosted") ? (
           <div className="modes" role="group" aria-label="ChatKit mode">
             {MODES.map((m) => (
-              <button key={m} type="button" className="mode" data-mode={m} aria-pressed={m === mode} onClick={() => onMode(m)}>
+              <button key={m} type="button" className="mode" data-mode={m} aria-pressed={m === mode} onClick={() => onMode?.(m)}>
                 {m === "hosted" ? "Hosted" : "Self-hosted"}
               </button>
             ))}
@@ -222,19 +249,19 @@ function Shell({ children, mode, onMode, hostedReady, user, onSignOut }) {
   );
 }
 
-function DevSignIn({ apiBase, onSignedIn }) {
+function DevSignIn({ api, onSignedIn }: { api: TaskPilotClient; onSignedIn: (user: string) => void }) {
   const [name, setName] = useState("");
-  const [error, setError] = useState(null);
-  const submit = async (event) => {
+  const [error, setError] = useState<string | null>(null);
+  const submit = async (event: FormEvent<HTMLFormElement>) => {
     event.preventDefault();
     const user = name.trim();
     if (!user) return;
     try {
-      await devToken(apiBase, user)(); // refused names are reported before anything changes
+      await devToken(api, user)(); // refused names are reported before anything changes
       window.localStorage.setItem(DEV_USER_KEY, user);
       onSignedIn(user);
     } catch (failure) {
-      setError(failure.message);
+      setError(failure instanceof Error ? failure.message : String(failure));
     }
   };
   return (

@@ -1,35 +1,50 @@
-// The signed-in user's tasks, from TaskPilot's REST API through the app's `fetch` (bearer token and
-// Time-Zone, so "due today" and "overdue" are the user's dates). `change` changes when the
-// assistant reports `tasks.changed` (its ids are marked for a moment); `focus` when a tagged task,
-// or one an answer names, is clicked in the chat: the row is scrolled to, marked and focused, and
-// the list switches to "All" when "Open" hides it.
+// The signed-in user's tasks, from TaskPilot's REST API through the generated client, which sends
+// through the app's `fetch` (bearer token and Time-Zone, so "due today" and "overdue" are the
+// user's dates). `change` changes when the assistant reports `tasks.changed` (its ids are marked
+// for a moment); `focus` when a tagged task, or one an answer names, is clicked in the chat: the
+// row is scrolled to, marked and focused, and the list switches to "All" when "Open" hides it.
 
-import { useEffect, useMemo, useRef, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 
-import { restClient } from "./rest.js";
+import { answered, type Task, type TaskPilotClient, type TaskSummary } from "./api/client.ts";
 
 const FILTERS = [
   { id: "open", label: "Open" },
   { id: "all", label: "All" },
-];
+] as const;
+type Filter = (typeof FILTERS)[number]["id"];
 
-export function TaskList({ apiBase, apiFetch, change, focus, onRefresh }) {
-  const api = useMemo(() => restClient(apiBase, apiFetch), [apiBase, apiFetch]);
-  const [filter, setFilter] = useState("open");
-  const [state, setState] = useState({ loading: true, filter: null, tasks: [], summary: null, error: null });
-  const [focused, setFocused] = useState(null); // {id, at, phase: "pending" | "shown" | "missing"}
-  const list = useRef(null);
+/** A change of the list: a counter (reload) and the task ids the assistant named (marked). */
+export type TasksChange = { version: number; ids: string[] };
+
+type Props = {
+  api: TaskPilotClient; // the user's token and Time-Zone on each call
+  change: TasksChange;
+  focus: { id: string; at: number } | null;
+  onRefresh: () => void;
+};
+
+type ListState = { loading: boolean; filter: Filter | null; tasks: Task[]; summary: TaskSummary | null; error: string | null };
+type Focused = { id: string; at: number; phase: "pending" | "shown" | "missing" };
+
+export function TaskList({ api, change, focus, onRefresh }: Props) {
+  const [filter, setFilter] = useState<Filter>("open");
+  const [state, setState] = useState<ListState>({ loading: true, filter: null, tasks: [], summary: null, error: null });
+  const [focused, setFocused] = useState<Focused | null>(null);
+  const list = useRef<HTMLUListElement>(null);
 
   useEffect(() => {
     let active = true;
     setState((s) => ({ ...s, loading: true }));
     (async () => {
       try {
-        const params = new URLSearchParams({ status: filter, sort: "due_date", order: "asc", limit: "100" });
-        const [page, summary] = await Promise.all([api.json(`api/tasks?${params}`), api.json("api/tasks/summary")]);
+        const [page, summary] = await Promise.all([
+          answered(api.GET("/api/tasks", { params: { query: { status: filter, sort: "due_date", order: "asc", limit: 100 } } })),
+          answered(api.GET("/api/tasks/summary")),
+        ]);
         if (active) setState({ loading: false, filter, tasks: page.items, summary, error: null });
       } catch (error) {
-        if (active) setState((s) => ({ ...s, loading: false, error: error.message }));
+        if (active) setState((s) => ({ ...s, loading: false, error: error instanceof Error ? error.message : String(error) }));
       }
     })();
     return () => {
@@ -44,15 +59,15 @@ export function TaskList({ apiBase, apiFetch, change, focus, onRefresh }) {
   // Once the list for the current filter is there, show the asked-for task once (or say it is gone).
   useEffect(() => {
     if (focused?.phase !== "pending" || state.loading || state.filter !== filter) return;
-    const row = [...(list.current?.querySelectorAll(".task") ?? [])].find((el) => el.dataset.taskId === focused.id);
+    const row = [...(list.current?.querySelectorAll<HTMLElement>(".task") ?? [])].find((el) => el.dataset.taskId === focused.id);
     if (row) {
       row.scrollIntoView?.({ block: "nearest" });
       row.focus({ preventScroll: true });
-      setFocused((f) => ({ ...f, phase: "shown" }));
+      setFocused((f) => f && { ...f, phase: "shown" });
     } else if (filter !== "all") {
       setFilter("all");
     } else {
-      setFocused((f) => ({ ...f, phase: "missing" }));
+      setFocused((f) => f && { ...f, phase: "missing" });
     }
   }, [focused, state, filter]);
 

@@ -1,13 +1,15 @@
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 
-import { App } from "./App.jsx";
+import { App } from "./App.tsx";
 import { loadChatKitScript } from "./chatkit-script.js";
 import "./styles.css";
 
 loadChatKitScript(); // start fetching ChatKit's web component from OpenAI's CDN at once
 
-createRoot(document.getElementById("root")).render(
+const root = document.getElementById("root");
+if (!root) throw new Error("index.html has no #root element");
+createRoot(root).render(
   <StrictMode>
     <App />
   </StrictMode>
