@@ -63,6 +63,9 @@ UPSTREAM_STATUS: dict[UpstreamFailure, int] = {"rejected": 502, "unavailable": 5
 
 def status_of(exc: DomainError) -> int:
     if isinstance(exc, UpstreamError):
+        if exc.sent and exc.failure == "unavailable":
+            # 503 promises "nothing was done, send it anywhere again" (deploy/haproxy.cfg retries it).
+            return 502
         return UPSTREAM_STATUS[exc.failure]
     for cls in type(exc).__mro__:
         if cls in STATUS_OF:
