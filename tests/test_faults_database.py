@@ -195,3 +195,27 @@ async def test_rest_requests_after_the_database_dropped_every_pooled_connection_
     assert retries, server.log()[-3000:]
     assert all(r["error"].startswith("asyncpg.") for r in retries), retries
     assert "IntegrityError" not in server.log()
+
+
+def test_a_database_error_is_named_by_the_drivers_error_not_its_wrappers() -> None:
+    """Advanced Alchemy reports a connection closed under a statement as its IntegrityError; the log
+    line of the 503 (and of a retry) names what the driver said."""
+    from advanced_alchemy.exceptions import IntegrityError
+    from asyncpg.exceptions import ConnectionDoesNotExistError
+    from sqlalchemy.exc import InterfaceError
+
+    from app.store.connections import connection_died, database_cause
+
+    driver = ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    try:
+        try:
+            try:
+                raise driver
+            except ConnectionDoesNotExistError as exc:
+                raise InterfaceError("SELECT 1", None, exc, connection_invalidated=True) from exc
+        except InterfaceError as exc:
+            raise IntegrityError("An integrity error occurred") from exc
+    except IntegrityError as wrapped:
+        assert database_cause(wrapped) == "asyncpg.ConnectionDoesNotExistError"
+        assert connection_died(wrapped)
+    assert database_cause(ConnectionRefusedError()) == "ConnectionRefusedError"
