@@ -207,15 +207,9 @@ def test_a_database_error_is_named_by_the_drivers_error_not_its_wrappers() -> No
     from app.store.connections import connection_died, database_cause
 
     driver = ConnectionDoesNotExistError("connection was closed in the middle of operation")
-    try:
-        try:
-            try:
-                raise driver
-            except ConnectionDoesNotExistError as exc:
-                raise InterfaceError("SELECT 1", None, exc, connection_invalidated=True) from exc
-        except InterfaceError as exc:
-            raise IntegrityError("An integrity error occurred") from exc
-    except IntegrityError as wrapped:
-        assert database_cause(wrapped) == "asyncpg.ConnectionDoesNotExistError"
-        assert connection_died(wrapped)
+    wrapped = IntegrityError("An integrity error occurred")
+    wrapped.__cause__ = InterfaceError("SELECT 1", None, driver, connection_invalidated=True)
+    wrapped.__cause__.__cause__ = driver  # as SQLAlchemy's asyncpg adapter chains it
+    assert database_cause(wrapped) == "asyncpg.ConnectionDoesNotExistError"
+    assert connection_died(wrapped)
     assert database_cause(ConnectionRefusedError()) == "ConnectionRefusedError"
