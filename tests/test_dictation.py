@@ -4,17 +4,24 @@ refused before anything is sent upstream, and upstream failures map as other Ope
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from testkit.processes import free_port
 
 from tests.fake_transcription import FakeTranscription
 from tests.support import run_cli
+from tests.test_load_balancer import _haproxy, _start_haproxy
+from tests.test_worker_death import _workers
 
 KEY = "sk-dictation-test-0123456789abcdef"
 MODEL = "gpt-4o-mini-transcribe"
@@ -136,14 +143,15 @@ async def test_upstream_failures_map_like_other_openai_calls(live_server_factory
     assert _encoded()[:40] not in log
 
 
-async def test_unreachable_transcription_api_is_503(live_server_factory) -> None:
+async def test_unreachable_transcription_api_is_502_which_no_balancer_resends(live_server_factory) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = live_server_factory(_dictation_env(f"http://127.0.0.1:{port}/v1"))
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30, headers=_headers(server)) as http:
         response = await http.post("/chatkit", json=_transcribe(_encoded()))
-    assert response.status_code == 503, response.text
+    # Not 503: a dropped connection may have delivered the audio, and a 503 is re-sent (deploy/haproxy.cfg).
+    assert response.status_code == 502, response.text
     assert "OPENAI_BASE_URL" in response.json()["detail"]
 
 
@@ -170,3 +178,44 @@ async def test_dictation_counts_against_the_users_chat_rate_limit(live_server_fa
     assert statuses == [200, 200, 429]
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
     assert len(fake.uploads) == 2  # the refused ones never reached OpenAI
+
+
+@pytest.mark.timeout(180)
+async def test_haproxy_never_sends_a_dictation_to_openai_twice(
+    live_server_factory, fake: FakeTranscription, tmp_path: Path
+) -> None:
+    """Behind deploy/haproxy.cfg (`retry-on conn-failure empty-response 503`): neither OpenAI refusing a
+    dictation (rate limit) nor the worker dying while OpenAI transcribes makes HAProxy send the
+    audio again. Each upload is a paid call."""
+    binary = _haproxy()
+    server = live_server_factory(_dictation_env(fake.base_url, OPENAI_TIMEOUT_SECONDS="30"))
+    port = free_port()
+    haproxy = _start_haproxy(binary, port, server, server, tmp_path / "haproxy.log")
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=_headers(server)) as http:
+            # OpenAI's rate limit: the call reached it, so the answer must not be a 503 HAProxy re-sends.
+            fake.fail(429, times=4)
+            refused = await http.post("/chatkit", json=_transcribe(_encoded()))
+            assert refused.status_code == 502, refused.text
+            assert len(fake.uploads) == 1
+
+            # The worker dies while OpenAI holds the upload: HAProxy sees an empty response. (On a new
+            # connection: on a reused one HAProxy closes it without an answer, for the client to retry.)
+            fake.hang(3)
+            fresh = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=_headers(server))
+            sending = asyncio.create_task(fresh.post("/chatkit", json=_transcribe(_encoded())))
+            while len(fake.uploads) < 2:
+                assert not sending.done(), sending.result().text
+                await asyncio.sleep(0.05)
+            server_port = int(server.base_url.rsplit(":", 1)[1])
+            for pid in _workers(server, server_port):
+                os.kill(pid, signal.SIGKILL)
+            cut = await sending
+            # HAProxy answered for the dead worker instead of re-sending the audio (to the respawned
+            # one): had it re-sent, this answer would only come after that second upload.
+            assert cut.status_code == 502, cut.text
+            assert len(fake.uploads) == 2
+            await fresh.aclose()
+    finally:
+        haproxy.terminate()
+        haproxy.wait(timeout=10)

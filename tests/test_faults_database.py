@@ -9,6 +9,7 @@ hang); when it is back the same process serves again, and nothing written before
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
@@ -152,3 +153,63 @@ async def test_database_lost_mid_stream_ends_the_stream_with_an_error_event(
         assert set(done_before) <= {i["id"] for i in items}
     finally:
         proxy.close()
+
+
+async def _terminate_server_connections(database_url: str) -> int:
+    """`pg_terminate_backend` every other connection to the database: the server's pooled ones."""
+    rows = await db_fetch(
+        database_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    return sum(1 for row in rows if row[0])
+
+
+async def test_rest_requests_after_the_database_dropped_every_pooled_connection_succeed(
+    live_server_factory, fresh_postgres_url: str
+) -> None:
+    """A PostgreSQL restart (or failover) leaves the pool full of dead connections while the database
+    is up again: the first request on one is run again on a fresh connection, not answered 503."""
+    await create_schema(fresh_postgres_url)
+    server = live_server_factory({"DATABASE_URL": fresh_postgres_url, "LOG_LEVEL": "warning"}, migrate=False)
+    user = f"stale-{uuid.uuid4().hex[:8]}"
+    rest = {"Authorization": f"Bearer {token(user)}"}
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        created = await http.post("/api/tasks", json={"title": "Before the restart"}, headers=rest)
+        assert created.status_code == 201, created.text
+        assert (await http.get("/api/tasks", headers=rest)).status_code == 200  # the pool holds connections
+
+        assert await _terminate_server_connections(fresh_postgres_url) >= 1
+        listed = await http.get("/api/tasks", headers=rest)
+        assert listed.status_code == 200, listed.text
+        assert [t["title"] for t in listed.json()["items"]] == ["Before the restart"]
+
+        # A write whose first statement meets a dead connection: nothing was written yet, so it runs again.
+        assert await _terminate_server_connections(fresh_postgres_url) >= 1
+        written = await http.post("/api/tasks", json={"title": "After the restart"}, headers=rest)
+        assert written.status_code == 201, written.text
+    titles = await db_fetch(fresh_postgres_url, "SELECT title FROM tasks WHERE user_id = $1 ORDER BY number", user)
+    assert [r["title"] for r in titles] == ["Before the restart", "After the restart"]
+    # The log names the driver's error, not Advanced Alchemy's wrapper of it.
+    retries = [json.loads(line) for line in server.log().splitlines() if "database connection lost" in line]
+    assert retries, server.log()[-3000:]
+    assert all(r["error"].startswith("asyncpg.") for r in retries), retries
+    assert "IntegrityError" not in server.log()
+
+
+def test_a_database_error_is_named_by_the_drivers_error_not_its_wrappers() -> None:
+    """Advanced Alchemy reports a connection closed under a statement as its IntegrityError; the log
+    line of the 503 (and of a retry) names what the driver said."""
+    from advanced_alchemy.exceptions import IntegrityError
+    from asyncpg.exceptions import ConnectionDoesNotExistError
+    from sqlalchemy.exc import InterfaceError
+
+    from app.store.connections import connection_died, database_cause
+
+    driver = ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    wrapped = IntegrityError("An integrity error occurred")
+    wrapped.__cause__ = InterfaceError("SELECT 1", None, driver, connection_invalidated=True)
+    wrapped.__cause__.__cause__ = driver  # as SQLAlchemy's asyncpg adapter chains it
+    assert database_cause(wrapped) == "asyncpg.ConnectionDoesNotExistError"
+    assert connection_died(wrapped)
+    assert database_cause(ConnectionRefusedError()) == "ConnectionRefusedError"

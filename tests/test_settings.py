@@ -115,5 +115,7 @@ def test_the_header_timeout_reaches_granians_command_line() -> None:
     )
     assert argv[argv.index("--http1-header-read-timeout") + 1] == "7000"
     assert argv[argv.index("--http") + 1] == "1"
+    # Without it granian exits when one worker dies (tests/test_worker_death.py has the live run).
+    assert "--respawn-failed-workers" in argv
     assert Settings.from_env({}).http_header_read_timeout_seconds == 30
     assert Settings.from_env({}).http_body_read_timeout_seconds == 30.0

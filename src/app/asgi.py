@@ -36,6 +36,7 @@ from app.http.auth import Authenticator, TokenVerifier, request_context_provider
 from app.http.middleware import request_id_middleware
 from app.http.openapi import BEARER_SECURITY, openapi_config
 from app.http.problems import EXCEPTION_HANDLERS
+from app.http.proxies import forwarded_client_middleware
 from app.http.security import security_headers
 from app.http.timeouts import body_read_timeout_middleware
 from app.http.timezone import provide_time_zone
@@ -248,7 +249,11 @@ def create_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         # Outermost first: a 408 for a stalled body still carries its request id and access line.
-        middleware=[request_id_middleware, body_read_timeout_middleware(settings.http_body_read_timeout_seconds)],
+        middleware=[
+            *([forwarded_client_middleware(settings.trusted_proxies)] if settings.trusted_proxies else []),
+            request_id_middleware,
+            body_read_timeout_middleware(settings.http_body_read_timeout_seconds),
+        ],
         before_send=[security_headers(production=settings.is_production)],
         cors_config=cors,
         openapi_config=openapi_config(),

@@ -268,6 +268,10 @@ class Settings:
     rate_limit_chat_per_minute: int = 30
     rate_limit_uploads_per_minute: int = 20
     rate_limit_anonymous_per_minute: int = 60
+    # Peers (a load balancer) whose X-Forwarded-For names the client; from anyone else it is ignored.
+    # Networks in their normal form ("10.0.0.5/32"), kept as text: routes get Settings as a
+    # dependency, and Litestar's signature model cannot carry a union of ipaddress types.
+    trusted_proxies: tuple[str, ...] = ()
     metrics_token: Secret | None = None
     shutdown_grace_seconds: float = 20.0
 
@@ -490,6 +494,7 @@ class Settings:
             rate_limit_anonymous_per_minute=r.integer(
                 "RATE_LIMIT_ANONYMOUS_PER_MINUTE", 60, minimum=0, maximum=100_000
             ),
+            trusted_proxies=_trusted_proxies(r.items("TRUSTED_PROXIES", ())),
             metrics_token=r.secret("METRICS_TOKEN"),
             shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", 20.0, minimum=0.0, maximum=600.0),
             auth_dev_allow_network=r.boolean("AUTH_DEV_ALLOW_NETWORK", False),
@@ -612,6 +617,19 @@ def _signing_secret(secret: Secret | None) -> Secret | None:
     if secret is not None and len(secret.get()) < 32:
         raise SettingsError("ATTACHMENT_SIGNING_SECRET is invalid: accepts a secret of at least 32 characters")
     return secret
+
+
+def _trusted_proxies(values: tuple[str, ...]) -> tuple[str, ...]:
+    networks = []
+    for value in values:
+        try:
+            networks.append(str(ipaddress.ip_network(value, strict=False)))
+        except ValueError:
+            raise SettingsError(
+                f"TRUSTED_PROXIES contains {value!r}: accepts comma-separated IP addresses or CIDR networks "
+                "such as 10.0.0.5,10.1.0.0/16"
+            ) from None
+    return tuple(networks)
 
 
 def _cors(origins: tuple[str, ...]) -> tuple[str, ...]:

@@ -168,11 +168,13 @@ CHATKIT_RESPONSES = {
     415: problem_spec("input.transcribe audio of a type the transcription API does not accept"),
     429: problem_spec("Too many chat messages from this user, or failed sign-ins from this address; see Retry-After"),
     501: problem_spec("The request needs a feature this server has not configured (dictation, feedback)"),
-    502: problem_spec("OpenAI refused the transcription (for example OPENAI_API_KEY was rejected)"),
+    502: problem_spec(
+        "OpenAI refused, rate-limited or dropped the transcription (for example OPENAI_API_KEY was rejected); "
+        "the audio may have reached OpenAI, so a load balancer must not re-send it (see Retry-After when set)"
+    ),
     503: problem_spec(
         "The server is carrying as many streams as it can (CHATKIT_MAX_STREAMS), is restarting, or its database "
-        "is unavailable, or OpenAI could not be reached to transcribe audio; nothing was saved, retry after "
-        "Retry-After"
+        "is unavailable; nothing was done, retry after Retry-After"
     ),
     504: problem_spec("OpenAI did not transcribe the audio within OPENAI_TIMEOUT_SECONDS"),
 }

@@ -79,12 +79,25 @@ class ServiceUnavailable(DomainError):
 
 
 class UpstreamError(DomainError):
-    """A service we depend on (OpenAI) failed: it `rejected` the call, was `unavailable`, or timed out."""
+    """A service we depend on (OpenAI) failed: it `rejected` the call, was `unavailable`, or timed out.
 
-    def __init__(self, detail: str, *, failure: UpstreamFailure = "rejected", retry_after: int | None = None) -> None:
+    `sent`: the request may have reached the service, which may have done (and billed) the work. Such
+    a failure is never answered 503: a load balancer re-sends a 503 elsewhere (deploy/haproxy.cfg's
+    `retry-on 503`), which must mean that nothing was done.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        failure: UpstreamFailure = "rejected",
+        retry_after: int | None = None,
+        sent: bool = False,
+    ) -> None:
         super().__init__(detail)
         self.failure: UpstreamFailure = failure
         self.retry_after = retry_after
+        self.sent = sent
 
 
 class QuotaExceeded(DomainError):

@@ -38,6 +38,7 @@ from app.core.errors import (
     UpstreamError,
     UpstreamFailure,
 )
+from app.store.connections import database_cause
 
 log = logging.getLogger("app.errors")
 
@@ -62,6 +63,9 @@ UPSTREAM_STATUS: dict[UpstreamFailure, int] = {"rejected": 502, "unavailable": 5
 
 def status_of(exc: DomainError) -> int:
     if isinstance(exc, UpstreamError):
+        if exc.sent and exc.failure == "unavailable":
+            # 503 promises "nothing was done, send it anywhere again" (deploy/haproxy.cfg retries it).
+            return 502
         return UPSTREAM_STATUS[exc.failure]
     for cls in type(exc).__mro__:
         if cls in STATUS_OF:
@@ -196,7 +200,8 @@ def handle_database(request: Request[Any, Any, Any], exc: Exception) -> Response
     """The database is unreachable or the pool is exhausted: 503, retry; a bug stays a 500."""
     if not _is_unavailable(exc):
         return handle_unexpected(request, exc)
-    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    # The driver's error, not Advanced Alchemy's wrapper (a closed connection comes as IntegrityError).
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, database_cause(exc))
     return problem_response(
         request,
         503,

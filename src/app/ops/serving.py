@@ -55,5 +55,11 @@ def granian_argv(
         "--log-level",
         log_level.lower(),
         "--no-access-log",
+        # Without it granian exits (status 1) when any worker dies, and the instance with it: a
+        # worker killed by the OOM killer or a crash must cost only the streams it carried. A worker
+        # that dies again within 5.5 s of its respawn is a crash loop, and granian then exits.
+        # (`--respawn-interval` paces only reloads and lifetime respawns: a dead worker is replaced
+        # at once.)
+        "--respawn-failed-workers",
         target,
     ]

@@ -172,6 +172,8 @@ def _translate(exc: openai.OpenAIError, *, user_id: str | None) -> UpstreamError
             "OpenAI could not be reached to transcribe the audio; dictate again in a few seconds. If it "
             "persists, the operator must check the server's outbound network and OPENAI_BASE_URL.",
             failure="unavailable",
+            # The connection may have dropped after the upload reached OpenAI.
+            sent=True,
         )
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return UpstreamError(
@@ -185,11 +187,13 @@ def _translate(exc: openai.OpenAIError, *, user_id: str | None) -> UpstreamError
                 "The server's OpenAI account has no quota left for transcription. "
                 "The operator must check the OpenAI project's billing and limits.",
                 failure="unavailable",
+                sent=True,
             )
         return UpstreamError(
             "OpenAI is rate-limiting this server's transcriptions; dictate again in a little while.",
             failure="unavailable",
             retry_after=retry_after_seconds(exc.response.headers),
+            sent=True,
         )
     if isinstance(exc, openai.NotFoundError):
         return UpstreamError(

@@ -64,8 +64,6 @@ from advanced_alchemy.config.asyncio import SQLAlchemyAsyncConfig
 from chatkit.store import NotFoundError, Store, StoreItemType
 from chatkit.types import Attachment, FeedbackKind, Page, ThreadItem, ThreadMetadata
 from pydantic import TypeAdapter
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typing_extensions import TypeVar
 
@@ -84,6 +82,7 @@ from app.store.chat_repositories import (
     purge_threads,
 )
 from app.store.chat_sql import Order, SessionRunner
+from app.store.connections import connection_died, pool_exhausted
 from app.store.db import SessionMaker
 from app.store.driver import DriverLane
 
@@ -108,38 +107,6 @@ log = logging.getLogger("app.store")
 # 0.3 s lost one in tests/test_faults_connections.py about one run in three).
 CONNECTION_ATTEMPTS = 5
 RETRY_BACKOFF_SECONDS = (0.05, 0.25, 0.5, 1.0)
-# What asyncpg raises when the server ended the connection (when SQLAlchemy has not already
-# flagged the error as a disconnect): PostgreSQL's 57P01-57P03 and a socket closed mid-operation.
-_CONNECTION_DIED = frozenset(
-    {"ConnectionDoesNotExistError", "AdminShutdownError", "CrashShutdownError", "CannotConnectNowError"}
-)
-
-
-def connection_died(exc: BaseException) -> bool:
-    """True when `exc` means the database connection was lost, so the call may run again."""
-    for _ in range(5):  # Advanced Alchemy wraps driver errors, the original as the cause
-        if isinstance(exc, DBAPIError):
-            if exc.connection_invalidated:
-                return True
-            orig = exc.orig
-            return isinstance(orig, ConnectionError) or type(orig).__name__ in _CONNECTION_DIED
-        if isinstance(exc, ConnectionError):
-            return True
-        if exc.__cause__ is None:
-            return False
-        exc = exc.__cause__
-    return False
-
-
-def pool_exhausted(exc: BaseException) -> bool:
-    """True when `exc` means no pooled connection came free within the pool's timeout."""
-    for _ in range(5):
-        if isinstance(exc, PoolTimeout):
-            return True
-        if exc.__cause__ is None:
-            return False
-        exc = exc.__cause__
-    return False
 
 
 def _retry_when_no_connection(

@@ -12,6 +12,7 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.settings import Settings
+from app.store.connections import ReconnectingSession
 from app.store.models import Base
 
 SessionMaker = Callable[[], AsyncSession]
@@ -71,8 +72,8 @@ def build_db_config(
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
             # No pre-ping: it costs a round trip (~0.3 ms) on every checkout. A connection that died
-            # with the server fails once, SQLAlchemy then invalidates the pool, and the caller gets
-            # a 503 to retry (see app.http.problems).
+            # with the server fails once and SQLAlchemy then invalidates the pool; a session runs
+            # that first statement again (ReconnectingSession), the Store retries its calls.
             pool_pre_ping=False,
             pool_recycle=1800,
             pool_timeout=settings.database_pool_timeout_seconds,
@@ -80,7 +81,7 @@ def build_db_config(
     config = config_class(
         connection_string=settings.database_url,
         engine_config=EngineConfig(**engine),
-        session_config=AsyncSessionConfig(expire_on_commit=False),
+        session_config=AsyncSessionConfig(expire_on_commit=False, class_=ReconnectingSession),
         metadata=Base.metadata,
         alembic_config=AlembicAsyncConfig(
             script_location=str(migrations_dir()),

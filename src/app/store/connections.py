@@ -1,0 +1,110 @@
+"""What a lost database connection looks like, and sessions that survive a stale pooled one.
+
+After a PostgreSQL restart, a failover or `pg_terminate_backend`, the pool still holds the dead
+connections while the database is up again. The first statement on one fails; SQLAlchemy then
+invalidates the whole pool, so the next checkout opens a fresh connection. `ReconnectingSession`
+runs that first statement again, once, when nothing had been done in the transaction yet (no
+statement on a connection, no pending change): re-running it repeats nothing. Anything later in a
+transaction fails as before (its earlier work died with the connection and is not redone here).
+The ChatKit Store retries its calls on its own (`app.store.chatkit_store`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncSession
+
+log = logging.getLogger("app.store")
+
+# What asyncpg raises when the server ended the connection (when SQLAlchemy has not already
+# flagged the error as a disconnect): PostgreSQL's 57P01-57P03 and a socket closed mid-operation.
+_CONNECTION_DIED = frozenset(
+    {"ConnectionDoesNotExistError", "AdminShutdownError", "CrashShutdownError", "CannotConnectNowError"}
+)
+
+
+def connection_died(exc: BaseException) -> bool:
+    """True when `exc` means the database connection was lost, so the call may run again."""
+    for _ in range(5):  # Advanced Alchemy wraps driver errors, the original as the cause
+        if isinstance(exc, DBAPIError):
+            if exc.connection_invalidated:
+                return True
+            orig = exc.orig
+            return isinstance(orig, ConnectionError) or type(orig).__name__ in _CONNECTION_DIED
+        if isinstance(exc, ConnectionError):
+            return True
+        if exc.__cause__ is None:
+            return False
+        exc = exc.__cause__
+    return False
+
+
+def pool_exhausted(exc: BaseException) -> bool:
+    """True when `exc` means no pooled connection came free within the pool's timeout."""
+    for _ in range(5):
+        if isinstance(exc, PoolTimeout):
+            return True
+        if exc.__cause__ is None:
+            return False
+        exc = exc.__cause__
+    return False
+
+
+def database_cause(exc: BaseException) -> str:
+    """The driver's own error behind `exc` by name (`asyncpg.ConnectionDoesNotExistError`), for a log line.
+
+    Advanced Alchemy re-raises driver errors as its own classes (a closed connection even as
+    `IntegrityError`), SQLAlchemy wraps them in a `DBAPIError` and its asyncpg adapter in one of
+    its own: the innermost cause is the driver's. Names only: a message may quote the statement's
+    values.
+    """
+    for _ in range(8):
+        if exc.__cause__ is None:
+            break
+        exc = exc.__cause__
+    package = type(exc).__module__.split(".")[0]
+    # asyncpg and SQLAlchemy both have an `InterfaceError`: say whose.
+    return type(exc).__name__ if package == "builtins" else f"{package}.{type(exc).__name__}"
+
+
+class ReconnectingSession(AsyncSession):
+    """A session whose first statement of a transaction runs again, once, when its pooled connection
+    turns out to be dead (module notes). Costs nothing until a connection dies (no pre-ping).
+
+    `execute` (which `scalars` calls), `scalar`, `get` and `get_one` are the ways a statement
+    starts a transaction here; a flush only ever follows one of them or pending changes.
+    """
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._reconnecting(super().execute, args, kwargs)
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._reconnecting(super().scalar, args, kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._reconnecting(super().get, args, kwargs)
+
+    async def get_one(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._reconnecting(super().get_one, args, kwargs)
+
+    async def _reconnecting(
+        self, call: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        untouched = not self.in_transaction() and not (self.new or self.deleted or self.dirty)
+        try:
+            return await call(*args, **kwargs)
+        except DBAPIError as exc:
+            if not untouched or not connection_died(exc):
+                raise
+            log.warning(
+                "database connection lost; retrying",
+                extra={"fields": {"call": "session", "attempt": 1, "error": database_cause(exc)}},
+            )
+            # Ends the failed transaction and lets its invalidated connection go.
+            await self.rollback()
+            return await call(*args, **kwargs)
