@@ -167,6 +167,8 @@ def parse_due_date(value: str, today: dt.date) -> dt.date:
     if text == "today":
         return today
     if text == "tomorrow":
+        if today == dt.date.max:
+            raise DomainError("tomorrow is past the last date a task can have (9999-12-31).", field="due_date")
         return today + dt.timedelta(days=1)
     try:
         return dt.date.fromisoformat(text)
