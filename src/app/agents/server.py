@@ -430,6 +430,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         # The provider's client is shared by every turn; it finds this turn's notices here.
         current_notices = notices.current.set(turn_notices)
         turn_notices.start()
+        choice = NO_CHOICE
         try:
             attached = len(input_user_message.attachments) if input_user_message is not None else 0
             if attached:
@@ -480,7 +481,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         if failure is not None:
             raise failure
         if thread.title is None and input_user_message is not None:
-            thread.title = self.limits.cut_title(await self.assistant.title(input_user_message, thread))
+            title = await self.assistant.title(input_user_message, thread, choice.model)
+            thread.title = self.limits.cut_title(title)
 
     async def _turn_choice(self, thread: ThreadMetadata, message: UserMessageItem | None, context: Any) -> TurnChoice:
         """The composer's choice for this turn (checked in `_authorize`). A turn resumed without a
