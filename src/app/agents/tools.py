@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import msgspec
-from agents import FunctionTool, RunContextWrapper, function_tool
-from agents.function_schema import generate_func_documentation
-from pydantic import Field
+from agents import FunctionTool, ModelBehaviorError, RunContextWrapper, default_tool_error_function, function_tool
+from agents.function_schema import function_schema, generate_func_documentation
+from pydantic import Field, ValidationError
 
 from app.contracts import (
     ComposerToolOption,
@@ -539,7 +539,26 @@ def _sdk_tool(declaration: ToolDeclaration) -> FunctionTool:
             context.record_named(result)
         return encode_result(result)
 
-    tool = function_tool(declaration.adapter("ctx", RunContextWrapper[ToolContext], run, str))
+    function = declaration.adapter("ctx", RunContextWrapper[ToolContext], run, str)
+    arguments_model = function_schema(function).params_pydantic_model
+
+    def failure(ctx: RunContextWrapper[Any], error: Exception) -> str:
+        """Arguments outside the schema (41 tags, a 100 KB tag) as a failure the model can read and
+        fix, naming the argument, like a broken rule. The SDK keeps the validation error to itself
+        (it would carry the arguments), so they are validated again here, only after a failure."""
+        raw = getattr(ctx, "tool_arguments", None)
+        if isinstance(error, ModelBehaviorError) and isinstance(raw, str):
+            try:
+                arguments_model.model_validate_json(raw or "{}")
+            except ValidationError as invalid:
+                first = invalid.errors(include_url=False)[0]
+                name = str((first.get("loc") or ("arguments",))[0])
+                return encode_result(
+                    {"ok": False, "error": f"{name}: {first.get('msg', 'is invalid')}.", "field": name}
+                )
+        return default_tool_error_function(ctx, error)
+
+    tool = function_tool(function, failure_error_function=failure)
     # OpenAI's strict mode accepts only a subset of JSON Schema, and `maxLength` is not in it (an
     # "Invalid schema" 400 for every turn); `maxItems` is. The SDK still validates the arguments
     # with the full bounds (its pydantic model), and the description states the tag length.
