@@ -115,8 +115,8 @@ def _has_invalid_id(body: bytes) -> bool:
     notification and answers 202 with nothing, so the client waits forever for its answer."""
     try:
         decoded = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return False  # the transport answers a parse error itself
+    except (msgspec.DecodeError, RecursionError):
+        return False  # the transport answers a parse error (or refuses the nesting) itself
     messages = decoded if isinstance(decoded, list) else [decoded]
     return any(isinstance(message, dict) and "id" in message and not _is_id(message["id"]) for message in messages)
 
