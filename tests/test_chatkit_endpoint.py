@@ -243,19 +243,19 @@ async def test_add_client_tool_output_completes_the_pending_call_and_responds(ch
         id="tc_pending1",
         thread_id=thread,
         created_at=dt.datetime.now(dt.UTC),
-        name="get_location",
+        name="get_time_zone",
         arguments={},
         call_id="call_1",
         status="pending",
     )
     await chat.store.add_thread_item(thread, call, ALICE)
     response = await chat.alice.request(
-        "threads.add_client_tool_output", {"thread_id": thread, "result": {"city": "Lahore"}}
+        "threads.add_client_tool_output", {"thread_id": thread, "result": {"time_zone": "Asia/Karachi"}}
     )
     assert response.status == 200
     stored = await chat.store.load_item(thread, "tc_pending1", ALICE)
     assert isinstance(stored, ClientToolCallItem)
-    assert stored.status == "completed" and stored.output == {"city": "Lahore"}
+    assert stored.status == "completed" and stored.output == {"time_zone": "Asia/Karachi"}
     # No pending call any more: a second output is refused before any stream opens.
     again = await chat.alice.request("threads.add_client_tool_output", {"thread_id": thread, "result": {}})
     assert again.status == 409

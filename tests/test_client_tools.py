@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.agents.assistant import TurnContext
 from app.agents.offline.planner import Reply, ToolCall
 from app.asgi import create_app
+from app.core.errors import ProtocolError
 from app.http.auth import mint_dev_token
 from tests.chatkit_client import ChatKitClient
 from tests.conftest import make_settings
@@ -31,6 +32,12 @@ async def get_location(ctx: RunContextWrapper[TurnContext]) -> str:
     """Ask the user's browser where the user is."""
     ctx.context.client_tool_call = ClientToolCall(name="get_location", arguments={})
     return "asked the browser"
+
+
+def city_answer(result: Any) -> str:
+    if not isinstance(result, dict) or set(result) != {"city"} or not isinstance(result["city"], str):
+        raise ProtocolError('answer get_location with {"city": "<name>"}', field="params.result")
+    return result["city"]
 
 
 async def test_client_tool_output_resumes_the_stored_workflow_without_a_timestamp_error(
@@ -45,7 +52,10 @@ async def test_client_tool_output_resumes_the_stored_workflow_without_a_timestam
     )
     settings = make_settings(tmp_path, DATABASE_URL=database_url)
     app = create_app(settings, model_provider=ScriptedProvider(model))
-    orchestrator = app.state["services"].chatkit_server.assistant.orchestrator
+    chatkit_server = app.state["services"].chatkit_server
+    # A client tool's answer is taken only in the shape declared for it.
+    chatkit_server.client_tool_answers["get_location"] = city_answer
+    orchestrator = chatkit_server.assistant.orchestrator
     orchestrator.tools.append(get_location)
     orchestrator.tool_use_behavior = StopAtTools(stop_at_tool_names=["get_location"])
 

@@ -303,6 +303,30 @@ async def test_the_chosen_model_and_tool_reach_the_provider(
         assert [task["title"] for task in await tasks_of(http, "yan")] == ["Buy milk"]
 
 
+async def test_the_thread_title_is_written_by_the_model_the_composer_chose(
+    live_server_factory: Callable[..., LiveServer], fake_model: Callable[..., FakeModelServer]
+) -> None:
+    from app.agents.offline.planner import Reply
+
+    fake = fake_model([Reply("Hello!"), Reply("Hi again.")])
+    server = live_server_factory(
+        {
+            "MODEL_PROVIDER": "openai",
+            "OPENAI_BASE_URL": fake.base_url,
+            "OPENAI_API_KEY": fake.api_key,
+            "MODEL_CHOICES": "gpt-5-mini,gpt-5",
+        }
+    )
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        chat = ChatKitClient(http, token("tia"), time_zone="UTC")
+        chosen = await create(chat, "hello", model="gpt-5")
+        assert chosen.status == 200 and chosen.assistant_text() == "Hello!", chosen.raw_frames
+        default = await create(chat, "hello again")
+        assert default.status == 200 and default.assistant_text() == "Hi again.", default.raw_frames
+    titles = [body for body in fake.requests if TITLE_MARKER in json.dumps(body.get("instructions") or "")]
+    assert [body["model"] for body in titles] == ["gpt-5", "gpt-5-mini"]
+
+
 async def test_a_turn_resumed_by_a_client_tool_keeps_its_model(
     live_server_factory: Callable[..., LiveServer], fake_model: Callable[..., FakeModelServer]
 ) -> None:

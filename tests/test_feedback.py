@@ -10,6 +10,7 @@ import datetime as dt
 import io
 import json
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,35 @@ def test_the_console_sends_feedback_on_an_answer(live_server_factory, browser) -
     (row,) = [json.loads(line) for line in exported.stdout.splitlines()]
     assert row["kind"] == "negative"
     assert row["item_id"] == css(driver, ".tp-msg--assistant")[-1].get_attribute("data-item-id")
+
+
+FORMULA_STARTS = ['=HYPERLINK("http://evil.example","ok")', "+1+1", "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1"]
+
+
+async def test_the_csv_export_keeps_judged_text_from_starting_a_spreadsheet_formula(
+    session_maker: Any, database_url: str, tmp_path: Path
+) -> None:
+    """A judged message's text is whatever a user typed: in a CSV opened by a spreadsheet, a cell
+    starting with = + - @ (or a tab or carriage return before one) runs as a formula. OWASP's
+    advice: prefix such a cell with a single quote. JSON Lines keep the text as it was."""
+    store: ChatKitStore[RequestContext] = ChatKitStore(session_maker)
+    run = uuid.uuid4().hex[:10]
+    context = RequestContext(user_id=f"csv-{run}")
+    thread = make_thread(f"thr_csv_{run}")
+    await store.save_thread(thread, context)
+    texts = {f"msg_csv_{run}_{n}": text for n, text in enumerate([*FORMULA_STARTS, "plain text", "a-b = c"])}
+    for item_id, text in texts.items():
+        await store.add_thread_item(thread.id, message(item_id, thread.id, text=text), context)
+        await store.save_feedback(thread.id, [item_id], "negative", context)
+
+    env = {"DATABASE_URL": database_url}
+    target = tmp_path / "feedback.csv"
+    run_cli(["feedback", "export", "--include-text", "--output", str(target)], env)
+    with target.open(newline="") as exported:  # as a CSV reader must open it: CRs stay in their cells
+        rows = [row for row in csv.DictReader(exported) if row["thread_id"] == thread.id]
+    assert {row["item_id"]: row["text"] for row in rows} == {
+        item_id: ("'" + text if text in FORMULA_STARTS else text) for item_id, text in texts.items()
+    }
+    as_json = run_cli(["feedback", "export", "--format", "jsonl", "--include-text"], env)
+    records = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert {r["item_id"]: r["text"] for r in records if r["thread_id"] == thread.id} == texts

@@ -231,8 +231,17 @@ def create_app(
         CORSConfig(
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Time-Zone"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            # Mcp-Session-Id and MCP-Protocol-Version: what a browser MCP client sends to /mcp (and
+            # reads back the session id from), per the MCP streamable HTTP transport.
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-Request-ID",
+                "Time-Zone",
+                "Mcp-Session-Id",
+                "MCP-Protocol-Version",
+            ],
+            expose_headers=["X-Request-ID", "Retry-After", "Mcp-Session-Id"],
             allow_credentials=True,
             max_age=600,
         )

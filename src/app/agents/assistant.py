@@ -326,16 +326,17 @@ class Assistant:
             run_config=RunConfig(model=choice.model, model_provider=self.provider, tracing_disabled=True),
         )
 
-    async def title(self, message: UserMessageItem, thread: ThreadMetadata) -> str:
-        """A short thread title for the first message: the model's when one is configured,
-        else (or when that fails) the message's first sentence."""
+    async def title(self, message: UserMessageItem, thread: ThreadMetadata, model: str | None = None) -> str:
+        """A short thread title for the first message: the model's when one is configured (`model`,
+        the one the composer chose for the turn, else MODEL), else (or when that fails) the
+        message's first sentence."""
         text = " ".join(getattr(part, "text", "") for part in message.content).strip()
         if self.title_with_model and text:
             try:
                 # One model call, not an agent run: `Runner.run` around it cost 3.3-3.7 ms of CPU
                 # against 1.8-1.9 ms for the call alone (a title needs no tools, hooks or turns).
                 response = await asyncio.wait_for(
-                    self.provider.get_model(self.model_name).get_response(
+                    self.provider.get_model(model or self.model_name).get_response(
                         system_instructions=TITLE_INSTRUCTIONS,
                         input=text[:2000],
                         model_settings=ModelSettings(),

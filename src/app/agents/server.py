@@ -91,6 +91,8 @@ log = logging.getLogger("app.chatkit")
 # Built once: constructing the adapter for the request union costs milliseconds per call.
 REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
 FAKE_ID = "__fake_id__"
+# An answer to a client tool is stored and replayed to the model; the declared ones are far smaller.
+MAX_CLIENT_TOOL_RESULT_BYTES = 4096
 # How many of the newest items a resumed turn looks through for the user message it answers.
 RESUME_LOOKBACK = 20
 
@@ -162,6 +164,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         self.transcriber = transcriber
         # Message text is personal data: it reaches the logs only when an operator opts in.
         self.log_content = log_content
+        # The client tools this server may ask for, each with the check of its answer's shape.
+        self.client_tool_answers: dict[str, Callable[[Any], object]] = {GET_TIME_ZONE: checked_answer}
 
     # ---- request entry point -------------------------------------------------------------
 
@@ -198,7 +202,14 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                             "Send the message again instead.",
                             field="params.item_id",
                         ) from None
-                # The library raises ValueError for this only after the 200 stream has opened.
+                # The library raises ValueError for these only after the 200 stream has opened (or as
+                # a 500, before its first event).
+                if isinstance(request, ThreadsRetryAfterItemReq) and not isinstance(item, UserMessageItem):
+                    raise ProtocolError(
+                        f"params.item_id names a {item.type} item; a retry is after a user message: "
+                        "send the id of the user message whose answer to retry.",
+                        field="params.item_id",
+                    )
                 if isinstance(request, ThreadsAddStructuredInputReq) and not isinstance(item, StructuredInputItem):
                     raise ProtocolError("params.item_id must name a structured input item.")
             case ThreadsCustomActionReq() | ThreadsSyncCustomActionReq():
@@ -238,8 +249,25 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 last = page.data[0] if page.data else None
                 if last is None or last.type != "client_tool_call" or last.status != "pending":
                     raise Conflict("The thread has no pending client tool call to answer.")
-                if last.name == GET_TIME_ZONE:
-                    checked_answer(request.params.result)  # a 400 naming params.result.time_zone
+                self._check_client_tool_answer(last.name, request.params.result)
+
+    def _check_client_tool_answer(self, name: str, result: Any) -> None:
+        """The answer is stored on the thread and sent to the model on every later turn: only a
+        small answer of the shape declared for that client tool is taken (a `ProtocolError` naming
+        the field otherwise), before any stream opens."""
+        size = len(msgspec.json.encode(result))
+        if size > MAX_CLIENT_TOOL_RESULT_BYTES:
+            raise ProtocolError(
+                f"params.result is {size} bytes; an answer to {name} is at most {MAX_CLIENT_TOOL_RESULT_BYTES} bytes.",
+                field="params.result",
+            )
+        check = self.client_tool_answers.get(name)
+        if check is None:
+            raise ProtocolError(
+                f"This server declares no answer for the client tool {name!r}; it takes no output for it.",
+                field="params.result",
+            )
+        check(result)
 
     async def _check_limits(self, request: ChatKitReq, context: Any) -> None:
         limits, store = self.limits, cast("CountingStore", self.store)
@@ -402,6 +430,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         # The provider's client is shared by every turn; it finds this turn's notices here.
         current_notices = notices.current.set(turn_notices)
         turn_notices.start()
+        choice = NO_CHOICE
         try:
             attached = len(input_user_message.attachments) if input_user_message is not None else 0
             if attached:
@@ -452,7 +481,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         if failure is not None:
             raise failure
         if thread.title is None and input_user_message is not None:
-            thread.title = self.limits.cut_title(await self.assistant.title(input_user_message, thread))
+            title = await self.assistant.title(input_user_message, thread, choice.model)
+            thread.title = self.limits.cut_title(title)
 
     async def _turn_choice(self, thread: ThreadMetadata, message: UserMessageItem | None, context: Any) -> TurnChoice:
         """The composer's choice for this turn (checked in `_authorize`). A turn resumed without a

@@ -22,7 +22,8 @@ from app.core.clock import parse_time_zone
 from app.core.errors import DomainError, ProtocolError
 
 GET_TIME_ZONE = "get_time_zone"
-RESULT_FIELD = "params.result.time_zone"
+ANSWER_KEY = "time_zone"  # the one key of the page's answer
+RESULT_FIELD = f"params.result.{ANSWER_KEY}"
 THREAD_METADATA_KEY = "time_zone"
 
 
@@ -40,9 +41,10 @@ GET_TIME_ZONE_TOOL: FunctionTool = function_tool(_get_time_zone, name_override=G
 
 
 def checked_answer(result: Any) -> str:
-    """The zone of the page's answer to `get_time_zone` (`{"time_zone": "Asia/Karachi"}`), or a
-    `ProtocolError` naming the field, before any stream opens."""
-    value = result.get("time_zone") if isinstance(result, dict) else None
+    """The zone of the page's answer to `get_time_zone` (exactly `{"time_zone": "Asia/Karachi"}`), or
+    a `ProtocolError` naming the field (the missing one, or the first one too many), before any
+    stream opens."""
+    value = result.get(ANSWER_KEY) if isinstance(result, dict) else None
     if not isinstance(value, str):
         raise ProtocolError(
             f'{RESULT_FIELD} is missing: answer {GET_TIME_ZONE} with {{"time_zone": "<IANA name>"}}, '
@@ -50,9 +52,18 @@ def checked_answer(result: Any) -> str:
             field=RESULT_FIELD,
         )
     try:
-        return parse_time_zone(value, field=RESULT_FIELD, source="body")
+        zone = parse_time_zone(value, field=RESULT_FIELD, source="body")
     except DomainError as exc:
         raise ProtocolError(exc.detail, errors=exc.errors) from None
+    # Whatever else the answer carries would be stored and sent to the model on every later turn.
+    extra = sorted(str(key) for key in result if key != ANSWER_KEY)
+    if extra:
+        field = f"params.result.{extra[0]}"
+        raise ProtocolError(
+            f'{field} is not part of the answer to {GET_TIME_ZONE}: send only {{"time_zone": "<IANA name>"}}.',
+            field=field,
+        )
+    return zone
 
 
 def answered_zone(item: ThreadItem | None) -> str | None:

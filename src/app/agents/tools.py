@@ -47,11 +47,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-from agents import FunctionTool, RunContextWrapper, function_tool
-from agents.function_schema import generate_func_documentation
+from agents import FunctionTool, ModelBehaviorError, RunContextWrapper, default_tool_error_function, function_tool
+from agents.function_schema import function_schema, generate_func_documentation
+from pydantic import Field, ValidationError
 
 from app.contracts import (
     ComposerToolOption,
@@ -66,7 +67,7 @@ from app.contracts import (
 from app.core.clock import utc_today
 from app.core.errors import DomainError
 from app.core.text import first_unstorable, unstorable_detail
-from app.services.tasks import TaskQuery, TaskService, parse_ref
+from app.services.tasks import MAX_TAG_LENGTH, MAX_TAGS, TaskQuery, TaskService, parse_ref
 from app.store.db import SessionMaker
 
 TOOL_LIST_DEFAULT_LIMIT = 20
@@ -74,6 +75,9 @@ TOOL_LIST_MAX_LIMIT = 100
 ClearableField = Literal["description", "due_date", "tags"]
 TaskNumberOrId = str | int
 """How a model or an MCP client names a task: its number (3, "3", "#3") or its id."""
+TaskTagList = Annotated[list[Annotated[str, Field(max_length=MAX_TAG_LENGTH)]], Field(max_length=MAX_TAGS)]
+"""A task's tags as the tools take them: bounded in the schema, so both adapters refuse a longer list
+(or tag) while validating the arguments, before the tool runs (the service checks again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +167,8 @@ def parse_due_date(value: str, today: dt.date) -> dt.date:
     if text == "today":
         return today
     if text == "tomorrow":
+        if today == dt.date.max:
+            raise DomainError("tomorrow is past the last date a task can have (9999-12-31).", field="due_date")
         return today + dt.timedelta(days=1)
     try:
         return dt.date.fromisoformat(text)
@@ -248,7 +254,7 @@ class TaskOperations:
         description: str | None = None,
         priority: TaskPriority | None = None,
         due_date: str | None = None,
-        tags: list[str] | None = None,
+        tags: TaskTagList | None = None,
     ) -> dict[str, Any]:
         """Create a task for the user.
 
@@ -257,7 +263,7 @@ class TaskOperations:
             description: Optional details, up to 5,000 characters.
             priority: low, medium or high; null for medium.
             due_date: YYYY-MM-DD, today or tomorrow; null for none.
-            tags: Short labels such as ["work"]; null for none.
+            tags: Up to 20 short labels (1 to 40 characters each) such as ["work"]; null for none.
         """
         try:
             data = TaskCreate(
@@ -349,7 +355,7 @@ class TaskOperations:
         description: str | None = None,
         priority: TaskPriority | None = None,
         due_date: str | None = None,
-        tags: list[str] | None = None,
+        tags: TaskTagList | None = None,
         completed: bool | None = None,
         clear: list[ClearableField] | None = None,
     ) -> dict[str, Any]:
@@ -361,7 +367,7 @@ class TaskOperations:
             description: A new description.
             priority: A new priority.
             due_date: A new due date: YYYY-MM-DD, today or tomorrow.
-            tags: The new complete list of tags (replaces the old ones).
+            tags: The new complete list of up to 20 tags, 1 to 40 characters each (replaces the old ones).
             completed: true marks it done, false reopens it.
             clear: Fields to empty: description, due_date and/or tags.
         """
@@ -469,7 +475,7 @@ class ToolDeclaration:
     @classmethod
     def of(cls, name: str) -> ToolDeclaration:
         method = getattr(TaskOperations, name)
-        hints = typing.get_type_hints(method)
+        hints = typing.get_type_hints(method, include_extras=True)  # keep the bounds (Annotated)
         parameters = tuple(
             parameter.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=hints[parameter.name])
             for parameter in inspect.signature(method).parameters.values()
@@ -533,7 +539,39 @@ def _sdk_tool(declaration: ToolDeclaration) -> FunctionTool:
             context.record_named(result)
         return encode_result(result)
 
-    return function_tool(declaration.adapter("ctx", RunContextWrapper[ToolContext], run, str))
+    function = declaration.adapter("ctx", RunContextWrapper[ToolContext], run, str)
+    arguments_model = function_schema(function).params_pydantic_model
+
+    def failure(ctx: RunContextWrapper[Any], error: Exception) -> str:
+        """Arguments outside the schema (41 tags, a 100 KB tag) as a failure the model can read and
+        fix, naming the argument, like a broken rule. The SDK keeps the validation error to itself
+        (it would carry the arguments), so they are validated again here, only after a failure."""
+        raw = getattr(ctx, "tool_arguments", None)
+        if isinstance(error, ModelBehaviorError) and isinstance(raw, str):
+            try:
+                arguments_model.model_validate_json(raw or "{}")
+            except ValidationError as invalid:
+                first = invalid.errors(include_url=False)[0]
+                name = str((first.get("loc") or ("arguments",))[0])
+                return encode_result(
+                    {"ok": False, "error": f"{name}: {first.get('msg', 'is invalid')}.", "field": name}
+                )
+        return default_tool_error_function(ctx, error)
+
+    tool = function_tool(function, failure_error_function=failure)
+    # OpenAI's strict mode accepts only a subset of JSON Schema, and `maxLength` is not in it (an
+    # "Invalid schema" 400 for every turn); `maxItems` is. The SDK still validates the arguments
+    # with the full bounds (its pydantic model), and the description states the tag length.
+    tool.params_json_schema = _without_keyword(tool.params_json_schema, "maxLength")
+    return tool
+
+
+def _without_keyword(schema: Any, keyword: str) -> Any:
+    if isinstance(schema, dict):
+        return {key: _without_keyword(value, keyword) for key, value in schema.items() if key != keyword}
+    if isinstance(schema, list):
+        return [_without_keyword(value, keyword) for value in schema]
+    return schema
 
 
 TASK_TOOLS: tuple[FunctionTool, ...] = tuple(_sdk_tool(declaration) for declaration in TOOL_DECLARATIONS)

@@ -421,7 +421,12 @@ def _form_date(value: Any, today: dt.date, time_zone: str | None) -> dt.date | N
             pass
         else:
             if moment.tzinfo is not None and time_zone:
-                moment = moment.astimezone(ZoneInfo(time_zone))
+                try:
+                    moment = moment.astimezone(ZoneInfo(time_zone))
+                except OverflowError:  # the last hours of 9999 somewhere are year 10000 here
+                    raise DomainError(
+                        f"due_date {text!r} is past the last date a task can have (9999-12-31).", field="due_date"
+                    ) from None
             return moment.date()
     return parse_due_date(text, today)
 

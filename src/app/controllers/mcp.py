@@ -102,7 +102,40 @@ class AuthenticatedMCP:
             detail = f"The request body is larger than {self.max_request_bytes} bytes; send a smaller body."
             await _problem(scope, send, 413, "Content Too Large", detail, request_id, [(b"connection", b"close")])
             return
+        if _has_invalid_id(body):
+            await _invalid_request(send, "Invalid Request: id must be a string or an integer (never null in MCP).")
+            return
         await self.session_manager.handle_request(scope, _replay(body, receive), send)
+
+
+def _has_invalid_id(body: bytes) -> bool:
+    """Whether a JSON-RPC message in the body has an `id` that is not a string or an integer.
+
+    The transport reads a message with such an id (an object, a list, true, 1.5, null) as a
+    notification and answers 202 with nothing, so the client waits forever for its answer."""
+    try:
+        decoded = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return False  # the transport answers a parse error (or refuses the nesting) itself
+    messages = decoded if isinstance(decoded, list) else [decoded]
+    return any(isinstance(message, dict) and "id" in message and not _is_id(message["id"]) for message in messages)
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+async def _invalid_request(send: starlette.Send, message: str) -> None:
+    """JSON-RPC 2.0's answer to a request it cannot identify: -32600 with a null id."""
+    body = msgspec.json.encode({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _read_body(receive: starlette.Receive, limit: int) -> bytes | None:

@@ -30,6 +30,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(settings: Settings) -> None:
+    _drop_library_handlers()
     root = logging.getLogger()
     if any(getattr(h, "_taskpilot", False) for h in root.handlers):
         root.setLevel(settings.log_level)
@@ -52,3 +53,17 @@ def configure_logging(settings: Settings) -> None:
         "mcp",
     ):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+def _drop_library_handlers() -> None:
+    """One log format: libraries' records reach our JSON handler on the root logger only.
+
+    `chatkit/logger.py`, when first imported with LOG_LEVEL set (the variable we read too), adds
+    its own plain-text StreamHandler to the `chatkit` logger, so each of its records was printed
+    twice, once not as JSON. Importing it here first makes sure that handler exists to remove."""
+    import chatkit.logger  # noqa: F401  (its import-time handler is what is removed below)
+
+    chatkit_logger = logging.getLogger("chatkit")
+    for handler in list(chatkit_logger.handlers):
+        chatkit_logger.removeHandler(handler)
+    chatkit_logger.propagate = True

@@ -2,7 +2,9 @@
 
 `taskpilot feedback export` writes every feedback row, oldest change first, as CSV or JSON Lines:
 thread id, item id, kind (`positive` / `negative`) and time (ISO 8601, UTC). The text of the item
-judged is personal data: it is included only when the operator asks for it (`--include-text`).
+judged is personal data: it is included only when the operator asks for it (`--include-text`). In
+CSV a cell that a spreadsheet would run as a formula (starting = + - @, tab or CR) is prefixed with a
+single quote.
 Who gave the feedback is not exported. Rows are read in keyset pages (one marked cross-user read
 per page, no locks), so a large table is streamed, not loaded.
 """
@@ -42,6 +44,16 @@ def item_text(item: dict[str, Any] | None) -> str:
     return "".join(str(part.get("text", "")) for part in parts if isinstance(part, dict))
 
 
+# A spreadsheet opening the CSV runs a cell that starts with one of these as a formula (a tab or a
+# carriage return can hide the = that follows): OWASP's CSV injection advice is a leading quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """`value` as a CSV cell no spreadsheet runs: prefixed with a single quote when it could."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
 def _record(row: FeedbackRow, include_text: bool) -> dict[str, str]:
     record = {
         "thread_id": row.thread_id,
@@ -59,7 +71,9 @@ async def export_feedback(session_maker: SessionMaker, out: TextIO, options: Fee
     if options.batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     fields = [*FIELDS, TEXT_FIELD] if options.include_text else list(FIELDS)
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n") if options.format == "csv" else None
+    # RFC 4180's CRLF rows: with them the writer also quotes a cell holding a lone CR (with "\n" rows it
+    # did not, and a reader split the row there).
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\r\n") if options.format == "csv" else None
     if writer is not None:
         writer.writeheader()
     written = 0
@@ -72,7 +86,7 @@ async def export_feedback(session_maker: SessionMaker, out: TextIO, options: Fee
         for row in rows:
             record = _record(row, options.include_text)
             if writer is not None:
-                writer.writerow(record)
+                writer.writerow({name: spreadsheet_safe(value) for name, value in record.items()})
             else:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
         written += len(rows)

@@ -217,10 +217,20 @@ def resolve_date(phrase: str, today: date) -> date:
         return date(today.year, today.month, calendar.monthrange(today.year, today.month)[1])
     match = re.fullmatch(r"in (\S+) (day|week|month)s?", p)
     if match:
-        count = int(match.group(1)) if match.group(1).isdigit() else _WORD_NUMBERS[match.group(1)]
+        word = match.group(1)
         unit = match.group(2)
+        # Past the last date there is (9999-12-31) the arithmetic overflows; a count longer than
+        # any such date cannot even be read as an integer (Python refuses over 4,300 digits).
+        said = f"'{phrase}'" if len(phrase) <= 40 else "That date"
+        too_far = InvalidDate(f"{said} is past the last date I can keep (9999-12-31)")
+        if word.isdigit() and len(word.lstrip("0")) > 7:
+            raise too_far
+        count = int(word) if word.isdigit() else _WORD_NUMBERS[word]
         days = count * (7 if unit == "week" else 30 if unit == "month" else 1)
-        return today + timedelta(days=days)
+        try:
+            return today + timedelta(days=days)
+        except OverflowError:
+            raise too_far from None
     match = re.fullmatch(r"(next |this |coming )?(\w+)", p)
     if match and match.group(2) in WEEKDAYS:
         ahead = (WEEKDAYS[match.group(2)] - today.weekday()) % 7
