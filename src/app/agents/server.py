@@ -187,6 +187,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         refuse_unstorable(request)
         await self._authorize(parsed, context)
         if is_streaming_req(parsed):
+            # A lease taken here and never streamed (the response failed to start) holds the thread
+            # only until it expires: nothing renews it before the stream runs.
             lease = await self._take_turn(parsed, context)
             events = self._process_streaming(parsed, context)
             return StreamingResult(events if lease is None else self._holding(lease, events))
