@@ -13,6 +13,7 @@ an in-process lock would not) and against the embedded default, one worker on SQ
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -21,8 +22,13 @@ from typing import Any
 
 import httpx
 import pytest
+from chatkit.types import ThreadMetadata
 from testkit.chatkit import add_user_message
 
+from app.agents.turns import TurnLocks
+from app.core.context import RequestContext
+from app.core.errors import Conflict
+from app.store.chatkit_store import ChatKitStore
 from tests.chatkit_client import ChatKitClient, StreamResult
 from tests.conftest import _drop_database, _postgres_database, create_schema
 from tests.production_support import headers_for, kill_server, open_stream, token
@@ -198,3 +204,33 @@ async def test_a_thread_whose_turn_died_with_its_server_takes_messages_again(
         again = await page.send(thread_id, "add a task Delta")
         assert again.status == 200 and not again.of_type("error"), (again.status, again.body)
         assert "Delta" in again.assistant_text()
+
+
+# ---- the lease's waiting, in process (the same store calls the server makes) ----------------------
+
+
+async def test_a_queued_turn_gets_the_thread_when_the_running_one_releases_it(session_maker: Any) -> None:
+    store: ChatKitStore[RequestContext] = ChatKitStore(session_maker)
+    alice = RequestContext(user_id="alice")
+    await store.save_thread(ThreadMetadata(id="thr_q", created_at=dt.datetime.now(dt.UTC)), alice)
+    locks = TurnLocks(store, lease_seconds=30)
+    running, queued, pointless = (locks.lease("thr_q", alice) for _ in range(3))
+    assert await running.try_claim()
+    assert not await queued.try_claim()
+
+    async def gone() -> None:
+        raise Conflict("answered meanwhile")
+
+    with pytest.raises(Conflict):  # a waiter whose reason to run went away gives up
+        await pointless.claim(still_wanted=gone)
+    waiting = asyncio.create_task(queued.claim())
+    await asyncio.sleep(0)  # let it try once and start waiting
+    assert not waiting.done()
+    async with running.kept():
+        pass  # the running turn ends: released
+    await waiting
+    assert queued.held and not running.held
+    assert not await pointless.try_claim()
+    await queued.release()
+    assert await pointless.try_claim()
+    assert not locks._released and not locks._waiting  # nothing left behind per thread

@@ -51,16 +51,28 @@ class TurnLocks:
     def __init__(self, store: LeaseStore, *, lease_seconds: float = 30.0) -> None:
         self.store = store
         self.lease_seconds = lease_seconds
+        # The waiters of this process by thread, woken when a lease of this process is released.
         self._released: dict[tuple[str, str], asyncio.Event] = {}
+        self._waiting: dict[tuple[str, str], int] = {}
 
     def lease(self, thread_id: str, context: Any) -> TurnLease:
         return TurnLease(self, thread_id, context)
 
     async def _wait_for_release(self, key: tuple[str, str], seconds: float) -> None:
         event = self._released.setdefault(key, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await event.wait()
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await event.wait()
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                # Nobody here waits for this thread any more (the holder may be in another process,
+                # and never release it here): forget it, or threads waited on once would pile up.
+                del self._waiting[key]
+                if self._released.get(key) is event:
+                    del self._released[key]
 
     def _wake(self, key: tuple[str, str]) -> None:
         event = self._released.pop(key, None)
