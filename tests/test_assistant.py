@@ -112,6 +112,24 @@ async def test_history_is_trimmed_newest_first_and_keeps_tool_pairs(tmp_path: Pa
         await engine.dispose()
 
 
+async def test_a_turn_answers_its_own_message_not_one_stored_after_it(tmp_path: Path) -> None:
+    store, engine = await _store(tmp_path)
+    try:
+        thread = await _thread_with_history(store, turns=5)
+        assistant = Assistant(provider=OfflineModelProvider(), model_name="offline", context_tokens=100_000)
+        turn = TurnContext(thread=thread, store=store, request_context=ALICE, user_id="alice", session_maker=None)
+        texts = [str(item) for item in await assistant.history(thread, turn, up_to="msg_u002")]
+        assert "question 2" in texts[-1]  # the model's input ends at the turn's own message
+        assert not any("question 3" in t or "answer 2" in t for t in texts)
+        assert "answer 1" in " ".join(texts)
+        # A message no longer in the thread cuts nothing (the newest items, as without one).
+        everything = await assistant.history(thread, turn)
+        assert await assistant.history(thread, turn, up_to="msg_gone") == everything
+        assert "answer 4" in str(everything[-1])
+    finally:
+        await engine.dispose()
+
+
 async def test_urdu_message_reaches_the_specialist(tmp_path: Path) -> None:
     from litestar.testing import AsyncTestClient
 

@@ -644,6 +644,45 @@ async def test_adding_an_item_bumps_the_thread_updated_at(
     assert (await _thread_row(session_maker, "alice", "thr_1")).created_at == T0
 
 
+async def test_a_threads_turn_lease_is_held_by_one_turn_until_released_or_expired(
+    store: ChatKitStore[RequestContext], session_maker: Any
+) -> None:
+    await store.save_thread(make_thread(), ALICE)
+    assert await store.claim_turn("thr_1", "turn-a", 30, ALICE)
+    assert await store.claim_turn("thr_1", "turn-a", 30, ALICE)  # a retried claim is not a second turn
+    assert not await store.claim_turn("thr_1", "turn-b", 30, ALICE)
+    assert await store.renew_turn("thr_1", "turn-a", 30, ALICE)
+    assert not await store.renew_turn("thr_1", "turn-b", 30, ALICE)
+    await store.release_turn("thr_1", "turn-b", ALICE)  # not the holder: changes nothing
+    assert not await store.claim_turn("thr_1", "turn-b", 30, ALICE)
+
+    # Another user neither sees nor frees it.
+    with pytest.raises(NotFoundError):
+        await store.claim_turn("thr_1", "turn-b", 30, BOB)
+    await store.release_turn("thr_1", "turn-a", BOB)
+    assert not await store.claim_turn("thr_1", "turn-b", 30, ALICE)
+
+    await store.release_turn("thr_1", "turn-a", ALICE)
+    assert await store.claim_turn("thr_1", "turn-b", 30, ALICE)
+    assert not await store.renew_turn("thr_1", "turn-a", 30, ALICE)  # turn-a lost it for good
+
+    # A holder that stopped renewing (its worker was killed): the lease frees the thread when it expires.
+    async with session_maker() as session, session.begin():
+        await session.execute(
+            update(ChatThread)
+            .where(ChatThread.user_id == "alice", ChatThread.id == "thr_1")
+            .values(turn_lease_expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+    assert await store.claim_turn("thr_1", "turn-c", 30, ALICE)
+    assert not await store.renew_turn("thr_1", "turn-b", 30, ALICE)
+
+    # Saving the thread (the library does, mid-turn) leaves the lease alone.
+    await store.save_thread(make_thread(title="Renamed"), ALICE)
+    assert not await store.claim_turn("thr_1", "turn-d", 30, ALICE)
+    with pytest.raises(NotFoundError):
+        await store.claim_turn("thr_nope", "turn-d", 30, ALICE)
+
+
 async def test_delete_thread_item_removes_one_item(store: ChatKitStore[RequestContext], session_maker: Any) -> None:
     await store.save_thread(make_thread(), ALICE)
     await store.add_thread_items("thr_1", [message("msg_a"), message("msg_b"), message("msg_c")], ALICE)

@@ -23,6 +23,7 @@ from app.agents.composer import ComposerChoices
 from app.agents.mcp import build_task_mcp_server
 from app.agents.providers import ProviderConfig, build_model_provider
 from app.agents.server import TaskPilotChatKitServer
+from app.agents.turns import TurnLocks
 from app.agents.widgets import TaskActions
 from app.controllers.attachments import AttachmentController
 from app.controllers.chatkit import ChatKitController
@@ -122,6 +123,7 @@ def build_chatkit_server(
         now=now,
         model_slow_notice_seconds=settings.model_slow_notice_seconds,
         composer=ComposerChoices(default_model=settings.model, models=settings.model_choices),
+        turns=TurnLocks(attachments.store, lease_seconds=settings.chatkit_turn_lease_seconds),
     )
 
 

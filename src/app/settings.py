@@ -243,6 +243,9 @@ class Settings:
     # for a slot, then get a 503 with Retry-After before any stream opens (see app.ops.admission).
     chatkit_max_streams: int = DEFAULT_MAX_STREAMS_PER_WORKER
     chatkit_admission_wait_seconds: float = 0.5
+    # How long a thread's turn lease lasts unless renewed (the running turn renews it every third
+    # of this): after a worker dies mid-turn, the thread takes new turns again within this time.
+    chatkit_turn_lease_seconds: float = 30.0
     chat_retention_days: int | None = None
     # Two-phase uploads whose bytes never arrived are deleted by `taskpilot cleanup` after this.
     attachment_pending_ttl_hours: int = 24
@@ -469,6 +472,9 @@ class Settings:
             chatkit_max_streams=r.integer("CHATKIT_MAX_STREAMS", d.chatkit_max_streams, minimum=1, maximum=100_000),
             chatkit_admission_wait_seconds=r.number(
                 "CHATKIT_ADMISSION_WAIT_SECONDS", d.chatkit_admission_wait_seconds, minimum=0.0, maximum=30.0
+            ),
+            chatkit_turn_lease_seconds=r.number(
+                "CHATKIT_TURN_LEASE_SECONDS", d.chatkit_turn_lease_seconds, minimum=3.0, maximum=600.0
             ),
             chat_retention_days=retention or None,
             attachment_pending_ttl_hours=r.integer("ATTACHMENT_PENDING_TTL_HOURS", 24, minimum=1, maximum=8_760),

@@ -268,11 +268,27 @@ class Assistant:
             model=self.model_name,
         )
 
-    async def history(self, thread: ThreadMetadata, turn: TurnContext) -> list[TResponseInputItem]:
-        """The newest thread items that fit the token budget, oldest first, as model input."""
+    async def history(
+        self, thread: ThreadMetadata, turn: TurnContext, up_to: str | None = None
+    ) -> list[TResponseInputItem]:
+        """The newest thread items that fit the token budget, oldest first, as model input.
+
+        `up_to` (an item id) ends the history at that item: a turn answers the message it was
+        started for, never one stored after it. When that item is not in the thread, nothing is cut.
+        """
+        if up_to is not None:
+            cut = await self._history(thread, turn, up_to)
+            if cut is not None:
+                return cut
+        return await self._history(thread, turn, None) or []
+
+    async def _history(
+        self, thread: ThreadMetadata, turn: TurnContext, up_to: str | None
+    ) -> list[TResponseInputItem] | None:
         selected: list[list[TResponseInputItem]] = []
         budget = self.context_tokens
         after: str | None = None
+        reached = up_to is None
         while True:
             page = await turn.store.load_thread_items(thread.id, after, self.history_page, "desc", turn.request_context)
             # Each tag is looked up among this user's tasks now (it may name another user's task,
@@ -280,6 +296,10 @@ class Assistant:
             data, tagged = await resolve_tags(list(page.data), turn.task_scope)
             turn.named_tasks.update(tagged)
             for item in data:
+                if not reached:
+                    reached = item.id == up_to
+                    if not reached:
+                        continue  # newer than the message this turn answers
                 converted = await self._convert(item)
                 cost = estimate_tokens(converted)
                 if selected and cost > budget:
@@ -289,17 +309,20 @@ class Assistant:
             if not page.has_more or budget <= 0:
                 break
             after = page.after
+        if not reached:
+            return None
         return [entry for group in reversed(selected) for entry in group]
 
     async def _convert(self, item: ThreadItem) -> list[TResponseInputItem]:
         return await self.converter.to_agent_input([item])
 
     async def run(
-        self, thread: ThreadMetadata, turn: TurnContext, choice: TurnChoice = NO_CHOICE
+        self, thread: ThreadMetadata, turn: TurnContext, choice: TurnChoice = NO_CHOICE, *, up_to: str | None = None
     ) -> RunResultStreaming:
-        """One turn. `choice` (the composer's, checked by the server) forces a tool on the first
+        """One turn, answering the thread up to the item `up_to` (the turn's user message; None:
+        the newest). `choice` (the composer's, checked by the server) forces a tool on the first
         model call (the SDK resets it to `auto` once a tool ran) and picks the run's model."""
-        history = await self.history(thread, turn)
+        history = await self.history(thread, turn, up_to)
         if self.plain_text_content:
             history = [plain_text_message(item) for item in history]
         # A shallow per-run copy (same tools, same instructions): the Agents SDK keeps a registry

@@ -78,6 +78,7 @@ from app.agents.assistant import Assistant, TurnContext, describe_model_error, m
 from app.agents.composer import NO_CHOICE, ComposerChoices, TurnChoice
 from app.agents.entities import annotate, check_tags
 from app.agents.time_zone import GET_TIME_ZONE, answered_zone, checked_answer, remember_zone, remembered_zone
+from app.agents.turns import LeaseStore, TurnLease, TurnLocks
 from app.agents.widgets import TaskActions
 from app.core.clock import Now, utcnow, zone_clock
 from app.core.errors import Conflict, ProtocolError, Unsupported
@@ -95,6 +96,14 @@ FAKE_ID = "__fake_id__"
 MAX_CLIENT_TOOL_RESULT_BYTES = 4096
 # How many of the newest items a resumed turn looks through for the user message it answers.
 RESUME_LOOKBACK = 20
+TURN_RUNNING = (
+    "A turn is already running on this thread (another tab, or this request sent twice): wait for its "
+    "answer, then retry if you still need to."
+)
+TOOL_CALL_ANSWERED = (
+    "The thread has no pending client tool call to answer: a turn is already running with its answer "
+    "(this one was sent twice), or it was answered before."
+)
 
 
 def _dictation_not_configured() -> Unsupported:
@@ -150,8 +159,13 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         now: Now = utcnow,
         model_slow_notice_seconds: float = 8.0,
         composer: ComposerChoices | None = None,
+        turns: TurnLocks | None = None,
     ) -> None:
         super().__init__(store, attachment_store)
+        # One turn per thread at a time (app.agents.turns); a store without leases runs turns unchecked.
+        if turns is None and hasattr(store, "claim_turn"):
+            turns = TurnLocks(cast("LeaseStore", store))
+        self.turns = turns
         self.model_slow_notice_seconds = model_slow_notice_seconds
         # The composer's tools and models (inference_options), checked before a stream opens.
         self.composer = composer or ComposerChoices(default_model=assistant.model_name)
@@ -177,8 +191,78 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         refuse_unstorable(request)
         await self._authorize(parsed, context)
         if is_streaming_req(parsed):
-            return StreamingResult(self._process_streaming(parsed, context))
+            # A lease taken here and never streamed (the response failed to start) holds the thread
+            # only until it expires: nothing renews it before the stream runs.
+            lease = await self._take_turn(parsed, context)
+            events = self._process_streaming(parsed, context)
+            return StreamingResult(events if lease is None else self._holding(lease, events))
         return NonStreamingResult(await self._process_non_streaming(parsed, context))
+
+    async def _take_turn(self, request: ChatKitReq, context: Any) -> TurnLease | None:
+        """The turn lease a streaming request runs under (README "One turn per thread"), decided
+        before the stream opens so that a refusal is a 409, not a broken stream.
+
+        - a user message queues: its lease is claimed inside the stream, where it waits behind the
+          running turn (with keepalives) and is stored and answered after it;
+        - a client tool's answer (or a structured input) waits while the call is still pending (the
+          turn that asked may be finishing its last writes), and is a 409 once another submit of it
+          has resumed the turn;
+        - a retry is a 409 while any turn runs.
+        A new thread (nobody else knows its id yet) and widget actions (no model turn) take none.
+        """
+        if self.turns is None:
+            return None
+        match request:
+            case ThreadsAddUserMessageReq():
+                return self.turns.lease(request.params.thread_id, context)
+            case ThreadsRetryAfterItemReq():
+                lease = self.turns.lease(request.params.thread_id, context)
+                if not await lease.try_claim():
+                    raise Conflict(TURN_RUNNING)
+            case ThreadsAddClientToolOutputReq() | ThreadsAddStructuredInputReq():
+                lease = self.turns.lease(request.params.thread_id, context)
+                await lease.claim(still_wanted=lambda: self._still_pending(request, context))
+            case _:
+                return None
+        try:
+            # Again, now that no other turn can change the thread: the state `_authorize` saw may be gone.
+            if isinstance(request, ThreadsRetryAfterItemReq):
+                await self.store.load_item(request.params.thread_id, request.params.item_id, context)
+            else:
+                await self._still_pending(request, context)
+        except BaseException:
+            await lease.release()
+            raise
+        return lease
+
+    async def _still_pending(
+        self, request: ThreadsAddClientToolOutputReq | ThreadsAddStructuredInputReq, context: Any
+    ) -> None:
+        """A `Conflict` unless what the request answers is still waiting for its answer."""
+        if isinstance(request, ThreadsAddClientToolOutputReq):
+            await self._pending_tool_call(request.params.thread_id, context, TOOL_CALL_ANSWERED)
+            return
+        item = await self.store.load_item(request.params.thread_id, request.params.item_id, context)
+        if isinstance(item, StructuredInputItem) and item.status != "pending":
+            raise Conflict("This structured input was already answered: a turn is already running with it.")
+
+    async def _pending_tool_call(self, thread_id: str, context: Any, refusal: str) -> ThreadItem:
+        page = await self.store.load_thread_items(thread_id, None, 1, "desc", context)
+        last = page.data[0] if page.data else None
+        if last is None or last.type != "client_tool_call" or last.status != "pending":
+            raise Conflict(refusal)
+        return last
+
+    async def _holding(self, lease: TurnLease, events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+        """`events` run under `lease`: claimed first (a queued message waits here), renewed while
+        they run, released when they end, however they end (a disconnect included)."""
+        try:
+            await lease.claim()
+            async with lease.kept():
+                async for event in events:
+                    yield event
+        finally:
+            await events.aclose()
 
     async def _authorize(self, request: ChatKitReq, context: Any) -> None:
         """Load what the request names, as this user: another user's data is `NotFoundError` (404).
@@ -245,11 +329,11 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 for item_id in request.params.item_ids:
                     await self.store.load_item(request.params.thread_id, item_id, context)
             case ThreadsAddClientToolOutputReq():
-                page = await self.store.load_thread_items(request.params.thread_id, None, 1, "desc", context)
-                last = page.data[0] if page.data else None
-                if last is None or last.type != "client_tool_call" or last.status != "pending":
-                    raise Conflict("The thread has no pending client tool call to answer.")
-                self._check_client_tool_answer(last.name, request.params.result)
+                last = await self._pending_tool_call(
+                    request.params.thread_id, context, "The thread has no pending client tool call to answer."
+                )
+                if last.type == "client_tool_call":
+                    self._check_client_tool_answer(last.name, request.params.result)
 
     def _check_client_tool_answer(self, name: str, result: Any) -> None:
         """The answer is stored on the thread and sent to the model on every later turn: only a
@@ -437,7 +521,9 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 # Their bytes are read (from blob storage) into the model's input before it runs.
                 yield ProgressUpdateEvent(text=notices.reading_attachments_text(attached), icon="document")
             choice = await self._turn_choice(thread, input_user_message, context)
-            result = await self.assistant.run(thread, turn, choice)
+            # Up to and including the message this turn answers, whatever was stored after it.
+            up_to = input_user_message.id if input_user_message is not None else None
+            result = await self.assistant.run(thread, turn, choice, up_to=up_to)
             async for event in stream_agent_response(turn, result):
                 turn_notices.output()
                 event = ids.remap(event)

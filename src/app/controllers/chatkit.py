@@ -161,7 +161,10 @@ CHATKIT_RESPONSES = {
     ),
     401: problem_spec("No valid bearer token"),
     404: problem_spec("The thread, item or attachment does not exist or belongs to another user"),
-    409: problem_spec("The thread has no pending client tool call to answer"),
+    409: problem_spec(
+        "A turn is already running on this thread (threads.retry_after_item), or the thread has no pending "
+        "client tool call to answer (already answered by another submit)"
+    ),
     413: problem_spec(
         "The body is larger than MAX_REQUEST_BYTES, or input.transcribe audio is larger than TRANSCRIPTION_MAX_BYTES"
     ),

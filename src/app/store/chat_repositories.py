@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.store.chat_sql import (
     ATTACHMENT_UPSERT,
     ATTACHMENTS,
+    CLAIM_TURN,
     DELETE_ATTACHMENT,
     DELETE_ITEM,
     FEEDBACK,
@@ -42,6 +43,8 @@ from app.store.chat_sql import (
     ITEM_ADD_POSTGRESQL,
     ITEM_UPSERT,
     ITEMS,
+    RELEASE_TURN,
+    RENEW_TURN,
     SUPPORTED_DIALECTS,
     THREAD_EXISTS,
     THREAD_UPSERT,
@@ -217,6 +220,25 @@ class ChatRows:
 
     async def thread_exists(self, *, user_id: str, thread_id: str) -> bool:
         return bool(await self.runner.fetch(THREAD_EXISTS, {"user_id": user_id, "thread_id": thread_id}))
+
+    async def claim_turn(
+        self, *, user_id: str, thread_id: str, lease: str, now: dt.datetime, expires: dt.datetime
+    ) -> bool:
+        """Take the thread's turn lease when it is free, expired or already `lease`."""
+        params = {"b_user_id": user_id, "b_thread_id": thread_id, "b_lease": lease, "b_now": now, "b_expires": expires}
+        return await self.runner.execute(CLAIM_TURN, params) == 1
+
+    async def renew_turn(
+        self, *, user_id: str, thread_id: str, lease: str, now: dt.datetime, expires: dt.datetime
+    ) -> bool:
+        """Push the lease's expiry to `expires`; False when `lease` no longer holds the thread."""
+        params = {"b_user_id": user_id, "b_thread_id": thread_id, "b_lease": lease, "b_now": now, "b_expires": expires}
+        return await self.runner.execute(RENEW_TURN, params) == 1
+
+    async def release_turn(self, *, user_id: str, thread_id: str, lease: str, now: dt.datetime) -> None:
+        """Free the thread, if `lease` still holds it."""
+        params = {"b_user_id": user_id, "b_thread_id": thread_id, "b_lease": lease, "b_now": now}
+        await self.runner.execute(RELEASE_TURN, params)
 
     async def page_threads(
         self, *, user_id: str, after: str | None, limit: int, order: Order

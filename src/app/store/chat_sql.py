@@ -36,6 +36,7 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    or_,
     select,
     tuple_,
     update,
@@ -132,6 +133,41 @@ TOUCH_THREAD = (
     update(THREADS)
     .where(THREADS.c.user_id == bindparam("b_user_id"), THREADS.c.id == bindparam("b_thread_id"))
     .values(updated_at=bindparam("b_now", type_=DateTimeUTC()))
+)
+# A thread's turn lease (`ChatKitStore.claim_turn`). Claimed when free, expired, or already ours
+# (a claim retried after its connection died must not wait on itself); renewed and released only
+# by its holder. Each also sets `updated_at`, which a Core UPDATE would otherwise leave to the
+# model's Python `onupdate`, a value the driver lane's precompiled SQL never computes.
+_THREAD_KEY_B = (THREADS.c.user_id == bindparam("b_user_id"), THREADS.c.id == bindparam("b_thread_id"))
+_HELD_BY = THREADS.c.turn_lease == bindparam("b_lease")
+CLAIM_TURN = (
+    update(THREADS)
+    .where(
+        *_THREAD_KEY_B,
+        or_(
+            THREADS.c.turn_lease.is_(None),
+            THREADS.c.turn_lease_expires_at < bindparam("b_now", type_=DateTimeUTC()),
+            _HELD_BY,
+        ),
+    )
+    .values(
+        turn_lease=bindparam("b_lease"),
+        turn_lease_expires_at=bindparam("b_expires", type_=DateTimeUTC()),
+        updated_at=bindparam("b_now", type_=DateTimeUTC()),
+    )
+)
+RENEW_TURN = (
+    update(THREADS)
+    .where(*_THREAD_KEY_B, _HELD_BY)
+    .values(
+        turn_lease_expires_at=bindparam("b_expires", type_=DateTimeUTC()),
+        updated_at=bindparam("b_now", type_=DateTimeUTC()),
+    )
+)
+RELEASE_TURN = (
+    update(THREADS)
+    .where(*_THREAD_KEY_B, _HELD_BY)
+    .values(turn_lease=None, turn_lease_expires_at=None, updated_at=bindparam("b_now", type_=DateTimeUTC()))
 )
 _ITEM_KEY = (
     ITEMS.c.user_id == bindparam("user_id"),

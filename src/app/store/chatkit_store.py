@@ -340,6 +340,42 @@ class ChatKitStore(Store[ContextT]):
                 raise NotFoundError(f"Thread {thread_id} not found")
             return await purge_threads(session, context.user_id, [thread_id])
 
+    # ---- turns -------------------------------------------------------------------------------
+
+    @_retry_when_no_connection
+    async def claim_turn(self, thread_id: str, lease: str, seconds: float, context: ContextT) -> bool:
+        """Take the thread's turn lease for `seconds` (`app.agents.turns`): True when it was free,
+        expired, or already `lease`; False while another turn holds it. Not the user's thread:
+        `NotFoundError`."""
+        now = utcnow()
+        expires = now + dt.timedelta(seconds=seconds)
+        async with self._rows() as rows:
+            key = {"user_id": context.user_id, "thread_id": thread_id}
+            if await rows.claim_turn(**key, lease=lease, now=now, expires=expires):
+                return True
+            if not await rows.thread_exists(**key):
+                raise NotFoundError(f"Thread {thread_id} not found")
+            return False
+
+    @_retry_when_no_connection
+    async def renew_turn(self, thread_id: str, lease: str, seconds: float, context: ContextT) -> bool:
+        """Keep the lease for another `seconds`; False when it was lost (expired and taken)."""
+        now = utcnow()
+        async with self._rows() as rows:
+            return await rows.renew_turn(
+                user_id=context.user_id,
+                thread_id=thread_id,
+                lease=lease,
+                now=now,
+                expires=now + dt.timedelta(seconds=seconds),
+            )
+
+    @_retry_when_no_connection
+    async def release_turn(self, thread_id: str, lease: str, context: ContextT) -> None:
+        """Free the thread if `lease` still holds it (a no-op otherwise, so safe to repeat)."""
+        async with self._rows() as rows:
+            await rows.release_turn(user_id=context.user_id, thread_id=thread_id, lease=lease, now=utcnow())
+
     # ---- items -------------------------------------------------------------------------------
 
     @_retry_when_no_connection

@@ -79,6 +79,12 @@ class ChatThread(Base):
         DateTimeUTC(timezone=True), default=utcnow, onupdate=utcnow, nullable=False
     )
     data: Mapped[dict[str, Any]] = mapped_column(JsonB, nullable=False)
+    # The turn running on this thread, if any (`ChatKitStore.claim_turn`): a lease, not a lock held
+    # on a connection, so a model's minutes of thinking hold no database connection, it works
+    # through PgBouncer's transaction pooling, and a killed worker's turn frees the thread when
+    # its lease expires (the holder renews it while the turn runs).
+    turn_lease: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
+    turn_lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
 
 
 class ChatItem(Base):

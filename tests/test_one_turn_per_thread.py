@@ -1,0 +1,236 @@
+"""One turn per thread at a time (issue 27, item 1), over real HTTP.
+
+Concurrent submits on one thread (two tabs, a double click, a retried request) must each be
+answered once, for the message they were sent with: a second `threads.add_user_message` waits
+behind the running turn and is answered after it, in order; a second answer to the same client
+tool call, or a second retry while one runs, is a 409 problem before any stream opens. Never a
+500, never a broken stream, never the newest message answered twice.
+
+Runs against two granian workers on PostgreSQL (the turn lock must hold across processes, which
+an in-process lock would not) and against the embedded default, one worker on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from chatkit.types import ThreadMetadata
+from testkit.chatkit import add_user_message
+
+from app.agents.turns import TurnLocks
+from app.core.context import RequestContext
+from app.core.errors import Conflict
+from app.store.chatkit_store import ChatKitStore
+from tests.chatkit_client import ChatKitClient, StreamResult
+from tests.conftest import _drop_database, _postgres_database, create_schema
+from tests.production_support import headers_for, kill_server, open_stream, token
+from tests.support import LiveServer, start_live_server
+
+# Paces the offline model's deltas so a turn lasts long enough for the submits to overlap.
+MODEL_DELAY_MS = "15"
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite-one-worker", pytest.param("postgres-two-workers", marks=pytest.mark.postgres)]
+)
+def turn_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server per backend for this module's tests (each test uses users of its own): starting
+    a two-worker server costs seconds, and these tests need nothing else from it."""
+    tmp_path: Path = tmp_path_factory.mktemp("turns")
+    env = {"OFFLINE_MODEL_DELAY_MS": MODEL_DELAY_MS, "RATE_LIMIT_CHAT_PER_MINUTE": "1000", "LOG_LEVEL": "warning"}
+    database_url: str | None = None
+    if request.param == "postgres-two-workers":
+        request.getfixturevalue("postgres_url")  # skips (or fails under REQUIRE_POSTGRES) without PostgreSQL
+        database_url = asyncio.run(_postgres_database())
+        assert database_url is not None
+        asyncio.run(create_schema(database_url))
+        env |= {"DATABASE_URL": database_url, "WORKERS": "2"}
+    server = start_live_server(tmp_path, env, migrate=database_url is None, ready_seconds=60)
+    try:
+        yield server
+    finally:
+        server.stop()
+        if database_url is not None:
+            asyncio.run(_drop_database(database_url))
+
+
+def _user(name: str) -> str:
+    return f"turns-{name}-{uuid.uuid4().hex[:8]}"
+
+
+async def _items(client: ChatKitClient, thread_id: str) -> list[dict[str, Any]]:
+    listed = await client.items(thread_id, order="asc", limit=100)
+    assert listed.status == 200, listed.body
+    data: list[dict[str, Any]] = listed.body["data"]
+    return data
+
+
+def _answers_by_message(items: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """Each user message's text, and the text of the assistant messages stored after it (before the next one)."""
+    turns: list[tuple[str, list[str]]] = []
+    for item in items:
+        if item["type"] == "user_message":
+            turns.append((" ".join(part.get("text", "") for part in item["content"]), []))
+        elif item["type"] == "assistant_message" and turns:
+            turns[-1][1].append("".join(part["text"] for part in item["content"]))
+    return turns
+
+
+async def _task_titles(http: httpx.AsyncClient, user: str) -> list[str]:
+    listing = await http.get("/api/tasks", headers={"Authorization": f"Bearer {token(user)}"})
+    assert listing.status_code == 200, listing.text
+    return sorted(task["title"] for task in listing.json()["items"])
+
+
+def _refused_as_problem(result: StreamResult) -> bool:
+    return (
+        result.status == 409
+        and result.headers.get("content-type", "").startswith("application/problem+json")
+        and "turn" in str(result.body.get("detail", "")).lower()
+    )
+
+
+async def test_concurrent_messages_on_one_thread_each_get_their_own_answer(turn_server: LiveServer) -> None:
+    user = _user("tabs")
+    async with httpx.AsyncClient(base_url=turn_server.base_url, timeout=120) as http:
+        tabs = [ChatKitClient(http, token(user), time_zone="UTC") for _ in range(3)]
+        started = await tabs[0].create_thread("hello")
+        assert started.status == 200 and not started.of_type("error")
+        thread_id = started.thread_id
+        names = ["Alpha", "Bravo", "Charlie"]
+        sent = await asyncio.gather(
+            *(tab.send(thread_id, f"add a task {name}") for tab, name in zip(tabs, names, strict=True))
+        )
+        for name, result in zip(names, sent, strict=True):
+            # Queued behind the turn before it, never refused: each tab's message is answered.
+            assert result.status == 200, (name, result.status, result.body)
+            assert not result.of_type("error"), (name, result.of_type("error"))
+            assert name in result.assistant_text(), (name, result.assistant_text())
+        assert await _task_titles(http, user) == names
+
+        turns = _answers_by_message(await _items(tabs[0], thread_id))
+        # In the order the turns ran (whichever tab came first), each message once.
+        assert turns[0][0] == "hello"
+        assert sorted(text for text, _ in turns[1:]) == [f"add a task {name}" for name in names], turns
+        for text, answers in turns:
+            assert len(answers) == 1, (text, answers)  # one answer per message, stored right after it
+            if text.startswith("add a task "):
+                assert text.removeprefix("add a task ") in answers[0], (text, answers)
+
+
+async def test_one_pending_client_tool_call_is_answered_once(turn_server: LiveServer) -> None:
+    user = _user("tool")
+    async with httpx.AsyncClient(base_url=turn_server.base_url, timeout=120) as http:
+        page = ChatKitClient(http, token(user))  # no Time-Zone header: the assistant asks the page
+        asked = await page.create_thread("add a task to buy milk tomorrow")
+        assert asked.status == 200 and not asked.of_type("error")
+        last = [e.item for e in asked.events if e.type == "thread.item.done"][-1]
+        assert (last.type, last.name, last.status) == ("client_tool_call", "get_time_zone", "pending")
+
+        params = {"thread_id": asked.thread_id, "result": {"time_zone": "Asia/Karachi"}}
+        answers = await asyncio.gather(*(page.request("threads.add_client_tool_output", params) for _ in range(4)))
+        statuses = sorted(a.status for a in answers)
+        assert statuses == [200, 409, 409, 409], [(a.status, a.body) for a in answers]
+        resumed = next(a for a in answers if a.status == 200)
+        assert not resumed.of_type("error"), resumed.of_type("error")
+        for refused in (a for a in answers if a.status == 409):
+            assert refused.headers["content-type"].startswith("application/problem+json"), refused.headers
+        assert await _task_titles(http, user) == ["Buy milk"]
+
+        items = await _items(page, asked.thread_id)
+        assert [i["type"] for i in items].count("client_tool_call") == 1
+        assert len(_answers_by_message(items)[0][1]) == 1, items
+
+
+async def test_concurrent_retries_of_one_message_store_one_answer(turn_server: LiveServer) -> None:
+    user = _user("retry")
+    async with httpx.AsyncClient(base_url=turn_server.base_url, timeout=120) as http:
+        page = ChatKitClient(http, token(user), time_zone="UTC")
+        started = await page.create_thread("show my tasks")
+        assert started.status == 200 and not started.of_type("error")
+        message = next(e.item for e in started.events if e.type == "thread.item.done" and e.item.type == "user_message")
+
+        params = {"thread_id": started.thread_id, "item_id": message.id}
+        retries = await asyncio.gather(*(page.request("threads.retry_after_item", params) for _ in range(4)))
+        assert all(r.status in (200, 409) for r in retries), [(r.status, r.body) for r in retries]
+        assert any(r.status == 200 for r in retries)
+        for retry in retries:
+            if retry.status == 200:
+                assert not retry.of_type("error"), retry.of_type("error")
+            else:
+                assert _refused_as_problem(retry), (retry.headers, retry.body)
+
+        turns = _answers_by_message(await _items(page, started.thread_id))
+        assert len(turns) == 1 and len(turns[0][1]) == 1, turns
+
+
+async def test_a_thread_whose_turn_died_with_its_server_takes_messages_again(
+    live_server_factory: Any, tmp_path: Path
+) -> None:
+    # Servers of its own: this one is killed mid-turn (SIGKILL, nothing cleans up), and a second
+    # one on the same database must answer that thread once the dead turn's lease has expired.
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/crash.db",
+        "CHATKIT_TURN_LEASE_SECONDS": "3",
+        "OFFLINE_MODEL_DELAY_MS": "400",  # a turn long enough to be killed in the middle of
+        "LOG_LEVEL": "warning",
+    }
+    user = _user("crash")
+    first = live_server_factory(env)
+    async with httpx.AsyncClient(base_url=first.base_url, timeout=60) as http:
+        started = await ChatKitClient(http, token(user), time_zone="UTC").create_thread("hello")
+        assert started.status == 200, started.body
+        thread_id = started.thread_id
+        async with open_stream(http, add_user_message(thread_id, "show my tasks"), headers_for(user)) as (_, events):
+            async for event in events:
+                if event.type == "thread.item.updated":
+                    break  # the model is answering: the turn holds the thread's lease
+            kill_server(first)
+    with sqlite3.connect(tmp_path / "crash.db") as db:
+        left = db.execute("SELECT turn_lease FROM chat_threads WHERE id = ?", (thread_id,)).fetchone()
+    assert left is not None and left[0] is not None  # the dead turn's lease is still there
+
+    second = live_server_factory(env, migrate=False)
+    async with httpx.AsyncClient(base_url=second.base_url, timeout=60) as http:
+        page = ChatKitClient(http, token(user), time_zone="UTC")
+        again = await page.send(thread_id, "add a task Delta")
+        assert again.status == 200 and not again.of_type("error"), (again.status, again.body)
+        assert "Delta" in again.assistant_text()
+
+
+# ---- the lease's waiting, in process (the same store calls the server makes) ----------------------
+
+
+async def test_a_queued_turn_gets_the_thread_when_the_running_one_releases_it(session_maker: Any) -> None:
+    store: ChatKitStore[RequestContext] = ChatKitStore(session_maker)
+    alice = RequestContext(user_id="alice")
+    await store.save_thread(ThreadMetadata(id="thr_q", created_at=dt.datetime.now(dt.UTC)), alice)
+    locks = TurnLocks(store, lease_seconds=30)
+    running, queued, pointless = (locks.lease("thr_q", alice) for _ in range(3))
+    assert await running.try_claim()
+    assert not await queued.try_claim()
+
+    async def gone() -> None:
+        raise Conflict("answered meanwhile")
+
+    with pytest.raises(Conflict):  # a waiter whose reason to run went away gives up
+        await pointless.claim(still_wanted=gone)
+    waiting = asyncio.create_task(queued.claim())
+    await asyncio.sleep(0)  # let it try once and start waiting
+    assert not waiting.done()
+    async with running.kept():
+        pass  # the running turn ends: released
+    await waiting
+    assert queued.held and not running.held
+    assert not await pointless.try_claim()
+    await queued.release()
+    assert await pointless.try_claim()
+    assert not locks._released and not locks._waiting  # nothing left behind per thread
