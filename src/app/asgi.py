@@ -25,14 +25,14 @@ from app.agents.providers import ProviderConfig, build_model_provider
 from app.agents.server import TaskPilotChatKitServer
 from app.agents.widgets import TaskActions
 from app.controllers.attachments import AttachmentController
-from app.controllers.chatkit import ChatKitController
+from app.controllers.chatkit import ChatKitController, body_reader
 from app.controllers.health import HealthController
 from app.controllers.mcp import AuthenticatedMCP, mcp_route
 from app.controllers.pages import page_route_handlers
 from app.controllers.sessions import HostedSessionController
 from app.controllers.tasks import TaskController
 from app.core.clock import Now, utcnow
-from app.http.auth import Authenticator, TokenVerifier, request_context_provider
+from app.http.auth import Authenticator, TokenVerifier, caller_before_body, request_context_provider
 from app.http.middleware import request_id_middleware
 from app.http.openapi import BEARER_SECURITY, openapi_config
 from app.http.problems import EXCEPTION_HANDLERS
@@ -215,12 +215,19 @@ def create_app(
         route_handlers=[
             HostedSessionController,
             TaskController,
-            # Its own layer only for the body limit: with dictation on, /chatkit takes audio up to
-            # TRANSCRIPTION_MAX_BYTES; the controller still holds every other type to MAX_REQUEST_BYTES.
-            Router(path="/", route_handlers=[ChatKitController], request_max_body_size=settings.chatkit_max_body_bytes),
+            # Its own layer for its body: with dictation on, /chatkit takes audio up to
+            # TRANSCRIPTION_MAX_BYTES, and `body_reader` holds every other type to MAX_REQUEST_BYTES
+            # while the body streams (so Litestar's own limit is off here).
+            Router(
+                path="/",
+                route_handlers=[ChatKitController],
+                request_max_body_size=None,
+                before_request=body_reader(settings),
+            ),
             AttachmentController,
         ],
         security=BEARER_SECURITY,
+        guards=[caller_before_body(services.authenticator)],
         dependencies={
             "context": Provide(authenticate),
             "time_zone": Provide(provide_time_zone, sync_to_thread=False),
@@ -248,7 +255,12 @@ def create_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         # Outermost first: a 408 for a stalled body still carries its request id and access line.
-        middleware=[request_id_middleware, body_read_timeout_middleware(settings.http_body_read_timeout_seconds)],
+        middleware=[
+            request_id_middleware,
+            body_read_timeout_middleware(
+                settings.http_body_read_timeout_seconds, settings.http_body_total_timeout_seconds
+            ),
+        ],
         before_send=[security_headers(production=settings.is_production)],
         cors_config=cors,
         openapi_config=openapi_config(),

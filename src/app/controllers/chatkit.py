@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,6 +20,7 @@ from chatkit.server import StreamingResult
 from litestar import Controller, Request, Response, post
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.response import Stream
+from litestar.utils.scope.state import ScopeState
 
 from app.agents.server import TaskPilotChatKitServer
 from app.contracts import ChatKitRequest
@@ -57,6 +59,11 @@ STREAMING_TYPES = frozenset(
     }
 )
 TRANSCRIBE = "input.transcribe"
+# What only a dictation request carries: its type, or its audio field. Looked for in the first
+# MAX_REQUEST_BYTES of a larger body, whichever order the client put its keys in. A look-alike
+# (the text inside metadata) only buys reading on to the dictation limit as that user: the
+# decoded type is checked again before anything else is done with the body.
+_DICTATION_MARK = re.compile(rb'"(?:type"\s*:\s*"input\.transcribe"|audio_base64"\s*:)')
 _CUT = object()
 _NOTHING = object()
 
@@ -193,6 +200,57 @@ class _ChatKitOperation(Operation):
             )
 
 
+def body_over_request_limit(settings: Settings) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The body is larger than MAX_REQUEST_BYTES ({settings.max_request_bytes} bytes); "
+        "only input.transcribe may carry more (its audio, up to TRANSCRIPTION_MAX_BYTES).",
+        field="body",
+    )
+
+
+def body_reader(settings: Settings) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """The `before_request` hook of /chatkit: its body, read no further than its type allows.
+
+    It runs after the guards, so the caller is already known (an anonymous body is never read).
+    Every type is held to MAX_REQUEST_BYTES, and only the first MAX_REQUEST_BYTES of a larger
+    body are read before the decision: beyond them only a dictation request (when dictation is
+    on) may go on, up to the room its audio needs. Nothing is JSON-decoded until the whole body
+    is within its limit. The body is left where Litestar reads `data` and `request.body()` from.
+    """
+    limit = settings.max_request_bytes
+    dictation_limit = settings.chatkit_max_body_bytes  # equal to `limit` while dictation is off
+    over_dictation_limit = PayloadTooLarge(
+        f"The body is larger than the largest input.transcribe request ({dictation_limit} bytes, "
+        "room for TRANSCRIPTION_MAX_BYTES of audio as base64): send shorter audio.",
+        field="body",
+    )
+
+    async def read_body(request: Request[Any, Any, Any]) -> None:
+        declared = request.content_length
+        if declared is not None and declared > dictation_limit:
+            raise over_dictation_limit
+        chunks: list[bytes] = []
+        size = 0
+        allowed = limit
+        async for chunk in request.stream():
+            size += len(chunk)
+            chunks.append(chunk)
+            if size <= allowed:
+                continue
+            if allowed == dictation_limit:
+                raise over_dictation_limit if allowed > limit else body_over_request_limit(settings)
+            head = b"".join(chunks)
+            chunks = [head]
+            if not _DICTATION_MARK.search(head, 0, limit):
+                raise body_over_request_limit(settings)
+            allowed = dictation_limit
+            if size > allowed:
+                raise over_dictation_limit
+        ScopeState.from_scope(request.scope).body = b"".join(chunks)
+
+    return read_body
+
+
 async def started(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """`frames` once its first frame (or keepalive) is ready.
 
@@ -248,6 +306,9 @@ class ChatKitController(Controller):
         time_zone: str | None,
         settings: Settings,
     ) -> Response[bytes] | Stream:
+        body = await request.body()  # already read, within its limit, by `body_reader`
+        if len(body) > settings.max_request_bytes and data.type != TRANSCRIBE:
+            raise body_over_request_limit(settings)
         if time_zone is not None:
             context = replace(context, time_zone=time_zone)
         slot: StreamSlot | None = None
@@ -275,13 +336,6 @@ class ChatKitController(Controller):
                     on_refusal=metrics.RATE_LIMITED.labels(limit="chat").inc,
                 )
                 context = replace(context, chat_budget=budget)
-            body = await request.body()
-            if len(body) > settings.max_request_bytes and data.type != "input.transcribe":
-                raise PayloadTooLarge(
-                    f"The body is larger than MAX_REQUEST_BYTES ({settings.max_request_bytes} bytes); "
-                    "only input.transcribe may carry more (its audio, up to TRANSCRIPTION_MAX_BYTES).",
-                    field="body",
-                )
             result = await chatkit_server.process(body, context)
             if isinstance(result, StreamingResult):
                 frames = with_keepalive(result.json_events, chatkit_server.keepalive_seconds, drain, slot)
