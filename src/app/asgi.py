@@ -158,7 +158,11 @@ class Services:
             authenticator=authenticator,
             limits=limits,
             drain=Drain(settings.shutdown_grace_seconds),
-            admission=Admission(settings.chatkit_max_streams, wait_seconds=settings.chatkit_admission_wait_seconds),
+            admission=Admission(
+                settings.chatkit_max_streams,
+                wait_seconds=settings.chatkit_admission_wait_seconds,
+                per_user=settings.chatkit_max_streams_per_user,
+            ),
             attachments=attachments,
             chatkit_server=build_chatkit_server(settings, session_maker, attachments, model_provider, now, transcriber),
             hosted_chatkit=HostedChatKit(settings),

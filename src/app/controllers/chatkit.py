@@ -173,7 +173,10 @@ CHATKIT_RESPONSES = {
         "The body is larger than MAX_REQUEST_BYTES, or input.transcribe audio is larger than TRANSCRIPTION_MAX_BYTES"
     ),
     415: problem_spec("input.transcribe audio of a type the transcription API does not accept"),
-    429: problem_spec("Too many chat messages from this user, or failed sign-ins from this address; see Retry-After"),
+    429: problem_spec(
+        "Too many chat messages from this user, as many answers streaming as one user may have at once "
+        "(CHATKIT_MAX_STREAMS_PER_USER), or too many failed sign-ins from this address; see Retry-After"
+    ),
     501: problem_spec("The request needs a feature this server has not configured (dictation, feedback)"),
     502: problem_spec("OpenAI refused the transcription (for example OPENAI_API_KEY was rejected)"),
     503: problem_spec(
@@ -316,9 +319,9 @@ class ChatKitController(Controller):
             if drain.draining:
                 metrics.TURNS_REFUSED.labels(reason="draining").inc()
                 raise ServiceUnavailable("The server is restarting; retry in a moment.", retry_after=2)
-            # First, before anything is read or written: a turn refused here leaves no trace, not
-            # even a hit on the user's chat rate limit.
-            slot = await admission.admit()
+            # First, before the store is read or written: a turn refused here (the worker is full,
+            # or this user holds their share) leaves no trace, not even a hit on the chat rate limit.
+            slot = await admission.admit(context.user_id)
         elif data.type == TRANSCRIBE:
             # Each dictation is a paid call to OpenAI: it counts against the user's chat budget.
             await enforce(
