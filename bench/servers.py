@@ -56,6 +56,8 @@ UNTRIPPED_LIMITS = {
     "RATE_LIMIT_UPLOADS_PER_MINUTE": "100000",
     "RATE_LIMIT_ANONYMOUS_PER_MINUTE": "100000",
     "CHATKIT_SESSION_RATE_LIMIT_PER_MINUTE": "100000",
+    # bench.streams holds ten streams per user at once: the per-user share is not what it measures.
+    "CHATKIT_MAX_STREAMS_PER_USER": "0",
 }
 
 

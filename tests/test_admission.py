@@ -8,6 +8,8 @@
   refusals are counted in `/metrics`, and once the streams end the worker admits turns again.
 - A store call that finds every pooled connection busy waits and runs again, instead of failing
   the stream it belongs to.
+- One user's share (CHATKIT_MAX_STREAMS_PER_USER): past it that user gets a 429 before any stream
+  opens, while the other users still find free slots and `/ready` stays ready.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import sqlite3
 import time
 import uuid
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
@@ -25,7 +28,7 @@ from testkit.chatkit import threads_create
 from testkit.postgres import fetch
 
 from app.core.context import RequestContext
-from app.core.errors import ServiceUnavailable
+from app.core.errors import ServiceUnavailable, TooManyRequests
 from app.ops import metrics
 from app.ops.admission import Admission
 from app.store.chatkit_store import ChatKitStore
@@ -109,6 +112,50 @@ async def test_a_cancelled_waiter_that_was_handed_a_slot_passes_it_on() -> None:
     slot = await asyncio.wait_for(second, timeout=1)
     assert admission.open == 1
     slot.release()
+    assert admission.open == 0
+
+
+async def test_one_user_holds_no_more_than_their_share_of_the_slots() -> None:
+    admission = Admission(10, per_user=2)
+    first, second = await admission.admit("alice"), await admission.admit("alice")
+    with pytest.raises(TooManyRequests) as refused:
+        await admission.admit("alice")
+    assert refused.value.retry_after >= 1
+    assert "2 answers" in refused.value.detail and "nothing was saved" in refused.value.detail
+    others = [await admission.admit("bob"), await admission.admit("bob")]
+    assert admission.open == 4 and not admission.saturated
+    first.release()
+    first.release()  # a second release gives back nothing more
+    assert admission.streams_of("alice") == 1
+    third = await admission.admit("alice")  # a finished stream frees its share at once
+    for slot in (second, third, *others):
+        slot.release()
+    assert admission.open == 0 and admission.streams_of("alice") == admission.streams_of("bob") == 0
+
+
+async def test_a_users_waiting_turns_count_against_their_share() -> None:
+    admission = Admission(1, wait_seconds=5, max_waiting=5, per_user=2)
+    held = await admission.admit("alice")
+    waiting = asyncio.create_task(admission.admit("alice"))
+    await asyncio.sleep(0.02)
+    # One open and one waiting: a third would take the queue's places from other users.
+    with pytest.raises(TooManyRequests):
+        await admission.admit("alice")
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert admission.streams_of("alice") == 1  # the cancelled wait gave its share back
+    held.release()
+    assert admission.open == 0 and admission.streams_of("alice") == 0
+
+
+async def test_a_share_of_zero_leaves_only_the_worker_limit() -> None:
+    admission = Admission(3, per_user=0)
+    slots = [await admission.admit("alice") for _ in range(3)]
+    with pytest.raises(ServiceUnavailable):
+        await admission.admit("alice")
+    for slot in slots:
+        slot.release()
     assert admission.open == 0
 
 
@@ -291,3 +338,56 @@ async def test_a_store_call_that_finds_the_pool_exhausted_runs_again(database_ur
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.drop_all)
         await engine.dispose()
+
+
+# ---- one user cannot fill a worker ---------------------------------------------------------------------
+
+
+async def test_one_user_cannot_fill_a_worker(live_server_factory: Any) -> None:
+    share = 2
+    server = live_server_factory(
+        {
+            "CHATKIT_MAX_STREAMS": "4",
+            "CHATKIT_MAX_STREAMS_PER_USER": str(share),
+            "CHATKIT_ADMISSION_WAIT_SECONDS": "0",
+            # "help" streams ~40 deltas: at 100 ms each, the streams below stay open for seconds.
+            "OFFLINE_MODEL_DELAY_MS": "100",
+        }
+    )
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http, AsyncExitStack() as held:
+        # Each stream's event iterator is kept: a dropped one would close its stream.
+        open_streams = [
+            await held.enter_async_context(open_stream(http, threads_create("help"), headers_for("share-alice")))
+            for _ in range(share)
+        ]
+        for stream, events in open_streams:
+            assert stream.status == 200
+            assert (await anext(events)).type == "thread.created"  # open, holding its slot
+
+        refused = await http.post("/chatkit", json=threads_create("help"), headers=headers_for("share-alice"))
+        assert refused.status_code == 429, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert int(refused.headers["retry-after"]) >= 1
+        problem = refused.json()
+        assert f"{share} answers" in problem["detail"] and "Wait for one of them to finish" in problem["detail"]
+        assert "nothing was saved" in problem["detail"]
+
+        # Another user still gets a stream, and the worker still says it takes more.
+        bob, bob_events = await held.enter_async_context(
+            open_stream(http, threads_create("help"), headers_for("share-bob"))
+        )
+        assert bob.status == 200
+        assert (await anext(bob_events)).type == "thread.created"
+        ready = await http.get("/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "ready"
+        assert ready.json()["streams"]["open"] == share + 1
+
+        # A request that opens no stream is never refused for the share.
+        listed = await http.post(
+            "/chatkit", json={"type": "threads.list", "params": {}}, headers=headers_for("share-alice")
+        )
+        assert listed.status_code == 200, listed.text
+
+        exposition = (await http.get("/metrics")).text
+    assert _metric(exposition, "taskpilot_chatkit_turns_refused_total", '{reason="user_share"}') == 1

@@ -26,14 +26,14 @@ from app.agents.server import TaskPilotChatKitServer
 from app.agents.turns import TurnLocks
 from app.agents.widgets import TaskActions
 from app.controllers.attachments import AttachmentController
-from app.controllers.chatkit import ChatKitController
+from app.controllers.chatkit import ChatKitController, body_reader
 from app.controllers.health import HealthController
 from app.controllers.mcp import AuthenticatedMCP, mcp_route
 from app.controllers.pages import page_route_handlers
 from app.controllers.sessions import HostedSessionController
 from app.controllers.tasks import TaskController
 from app.core.clock import Now, utcnow
-from app.http.auth import Authenticator, TokenVerifier, request_context_provider
+from app.http.auth import Authenticator, TokenVerifier, caller_before_body, request_context_provider
 from app.http.middleware import request_id_middleware
 from app.http.openapi import BEARER_SECURITY, openapi_config
 from app.http.problems import EXCEPTION_HANDLERS
@@ -161,7 +161,11 @@ class Services:
             authenticator=authenticator,
             limits=limits,
             drain=Drain(settings.shutdown_grace_seconds),
-            admission=Admission(settings.chatkit_max_streams, wait_seconds=settings.chatkit_admission_wait_seconds),
+            admission=Admission(
+                settings.chatkit_max_streams,
+                wait_seconds=settings.chatkit_admission_wait_seconds,
+                per_user=settings.chatkit_max_streams_per_user,
+            ),
             attachments=attachments,
             chatkit_server=build_chatkit_server(settings, session_maker, attachments, model_provider, now, transcriber),
             hosted_chatkit=HostedChatKit(settings),
@@ -218,12 +222,19 @@ def create_app(
         route_handlers=[
             HostedSessionController,
             TaskController,
-            # Its own layer only for the body limit: with dictation on, /chatkit takes audio up to
-            # TRANSCRIPTION_MAX_BYTES; the controller still holds every other type to MAX_REQUEST_BYTES.
-            Router(path="/", route_handlers=[ChatKitController], request_max_body_size=settings.chatkit_max_body_bytes),
+            # Its own layer for its body: with dictation on, /chatkit takes audio up to
+            # TRANSCRIPTION_MAX_BYTES, and `body_reader` holds every other type to MAX_REQUEST_BYTES
+            # while the body streams (so Litestar's own limit is off here).
+            Router(
+                path="/",
+                route_handlers=[ChatKitController],
+                request_max_body_size=None,
+                before_request=body_reader(settings),
+            ),
             AttachmentController,
         ],
         security=BEARER_SECURITY,
+        guards=[caller_before_body(services.authenticator)],
         dependencies={
             "context": Provide(authenticate),
             "time_zone": Provide(provide_time_zone, sync_to_thread=False),
@@ -263,7 +274,9 @@ def create_app(
         middleware=[
             *([forwarded_client_middleware(settings.trusted_proxies)] if settings.trusted_proxies else []),
             request_id_middleware,
-            body_read_timeout_middleware(settings.http_body_read_timeout_seconds),
+            body_read_timeout_middleware(
+                settings.http_body_read_timeout_seconds, settings.http_body_total_timeout_seconds
+            ),
         ],
         before_send=[security_headers(production=settings.is_production)],
         cors_config=cors,

@@ -195,6 +195,10 @@ class Settings:
     # A request body that stops arriving for this long is answered 408 and its connection closed.
     # Neither timeout touches responses, so SSE streams (keepalive every <= 15 s) are never cut.
     http_body_read_timeout_seconds: float = 30.0
+    # A body still incomplete this long after the server started reading it is answered 408 and
+    # its connection closed, however steadily it trickles in (the per-chunk timeout alone lets a
+    # byte every few seconds hold a connection for ever).
+    http_body_total_timeout_seconds: float = 60.0
 
     auth_mode: AuthMode = "dev"
     auth_dev_secret: Secret = field(default_factory=lambda: Secret(DEFAULT_DEV_SECRET))
@@ -246,6 +250,8 @@ class Settings:
     # How long a thread's turn lease lasts unless renewed (the running turn renews it every third
     # of this): after a worker dies mid-turn, the thread takes new turns again within this time.
     chatkit_turn_lease_seconds: float = 30.0
+    # Of those, what one user may hold at once (per worker); 0 = no share, only the worker's limit.
+    chatkit_max_streams_per_user: int = 4
     chat_retention_days: int | None = None
     # Two-phase uploads whose bytes never arrived are deleted by `taskpilot cleanup` after this.
     attachment_pending_ttl_hours: int = 24
@@ -428,6 +434,9 @@ class Settings:
             http_body_read_timeout_seconds=r.number(
                 "HTTP_BODY_READ_TIMEOUT_SECONDS", d.http_body_read_timeout_seconds, minimum=0.1, maximum=3600.0
             ),
+            http_body_total_timeout_seconds=r.number(
+                "HTTP_BODY_TOTAL_TIMEOUT_SECONDS", d.http_body_total_timeout_seconds, minimum=1.0, maximum=86_400.0
+            ),
             auth_mode=auth_mode,
             auth_dev_secret=auth_dev_secret,
             auth_jwks_url=auth_jwks_url,
@@ -475,6 +484,9 @@ class Settings:
             ),
             chatkit_turn_lease_seconds=r.number(
                 "CHATKIT_TURN_LEASE_SECONDS", d.chatkit_turn_lease_seconds, minimum=3.0, maximum=600.0
+            ),
+            chatkit_max_streams_per_user=r.integer(
+                "CHATKIT_MAX_STREAMS_PER_USER", d.chatkit_max_streams_per_user, minimum=0, maximum=100_000
             ),
             chat_retention_days=retention or None,
             attachment_pending_ttl_hours=r.integer("ATTACHMENT_PENDING_TTL_HOURS", 24, minimum=1, maximum=8_760),

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,6 +20,7 @@ from chatkit.server import StreamingResult
 from litestar import Controller, Request, Response, post
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.response import Stream
+from litestar.utils.scope.state import ScopeState
 
 from app.agents.server import TaskPilotChatKitServer
 from app.contracts import ChatKitRequest
@@ -57,6 +59,11 @@ STREAMING_TYPES = frozenset(
     }
 )
 TRANSCRIBE = "input.transcribe"
+# What only a dictation request carries: its type, or its audio field. Looked for in the first
+# MAX_REQUEST_BYTES of a larger body, whichever order the client put its keys in. A look-alike
+# (the text inside metadata) only buys reading on to the dictation limit as that user: the
+# decoded type is checked again before anything else is done with the body.
+_DICTATION_MARK = re.compile(rb'"(?:type"\s*:\s*"input\.transcribe"|audio_base64"\s*:)')
 _CUT = object()
 _NOTHING = object()
 
@@ -169,7 +176,10 @@ CHATKIT_RESPONSES = {
         "The body is larger than MAX_REQUEST_BYTES, or input.transcribe audio is larger than TRANSCRIPTION_MAX_BYTES"
     ),
     415: problem_spec("input.transcribe audio of a type the transcription API does not accept"),
-    429: problem_spec("Too many chat messages from this user, or failed sign-ins from this address; see Retry-After"),
+    429: problem_spec(
+        "Too many chat messages from this user, as many answers streaming as one user may have at once "
+        "(CHATKIT_MAX_STREAMS_PER_USER), or too many failed sign-ins from this address; see Retry-After"
+    ),
     501: problem_spec("The request needs a feature this server has not configured (dictation, feedback)"),
     502: problem_spec(
         "OpenAI refused, rate-limited or dropped the transcription (for example OPENAI_API_KEY was rejected); "
@@ -196,6 +206,57 @@ class _ChatKitOperation(Operation):
                     description="`data: <ChatKit event JSON>` frames, and `: keepalive` comments while idle",
                 )
             )
+
+
+def body_over_request_limit(settings: Settings) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The body is larger than MAX_REQUEST_BYTES ({settings.max_request_bytes} bytes); "
+        "only input.transcribe may carry more (its audio, up to TRANSCRIPTION_MAX_BYTES).",
+        field="body",
+    )
+
+
+def body_reader(settings: Settings) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """The `before_request` hook of /chatkit: its body, read no further than its type allows.
+
+    It runs after the guards, so the caller is already known (an anonymous body is never read).
+    Every type is held to MAX_REQUEST_BYTES, and only the first MAX_REQUEST_BYTES of a larger
+    body are read before the decision: beyond them only a dictation request (when dictation is
+    on) may go on, up to the room its audio needs. Nothing is JSON-decoded until the whole body
+    is within its limit. The body is left where Litestar reads `data` and `request.body()` from.
+    """
+    limit = settings.max_request_bytes
+    dictation_limit = settings.chatkit_max_body_bytes  # equal to `limit` while dictation is off
+    over_dictation_limit = PayloadTooLarge(
+        f"The body is larger than the largest input.transcribe request ({dictation_limit} bytes, "
+        "room for TRANSCRIPTION_MAX_BYTES of audio as base64): send shorter audio.",
+        field="body",
+    )
+
+    async def read_body(request: Request[Any, Any, Any]) -> None:
+        declared = request.content_length
+        if declared is not None and declared > dictation_limit:
+            raise over_dictation_limit
+        chunks: list[bytes] = []
+        size = 0
+        allowed = limit
+        async for chunk in request.stream():
+            size += len(chunk)
+            chunks.append(chunk)
+            if size <= allowed:
+                continue
+            if allowed == dictation_limit:
+                raise over_dictation_limit if allowed > limit else body_over_request_limit(settings)
+            head = b"".join(chunks)
+            chunks = [head]
+            if not _DICTATION_MARK.search(head, 0, limit):
+                raise body_over_request_limit(settings)
+            allowed = dictation_limit
+            if size > allowed:
+                raise over_dictation_limit
+        ScopeState.from_scope(request.scope).body = b"".join(chunks)
+
+    return read_body
 
 
 async def started(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -253,6 +314,9 @@ class ChatKitController(Controller):
         time_zone: str | None,
         settings: Settings,
     ) -> Response[bytes] | Stream:
+        body = await request.body()  # already read, within its limit, by `body_reader`
+        if len(body) > settings.max_request_bytes and data.type != TRANSCRIBE:
+            raise body_over_request_limit(settings)
         if time_zone is not None:
             context = replace(context, time_zone=time_zone)
         slot: StreamSlot | None = None
@@ -260,9 +324,9 @@ class ChatKitController(Controller):
             if drain.draining:
                 metrics.TURNS_REFUSED.labels(reason="draining").inc()
                 raise ServiceUnavailable("The server is restarting; retry in a moment.", retry_after=2)
-            # First, before anything is read or written: a turn refused here leaves no trace, not
-            # even a hit on the user's chat rate limit.
-            slot = await admission.admit()
+            # First, before the store is read or written: a turn refused here (the worker is full,
+            # or this user holds their share) leaves no trace, not even a hit on the chat rate limit.
+            slot = await admission.admit(context.user_id)
         elif data.type == TRANSCRIBE:
             # Each dictation is a paid call to OpenAI: it counts against the user's chat budget.
             await enforce(
@@ -280,13 +344,6 @@ class ChatKitController(Controller):
                     on_refusal=metrics.RATE_LIMITED.labels(limit="chat").inc,
                 )
                 context = replace(context, chat_budget=budget)
-            body = await request.body()
-            if len(body) > settings.max_request_bytes and data.type != "input.transcribe":
-                raise PayloadTooLarge(
-                    f"The body is larger than MAX_REQUEST_BYTES ({settings.max_request_bytes} bytes); "
-                    "only input.transcribe may carry more (its audio, up to TRANSCRIPTION_MAX_BYTES).",
-                    field="body",
-                )
             result = await chatkit_server.process(body, context)
             if isinstance(result, StreamingResult):
                 frames = with_keepalive(result.json_events, chatkit_server.keepalive_seconds, drain, slot)

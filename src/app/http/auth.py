@@ -25,6 +25,9 @@ import httpx
 import jwt
 from jwt import PyJWK
 from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+from litestar.types import Guard
 
 from app.core.context import RequestContext
 from app.core.errors import AuthError
@@ -251,8 +254,12 @@ class Authenticator:
         return await self.attempt(client, check)
 
 
-def client_address(request: Request[Any, Any, Any]) -> str | None:
+def client_address(request: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return request.client.host if request.client else None
+
+
+# Where the verified caller of a request is kept once known, so it is verified once per request.
+CONTEXT_STATE_KEY = "request_context"
 
 
 def request_context_provider(
@@ -262,12 +269,54 @@ def request_context_provider(
 
     async def provide_request_context(request: Request[Any, Any, Any]) -> RequestContext:
         state = request.scope.setdefault("state", {})
+        known = state.get(CONTEXT_STATE_KEY)
+        if isinstance(known, RequestContext):
+            return known
         context = await authenticator.bearer(
             request.headers.get("authorization"),
             client=client_address(request),
             request_id=str(state.get("request_id", "")),
         )
         state["user_id"] = context.user_id
-        return replace(context, base_url=str(request.base_url).rstrip("/"))
+        context = replace(context, base_url=str(request.base_url).rstrip("/"))
+        state[CONTEXT_STATE_KEY] = context
+        return context
 
     return provide_request_context
+
+
+def needs_caller(handler: BaseRouteHandler) -> bool:
+    """Whether `handler` takes the `context` dependency, itself or through the dependencies it takes."""
+    dependencies = handler.resolve_dependencies()
+    pending = list(handler.parsed_fn_signature.parameters)
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name == "context":
+            return True
+        if name in seen or name not in dependencies:
+            continue
+        seen.add(name)
+        pending.extend(dependencies[name].parsed_fn_signature.parameters)
+    return False
+
+
+def caller_before_body(authenticator: Authenticator) -> Guard:
+    """A guard that verifies the caller of every route needing one before anything reads its body.
+
+    Litestar reads and decodes a handler's `data` before it resolves dependencies, so without this
+    an anonymous caller's body (up to the route's size limit, tens of megabytes on /chatkit with
+    dictation on) was read and decoded only to be answered 401. Guards run first: the answer now
+    comes from the headers alone, and the unread body is never touched.
+    """
+    provide = request_context_provider(authenticator)
+    decided: dict[BaseRouteHandler, bool] = {}
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        needed = decided.get(handler)
+        if needed is None:
+            needed = decided[handler] = needs_caller(handler)
+        if needed and isinstance(connection, Request):
+            await provide(connection)
+
+    return guard

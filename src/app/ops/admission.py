@@ -12,6 +12,12 @@ pool checkouts time out, and turns that were already streaming fail. Refusing at
 keeps the turns already admitted healthy (issue 21 measured what happens without it).
 
 The limit is per worker process (each granian worker has its own event loop and pool).
+
+Within it, one user may hold only a share of the slots (`per_user`, open or waiting): without a
+share, one account with a few long streams could take every slot of a worker and turn `/ready`
+to saturated for everyone. A user past their share is refused with a 429 (it is their own
+traffic, not the server's load, that is too much) before anything is read or written. The share
+is per worker too: a user's streams on other workers or instances are not counted.
 """
 
 from __future__ import annotations
@@ -21,37 +27,52 @@ import contextlib
 import math
 from collections import deque
 
-from app.core.errors import ServiceUnavailable
+from app.core.errors import ServiceUnavailable, TooManyRequests
 from app.ops import metrics
 
 REFUSAL_DETAIL = (
     "The assistant is answering as many conversations as this server can carry; "
     "nothing was saved. Send your message again in a few seconds."
 )
+USER_SHARE_DETAIL = (
+    "You already have {held} answers streaming, the most one user may have at once; nothing was saved. "
+    "Wait for one of them to finish (or stop it), then send your message again."
+)
+# A stream lasts seconds to minutes: a refused user should not come back at once.
+USER_SHARE_RETRY_AFTER = 5
 
 
 class StreamSlot:
     """One admitted turn's place; released exactly once, however the turn ends."""
 
-    __slots__ = ("_admission", "_released")
+    __slots__ = ("_admission", "_released", "_user")
 
-    def __init__(self, admission: Admission) -> None:
+    def __init__(self, admission: Admission, user: str | None = None) -> None:
         self._admission = admission
         self._released = False
+        self._user = user
 
     def release(self) -> None:
         if not self._released:
             self._released = True
+            self._admission._forget(self._user)
             self._admission._release()
 
 
 class Admission:
-    """At most `limit` concurrent streams; up to `max_waiting` more wait `wait_seconds` for a slot."""
+    """At most `limit` concurrent streams; up to `max_waiting` more wait `wait_seconds` for a slot.
+    One user holds at most `per_user` of them, open or waiting (0: no share)."""
 
-    def __init__(self, limit: int, *, wait_seconds: float = 0.0, max_waiting: int | None = None) -> None:
+    def __init__(
+        self, limit: int, *, wait_seconds: float = 0.0, max_waiting: int | None = None, per_user: int = 0
+    ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        if per_user < 0:
+            raise ValueError("per_user must be 0 (no share) or more")
         self.limit = limit
+        self.per_user = per_user
+        self._held: dict[str, int] = {}  # by user: slots open or waited for
         self.wait_seconds = wait_seconds
         self.max_waiting = limit if max_waiting is None else max_waiting
         self.open = 0
@@ -69,10 +90,28 @@ class Admission:
         """No free slot: a new turn would wait or be refused."""
         return self.open >= self.limit
 
-    async def admit(self) -> StreamSlot:
-        """A slot for one turn, or `ServiceUnavailable` (503 with Retry-After) when there is none."""
+    def streams_of(self, user: str) -> int:
+        """The slots `user` holds on this worker, open or waited for."""
+        return self._held.get(user, 0)
+
+    async def admit(self, user: str | None = None) -> StreamSlot:
+        """A slot for one turn of `user`: `TooManyRequests` (429) when the user already holds their
+        share, `ServiceUnavailable` (503 with Retry-After) when the worker has no slot free."""
+        if user is not None and self.per_user:
+            held = self._held.get(user, 0)
+            if held >= self.per_user:
+                metrics.TURNS_REFUSED.labels(reason="user_share").inc()
+                raise TooManyRequests(USER_SHARE_DETAIL.format(held=held), retry_after=USER_SHARE_RETRY_AFTER)
+            self._held[user] = held + 1
+        try:
+            return await self._admit(user if self.per_user else None)
+        except BaseException:
+            self._forget(user if self.per_user else None)
+            raise
+
+    async def _admit(self, user: str | None) -> StreamSlot:
         if self.open < self.limit and not self._waiters:
-            return self._take()
+            return self._take(user)
         if self.wait_seconds <= 0 or len(self._waiters) >= self.max_waiting:
             raise self._refuse()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -94,11 +133,20 @@ class Admission:
             metrics.STREAMS_WAITING.dec()
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
-        return StreamSlot(self)
+        return StreamSlot(self, user)
 
-    def _take(self) -> StreamSlot:
+    def _take(self, user: str | None) -> StreamSlot:
         self.open += 1
-        return StreamSlot(self)
+        return StreamSlot(self, user)
+
+    def _forget(self, user: str | None) -> None:
+        if user is None:
+            return
+        held = self._held.get(user, 0) - 1
+        if held > 0:
+            self._held[user] = held
+        else:
+            self._held.pop(user, None)  # the map holds only users with streams: it cannot grow without bound
 
     def _release(self) -> None:
         # Hand the slot straight to the oldest waiter, so a newcomer cannot jump the queue.

@@ -44,7 +44,8 @@ STREAMS_WAITING = Gauge(
 )
 TURNS_REFUSED = Counter(
     "taskpilot_chatkit_turns_refused",
-    "ChatKit turns answered 503 before a stream opened: no free stream slot (capacity) or shutting down (draining)",
+    "ChatKit turns refused before a stream opened: no free stream slot (capacity, 503), shutting down "
+    "(draining, 503), or the user already holds their share of slots (user_share, 429)",
     ["reason"],
 )
 TIME_TO_FIRST_EVENT = Histogram(
