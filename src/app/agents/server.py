@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -172,6 +172,11 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             raise describe_validation_error(exc) from None
         refuse_unstorable(request)
         await self._authorize(parsed, context)
+        if isinstance(parsed, ThreadsCreateReq):
+            # Last, once every other check has passed: it saves the thread.
+            reserved = await self.limits.reserve_new_thread(cast("CountingStore", self.store), context)
+            if reserved is not None:
+                context = replace(context, reserved_thread_id=reserved)
         if is_streaming_req(parsed):
             return StreamingResult(self._process_streaming(parsed, context))
         return NonStreamingResult(await self._process_non_streaming(parsed, context))
@@ -244,8 +249,6 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
     async def _check_limits(self, request: ChatKitReq, context: Any) -> None:
         limits, store = self.limits, cast("CountingStore", self.store)
         match request:
-            case ThreadsCreateReq():
-                await limits.check_new_thread(store, context)
             case (
                 ThreadsAddUserMessageReq()
                 | ThreadsRetryAfterItemReq()
