@@ -105,17 +105,19 @@ class HostedSessionService:
             previous = await self.repository.owned_by_secret(user_id, current_client_secret)
         elif session_id is not None:
             previous = await self.repository.owned(user_id, session_id)
-        claimed = previous is not None and previous.status != CANCELLED
-        if previous is not None and claimed:
+        claimed: str | None = None  # the session id this refresh claimed
+        if previous is not None and previous.status != CANCELLED:
             if previous.replaced_by is not None or not await self.repository.claim_for_refresh(previous):
                 raise AlreadyRefreshed(named)
             await self.db.commit()  # visible to every other refresh before OpenAI is called
+            claimed = previous.session_id
 
         try:
             session = await self._mint_and_record(user_id)
         except BaseException:
-            if previous is not None and claimed:
-                await self.repository.release_claim(previous)
+            if claimed is not None:
+                # By id: a failed record rolled the session back, which expired `previous`.
+                await self.repository.release_claim(user_id, claimed)
                 await self.db.commit()
             raise
         metrics.SESSIONS_MINTED.labels(operation="refresh").inc()

@@ -79,13 +79,13 @@ class HostedSessionRepository(SQLAlchemyAsyncRepository[HostedSession]):
         )
         return bool(getattr(result, "rowcount", 0))
 
-    async def release_claim(self, row: HostedSession) -> None:
-        """Give back a claim whose replacement could not be minted."""
+    async def release_claim(self, user_id: str, session_id: str) -> None:
+        """Give back a claim whose replacement could not be minted or recorded."""
         await self.session.execute(
             update(HostedSession)
             .where(
-                HostedSession.user_id == row.user_id,
-                HostedSession.session_id == row.session_id,
+                HostedSession.user_id == user_id,
+                HostedSession.session_id == session_id,
                 HostedSession.status == "refreshing",
             )
             .values(status="active", updated_at=utcnow())
