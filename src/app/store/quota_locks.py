@@ -13,6 +13,10 @@ count only after the first one's transaction has ended, on any worker or instanc
   count, and a second connection could count between them.
 
 Hold it only around the count and the write: never across a model call or an upstream request.
+It needs a real transaction: an `AsyncSession` (the request's, `TaskService.begin`, or the Store's
+`_writing`), never the Store's asyncpg lane (`app.store.driver`) or an AUTOCOMMIT connection,
+where a transaction-scoped lock would end with its own statement. Behind PgBouncer in
+`pool_mode = transaction` it holds: the lock lives exactly as long as the transaction.
 """
 
 from __future__ import annotations
