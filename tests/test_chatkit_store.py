@@ -968,3 +968,31 @@ async def test_retention_reads_updated_at(store: ChatKitStore[RequestContext], s
         await session.execute(update(ChatThread).values(updated_at=long_ago))
     await store.add_thread_item("thr_1", message("msg_a"), ALICE)
     assert (await _thread_row(session_maker, "alice", "thr_1")).updated_at > long_ago + dt.timedelta(days=365)
+
+
+async def test_reserved_threads_never_pass_the_thread_quota(store: ChatKitStore[RequestContext]) -> None:
+    """`reserve_thread` counts and saves under the user's thread-quota lock: 10 reservations at once
+    against a quota of 3 keep 3; the library's later save of a reserved id adds no row."""
+    from dataclasses import replace
+    from uuid import uuid4
+
+    from app.core.errors import QuotaExceeded
+    from app.services.quotas import UserLimits
+
+    limits = UserLimits(threads_per_user=3)
+    context = RequestContext(user_id=f"reserver-{uuid4().hex[:8]}")
+
+    async def reserve() -> str | None:
+        try:
+            return await limits.reserve_new_thread(store, context)
+        except QuotaExceeded:
+            return None
+
+    kept = [thread_id for thread_id in await asyncio.gather(*(reserve() for _ in range(10))) if thread_id]
+    assert len(kept) == 3
+    assert await store.count_threads(context) == 3
+    reserved = replace(context, reserved_thread_id=kept[0])
+    assert store.generate_thread_id(reserved) == kept[0]
+    await store.save_thread(ThreadMetadata(id=kept[0], created_at=dt.datetime.now(), title="Saved"), reserved)
+    assert await store.count_threads(context) == 3
+    assert (await store.load_thread(kept[0], context)).title == "Saved"

@@ -30,7 +30,7 @@ def _upgrade_check_downgrade(url: str) -> None:
     assert "alembic_version" in tables
     check = run_cli(["db", "check"], env, check=False)
     assert check.returncode == 0, check.stderr + check.stdout
-    run_cli(["db", "downgrade", "base"], env)
+    run_cli(["db", "downgrade", "base", "--yes"], env)
     assert asyncio.run(_tables(url)) & TABLES == set()
     run_cli(["db", "upgrade"], env)
 

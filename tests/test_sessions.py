@@ -367,6 +367,30 @@ async def test_refresh_of_an_expired_session_skips_the_upstream_cancel(hosted: H
     assert recorded[old["session_id"]].status == "refreshed"
 
 
+async def test_a_refresh_whose_mint_fails_leaves_the_old_session_refreshable(
+    hosted_db: Hosted, fake_openai: FakeOpenAI
+) -> None:
+    """The claim a refresh takes on the old session is given back when OpenAI refuses the new one."""
+    async with hosted_db() as (client, app):
+        alice = headers_for(app, "alice")
+        old = (await client.post("/api/chatkit/sessions", headers=alice)).json()
+        fake_openai.fail("create", 500, times=2)  # the SDK retries once
+        named = {"current_client_secret": old["client_secret"]}
+        failed = await client.post("/api/chatkit/sessions/refresh", headers=alice, json=named)
+        assert failed.status_code == 502, failed.text
+        recorded = {row.session_id: row for row in await rows(db_url(app))}
+        assert recorded[old["session_id"]].status == "active"
+        assert recorded[old["session_id"]].replaced_by is None
+        retried = await client.post("/api/chatkit/sessions/refresh", headers=alice, json=named)
+        assert retried.status_code == 200, retried.text
+        again = await client.post("/api/chatkit/sessions/refresh", headers=alice, json=named)
+        assert_problem(again, 409)
+        assert "already refreshed" in again.json()["detail"]
+        recorded = {row.session_id: row for row in await rows(db_url(app))}
+    assert recorded[old["session_id"]].status == "refreshed"
+    assert recorded[old["session_id"]].replaced_by == retried.json()["session_id"]
+
+
 # --- cancel ----------------------------------------------------------------------------------
 
 

@@ -380,6 +380,23 @@ async def test_concurrent_creates_never_fail(session_maker) -> None:
     assert await numbers(session_maker, limit=100, sort="number") == list(range(1, 26))
 
 
+async def test_concurrent_creates_never_pass_the_task_quota(session_maker) -> None:
+    """Count and insert are atomic per user (`app.store.quota_locks`): 12 creates at once against a
+    quota of 4 keep 4, the rest are refused, and another user's creates are not held back."""
+    from app.core.errors import QuotaExceeded
+
+    async def create(user: str, i: int) -> int | None:
+        try:
+            async with TaskService.begin(session_maker, user, max_tasks=4) as service:
+                return (await service.create(TaskCreate(title=f"task {i}"))).number
+        except QuotaExceeded:
+            return None
+
+    created = await asyncio.gather(*(create(user, i) for i in range(12) for user in ("alice", "bob")))
+    assert sorted(number for number in created if number is not None) == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert await numbers(session_maker, limit=100, sort="number") == [1, 2, 3, 4]
+
+
 async def test_today_defaults_to_the_utc_date(session_maker) -> None:
     utc_today = dt.datetime.now(dt.UTC).date()
     async with TaskService.begin(session_maker, "alice") as service:

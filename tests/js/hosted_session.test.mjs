@@ -145,6 +145,21 @@ test("a failed refresh forgets the secret ChatKit gave up, with the problem's wo
   assert.equal(storage.getItem(STORAGE_KEY), null);
 });
 
+test("a refresh answered 409 (another tab refreshed that secret first) mints a new session instead", async () => {
+  const storage = memory();
+  const old = session();
+  storage.setItem(STORAGE_KEY, JSON.stringify({ ...old, owner: "alice" }));
+  const problem = { type: "about:blank", title: "Conflict", status: 409, detail: "This session was already refreshed." };
+  const minted = session();
+  const { provider, calls } = setup({ storage, answers: [() => json(409, problem), () => json(200, minted)] });
+  assert.equal(await provider.getClientSecret(old.client_secret), minted.client_secret);
+  assert.deepEqual(
+    calls.map((call) => call.url),
+    ["https://tasks.example.com/api/chatkit/sessions/refresh", "https://tasks.example.com/api/chatkit/sessions"]
+  );
+  assert.equal(JSON.parse(storage.getItem(STORAGE_KEY)).client_secret, minted.client_secret);
+});
+
 test("signed out: nothing is asked and the stored secret is cleared", async () => {
   const storage = memory();
   storage.setItem(STORAGE_KEY, JSON.stringify({ ...session(), owner: "alice" }));

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -190,6 +190,11 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             raise describe_validation_error(exc) from None
         refuse_unstorable(request)
         await self._authorize(parsed, context)
+        if isinstance(parsed, ThreadsCreateReq):
+            # Last, once every other check has passed: it saves the thread.
+            reserved = await self.limits.reserve_new_thread(cast("CountingStore", self.store), context)
+            if reserved is not None:
+                context = replace(context, reserved_thread_id=reserved)
         if is_streaming_req(parsed):
             # A lease taken here and never streamed (the response failed to start) holds the thread
             # only until it expires: nothing renews it before the stream runs.
@@ -356,8 +361,6 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
     async def _check_limits(self, request: ChatKitReq, context: Any) -> None:
         limits, store = self.limits, cast("CountingStore", self.store)
         match request:
-            case ThreadsCreateReq():
-                await limits.check_new_thread(store, context)
             case (
                 ThreadsAddUserMessageReq()
                 | ThreadsRetryAfterItemReq()

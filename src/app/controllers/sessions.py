@@ -24,6 +24,13 @@ MINT_RESPONSES = {
     ),
     504: problem_spec("OpenAI did not answer in time"),
 }
+REFRESH_RESPONSES = {
+    **MINT_RESPONSES,
+    409: problem_spec(
+        "The named session was already refreshed, or another refresh is replacing it: use the newer "
+        "client secret, or mint a new session"
+    ),
+}
 CANCEL_RESPONSES = {
     **{status: spec for status, spec in MINT_RESPONSES.items() if status != 429},
     404: problem_spec("No session with this id belongs to the user"),
@@ -68,9 +75,11 @@ class HostedSessionController(Controller):
         summary="Mint a new session and cancel the one it replaces",
         description="Names the old session by `current_client_secret` or `session_id`; it is cancelled "
         "when the signed-in user owns it. An unknown or foreign one is left alone and a new session "
-        "is minted all the same. With no body, this mints a session.",
+        "is minted all the same. With no body, this mints a session. A session can be refreshed once: "
+        "of concurrent refreshes of one secret exactly one succeeds, the others (and any later refresh "
+        "of it) answer 409; use the newer secret, or mint a new session.",
         status_code=200,
-        responses=MINT_RESPONSES,
+        responses=REFRESH_RESPONSES,
     )
     async def refresh_session(
         self,
@@ -112,7 +121,7 @@ class HostedSessionController(Controller):
         summary="Refresh a ChatKit session (older path; use POST /api/chatkit/sessions/refresh)",
         status_code=200,
         deprecated=True,
-        responses=MINT_RESPONSES,
+        responses=REFRESH_RESPONSES,
     )
     async def refresh_session_legacy(
         self,

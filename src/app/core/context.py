@@ -36,3 +36,6 @@ class RequestContext:
     # What this request left of the user's chat rate limit (streaming ChatKit requests): the
     # stream warns the user when it is nearly spent.
     chat_budget: Budget | None = field(default=None, compare=False)
+    # The id of a thread saved under the user's thread quota before a `threads.create` stream
+    # opened (`UserLimits.reserve_new_thread`): the thread that request creates takes this id.
+    reserved_thread_id: str | None = field(default=None, compare=False)

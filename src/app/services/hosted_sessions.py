@@ -13,6 +13,11 @@
   can cancel another user's session.
 - `status = 'refreshed'` means replaced *and* cancelled upstream. When that cancel fails the
   old row stays `active` with `replaced_by` set, so `DELETE` can finish the job later.
+- One refresh per session: a refresh first claims the session it replaces (one conditional
+  UPDATE to `refreshing`, committed before OpenAI is called, so no lock is held across that
+  call). Of concurrent refreshes of one secret, on any worker, exactly one wins; the others, and
+  any later refresh of a session already replaced, get a 409 `AlreadyRefreshed` telling the
+  client to use the newer secret or mint a new session. A failed mint gives the claim back.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
-from app.core.errors import DomainError, NotFound, ServiceUnavailable, UpstreamError
+from app.core.errors import Conflict, DomainError, NotFound, ServiceUnavailable, UpstreamError
 from app.core.limits import RateLimiter, enforce
 from app.core.text import require_storable
 from app.ops import metrics
@@ -36,12 +41,24 @@ from app.store.sessions import HostedSessionRepository, fingerprint
 log = logging.getLogger("app.sessions")
 
 ACTIVE = "active"
+REFRESHING = "refreshing"  # claimed by a refresh that is minting its replacement
 REFRESHED = "refreshed"
 CANCELLED = "cancelled"
 
 
 class HostedNotConfigured(ServiceUnavailable):
     """Hosted mode lacks its settings (the API key or the workflow id)."""
+
+
+class AlreadyRefreshed(Conflict):
+    """The session a refresh names was already replaced, or another refresh is replacing it (409)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(
+            "This session was already refreshed (another refresh replaced it or is replacing it): use the "
+            "newer client secret that refresh returned, or mint a new session with POST /api/chatkit/sessions.",
+            field=field,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +100,26 @@ class HostedSessionService:
         self._require_configured()
         await self._admit(user_id)
         previous: HostedSession | None = None
+        named = "current_client_secret" if current_client_secret is not None else "session_id"
         if current_client_secret is not None:
             previous = await self.repository.owned_by_secret(user_id, current_client_secret)
         elif session_id is not None:
             previous = await self.repository.owned(user_id, session_id)
+        claimed: str | None = None  # the session id this refresh claimed
+        if previous is not None and previous.status != CANCELLED:
+            if previous.replaced_by is not None or not await self.repository.claim_for_refresh(previous):
+                raise AlreadyRefreshed(named)
+            await self.db.commit()  # visible to every other refresh before OpenAI is called
+            claimed = previous.session_id
 
-        session = await self._mint_and_record(user_id)
+        try:
+            session = await self._mint_and_record(user_id)
+        except BaseException:
+            if claimed is not None:
+                # By id: a failed record rolled the session back, which expired `previous`.
+                await self.repository.release_claim(user_id, claimed)
+                await self.db.commit()
+            raise
         metrics.SESSIONS_MINTED.labels(operation="refresh").inc()
         outcome = "none named"
         if current_client_secret is not None or session_id is not None:
@@ -105,7 +136,7 @@ class HostedSessionService:
         row = await self.repository.owned(user_id, session_id)
         if row is None:
             raise NotFound("The session does not exist or belongs to another user; check the session id.")
-        if row.status != ACTIVE:
+        if row.status not in (ACTIVE, REFRESHING):
             return  # already cancelled (a refresh cancels the session it replaces): idempotent
         if not _expired(row):
             with contextlib.suppress(UpstreamSessionGone):  # already gone upstream: nothing to cancel
@@ -161,8 +192,8 @@ class HostedSessionService:
         return session
 
     async def _retire(self, previous: HostedSession, replacement: UpstreamSession) -> str:
-        """Cancel the session a refresh replaces; what happened, for the log."""
-        if previous.status != ACTIVE:
+        """Cancel the session a refresh replaces (claimed by this refresh); what happened, for the log."""
+        if previous.status != REFRESHING:
             return f"already {previous.status}"
         previous.replaced_by = replacement.session_id
         if _expired(previous):
@@ -177,6 +208,7 @@ class HostedSessionService:
             except UpstreamError as exc:
                 # The caller already has a working replacement; keep the old row active so a
                 # DELETE can cancel it later, and say so in the log.
+                previous.status = ACTIVE
                 outcome = f"cancel failed ({exc.failure})"
             else:
                 previous.status = REFRESHED

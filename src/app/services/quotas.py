@@ -7,20 +7,30 @@ over its length limit 400 naming the field; ChatKit requests are checked before 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from chatkit.types import ThreadMetadata
+
+from app.core.clock import utcnow
 from app.core.errors import DomainError, QuotaExceeded, StorageQuotaExceeded
 from app.core.limits import NEAR_LIMIT_FRACTION
 from app.settings import Settings
 
 
 class CountingStore(Protocol):
-    """The counts the quotas compare, each filtered by the context's user (`app.store.chatkit_store`)."""
+    """The counts the quotas compare, each filtered by the context's user (`app.store.chatkit_store`).
+
+    The writes a quota admits take a check (`admit`) that the store runs on the count inside the
+    same transaction as the write, under the user's lock for that quota: concurrent requests of
+    one user, on any worker, cannot all pass the same count."""
 
     async def count_threads(self, context: Any) -> int: ...
     async def count_items(self, thread_id: str, context: Any) -> int: ...
     async def stored_attachment_bytes(self, context: Any) -> int: ...
+    def generate_thread_id(self, context: Any) -> str: ...
+    async def reserve_thread(self, thread: ThreadMetadata, context: Any, *, admit: Callable[[int], None]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +53,20 @@ class UserLimits:
             max_message_chars=settings.max_message_chars,
         )
 
-    async def check_new_thread(self, store: CountingStore, context: Any) -> None:
-        if self.threads_per_user and await store.count_threads(context) >= self.threads_per_user:
+    async def reserve_new_thread(self, store: CountingStore, context: Any) -> str | None:
+        """Save the thread a `threads.create` will fill, within the thread quota; its id (None
+        without a quota: the library saves the thread itself then).
+
+        Counted and saved atomically before the stream opens, so a refusal is a 429 and never a
+        broken stream, and no lock is held while the model answers."""
+        if not self.threads_per_user:
+            return None
+        thread = ThreadMetadata(id=store.generate_thread_id(context), created_at=utcnow())
+        await store.reserve_thread(thread, context, admit=self.check_thread_count)
+        return thread.id
+
+    def check_thread_count(self, count: int) -> None:
+        if self.threads_per_user and count >= self.threads_per_user:
             raise QuotaExceeded(
                 f"You have reached the limit of {self.threads_per_user} conversations: delete some to start a new one.",
                 quota="QUOTA_THREADS_PER_USER",
@@ -67,8 +89,10 @@ class UserLimits:
     async def check_attachment_bytes(self, store: CountingStore, adding: int, context: Any) -> None:
         if not self.attachment_bytes_per_user:
             return
-        stored = await store.stored_attachment_bytes(context)
-        if stored + adding > self.attachment_bytes_per_user:
+        self.check_stored_bytes(await store.stored_attachment_bytes(context), adding=adding)
+
+    def check_stored_bytes(self, stored: int, *, adding: int) -> None:
+        if self.attachment_bytes_per_user and stored + adding > self.attachment_bytes_per_user:
             raise StorageQuotaExceeded(
                 f"This file would take your attachments past the {self.attachment_bytes_per_user}-byte storage limit "
                 f"({stored} bytes stored): delete attachments or conversations first.",

@@ -141,6 +141,9 @@ class TaskService:
     async def create(self, data: TaskCreate) -> Task:
         require_storable(msgspec.to_builtins(data), "")  # contracts built in code skip decoding
         if self.limits.tasks_per_user:
+            # Held until this transaction ends, so a concurrent create of the same user counts
+            # after this one's row is committed (or rolled back).
+            await self.repository.lock_quota()
             self.limits.check_task_count(await self.repository.count_owned())
         row = await self.repository.insert_numbered(
             {

@@ -10,6 +10,7 @@
 //   when the tab closes. Otherwise `POST /api/chatkit/sessions` with the user's bearer token.
 // - `getClientSecret(current)` (ChatKit's secret expired): `POST /api/chatkit/sessions/refresh`
 //   with it; the server mints a new session and cancels the old one. The stored secret is replaced.
+//   A 409 (another refresh of that secret won) mints a new session with `POST /api/chatkit/sessions`.
 // - No token (signed out), or TaskPilot refuses even a fresh token: the stored secret is cleared.
 // - Failures are `ClientSecretError`s whose message is the problem+json `detail` in words, with
 //   `status` and `retryAfter` (seconds, from `Retry-After`) for the caller to show.
@@ -294,6 +295,13 @@ export function createClientSecretProvider({
     } catch (error) {
       // ChatKit gave this secret up: never hand it out again after a reload.
       if (read()?.client_secret === current) clear();
+      // 409: another refresh (a duplicated tab holding the same secret) already replaced it, and
+      // only that caller got the newer secret: this tab gets a session of its own.
+      if (error?.status === 409) {
+        const { session, owner } = await post(SESSIONS_PATH, {});
+        write(session, owner);
+        return session.client_secret;
+      }
       throw error;
     }
   }

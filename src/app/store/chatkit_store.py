@@ -85,6 +85,7 @@ from app.store.chat_sql import Order, SessionRunner
 from app.store.connections import connection_died, pool_exhausted
 from app.store.db import SessionMaker
 from app.store.driver import DriverLane
+from app.store.quota_locks import lock_quota
 
 __all__ = [
     "AttachmentRecord",
@@ -272,7 +273,8 @@ class ChatKitStore(Store[ContextT]):
     # ---- ids ---------------------------------------------------------------------------------
 
     def generate_thread_id(self, context: ContextT) -> str:
-        return prefixed_id(ID_PREFIXES["thread"])
+        reserved = getattr(context, "reserved_thread_id", None)  # see `reserve_thread`
+        return reserved if isinstance(reserved, str) else prefixed_id(ID_PREFIXES["thread"])
 
     def generate_item_id(self, item_type: StoreItemType, thread: ThreadMetadata, context: ContextT) -> str:
         return prefixed_id(ID_PREFIXES[item_type])
@@ -316,6 +318,27 @@ class ChatKitStore(Store[ContextT]):
     async def count_threads(self, context: ContextT) -> int:
         async with self._autocommit() as session:
             return await ChatThreadRepository(session=session).count_threads(user_id=context.user_id)
+
+    async def reserve_thread(self, thread: ThreadMetadata, context: ContextT, *, admit: Callable[[int], None]) -> None:
+        """Save a new thread if `admit(the number of threads the user has)` does not raise.
+
+        The count and the insert are one transaction under the user's thread-quota lock
+        (`app.store.quota_locks`), so concurrent creates on any worker cannot pass the quota
+        together. A later `save_thread` of the same id (the library's, once the stream runs)
+        updates this row and keeps its `created_at`.
+        """
+        created_at, data = _thread_json(thread)
+        async with self._writing() as session:
+            await lock_quota(session, context.user_id, "threads")
+            admit(await ChatThreadRepository(session=session).count_threads(user_id=context.user_id))
+            await ChatRows(SessionRunner(session)).upsert_thread(
+                user_id=context.user_id,
+                thread_id=thread.id,
+                title=thread.title,
+                created_at=created_at,
+                data=data,
+                now=utcnow(),
+            )
 
     @_retry_when_no_connection
     async def count_items(self, thread_id: str, context: ContextT) -> int:
@@ -537,11 +560,27 @@ class ChatKitStore(Store[ContextT]):
                 user_id=context.user_id, attachment_id=attachment_id, storage_key=key
             )
 
-    async def complete_upload(self, attachment: Attachment, key: str, size: int, context: ContextT) -> bool:
+    async def complete_upload(
+        self,
+        attachment: Attachment,
+        key: str,
+        size: int,
+        context: ContextT,
+        *,
+        admit: Callable[[int], None] | None = None,
+    ) -> bool:
         """Mark the claimed upload done, with the verified type and the descriptor-free JSON.
-        False when the attachment was deleted (or its claim lost) meanwhile."""
-        async with self._autocommit() as session:
-            return await ChatAttachmentRepository(session=session).complete_upload(
+        False when the attachment was deleted (or its claim lost) meanwhile.
+
+        With `admit`, it is first called with the bytes the user's other attachments take, in the
+        same transaction and under the user's storage-quota lock (`app.store.quota_locks`), so
+        concurrent uploads on any worker cannot pass the storage quota together."""
+        async with self._autocommit() if admit is None else self._writing() as session:
+            repository = ChatAttachmentRepository(session=session)
+            if admit is not None:
+                await lock_quota(session, context.user_id, "attachment_bytes")
+                admit(await repository.stored_bytes(user_id=context.user_id))
+            return await repository.complete_upload(
                 user_id=context.user_id,
                 attachment_id=attachment.id,
                 storage_key=key,

@@ -7,7 +7,7 @@ import hashlib
 from typing import cast
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, update
 
 from app.core.clock import utcnow
 from app.store.models import HostedSession
@@ -59,6 +59,38 @@ class HostedSessionRepository(SQLAlchemyAsyncRepository[HostedSession]):
 
     async def owned_by_secret(self, user_id: str, client_secret: str) -> HostedSession | None:
         return await self.get_one_or_none(user_id=user_id, secret_sha256=fingerprint(client_secret))
+
+    async def claim_for_refresh(self, row: HostedSession) -> bool:
+        """Mark `row` as being replaced, unless another refresh did first (False then).
+
+        One conditional UPDATE: concurrent claims of one row queue on its row lock (SQLite: on the
+        database's write lock) and only the first finds it still `active` and not yet replaced.
+        """
+        result = await self.session.execute(
+            update(HostedSession)
+            .where(
+                HostedSession.user_id == row.user_id,
+                HostedSession.session_id == row.session_id,
+                HostedSession.status == "active",
+                HostedSession.replaced_by.is_(None),
+            )
+            .values(status="refreshing", updated_at=utcnow())
+            .execution_options(synchronize_session="fetch")
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def release_claim(self, user_id: str, session_id: str) -> None:
+        """Give back a claim whose replacement could not be minted or recorded."""
+        await self.session.execute(
+            update(HostedSession)
+            .where(
+                HostedSession.user_id == user_id,
+                HostedSession.session_id == session_id,
+                HostedSession.status == "refreshing",
+            )
+            .values(status="active", updated_at=utcnow())
+            .execution_options(synchronize_session="fetch")
+        )
 
 
 _INSERT = insert(cast("Table", HostedSession.__table__))

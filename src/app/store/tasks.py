@@ -43,6 +43,7 @@ from app.core.clock import utcnow
 from app.core.errors import Conflict
 from app.core.ids import uuid7
 from app.store.models import TaskRow
+from app.store.quota_locks import lock_quota
 
 # Concurrent creates for one user race for the same next number and the losers retry. Every
 # round has a winner (under READ COMMITTED a retry sees the winner's commit), so n simultaneous
@@ -148,6 +149,10 @@ class TaskRepository(SQLAlchemyAsyncRepository[TaskRow]):
                 or_(TaskRow.title.ilike(pattern, escape="\\"), TaskRow.description.ilike(pattern, escape="\\"))
             )
         return filters
+
+    async def lock_quota(self) -> None:
+        """Serialise this user's task creates until the transaction ends (`app.store.quota_locks`)."""
+        await lock_quota(self.session, self.user_id, "tasks")
 
     async def count_owned(self) -> int:
         """How many tasks this user has (the task quota counts them)."""

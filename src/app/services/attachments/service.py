@@ -31,6 +31,7 @@ attachment it only knows from a stored thread item.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
@@ -186,8 +187,6 @@ class AttachmentService(AttachmentStore[RequestContext]):
         try:
             payload = body if boundary is None else form_file(body, boundary)
             await self.blobs.put(key, check.checked(payload))
-            # Counted once the bytes are known: attachments.create checked the declared size already.
-            await self.limits.check_attachment_bytes(self.store, check.size, context)
             uploaded = record.attachment.model_copy(
                 update={
                     "upload_descriptor": None,
@@ -200,7 +199,14 @@ class AttachmentService(AttachmentStore[RequestContext]):
                     },
                 }
             )
-            if not await self.store.complete_upload(uploaded, key, check.size, context):
+            # Counted once the bytes are known, atomically with marking them stored (attachments.create
+            # checked the declared size already, but uploads of files created together race here).
+            admit = (
+                functools.partial(self.limits.check_stored_bytes, adding=check.size)
+                if self.limits.attachment_bytes_per_user
+                else None
+            )
+            if not await self.store.complete_upload(uploaded, key, check.size, context, admit=admit):
                 await self.blobs.delete([key])
                 raise NotFoundError(f"Attachment {attachment_id} not found")
         except BaseException:
