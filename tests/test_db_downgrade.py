@@ -8,11 +8,14 @@ it does. Each test runs the real command on a migrated SQLite file and PostgreSQ
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from tests.support import run_cli
 from tests.test_migrations import TABLES, _tables
 
-HEAD = "b8024de0820c"  # db/migrations/versions/b8024de0820c_initial_schema.py
+HEAD = "b8024de0820c"  # db/migrations/versions/b8024de0820c_initial_schema.py, the first revision
+# "-N" from the newest revision, N the number of revisions: a relative target that reaches base.
+ALL_STEPS = f"-{len(list((Path(__file__).parents[1] / 'db' / 'migrations' / 'versions').glob('*.py')))}"
 PRODUCTION = {"APP_ENV": "production", "AUTH_JWT_SECRET": "production-secret-0123456789abcdef-0123456789"}
 
 
@@ -33,7 +36,7 @@ def test_downgrade_without_a_revision_drops_nothing_and_says_why(server_database
 
 def test_downgrade_to_base_without_yes_is_refused(server_database_url: str) -> None:
     env = _migrated(server_database_url)
-    for target in ("base", "-1"):  # -1 from the only revision is base too
+    for target in ("base", ALL_STEPS):  # undoing every revision by count reaches base too
         result = run_cli(["db", "downgrade", target], env, check=False)
         assert result.returncode != 0, result.stdout
         assert "--yes" in result.stderr
