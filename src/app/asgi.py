@@ -33,6 +33,7 @@ from app.controllers.sessions import HostedSessionController
 from app.controllers.tasks import TaskController
 from app.core.clock import Now, utcnow
 from app.http.auth import Authenticator, TokenVerifier, request_context_provider
+from app.http.client_tools import CLIENT_TOOLS_HEADER
 from app.http.middleware import request_id_middleware
 from app.http.openapi import BEARER_SECURITY, openapi_config
 from app.http.problems import EXCEPTION_HANDLERS
@@ -111,7 +112,7 @@ def build_chatkit_server(
     return TaskPilotChatKitServer(
         attachments.store,
         assistant,
-        TaskActions(session_maker, now=now),
+        TaskActions(session_maker, now=now, default_time_zone=settings.default_time_zone),
         session_maker,
         attachment_store=attachments,
         keepalive_seconds=settings.stream_keepalive_seconds,
@@ -121,6 +122,7 @@ def build_chatkit_server(
         now=now,
         model_slow_notice_seconds=settings.model_slow_notice_seconds,
         composer=ComposerChoices(default_model=settings.model, models=settings.model_choices),
+        default_time_zone=settings.default_time_zone,
     )
 
 
@@ -164,7 +166,12 @@ class Services:
             hosted_chatkit=HostedChatKit(settings),
             transcriber=transcriber,
             mcp=AuthenticatedMCP(
-                build_task_mcp_server(session_maker, now=now, max_tasks=settings.quota_tasks_per_user),
+                build_task_mcp_server(
+                    session_maker,
+                    now=now,
+                    max_tasks=settings.quota_tasks_per_user,
+                    default_time_zone=settings.default_time_zone,
+                ),
                 authenticator,
                 max_request_bytes=settings.max_request_bytes,
             ),
@@ -230,7 +237,7 @@ def create_app(
         CORSConfig(
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Time-Zone"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Time-Zone", CLIENT_TOOLS_HEADER],
             expose_headers=["X-Request-ID", "Retry-After"],
             allow_credentials=True,
             max_age=600,
