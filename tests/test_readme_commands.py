@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -57,6 +58,7 @@ def newcomer_env(server: LiveServer) -> dict[str, str]:
 
 def bash(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     assert (PROJECT_ROOT / ".venv" / "bin" / "taskpilot").exists(), "run `make install` first: the README assumes it"
+    assert shutil.which("curl", path=env.get("PATH")), "README's commands use curl: install it (.ci/run does)"
     return subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", code],
         cwd=PROJECT_ROOT,
