@@ -62,18 +62,28 @@ class ChatKitClient:
     """Speaks ChatKit to a server over httpx (sync or async transport given by the caller)."""
 
     def __init__(
-        self, client: httpx.AsyncClient, token: str, path: str = "/chatkit", *, time_zone: str | None = None
+        self,
+        client: httpx.AsyncClient,
+        token: str,
+        path: str = "/chatkit",
+        *,
+        time_zone: str | None = None,
+        client_tools: str | None = None,
     ) -> None:
         self.client = client
         self.token = token
         self.path = path
         self.time_zone = time_zone  # sent as the Time-Zone header when set
+        # Sent as ChatKit-Client-Tools when set: the client tools this front end answers ("get_time_zone").
+        self.client_tools = client_tools
 
     @property
     def headers(self) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         if self.time_zone is not None:
             headers["Time-Zone"] = self.time_zone
+        if self.client_tools is not None:
+            headers["ChatKit-Client-Tools"] = self.client_tools
         return headers
 
     async def raw(self, body: Any) -> httpx.Response:

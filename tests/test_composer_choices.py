@@ -342,7 +342,8 @@ async def test_a_turn_resumed_by_a_client_tool_keeps_its_model(
         }
     )
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        chat = ChatKitClient(http, token("zed"))  # no Time-Zone header: the model asks the page
+        # No Time-Zone header, and a page that answers get_time_zone: the model asks it.
+        chat = ChatKitClient(http, token("zed"), client_tools="get_time_zone")
         asked = await create(chat, "what is due today?", model="gpt-5")
         assert asked.status == 200 and not asked.of_type("error"), asked.raw_frames
         resumed = await chat.request(

@@ -1,15 +1,19 @@
-"""The user's time zone decides "today", "tomorrow" and "overdue" (issue 18, item 4).
+"""The user's time zone decides "today", "tomorrow" and "overdue" (issue 18, item 4; issue 26, item 1).
 
-Two ways the server learns it: the `Time-Zone` request header (on /chatkit, REST and MCP), or,
-when a ChatKit request has none, the `get_time_zone` client tool: the turn ends with a pending
-client tool call, the page answers through `threads.add_client_tool_output`, and the stored turn
-resumes with the zone known (and the thread remembers it). A name that is not an IANA zone is a
-400 naming the header (or the result field) before anything runs.
+Ways the server learns it: the `Time-Zone` request header (on /chatkit, REST and MCP), or, when a
+ChatKit request has none and says it answers the `get_time_zone` client tool
+(`ChatKit-Client-Tools: get_time_zone`), that tool: the turn ends with a pending client tool call,
+the page answers through `threads.add_client_tool_output`, and the stored turn resumes with the
+zone known (and the thread remembers it). A client that says neither (ChatKit's web component with
+default options) gets dates in `DEFAULT_TIME_ZONE`, never a client tool call, and replies that
+used such a date say which zone it was. A name that is not an IANA zone is a 400 naming the header
+(or the result field) before anything runs, or a start-up failure naming `DEFAULT_TIME_ZONE`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import zoneinfo
 from pathlib import Path
 from typing import Any
@@ -25,8 +29,12 @@ from app.asgi import create_app
 from app.core.clock import parse_time_zone, zone_today
 from app.core.errors import DomainError
 from app.http.auth import mint_dev_token
+from app.http.client_tools import parse_client_tools
+from app.settings import Settings, SettingsError
 from tests.chatkit_client import ChatKitClient, StreamResult
 from tests.conftest import create_schema, make_settings
+from tests.fake_model_server import FakeModelServer
+from tests.test_composer_choices import fake_model, turn_requests  # noqa: F401  (fixture)
 from tests.test_mcp import call, token
 
 KARACHI = "Asia/Karachi"  # UTC+5, no summer time
@@ -163,7 +171,94 @@ async def test_a_bad_time_zone_is_a_400_naming_the_header_everywhere(live_server
         assert ok.json()["total"] == 0
 
 
-# ---- no header: the get_time_zone client tool, answered by the page ---------------------------------
+# ---- no Time-Zone header, no client tool: DEFAULT_TIME_ZONE, said in the reply ----------------------
+
+QUICK_START_TEXT = "add a task to buy milk tomorrow"  # README's Quick start
+
+
+def test_default_time_zone_is_utc_and_only_an_iana_name_is_accepted() -> None:
+    assert Settings.from_env({}).default_time_zone == "UTC"
+    assert Settings.from_env({"DEFAULT_TIME_ZONE": "Asia/Karachi"}).default_time_zone == KARACHI
+    for bad in ("Mars/Olympus", "localtime", "+05:00"):
+        with pytest.raises(SettingsError) as refused:
+            Settings.from_env({"DEFAULT_TIME_ZONE": bad})
+        assert str(refused.value).startswith("DEFAULT_TIME_ZONE=") and "IANA" in str(refused.value)
+
+
+def test_the_client_tools_header_keeps_only_tools_taskpilot_has() -> None:
+    assert parse_client_tools(None) == frozenset()
+    assert parse_client_tools("get_time_zone") == {"get_time_zone"}
+    assert parse_client_tools(" get_location , get_time_zone,,") == {"get_time_zone"}
+    assert parse_client_tools("get_location, GET_TIME_ZONE") == frozenset()
+
+
+@pytest.mark.parametrize("client_tools", [None, "get_location, open_map"], ids=["no-header", "unknown-tools"])
+async def test_a_stock_client_gets_dates_in_the_default_zone_and_is_told_which(
+    live_server_factory, client_tools: str | None
+) -> None:
+    zone, local_today = zone_on_another_date()
+    server = live_server_factory({"DEFAULT_TIME_ZONE": zone})
+    tomorrow = (local_today + dt.timedelta(days=1)).isoformat()
+    alice = {"Authorization": f"Bearer {token('alice')}"}
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        stock = ChatKitClient(http, token("alice"), client_tools=client_tools)  # no Time-Zone header
+        added = await stock.create_thread(QUICK_START_TEXT)
+        assert added.status == 200 and not added.of_type("error"), added.raw_frames
+        assert "client_tool_call" not in [i.type for i in done_items(added)]
+        tasks = (await http.get("/api/tasks", headers=alice)).json()["items"]
+        assert [(t["title"], t["due_date"]) for t in tasks] == [("Buy milk", tomorrow)]
+        reply = added.assistant_text()
+        assert tomorrow in reply and zone in reply and "default time zone" in reply, reply
+
+        # A request whose answer does not depend on the date says nothing about zones.
+        plain = await stock.send(added.thread_id, "add a task to water the plants")
+        assert "Water the plants" in plain.assistant_text() and zone not in plain.assistant_text()
+
+        # REST without the header: the same default zone's today.
+        summary = (await http.get("/api/tasks/summary", headers=alice)).json()
+        assert summary["today"] == local_today.isoformat()
+
+
+async def test_a_real_model_is_told_the_default_zone_and_offered_the_client_tool_only_when_answered(
+    live_server_factory,
+    fake_model,  # noqa: F811  (the fixture imported above)
+) -> None:
+    from app.agents.offline.planner import Reply, ToolCall
+
+    add = {"title": "Buy milk", "description": None, "priority": None, "due_date": "tomorrow", "tags": None}
+    fake: FakeModelServer = fake_model(
+        [ToolCall("add_task", add), Reply("Added."), ToolCall("get_time_zone", {}), Reply("Nothing is due.")]
+    )
+    server = live_server_factory(
+        {
+            "MODEL_PROVIDER": "openai",
+            "OPENAI_BASE_URL": fake.base_url,
+            "OPENAI_API_KEY": fake.api_key,
+            "DEFAULT_TIME_ZONE": KARACHI,
+        }
+    )
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        stock = ChatKitClient(http, token("ida"))
+        added = await stock.create_thread(QUICK_START_TEXT)
+        assert added.status == 200 and added.assistant_text() == "Added.", added.raw_frames
+        first, second = turn_requests(fake)
+        assert "get_time_zone" not in [tool.get("name") for tool in first["tools"]]
+        assert f"in {KARACHI}, the server's default time zone" in json.dumps(first["instructions"])
+        # The tool result the model reads says which zone "tomorrow" was in.
+        (output,) = [item["output"] for item in second["input"] if item.get("type") == "function_call_output"]
+        result = json.loads(output)
+        assert result["ok"] and KARACHI in result["time_zone"] and "default time zone" in result["time_zone"]
+
+        # A front end that says it answers get_time_zone is offered it (and asked).
+        page = ChatKitClient(http, token("ida"), client_tools="get_time_zone")
+        asked = await page.create_thread("what is due today?")
+        assert done_items(asked)[-1].type == "client_tool_call", asked.raw_frames
+        third = turn_requests(fake)[2]
+        assert "get_time_zone" in [tool.get("name") for tool in third["tools"]]
+        assert "time zone is unknown: call get_time_zone" in json.dumps(third["instructions"])
+
+
+# ---- no Time-Zone header, and a page that answers get_time_zone: the client tool ---------------------
 
 
 async def test_without_the_header_the_assistant_asks_the_page_and_resumes_with_its_answer(
@@ -172,7 +267,8 @@ async def test_without_the_header_the_assistant_asks_the_page_and_resumes_with_i
     server = live_server_factory({"DATABASE_URL": server_database_url})
     zone, local_today = zone_on_another_date()
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        page = ChatKitClient(http, token("alice"))  # a front end that sends no Time-Zone header
+        # A front end that sends no Time-Zone header but answers the client tool (TaskPilot's page).
+        page = ChatKitClient(http, token("alice"), client_tools="get_time_zone")
         asked = await page.create_thread("add a task to buy milk tomorrow")
         assert asked.status == 200 and not asked.of_type("error")
         last = done_items(asked)[-1]
@@ -219,7 +315,7 @@ async def test_without_the_header_the_assistant_asks_the_page_and_resumes_with_i
 async def test_requests_that_do_not_need_the_date_are_answered_without_asking(live_server_factory) -> None:
     server = live_server_factory()
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        page = ChatKitClient(http, token("alice"))
+        page = ChatKitClient(http, token("alice"), client_tools="get_time_zone")
         added = await page.create_thread("add a task to water the plants")
         assert "client_tool_call" not in [i.type for i in done_items(added)]
         assert "Water the plants" in added.assistant_text()

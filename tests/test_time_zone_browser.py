@@ -14,6 +14,10 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
+from app.http.auth import mint_dev_token
+from app.settings import Settings
 from tests.browser_support import api_tasks, cdn_rules, css, sign_in, texts, wait_for
 from tests.support import LiveServer
 from tests.test_time_zone import zone_on_another_date
@@ -86,3 +90,33 @@ def test_the_chatkit_component_gets_a_client_tool_handler_and_item_actions(
         " catch (e) { return String(e.message); }"
     )
     assert "no client tool named launch_rockets" in unknown
+
+
+def test_the_chatkit_components_requests_say_the_page_answers_get_time_zone(
+    live_server_factory: Callable[..., LiveServer], browser: Callable[..., Any], fake_cdn: int
+) -> None:
+    """Through the page's `api.fetch` (what the real component posts with), with `?tz=ask` (no
+    Time-Zone header): the request carries `ChatKit-Client-Tools: get_time_zone`, so the server asks
+    the page, whose `onClientTool` answers; without that header it would use DEFAULT_TIME_ZONE."""
+    server = live_server_factory()
+    zone, _ = zone_on_another_date()
+    driver = in_zone(browser, zone, cdn_rules(fake_cdn), insecure_tls=True)
+    driver.get(f"{server.base_url}/?tz=ask")
+    sign_in(driver, "cleo")
+    assert driver.find_element("id", "taskpilot-app").get_attribute("data-ui") == "chatkit"
+    sent = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "window.__chatkit.send('what is due today?').then(done, (e) => done({error: String(e)}));"
+    )
+    assert sent["status"] == 200 and "error" not in sent["events"], sent
+    token = mint_dev_token(Settings.from_env({}), "cleo")
+    headers = {"Authorization": f"Bearer {token}"}
+    threads = httpx.post(
+        f"{server.base_url}/chatkit", json={"type": "threads.list", "params": {"limit": 5}}, headers=headers
+    ).json()["data"]
+    items = httpx.post(
+        f"{server.base_url}/chatkit",
+        json={"type": "items.list", "params": {"thread_id": threads[0]["id"], "order": "desc", "limit": 1}},
+        headers=headers,
+    ).json()["data"]
+    assert (items[0]["type"], items[0]["name"], items[0]["status"]) == ("client_tool_call", "get_time_zone", "pending")

@@ -34,6 +34,7 @@ from app.controllers.sessions import HostedSessionController
 from app.controllers.tasks import TaskController
 from app.core.clock import Now, utcnow
 from app.http.auth import Authenticator, TokenVerifier, caller_before_body, request_context_provider
+from app.http.client_tools import CLIENT_TOOLS_HEADER
 from app.http.middleware import request_id_middleware
 from app.http.openapi import BEARER_SECURITY, openapi_config
 from app.http.problems import EXCEPTION_HANDLERS
@@ -113,7 +114,7 @@ def build_chatkit_server(
     return TaskPilotChatKitServer(
         attachments.store,
         assistant,
-        TaskActions(session_maker, now=now),
+        TaskActions(session_maker, now=now, default_time_zone=settings.default_time_zone),
         session_maker,
         attachment_store=attachments,
         keepalive_seconds=settings.stream_keepalive_seconds,
@@ -124,6 +125,7 @@ def build_chatkit_server(
         model_slow_notice_seconds=settings.model_slow_notice_seconds,
         composer=ComposerChoices(default_model=settings.model, models=settings.model_choices),
         turns=TurnLocks(attachments.store, lease_seconds=settings.chatkit_turn_lease_seconds),
+        default_time_zone=settings.default_time_zone,
     )
 
 
@@ -171,7 +173,12 @@ class Services:
             hosted_chatkit=HostedChatKit(settings),
             transcriber=transcriber,
             mcp=AuthenticatedMCP(
-                build_task_mcp_server(session_maker, now=now, max_tasks=settings.quota_tasks_per_user),
+                build_task_mcp_server(
+                    session_maker,
+                    now=now,
+                    max_tasks=settings.quota_tasks_per_user,
+                    default_time_zone=settings.default_time_zone,
+                ),
                 authenticator,
                 max_request_bytes=settings.max_request_bytes,
             ),
@@ -251,6 +258,7 @@ def create_app(
                 "Content-Type",
                 "X-Request-ID",
                 "Time-Zone",
+                CLIENT_TOOLS_HEADER,
                 "Mcp-Session-Id",
                 "MCP-Protocol-Version",
             ],

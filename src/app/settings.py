@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
+from app.core.clock import parse_time_zone
+from app.core.errors import DomainError
+
 T = TypeVar("T")
 
 AppEnv = Literal["development", "production"]
@@ -238,6 +241,9 @@ class Settings:
     offline_model_delay_ms: int = 0
     # A model call silent this long gets one `notice` per turn ("taking longer than usual").
     model_slow_notice_seconds: float = 8.0
+    # The IANA zone of "today", "tomorrow" and "overdue" for a request without a `Time-Zone` header
+    # (a stock ChatKit front end sends none); replies that used it say so.
+    default_time_zone: str = "UTC"
     transcription_model: str | None = None
     # Decoded audio one `input.transcribe` may carry; OpenAI's own limit is 25 MB.
     transcription_max_bytes: int = 10 * 1024 * 1024
@@ -407,6 +413,7 @@ class Settings:
             raise SettingsError(f"CHATKIT_SESSION_TTL_SECONDS={ttl!r} is invalid: accepts 60 to 86400 (or unset)")
 
         model, model_choices = _models(r, d.model)
+        default_time_zone = _time_zone(r.text("DEFAULT_TIME_ZONE", d.default_time_zone))
         max_streams = r.integer("CHATKIT_MAX_STREAMS", d.chatkit_max_streams, minimum=1, maximum=100_000)
 
         settings = cls(
@@ -473,6 +480,7 @@ class Settings:
             model_slow_notice_seconds=r.number(
                 "MODEL_SLOW_NOTICE_SECONDS", d.model_slow_notice_seconds, minimum=0.01, maximum=600.0
             ),
+            default_time_zone=default_time_zone,
             transcription_model=r.optional("TRANSCRIPTION_MODEL"),
             transcription_max_bytes=r.integer(
                 "TRANSCRIPTION_MAX_BYTES", d.transcription_max_bytes, minimum=1024, maximum=25 * 1000 * 1000
@@ -592,6 +600,16 @@ def _models(r: _Reader, default: str) -> tuple[str, tuple[str, ...]]:
             "add it to MODEL_CHOICES, or unset MODEL to make the first choice the default"
         )
     return explicit or choices[0], choices
+
+
+def _time_zone(value: str) -> str:
+    try:
+        return parse_time_zone(value, field="DEFAULT_TIME_ZONE", source="environment")
+    except DomainError:
+        raise SettingsError(
+            f"DEFAULT_TIME_ZONE={value!r} is invalid: accepts an IANA time zone name such as UTC, "
+            "Europe/Berlin or Asia/Karachi"
+        ) from None
 
 
 def _redis_url(r: _Reader) -> Secret | None:

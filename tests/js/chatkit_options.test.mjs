@@ -5,12 +5,33 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { answerClientTool, browserTimeZone, composerChoices, THREAD_ITEM_ACTIONS } from "../../src/app/static/chatkit-options.js";
+import {
+  answerClientTool,
+  browserTimeZone,
+  CLIENT_TOOLS_HEADER,
+  composerChoices,
+  THREAD_ITEM_ACTIONS,
+  withClientTools,
+} from "../../src/app/static/chatkit-options.js";
 
 test("get_time_zone is answered with the runtime's IANA zone; any other client tool is refused", () => {
   assert.deepEqual(answerClientTool({ name: "get_time_zone", params: {} }), { time_zone: Intl.DateTimeFormat().resolvedOptions().timeZone });
   assert.equal(browserTimeZone(), Intl.DateTimeFormat().resolvedOptions().timeZone);
   assert.throws(() => answerClientTool({ name: "launch_rockets", params: {} }), /no client tool named launch_rockets/);
+});
+
+test("ChatKit's requests say the page answers get_time_zone, keeping their own headers", () => {
+  assert.equal(CLIENT_TOOLS_HEADER, "ChatKit-Client-Tools");
+  const init = withClientTools("https://t.example/chatkit", { method: "POST", headers: { "Content-Type": "application/json" } });
+  assert.equal(init.method, "POST");
+  assert.equal(init.headers.get("ChatKit-Client-Tools"), "get_time_zone");
+  assert.equal(init.headers.get("Content-Type"), "application/json");
+  const request = new Request("https://t.example/chatkit", { headers: { "X-Request-ID": "r1" } });
+  const fromRequest = withClientTools(request, undefined);
+  assert.equal(fromRequest.headers.get("X-Request-ID"), "r1");
+  assert.equal(fromRequest.headers.get("ChatKit-Client-Tools"), "get_time_zone");
+  // A caller's own list is kept.
+  assert.equal(withClientTools("u", { headers: { "ChatKit-Client-Tools": "x" } }).headers.get("ChatKit-Client-Tools"), "x");
 });
 
 test("feedback and retry are on, and the shared value cannot be changed by a caller", () => {

@@ -8,7 +8,7 @@
 //   task, or on one an answer names, focuses it in the task list.
 
 import { ChatKit, useChatKit } from "@openai/chatkit-react";
-import { answerClientTool, composerChoices, THREAD_ITEM_ACTIONS } from "taskpilot/chatkit-options";
+import { answerClientTool, composerChoices, THREAD_ITEM_ACTIONS, withClientTools } from "taskpilot/chatkit-options";
 import { taskEntities } from "taskpilot/entities";
 import { useMemo, useState } from "react";
 
@@ -42,7 +42,9 @@ export function SelfHostedChat({ apiBase, domainKey, apiFetch, api, health, user
     api: {
       url: new URL("chatkit", apiBase).toString(),
       domainKey,
-      fetch: apiFetch, // adds Authorization: Bearer <token> and Time-Zone: <the browser's IANA zone>
+      // apiFetch adds Authorization: Bearer <token> and Time-Zone: <the browser's IANA zone>;
+      // ChatKit-Client-Tools: get_time_zone says onClientTool below answers it (else never asked).
+      fetch: (input, init) => apiFetch(input, withClientTools(input, init)),
       uploadStrategy: { type: "two_phase" }, // attachments.create, then a PUT to the signed URL
     },
     composer: {
@@ -56,7 +58,7 @@ export function SelfHostedChat({ apiBase, domainKey, apiFetch, api, health, user
     theme,
     history: { enabled: true },
     threadItemActions: { ...THREAD_ITEM_ACTIONS }, // feedback and retry on each answer
-    onClientTool: answerClientTool, // get_time_zone: asked when a request came without Time-Zone
+    onClientTool: answerClientTool, // get_time_zone: asked when a request came without Time-Zone (and said it answers)
     entities, // onTagSearch: the user's tasks from GET /api/tasks?q=; onClick: focus it in the list
     initialThread,
     onThreadChange: ({ threadId }) => thread.remember(threadId),

@@ -83,7 +83,7 @@ export function bearerFetch(tokens: TokenSource, { timeZone = null }: { timeZone
       const headers = new Headers(init.headers ?? (input instanceof Request ? input.headers : undefined));
       if (token) headers.set("Authorization", `Bearer ${token}`);
       // "Today", "tomorrow" and "overdue" are the user's dates: TaskPilot reads them in this zone
-      // (without it, UTC; the assistant may then ask through its get_time_zone client tool).
+      // (without it, DEFAULT_TIME_ZONE; the assistant asks through get_time_zone only when told it is answered).
       const zoneHeader = "Time-Zone" satisfies keyof ChatKitRequestHeaders; // the spec's name for it
       if (timeZone && !headers.has(zoneHeader)) headers.set(zoneHeader, timeZone);
       return fetch(input, { ...init, headers });

@@ -49,7 +49,7 @@ from app.core.clock import utc_today
 
 log = logging.getLogger("app.assistant")
 
-INSTRUCTIONS_VERSION = "2026-12-02.1"
+INSTRUCTIONS_VERSION = "2026-12-07.1"
 
 ORCHESTRATOR_INSTRUCTIONS = f"""\
 You are TaskPilot, a concise assistant that manages the signed-in user's tasks (instructions v{INSTRUCTIONS_VERSION}).
@@ -98,6 +98,10 @@ class TurnContext(AgentContext[Any], ToolContext):
     # The user's IANA time zone when known (app.agents.time_zone), and "today" there: the task
     # tools, the widgets and the instructions all read the date from this one clock.
     time_zone: str | None = None
+    # True when `time_zone` is DEFAULT_TIME_ZONE, not the user's: replies must say so.
+    default_zone: bool = False
+    # Which zone the dates are in, in words, for tool results (`app.agents.time_zone.zone_sentence`).
+    dates_note: str | None = None
     clock: Annotated[Callable[[], date], SkipValidation] = utc_today
     # The turn's notices and progress (app.agents.notices.TurnNotices), for the run hooks.
     notices: Annotated[Any, SkipValidation] = None
@@ -331,9 +335,9 @@ class Assistant:
         # turn cost O(open streams): ~1 ms per call, ~6 ms per turn, at 1,000 open streams
         # (bench/streams.py). With a copy per run that walk is over one entry.
         urdu, orchestrator = self.urdu.clone(), self.orchestrator.clone()
-        if turn.time_zone is None:
-            # Nobody said where the user is: the agents may ask the page (a client tool, which
-            # ends the run; the page's answer resumes it with the zone known).
+        if turn.time_zone is None and GET_TIME_ZONE in getattr(turn.request_context, "client_tools", ()):
+            # Nobody said where the user is, and the front end answers get_time_zone: the agents
+            # may ask it (a client tool, which ends the run; the answer resumes it with the zone known).
             for agent in (urdu, orchestrator):
                 agent.tools = [*agent.tools, GET_TIME_ZONE_TOOL]
                 agent.tool_use_behavior = _stopping_at(agent.tool_use_behavior, GET_TIME_ZONE)
@@ -424,6 +428,12 @@ def today_sentence(context: Any) -> str:
     clock = getattr(context, "clock", None)
     today = (clock() if callable(clock) else utc_today()).isoformat()
     zone = getattr(context, "time_zone", None)
+    if zone and getattr(context, "default_zone", False):
+        return (
+            f"today is {today} in {zone}, the server's default time zone: the user's own time zone is unknown. "
+            "When your reply uses a relative date (today, tomorrow, overdue, due today), say that it is a "
+            f"date in {zone}."
+        )
     if zone:
         return f"today is {today} in the user's time zone ({zone})."
     if isinstance(context, TurnContext):

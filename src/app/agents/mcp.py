@@ -28,7 +28,8 @@ TIME_ZONE_STATE_KEY = "time_zone"
 INSTRUCTIONS = (
     "Manage the signed-in user's tasks. Refer to tasks by their number (3) or id. Dates are "
     "YYYY-MM-DD (today and tomorrow are understood); 'today' is the date in the zone of the "
-    "request's Time-Zone header (an IANA name such as Asia/Karachi), else the UTC date."
+    "request's Time-Zone header (an IANA name such as Asia/Karachi), else the date in the server's "
+    "DEFAULT_TIME_ZONE (UTC unless configured)."
 )
 _READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 ANNOTATIONS: dict[str, ToolAnnotations] = {
@@ -44,7 +45,9 @@ ANNOTATIONS: dict[str, ToolAnnotations] = {
 }
 
 
-def build_task_mcp_server(session_maker: SessionMaker, *, now: Now = utcnow, max_tasks: int = 0) -> MCPServer[Any]:
+def build_task_mcp_server(
+    session_maker: SessionMaker, *, now: Now = utcnow, max_tasks: int = 0, default_time_zone: str = "UTC"
+) -> MCPServer[Any]:
     """The MCP server of the task tools (its transport is set up by `app.controllers.mcp`)."""
 
     def operations(ctx: Context[Any, Any]) -> TaskOperations:
@@ -55,7 +58,7 @@ def build_task_mcp_server(session_maker: SessionMaker, *, now: Now = utcnow, max
         if not isinstance(user_id, str) or not user_id:
             # Only reachable if the server is mounted without the authenticating controller.
             raise ToolError("this request is not authenticated")
-        clock = zone_clock(state.get(TIME_ZONE_STATE_KEY), now)  # checked by the controller
+        clock = zone_clock(state.get(TIME_ZONE_STATE_KEY) or default_time_zone, now)  # checked by the controller
         return TaskOperations(TaskScope(user_id=user_id, session_maker=session_maker, clock=clock, max_tasks=max_tasks))
 
     def mcp_tool(declaration: ToolDeclaration) -> Tool:

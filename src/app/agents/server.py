@@ -77,7 +77,14 @@ from app.agents import notices
 from app.agents.assistant import Assistant, TurnContext, describe_model_error, model_error_log
 from app.agents.composer import NO_CHOICE, ComposerChoices, TurnChoice
 from app.agents.entities import annotate, check_tags
-from app.agents.time_zone import GET_TIME_ZONE, answered_zone, checked_answer, remember_zone, remembered_zone
+from app.agents.time_zone import (
+    GET_TIME_ZONE,
+    answered_zone,
+    checked_answer,
+    remember_zone,
+    remembered_zone,
+    zone_sentence,
+)
 from app.agents.turns import LeaseStore, TurnLease, TurnLocks
 from app.agents.widgets import TaskActions
 from app.core.clock import Now, utcnow, zone_clock
@@ -160,12 +167,15 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         model_slow_notice_seconds: float = 8.0,
         composer: ComposerChoices | None = None,
         turns: TurnLocks | None = None,
+        default_time_zone: str = "UTC",
     ) -> None:
         super().__init__(store, attachment_store)
         # One turn per thread at a time (app.agents.turns); a store without leases runs turns unchecked.
         if turns is None and hasattr(store, "claim_turn"):
             turns = TurnLocks(cast("LeaseStore", store))
         self.turns = turns
+        # DEFAULT_TIME_ZONE: the dates of a turn whose user's zone nobody said, nor can be asked.
+        self.default_time_zone = default_time_zone
         self.model_slow_notice_seconds = model_slow_notice_seconds
         # The composer's tools and models (inference_options), checked before a stream opens.
         self.composer = composer or ComposerChoices(default_model=assistant.model_name)
@@ -499,6 +509,9 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: Any
     ) -> AsyncIterator[ThreadStreamEvent]:
         zone = await self._time_zone(thread, input_user_message, context)
+        default_zone = zone is None and GET_TIME_ZONE not in getattr(context, "client_tools", ())
+        if default_zone:
+            zone = self.default_time_zone
         turn = TurnContext(
             thread=thread,
             store=cast("Store[Any]", _LibraryClockStore(self.store)),
@@ -507,6 +520,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             session_maker=self.session_maker,
             max_tasks=self.limits.tasks_per_user,
             time_zone=zone,
+            default_zone=default_zone,
+            dates_note=zone_sentence(zone, default=default_zone) if zone is not None else None,
             clock=zone_clock(zone, self.now),
         )
         ids = _MessageIds(lambda: self.store.generate_item_id("message", thread, context))
@@ -590,7 +605,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
 
     async def _time_zone(self, thread: ThreadMetadata, message: UserMessageItem | None, context: Any) -> str | None:
         """The user's zone for this turn (see `app.agents.time_zone`): the request's header, else the
-        page's answer to `get_time_zone` that this turn resumes from, else what the thread remembers."""
+        page's answer to `get_time_zone` that this turn resumes from, else what the thread remembers;
+        None when nobody said (`respond` then asks the front end, or uses DEFAULT_TIME_ZONE)."""
         header: str | None = getattr(context, "time_zone", None)
         if header is not None:
             return header

@@ -3,11 +3,14 @@
 Where it comes from, first found wins:
 1. the request's `Time-Zone` header (the page sends the browser's zone on every request);
 2. what the thread remembers: the page's last answer to `get_time_zone` (thread metadata);
-3. the `get_time_zone` client tool. Without 1 and 2 the assistant is given this tool, and the
-   run stops when it is called (ChatKit client tools): the turn ends with a pending
+3. the `get_time_zone` client tool, only for a front end that says it answers it (the
+   `ChatKit-Client-Tools: get_time_zone` request header): the assistant is given this tool, and
+   the run stops when it is called (ChatKit client tools): the turn ends with a pending
    `client_tool_call` item, the page answers it through `threads.add_client_tool_output` with
-   `{"time_zone": "<IANA name>"}`, and the stored turn resumes with the zone known.
-Until one of them says otherwise, dates are UTC dates.
+   `{"time_zone": "<IANA name>"}`, and the stored turn resumes with the zone known;
+4. otherwise `DEFAULT_TIME_ZONE` (UTC unless configured). A stock ChatKit front end sends neither
+   header and answers no client tool: asking it would end the turn with nothing done. Replies that
+   used a relative date then say which zone it was in (`zone_sentence`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,18 @@ GET_TIME_ZONE = "get_time_zone"
 ANSWER_KEY = "time_zone"  # the one key of the page's answer
 RESULT_FIELD = f"params.result.{ANSWER_KEY}"
 THREAD_METADATA_KEY = "time_zone"
+# Every client tool TaskPilot's assistant may call; the rest of a `ChatKit-Client-Tools` list is ignored.
+CLIENT_TOOLS: frozenset[str] = frozenset({GET_TIME_ZONE})
+
+
+def zone_sentence(zone: str, *, default: bool) -> str:
+    """Which zone relative dates are in, in words a model can pass on (a tool result carries it)."""
+    if default:
+        return (
+            f"Relative dates (today, tomorrow, overdue, due today) are dates in {zone}, this server's default "
+            f"time zone: the user's own time zone is unknown. Say in the reply that such a date is a date in {zone}."
+        )
+    return f"Relative dates (today, tomorrow, overdue, due today) are dates in the user's time zone, {zone}."
 
 
 async def _get_time_zone(ctx: RunContextWrapper[Any]) -> str:

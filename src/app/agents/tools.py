@@ -30,7 +30,9 @@ Results. Each tool returns compact JSON text:
 A task is `{"id", "number", "title", "priority", "completed"}` plus, when set, `description`,
 `due_date`, `tags`, `completed_at` and `"overdue": true`. A rule the call broke (unknown task,
 bad date, empty title) is an `ok: false` result the model can read and recover from, never an
-exception that ends the run.
+exception that ends the run. A successful result that used today's date (a date argument, the
+summary, an overdue task) also carries `"time_zone": "<which zone those dates are in, in words>"`
+when the scope has a `dates_note` (ChatKit turns do; MCP calls name their zone in the request).
 
 Changed tasks. A tool that changes tasks reports their ids twice: in its result's `changed_ids`,
 and by adding them to `context.changed_task_ids` (a `set[str]`, or a list) when the context has
@@ -88,6 +90,22 @@ class TaskScope:
     session_maker: SessionMaker
     clock: Callable[[], dt.date] = utc_today
     max_tasks: int = 0  # QUOTA_TASKS_PER_USER; 0 = none
+    # Which zone the clock's dates are in, in words (`app.agents.time_zone.zone_sentence`): a result
+    # that used today's date carries it as `time_zone`, so the model can tell the user.
+    dates_note: str | None = None
+
+
+DATE_ARGUMENTS = ("due_date", "due_before", "due_after", "overdue")
+
+
+def uses_today(name: str, arguments: dict[str, Any], result: dict[str, Any]) -> bool:
+    """Whether a call's answer depends on today's date: a date argument (which may be "today" or
+    "tomorrow"), the summary (due today, overdue), or an overdue task in the result."""
+    if name == "task_summary" or any(arguments.get(key) not in (None, "") for key in DATE_ARGUMENTS):
+        return True
+    listed = result.get("tasks")
+    tasks = [result.get("task"), *(listed if isinstance(listed, list) else [])]
+    return any(isinstance(task, dict) and task.get("overdue") for task in tasks)
 
 
 class ToolContext:
@@ -100,7 +118,14 @@ class ToolContext:
             if isinstance(user_id, str) and user_id and session_maker is not None:
                 clock = getattr(holder, "clock", None) or getattr(self, "clock", None) or utc_today
                 max_tasks = getattr(holder, "max_tasks", None) or getattr(self, "max_tasks", None) or 0
-                return TaskScope(user_id=user_id, session_maker=session_maker, clock=clock, max_tasks=max_tasks)
+                note = getattr(self, "dates_note", None)
+                return TaskScope(
+                    user_id=user_id,
+                    session_maker=session_maker,
+                    clock=clock,
+                    max_tasks=max_tasks,
+                    dates_note=note if isinstance(note, str) else None,
+                )
         raise LookupError(
             f"{type(self).__name__} gives the task tools no user_id and session_maker "
             "(on itself or on its request_context)"
@@ -237,6 +262,8 @@ class TaskOperations:
         if field is not None:
             return {"ok": False, "error": unstorable_detail(field), "field": field}
         result: dict[str, Any] = await getattr(self, name)(**arguments)
+        if self.scope.dates_note and result.get("ok") and uses_today(name, arguments, result):
+            result["time_zone"] = self.scope.dates_note
         return result
 
     def _service(self) -> AbstractAsyncContextManager[TaskService]:

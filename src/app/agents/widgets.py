@@ -456,6 +456,7 @@ class TaskActions:
 
     session_maker: SessionMaker
     now: Now = utcnow
+    default_time_zone: str = "UTC"  # DEFAULT_TIME_ZONE: a request without a Time-Zone header
 
     async def apply(self, action: Action[str, Any], sender: WidgetItem | None, context: Any) -> ActionOutcome:
         if action.type not in ACTION_TYPES:
@@ -466,7 +467,7 @@ class TaskActions:
         except ValueError:
             raise CustomStreamError("The action names no valid task id.") from None
         user_id: str = context.user_id
-        time_zone: str | None = getattr(context, "time_zone", None)
+        time_zone: str = getattr(context, "time_zone", None) or self.default_time_zone
         # The widget's "overdue" and the form's "today" are the dates where the user is.
         clock = zone_clock(time_zone, self.now)
         if action.type == "task.delete.confirm" and (sender is None or not asks_to_delete(sender.widget, str(task_id))):

@@ -18,6 +18,7 @@ from typing import Any
 
 from chatkit.server import StreamingResult
 from litestar import Controller, Request, Response, post
+from litestar.di import Provide
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.response import Stream
 from litestar.utils.scope.state import ScopeState
@@ -27,6 +28,7 @@ from app.contracts import ChatKitRequest
 from app.core.context import RequestContext
 from app.core.errors import PayloadTooLarge, ServiceUnavailable
 from app.core.limits import enforce
+from app.http.client_tools import provide_client_tools
 from app.http.openapi import problem_spec
 from app.ops import metrics
 from app.ops.admission import Admission, StreamSlot
@@ -301,6 +303,7 @@ class ChatKitController(Controller):
         response_description="A ChatKit event stream (text/event-stream) or a ChatKit JSON object",
         responses=CHATKIT_RESPONSES,
         operation_class=_ChatKitOperation,
+        dependencies={"client_tools": Provide(provide_client_tools, sync_to_thread=False)},
     )
     async def chatkit(
         self,
@@ -312,13 +315,14 @@ class ChatKitController(Controller):
         drain: Drain,
         admission: Admission,
         time_zone: str | None,
+        client_tools: frozenset[str],
         settings: Settings,
     ) -> Response[bytes] | Stream:
         body = await request.body()  # already read, within its limit, by `body_reader`
         if len(body) > settings.max_request_bytes and data.type != TRANSCRIBE:
             raise body_over_request_limit(settings)
-        if time_zone is not None:
-            context = replace(context, time_zone=time_zone)
+        if time_zone is not None or client_tools:
+            context = replace(context, time_zone=time_zone, client_tools=client_tools)
         slot: StreamSlot | None = None
         if data.type in STREAMING_TYPES:
             if drain.draining:

@@ -40,9 +40,13 @@ from app.settings import Settings
 def provide_task_service(
     db_session: AsyncSession, context: RequestContext, settings: Settings, time_zone: str | None
 ) -> TaskService:
-    # "Today" (overdue, due today, the summary) is the date in the caller's `Time-Zone`.
+    # "Today" (overdue, due today, the summary) is the date in the caller's `Time-Zone`, else
+    # in DEFAULT_TIME_ZONE.
     return TaskService(
-        db_session, context.user_id, clock=zone_clock(time_zone), max_tasks=settings.quota_tasks_per_user
+        db_session,
+        context.user_id,
+        clock=zone_clock(time_zone or settings.default_time_zone),
+        max_tasks=settings.quota_tasks_per_user,
     )
 
 
@@ -82,8 +86,8 @@ class TaskController(Controller):
         overdue: Annotated[
             bool | None,
             Parameter(
-                description="true: open tasks due before today (in the Time-Zone header's zone, else UTC); "
-                "false: all others"
+                description="true: open tasks due before today (in the Time-Zone header's zone, else "
+                "DEFAULT_TIME_ZONE); false: all others"
             ),
         ] = None,
         tag: Annotated[str | None, Parameter(min_length=1, max_length=MAX_TAG_LENGTH)] = None,

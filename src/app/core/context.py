@@ -33,6 +33,9 @@ class RequestContext:
     # The IANA time zone the caller's dates mean (the `Time-Zone` header), None when not sent:
     # "today", "tomorrow" and "overdue" are then the UTC date (or what the thread remembers).
     time_zone: str | None = None
+    # The client tools the caller says it answers (the `ChatKit-Client-Tools` header): only these
+    # may be offered to the model. A stock ChatKit front end answers none.
+    client_tools: frozenset[str] = frozenset()
     # What this request left of the user's chat rate limit (streaming ChatKit requests): the
     # stream warns the user when it is nearly spent.
     chat_budget: Budget | None = field(default=None, compare=False)

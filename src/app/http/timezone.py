@@ -13,7 +13,8 @@ from app.core.clock import TIME_ZONE_HEADER, parse_time_zone
 TIME_ZONE_DESCRIPTION = (
     "The IANA time zone of the user (for example `Asia/Karachi`; a browser's "
     "`Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, "
-    "overdue, due today) are dates in this zone; without the header they are UTC dates. "
+    "overdue, due today) are dates in this zone; without the header they are dates in the server's "
+    "DEFAULT_TIME_ZONE (UTC unless configured). "
     "Anything but a zone name of the IANA database is a 400 naming the header."
 )
 

@@ -15,7 +15,7 @@
 
 import { Api, browserTimeZone, errorFromResponse } from "./api.js";
 import { Auth } from "./auth.js";
-import { answerClientTool, composerChoices, THREAD_ITEM_ACTIONS } from "./chatkit-options.js";
+import { answerClientTool, composerChoices, THREAD_ITEM_ACTIONS, withClientTools } from "./chatkit-options.js";
 import { ChatConsole } from "./console.js";
 import { h } from "./dom.js";
 import { taskEntities } from "./entities.js";
@@ -449,7 +449,8 @@ export function selfHostedOptions(api, base, options = {}) {
     api: {
       url: new URL("/chatkit", base).toString(),
       domainKey,
-      fetch: (url, init) => api.fetch(url, init),
+      // Says this page answers get_time_zone (onClientTool above): only then may the server ask it.
+      fetch: (url, init) => api.fetch(url, withClientTools(url, init)),
       // attachments.create answers with a signed upload URL on this server (PUT, no headers needed).
       uploadStrategy: { type: "two_phase" },
     },

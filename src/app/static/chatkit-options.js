@@ -9,6 +9,22 @@ export { browserTimeZone };
 /** ChatKit's `threadItemActions`: thumbs up/down (stored, `taskpilot feedback export`) and retry. */
 export const THREAD_ITEM_ACTIONS = Object.freeze({ feedback: true, retry: true });
 
+/**
+ * The client tools `answerClientTool` answers, as TaskPilot reads them from every /chatkit request:
+ * without this header the server never asks a client tool (a stock ChatKit front end answers none)
+ * and dates are in its DEFAULT_TIME_ZONE unless a `Time-Zone` header says otherwise.
+ */
+export const CLIENT_TOOLS_HEADER = "ChatKit-Client-Tools";
+export const CLIENT_TOOLS = "get_time_zone";
+
+/** `init` (of ChatKit's `api.fetch(input, init)`) with the `ChatKit-Client-Tools` header added. */
+export function withClientTools(input, init = {}) {
+  // A Request carries its own headers; `init.headers` would replace them, so start from those.
+  const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
+  if (!headers.has(CLIENT_TOOLS_HEADER)) headers.set(CLIENT_TOOLS_HEADER, CLIENT_TOOLS);
+  return { ...init, headers };
+}
+
 /** ChatKit's `onClientTool`: `get_time_zone` gets the browser's IANA time zone. */
 export function answerClientTool({ name }) {
   if (name === "get_time_zone") return { time_zone: browserTimeZone() ?? "UTC" };

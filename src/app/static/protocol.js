@@ -3,6 +3,7 @@
 // Server-Sent Events: `data: <event JSON>` frames and `: keepalive` comments.
 
 import { errorFromResponse } from "./api.js";
+import { CLIENT_TOOLS, CLIENT_TOOLS_HEADER } from "./chatkit-options.js";
 import { taggedContent } from "./entities.js";
 
 /**
@@ -54,7 +55,8 @@ export class ChatKitConnection {
   async #post(type, params, signal) {
     const response = await this.api.fetch(this.url, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream, application/json" },
+      // The console answers get_time_zone (its onClientTool): only then may the server ask it.
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream, application/json", [CLIENT_TOOLS_HEADER]: CLIENT_TOOLS },
       body: JSON.stringify({ type, params }),
       signal,
     });

@@ -55,6 +55,22 @@ from app.core.ids import prefixed_id
 
 DELTA_CHARS = 12
 _TODAY = re.compile(r"\btoday is (\d{4}-\d{2}-\d{2})\b")
+# The zone of that date, as `app.agents.assistant.today_sentence` words it: the user's, or the
+# server's default (DEFAULT_TIME_ZONE) when the user's is unknown.
+_ZONE = re.compile(
+    r"\btoday is \d{4}-\d{2}-\d{2} in (?:the user's time zone \((?P<user>[^)\s]+)\)"
+    r"|(?P<default>[^,\s]+), the server's default time zone)"
+)
+
+
+def zone_of(instructions: str | None) -> tuple[str, bool] | None:
+    """The zone the instructions' "today" is in, and whether it is the server's default."""
+    match = _ZONE.search(instructions or "")
+    if match is None:
+        return None
+    if match.group("user"):
+        return match.group("user"), False
+    return match.group("default"), True
 
 
 def depends_on_today(read: Callable[[date], Intent], intent: Intent, today: date) -> bool:
@@ -157,6 +173,10 @@ class OfflineModel(Model):
             if tool is None:
                 return Reply(replies.cannot(intent.language))
             return ToolCall(step.name, _fit_arguments(step.arguments, tool))
+        zone = zone_of(instructions)
+        if zone is not None and done and depends_on_today(read, intent, today):
+            # A date read relative to today: say where that today is, as a real model is told to.
+            step = Reply(f"{step.text} {replies.zone_note(zone[0], default=zone[1], lang=intent.language)}")
         if attachments:
             return Reply(replies.attachments_received(attachments, intent.language, asked=True) + "\n\n" + step.text)
         return step

@@ -321,3 +321,14 @@ def not_your_task(mentions: list[str], lang: Language) -> str:
         f"{names} doesn't name one of your tasks (it may have been deleted), so I left it alone. "
         "Tag the task again or give its number."
     )
+
+
+def zone_note(zone: str, *, default: bool, lang: Language) -> str:
+    """Which zone the reply's relative dates (today, tomorrow, overdue) were in, in plain words."""
+    if lang == "ur":
+        if default:
+            return f"(تاریخیں {zone} کے مطابق ہیں، جو اس سرور کا طے شدہ ٹائم زون ہے؛ آپ کا ٹائم زون معلوم نہیں۔)"
+        return f"(تاریخیں آپ کے ٹائم زون {zone} کے مطابق ہیں۔)"
+    if default:
+        return f"(Dates are in {zone}, this server's default time zone: I don't know yours.)"
+    return f"(Dates are in your time zone, {zone}.)"
