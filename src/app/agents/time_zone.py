@@ -17,6 +17,7 @@ from typing import Any
 from agents import FunctionTool, RunContextWrapper, function_tool
 from chatkit.agents import ClientToolCall
 from chatkit.types import ClientToolCallItem, ThreadItem, ThreadMetadata
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from app.core.clock import parse_time_zone
 from app.core.errors import DomainError, ProtocolError
@@ -39,16 +40,34 @@ async def _get_time_zone(ctx: RunContextWrapper[Any]) -> str:
 GET_TIME_ZONE_TOOL: FunctionTool = function_tool(_get_time_zone, name_override=GET_TIME_ZONE)
 
 
+class TimeZoneToolResult(BaseModel):
+    """The client's answer to `get_time_zone`: `params.result` of threads.add_client_tool_output."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    time_zone: str = Field(
+        description="The user's IANA time zone, e.g. the browser's Intl.DateTimeFormat().resolvedOptions().timeZone",
+        examples=["Asia/Karachi"],
+    )
+
+
+# The client tools TaskPilot may ask a client to run, each with the result model its answer is
+# validated with (and the OpenAPI document's schema of that result).
+CLIENT_TOOL_RESULTS: dict[str, type[BaseModel]] = {GET_TIME_ZONE: TimeZoneToolResult}
+_RESULT_ADAPTER: TypeAdapter[TimeZoneToolResult] = TypeAdapter(TimeZoneToolResult)
+
+
 def checked_answer(result: Any) -> str:
     """The zone of the page's answer to `get_time_zone` (`{"time_zone": "Asia/Karachi"}`), or a
     `ProtocolError` naming the field, before any stream opens."""
-    value = result.get("time_zone") if isinstance(result, dict) else None
-    if not isinstance(value, str):
+    try:
+        value = _RESULT_ADAPTER.validate_python(result).time_zone
+    except ValidationError:
         raise ProtocolError(
             f'{RESULT_FIELD} is missing: answer {GET_TIME_ZONE} with {{"time_zone": "<IANA name>"}}, '
             "for example the browser's Intl.DateTimeFormat().resolvedOptions().timeZone.",
             field=RESULT_FIELD,
-        )
+        ) from None
     try:
         return parse_time_zone(value, field=RESULT_FIELD, source="body")
     except DomainError as exc:
