@@ -208,7 +208,8 @@ def _kind_of(request: httpx.Request) -> tuple[str | None, Any]:
         return None, None
     try:
         body = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser follows
+        TALLY.count("requests not JSON or too deep (unchecked)")
         return None, None
     kind = body.get("type") if isinstance(body, dict) else None
     return (kind if isinstance(kind, str) else None), body
@@ -225,7 +226,10 @@ def check_exchange_head(request: httpx.Request, response: httpx.Response) -> str
     where = _where(request, kind)
     ok = 200 <= response.status_code < 300
     if body is not None:
-        problems = check_request(body)
+        try:
+            problems = check_request(body)
+        except RecursionError:
+            problems = ["nested deeper than the validator follows"]
         if not problems:
             TALLY.count("requests valid")
         elif not ok:
