@@ -16,7 +16,9 @@ is read. Rules:
   `@pytest.mark.chatkit_off_spec_requests`: their requests are counted, not failed;
 - a 2xx JSON answer must match the answer of its request type, a 2xx stream must be an event
   stream whose every `data:` frame is a `ChatKitEvent`;
-- a problem+json answer must be a `Problem` and its status one the operation documents.
+- a problem+json answer must be a `Problem` and its status one the operation documents;
+- a `threads.custom_action` whose action is one of TaskPilot's (`x-widget-actions`) but breaks its
+  schema must change nothing (an `error` event, or no tasks-changed `client_effect`).
 A mismatch raises `ContractViolation` where it is seen and is recorded against the running test,
 which fails at teardown even if the test swallowed the exception.
 """
@@ -72,7 +74,9 @@ class Spec:
     registry: Registry[Any]
 
     def validator(self, schema: dict[str, Any]) -> Draft202012Validator:
-        return Draft202012Validator(schema, registry=self.registry)
+        # Formats asserted too (uuid, date-time when its checker is installed, ...): OpenAPI leaves
+        # that to the validator, and a stricter check catches more drift.
+        return Draft202012Validator(schema, registry=self.registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
     def component(self, name: str) -> Draft202012Validator:
         return self.validator({"$ref": f"{SPEC_URI}#/components/schemas/{name}"})
@@ -272,12 +276,44 @@ def check_exchange_body(request: httpx.Request, response: httpx.Response, kind: 
     TALLY.count("JSON answers valid")
 
 
-def _check_frames(where: str, kind: str, frames: list[str]) -> None:
+def _check_frames(where: str, kind: str, frames: list[str], seen: set[str] | None = None) -> None:
     for frame in frames:
         problems = check_event(frame, kind)
         if problems:
             raise TALLY.violation(f"{where}: SSE frame {frame[:300]}: {problems}")
         TALLY.count("SSE frames valid")
+        if seen is not None:
+            seen.add(str(json.loads(frame).get("type")))
+
+
+@cache
+def widget_actions() -> tuple[frozenset[str], Draft202012Validator]:
+    """TaskPilot's widget actions (`x-widget-actions`): their types and their validator."""
+    schema = spec().operation["x-widget-actions"]
+    name = schema["$ref"].rsplit("/", 1)[1]
+    document = json.loads(SPEC_PATH.read_text())
+    mapping = document["components"]["schemas"][name]["discriminator"]["mapping"]
+    return frozenset(mapping), spec().validator(_absolute(schema))
+
+
+def check_widget_action(action: Any) -> list[str] | None:
+    """What is wrong with a custom action by `x-widget-actions`; None when it is not TaskPilot's."""
+    types, validator = widget_actions()
+    if not isinstance(action, dict) or action.get("type") not in types:
+        return None
+    return errors_of(validator, action)
+
+
+def _refused_action(request: httpx.Request, kind: str) -> list[str] | None:
+    """The problems of a TaskPilot widget action the request carries (None: none, or valid)."""
+    if kind != "threads.custom_action":
+        return None
+    _, body = _kind_of(request)
+    params = body.get("params") if isinstance(body, dict) else None
+    problems = check_widget_action(params.get("action") if isinstance(params, dict) else None)
+    if problems == []:
+        TALLY.count("widget actions valid")
+    return problems or None
 
 
 class _CheckedAsyncStream(httpx.AsyncByteStream):
@@ -318,10 +354,24 @@ def watch(request: httpx.Request, response: httpx.Response) -> None:
     where = _where(request, kind)
     media = response.headers.get("content-type", "").split(";")[0].strip()
     streaming = media == "text/event-stream"
+    # A widget action outside `x-widget-actions` must change nothing: its stream carries an `error`
+    # event, or at least no `client_effect` (the tasks-changed signal; a refused edit form is
+    # redrawn with its error instead).
+    refused_action = _refused_action(request, kind) if streaming else None
+    seen: set[str] = set()
+
+    def check_refused() -> None:
+        if refused_action is None:
+            return
+        if "error" not in seen and "client_effect" in seen:
+            raise TALLY.violation(f"{where}: a widget action the spec refuses changed tasks: {refused_action}")
+        TALLY.count("widget actions off-spec, refused")
+
     if hasattr(response, "_content"):  # already read (send without stream=True)
         if streaming:
             parser = SseFrames()
-            _check_frames(where, kind, parser.feed(response.content))
+            _check_frames(where, kind, parser.feed(response.content), seen)
+            check_refused()
         else:
             check_exchange_body(request, response, kind, response.content)
         return
@@ -330,12 +380,14 @@ def watch(request: httpx.Request, response: httpx.Response) -> None:
 
     def on_chunk(chunk: bytes) -> None:
         if streaming:
-            _check_frames(where, kind, parser.feed(chunk))
+            _check_frames(where, kind, parser.feed(chunk), seen)
         else:
             buffered.extend(chunk)
 
     def on_end() -> None:
-        if not streaming:
+        if streaming:
+            check_refused()
+        else:
             check_exchange_body(request, response, kind, bytes(buffered))
 
     stream: Any = response.stream

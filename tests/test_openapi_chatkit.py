@@ -163,6 +163,17 @@ def test_a_mutated_request_is_caught() -> None:
     assert contract.check_request({"type": "threads.nope", "params": {}})
 
 
+def test_widget_actions_are_checked_against_x_widget_actions() -> None:
+    task = "0193a0d2-6c1e-7b8a-9f00-000000000001"
+    assert contract.check_widget_action({"type": "task.complete", "payload": {"id": task}}) == []
+    save = {"type": "task.edit.save", "payload": {"id": task, "title": "Buy oat milk", "due_date": ""}}
+    assert contract.check_widget_action(save) == []
+    assert contract.check_widget_action({"type": "task.complete", "payload": {"id": "7"}})
+    assert contract.check_widget_action({"type": "task.complete", "payload": {}}), "id is required"
+    assert contract.check_widget_action({**save, "payload": {**save["payload"], "due_date": 5}})
+    assert contract.check_widget_action({"type": "someone.elses", "payload": None}) is None, "not TaskPilot's"
+
+
 async def test_the_hook_fails_an_exchange_whose_frame_breaks_the_spec(chat: ChatKitClient) -> None:
     """The httpx hook over a real answer whose second frame is mutated in flight: the test that read
     it gets a ContractViolation, and the violation is recorded (its teardown would fail too)."""
