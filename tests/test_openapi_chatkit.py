@@ -58,6 +58,22 @@ def test_the_event_union_covers_every_library_event_and_is_the_streams_item_sche
     assert data["contentSchema"] == {"$ref": "#/components/schemas/ChatKitEvent"}
 
 
+def test_the_spec_is_valid_openapi_3_1_and_why_the_item_schema_is_an_extension() -> None:
+    """The document validates against the OpenAPI 3.1 meta-schema (the one schemathesis ships); the
+    same document with OpenAPI 3.2's `itemSchema` key would not, and openapi-python-client reads no
+    3.2 document: hence `x-item-schema` (README, "The ChatKit protocol in the spec")."""
+    from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
+
+    assert SPEC["openapi"] == "3.1.0"
+    assert [str(e) for e in OPENAPI_31_VALIDATOR.iter_errors(SPEC)] == []
+    stream = SPEC["paths"]["/chatkit"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    as_32 = copy.deepcopy(SPEC)
+    media = as_32["paths"]["/chatkit"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    media["itemSchema"] = media.pop("x-item-schema")
+    assert any("itemSchema" in str(e) for e in OPENAPI_31_VALIDATOR.iter_errors(as_32))
+    assert "x-item-schema" in stream
+
+
 def test_every_request_type_has_exactly_one_documented_answer() -> None:
     answers = OPERATION["x-chatkit-answers"]
     assert set(answers) == _tags(ChatKitReq)
