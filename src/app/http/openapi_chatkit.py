@@ -45,7 +45,6 @@ from chatkit.types import Page as ChatKitPage
 from litestar.openapi.spec import Components
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, PydanticJsonSchemaWarning
-from pydantic_core import core_schema
 
 from app.agents.server import REQUEST_ADAPTER
 from app.agents.time_zone import CLIENT_TOOL_RESULTS
@@ -106,7 +105,7 @@ class ExcludeNoneJsonSchema(GenerateJsonSchema):
 
     def field_is_required(
         self,
-        field: core_schema.ModelField | core_schema.DataclassField | core_schema.TypedDictField,
+        field: Any,  # a pydantic-core model, dataclass or typed-dict field schema
         total: bool,
     ) -> bool:
         if self.mode != "serialization" or field["type"] == "typed-dict-field":
