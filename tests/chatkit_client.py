@@ -1,4 +1,8 @@
-"""A small ChatKit protocol client for tests: real HTTP, SSE frames parsed with `chatkit.types`."""
+"""A small ChatKit protocol client for tests: real HTTP, SSE frames parsed with `chatkit.types`.
+
+Every request it sends and every frame and answer it receives is also checked against
+openapi/openapi.json by the suite-wide contract hook on httpx (tests/contract.py), independently
+of the library's own pydantic parsing here."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from testkit.postgres import create_database, drop_database, scratch_name
 from app.http.auth import mint_dev_token
 from app.settings import Settings
 from app.store.models import Base
+from tests import contract
 from tests.browser_support import browser, fake_cdn  # noqa: F401  (fixtures: headless Chromium, the CDN stand-in)
 from tests.support import LiveServer, start_live_server
 
@@ -204,3 +205,40 @@ def statement_audit() -> Iterator[None]:
     print(f"\nstatement audit: {len(log.verdicts)} statements, {len(offenders)} without a user_id pin")
     for offender in offenders:
         print(offender)
+
+
+# ---- the ChatKit contract, suite-wide (tests/contract.py) -----------------------------------------
+
+OFF_SPEC_MARK = "chatkit_off_spec_requests"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{OFF_SPEC_MARK}: the test sends /chatkit requests outside the spec on purpose (fuzzing); the "
+        "server may accept them, so they are counted, not failed (its answers are still checked)",
+    )
+    contract.install()
+
+
+@pytest.fixture(autouse=True)
+def chatkit_contract(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the test when one of its /chatkit exchanges broke the spec, even if the test caught the
+    `ContractViolation` raised where it was seen."""
+    contract.TALLY.off_spec = request.node.get_closest_marker(OFF_SPEC_MARK) is not None
+    before = len(contract.TALLY.violations)
+    yield
+    contract.TALLY.off_spec = False
+    found = contract.TALLY.violations[before:]
+    assert not found, "/chatkit exchanges that break openapi/openapi.json:\n" + "\n".join(found)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    counts = contract.TALLY.counts
+    if not counts:
+        return
+    terminalreporter.section("ChatKit contract (openapi/openapi.json, jsonschema Draft 2020-12)")
+    for what in sorted(counts):
+        terminalreporter.write_line(f"{counts[what]:>8}  {what}")
+    if contract.TALLY.violations:
+        terminalreporter.write_line(f"{len(contract.TALLY.violations):>8}  VIOLATIONS")

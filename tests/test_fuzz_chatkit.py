@@ -352,6 +352,7 @@ async def in_process(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+@pytest.mark.chatkit_off_spec_requests
 @given(body=chatkit_bodies)
 async def test_any_body_gets_a_clean_answer_in_process(in_process: Target, body: Any) -> None:
     response = await in_process.http.post("/chatkit", content=_encode(body, in_process.ids), headers=in_process.headers)
@@ -425,6 +426,7 @@ def _fuzz_live(live: dict[str, Any], body: Any) -> None:
     check_answer(body, response.status_code, response.headers, response.content)
 
 
+@pytest.mark.chatkit_off_spec_requests
 async def test_bodies_over_real_http_get_clean_answers(live_server_factory, fresh_postgres_url: str) -> None:
     await create_schema(fresh_postgres_url)
     server = live_server_factory(

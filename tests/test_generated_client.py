@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from testkit.chatkit import user_input
 
 from app.http.auth import mint_dev_token
 from app.settings import Settings
@@ -123,11 +124,7 @@ def test_every_operation_in_the_spec_has_a_generated_function(generated: Generat
     assert len(operations) >= 15
     for tag, operation_id in operations:
         module = generated.op(tag, operation_id)
-        # /chatkit answers ChatKit's own protocol (often an event stream): only the raw calls.
-        functions = ("sync_detailed", "asyncio_detailed")
-        if operation_id != "ChatKitProtocol":
-            functions += ("sync", "asyncio")
-        for function in functions:
+        for function in ("sync_detailed", "asyncio_detailed", "sync", "asyncio"):
             assert callable(getattr(module, function, None)), f"{operation_id}.{function}"
 
 
@@ -219,20 +216,47 @@ def test_tasks_crud_and_errors_through_the_generated_client(generated: Generated
 
 
 def test_chatkit_protocol_through_the_generated_client(generated: Generated, server: LiveServer) -> None:
+    """The spec's ChatKit request union and JSON answers make typed calls: a request model per type,
+    its answer parsed into the answer's model (a thread, a page of threads or items, `{}`)."""
     models = generated.models
     protocol = generated.op("ChatKit", "ChatKitProtocol")
     client = generated.client(server.base_url, token_for("gen-dave"))
-    request = models.ChatKitRequest(
-        type_="threads.list", params=models.ChatKitRequestParamsType0.from_dict({"limit": 5})
-    )
-    answer = protocol.sync_detailed(client=client, body=request)
-    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
-    assert json.loads(answer.content) == {"data": [], "has_more": False}
 
-    unknown = protocol.sync_detailed(client=client, body=models.ChatKitRequest(type_="threads.nope"))
-    assert unknown.status_code == 400
+    empty = protocol.sync(client=client, body=models.ThreadsListReq(params=models.ThreadListParams(limit=5)))
+    assert type(empty).__name__ == "PageThread" and empty.data == [] and empty.has_more is False
+
+    # A thread made over the stream, then read, listed, renamed, its items paged and deleted, all typed.
+    # The generated functions parse JSON answers only: a stream is sent as the generated request
+    # (its body model, its headers) and read by the caller.
+    create = models.ThreadsCreateReq.from_dict({"type": "threads.create", "params": {"input": user_input("hello")}})
+    created = client.get_httpx_client().request(**protocol._get_kwargs(body=create, time_zone="Asia/Karachi"))
+    assert created.status_code == 200 and created.headers["content-type"].startswith("text/event-stream")
+    thread_id = json.loads(created.content.split(b"\n\n")[0].removeprefix(b"data: "))["thread"]["id"]
+
+    thread = protocol.sync(client=client, body=models.ThreadsGetByIdReq(params=models.ThreadGetByIdParams(thread_id)))
+    assert type(thread).__name__ == "Thread" and thread.id == thread_id
+    assert isinstance(thread.created_at, dt.datetime)
+    assert [type(item).__name__ for item in thread.items.data][:1] == ["UserMessageItem"]
+
+    listed = protocol.sync(client=client, body=models.ThreadsListReq(params=models.ThreadListParams(limit=5)))
+    assert type(listed).__name__ == "PageThread" and [t.id for t in listed.data] == [thread_id]
+
+    renamed = protocol.sync(
+        client=client, body=models.ThreadsUpdateReq(params=models.ThreadUpdateParams(thread_id, "Renamed"))
+    )
+    assert type(renamed).__name__ == "Thread" and renamed.title == "Renamed"
+
+    items = protocol.sync(
+        client=client, body=models.ItemsListReq(params=models.ItemsListParams(thread_id=thread_id, limit=1))
+    )
+    assert type(items).__name__ == "PageThreadItem" and len(items.data) == 1 and items.has_more is True
+
+    deleted = protocol.sync(client=client, body=models.ThreadsDeleteReq(params=models.ThreadDeleteParams(thread_id)))
+    assert type(deleted).__name__ == "ChatKitEmptyAnswer" and deleted.to_dict() == {}
+
+    unknown = protocol.sync_detailed(client=client, body=models.ThreadsGetByIdReq(models.ThreadGetByIdParams("nope")))
+    assert unknown.status_code == 404 and type(unknown.parsed).__name__ == "Problem"
     assert unknown.headers["content-type"].startswith("application/problem+json")
-    assert "threads.nope" in json.loads(unknown.content)["detail"]
 
 
 def test_hosted_sessions_through_the_generated_client(

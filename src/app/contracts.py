@@ -126,10 +126,11 @@ class ChatKitHealth(Struct, kw_only=True):
 
 
 class ChatKitRequest(msgspec.Struct, kw_only=True):
-    """The envelope of every ChatKit protocol request; `params` depends on `type`.
+    """The envelope of every ChatKit protocol request, which the controller routes on (`type`).
 
-    The full request union is ChatKit's own (see openai-chatkit `chatkit.types.ChatKitReq`);
-    TaskPilot validates it completely before answering.
+    The full request union is ChatKit's own (openai-chatkit `chatkit.types.ChatKitReq`), which the
+    server validates completely before answering; the OpenAPI document's `ChatKitRequest` is that
+    union's generated schema (`app.http.openapi_chatkit`), which replaces this envelope's there.
     """
 
     type: str

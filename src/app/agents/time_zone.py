@@ -20,6 +20,7 @@ from typing import Any
 from agents import FunctionTool, RunContextWrapper, function_tool
 from chatkit.agents import ClientToolCall
 from chatkit.types import ClientToolCallItem, ThreadItem, ThreadMetadata
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from app.core.clock import parse_time_zone
 from app.core.errors import DomainError, ProtocolError
@@ -55,30 +56,47 @@ async def _get_time_zone(ctx: RunContextWrapper[Any]) -> str:
 GET_TIME_ZONE_TOOL: FunctionTool = function_tool(_get_time_zone, name_override=GET_TIME_ZONE)
 
 
+class TimeZoneToolResult(BaseModel):
+    """The client's answer to `get_time_zone`: `params.result` of threads.add_client_tool_output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time_zone: str = Field(
+        description="The user's IANA time zone, e.g. the browser's Intl.DateTimeFormat().resolvedOptions().timeZone",
+        examples=["Asia/Karachi"],
+    )
+
+
+# The client tools TaskPilot may ask a client to run, each with the result model its answer is
+# validated with (and the OpenAPI document's schema of that result).
+CLIENT_TOOL_RESULTS: dict[str, type[BaseModel]] = {GET_TIME_ZONE: TimeZoneToolResult}
+_RESULT_ADAPTER: TypeAdapter[TimeZoneToolResult] = TypeAdapter(TimeZoneToolResult)
+
+
 def checked_answer(result: Any) -> str:
     """The zone of the page's answer to `get_time_zone` (exactly `{"time_zone": "Asia/Karachi"}`), or
-    a `ProtocolError` naming the field (the missing one, or the first one too many), before any
+    a `ProtocolError` naming the field (the missing one, or else the first one too many), before any
     stream opens."""
-    value = result.get(ANSWER_KEY) if isinstance(result, dict) else None
-    if not isinstance(value, str):
+    try:
+        value = _RESULT_ADAPTER.validate_python(result).time_zone
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if all(error["type"] == "extra_forbidden" for error in errors):
+            # Whatever else the answer carries would be stored and sent to the model on every later turn.
+            field = f"params.result.{min(str(error['loc'][0]) for error in errors)}"
+            raise ProtocolError(
+                f'{field} is not part of the answer to {GET_TIME_ZONE}: send only {{"time_zone": "<IANA name>"}}.',
+                field=field,
+            ) from None
         raise ProtocolError(
             f'{RESULT_FIELD} is missing: answer {GET_TIME_ZONE} with {{"time_zone": "<IANA name>"}}, '
             "for example the browser's Intl.DateTimeFormat().resolvedOptions().timeZone.",
             field=RESULT_FIELD,
-        )
+        ) from None
     try:
-        zone = parse_time_zone(value, field=RESULT_FIELD, source="body")
+        return parse_time_zone(value, field=RESULT_FIELD, source="body")
     except DomainError as exc:
         raise ProtocolError(exc.detail, errors=exc.errors) from None
-    # Whatever else the answer carries would be stored and sent to the model on every later turn.
-    extra = sorted(str(key) for key in result if key != ANSWER_KEY)
-    if extra:
-        field = f"params.result.{extra[0]}"
-        raise ProtocolError(
-            f'{field} is not part of the answer to {GET_TIME_ZONE}: send only {{"time_zone": "<IANA name>"}}.',
-            field=field,
-        )
-    return zone
 
 
 def answered_zone(item: ThreadItem | None) -> str | None:

@@ -23,14 +23,14 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from chatkit.actions import Action
 from chatkit.errors import CustomStreamError
 from chatkit.types import WidgetItem
 from chatkit.widgets import DynamicWidgetRoot
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from app.agents.tools import compact_task, parse_due_date
 from app.contracts import TaskUpdate
@@ -53,6 +53,7 @@ ACTION_TYPES = (
     "task.edit.save",
     "task.edit.cancel",
 )
+FORM_FIELDS = ("title", "due_date", "priority")
 _PRIORITY_COLOR = {"high": "danger", "medium": "warning", "low": "secondary"}
 MAX_ROWS = 20
 ListKind = Literal["tasks", "choice"]
@@ -76,6 +77,63 @@ class Back:
         kind: ListKind = "choice" if value.get("kind") == "choice" else "tasks"
         title = value["title"] if isinstance(value.get("title"), str) else "Tasks"
         return cls(kind=kind, title=title, ids=tuple(str(i) for i in value["ids"][:MAX_ROWS]))
+
+
+class TaskRef(BaseModel):
+    """The payload of every task widget action: the task it acts on. A card's actions also carry
+    `back` (the list the card returns to), which the server reads from the stored widget instead."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: uuid.UUID = Field(description="The task's id")
+    back: dict[str, Any] | None = Field(
+        default=None, description="The list a card returns to; ignored here (read from the stored widget)"
+    )
+
+
+class TaskEditForm(TaskRef):
+    """The payload of `task.edit.save`: the edit form's values, which the client merges into the
+    form's action payload, keyed by field name. A field the form did not send stays as it is."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    # Optional but never null: a title the form sends must be text.
+    title: str = Field(default=None, description="The new title (1 to 200 characters)")  # type: ignore[assignment]
+    due_date: str | None = Field(
+        default=None,
+        description="An ISO date, a date picker's timestamp (its day where the user is), a relative date "
+        "(tomorrow), or empty or null to clear it",
+    )
+    priority: str | None = Field(default=None, description="low, medium or high; empty or null keeps it")
+
+
+class TaskAction(BaseModel):
+    """A task widget's action other than saving the edit form (`params.action` of threads.custom_action)."""
+
+    type: Literal[
+        "task.complete",
+        "task.reopen",
+        "task.delete",
+        "task.delete.confirm",
+        "task.delete.cancel",
+        "task.edit",
+        "task.edit.cancel",
+    ]
+    payload: TaskRef
+
+
+class TaskEditSaveAction(BaseModel):
+    """The edit form's submit action (`params.action` of threads.custom_action)."""
+
+    type: Literal["task.edit.save"]
+    payload: TaskEditForm
+
+
+# The actions TaskPilot's widgets send as `params.action` of threads.custom_action. The server
+# validates their payloads with TaskRef and TaskEditForm; the OpenAPI document's schema of these
+# actions is generated from this union.
+TaskWidgetAction = Annotated[TaskAction | TaskEditSaveAction, Field(discriminator="type")]
+TASK_WIDGET_ACTION: TypeAdapter[TaskAction | TaskEditSaveAction] = TypeAdapter(TaskWidgetAction)
 
 
 def _caption(task: dict[str, Any]) -> str:
@@ -389,30 +447,32 @@ def asks_to_delete(widget: Any, task_id: str) -> bool:
 # ---- the edit form's values ----------------------------------------------------------------------
 
 
-def form_update(payload: dict[str, Any], today: dt.date, time_zone: str | None) -> TaskUpdate:
+def form_update(payload: Any, today: dt.date, time_zone: str | None) -> TaskUpdate:
     """The change a submitted edit form asks for; the task service checks the values (its rules are
     the REST API's). An empty due date clears it; a field the form did not send stays as it is."""
+    try:
+        form = TaskEditForm.model_validate(payload)
+    except ValidationError as exc:
+        loc = exc.errors(include_url=False)[0].get("loc") or ("payload",)
+        name = str(loc[0])
+        if name in FORM_FIELDS:
+            raise DomainError(f"{name} must be text.", field=name) from None
+        raise DomainError(f"{name} is invalid.", field=name) from None
+    sent = form.model_fields_set
     changes: dict[str, Any] = {}
-    if "title" in payload:
-        changes["title"] = _text(payload["title"], "title")
-    priority = payload.get("priority")
-    if priority not in (None, ""):
-        changes["priority"] = _text(priority, "priority").strip().lower()
-    if "due_date" in payload:
-        changes["due_date"] = _form_date(payload["due_date"], today, time_zone)
+    if "title" in sent:
+        changes["title"] = form.title
+    if form.priority not in (None, ""):
+        changes["priority"] = form.priority.strip().lower()
+    if "due_date" in sent:
+        changes["due_date"] = _form_date(form.due_date, today, time_zone)
     return TaskUpdate(**changes)
 
 
-def _text(value: Any, name: str) -> str:
-    if not isinstance(value, str):
-        raise DomainError(f"{name} must be text.", field=name)
-    return value
-
-
-def _form_date(value: Any, today: dt.date, time_zone: str | None) -> dt.date | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+def _form_date(value: str | None, today: dt.date, time_zone: str | None) -> dt.date | None:
+    if value is None or not value.strip():
         return None
-    text = _text(value, "due_date").strip()
+    text = value.strip()
     if "T" in text:
         # A date picker may send the chosen day as a timestamp: read it as a date where the user is.
         try:
@@ -463,8 +523,8 @@ class TaskActions:
             raise CustomStreamError(f"This server does not handle the action {action.type!r}.")
         payload = action.payload if isinstance(action.payload, dict) else {}
         try:
-            task_id = uuid.UUID(str(payload.get("id")))
-        except ValueError:
+            task_id = TaskRef.model_validate(payload).id
+        except ValidationError:
             raise CustomStreamError("The action names no valid task id.") from None
         user_id: str = context.user_id
         time_zone: str = getattr(context, "time_zone", None) or self.default_time_zone
@@ -545,9 +605,15 @@ class TaskActions:
 
 __all__ = [
     "ACTION_TYPES",
+    "TASK_WIDGET_ACTION",
     "ActionOutcome",
     "Back",
+    "TaskAction",
     "TaskActions",
+    "TaskEditForm",
+    "TaskEditSaveAction",
+    "TaskRef",
+    "TaskWidgetAction",
     "choice_widget",
     "confirm_delete_card",
     "edit_card",

@@ -13,13 +13,21 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chatkit.server import StreamingResult
 from litestar import Controller, Request, Response, post
 from litestar.di import Provide
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Parameter,
+    Reference,
+    Schema,
+)
 from litestar.response import Stream
 from litestar.utils.scope.state import ScopeState
 
@@ -30,6 +38,19 @@ from app.core.errors import PayloadTooLarge, ServiceUnavailable
 from app.core.limits import enforce
 from app.http.client_tools import provide_client_tools
 from app.http.openapi import problem_spec
+from app.http.openapi_chatkit import (
+    ANSWERS_KEY,
+    CLIENT_TOOLS_HEADER,
+    CLIENT_TOOLS_HEADER_DESCRIPTION,
+    CLIENT_TOOLS_KEY,
+    ITEM_SCHEMA_KEY,
+    JSON_ANSWER_SCHEMA,
+    TASK_ACTION_SCHEMA,
+    WIDGET_ACTIONS_KEY,
+    chatkit_schemas,
+    client_tool_results,
+    event_item_schema,
+)
 from app.ops import metrics
 from app.ops.admission import Admission, StreamSlot
 from app.ops.drain import Drain
@@ -196,18 +217,51 @@ CHATKIT_RESPONSES = {
 
 
 @dataclass
+class _EventStreamMediaType(OpenAPIMediaType):
+    """`text/event-stream` with the schema of each event (OpenAPI 3.2's `itemSchema`, see
+    `app.http.openapi_chatkit` for why it is given as `x-item-schema`)."""
+
+    item_schema: dict[str, Any] | None = field(default=None, metadata={"alias": ITEM_SCHEMA_KEY})
+
+
+@dataclass
 class _ChatKitOperation(Operation):
-    """Documents the 200 answer of streaming requests (text/event-stream) beside the JSON one."""
+    """The ChatKit protocol in the operation: the request union (`ChatKitRequest`), the JSON
+    answers and the event stream of the 200, the answer of each request type, TaskPilot's widget
+    actions and client-tool results, and the optional ChatKit headers."""
+
+    chatkit_answers: dict[str, Any] | None = field(default=None, metadata={"alias": ANSWERS_KEY})
+    widget_actions: dict[str, str] | None = field(default=None, metadata={"alias": WIDGET_ACTIONS_KEY})
+    client_tool_results: dict[str, Any] | None = field(default=None, metadata={"alias": CLIENT_TOOLS_KEY})
 
     def __post_init__(self) -> None:
         ok = (self.responses or {}).get("200")
         if isinstance(ok, OpenAPIResponse) and ok.content is not None:
-            ok.content["text/event-stream"] = OpenAPIMediaType(
+            ok.content["application/json"] = OpenAPIMediaType(
+                schema=Reference(f"#/components/schemas/{JSON_ANSWER_SCHEMA}")
+            )
+            ok.content["text/event-stream"] = _EventStreamMediaType(
                 schema=Schema(
                     type=OpenAPIType.STRING,
                     description="`data: <ChatKit event JSON>` frames, and `: keepalive` comments while idle",
+                ),
+                item_schema=event_item_schema(),
+            )
+        self.chatkit_answers = chatkit_schemas().answers
+        self.widget_actions = {"$ref": f"#/components/schemas/{TASK_ACTION_SCHEMA}"}
+        self.client_tool_results = client_tool_results()
+        parameters = list(self.parameters or [])
+        if not any(getattr(p, "name", "").lower() == CLIENT_TOOLS_HEADER.lower() for p in parameters):
+            parameters.append(
+                Parameter(
+                    name=CLIENT_TOOLS_HEADER,
+                    param_in="header",
+                    required=False,
+                    schema=Schema(type=OpenAPIType.STRING, examples=["get_time_zone"]),
+                    description=CLIENT_TOOLS_HEADER_DESCRIPTION,
                 )
             )
+        self.parameters = parameters
 
 
 def body_over_request_limit(settings: Settings) -> PayloadTooLarge:
@@ -225,20 +279,27 @@ def body_reader(settings: Settings) -> Callable[[Request[Any, Any, Any]], Awaita
     Every type is held to MAX_REQUEST_BYTES, and only the first MAX_REQUEST_BYTES of a larger
     body are read before the decision: beyond them only a dictation request (when dictation is
     on) may go on, up to the room its audio needs. Nothing is JSON-decoded until the whole body
-    is within its limit. The body is left where Litestar reads `data` and `request.body()` from.
+    is within its limit (a body that only looks like dictation is decoded, then refused by its
+    type in the handler). The body is left where Litestar reads `data` and `request.body()` from.
     """
     limit = settings.max_request_bytes
     dictation_limit = settings.chatkit_max_body_bytes  # equal to `limit` while dictation is off
-    over_dictation_limit = PayloadTooLarge(
-        f"The body is larger than the largest input.transcribe request ({dictation_limit} bytes, "
-        "room for TRANSCRIPTION_MAX_BYTES of audio as base64): send shorter audio.",
-        field="body",
-    )
+
+    def over_dictation_limit() -> PayloadTooLarge:
+        # A new error each time: one raised again and again would keep every request's frames
+        # (and the chunks they hold) alive in its growing traceback.
+        if dictation_limit <= limit:  # dictation is off: the one limit is MAX_REQUEST_BYTES
+            return body_over_request_limit(settings)
+        return PayloadTooLarge(
+            f"The body is larger than the largest input.transcribe request ({dictation_limit} bytes, "
+            "room for TRANSCRIPTION_MAX_BYTES of audio as base64): send shorter audio.",
+            field="body",
+        )
 
     async def read_body(request: Request[Any, Any, Any]) -> None:
         declared = request.content_length
         if declared is not None and declared > dictation_limit:
-            raise over_dictation_limit
+            raise over_dictation_limit()
         chunks: list[bytes] = []
         size = 0
         allowed = limit
@@ -248,14 +309,14 @@ def body_reader(settings: Settings) -> Callable[[Request[Any, Any, Any]], Awaita
             if size <= allowed:
                 continue
             if allowed == dictation_limit:
-                raise over_dictation_limit if allowed > limit else body_over_request_limit(settings)
+                raise over_dictation_limit()
             head = b"".join(chunks)
             chunks = [head]
             if not _DICTATION_MARK.search(head, 0, limit):
                 raise body_over_request_limit(settings)
             allowed = dictation_limit
             if size > allowed:
-                raise over_dictation_limit
+                raise over_dictation_limit()
         ScopeState.from_scope(request.scope).body = b"".join(chunks)
 
     return read_body
@@ -298,7 +359,13 @@ class ChatKitController(Controller):
             "Point a ChatKit front end's `api.url` here. Streaming requests (threads.create, "
             "threads.add_user_message, threads.custom_action, ...) answer `text/event-stream` with "
             "`data: <ChatKit event JSON>` frames and `: keepalive` comments while idle; the others "
-            "answer `application/json`. Invalid requests answer problem+json before any stream opens."
+            "answer `application/json`. Invalid requests answer problem+json before any stream opens. "
+            "The request body is ChatKit's request union (`ChatKitRequest`, discriminated by `type`); "
+            f"`{ANSWERS_KEY}` names each type's answer (a `ChatKitJsonAnswer` member, or the event "
+            f"stream), `{ITEM_SCHEMA_KEY}` the schema of each stream event (OpenAPI 3.2's `itemSchema`), "
+            f"`{WIDGET_ACTIONS_KEY}` the `params.action` of threads.custom_action that TaskPilot's "
+            f"widgets send, and `{CLIENT_TOOLS_KEY}` the `params.result` of "
+            "threads.add_client_tool_output for each client tool TaskPilot may call."
         ),
         response_description="A ChatKit event stream (text/event-stream) or a ChatKit JSON object",
         responses=CHATKIT_RESPONSES,

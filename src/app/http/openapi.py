@@ -9,10 +9,11 @@ from litestar import Request
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import OpenAPIRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme, Tag
+from litestar.openapi.spec import SecurityScheme, Tag
 
 from app import __version__
 from app.contracts import Problem
+from app.http.openapi_chatkit import ChatKitComponents
 from app.http.problems import PROBLEM_MEDIA_TYPE
 
 
@@ -74,7 +75,7 @@ def openapi_config() -> OpenAPIConfig:
         ),
         path="/schema",
         render_plugins=[LocalSwaggerRenderPlugin()],
-        components=Components(
+        components=ChatKitComponents(
             security_schemes={
                 "BearerAuth": SecurityScheme(
                     type="http",

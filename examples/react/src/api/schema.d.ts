@@ -150,7 +150,7 @@ export interface paths {
         put?: never;
         /**
          * Mint a new session and cancel the one it replaces
-         * @description Names the old session by `current_client_secret` or `session_id`; it is cancelled when the signed-in user owns it. An unknown or foreign one is left alone and a new session is minted all the same. With no body, this mints a session.
+         * @description Names the old session by `current_client_secret` or `session_id`; it is cancelled when the signed-in user owns it. An unknown or foreign one is left alone and a new session is minted all the same. With no body, this mints a session. A session can be refreshed once: of concurrent refreshes of one secret exactly one succeeds, the others (and any later refresh of it) answer 409; use the newer secret, or mint a new session.
          */
         post: operations["RefreshChatKitSession"];
         delete?: never;
@@ -287,7 +287,7 @@ export interface paths {
         put?: never;
         /**
          * Self-hosted ChatKit protocol endpoint
-         * @description Point a ChatKit front end's `api.url` here. Streaming requests (threads.create, threads.add_user_message, threads.custom_action, ...) answer `text/event-stream` with `data: <ChatKit event JSON>` frames and `: keepalive` comments while idle; the others answer `application/json`. Invalid requests answer problem+json before any stream opens.
+         * @description Point a ChatKit front end's `api.url` here. Streaming requests (threads.create, threads.add_user_message, threads.custom_action, ...) answer `text/event-stream` with `data: <ChatKit event JSON>` frames and `: keepalive` comments while idle; the others answer `application/json`. Invalid requests answer problem+json before any stream opens. The request body is ChatKit's request union (`ChatKitRequest`, discriminated by `type`); `x-chatkit-answers` names each type's answer (a `ChatKitJsonAnswer` member, or the event stream), `x-item-schema` the schema of each stream event (OpenAPI 3.2's `itemSchema`), `x-widget-actions` the `params.action` of threads.custom_action that TaskPilot's widgets send, and `x-client-tool-results` the `params.result` of threads.add_client_tool_output for each client tool TaskPilot may call.
          */
         post: operations["ChatKitProtocol"];
         delete?: never;
@@ -374,6 +374,1760 @@ export interface components {
             preview_url?: string | null;
             thread_id?: string | null;
         };
+        /** ActionConfig */
+        ChatKitActionConfig: {
+            /** Type */
+            type: string;
+            /**
+             * Payload
+             * @default null
+             */
+            payload: unknown;
+            /**
+             * Handler
+             * @default server
+             * @enum {string}
+             */
+            handler: "client" | "server";
+            /**
+             * Loadingbehavior
+             * @default auto
+             * @enum {string}
+             */
+            loadingBehavior: "auto" | "none" | "self" | "container";
+            /**
+             * Streaming
+             * @default true
+             */
+            streaming: boolean;
+        };
+        /** Action[str, Any] */
+        ChatKitAction_str_Any_: {
+            /** Type */
+            type?: string;
+            /**
+             * Payload
+             * @default null
+             */
+            payload: unknown;
+        };
+        /**
+         * ActiveStatus
+         * @description Status indicating the thread is active.
+         */
+        ChatKitActiveStatus: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "active";
+        };
+        /**
+         * Annotation
+         * @description Reference to supporting context attached to assistant output.
+         */
+        ChatKitAnnotation: {
+            /**
+             * Type
+             * @default annotation
+             * @constant
+             */
+            type: "annotation";
+            /** Source */
+            source: components["schemas"]["ChatKitURLSource"] | components["schemas"]["ChatKitFileSource"] | components["schemas"]["ChatKitEntitySource"];
+            /**
+             * Index
+             * @default null
+             */
+            index: number | null;
+        };
+        /**
+         * AreaSeries
+         * @deprecated
+         * @description An area series plotted from a numeric `dataKey`. Supports stacking and curves.
+         */
+        ChatKitAreaSeries: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "area";
+            /** Label */
+            label?: string | null;
+            /** Datakey */
+            dataKey: string;
+            /**
+             * Stack
+             * @default null
+             */
+            stack: string | null;
+            /**
+             * Color
+             * @default null
+             */
+            color: string | components["schemas"]["ChatKitThemeColor"] | null;
+            /**
+             * Curvetype
+             * @default null
+             */
+            curveType: ("basis" | "basisClosed" | "basisOpen" | "bumpX" | "bumpY" | "bump" | "linear" | "linearClosed" | "natural" | "monotoneX" | "monotoneY" | "monotone" | "step" | "stepBefore" | "stepAfter") | null;
+        };
+        /**
+         * AssistantMessageContent
+         * @description Assistant message content consisting of text and annotations.
+         */
+        ChatKitAssistantMessageContent: {
+            /** Annotations */
+            annotations: components["schemas"]["ChatKitAnnotation"][];
+            /** Text */
+            text: string;
+            /**
+             * Type
+             * @default output_text
+             * @constant
+             */
+            type: "output_text";
+        };
+        /**
+         * AssistantMessageContentPartAdded
+         * @description Event emitted when new assistant content is appended.
+         */
+        ChatKitAssistantMessageContentPartAdded: {
+            /**
+             * Type
+             * @default assistant_message.content_part.added
+             * @constant
+             */
+            type: "assistant_message.content_part.added";
+            /** Content Index */
+            content_index: number;
+            content: components["schemas"]["ChatKitAssistantMessageContent"];
+        };
+        /**
+         * AssistantMessageContentPartAnnotationAdded
+         * @description Event announcing a new annotation on assistant content.
+         */
+        ChatKitAssistantMessageContentPartAnnotationAdded: {
+            /**
+             * Type
+             * @default assistant_message.content_part.annotation_added
+             * @constant
+             */
+            type: "assistant_message.content_part.annotation_added";
+            /** Content Index */
+            content_index: number;
+            /** Annotation Index */
+            annotation_index: number;
+            annotation: components["schemas"]["ChatKitAnnotation"];
+        };
+        /**
+         * AssistantMessageContentPartDone
+         * @description Event indicating an assistant content part is finalized.
+         */
+        ChatKitAssistantMessageContentPartDone: {
+            /**
+             * Type
+             * @default assistant_message.content_part.done
+             * @constant
+             */
+            type: "assistant_message.content_part.done";
+            /** Content Index */
+            content_index: number;
+            content: components["schemas"]["ChatKitAssistantMessageContent"];
+        };
+        /**
+         * AssistantMessageContentPartTextDelta
+         * @description Event carrying incremental assistant text output.
+         */
+        ChatKitAssistantMessageContentPartTextDelta: {
+            /**
+             * Type
+             * @default assistant_message.content_part.text_delta
+             * @constant
+             */
+            type: "assistant_message.content_part.text_delta";
+            /** Content Index */
+            content_index: number;
+            /** Delta */
+            delta: string;
+        };
+        /**
+         * AssistantMessageItem
+         * @description Thread item representing an assistant message.
+         */
+        ChatKitAssistantMessageItem: {
+            /** Id */
+            id: string;
+            /** Thread Id */
+            thread_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "assistant_message";
+            /** Content */
+            content: components["schemas"]["ChatKitAssistantMessageContent"][];
+        };
+        /**
+         * AttachmentCreateParams
+         * @description Metadata needed to initialize an attachment.
+         */
+        ChatKitAttachmentCreateParams: {
+            /** Name */
+            name: string;
+            /** Size */
+            size: number;
+            /** Mime Type */
+            mime_type: string;
+        };
+        /**
+         * AttachmentDeleteParams
+         * @description Parameters identifying an attachment to delete.
+         */
+        ChatKitAttachmentDeleteParams: {
+            /** Attachment Id */
+            attachment_id: string;
+        };
+        /**
+         * AttachmentUploadDescriptor
+         * @description Two-phase upload instructions.
+         */
+        ChatKitAttachmentUploadDescriptor: {
+            /**
+             * Url
+             * Format: uri
+             */
+            url: string;
+            /**
+             * Method
+             * @enum {string}
+             */
+            method: "POST" | "PUT";
+            /** Headers */
+            headers: {
+                [key: string]: string;
+            };
+        };
+        /**
+         * AttachmentsCreateReq
+         * @description Request to register a new attachment.
+         */
+        ChatKitAttachmentsCreateReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "attachments.create";
+            params: components["schemas"]["ChatKitAttachmentCreateParams"];
+        };
+        /**
+         * AttachmentsDeleteReq
+         * @description Request to remove an attachment.
+         */
+        ChatKitAttachmentsDeleteReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "attachments.delete";
+            params: components["schemas"]["ChatKitAttachmentDeleteParams"];
+        };
+        /**
+         * Badge
+         * @deprecated
+         * @description Small badge indicating status or categorization.
+         */
+        ChatKitBadge: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Badge";
+            /** Label */
+            label: string;
+            /**
+             * Color
+             * @default null
+             */
+            color: ("secondary" | "success" | "danger" | "warning" | "info" | "discovery") | null;
+            /**
+             * Variant
+             * @default null
+             */
+            variant: ("solid" | "soft" | "outline") | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: ("sm" | "md" | "lg") | null;
+            /**
+             * Pill
+             * @default null
+             */
+            pill: boolean | null;
+        };
+        /**
+         * BarSeries
+         * @deprecated
+         * @description A bar series plotted from a numeric `dataKey`. Supports stacking.
+         */
+        ChatKitBarSeries: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "bar";
+            /** Label */
+            label?: string | null;
+            /** Datakey */
+            dataKey: string;
+            /**
+             * Stack
+             * @default null
+             */
+            stack: string | null;
+            /**
+             * Color
+             * @default null
+             */
+            color: string | components["schemas"]["ChatKitThemeColor"] | null;
+        };
+        /**
+         * BasicRoot
+         * @description Layout root capable of nesting components or other roots.
+         */
+        ChatKitBasicRoot: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Basic";
+            /**
+             * Children
+             * @default null
+             */
+            children: components["schemas"]["ChatKitDynamicWidgetComponent"] | components["schemas"]["ChatKitDynamicWidgetComponent"][] | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * Border
+         * @deprecated
+         * @description Border style definition for an edge.
+         */
+        ChatKitBorder: {
+            /** Size */
+            size: number;
+            /** Color */
+            color?: string | components["schemas"]["ChatKitThemeColor"];
+            /**
+             * Style
+             * @enum {string}
+             */
+            style?: "solid" | "dashed" | "dotted" | "double" | "groove" | "ridge" | "inset" | "outset";
+        };
+        /**
+         * Borders
+         * @deprecated
+         * @description Composite border configuration applied across edges.
+         */
+        ChatKitBorders: {
+            /** Top */
+            top?: number | components["schemas"]["ChatKitBorder"];
+            /** Right */
+            right?: number | components["schemas"]["ChatKitBorder"];
+            /** Bottom */
+            bottom?: number | components["schemas"]["ChatKitBorder"];
+            /** Left */
+            left?: number | components["schemas"]["ChatKitBorder"];
+            /** X */
+            x?: number | components["schemas"]["ChatKitBorder"];
+            /** Y */
+            y?: number | components["schemas"]["ChatKitBorder"];
+        };
+        /**
+         * Box
+         * @deprecated
+         * @description Generic flex container with direction control.
+         */
+        ChatKitBox: {
+            /**
+             * Children
+             * @default null
+             */
+            children: ((components["schemas"]["ChatKitText"] | components["schemas"]["ChatKitTitle"] | components["schemas"]["ChatKitCaption"] | components["schemas"]["ChatKitChart"] | components["schemas"]["ChatKitBadge"] | components["schemas"]["ChatKitMarkdown"] | components["schemas"]["ChatKitBox"] | components["schemas"]["ChatKitRow"] | components["schemas"]["ChatKitCol"] | components["schemas"]["ChatKitDivider"] | components["schemas"]["ChatKitIcon"] | components["schemas"]["ChatKitImage"] | components["schemas"]["ChatKitListViewItem"] | components["schemas"]["ChatKitButton"] | components["schemas"]["ChatKitCheckbox"] | components["schemas"]["ChatKitSpacer"] | components["schemas"]["ChatKitSelect"] | components["schemas"]["ChatKitDatePicker"] | components["schemas"]["ChatKitForm"] | components["schemas"]["ChatKitInput"] | components["schemas"]["ChatKitLabel"] | components["schemas"]["ChatKitRadioGroup"] | components["schemas"]["ChatKitTextarea"] | components["schemas"]["ChatKitTransition"]) | components["schemas"]["ChatKitDynamicWidgetComponent"])[] | null;
+            /**
+             * Align
+             * @default null
+             */
+            align: ("start" | "center" | "end" | "baseline" | "stretch") | null;
+            /**
+             * Justify
+             * @default null
+             */
+            justify: ("start" | "center" | "end" | "between" | "around" | "evenly" | "stretch") | null;
+            /**
+             * Wrap
+             * @default null
+             */
+            wrap: ("nowrap" | "wrap" | "wrap-reverse") | null;
+            /**
+             * Flex
+             * @default null
+             */
+            flex: number | string | null;
+            /**
+             * Gap
+             * @default null
+             */
+            gap: number | string | null;
+            /**
+             * Height
+             * @default null
+             */
+            height: number | string | null;
+            /**
+             * Width
+             * @default null
+             */
+            width: number | string | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: number | string | null;
+            /**
+             * Minheight
+             * @default null
+             */
+            minHeight: number | string | null;
+            /**
+             * Minwidth
+             * @default null
+             */
+            minWidth: number | string | null;
+            /**
+             * Minsize
+             * @default null
+             */
+            minSize: number | string | null;
+            /**
+             * Maxheight
+             * @default null
+             */
+            maxHeight: number | string | null;
+            /**
+             * Maxwidth
+             * @default null
+             */
+            maxWidth: number | string | null;
+            /**
+             * Maxsize
+             * @default null
+             */
+            maxSize: number | string | null;
+            /**
+             * Padding
+             * @default null
+             */
+            padding: number | string | components["schemas"]["ChatKitSpacing"] | null;
+            /**
+             * Margin
+             * @default null
+             */
+            margin: number | string | components["schemas"]["ChatKitSpacing"] | null;
+            /**
+             * Border
+             * @default null
+             */
+            border: number | components["schemas"]["ChatKitBorder"] | components["schemas"]["ChatKitBorders"] | null;
+            /**
+             * Radius
+             * @default null
+             */
+            radius: ("2xs" | "xs" | "sm" | "md" | "lg" | "xl" | "2xl" | "3xl" | "4xl" | "full" | "100%" | "none") | null;
+            /**
+             * Background
+             * @default null
+             */
+            background: string | components["schemas"]["ChatKitThemeColor"] | null;
+            /**
+             * Aspectratio
+             * @default null
+             */
+            aspectRatio: number | string | null;
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Box";
+            /**
+             * Direction
+             * @default null
+             */
+            direction: ("row" | "col") | null;
+        };
+        /**
+         * Button
+         * @deprecated
+         * @description Button component optionally wired to an action.
+         */
+        ChatKitButton: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Button";
+            /**
+             * Submit
+             * @default null
+             */
+            submit: boolean | null;
+            /**
+             * Label
+             * @default null
+             */
+            label: string | null;
+            /** @default null */
+            onClickAction: components["schemas"]["ChatKitActionConfig"] | null;
+            /**
+             * Iconstart
+             * @default null
+             */
+            iconStart: ("agent" | "analytics" | "atom" | "batch" | "bolt" | "book-open" | "book-closed" | "book-clock" | "bug" | "calendar" | "chart" | "check" | "check-circle" | "check-circle-filled" | "chevron-left" | "chevron-right" | "circle-question" | "clock" | "compass" | "confetti" | "cube" | "desktop" | "document" | "dot" | "dots-horizontal" | "dots-vertical" | "empty-circle" | "external-link" | "globe" | "keys" | "lab" | "images" | "info" | "lifesaver" | "lightbulb" | "mail" | "map-pin" | "maps" | "mobile" | "name" | "notebook" | "notebook-pencil" | "page-blank" | "phone" | "play" | "plus" | "profile" | "profile-card" | "reload" | "star" | "star-filled" | "search" | "sparkle" | "sparkle-double" | "square-code" | "square-image" | "square-text" | "suitcase" | "settings-slider" | "user" | "wreath" | "write" | "write-alt" | "write-alt2") | string | null;
+            /**
+             * Iconend
+             * @default null
+             */
+            iconEnd: ("agent" | "analytics" | "atom" | "batch" | "bolt" | "book-open" | "book-closed" | "book-clock" | "bug" | "calendar" | "chart" | "check" | "check-circle" | "check-circle-filled" | "chevron-left" | "chevron-right" | "circle-question" | "clock" | "compass" | "confetti" | "cube" | "desktop" | "document" | "dot" | "dots-horizontal" | "dots-vertical" | "empty-circle" | "external-link" | "globe" | "keys" | "lab" | "images" | "info" | "lifesaver" | "lightbulb" | "mail" | "map-pin" | "maps" | "mobile" | "name" | "notebook" | "notebook-pencil" | "page-blank" | "phone" | "play" | "plus" | "profile" | "profile-card" | "reload" | "star" | "star-filled" | "search" | "sparkle" | "sparkle-double" | "square-code" | "square-image" | "square-text" | "suitcase" | "settings-slider" | "user" | "wreath" | "write" | "write-alt" | "write-alt2") | string | null;
+            /**
+             * Style
+             * @default null
+             */
+            style: ("primary" | "secondary") | null;
+            /**
+             * Iconsize
+             * @default null
+             */
+            iconSize: ("sm" | "md" | "lg" | "xl" | "2xl") | null;
+            /**
+             * Color
+             * @default null
+             */
+            color: ("primary" | "secondary" | "info" | "discovery" | "success" | "caution" | "warning" | "danger") | null;
+            /**
+             * Variant
+             * @default null
+             */
+            variant: ("solid" | "soft" | "outline" | "ghost") | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: ("3xs" | "2xs" | "xs" | "sm" | "md" | "lg" | "xl" | "2xl" | "3xl") | null;
+            /**
+             * Pill
+             * @default null
+             */
+            pill: boolean | null;
+            /**
+             * Uniform
+             * @default null
+             */
+            uniform: boolean | null;
+            /**
+             * Block
+             * @default null
+             */
+            block: boolean | null;
+            /**
+             * Disabled
+             * @default null
+             */
+            disabled: boolean | null;
+        };
+        /**
+         * Caption
+         * @deprecated
+         * @description Widget rendering supporting caption text.
+         */
+        ChatKitCaption: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Caption";
+            /** Value */
+            value: string;
+            /**
+             * Color
+             * @default null
+             */
+            color: string | components["schemas"]["ChatKitThemeColor"] | null;
+            /**
+             * Weight
+             * @default null
+             */
+            weight: ("normal" | "medium" | "semibold" | "bold") | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: ("sm" | "md" | "lg") | null;
+            /**
+             * Textalign
+             * @default null
+             */
+            textAlign: ("start" | "center" | "end") | null;
+            /**
+             * Truncate
+             * @default null
+             */
+            truncate: boolean | null;
+            /**
+             * Maxlines
+             * @default null
+             */
+            maxLines: number | null;
+        };
+        /**
+         * Card
+         * @deprecated
+         * @description Versatile container used for structuring widget content.
+         */
+        ChatKitCard: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Card";
+            /**
+             * Asform
+             * @default null
+             */
+            asForm: boolean | null;
+            /** Children */
+            children: ((components["schemas"]["ChatKitText"] | components["schemas"]["ChatKitTitle"] | components["schemas"]["ChatKitCaption"] | components["schemas"]["ChatKitChart"] | components["schemas"]["ChatKitBadge"] | components["schemas"]["ChatKitMarkdown"] | components["schemas"]["ChatKitBox"] | components["schemas"]["ChatKitRow"] | components["schemas"]["ChatKitCol"] | components["schemas"]["ChatKitDivider"] | components["schemas"]["ChatKitIcon"] | components["schemas"]["ChatKitImage"] | components["schemas"]["ChatKitListViewItem"] | components["schemas"]["ChatKitButton"] | components["schemas"]["ChatKitCheckbox"] | components["schemas"]["ChatKitSpacer"] | components["schemas"]["ChatKitSelect"] | components["schemas"]["ChatKitDatePicker"] | components["schemas"]["ChatKitForm"] | components["schemas"]["ChatKitInput"] | components["schemas"]["ChatKitLabel"] | components["schemas"]["ChatKitRadioGroup"] | components["schemas"]["ChatKitTextarea"] | components["schemas"]["ChatKitTransition"]) | components["schemas"]["ChatKitDynamicWidgetComponent"])[];
+            /**
+             * Background
+             * @default null
+             */
+            background: string | components["schemas"]["ChatKitThemeColor"] | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: ("sm" | "md" | "lg" | "full") | null;
+            /**
+             * Padding
+             * @default null
+             */
+            padding: number | string | components["schemas"]["ChatKitSpacing"] | null;
+            /**
+             * Status
+             * @default null
+             */
+            status: components["schemas"]["ChatKitWidgetStatusWithFavicon"] | components["schemas"]["ChatKitWidgetStatusWithIcon"] | null;
+            /**
+             * Collapsed
+             * @default null
+             */
+            collapsed: boolean | null;
+            /** @default null */
+            confirm: components["schemas"]["ChatKitCardAction"] | null;
+            /** @default null */
+            cancel: components["schemas"]["ChatKitCardAction"] | null;
+            /**
+             * Theme
+             * @default null
+             */
+            theme: ("light" | "dark") | null;
+        };
+        /**
+         * CardAction
+         * @deprecated
+         * @description Configuration for confirm/cancel actions within a card.
+         */
+        ChatKitCardAction: {
+            /** Label */
+            label: string;
+            action: components["schemas"]["ChatKitActionConfig"];
+        };
+        /**
+         * Chart
+         * @deprecated
+         * @description Data visualization component for simple bar/line/area charts.
+         */
+        ChatKitChart: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Chart";
+            /** Data */
+            data: {
+                [key: string]: string | number;
+            }[];
+            /** Series */
+            series: (components["schemas"]["ChatKitBarSeries"] | components["schemas"]["ChatKitAreaSeries"] | components["schemas"]["ChatKitLineSeries"])[];
+            /** Xaxis */
+            xAxis: string | components["schemas"]["ChatKitXAxisConfig"];
+            /**
+             * Showyaxis
+             * @default null
+             */
+            showYAxis: boolean | null;
+            /**
+             * Showlegend
+             * @default null
+             */
+            showLegend: boolean | null;
+            /**
+             * Showtooltip
+             * @default null
+             */
+            showTooltip: boolean | null;
+            /**
+             * Bargap
+             * @default null
+             */
+            barGap: number | null;
+            /**
+             * Barcategorygap
+             * @default null
+             */
+            barCategoryGap: number | null;
+            /**
+             * Flex
+             * @default null
+             */
+            flex: number | string | null;
+            /**
+             * Height
+             * @default null
+             */
+            height: number | string | null;
+            /**
+             * Width
+             * @default null
+             */
+            width: number | string | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: number | string | null;
+            /**
+             * Minheight
+             * @default null
+             */
+            minHeight: number | string | null;
+            /**
+             * Minwidth
+             * @default null
+             */
+            minWidth: number | string | null;
+            /**
+             * Minsize
+             * @default null
+             */
+            minSize: number | string | null;
+            /**
+             * Maxheight
+             * @default null
+             */
+            maxHeight: number | string | null;
+            /**
+             * Maxwidth
+             * @default null
+             */
+            maxWidth: number | string | null;
+            /**
+             * Maxsize
+             * @default null
+             */
+            maxSize: number | string | null;
+            /**
+             * Aspectratio
+             * @default null
+             */
+            aspectRatio: number | string | null;
+        };
+        /**
+         * Checkbox
+         * @deprecated
+         * @description Checkbox input component.
+         */
+        ChatKitCheckbox: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Checkbox";
+            /** Name */
+            name: string;
+            /**
+             * Label
+             * @default null
+             */
+            label: string | null;
+            /**
+             * Defaultchecked
+             * @default null
+             */
+            defaultChecked: boolean | null;
+            /** @default null */
+            onChangeAction: components["schemas"]["ChatKitActionConfig"] | null;
+            /**
+             * Disabled
+             * @default null
+             */
+            disabled: boolean | null;
+            /**
+             * Required
+             * @default null
+             */
+            required: boolean | null;
+        };
+        /**
+         * ClientEffectEvent
+         * @description Event emitted to trigger a client side-effect.
+         */
+        ChatKitClientEffectEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "client_effect";
+            /** Name */
+            name: string;
+            /** Data */
+            data: {
+                [key: string]: unknown;
+            };
+        };
+        /**
+         * ClientToolCallItem
+         * @description Thread item capturing a client tool call.
+         */
+        ChatKitClientToolCallItem: {
+            /** Id */
+            id: string;
+            /** Thread Id */
+            thread_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "client_tool_call";
+            /**
+             * Status
+             * @default pending
+             * @enum {string}
+             */
+            status: "pending" | "completed";
+            /** Call Id */
+            call_id: string;
+            /** Name */
+            name: string;
+            /** Arguments */
+            arguments: {
+                [key: string]: unknown;
+            };
+            /**
+             * Output
+             * @default null
+             */
+            output: unknown | null;
+        };
+        /**
+         * ClosedStatus
+         * @description Status indicating the thread is closed.
+         */
+        ChatKitClosedStatus: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "closed";
+            /**
+             * Reason
+             * @default null
+             */
+            reason: string | null;
+        };
+        /**
+         * Col
+         * @deprecated
+         * @description Vertical flex container.
+         */
+        ChatKitCol: {
+            /**
+             * Children
+             * @default null
+             */
+            children: ((components["schemas"]["ChatKitText"] | components["schemas"]["ChatKitTitle"] | components["schemas"]["ChatKitCaption"] | components["schemas"]["ChatKitChart"] | components["schemas"]["ChatKitBadge"] | components["schemas"]["ChatKitMarkdown"] | components["schemas"]["ChatKitBox"] | components["schemas"]["ChatKitRow"] | components["schemas"]["ChatKitCol"] | components["schemas"]["ChatKitDivider"] | components["schemas"]["ChatKitIcon"] | components["schemas"]["ChatKitImage"] | components["schemas"]["ChatKitListViewItem"] | components["schemas"]["ChatKitButton"] | components["schemas"]["ChatKitCheckbox"] | components["schemas"]["ChatKitSpacer"] | components["schemas"]["ChatKitSelect"] | components["schemas"]["ChatKitDatePicker"] | components["schemas"]["ChatKitForm"] | components["schemas"]["ChatKitInput"] | components["schemas"]["ChatKitLabel"] | components["schemas"]["ChatKitRadioGroup"] | components["schemas"]["ChatKitTextarea"] | components["schemas"]["ChatKitTransition"]) | components["schemas"]["ChatKitDynamicWidgetComponent"])[] | null;
+            /**
+             * Align
+             * @default null
+             */
+            align: ("start" | "center" | "end" | "baseline" | "stretch") | null;
+            /**
+             * Justify
+             * @default null
+             */
+            justify: ("start" | "center" | "end" | "between" | "around" | "evenly" | "stretch") | null;
+            /**
+             * Wrap
+             * @default null
+             */
+            wrap: ("nowrap" | "wrap" | "wrap-reverse") | null;
+            /**
+             * Flex
+             * @default null
+             */
+            flex: number | string | null;
+            /**
+             * Gap
+             * @default null
+             */
+            gap: number | string | null;
+            /**
+             * Height
+             * @default null
+             */
+            height: number | string | null;
+            /**
+             * Width
+             * @default null
+             */
+            width: number | string | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: number | string | null;
+            /**
+             * Minheight
+             * @default null
+             */
+            minHeight: number | string | null;
+            /**
+             * Minwidth
+             * @default null
+             */
+            minWidth: number | string | null;
+            /**
+             * Minsize
+             * @default null
+             */
+            minSize: number | string | null;
+            /**
+             * Maxheight
+             * @default null
+             */
+            maxHeight: number | string | null;
+            /**
+             * Maxwidth
+             * @default null
+             */
+            maxWidth: number | string | null;
+            /**
+             * Maxsize
+             * @default null
+             */
+            maxSize: number | string | null;
+            /**
+             * Padding
+             * @default null
+             */
+            padding: number | string | components["schemas"]["ChatKitSpacing"] | null;
+            /**
+             * Margin
+             * @default null
+             */
+            margin: number | string | components["schemas"]["ChatKitSpacing"] | null;
+            /**
+             * Border
+             * @default null
+             */
+            border: number | components["schemas"]["ChatKitBorder"] | components["schemas"]["ChatKitBorders"] | null;
+            /**
+             * Radius
+             * @default null
+             */
+            radius: ("2xs" | "xs" | "sm" | "md" | "lg" | "xl" | "2xl" | "3xl" | "4xl" | "full" | "100%" | "none") | null;
+            /**
+             * Background
+             * @default null
+             */
+            background: string | components["schemas"]["ChatKitThemeColor"] | null;
+            /**
+             * Aspectratio
+             * @default null
+             */
+            aspectRatio: number | string | null;
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Col";
+        };
+        /**
+         * CustomSummary
+         * @description Custom summary for a workflow.
+         */
+        ChatKitCustomSummary: {
+            /** Title */
+            title: string;
+            /**
+             * Icon
+             * @default null
+             */
+            icon: ("agent" | "analytics" | "atom" | "batch" | "bolt" | "book-open" | "book-closed" | "book-clock" | "bug" | "calendar" | "chart" | "check" | "check-circle" | "check-circle-filled" | "chevron-left" | "chevron-right" | "circle-question" | "clock" | "compass" | "confetti" | "cube" | "desktop" | "document" | "dot" | "dots-horizontal" | "dots-vertical" | "empty-circle" | "external-link" | "globe" | "keys" | "lab" | "images" | "info" | "lifesaver" | "lightbulb" | "mail" | "map-pin" | "maps" | "mobile" | "name" | "notebook" | "notebook-pencil" | "page-blank" | "phone" | "play" | "plus" | "profile" | "profile-card" | "reload" | "star" | "star-filled" | "search" | "sparkle" | "sparkle-double" | "square-code" | "square-image" | "square-text" | "suitcase" | "settings-slider" | "user" | "wreath" | "write" | "write-alt" | "write-alt2") | string | null;
+        };
+        /**
+         * CustomTask
+         * @description Workflow task displaying custom content.
+         */
+        ChatKitCustomTask: {
+            /**
+             * Status Indicator
+             * @default none
+             * @enum {string}
+             */
+            status_indicator: "none" | "loading" | "complete";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "custom";
+            /**
+             * Title
+             * @default null
+             */
+            title: string | null;
+            /**
+             * Icon
+             * @default null
+             */
+            icon: ("agent" | "analytics" | "atom" | "batch" | "bolt" | "book-open" | "book-closed" | "book-clock" | "bug" | "calendar" | "chart" | "check" | "check-circle" | "check-circle-filled" | "chevron-left" | "chevron-right" | "circle-question" | "clock" | "compass" | "confetti" | "cube" | "desktop" | "document" | "dot" | "dots-horizontal" | "dots-vertical" | "empty-circle" | "external-link" | "globe" | "keys" | "lab" | "images" | "info" | "lifesaver" | "lightbulb" | "mail" | "map-pin" | "maps" | "mobile" | "name" | "notebook" | "notebook-pencil" | "page-blank" | "phone" | "play" | "plus" | "profile" | "profile-card" | "reload" | "star" | "star-filled" | "search" | "sparkle" | "sparkle-double" | "square-code" | "square-image" | "square-text" | "suitcase" | "settings-slider" | "user" | "wreath" | "write" | "write-alt" | "write-alt2") | string | null;
+            /**
+             * Content
+             * @default null
+             */
+            content: string | null;
+        };
+        /**
+         * DatePicker
+         * @deprecated
+         * @description Date picker input component.
+         */
+        ChatKitDatePicker: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "DatePicker";
+            /** Name */
+            name: string;
+            /** @default null */
+            onChangeAction: components["schemas"]["ChatKitActionConfig"] | null;
+            /**
+             * Placeholder
+             * @default null
+             */
+            placeholder: string | null;
+            /**
+             * Defaultvalue
+             * @default null
+             */
+            defaultValue: string | null;
+            /**
+             * Min
+             * @default null
+             */
+            min: string | null;
+            /**
+             * Max
+             * @default null
+             */
+            max: string | null;
+            /**
+             * Variant
+             * @default null
+             */
+            variant: ("solid" | "soft" | "outline" | "ghost") | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: ("3xs" | "2xs" | "xs" | "sm" | "md" | "lg" | "xl" | "2xl" | "3xl") | null;
+            /**
+             * Side
+             * @default null
+             */
+            side: ("top" | "bottom" | "left" | "right") | null;
+            /**
+             * Align
+             * @default null
+             */
+            align: ("start" | "center" | "end") | null;
+            /**
+             * Pill
+             * @default null
+             */
+            pill: boolean | null;
+            /**
+             * Block
+             * @default null
+             */
+            block: boolean | null;
+            /**
+             * Clearable
+             * @default null
+             */
+            clearable: boolean | null;
+            /**
+             * Disabled
+             * @default null
+             */
+            disabled: boolean | null;
+        };
+        /**
+         * Divider
+         * @deprecated
+         * @description Visual divider separating content sections.
+         */
+        ChatKitDivider: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Divider";
+            /**
+             * Color
+             * @default null
+             */
+            color: string | components["schemas"]["ChatKitThemeColor"] | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: number | string | null;
+            /**
+             * Spacing
+             * @default null
+             */
+            spacing: number | string | null;
+            /**
+             * Flush
+             * @default null
+             */
+            flush: boolean | null;
+        };
+        /**
+         * DurationSummary
+         * @description Summary providing total workflow duration.
+         */
+        ChatKitDurationSummary: {
+            /** Duration */
+            duration: number;
+        };
+        /**
+         * DynamicWidgetComponent
+         * @description A widget component with a statically defined base shape but dynamically
+         *     defined additional fields loaded from a widget template or JSON schema.
+         */
+        ChatKitDynamicWidgetComponent: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /** Type */
+            type: string;
+            /**
+             * Children
+             * @default null
+             */
+            children: components["schemas"]["ChatKitDynamicWidgetComponent"] | components["schemas"]["ChatKitDynamicWidgetComponent"][] | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * DynamicWidgetRoot
+         * @description Dynamic root widget restricted to root types.
+         */
+        ChatKitDynamicWidgetRoot: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * Type
+             * @enum {string}
+             */
+            type: "Card" | "ListView" | "Basic";
+            /**
+             * Children
+             * @default null
+             */
+            children: components["schemas"]["ChatKitDynamicWidgetComponent"] | components["schemas"]["ChatKitDynamicWidgetComponent"][] | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * EditableProps
+         * @deprecated
+         * @description Editable field options for text widgets.
+         */
+        ChatKitEditableProps: {
+            /** Name */
+            name: string;
+            /** Autofocus */
+            autoFocus?: boolean;
+            /** Autoselect */
+            autoSelect?: boolean;
+            /** Autocomplete */
+            autoComplete?: string;
+            /** Allowautofillextensions */
+            allowAutofillExtensions?: boolean;
+            /** Pattern */
+            pattern?: string;
+            /** Placeholder */
+            placeholder?: string;
+            /** Required */
+            required?: boolean;
+        };
+        /**
+         * ChatKitEmptyAnswer
+         * @description The answer of a request that returns nothing: `{}`.
+         */
+        ChatKitEmptyAnswer: Record<string, never>;
+        /**
+         * EndOfTurnItem
+         * @description Marker item indicating the assistant ends its turn.
+         */
+        ChatKitEndOfTurnItem: {
+            /** Id */
+            id: string;
+            /** Thread Id */
+            thread_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "end_of_turn";
+        };
+        /**
+         * EntitySource
+         * @description Source metadata for entity references.
+         */
+        ChatKitEntitySource: {
+            /** Title */
+            title: string;
+            /**
+             * Description
+             * @default null
+             */
+            description: string | null;
+            /**
+             * Timestamp
+             * @default null
+             */
+            timestamp: string | null;
+            /**
+             * Group
+             * @default null
+             */
+            group: string | null;
+            /**
+             * Type
+             * @default entity
+             * @constant
+             */
+            type: "entity";
+            /** Id */
+            id: string;
+            /**
+             * Icon
+             * @default null
+             */
+            icon: ("agent" | "analytics" | "atom" | "batch" | "bolt" | "book-open" | "book-closed" | "book-clock" | "bug" | "calendar" | "chart" | "check" | "check-circle" | "check-circle-filled" | "chevron-left" | "chevron-right" | "circle-question" | "clock" | "compass" | "confetti" | "cube" | "desktop" | "document" | "dot" | "dots-horizontal" | "dots-vertical" | "empty-circle" | "external-link" | "globe" | "keys" | "lab" | "images" | "info" | "lifesaver" | "lightbulb" | "mail" | "map-pin" | "maps" | "mobile" | "name" | "notebook" | "notebook-pencil" | "page-blank" | "phone" | "play" | "plus" | "profile" | "profile-card" | "reload" | "star" | "star-filled" | "search" | "sparkle" | "sparkle-double" | "square-code" | "square-image" | "square-text" | "suitcase" | "settings-slider" | "user" | "wreath" | "write" | "write-alt" | "write-alt2") | string | null;
+            /**
+             * Label
+             * @default null
+             */
+            label: string | null;
+            /**
+             * Inline Label
+             * @default null
+             */
+            inline_label: string | null;
+            /**
+             * Interactive
+             * @default false
+             */
+            interactive: boolean;
+            /** Data */
+            data: {
+                [key: string]: unknown;
+            };
+            /**
+             * Preview
+             * @deprecated
+             * @description This field is ignored. Please use the entities.onRequestPreview ChatKit.js option instead.
+             * @default null
+             */
+            preview: "lazy" | null;
+        };
+        /**
+         * ErrorCode
+         * @enum {string}
+         */
+        ChatKitErrorCode: "stream.error";
+        /**
+         * ErrorEvent
+         * @description Event indicating an error occurred while processing a thread.
+         */
+        ChatKitErrorEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "error";
+            /**
+             * Code
+             * @default custom
+             */
+            code: components["schemas"]["ChatKitErrorCode"] | "custom";
+            /**
+             * Message
+             * @default null
+             */
+            message: string | null;
+            /**
+             * Allow Retry
+             * @default false
+             */
+            allow_retry: boolean;
+        };
+        ChatKitEvent: components["schemas"]["ChatKitThreadCreatedEvent"] | components["schemas"]["ChatKitThreadUpdatedEvent"] | components["schemas"]["ChatKitThreadItemDoneEvent"] | components["schemas"]["ChatKitThreadItemAddedEvent"] | components["schemas"]["ChatKitThreadItemUpdatedEvent"] | components["schemas"]["ChatKitThreadItemRemovedEvent"] | components["schemas"]["ChatKitThreadItemReplacedEvent"] | components["schemas"]["ChatKitStreamOptionsEvent"] | components["schemas"]["ChatKitProgressUpdateEvent"] | components["schemas"]["ChatKitClientEffectEvent"] | components["schemas"]["ChatKitErrorEvent"] | components["schemas"]["ChatKitNoticeEvent"];
+        /**
+         * FileAttachment
+         * @description Attachment representing a generic file.
+         */
+        ChatKitFileAttachment: {
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /** Mime Type */
+            mime_type: string;
+            /** @default null */
+            upload_descriptor: components["schemas"]["ChatKitAttachmentUploadDescriptor"] | null;
+            /**
+             * Thread Id
+             * @default null
+             */
+            thread_id: string | null;
+            /**
+             * Metadata
+             * @default null
+             */
+            metadata: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "file";
+        };
+        /**
+         * FileSource
+         * @description Source metadata for file-based references.
+         */
+        ChatKitFileSource: {
+            /** Title */
+            title: string;
+            /**
+             * Description
+             * @default null
+             */
+            description: string | null;
+            /**
+             * Timestamp
+             * @default null
+             */
+            timestamp: string | null;
+            /**
+             * Group
+             * @default null
+             */
+            group: string | null;
+            /**
+             * Type
+             * @default file
+             * @constant
+             */
+            type: "file";
+            /** Filename */
+            filename: string;
+        };
+        /**
+         * FileTask
+         * @description Workflow task referencing file sources.
+         */
+        ChatKitFileTask: {
+            /**
+             * Status Indicator
+             * @default none
+             * @enum {string}
+             */
+            status_indicator: "none" | "loading" | "complete";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "file";
+            /**
+             * Title
+             * @default null
+             */
+            title: string | null;
+            /** Sources */
+            sources: components["schemas"]["ChatKitFileSource"][];
+        };
+        /**
+         * Form
+         * @deprecated
+         * @description Form wrapper capable of submitting ``onSubmitAction``.
+         */
+        ChatKitForm: {
+            /**
+             * Children
+             * @default null
+             */
+            children: ((components["schemas"]["ChatKitText"] | components["schemas"]["ChatKitTitle"] | components["schemas"]["ChatKitCaption"] | components["schemas"]["ChatKitChart"] | components["schemas"]["ChatKitBadge"] | components["schemas"]["ChatKitMarkdown"] | components["schemas"]["ChatKitBox"] | components["schemas"]["ChatKitRow"] | components["schemas"]["ChatKitCol"] | components["schemas"]["ChatKitDivider"] | components["schemas"]["ChatKitIcon"] | components["schemas"]["ChatKitImage"] | components["schemas"]["ChatKitListViewItem"] | components["schemas"]["ChatKitButton"] | components["schemas"]["ChatKitCheckbox"] | components["schemas"]["ChatKitSpacer"] | components["schemas"]["ChatKitSelect"] | components["schemas"]["ChatKitDatePicker"] | components["schemas"]["ChatKitForm"] | components["schemas"]["ChatKitInput"] | components["schemas"]["ChatKitLabel"] | components["schemas"]["ChatKitRadioGroup"] | components["schemas"]["ChatKitTextarea"] | components["schemas"]["ChatKitTransition"]) | components["schemas"]["ChatKitDynamicWidgetComponent"])[] | null;
+            /**
+             * Align
+             * @default null
+             */
+            align: ("start" | "center" | "end" | "baseline" | "stretch") | null;
+            /**
+             * Justify
+             * @default null
+             */
+            justify: ("start" | "center" | "end" | "between" | "around" | "evenly" | "stretch") | null;
+            /**
+             * Wrap
+             * @default null
+             */
+            wrap: ("nowrap" | "wrap" | "wrap-reverse") | null;
+            /**
+             * Flex
+             * @default null
+             */
+            flex: number | string | null;
+            /**
+             * Gap
+             * @default null
+             */
+            gap: number | string | null;
+            /**
+             * Height
+             * @default null
+             */
+            height: number | string | null;
+            /**
+             * Width
+             * @default null
+             */
+            width: number | string | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: number | string | null;
+            /**
+             * Minheight
+             * @default null
+             */
+            minHeight: number | string | null;
+            /**
+             * Minwidth
+             * @default null
+             */
+            minWidth: number | string | null;
+            /**
+             * Minsize
+             * @default null
+             */
+            minSize: number | string | null;
+            /**
+             * Maxheight
+             * @default null
+             */
+            maxHeight: number | string | null;
+            /**
+             * Maxwidth
+             * @default null
+             */
+            maxWidth: number | string | null;
+            /**
+             * Maxsize
+             * @default null
+             */
+            maxSize: number | string | null;
+            /**
+             * Padding
+             * @default null
+             */
+            padding: number | string | components["schemas"]["ChatKitSpacing"] | null;
+            /**
+             * Margin
+             * @default null
+             */
+            margin: number | string | components["schemas"]["ChatKitSpacing"] | null;
+            /**
+             * Border
+             * @default null
+             */
+            border: number | components["schemas"]["ChatKitBorder"] | components["schemas"]["ChatKitBorders"] | null;
+            /**
+             * Radius
+             * @default null
+             */
+            radius: ("2xs" | "xs" | "sm" | "md" | "lg" | "xl" | "2xl" | "3xl" | "4xl" | "full" | "100%" | "none") | null;
+            /**
+             * Background
+             * @default null
+             */
+            background: string | components["schemas"]["ChatKitThemeColor"] | null;
+            /**
+             * Aspectratio
+             * @default null
+             */
+            aspectRatio: number | string | null;
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Form";
+            /** @default null */
+            onSubmitAction: components["schemas"]["ChatKitActionConfig"] | null;
+            /**
+             * Direction
+             * @default null
+             */
+            direction: ("row" | "col") | null;
+        };
+        /**
+         * GeneratedImage
+         * @description Generated image.
+         */
+        ChatKitGeneratedImage: {
+            /** Id */
+            id: string;
+            /** Url */
+            url: string;
+        };
+        /**
+         * GeneratedImageItem
+         * @description Thread item containing a generated image.
+         */
+        ChatKitGeneratedImageItem: {
+            /** Id */
+            id: string;
+            /** Thread Id */
+            thread_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "generated_image";
+            /** @default null */
+            image: components["schemas"]["ChatKitGeneratedImage"] | null;
+        };
+        /**
+         * GeneratedImageUpdated
+         * @description Event emitted when a generated image is updated.
+         */
+        ChatKitGeneratedImageUpdated: {
+            /**
+             * Type
+             * @default generated_image.updated
+             * @constant
+             */
+            type: "generated_image.updated";
+            image: components["schemas"]["ChatKitGeneratedImage"];
+            /**
+             * Progress
+             * @default null
+             */
+            progress: number | null;
+        };
         /** ChatKitHealth */
         ChatKitHealth: {
             /** @constant */
@@ -386,15 +2140,1051 @@ export interface components {
             self_hosted: components["schemas"]["SelfHostedModeStatus"];
             auth_mode: string;
         };
-        /** ChatKitRequest */
-        ChatKitRequest: {
-            type: string;
-            params?: {
+        /**
+         * HiddenContextItem
+         * @description HiddenContext is never sent to the client. It's not officially part of ChatKit.js.
+         *     It is only used internally to store additional context in a specific place in the thread.
+         */
+        ChatKitHiddenContextItem: {
+            /** Id */
+            id: string;
+            /** Thread Id */
+            thread_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "hidden_context_item";
+            /** Content */
+            content: unknown;
+        };
+        /**
+         * Icon
+         * @deprecated
+         * @description Icon component referencing a built-in icon name.
+         */
+        ChatKitIcon: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Icon";
+            /** Name */
+            name: ("agent" | "analytics" | "atom" | "batch" | "bolt" | "book-open" | "book-closed" | "book-clock" | "bug" | "calendar" | "chart" | "check" | "check-circle" | "check-circle-filled" | "chevron-left" | "chevron-right" | "circle-question" | "clock" | "compass" | "confetti" | "cube" | "desktop" | "document" | "dot" | "dots-horizontal" | "dots-vertical" | "empty-circle" | "external-link" | "globe" | "keys" | "lab" | "images" | "info" | "lifesaver" | "lightbulb" | "mail" | "map-pin" | "maps" | "mobile" | "name" | "notebook" | "notebook-pencil" | "page-blank" | "phone" | "play" | "plus" | "profile" | "profile-card" | "reload" | "star" | "star-filled" | "search" | "sparkle" | "sparkle-double" | "square-code" | "square-image" | "square-text" | "suitcase" | "settings-slider" | "user" | "wreath" | "write" | "write-alt" | "write-alt2") | string;
+            /**
+             * Color
+             * @default null
+             */
+            color: string | components["schemas"]["ChatKitThemeColor"] | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: ("xs" | "sm" | "md" | "lg" | "xl" | "2xl" | "3xl") | null;
+        };
+        /**
+         * Image
+         * @deprecated
+         * @description Image component with sizing and fitting controls.
+         */
+        ChatKitImage: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Image";
+            /** Src */
+            src: string;
+            /**
+             * Alt
+             * @default null
+             */
+            alt: string | null;
+            /**
+             * Fit
+             * @default null
+             */
+            fit: ("cover" | "contain" | "fill" | "scale-down" | "none") | null;
+            /**
+             * Position
+             * @default null
+             */
+            position: ("top left" | "top" | "top right" | "left" | "center" | "right" | "bottom left" | "bottom" | "bottom right") | null;
+            /**
+             * Radius
+             * @default null
+             */
+            radius: ("2xs" | "xs" | "sm" | "md" | "lg" | "xl" | "2xl" | "3xl" | "4xl" | "full" | "100%" | "none") | null;
+            /**
+             * Frame
+             * @default null
+             */
+            frame: boolean | null;
+            /**
+             * Flush
+             * @default null
+             */
+            flush: boolean | null;
+            /**
+             * Height
+             * @default null
+             */
+            height: number | string | null;
+            /**
+             * Width
+             * @default null
+             */
+            width: number | string | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: number | string | null;
+            /**
+             * Minheight
+             * @default null
+             */
+            minHeight: number | string | null;
+            /**
+             * Minwidth
+             * @default null
+             */
+            minWidth: number | string | null;
+            /**
+             * Minsize
+             * @default null
+             */
+            minSize: number | string | null;
+            /**
+             * Maxheight
+             * @default null
+             */
+            maxHeight: number | string | null;
+            /**
+             * Maxwidth
+             * @default null
+             */
+            maxWidth: number | string | null;
+            /**
+             * Maxsize
+             * @default null
+             */
+            maxSize: number | string | null;
+            /**
+             * Margin
+             * @default null
+             */
+            margin: number | string | components["schemas"]["ChatKitSpacing"] | null;
+            /**
+             * Background
+             * @default null
+             */
+            background: string | components["schemas"]["ChatKitThemeColor"] | null;
+            /**
+             * Aspectratio
+             * @default null
+             */
+            aspectRatio: number | string | null;
+            /**
+             * Flex
+             * @default null
+             */
+            flex: number | string | null;
+        };
+        /**
+         * ImageAttachment
+         * @description Attachment representing an image resource.
+         */
+        ChatKitImageAttachment: {
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /** Mime Type */
+            mime_type: string;
+            /** @default null */
+            upload_descriptor: components["schemas"]["ChatKitAttachmentUploadDescriptor"] | null;
+            /**
+             * Thread Id
+             * @default null
+             */
+            thread_id: string | null;
+            /**
+             * Metadata
+             * @default null
+             */
+            metadata: {
                 [key: string]: unknown;
             } | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "image";
+            /**
+             * Preview Url
+             * Format: uri
+             */
+            preview_url: string;
+        };
+        /**
+         * ImageTask
+         * @description Workflow task rendering image content.
+         */
+        ChatKitImageTask: {
+            /**
+             * Status Indicator
+             * @default none
+             * @enum {string}
+             */
+            status_indicator: "none" | "loading" | "complete";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "image";
+            /**
+             * Title
+             * @default null
+             */
+            title: string | null;
+        };
+        /**
+         * InferenceOptions
+         * @description Model and tool configuration for message processing.
+         */
+        ChatKitInferenceOptions: {
+            /** @default null */
+            tool_choice: components["schemas"]["ChatKitToolChoice"] | null;
+            /**
+             * Model
+             * @default null
+             */
+            model: string | null;
+        };
+        /**
+         * Input
+         * @deprecated
+         * @description Single-line text input component.
+         */
+        ChatKitInput: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Input";
+            /** Name */
+            name: string;
+            /**
+             * Inputtype
+             * @default null
+             */
+            inputType: ("number" | "email" | "text" | "password" | "tel" | "url") | null;
+            /**
+             * Defaultvalue
+             * @default null
+             */
+            defaultValue: string | null;
+            /**
+             * Required
+             * @default null
+             */
+            required: boolean | null;
+            /**
+             * Pattern
+             * @default null
+             */
+            pattern: string | null;
+            /**
+             * Placeholder
+             * @default null
+             */
+            placeholder: string | null;
+            /**
+             * Allowautofillextensions
+             * @default null
+             */
+            allowAutofillExtensions: boolean | null;
+            /**
+             * Autoselect
+             * @default null
+             */
+            autoSelect: boolean | null;
+            /**
+             * Autofocus
+             * @default null
+             */
+            autoFocus: boolean | null;
+            /**
+             * Disabled
+             * @default null
+             */
+            disabled: boolean | null;
+            /**
+             * Variant
+             * @default null
+             */
+            variant: ("soft" | "outline") | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: ("3xs" | "2xs" | "xs" | "sm" | "md" | "lg" | "xl" | "2xl" | "3xl") | null;
+            /**
+             * Guttersize
+             * @default null
+             */
+            gutterSize: ("2xs" | "xs" | "sm" | "md" | "lg" | "xl") | null;
+            /**
+             * Pill
+             * @default null
+             */
+            pill: boolean | null;
+        };
+        /**
+         * InputTranscribeParams
+         * @description Parameters for speech transcription.
+         */
+        ChatKitInputTranscribeParams: {
+            /** Audio Base64 */
+            audio_base64: string;
+            /** Mime Type */
+            mime_type: string;
+        };
+        /**
+         * InputTranscribeReq
+         * @description Request to transcribe an audio payload into text.
+         */
+        ChatKitInputTranscribeReq: {
+            /** Metadata */
             metadata?: {
                 [key: string]: unknown;
-            } | null;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "input.transcribe";
+            params: components["schemas"]["ChatKitInputTranscribeParams"];
+        };
+        /**
+         * ItemFeedbackParams
+         * @description Parameters describing feedback targets and sentiment.
+         */
+        ChatKitItemFeedbackParams: {
+            /** Thread Id */
+            thread_id: string;
+            /** Item Ids */
+            item_ids: string[];
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "positive" | "negative";
+        };
+        /**
+         * ItemsFeedbackReq
+         * @description Request to submit feedback on specific items.
+         */
+        ChatKitItemsFeedbackReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "items.feedback";
+            params: components["schemas"]["ChatKitItemFeedbackParams"];
+        };
+        /**
+         * ItemsListParams
+         * @description Pagination parameters for listing thread items.
+         */
+        ChatKitItemsListParams: {
+            /** Thread Id */
+            thread_id: string;
+            /**
+             * Limit
+             * @default null
+             */
+            limit: number | null;
+            /**
+             * Order
+             * @default desc
+             * @enum {string}
+             */
+            order: "asc" | "desc";
+            /**
+             * After
+             * @default null
+             */
+            after: string | null;
+        };
+        /**
+         * ItemsListReq
+         * @description Request to list items inside a thread.
+         */
+        ChatKitItemsListReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "items.list";
+            params: components["schemas"]["ChatKitItemsListParams"];
+        };
+        /**
+         * ChatKitJsonAnswer
+         * @description The JSON answer of a non-streaming request; which one per request type: `x-chatkit-answers`.
+         */
+        ChatKitJsonAnswer: components["schemas"]["ChatKitThread"] | components["schemas"]["ChatKitPage_Thread_"] | components["schemas"]["ChatKitPage_ThreadItem_"] | components["schemas"]["ChatKitEmptyAnswer"] | (components["schemas"]["ChatKitFileAttachment"] | components["schemas"]["ChatKitImageAttachment"]) | components["schemas"]["ChatKitTranscriptionResult"] | components["schemas"]["ChatKitSyncCustomActionResponse"];
+        /**
+         * Label
+         * @deprecated
+         * @description Form label associated with a field.
+         */
+        ChatKitLabel: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Label";
+            /** Value */
+            value: string;
+            /** Fieldname */
+            fieldName: string;
+            /**
+             * Size
+             * @default null
+             */
+            size: ("xs" | "sm" | "md" | "lg" | "xl") | null;
+            /**
+             * Weight
+             * @default null
+             */
+            weight: ("normal" | "medium" | "semibold" | "bold") | null;
+            /**
+             * Textalign
+             * @default null
+             */
+            textAlign: ("start" | "center" | "end") | null;
+            /**
+             * Color
+             * @default null
+             */
+            color: string | components["schemas"]["ChatKitThemeColor"] | null;
+        };
+        /**
+         * LineSeries
+         * @deprecated
+         * @description A line series plotted from a numeric `dataKey`. Supports curves.
+         */
+        ChatKitLineSeries: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "line";
+            /** Label */
+            label?: string | null;
+            /** Datakey */
+            dataKey: string;
+            /**
+             * Color
+             * @default null
+             */
+            color: string | components["schemas"]["ChatKitThemeColor"] | null;
+            /**
+             * Curvetype
+             * @default null
+             */
+            curveType: ("basis" | "basisClosed" | "basisOpen" | "bumpX" | "bumpY" | "bump" | "linear" | "linearClosed" | "natural" | "monotoneX" | "monotoneY" | "monotone" | "step" | "stepBefore" | "stepAfter") | null;
+        };
+        /**
+         * ListView
+         * @deprecated
+         * @description Container component for rendering collections of list items.
+         */
+        ChatKitListView: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "ListView";
+            /** Children */
+            children: components["schemas"]["ChatKitListViewItem"][];
+            /**
+             * Limit
+             * @default null
+             */
+            limit: number | "auto" | null;
+            /**
+             * Status
+             * @default null
+             */
+            status: components["schemas"]["ChatKitWidgetStatusWithFavicon"] | components["schemas"]["ChatKitWidgetStatusWithIcon"] | null;
+            /**
+             * Theme
+             * @default null
+             */
+            theme: ("light" | "dark") | null;
+        };
+        /**
+         * ListViewItem
+         * @deprecated
+         * @description Single row inside a ``ListView`` component.
+         */
+        ChatKitListViewItem: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "ListViewItem";
+            /** Children */
+            children: ((components["schemas"]["ChatKitText"] | components["schemas"]["ChatKitTitle"] | components["schemas"]["ChatKitCaption"] | components["schemas"]["ChatKitChart"] | components["schemas"]["ChatKitBadge"] | components["schemas"]["ChatKitMarkdown"] | components["schemas"]["ChatKitBox"] | components["schemas"]["ChatKitRow"] | components["schemas"]["ChatKitCol"] | components["schemas"]["ChatKitDivider"] | components["schemas"]["ChatKitIcon"] | components["schemas"]["ChatKitImage"] | components["schemas"]["ChatKitListViewItem"] | components["schemas"]["ChatKitButton"] | components["schemas"]["ChatKitCheckbox"] | components["schemas"]["ChatKitSpacer"] | components["schemas"]["ChatKitSelect"] | components["schemas"]["ChatKitDatePicker"] | components["schemas"]["ChatKitForm"] | components["schemas"]["ChatKitInput"] | components["schemas"]["ChatKitLabel"] | components["schemas"]["ChatKitRadioGroup"] | components["schemas"]["ChatKitTextarea"] | components["schemas"]["ChatKitTransition"]) | components["schemas"]["ChatKitDynamicWidgetComponent"])[];
+            /** @default null */
+            onClickAction: components["schemas"]["ChatKitActionConfig"] | null;
+            /**
+             * Gap
+             * @default null
+             */
+            gap: number | string | null;
+            /**
+             * Align
+             * @default null
+             */
+            align: ("start" | "center" | "end" | "baseline" | "stretch") | null;
+        };
+        /**
+         * LockedStatus
+         * @description Status indicating the thread is locked.
+         */
+        ChatKitLockedStatus: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "locked";
+            /**
+             * Reason
+             * @default null
+             */
+            reason: string | null;
+        };
+        /**
+         * Markdown
+         * @deprecated
+         * @description Widget rendering Markdown content, optionally streamed.
+         */
+        ChatKitMarkdown: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Markdown";
+            /** Value */
+            value: string;
+            /**
+             * Streaming
+             * @default null
+             */
+            streaming: boolean | null;
+        };
+        /**
+         * NoticeEvent
+         * @description Event conveying a user-facing notice.
+         */
+        ChatKitNoticeEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "notice";
+            /**
+             * Level
+             * @enum {string}
+             */
+            level: "info" | "warning" | "danger";
+            /** Message */
+            message: string;
+            /**
+             * Title
+             * @default null
+             */
+            title: string | null;
+        };
+        /** Page_ThreadItem_ */
+        ChatKitPage_ThreadItem_: {
+            /**
+             * Data
+             * @default []
+             */
+            data: (components["schemas"]["ChatKitUserMessageItem"] | components["schemas"]["ChatKitAssistantMessageItem"] | components["schemas"]["ChatKitClientToolCallItem"] | components["schemas"]["ChatKitWidgetItem"] | components["schemas"]["ChatKitGeneratedImageItem"] | components["schemas"]["ChatKitStructuredInputItem"] | components["schemas"]["ChatKitWorkflowItem"] | components["schemas"]["ChatKitTaskItem"] | components["schemas"]["ChatKitHiddenContextItem"] | components["schemas"]["ChatKitSDKHiddenContextItem"] | components["schemas"]["ChatKitEndOfTurnItem"])[];
+            /**
+             * Has More
+             * @default false
+             */
+            has_more: boolean;
+            /**
+             * After
+             * @default null
+             */
+            after: string | null;
+        };
+        /** Page[Thread] */
+        ChatKitPage_Thread_: {
+            /**
+             * Data
+             * @default []
+             */
+            data: components["schemas"]["ChatKitThread"][];
+            /**
+             * Has More
+             * @default false
+             */
+            has_more: boolean;
+            /**
+             * After
+             * @default null
+             */
+            after: string | null;
+        };
+        /**
+         * ProgressUpdateEvent
+         * @description Event providing incremental progress from the assistant.
+         */
+        ChatKitProgressUpdateEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "progress_update";
+            /**
+             * Icon
+             * @default null
+             */
+            icon: ("agent" | "analytics" | "atom" | "batch" | "bolt" | "book-open" | "book-closed" | "book-clock" | "bug" | "calendar" | "chart" | "check" | "check-circle" | "check-circle-filled" | "chevron-left" | "chevron-right" | "circle-question" | "clock" | "compass" | "confetti" | "cube" | "desktop" | "document" | "dot" | "dots-horizontal" | "dots-vertical" | "empty-circle" | "external-link" | "globe" | "keys" | "lab" | "images" | "info" | "lifesaver" | "lightbulb" | "mail" | "map-pin" | "maps" | "mobile" | "name" | "notebook" | "notebook-pencil" | "page-blank" | "phone" | "play" | "plus" | "profile" | "profile-card" | "reload" | "star" | "star-filled" | "search" | "sparkle" | "sparkle-double" | "square-code" | "square-image" | "square-text" | "suitcase" | "settings-slider" | "user" | "wreath" | "write" | "write-alt" | "write-alt2") | string | null;
+            /** Text */
+            text: string;
+        };
+        /**
+         * RadioGroup
+         * @deprecated
+         * @description Grouped radio input control.
+         */
+        ChatKitRadioGroup: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "RadioGroup";
+            /** Name */
+            name: string;
+            /**
+             * Options
+             * @default null
+             */
+            options: components["schemas"]["ChatKitRadioOption"][] | null;
+            /**
+             * Arialabel
+             * @default null
+             */
+            ariaLabel: string | null;
+            /** @default null */
+            onChangeAction: components["schemas"]["ChatKitActionConfig"] | null;
+            /**
+             * Defaultvalue
+             * @default null
+             */
+            defaultValue: string | null;
+            /**
+             * Direction
+             * @default null
+             */
+            direction: ("row" | "col") | null;
+            /**
+             * Disabled
+             * @default null
+             */
+            disabled: boolean | null;
+            /**
+             * Required
+             * @default null
+             */
+            required: boolean | null;
+        };
+        /**
+         * RadioOption
+         * @deprecated
+         * @description Option inside a ``RadioGroup`` widget.
+         */
+        ChatKitRadioOption: {
+            /** Label */
+            label: string;
+            /** Value */
+            value: string;
+            /** Disabled */
+            disabled?: boolean;
+        };
+        ChatKitRequest: components["schemas"]["ChatKitThreadsCreateReq"] | components["schemas"]["ChatKitThreadsAddUserMessageReq"] | components["schemas"]["ChatKitThreadsAddClientToolOutputReq"] | components["schemas"]["ChatKitThreadsAddStructuredInputReq"] | components["schemas"]["ChatKitThreadsRetryAfterItemReq"] | components["schemas"]["ChatKitThreadsCustomActionReq"] | components["schemas"]["ChatKitThreadsGetByIdReq"] | components["schemas"]["ChatKitThreadsListReq"] | components["schemas"]["ChatKitItemsListReq"] | components["schemas"]["ChatKitItemsFeedbackReq"] | components["schemas"]["ChatKitAttachmentsCreateReq"] | components["schemas"]["ChatKitAttachmentsDeleteReq"] | components["schemas"]["ChatKitThreadsUpdateReq"] | components["schemas"]["ChatKitThreadsDeleteReq"] | components["schemas"]["ChatKitInputTranscribeReq"] | components["schemas"]["ChatKitThreadsSyncCustomActionReq"];
+        /**
+         * Row
+         * @deprecated
+         * @description Horizontal flex container.
+         */
+        ChatKitRow: {
+            /**
+             * Children
+             * @default null
+             */
+            children: ((components["schemas"]["ChatKitText"] | components["schemas"]["ChatKitTitle"] | components["schemas"]["ChatKitCaption"] | components["schemas"]["ChatKitChart"] | components["schemas"]["ChatKitBadge"] | components["schemas"]["ChatKitMarkdown"] | components["schemas"]["ChatKitBox"] | components["schemas"]["ChatKitRow"] | components["schemas"]["ChatKitCol"] | components["schemas"]["ChatKitDivider"] | components["schemas"]["ChatKitIcon"] | components["schemas"]["ChatKitImage"] | components["schemas"]["ChatKitListViewItem"] | components["schemas"]["ChatKitButton"] | components["schemas"]["ChatKitCheckbox"] | components["schemas"]["ChatKitSpacer"] | components["schemas"]["ChatKitSelect"] | components["schemas"]["ChatKitDatePicker"] | components["schemas"]["ChatKitForm"] | components["schemas"]["ChatKitInput"] | components["schemas"]["ChatKitLabel"] | components["schemas"]["ChatKitRadioGroup"] | components["schemas"]["ChatKitTextarea"] | components["schemas"]["ChatKitTransition"]) | components["schemas"]["ChatKitDynamicWidgetComponent"])[] | null;
+            /**
+             * Align
+             * @default null
+             */
+            align: ("start" | "center" | "end" | "baseline" | "stretch") | null;
+            /**
+             * Justify
+             * @default null
+             */
+            justify: ("start" | "center" | "end" | "between" | "around" | "evenly" | "stretch") | null;
+            /**
+             * Wrap
+             * @default null
+             */
+            wrap: ("nowrap" | "wrap" | "wrap-reverse") | null;
+            /**
+             * Flex
+             * @default null
+             */
+            flex: number | string | null;
+            /**
+             * Gap
+             * @default null
+             */
+            gap: number | string | null;
+            /**
+             * Height
+             * @default null
+             */
+            height: number | string | null;
+            /**
+             * Width
+             * @default null
+             */
+            width: number | string | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: number | string | null;
+            /**
+             * Minheight
+             * @default null
+             */
+            minHeight: number | string | null;
+            /**
+             * Minwidth
+             * @default null
+             */
+            minWidth: number | string | null;
+            /**
+             * Minsize
+             * @default null
+             */
+            minSize: number | string | null;
+            /**
+             * Maxheight
+             * @default null
+             */
+            maxHeight: number | string | null;
+            /**
+             * Maxwidth
+             * @default null
+             */
+            maxWidth: number | string | null;
+            /**
+             * Maxsize
+             * @default null
+             */
+            maxSize: number | string | null;
+            /**
+             * Padding
+             * @default null
+             */
+            padding: number | string | components["schemas"]["ChatKitSpacing"] | null;
+            /**
+             * Margin
+             * @default null
+             */
+            margin: number | string | components["schemas"]["ChatKitSpacing"] | null;
+            /**
+             * Border
+             * @default null
+             */
+            border: number | components["schemas"]["ChatKitBorder"] | components["schemas"]["ChatKitBorders"] | null;
+            /**
+             * Radius
+             * @default null
+             */
+            radius: ("2xs" | "xs" | "sm" | "md" | "lg" | "xl" | "2xl" | "3xl" | "4xl" | "full" | "100%" | "none") | null;
+            /**
+             * Background
+             * @default null
+             */
+            background: string | components["schemas"]["ChatKitThemeColor"] | null;
+            /**
+             * Aspectratio
+             * @default null
+             */
+            aspectRatio: number | string | null;
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Row";
+        };
+        /**
+         * SDKHiddenContextItem
+         * @description Hidden context that is used by the ChatKit Python SDK for storing additional context
+         *     for internal operations.
+         */
+        ChatKitSDKHiddenContextItem: {
+            /** Id */
+            id: string;
+            /** Thread Id */
+            thread_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "sdk_hidden_context";
+            /** Content */
+            content: string;
+        };
+        /**
+         * SearchTask
+         * @description Workflow task representing a web search.
+         */
+        ChatKitSearchTask: {
+            /**
+             * Status Indicator
+             * @default none
+             * @enum {string}
+             */
+            status_indicator: "none" | "loading" | "complete";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "web_search";
+            /**
+             * Title
+             * @default null
+             */
+            title: string | null;
+            /**
+             * Title Query
+             * @default null
+             */
+            title_query: string | null;
+            /** Queries */
+            queries: string[];
+            /** Sources */
+            sources: components["schemas"]["ChatKitURLSource"][];
+        };
+        /**
+         * Select
+         * @deprecated
+         * @description Select dropdown component.
+         */
+        ChatKitSelect: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Select";
+            /** Name */
+            name: string;
+            /** Options */
+            options: components["schemas"]["ChatKitSelectOption"][];
+            /** @default null */
+            onChangeAction: components["schemas"]["ChatKitActionConfig"] | null;
+            /**
+             * Placeholder
+             * @default null
+             */
+            placeholder: string | null;
+            /**
+             * Defaultvalue
+             * @default null
+             */
+            defaultValue: string | null;
+            /**
+             * Variant
+             * @default null
+             */
+            variant: ("solid" | "soft" | "outline" | "ghost") | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: ("3xs" | "2xs" | "xs" | "sm" | "md" | "lg" | "xl" | "2xl" | "3xl") | null;
+            /**
+             * Pill
+             * @default null
+             */
+            pill: boolean | null;
+            /**
+             * Block
+             * @default null
+             */
+            block: boolean | null;
+            /**
+             * Clearable
+             * @default null
+             */
+            clearable: boolean | null;
+            /**
+             * Disabled
+             * @default null
+             */
+            disabled: boolean | null;
+            /**
+             * Searchable
+             * @default null
+             */
+            searchable: boolean | null;
+        };
+        /**
+         * SelectOption
+         * @deprecated
+         * @description Selectable option used by the ``Select`` widget.
+         */
+        ChatKitSelectOption: {
+            /** Value */
+            value: string;
+            /** Label */
+            label: string;
+            /** Disabled */
+            disabled?: boolean;
+            /** Description */
+            description?: string;
         };
         /** ChatKitSession */
         ChatKitSession: {
@@ -412,6 +3202,1298 @@ export interface components {
         ChatKitSessionRefresh: {
             current_client_secret?: string | null;
             session_id?: string | null;
+        };
+        /**
+         * Spacer
+         * @deprecated
+         * @description Flexible spacer used to push content apart.
+         */
+        ChatKitSpacer: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Spacer";
+            /**
+             * Minsize
+             * @default null
+             */
+            minSize: number | string | null;
+        };
+        /**
+         * Spacing
+         * @deprecated
+         * @description Shorthand spacing values applied to a widget.
+         */
+        ChatKitSpacing: {
+            /** Top */
+            top?: number | string;
+            /** Right */
+            right?: number | string;
+            /** Bottom */
+            bottom?: number | string;
+            /** Left */
+            left?: number | string;
+            /** X */
+            x?: number | string;
+            /** Y */
+            y?: number | string;
+        };
+        /**
+         * StreamOptions
+         * @description Settings that control runtime stream behavior.
+         */
+        ChatKitStreamOptions: {
+            /** Allow Cancel */
+            allow_cancel: boolean;
+        };
+        /**
+         * StreamOptionsEvent
+         * @description Event emitted to set stream options at runtime.
+         */
+        ChatKitStreamOptionsEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "stream_options";
+            stream_options: components["schemas"]["ChatKitStreamOptions"];
+        };
+        /**
+         * StructuredInputAnswer
+         * @description Answer recorded for a structured input.
+         */
+        ChatKitStructuredInputAnswer: {
+            /** Values */
+            values: string[];
+            /**
+             * Skipped
+             * @default false
+             */
+            skipped: boolean;
+        };
+        /**
+         * StructuredInputAnswerSubmission
+         * @description Client-submitted answer for a structured input.
+         */
+        ChatKitStructuredInputAnswerSubmission: {
+            /** Values */
+            values?: string[];
+            /**
+             * Skipped
+             * @default false
+             */
+            skipped: boolean;
+        };
+        /**
+         * StructuredInputFreeform
+         * @description Structured input answered with freeform text.
+         */
+        ChatKitStructuredInputFreeform: {
+            /** Id */
+            id: string;
+            /** Question */
+            question: string;
+            /** @default null */
+            answer: components["schemas"]["ChatKitStructuredInputAnswer"] | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "freeform";
+            /**
+             * Description
+             * @default null
+             */
+            description: string | null;
+        };
+        /**
+         * StructuredInputItem
+         * @description Thread item requesting structured input from the user.
+         */
+        ChatKitStructuredInputItem: {
+            /** Id */
+            id: string;
+            /** Thread Id */
+            thread_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "structured_input";
+            /**
+             * Status
+             * @default pending
+             * @enum {string}
+             */
+            status: "pending" | "answered" | "skipped";
+            /** Inputs */
+            inputs: (components["schemas"]["ChatKitStructuredInputMultipleChoice"] | components["schemas"]["ChatKitStructuredInputFreeform"])[];
+        };
+        /**
+         * StructuredInputMultipleChoice
+         * @description Structured input answered by choosing one or more options.
+         */
+        ChatKitStructuredInputMultipleChoice: {
+            /** Id */
+            id: string;
+            /** Question */
+            question: string;
+            /** @default null */
+            answer: components["schemas"]["ChatKitStructuredInputAnswer"] | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "multiple_choice";
+            /** Options */
+            options: components["schemas"]["ChatKitStructuredInputMultipleChoiceOption"][];
+            /**
+             * Multiple
+             * @default false
+             */
+            multiple: boolean;
+        };
+        /**
+         * StructuredInputMultipleChoiceOption
+         * @description Option shown for a multiple-choice structured input.
+         */
+        ChatKitStructuredInputMultipleChoiceOption: {
+            /** Value */
+            value: string;
+        };
+        /**
+         * StructuredInputSubmission
+         * @description Client-submitted answers for a pending structured input item.
+         */
+        ChatKitStructuredInputSubmission: {
+            /**
+             * Status
+             * @default answered
+             * @enum {string}
+             */
+            status: "answered" | "skipped";
+            /** Answers */
+            answers?: {
+                [key: string]: components["schemas"]["ChatKitStructuredInputAnswerSubmission"];
+            };
+        };
+        /**
+         * SyncCustomActionResponse
+         * @description Single thread item update returned by a sync custom action.
+         */
+        ChatKitSyncCustomActionResponse: {
+            /**
+             * Updated Item
+             * @default null
+             */
+            updated_item: (components["schemas"]["ChatKitUserMessageItem"] | components["schemas"]["ChatKitAssistantMessageItem"] | components["schemas"]["ChatKitClientToolCallItem"] | components["schemas"]["ChatKitWidgetItem"] | components["schemas"]["ChatKitGeneratedImageItem"] | components["schemas"]["ChatKitStructuredInputItem"] | components["schemas"]["ChatKitWorkflowItem"] | components["schemas"]["ChatKitTaskItem"] | components["schemas"]["ChatKitHiddenContextItem"] | components["schemas"]["ChatKitSDKHiddenContextItem"] | components["schemas"]["ChatKitEndOfTurnItem"]) | null;
+        };
+        /**
+         * TaskItem
+         * @description Thread item containing a task.
+         */
+        ChatKitTaskItem: {
+            /** Id */
+            id: string;
+            /** Thread Id */
+            thread_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "task";
+            /** Task */
+            task: components["schemas"]["ChatKitCustomTask"] | components["schemas"]["ChatKitSearchTask"] | components["schemas"]["ChatKitThoughtTask"] | components["schemas"]["ChatKitFileTask"] | components["schemas"]["ChatKitImageTask"];
+        };
+        /**
+         * Text
+         * @deprecated
+         * @description Widget rendering plain text with typography controls.
+         */
+        ChatKitText: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Text";
+            /** Value */
+            value: string;
+            /**
+             * Streaming
+             * @default null
+             */
+            streaming: boolean | null;
+            /**
+             * Italic
+             * @default null
+             */
+            italic: boolean | null;
+            /**
+             * Linethrough
+             * @default null
+             */
+            lineThrough: boolean | null;
+            /**
+             * Color
+             * @default null
+             */
+            color: string | components["schemas"]["ChatKitThemeColor"] | null;
+            /**
+             * Weight
+             * @default null
+             */
+            weight: ("normal" | "medium" | "semibold" | "bold") | null;
+            /**
+             * Width
+             * @default null
+             */
+            width: number | string | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: ("xs" | "sm" | "md" | "lg" | "xl") | null;
+            /**
+             * Textalign
+             * @default null
+             */
+            textAlign: ("start" | "center" | "end") | null;
+            /**
+             * Truncate
+             * @default null
+             */
+            truncate: boolean | null;
+            /**
+             * Minlines
+             * @default null
+             */
+            minLines: number | null;
+            /**
+             * Maxlines
+             * @default null
+             */
+            maxLines: number | null;
+            /**
+             * Editable
+             * @default null
+             */
+            editable: false | components["schemas"]["ChatKitEditableProps"] | null;
+        };
+        /**
+         * Textarea
+         * @deprecated
+         * @description Multiline text input component.
+         */
+        ChatKitTextarea: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Textarea";
+            /** Name */
+            name: string;
+            /**
+             * Defaultvalue
+             * @default null
+             */
+            defaultValue: string | null;
+            /**
+             * Required
+             * @default null
+             */
+            required: boolean | null;
+            /**
+             * Pattern
+             * @default null
+             */
+            pattern: string | null;
+            /**
+             * Placeholder
+             * @default null
+             */
+            placeholder: string | null;
+            /**
+             * Autoselect
+             * @default null
+             */
+            autoSelect: boolean | null;
+            /**
+             * Autofocus
+             * @default null
+             */
+            autoFocus: boolean | null;
+            /**
+             * Disabled
+             * @default null
+             */
+            disabled: boolean | null;
+            /**
+             * Variant
+             * @default null
+             */
+            variant: ("soft" | "outline") | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: ("3xs" | "2xs" | "xs" | "sm" | "md" | "lg" | "xl" | "2xl" | "3xl") | null;
+            /**
+             * Guttersize
+             * @default null
+             */
+            gutterSize: ("2xs" | "xs" | "sm" | "md" | "lg" | "xl") | null;
+            /**
+             * Rows
+             * @default null
+             */
+            rows: number | null;
+            /**
+             * Autoresize
+             * @default null
+             */
+            autoResize: boolean | null;
+            /**
+             * Maxrows
+             * @default null
+             */
+            maxRows: number | null;
+            /**
+             * Allowautofillextensions
+             * @default null
+             */
+            allowAutofillExtensions: boolean | null;
+        };
+        /**
+         * ThemeColor
+         * @deprecated
+         * @description Color values for light and dark themes.
+         */
+        ChatKitThemeColor: {
+            /** Dark */
+            dark: string;
+            /** Light */
+            light: string;
+        };
+        /**
+         * ThoughtTask
+         * @description Workflow task capturing assistant reasoning.
+         */
+        ChatKitThoughtTask: {
+            /**
+             * Status Indicator
+             * @default none
+             * @enum {string}
+             */
+            status_indicator: "none" | "loading" | "complete";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "thought";
+            /**
+             * Title
+             * @default null
+             */
+            title: string | null;
+            /** Content */
+            content: string;
+        };
+        /**
+         * Thread
+         * @description Thread with its paginated items.
+         */
+        ChatKitThread: {
+            /**
+             * Title
+             * @default null
+             */
+            title: string | null;
+            /** Id */
+            id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Status */
+            status: components["schemas"]["ChatKitActiveStatus"] | components["schemas"]["ChatKitLockedStatus"] | components["schemas"]["ChatKitClosedStatus"];
+            /**
+             * Allowed Image Domains
+             * @default null
+             */
+            allowed_image_domains: string[] | null;
+            /** Metadata */
+            metadata: {
+                [key: string]: unknown;
+            };
+            items: components["schemas"]["ChatKitPage_ThreadItem_"];
+        };
+        /**
+         * ThreadAddClientToolOutputParams
+         * @description Parameters for recording tool output in a thread.
+         */
+        ChatKitThreadAddClientToolOutputParams: {
+            /** Thread Id */
+            thread_id: string;
+            /** Result */
+            result: unknown;
+        };
+        /**
+         * ThreadAddStructuredInputParams
+         * @description Parameters for adding structured input to a thread.
+         */
+        ChatKitThreadAddStructuredInputParams: {
+            /** Thread Id */
+            thread_id: string;
+            /** Item Id */
+            item_id: string;
+            input: components["schemas"]["ChatKitStructuredInputSubmission"];
+        };
+        /**
+         * ThreadAddUserMessageParams
+         * @description Parameters for adding a user message to a thread.
+         */
+        ChatKitThreadAddUserMessageParams: {
+            input: components["schemas"]["ChatKitUserMessageInput"];
+            /** Thread Id */
+            thread_id: string;
+        };
+        /**
+         * ThreadCreateParams
+         * @description User input required to create a thread.
+         */
+        ChatKitThreadCreateParams: {
+            input: components["schemas"]["ChatKitUserMessageInput"];
+        };
+        /**
+         * ThreadCreatedEvent
+         * @description Event emitted when a thread is created.
+         */
+        ChatKitThreadCreatedEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "thread.created";
+            thread: components["schemas"]["ChatKitThread"];
+        };
+        /**
+         * ThreadCustomActionParams
+         * @description Parameters describing the custom action to execute.
+         */
+        ChatKitThreadCustomActionParams: {
+            /** Thread Id */
+            thread_id: string;
+            /**
+             * Item Id
+             * @default null
+             */
+            item_id: string | null;
+            action: components["schemas"]["ChatKitAction_str_Any_"];
+        };
+        /**
+         * ThreadDeleteParams
+         * @description Parameters identifying a thread to delete.
+         */
+        ChatKitThreadDeleteParams: {
+            /** Thread Id */
+            thread_id: string;
+        };
+        /**
+         * ThreadGetByIdParams
+         * @description Parameters for retrieving a thread by id.
+         */
+        ChatKitThreadGetByIdParams: {
+            /** Thread Id */
+            thread_id: string;
+        };
+        /**
+         * ThreadItemAddedEvent
+         * @description Event emitted when a new item is added to a thread.
+         */
+        ChatKitThreadItemAddedEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "thread.item.added";
+            /** Item */
+            item: components["schemas"]["ChatKitUserMessageItem"] | components["schemas"]["ChatKitAssistantMessageItem"] | components["schemas"]["ChatKitClientToolCallItem"] | components["schemas"]["ChatKitWidgetItem"] | components["schemas"]["ChatKitGeneratedImageItem"] | components["schemas"]["ChatKitStructuredInputItem"] | components["schemas"]["ChatKitWorkflowItem"] | components["schemas"]["ChatKitTaskItem"] | components["schemas"]["ChatKitHiddenContextItem"] | components["schemas"]["ChatKitSDKHiddenContextItem"] | components["schemas"]["ChatKitEndOfTurnItem"];
+        };
+        /**
+         * ThreadItemDoneEvent
+         * @description Event emitted when a thread item is marked complete.
+         */
+        ChatKitThreadItemDoneEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "thread.item.done";
+            /** Item */
+            item: components["schemas"]["ChatKitUserMessageItem"] | components["schemas"]["ChatKitAssistantMessageItem"] | components["schemas"]["ChatKitClientToolCallItem"] | components["schemas"]["ChatKitWidgetItem"] | components["schemas"]["ChatKitGeneratedImageItem"] | components["schemas"]["ChatKitStructuredInputItem"] | components["schemas"]["ChatKitWorkflowItem"] | components["schemas"]["ChatKitTaskItem"] | components["schemas"]["ChatKitHiddenContextItem"] | components["schemas"]["ChatKitSDKHiddenContextItem"] | components["schemas"]["ChatKitEndOfTurnItem"];
+        };
+        /**
+         * ThreadItemRemovedEvent
+         * @description Event emitted when a thread item is removed.
+         */
+        ChatKitThreadItemRemovedEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "thread.item.removed";
+            /** Item Id */
+            item_id: string;
+        };
+        /**
+         * ThreadItemReplacedEvent
+         * @description Event emitted when a thread item is replaced.
+         */
+        ChatKitThreadItemReplacedEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "thread.item.replaced";
+            /** Item */
+            item: components["schemas"]["ChatKitUserMessageItem"] | components["schemas"]["ChatKitAssistantMessageItem"] | components["schemas"]["ChatKitClientToolCallItem"] | components["schemas"]["ChatKitWidgetItem"] | components["schemas"]["ChatKitGeneratedImageItem"] | components["schemas"]["ChatKitStructuredInputItem"] | components["schemas"]["ChatKitWorkflowItem"] | components["schemas"]["ChatKitTaskItem"] | components["schemas"]["ChatKitHiddenContextItem"] | components["schemas"]["ChatKitSDKHiddenContextItem"] | components["schemas"]["ChatKitEndOfTurnItem"];
+        };
+        /**
+         * ThreadItemUpdatedEvent
+         * @description Event describing an update to an existing thread item.
+         */
+        ChatKitThreadItemUpdatedEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "thread.item.updated";
+            /** Item Id */
+            item_id: string;
+            /** Update */
+            update: components["schemas"]["ChatKitAssistantMessageContentPartAdded"] | components["schemas"]["ChatKitAssistantMessageContentPartTextDelta"] | components["schemas"]["ChatKitAssistantMessageContentPartAnnotationAdded"] | components["schemas"]["ChatKitAssistantMessageContentPartDone"] | components["schemas"]["ChatKitWidgetStreamingTextValueDelta"] | components["schemas"]["ChatKitWidgetComponentUpdated"] | components["schemas"]["ChatKitWidgetRootUpdated"] | components["schemas"]["ChatKitWorkflowTaskAdded"] | components["schemas"]["ChatKitWorkflowTaskUpdated"] | components["schemas"]["ChatKitGeneratedImageUpdated"];
+        };
+        /**
+         * ThreadListParams
+         * @description Pagination parameters for listing threads.
+         */
+        ChatKitThreadListParams: {
+            /**
+             * Limit
+             * @default null
+             */
+            limit: number | null;
+            /**
+             * Order
+             * @default desc
+             * @enum {string}
+             */
+            order: "asc" | "desc";
+            /**
+             * After
+             * @default null
+             */
+            after: string | null;
+        };
+        /**
+         * ThreadRetryAfterItemParams
+         * @description Parameters specifying which item to retry.
+         */
+        ChatKitThreadRetryAfterItemParams: {
+            /** Thread Id */
+            thread_id: string;
+            /** Item Id */
+            item_id: string;
+        };
+        /**
+         * ThreadUpdateParams
+         * @description Parameters for updating a thread's properties.
+         */
+        ChatKitThreadUpdateParams: {
+            /** Thread Id */
+            thread_id: string;
+            /** Title */
+            title: string;
+        };
+        /**
+         * ThreadUpdatedEvent
+         * @description Event emitted when a thread is updated.
+         */
+        ChatKitThreadUpdatedEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "thread.updated";
+            thread: components["schemas"]["ChatKitThread"];
+        };
+        /**
+         * ThreadsAddClientToolOutputReq
+         * @description Request to add a client tool's output to a thread.
+         */
+        ChatKitThreadsAddClientToolOutputReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "threads.add_client_tool_output";
+            params: components["schemas"]["ChatKitThreadAddClientToolOutputParams"];
+        };
+        /**
+         * ThreadsAddStructuredInputReq
+         * @description Request to submit answers for a pending structured input item.
+         */
+        ChatKitThreadsAddStructuredInputReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "threads.add_structured_input";
+            params: components["schemas"]["ChatKitThreadAddStructuredInputParams"];
+        };
+        /**
+         * ThreadsAddUserMessageReq
+         * @description Request to append a user message to a thread.
+         */
+        ChatKitThreadsAddUserMessageReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "threads.add_user_message";
+            params: components["schemas"]["ChatKitThreadAddUserMessageParams"];
+        };
+        /**
+         * ThreadsCreateReq
+         * @description Request to create a new thread from a user message.
+         */
+        ChatKitThreadsCreateReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "threads.create";
+            params: components["schemas"]["ChatKitThreadCreateParams"];
+        };
+        /**
+         * ThreadsCustomActionReq
+         * @description Request to execute a custom action within a thread.
+         */
+        ChatKitThreadsCustomActionReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "threads.custom_action";
+            params: components["schemas"]["ChatKitThreadCustomActionParams"];
+        };
+        /**
+         * ThreadsDeleteReq
+         * @description Request to delete a thread.
+         */
+        ChatKitThreadsDeleteReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "threads.delete";
+            params: components["schemas"]["ChatKitThreadDeleteParams"];
+        };
+        /**
+         * ThreadsGetByIdReq
+         * @description Request to fetch a single thread by its identifier.
+         */
+        ChatKitThreadsGetByIdReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "threads.get_by_id";
+            params: components["schemas"]["ChatKitThreadGetByIdParams"];
+        };
+        /**
+         * ThreadsListReq
+         * @description Request to list threads.
+         */
+        ChatKitThreadsListReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "threads.list";
+            params: components["schemas"]["ChatKitThreadListParams"];
+        };
+        /**
+         * ThreadsRetryAfterItemReq
+         * @description Request to retry processing after a specific thread item.
+         */
+        ChatKitThreadsRetryAfterItemReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "threads.retry_after_item";
+            params: components["schemas"]["ChatKitThreadRetryAfterItemParams"];
+        };
+        /**
+         * ThreadsSyncCustomActionReq
+         * @description Request to execute a custom action and return a single item update.
+         */
+        ChatKitThreadsSyncCustomActionReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "threads.sync_custom_action";
+            params: components["schemas"]["ChatKitThreadCustomActionParams"];
+        };
+        /**
+         * ThreadsUpdateReq
+         * @description Request to update thread metadata.
+         */
+        ChatKitThreadsUpdateReq: {
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "threads.update";
+            params: components["schemas"]["ChatKitThreadUpdateParams"];
+        };
+        /**
+         * Title
+         * @deprecated
+         * @description Widget rendering prominent headline text.
+         */
+        ChatKitTitle: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Title";
+            /** Value */
+            value: string;
+            /**
+             * Color
+             * @default null
+             */
+            color: string | components["schemas"]["ChatKitThemeColor"] | null;
+            /**
+             * Weight
+             * @default null
+             */
+            weight: ("normal" | "medium" | "semibold" | "bold") | null;
+            /**
+             * Size
+             * @default null
+             */
+            size: ("sm" | "md" | "lg" | "xl" | "2xl" | "3xl" | "4xl" | "5xl") | null;
+            /**
+             * Textalign
+             * @default null
+             */
+            textAlign: ("start" | "center" | "end") | null;
+            /**
+             * Truncate
+             * @default null
+             */
+            truncate: boolean | null;
+            /**
+             * Maxlines
+             * @default null
+             */
+            maxLines: number | null;
+        };
+        /**
+         * ToolChoice
+         * @description Explicit tool selection for the assistant to invoke.
+         */
+        ChatKitToolChoice: {
+            /** Id */
+            id: string;
+        };
+        /**
+         * TranscriptionResult
+         * @description Input speech transcription result.
+         */
+        ChatKitTranscriptionResult: {
+            /** Text */
+            text: string;
+        };
+        /**
+         * Transition
+         * @deprecated
+         * @description Wrapper enabling transitions for a child component.
+         */
+        ChatKitTransition: {
+            /**
+             * Key
+             * @default null
+             */
+            key: string | null;
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "Transition";
+            /** Children */
+            children?: (components["schemas"]["ChatKitText"] | components["schemas"]["ChatKitTitle"] | components["schemas"]["ChatKitCaption"] | components["schemas"]["ChatKitChart"] | components["schemas"]["ChatKitBadge"] | components["schemas"]["ChatKitMarkdown"] | components["schemas"]["ChatKitBox"] | components["schemas"]["ChatKitRow"] | components["schemas"]["ChatKitCol"] | components["schemas"]["ChatKitDivider"] | components["schemas"]["ChatKitIcon"] | components["schemas"]["ChatKitImage"] | components["schemas"]["ChatKitListViewItem"] | components["schemas"]["ChatKitButton"] | components["schemas"]["ChatKitCheckbox"] | components["schemas"]["ChatKitSpacer"] | components["schemas"]["ChatKitSelect"] | components["schemas"]["ChatKitDatePicker"] | components["schemas"]["ChatKitForm"] | components["schemas"]["ChatKitInput"] | components["schemas"]["ChatKitLabel"] | components["schemas"]["ChatKitRadioGroup"] | components["schemas"]["ChatKitTextarea"] | components["schemas"]["ChatKitTransition"]) | components["schemas"]["ChatKitDynamicWidgetComponent"] | null;
+        };
+        /**
+         * URLSource
+         * @description Source metadata for external URLs.
+         */
+        ChatKitURLSource: {
+            /** Title */
+            title: string;
+            /**
+             * Description
+             * @default null
+             */
+            description: string | null;
+            /**
+             * Timestamp
+             * @default null
+             */
+            timestamp: string | null;
+            /**
+             * Group
+             * @default null
+             */
+            group: string | null;
+            /**
+             * Type
+             * @default url
+             * @constant
+             */
+            type: "url";
+            /** Url */
+            url: string;
+            /**
+             * Attribution
+             * @default null
+             */
+            attribution: string | null;
+        };
+        /**
+         * UserMessageInput
+         * @description Payload describing a user message submission.
+         */
+        ChatKitUserMessageInput: {
+            /** Content */
+            content: (components["schemas"]["ChatKitUserMessageTextContent-Input"] | components["schemas"]["ChatKitUserMessageTagContent-Input"])[];
+            /** Attachments */
+            attachments: string[];
+            /**
+             * Quoted Text
+             * @default null
+             */
+            quoted_text: string | null;
+            inference_options: components["schemas"]["ChatKitInferenceOptions"];
+        };
+        /**
+         * UserMessageItem
+         * @description Thread item representing a user message.
+         */
+        ChatKitUserMessageItem: {
+            /** Id */
+            id: string;
+            /** Thread Id */
+            thread_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "user_message";
+            /** Content */
+            content: (components["schemas"]["ChatKitUserMessageTextContent-Output"] | components["schemas"]["ChatKitUserMessageTagContent-Output"])[];
+            /** Attachments */
+            attachments: (components["schemas"]["ChatKitFileAttachment"] | components["schemas"]["ChatKitImageAttachment"])[];
+            /**
+             * Quoted Text
+             * @default null
+             */
+            quoted_text: string | null;
+            inference_options: components["schemas"]["ChatKitInferenceOptions"];
+        };
+        /**
+         * UserMessageTagContentInput
+         * @description User message content representing an interactive tag.
+         */
+        "ChatKitUserMessageTagContent-Input": {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "input_tag";
+            /** Id */
+            id: string;
+            /** Text */
+            text: string;
+            /** Data */
+            data: {
+                [key: string]: unknown;
+            };
+            /**
+             * Group
+             * @default null
+             */
+            group: string | null;
+            /**
+             * Interactive
+             * @default false
+             */
+            interactive: boolean;
+        };
+        /**
+         * UserMessageTagContentOutput
+         * @description User message content representing an interactive tag.
+         */
+        "ChatKitUserMessageTagContent-Output": {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "input_tag";
+            /** Id */
+            id: string;
+            /** Text */
+            text: string;
+            /** Data */
+            data: {
+                [key: string]: unknown;
+            };
+            /**
+             * Group
+             * @default null
+             */
+            group: string | null;
+            /**
+             * Interactive
+             * @default false
+             */
+            interactive: boolean;
+        };
+        /**
+         * UserMessageTextContentInput
+         * @description User message content containing plaintext.
+         */
+        "ChatKitUserMessageTextContent-Input": {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "input_text";
+            /** Text */
+            text: string;
+        };
+        /**
+         * UserMessageTextContentOutput
+         * @description User message content containing plaintext.
+         */
+        "ChatKitUserMessageTextContent-Output": {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "input_text";
+            /** Text */
+            text: string;
+        };
+        /**
+         * WidgetComponentUpdated
+         * @description Event emitted when a widget component updates.
+         */
+        ChatKitWidgetComponentUpdated: {
+            /**
+             * Type
+             * @default widget.component.updated
+             * @constant
+             */
+            type: "widget.component.updated";
+            /** Component Id */
+            component_id: string;
+            /** Component */
+            component: (components["schemas"]["ChatKitText"] | components["schemas"]["ChatKitTitle"] | components["schemas"]["ChatKitCaption"] | components["schemas"]["ChatKitChart"] | components["schemas"]["ChatKitBadge"] | components["schemas"]["ChatKitMarkdown"] | components["schemas"]["ChatKitBox"] | components["schemas"]["ChatKitRow"] | components["schemas"]["ChatKitCol"] | components["schemas"]["ChatKitDivider"] | components["schemas"]["ChatKitIcon"] | components["schemas"]["ChatKitImage"] | components["schemas"]["ChatKitListViewItem"] | components["schemas"]["ChatKitButton"] | components["schemas"]["ChatKitCheckbox"] | components["schemas"]["ChatKitSpacer"] | components["schemas"]["ChatKitSelect"] | components["schemas"]["ChatKitDatePicker"] | components["schemas"]["ChatKitForm"] | components["schemas"]["ChatKitInput"] | components["schemas"]["ChatKitLabel"] | components["schemas"]["ChatKitRadioGroup"] | components["schemas"]["ChatKitTextarea"] | components["schemas"]["ChatKitTransition"]) | components["schemas"]["ChatKitDynamicWidgetComponent"];
+        };
+        /**
+         * WidgetItem
+         * @description Thread item containing widget content.
+         */
+        ChatKitWidgetItem: {
+            /** Id */
+            id: string;
+            /** Thread Id */
+            thread_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "widget";
+            /** Widget */
+            widget: (components["schemas"]["ChatKitCard"] | components["schemas"]["ChatKitListView"] | components["schemas"]["ChatKitBasicRoot"]) | components["schemas"]["ChatKitDynamicWidgetRoot"];
+            /**
+             * Copy Text
+             * @default null
+             */
+            copy_text: string | null;
+        };
+        /**
+         * WidgetRootUpdated
+         * @description Event published when the widget root changes.
+         */
+        ChatKitWidgetRootUpdated: {
+            /**
+             * Type
+             * @default widget.root.updated
+             * @constant
+             */
+            type: "widget.root.updated";
+            /** Widget */
+            widget: (components["schemas"]["ChatKitCard"] | components["schemas"]["ChatKitListView"] | components["schemas"]["ChatKitBasicRoot"]) | components["schemas"]["ChatKitDynamicWidgetRoot"];
+        };
+        /**
+         * WidgetStatusWithFavicon
+         * @deprecated
+         * @description Widget status representation using a favicon.
+         */
+        ChatKitWidgetStatusWithFavicon: {
+            /** Text */
+            text: string;
+            /** Favicon */
+            favicon?: string;
+            /** Frame */
+            frame?: boolean;
+        };
+        /**
+         * WidgetStatusWithIcon
+         * @deprecated
+         * @description Widget status representation using an icon.
+         */
+        ChatKitWidgetStatusWithIcon: {
+            /** Text */
+            text: string;
+            /** Icon */
+            icon?: ("agent" | "analytics" | "atom" | "batch" | "bolt" | "book-open" | "book-closed" | "book-clock" | "bug" | "calendar" | "chart" | "check" | "check-circle" | "check-circle-filled" | "chevron-left" | "chevron-right" | "circle-question" | "clock" | "compass" | "confetti" | "cube" | "desktop" | "document" | "dot" | "dots-horizontal" | "dots-vertical" | "empty-circle" | "external-link" | "globe" | "keys" | "lab" | "images" | "info" | "lifesaver" | "lightbulb" | "mail" | "map-pin" | "maps" | "mobile" | "name" | "notebook" | "notebook-pencil" | "page-blank" | "phone" | "play" | "plus" | "profile" | "profile-card" | "reload" | "star" | "star-filled" | "search" | "sparkle" | "sparkle-double" | "square-code" | "square-image" | "square-text" | "suitcase" | "settings-slider" | "user" | "wreath" | "write" | "write-alt" | "write-alt2") | string;
+        };
+        /**
+         * WidgetStreamingTextValueDelta
+         * @description Event streaming widget text deltas.
+         */
+        ChatKitWidgetStreamingTextValueDelta: {
+            /**
+             * Type
+             * @default widget.streaming_text.value_delta
+             * @constant
+             */
+            type: "widget.streaming_text.value_delta";
+            /** Component Id */
+            component_id: string;
+            /** Delta */
+            delta: string;
+            /** Done */
+            done: boolean;
+        };
+        /**
+         * Workflow
+         * @description Workflow attached to a thread with optional summary.
+         */
+        ChatKitWorkflow: {
+            /**
+             * Type
+             * @enum {string}
+             */
+            type: "custom" | "reasoning";
+            /** Tasks */
+            tasks: (components["schemas"]["ChatKitCustomTask"] | components["schemas"]["ChatKitSearchTask"] | components["schemas"]["ChatKitThoughtTask"] | components["schemas"]["ChatKitFileTask"] | components["schemas"]["ChatKitImageTask"])[];
+            /**
+             * Summary
+             * @default null
+             */
+            summary: components["schemas"]["ChatKitCustomSummary"] | components["schemas"]["ChatKitDurationSummary"] | null;
+            /**
+             * Expanded
+             * @default false
+             */
+            expanded: boolean;
+        };
+        /**
+         * WorkflowItem
+         * @description Thread item representing a workflow.
+         */
+        ChatKitWorkflowItem: {
+            /** Id */
+            id: string;
+            /** Thread Id */
+            thread_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "workflow";
+            workflow: components["schemas"]["ChatKitWorkflow"];
+        };
+        /**
+         * WorkflowTaskAdded
+         * @description Event emitted when a workflow task is added.
+         */
+        ChatKitWorkflowTaskAdded: {
+            /**
+             * Type
+             * @default workflow.task.added
+             * @constant
+             */
+            type: "workflow.task.added";
+            /** Task Index */
+            task_index: number;
+            /** Task */
+            task: components["schemas"]["ChatKitCustomTask"] | components["schemas"]["ChatKitSearchTask"] | components["schemas"]["ChatKitThoughtTask"] | components["schemas"]["ChatKitFileTask"] | components["schemas"]["ChatKitImageTask"];
+        };
+        /**
+         * WorkflowTaskUpdated
+         * @description Event emitted when a workflow task is updated.
+         */
+        ChatKitWorkflowTaskUpdated: {
+            /**
+             * Type
+             * @default workflow.task.updated
+             * @constant
+             */
+            type: "workflow.task.updated";
+            /** Task Index */
+            task_index: number;
+            /** Task */
+            task: components["schemas"]["ChatKitCustomTask"] | components["schemas"]["ChatKitSearchTask"] | components["schemas"]["ChatKitThoughtTask"] | components["schemas"]["ChatKitFileTask"] | components["schemas"]["ChatKitImageTask"];
+        };
+        /**
+         * XAxisConfig
+         * @deprecated
+         * @description Configuration object for the X axis.
+         */
+        ChatKitXAxisConfig: {
+            /** Datakey */
+            dataKey: string;
+            /** Hide */
+            hide?: boolean;
+            /** Labels */
+            labels?: {
+                [key: string]: string;
+            };
         };
         /** ComposerModelOption */
         ComposerModelOption: {
@@ -517,6 +4599,18 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
+        /**
+         * TaskAction
+         * @description A task widget's action other than saving the edit form (`params.action` of threads.custom_action).
+         */
+        TaskAction: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "task.complete" | "task.reopen" | "task.delete" | "task.delete.confirm" | "task.delete.cancel" | "task.edit" | "task.edit.cancel";
+            payload: components["schemas"]["TaskRef"];
+        };
         /** TaskCreate */
         TaskCreate: {
             /** @description 1 to 200 characters */
@@ -532,6 +4626,57 @@ export interface components {
             /** @description Up to 20 tags; stored trimmed, lower-cased, without duplicates */
             tags?: string[];
         };
+        /**
+         * TaskEditForm
+         * @description The payload of `task.edit.save`: the edit form's values, which the client merges into the
+         *     form's action payload, keyed by field name. A field the form did not send stays as it is.
+         */
+        TaskEditForm: {
+            /**
+             * Id
+             * Format: uuid
+             * @description The task's id
+             */
+            id: string;
+            /**
+             * Back
+             * @description The list a card returns to; ignored here (read from the stored widget)
+             * @default null
+             */
+            back: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Title
+             * @description The new title (1 to 200 characters)
+             * @default null
+             */
+            title: string;
+            /**
+             * Due Date
+             * @description An ISO date, a date picker's timestamp (its day where the user is), a relative date (tomorrow), or empty or null to clear it
+             * @default null
+             */
+            due_date: string | null;
+            /**
+             * Priority
+             * @description low, medium or high; empty or null keeps it
+             * @default null
+             */
+            priority: string | null;
+        };
+        /**
+         * TaskEditSaveAction
+         * @description The edit form's submit action (`params.action` of threads.custom_action).
+         */
+        TaskEditSaveAction: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "task.edit.save";
+            payload: components["schemas"]["TaskEditForm"];
+        };
         /** TaskList */
         TaskList: {
             items: components["schemas"]["Task"][];
@@ -543,6 +4688,27 @@ export interface components {
             low: number;
             medium: number;
             high: number;
+        };
+        /**
+         * TaskRef
+         * @description The payload of every task widget action: the task it acts on. A card's actions also carry
+         *     `back` (the list the card returns to), which the server reads from the stored widget instead.
+         */
+        TaskRef: {
+            /**
+             * Id
+             * Format: uuid
+             * @description The task's id
+             */
+            id: string;
+            /**
+             * Back
+             * @description The list a card returns to; ignored here (read from the stored widget)
+             * @default null
+             */
+            back: {
+                [key: string]: unknown;
+            } | null;
         };
         /** TaskSummary */
         TaskSummary: {
@@ -566,6 +4732,19 @@ export interface components {
             /** @description Up to 20 tags; stored trimmed, lower-cased, without duplicates */
             tags?: string[];
             completed?: boolean;
+        };
+        TaskWidgetAction: components["schemas"]["TaskAction"] | components["schemas"]["TaskEditSaveAction"];
+        /**
+         * TimeZoneToolResult
+         * @description The client's answer to `get_time_zone`: `params.result` of threads.add_client_tool_output.
+         */
+        TimeZoneToolResult: {
+            /**
+             * Time Zone
+             * @description The user's IANA time zone, e.g. the browser's Intl.DateTimeFormat().resolvedOptions().timeZone
+             * @example Asia/Karachi
+             */
+            time_zone: string;
         };
     };
     responses: never;
@@ -927,6 +5106,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The named session was already refreshed, or another refresh is replacing it: use the newer client secret, or mint a new session */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description This user requested too many sessions; see Retry-After */
             429: {
                 headers: {
@@ -1005,6 +5193,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The named session was already refreshed, or another refresh is replacing it: use the newer client secret, or mint a new session */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description This user requested too many sessions; see Retry-After */
             429: {
                 headers: {
@@ -1047,7 +5244,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are UTC dates. Anything but a zone name of the IANA database is a 400 naming the header. */
+                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are dates in the server's DEFAULT_TIME_ZONE (UTC unless configured). Anything but a zone name of the IANA database is a 400 naming the header. */
                 "Time-Zone"?: string | null;
             };
             path: {
@@ -1124,7 +5321,7 @@ export interface operations {
                 due_before?: string | null;
                 /** @description Due on or after this date */
                 due_after?: string | null;
-                /** @description true: open tasks due before today (in the Time-Zone header's zone, else UTC); false: all others */
+                /** @description true: open tasks due before today (in the Time-Zone header's zone, else DEFAULT_TIME_ZONE); false: all others */
                 overdue?: boolean | null;
                 tag?: string | null;
                 /** @description Text in the title or description */
@@ -1139,7 +5336,7 @@ export interface operations {
                 offset?: number | null;
             };
             header?: {
-                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are UTC dates. Anything but a zone name of the IANA database is a 400 naming the header. */
+                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are dates in the server's DEFAULT_TIME_ZONE (UTC unless configured). Anything but a zone name of the IANA database is a 400 naming the header. */
                 "Time-Zone"?: string | null;
             };
             path?: never;
@@ -1198,7 +5395,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are UTC dates. Anything but a zone name of the IANA database is a 400 naming the header. */
+                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are dates in the server's DEFAULT_TIME_ZONE (UTC unless configured). Anything but a zone name of the IANA database is a 400 naming the header. */
                 "Time-Zone"?: string | null;
             };
             path?: never;
@@ -1261,7 +5458,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are UTC dates. Anything but a zone name of the IANA database is a 400 naming the header. */
+                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are dates in the server's DEFAULT_TIME_ZONE (UTC unless configured). Anything but a zone name of the IANA database is a 400 naming the header. */
                 "Time-Zone"?: string | null;
             };
             path: {
@@ -1332,7 +5529,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are UTC dates. Anything but a zone name of the IANA database is a 400 naming the header. */
+                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are dates in the server's DEFAULT_TIME_ZONE (UTC unless configured). Anything but a zone name of the IANA database is a 400 naming the header. */
                 "Time-Zone"?: string | null;
             };
             path: {
@@ -1401,7 +5598,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are UTC dates. Anything but a zone name of the IANA database is a 400 naming the header. */
+                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are dates in the server's DEFAULT_TIME_ZONE (UTC unless configured). Anything but a zone name of the IANA database is a 400 naming the header. */
                 "Time-Zone"?: string | null;
             };
             path: {
@@ -1476,7 +5673,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are UTC dates. Anything but a zone name of the IANA database is a 400 naming the header. */
+                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are dates in the server's DEFAULT_TIME_ZONE (UTC unless configured). Anything but a zone name of the IANA database is a 400 naming the header. */
                 "Time-Zone"?: string | null;
             };
             path: {
@@ -1547,7 +5744,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are UTC dates. Anything but a zone name of the IANA database is a 400 naming the header. */
+                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are dates in the server's DEFAULT_TIME_ZONE (UTC unless configured). Anything but a zone name of the IANA database is a 400 naming the header. */
                 "Time-Zone"?: string | null;
             };
             path?: never;
@@ -1606,8 +5803,10 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are UTC dates. Anything but a zone name of the IANA database is a 400 naming the header. */
+                /** @description The IANA time zone of the user (for example `Asia/Karachi`; a browser's `Intl.DateTimeFormat().resolvedOptions().timeZone`). Relative dates (today, tomorrow, overdue, due today) are dates in this zone; without the header they are dates in the server's DEFAULT_TIME_ZONE (UTC unless configured). Anything but a zone name of the IANA database is a 400 naming the header. */
                 "Time-Zone"?: string | null;
+                /** @description Comma-separated names of the ChatKit client tools this front end answers (its `onClientTool`). TaskPilot has one: `get_time_zone` (answer `{"time_zone": "<IANA name>"}`); the assistant asks for it only when this header names it and the request has no `Time-Zone` header. Without it, dates are in DEFAULT_TIME_ZONE and no client tool call is ever sent. Unknown names are ignored. */
+                "ChatKit-Client-Tools"?: string | null;
             };
             path?: never;
             cookie?: never;
@@ -1624,7 +5823,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["ChatKitJsonAnswer"];
                     "text/event-stream": string;
                 };
             };
@@ -1655,7 +5854,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The thread has no pending client tool call to answer */
+            /** @description A turn is already running on this thread (threads.retry_after_item), or the thread has no pending client tool call to answer (already answered by another submit) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1682,7 +5881,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many chat messages from this user, or failed sign-ins from this address; see Retry-After */
+            /** @description Too many chat messages from this user, as many answers streaming as one user may have at once (CHATKIT_MAX_STREAMS_PER_USER), or too many failed sign-ins from this address; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1700,7 +5899,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description OpenAI refused the transcription (for example OPENAI_API_KEY was rejected) */
+            /** @description OpenAI refused, rate-limited or dropped the transcription (for example OPENAI_API_KEY was rejected); the audio may have reached OpenAI, so a load balancer must not re-send it (see Retry-After when set) */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1709,7 +5908,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The server is carrying as many streams as it can (CHATKIT_MAX_STREAMS), is restarting, or its database is unavailable, or OpenAI could not be reached to transcribe audio; nothing was saved, retry after Retry-After */
+            /** @description The server is carrying as many streams as it can (CHATKIT_MAX_STREAMS), is restarting, or its database is unavailable; nothing was done, retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
