@@ -169,7 +169,8 @@ async def test_rest_requests_after_the_database_dropped_every_pooled_connection_
     live_server_factory, fresh_postgres_url: str
 ) -> None:
     """A PostgreSQL restart (or failover) leaves the pool full of dead connections while the database
-    is up again: the first request on one is run again on a fresh connection, not answered 503."""
+    is up again: the first request on one is run again on a fresh connection, not answered 503. The
+    quotas (on by default) lock first: that lock is the statement that meets the dead connection."""
     await create_schema(fresh_postgres_url)
     server = live_server_factory({"DATABASE_URL": fresh_postgres_url, "LOG_LEVEL": "warning"}, migrate=False)
     user = f"stale-{uuid.uuid4().hex[:8]}"
@@ -188,6 +189,13 @@ async def test_rest_requests_after_the_database_dropped_every_pooled_connection_
         assert await _terminate_server_connections(fresh_postgres_url) >= 1
         written = await http.post("/api/tasks", json={"title": "After the restart"}, headers=rest)
         assert written.status_code == 201, written.text
+
+        # threads.create reserves its thread under the user's thread-quota lock, its first statement.
+        assert await _terminate_server_connections(fresh_postgres_url) >= 1
+        thread = await ChatKitClient(http, token(user)).create_thread("help")
+        assert thread.status == 200 and not thread.of_type("error"), thread.of_type("error")
+    threads = await db_fetch(fresh_postgres_url, "SELECT id FROM chat_threads WHERE user_id = $1", user)
+    assert [r["id"] for r in threads] == [thread.thread_id]
     titles = await db_fetch(fresh_postgres_url, "SELECT title FROM tasks WHERE user_id = $1 ORDER BY number", user)
     assert [r["title"] for r in titles] == ["Before the restart", "After the restart"]
     # The log names the driver's error, not Advanced Alchemy's wrapper of it.
