@@ -21,7 +21,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -59,6 +59,7 @@ class FakeOpenAI:
         self.sessions: dict[str, dict[str, Any]] = {}
         self._failures: dict[str, deque[Failure]] = {"create": deque(), "cancel": deque()}
         self._delays: deque[float] = deque()
+        self._before_create: deque[Callable[[], None]] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         outer = self
@@ -100,6 +101,12 @@ class FakeOpenAI:
         """Make the next `times` requests wait `seconds` before answering."""
         with self._lock:
             self._delays.extend([seconds] * times)
+
+    def before_next_create(self, action: Callable[[], None]) -> None:
+        """Run `action` (on the fake's thread) when the next create arrives, before it is answered:
+        something that happens while the server waits for OpenAI."""
+        with self._lock:
+            self._before_create.append(action)
 
     def creates(self) -> list[Recorded]:
         with self._lock:
@@ -168,6 +175,10 @@ class FakeOpenAI:
             return
 
         if operation == "create":
+            with self._lock:
+                action = self._before_create.popleft() if self._before_create else None
+            if action is not None:
+                action()
             self._create(handler, body)
         else:
             match = _CANCEL_PATH.match(path)

@@ -7,6 +7,7 @@ caller and leaves the named session alone (see `app.services.hosted_sessions`).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
@@ -31,6 +32,7 @@ from app.store.db import build_db_config
 from app.store.models import Base, HostedSession
 from tests.conftest import auth_headers
 from tests.fake_openai import FakeOpenAI, error_body
+from tests.production_support import terminate_server_connections
 
 API_KEY = "sk-test-TaskPilotServerKey-0123456789abcdef"
 WORKFLOW_ID = "wf_6946b383d368819081b556e6e5fa66330d48d0c9ea4fccd8"
@@ -389,6 +391,30 @@ async def test_a_refresh_whose_mint_fails_leaves_the_old_session_refreshable(
         recorded = {row.session_id: row for row in await rows(db_url(app))}
     assert recorded[old["session_id"]].status == "refreshed"
     assert recorded[old["session_id"]].replaced_by == retried.json()["session_id"]
+
+
+@pytest.mark.postgres
+async def test_a_refresh_whose_pooled_connections_died_while_openai_answered_succeeds(
+    fresh_postgres_url: str, fake_openai: FakeOpenAI
+) -> None:
+    """The claim is committed before OpenAI is called; a database restart during that call leaves the
+    pool dead, so recording the new session is retried on a fresh connection. The retry must not
+    cost the refresh the old row it loaded (a 500 after a successful mint, the claim left behind)."""
+    settings = Settings.from_env(hosted_env(fake_openai, DATABASE_URL=fresh_postgres_url))
+    async with running(settings) as (client, app):
+        alice = headers_for(app, "alice")
+        old = (await client.post("/api/chatkit/sessions", headers=alice)).json()
+        fake_openai.before_next_create(lambda: asyncio.run(terminate_server_connections(fresh_postgres_url)))
+        response = await client.post(
+            "/api/chatkit/sessions/refresh", headers=alice, json={"session_id": old["session_id"]}
+        )
+        recorded = {row.session_id: row for row in await rows(db_url(app))}
+    assert response.status_code == 200, response.text
+    new = response.json()
+    assert fake_openai.cancels() == [old["session_id"]]
+    assert recorded[old["session_id"]].status == "refreshed"
+    assert recorded[old["session_id"]].replaced_by == new["session_id"]
+    assert recorded[new["session_id"]].status == "active"
 
 
 # --- cancel ----------------------------------------------------------------------------------
