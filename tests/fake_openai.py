@@ -103,8 +103,8 @@ class FakeOpenAI:
             self._delays.extend([seconds] * times)
 
     def before_next_create(self, action: Callable[[], None]) -> None:
-        """Run `action` (on the fake's thread) when the next create arrives, before it is answered:
-        something that happens while the server waits for OpenAI."""
+        """Run `action` (on the fake's thread) when the next create arrives, before it is answered
+        (or failed, see `fail`): something that happens while the server waits for OpenAI."""
         with self._lock:
             self._before_create.append(action)
 
@@ -168,17 +168,16 @@ class FakeOpenAI:
             self._send(handler, 404, error_body(f"Unknown path {path}", type_="invalid_request_error"))
             return
         with self._lock:
+            action = self._before_create.popleft() if operation == "create" and self._before_create else None
             failure = self._failures[operation].popleft() if self._failures[operation] else None
+        if action is not None:
+            action()
         if failure is not None:
             body_out = failure.body or error_body(f"Injected failure {failure.status}", type_="server_error")
             self._send(handler, failure.status, body_out, failure.headers)
             return
 
         if operation == "create":
-            with self._lock:
-                action = self._before_create.popleft() if self._before_create else None
-            if action is not None:
-                action()
             self._create(handler, body)
         else:
             match = _CANCEL_PATH.match(path)
