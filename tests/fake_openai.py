@@ -21,7 +21,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -59,6 +59,7 @@ class FakeOpenAI:
         self.sessions: dict[str, dict[str, Any]] = {}
         self._failures: dict[str, deque[Failure]] = {"create": deque(), "cancel": deque()}
         self._delays: deque[float] = deque()
+        self._before_create: deque[Callable[[], None]] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         outer = self
@@ -100,6 +101,12 @@ class FakeOpenAI:
         """Make the next `times` requests wait `seconds` before answering."""
         with self._lock:
             self._delays.extend([seconds] * times)
+
+    def before_next_create(self, action: Callable[[], None]) -> None:
+        """Run `action` (on the fake's thread) when the next create arrives, before it is answered
+        (or failed, see `fail`): something that happens while the server waits for OpenAI."""
+        with self._lock:
+            self._before_create.append(action)
 
     def creates(self) -> list[Recorded]:
         with self._lock:
@@ -161,7 +168,10 @@ class FakeOpenAI:
             self._send(handler, 404, error_body(f"Unknown path {path}", type_="invalid_request_error"))
             return
         with self._lock:
+            action = self._before_create.popleft() if operation == "create" and self._before_create else None
             failure = self._failures[operation].popleft() if self._failures[operation] else None
+        if action is not None:
+            action()
         if failure is not None:
             body_out = failure.body or error_body(f"Injected failure {failure.status}", type_="server_error")
             self._send(handler, failure.status, body_out, failure.headers)

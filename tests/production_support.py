@@ -39,6 +39,20 @@ async def db_fetch(database_url: str, query: str, *args: Any) -> list[asyncpg.Re
     return await fetch(database_url, query, *args)
 
 
+async def terminate_server_connections(database_url: str) -> int:
+    """`pg_terminate_backend` every other connection to the database: the server's pooled ones.
+
+    What a PostgreSQL restart or failover leaves behind: a pool of dead connections while the
+    database itself is up again.
+    """
+    rows = await db_fetch(
+        database_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    return sum(1 for row in rows if row[0])
+
+
 @dataclass
 class StoredRows:
     """What a load run's users left in the database, read directly, by user id."""

@@ -20,7 +20,14 @@ from testkit.chatkit import threads_create as create_body
 
 from tests.chatkit_client import ChatKitClient
 from tests.conftest import create_schema
-from tests.production_support import db_fetch, headers_for, open_stream, stored_items, token
+from tests.production_support import (
+    db_fetch,
+    headers_for,
+    open_stream,
+    stored_items,
+    terminate_server_connections,
+    token,
+)
 from tests.tcp_proxy import TcpProxy
 
 # The slowest acceptable answer while the database is down (pool_timeout is 10 s; a refused
@@ -155,21 +162,12 @@ async def test_database_lost_mid_stream_ends_the_stream_with_an_error_event(
         proxy.close()
 
 
-async def _terminate_server_connections(database_url: str) -> int:
-    """`pg_terminate_backend` every other connection to the database: the server's pooled ones."""
-    rows = await db_fetch(
-        database_url,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    )
-    return sum(1 for row in rows if row[0])
-
-
 async def test_rest_requests_after_the_database_dropped_every_pooled_connection_succeed(
     live_server_factory, fresh_postgres_url: str
 ) -> None:
     """A PostgreSQL restart (or failover) leaves the pool full of dead connections while the database
-    is up again: the first request on one is run again on a fresh connection, not answered 503."""
+    is up again: the first request on one is run again on a fresh connection, not answered 503. The
+    quotas (on by default) lock first: that lock is the statement that meets the dead connection."""
     await create_schema(fresh_postgres_url)
     server = live_server_factory({"DATABASE_URL": fresh_postgres_url, "LOG_LEVEL": "warning"}, migrate=False)
     user = f"stale-{uuid.uuid4().hex[:8]}"
@@ -179,15 +177,22 @@ async def test_rest_requests_after_the_database_dropped_every_pooled_connection_
         assert created.status_code == 201, created.text
         assert (await http.get("/api/tasks", headers=rest)).status_code == 200  # the pool holds connections
 
-        assert await _terminate_server_connections(fresh_postgres_url) >= 1
+        assert await terminate_server_connections(fresh_postgres_url) >= 1
         listed = await http.get("/api/tasks", headers=rest)
         assert listed.status_code == 200, listed.text
         assert [t["title"] for t in listed.json()["items"]] == ["Before the restart"]
 
         # A write whose first statement meets a dead connection: nothing was written yet, so it runs again.
-        assert await _terminate_server_connections(fresh_postgres_url) >= 1
+        assert await terminate_server_connections(fresh_postgres_url) >= 1
         written = await http.post("/api/tasks", json={"title": "After the restart"}, headers=rest)
         assert written.status_code == 201, written.text
+
+        # threads.create reserves its thread under the user's thread-quota lock, its first statement.
+        assert await terminate_server_connections(fresh_postgres_url) >= 1
+        thread = await ChatKitClient(http, token(user)).create_thread("help")
+        assert thread.status == 200 and not thread.of_type("error"), thread.of_type("error")
+    threads = await db_fetch(fresh_postgres_url, "SELECT id FROM chat_threads WHERE user_id = $1", user)
+    assert [r["id"] for r in threads] == [thread.thread_id]
     titles = await db_fetch(fresh_postgres_url, "SELECT title FROM tasks WHERE user_id = $1 ORDER BY number", user)
     assert [r["title"] for r in titles] == ["Before the restart", "After the restart"]
     # The log names the driver's error, not Advanced Alchemy's wrapper of it.

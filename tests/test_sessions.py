@@ -7,6 +7,7 @@ caller and leaves the named session alone (see `app.services.hosted_sessions`).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
@@ -20,7 +21,7 @@ import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from testkit.processes import free_port
 
@@ -31,6 +32,7 @@ from app.store.db import build_db_config
 from app.store.models import Base, HostedSession
 from tests.conftest import auth_headers
 from tests.fake_openai import FakeOpenAI, error_body
+from tests.production_support import terminate_server_connections
 
 API_KEY = "sk-test-TaskPilotServerKey-0123456789abcdef"
 WORKFLOW_ID = "wf_6946b383d368819081b556e6e5fa66330d48d0c9ea4fccd8"
@@ -389,6 +391,98 @@ async def test_a_refresh_whose_mint_fails_leaves_the_old_session_refreshable(
         recorded = {row.session_id: row for row in await rows(db_url(app))}
     assert recorded[old["session_id"]].status == "refreshed"
     assert recorded[old["session_id"]].replaced_by == retried.json()["session_id"]
+
+
+async def test_a_claim_its_refresh_abandoned_is_taken_over_and_a_fresh_one_is_not(
+    hosted_db: Hosted, fake_openai: FakeOpenAI
+) -> None:
+    """A refresh whose claim could not be given back (the database failed under it, or the process
+    died) must not leave its session unrefreshable: a claim older than any refresh takes is free."""
+    async with hosted_db() as (client, app):
+        alice = headers_for(app, "alice")
+        old = (await client.post("/api/chatkit/sessions", headers=alice)).json()
+        named = {"session_id": old["session_id"]}
+
+        async def claimed_ago(age: dt.timedelta) -> None:
+            engine = build_db_config(app.state["services"].settings).get_engine()
+            async with engine.begin() as connection:
+                await connection.execute(
+                    update(HostedSession)
+                    .where(HostedSession.session_id == old["session_id"])
+                    .values(status="refreshing", updated_at=dt.datetime.now(dt.UTC) - age)
+                )
+            await engine.dispose()
+
+        await claimed_ago(dt.timedelta(seconds=1))  # a refresh waiting for OpenAI right now
+        assert_problem(await client.post("/api/chatkit/sessions/refresh", headers=alice, json=named), 409)
+        await claimed_ago(dt.timedelta(hours=1))  # a refresh that ended without giving it back
+        response = await client.post("/api/chatkit/sessions/refresh", headers=alice, json=named)
+        recorded = {row.session_id: row for row in await rows(db_url(app))}
+    assert response.status_code == 200, response.text
+    assert fake_openai.cancels() == [old["session_id"]]
+    assert recorded[old["session_id"]].status == "refreshed"
+    assert recorded[old["session_id"]].replaced_by == response.json()["session_id"]
+
+
+def _run_sql(database_url: str, statement: str) -> None:
+    """Run `statement` on its own engine and event loop: for the fake's thread, mid-request."""
+
+    async def run() -> None:
+        engine = build_db_config(Settings.from_env({"DATABASE_URL": database_url})).get_engine()
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+async def test_a_refresh_whose_claim_cannot_be_given_back_answers_its_own_error(
+    hosted_db: Hosted, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OpenAI refuses the new session and the database fails under the release of the claim: the
+    client is told what failed first (502), and the claim waits to be taken over once abandoned."""
+    async with hosted_db() as (client, app):
+        alice = headers_for(app, "alice")
+        old = (await client.post("/api/chatkit/sessions", headers=alice)).json()
+        url = db_url(app)
+        fake_openai.fail("create", 500, times=2)  # the SDK retries once
+        fake_openai.before_next_create(lambda: _run_sql(url, "ALTER TABLE hosted_sessions RENAME TO away"))
+        try:
+            failed = await client.post(
+                "/api/chatkit/sessions/refresh", headers=alice, json={"session_id": old["session_id"]}
+            )
+        finally:
+            await asyncio.to_thread(_run_sql, url, "ALTER TABLE away RENAME TO hosted_sessions")
+        recorded = {row.session_id: row for row in await rows(url)}
+    assert_problem(failed, 502)
+    assert recorded[old["session_id"]].status == "refreshing"
+    assert "could not give back a refresh's claim" in log_text(caplog)
+
+
+@pytest.mark.postgres
+async def test_a_refresh_whose_pooled_connections_died_while_openai_answered_succeeds(
+    fresh_postgres_url: str, fake_openai: FakeOpenAI
+) -> None:
+    """The claim is committed before OpenAI is called; a database restart during that call leaves the
+    pool dead, so recording the new session is retried on a fresh connection. The retry must not
+    cost the refresh the old row it loaded (a 500 after a successful mint, the claim left behind)."""
+    settings = Settings.from_env(hosted_env(fake_openai, DATABASE_URL=fresh_postgres_url))
+    async with running(settings) as (client, app):
+        alice = headers_for(app, "alice")
+        old = (await client.post("/api/chatkit/sessions", headers=alice)).json()
+        fake_openai.before_next_create(lambda: asyncio.run(terminate_server_connections(fresh_postgres_url)))
+        response = await client.post(
+            "/api/chatkit/sessions/refresh", headers=alice, json={"session_id": old["session_id"]}
+        )
+        recorded = {row.session_id: row for row in await rows(db_url(app))}
+    assert response.status_code == 200, response.text
+    new = response.json()
+    assert fake_openai.cancels() == [old["session_id"]]
+    assert recorded[old["session_id"]].status == "refreshed"
+    assert recorded[old["session_id"]].replaced_by == new["session_id"]
+    assert recorded[new["session_id"]].status == "active"
 
 
 # --- cancel ----------------------------------------------------------------------------------

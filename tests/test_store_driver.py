@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from chatkit.store import NotFoundError
 from chatkit.types import AssistantMessageContent, AssistantMessageItem, ThreadMetadata
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from testkit import postgres
@@ -17,6 +18,8 @@ from testkit import postgres
 from app.core.context import RequestContext
 from app.ops import metrics
 from app.store.chatkit_store import ChatKitStore
+from app.store.connections import ReconnectingSession
+from app.store.models import HostedSession
 
 pytestmark = pytest.mark.postgres
 
@@ -151,3 +154,30 @@ async def test_isolation_holds_on_the_lane(engine: AsyncEngine) -> None:
         await store.load_item("thr_1", "msg_1", bob)
     assert (await store.load_threads(20, None, "desc", bob)).data == []
     assert [item.id for item in (await store.load_thread_items("thr_1", None, 20, "asc", ALICE)).data] == ["msg_1"]
+
+
+async def test_a_session_retry_on_a_dead_connection_keeps_the_objects_it_held(
+    engine: AsyncEngine, postgres_url: str
+) -> None:
+    """`ReconnectingSession` rolls the dead transaction back before its retry; the objects loaded by
+    earlier transactions stay loaded and tracked (an expired one read later is MissingGreenlet)."""
+    make_session = async_sessionmaker(engine, class_=ReconnectingSession, expire_on_commit=False)
+    async with make_session() as session:
+        session.add(HostedSession(user_id="alice", session_id="cksess_1", status="active"))
+        await session.commit()
+        row = await session.get_one(HostedSession, ("alice", "cksess_1"))
+        await session.commit()  # the connection goes back to the pool, where it dies
+        admin = await asyncpg.connect(postgres.asyncpg_dsn(postgres_url))
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        assert await session.scalar(select(func.count()).select_from(HostedSession)) == 1  # retried
+        assert row.status == "active"  # still loaded: no lazy load outside an await
+        row.status = "refreshed"  # still tracked: the change is flushed
+        await session.commit()
+    async with make_session() as session:
+        assert (await session.get_one(HostedSession, ("alice", "cksess_1"))).status == "refreshed"

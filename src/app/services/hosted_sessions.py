@@ -17,7 +17,9 @@
   UPDATE to `refreshing`, committed before OpenAI is called, so no lock is held across that
   call). Of concurrent refreshes of one secret, on any worker, exactly one wins; the others, and
   any later refresh of a session already replaced, get a 409 `AlreadyRefreshed` telling the
-  client to use the newer secret or mint a new session. A failed mint gives the claim back.
+  client to use the newer secret or mint a new session. A failed mint gives the claim back; a
+  claim that could not be given back (the database failed too, the process died) is taken over
+  by the next refresh once it is older than any refresh can take (`CLAIM_GRACE_SECONDS`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
@@ -34,7 +37,8 @@ from app.core.errors import Conflict, DomainError, NotFound, ServiceUnavailable,
 from app.core.limits import RateLimiter, enforce
 from app.core.text import require_storable
 from app.ops import metrics
-from app.services.openai_sessions import HostedChatKit, UpstreamSession, UpstreamSessionGone
+from app.services.openai_sessions import MAX_RETRIES, HostedChatKit, UpstreamSession, UpstreamSessionGone
+from app.store.connections import database_cause
 from app.store.models import HostedSession
 from app.store.sessions import HostedSessionRepository, fingerprint
 
@@ -44,6 +48,13 @@ ACTIVE = "active"
 REFRESHING = "refreshing"  # claimed by a refresh that is minting its replacement
 REFRESHED = "refreshed"
 CANCELLED = "cancelled"
+
+# A refresh holds its claim for at most OpenAI's timeout per attempt plus this, which covers the
+# SDK's backoff between attempts and recording the new session (pool wait, one reconnect). A claim
+# older than that was left behind by a refresh that could not give it back (its release failed
+# with the database, or its process died): the next refresh takes it over instead of answering
+# 409 for a secret the client never received.
+CLAIM_GRACE_SECONDS = 60.0
 
 
 class HostedNotConfigured(ServiceUnavailable):
@@ -107,7 +118,9 @@ class HostedSessionService:
             previous = await self.repository.owned(user_id, session_id)
         claimed: str | None = None  # the session id this refresh claimed
         if previous is not None and previous.status != CANCELLED:
-            if previous.replaced_by is not None or not await self.repository.claim_for_refresh(previous):
+            if previous.replaced_by is not None or not await self.repository.claim_for_refresh(
+                previous, abandoned_before=self._abandoned_before()
+            ):
                 raise AlreadyRefreshed(named)
             await self.db.commit()  # visible to every other refresh before OpenAI is called
             claimed = previous.session_id
@@ -116,9 +129,7 @@ class HostedSessionService:
             session = await self._mint_and_record(user_id)
         except BaseException:
             if claimed is not None:
-                # By id: a failed record rolled the session back, which expired `previous`.
-                await self.repository.release_claim(user_id, claimed)
-                await self.db.commit()
+                await self._release_claim(user_id, claimed)
             raise
         metrics.SESSIONS_MINTED.labels(operation="refresh").inc()
         outcome = "none named"
@@ -147,6 +158,28 @@ class HostedSessionService:
             "hosted session cancelled",
             extra={"fields": {"user_id": user_id, "session_id": row.session_id}},
         )
+
+    async def _release_claim(self, user_id: str, session_id: str) -> None:
+        """Give back the claim of a refresh that failed; the refresh's own error is what the caller
+        gets, so a failed release is only logged (the claim is taken over once abandoned)."""
+        # Shielded: a client that disconnects cancels the refresh, and the claim must still go back.
+        with anyio.CancelScope(shield=True):
+            try:
+                # By id: a failed record rolled the session back, which expired `previous`.
+                await self.repository.release_claim(user_id, session_id)
+                await self.db.commit()
+            except Exception as exc:
+                log.warning(
+                    "could not give back a refresh's claim; the next refresh takes it over once abandoned",
+                    extra={"fields": {"user_id": user_id, "session_id": session_id, "error": database_cause(exc)}},
+                )
+                with contextlib.suppress(Exception):
+                    await self.db.rollback()
+
+    def _abandoned_before(self) -> dt.datetime:
+        """Claims made before this belong to refreshes that ended without giving them back."""
+        longest = self.upstream.settings.openai_timeout_seconds * (MAX_RETRIES + 1) + CLAIM_GRACE_SECONDS
+        return utcnow() - dt.timedelta(seconds=longest)
 
     def _require_configured(self) -> None:
         missing = self.upstream.missing

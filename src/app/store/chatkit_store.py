@@ -82,7 +82,7 @@ from app.store.chat_repositories import (
     purge_threads,
 )
 from app.store.chat_sql import Order, SessionRunner
-from app.store.connections import connection_died, pool_exhausted
+from app.store.connections import connection_died, database_cause, pool_exhausted
 from app.store.db import SessionMaker
 from app.store.driver import DriverLane
 from app.store.quota_locks import lock_quota
@@ -132,7 +132,7 @@ def _retry_when_no_connection(
                     "no database connection from the pool; retrying"
                     if exhausted
                     else "database connection lost; retrying",
-                    extra={"fields": {"call": method.__name__, "attempt": attempt + 1, "error": type(exc).__name__}},
+                    extra={"fields": {"call": method.__name__, "attempt": attempt + 1, "error": database_cause(exc)}},
                 )
                 metrics.STORE_RETRIES.labels(reason="pool_exhausted" if exhausted else "connection_lost").inc()
                 await asyncio.sleep(RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)])
@@ -319,6 +319,7 @@ class ChatKitStore(Store[ContextT]):
         async with self._autocommit() as session:
             return await ChatThreadRepository(session=session).count_threads(user_id=context.user_id)
 
+    @_retry_when_no_connection  # a failed attempt's transaction rolled back whole: nothing is repeated
     async def reserve_thread(self, thread: ThreadMetadata, context: ContextT, *, admit: Callable[[int], None]) -> None:
         """Save a new thread if `admit(the number of threads the user has)` does not raise.
 

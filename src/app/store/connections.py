@@ -4,8 +4,9 @@ After a PostgreSQL restart, a failover or `pg_terminate_backend`, the pool still
 connections while the database is up again. The first statement on one fails; SQLAlchemy then
 invalidates the whole pool, so the next checkout opens a fresh connection. `ReconnectingSession`
 runs that first statement again, once, when nothing had been done in the transaction yet (no
-statement on a connection, no pending change): re-running it repeats nothing. Anything later in a
-transaction fails as before (its earlier work died with the connection and is not redone here).
+statement on a connection, no pending change): re-running it repeats nothing, and the objects the
+session already holds keep what they loaded. Anything later in a transaction fails as before (its
+earlier work died with the connection and is not redone here).
 The ChatKit Store retries its calls on its own (`app.store.chatkit_store`).
 """
 
@@ -105,6 +106,13 @@ class ReconnectingSession(AsyncSession):
                 "database connection lost; retrying",
                 extra={"fields": {"call": "session", "attempt": 1, "error": database_cause(exc)}},
             )
+            # A rollback expires every object the session holds, and the caller's next plain read
+            # of one (`row.status`) would then load it outside an `await`: MissingGreenlet, a 500.
+            # They were loaded by transactions that ended (the session was clean and nothing ran
+            # in this one), so nothing of theirs is undone: keep them out of the rollback's reach.
+            kept = list(self.identity_map.values())
+            self.expunge_all()
             # Ends the failed transaction and lets its invalidated connection go.
             await self.rollback()
+            self.add_all(kept)
             return await call(*args, **kwargs)

@@ -40,11 +40,14 @@ def quota_lock_key(user_id: str, kind: QuotaKind) -> int:
 
 async def lock_quota(session: AsyncSession | async_scoped_session[AsyncSession], user_id: str, kind: QuotaKind) -> None:
     """Serialise `kind` writes of `user_id` until `session`'s transaction ends."""
-    connection = await session.connection()
-    dialect = connection.dialect.name
+    dialect = session.get_bind().dialect.name  # without a connection: the lock's statement opens it
     if dialect == "postgresql":
-        await connection.execute(select(func.pg_advisory_xact_lock(quota_lock_key(user_id, kind))))
+        # Through the session, not its connection: the lock is usually a transaction's first
+        # statement, which a `ReconnectingSession` runs again on a fresh connection when the pooled
+        # one is dead (nothing ran before it, so nothing is repeated).
+        await session.execute(select(func.pg_advisory_xact_lock(quota_lock_key(user_id, kind))))
     elif dialect == "sqlite":
+        connection = await session.connection()
         driver = (await connection.get_raw_connection()).driver_connection
         # Already in a transaction means a write opened it (the driver begins one only for a
         # write), and that write already holds the lock.

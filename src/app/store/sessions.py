@@ -7,7 +7,7 @@ import hashlib
 from typing import cast
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from sqlalchemy import Table, insert, update
+from sqlalchemy import Table, and_, insert, or_, update
 
 from app.core.clock import utcnow
 from app.store.models import HostedSession
@@ -60,19 +60,24 @@ class HostedSessionRepository(SQLAlchemyAsyncRepository[HostedSession]):
     async def owned_by_secret(self, user_id: str, client_secret: str) -> HostedSession | None:
         return await self.get_one_or_none(user_id=user_id, secret_sha256=fingerprint(client_secret))
 
-    async def claim_for_refresh(self, row: HostedSession) -> bool:
+    async def claim_for_refresh(self, row: HostedSession, *, abandoned_before: dt.datetime) -> bool:
         """Mark `row` as being replaced, unless another refresh did first (False then).
 
         One conditional UPDATE: concurrent claims of one row queue on its row lock (SQLite: on the
         database's write lock) and only the first finds it still `active` and not yet replaced.
+        A claim made before `abandoned_before` is taken over: its refresh ended without giving it
+        back (the database failed under the release, the process died) and no refresh runs that long.
         """
         result = await self.session.execute(
             update(HostedSession)
             .where(
                 HostedSession.user_id == row.user_id,
                 HostedSession.session_id == row.session_id,
-                HostedSession.status == "active",
                 HostedSession.replaced_by.is_(None),
+                or_(
+                    HostedSession.status == "active",
+                    and_(HostedSession.status == "refreshing", HostedSession.updated_at < abandoned_before),
+                ),
             )
             .values(status="refreshing", updated_at=utcnow())
             .execution_options(synchronize_session="fetch")
