@@ -23,17 +23,21 @@ from typing import Any
 import httpx
 import pytest
 from chatkit.types import ThreadMetadata
-from testkit.chatkit import add_user_message
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from testkit.chatkit import add_user_message, threads_create
 
 from app.agents.turns import TurnLocks
 from app.core.context import RequestContext
 from app.core.errors import Conflict
+from app.settings import Settings
 from app.store.chatkit_store import ChatKitStore
 from tests.chatkit_client import ChatKitClient, StreamResult
 from tests.conftest import _drop_database, _postgres_database, create_schema
 from tests.production_support import headers_for, kill_server, open_stream, token
 from tests.support import LiveServer, start_live_server
 
+NAMES = ["Alpha", "Bravo", "Charlie"]
 # Paces the offline model's deltas so a turn lasts long enough for the submits to overlap.
 MODEL_DELAY_MS = "15"
 
@@ -101,11 +105,12 @@ def _refused_as_problem(result: StreamResult) -> bool:
 async def test_concurrent_messages_on_one_thread_each_get_their_own_answer(turn_server: LiveServer) -> None:
     user = _user("tabs")
     async with httpx.AsyncClient(base_url=turn_server.base_url, timeout=120) as http:
-        tabs = [ChatKitClient(http, token(user), time_zone="UTC") for _ in range(3)]
+        # Two: one runs, one queues (a third would be refused while one waits, see below).
+        tabs = [ChatKitClient(http, token(user), time_zone="UTC") for _ in range(2)]
         started = await tabs[0].create_thread("hello")
         assert started.status == 200 and not started.of_type("error")
         thread_id = started.thread_id
-        names = ["Alpha", "Bravo", "Charlie"]
+        names = ["Alpha", "Bravo"]
         sent = await asyncio.gather(
             *(tab.send(thread_id, f"add a task {name}") for tab, name in zip(tabs, names, strict=True))
         )
@@ -129,7 +134,8 @@ async def test_concurrent_messages_on_one_thread_each_get_their_own_answer(turn_
 async def test_one_pending_client_tool_call_is_answered_once(turn_server: LiveServer) -> None:
     user = _user("tool")
     async with httpx.AsyncClient(base_url=turn_server.base_url, timeout=120) as http:
-        page = ChatKitClient(http, token(user))  # no Time-Zone header: the assistant asks the page
+        # No Time-Zone header, and the page offers get_time_zone: the assistant asks it.
+        page = ChatKitClient(http, token(user), client_tools="get_time_zone")
         asked = await page.create_thread("add a task to buy milk tomorrow")
         assert asked.status == 200 and not asked.of_type("error")
         last = [e.item for e in asked.events if e.type == "thread.item.done"][-1]
@@ -170,6 +176,157 @@ async def test_concurrent_retries_of_one_message_store_one_answer(turn_server: L
 
         turns = _answers_by_message(await _items(page, started.thread_id))
         assert len(turns) == 1 and len(turns[0][1]) == 1, turns
+
+
+async def test_a_new_threads_turn_holds_the_thread_once_its_id_is_out(turn_server: LiveServer) -> None:
+    user = _user("new")
+    async with httpx.AsyncClient(base_url=turn_server.base_url, timeout=120) as http:
+        other_tab = ChatKitClient(http, token(user), time_zone="UTC")
+        # "help": a long answer, paced by the offline model, so the turn is still running below.
+        async with open_stream(http, threads_create("help"), headers_for(user)) as (opened, events):
+            assert opened.status == 200
+            async for event in events:
+                if event.type == "thread.item.done" and event.item.type == "user_message":
+                    message = event.item
+                    break
+            params = {"thread_id": message.thread_id, "item_id": message.id}
+            retried = await other_tab.request("threads.retry_after_item", params)
+            assert _refused_as_problem(retried), (retried.status, retried.body)
+            async for _ in events:
+                pass
+        assert not opened.of_type("error")
+        turns = _answers_by_message(await _items(other_tab, message.thread_id))
+        assert len(turns) == 1 and len(turns[0][1]) == 1, turns
+
+
+async def test_one_message_queues_per_thread_and_a_further_one_is_refused(turn_server: LiveServer) -> None:
+    user = _user("queue")
+    workers = int(turn_server.env.get("WORKERS", "1"))
+    async with httpx.AsyncClient(base_url=turn_server.base_url, timeout=120) as http:
+        tab = ChatKitClient(http, token(user), time_zone="UTC")
+        started = await tab.create_thread("hello")
+        assert started.status == 200, started.body
+        thread_id = started.thread_id
+        async with open_stream(http, add_user_message(thread_id, "help"), headers_for(user)) as (running, events):
+            async for event in events:
+                if event.type == "thread.item.updated":
+                    break  # the model is answering: the turn holds the thread
+            names = ["Alpha", "Bravo", "Charlie"]
+            sends = [asyncio.create_task(tab.send(thread_id, f"add a task {name}")) for name in names]
+            # At most one queues per worker; the others are refused before any stream opens.
+            expected_refusals = len(names) - workers
+            refused: list[StreamResult] = []
+            pending = set(sends)
+            while len(refused) < expected_refusals and pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                refused += [task.result() for task in done if task.result().status == 409]
+            assert len(refused) >= expected_refusals, [task.result().status for task in sends if task.done()]
+            # The running turn and the queued one hold two of the user's four stream slots: the
+            # user can still start a conversation (before, the queued messages took all four: 429).
+            elsewhere = await tab.create_thread("hello")
+            assert elsewhere.status == 200, (elsewhere.status, elsewhere.body)
+            async for _ in events:
+                pass
+        assert not running.of_type("error")
+        results = await asyncio.gather(*sends)
+        assert all(result.status in (200, 409) for result in results), [r.status for r in results]
+        for refusal in (result for result in results if result.status == 409):
+            assert refusal.headers["content-type"].startswith("application/problem+json")
+            assert "already waiting" in refusal.body["detail"], refusal.body
+        answered = [name for name, result in zip(names, results, strict=True) if result.status == 200]
+        for name, result in zip(names, results, strict=True):
+            if result.status == 200:
+                assert not result.of_type("error") and name in result.assistant_text(), result.of_type("error")
+        assert await _task_titles(http, user) == sorted(answered)
+
+
+async def test_a_queued_message_whose_thread_filled_while_it_waited_is_refused(turn_server: LiveServer) -> None:
+    user = _user("full")
+    url = turn_server.env["DATABASE_URL"]
+    quota = Settings.from_env(turn_server.env).quota_items_per_thread
+    workers = int(turn_server.env.get("WORKERS", "1"))
+    engine = create_async_engine(url)
+    try:
+        async with httpx.AsyncClient(base_url=turn_server.base_url, timeout=120) as http:
+            tab = ChatKitClient(http, token(user), time_zone="UTC")
+            started = await tab.create_thread("hello")
+            assert started.status == 200, started.body
+            thread_id = started.thread_id
+            items = await _items(tab, thread_id)
+            # A turn running elsewhere (another instance) holds the thread: what arrives now queues.
+            key = {"user": user, "thread": thread_id}
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text(
+                        "UPDATE chat_threads SET turn_lease = 'elsewhere', turn_lease_expires_at = :until "
+                        "WHERE user_id = :user AND id = :thread"
+                    ),
+                    key | {"until": dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)},
+                )
+            sends = {asyncio.create_task(tab.send(thread_id, f"add a task {name}")) for name in NAMES[: workers + 1]}
+            # One waits per worker; the other is refused before its stream opens.
+            done, queued = await asyncio.wait(sends, return_when=asyncio.FIRST_COMPLETED)
+            assert [task.result().status for task in done] == [409], [task.result().body for task in done]
+            # The turn elsewhere fills the thread (to QUOTA_ITEMS_PER_THREAD), then ends.
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text(
+                        "INSERT INTO chat_items (user_id, id, thread_id, type, seq, created_at, data) "
+                        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :more) "
+                        "SELECT user_id, id || '-' || CAST(i AS TEXT), thread_id, type, seq, created_at, data "
+                        "FROM chat_items, n WHERE user_id = :user AND thread_id = :thread AND id = :item"
+                    ),
+                    key | {"more": quota - len(items), "item": items[0]["id"]},
+                )
+                await connection.execute(
+                    text(
+                        "UPDATE chat_threads SET turn_lease = NULL, turn_lease_expires_at = NULL "
+                        "WHERE user_id = :user AND id = :thread"
+                    ),
+                    key,
+                )
+            for result in await asyncio.gather(*queued):
+                assert result.status == 200, (result.status, result.body)
+                errors = result.of_type("error")
+                assert errors and "limit of" in errors[0].message, result.events
+            assert await _task_titles(http, user) == []  # the waiting message was never answered
+    finally:
+        await engine.dispose()
+
+
+async def test_a_new_thread_whose_stream_fails_before_its_first_event_is_deleted(turn_server: LiveServer) -> None:
+    url = turn_server.env["DATABASE_URL"]
+    if url.startswith("sqlite"):
+        # No SQLite error reads as "the database is unavailable" (a 503): a trigger's is a 500.
+        pytest.skip("the injected failure needs PostgreSQL's error codes")
+    user = _user("orphan")
+    name = f"fail_save_{uuid.uuid4().hex[:8]}"
+    # The library's save of the new thread (the upsert after the reservation, right before
+    # `thread.created`) fails for this user only, as a database refusing connections does
+    # (57P03, cannot_connect_now): the 503 a load balancer re-sends.
+    ddl = [
+        f"CREATE FUNCTION {name}() RETURNS trigger AS $$ BEGIN "
+        "RAISE EXCEPTION 'injected' USING ERRCODE = 'cannot_connect_now'; END $$ LANGUAGE plpgsql",
+        f"CREATE TRIGGER {name} BEFORE UPDATE OF data ON chat_threads FOR EACH ROW "
+        f"WHEN (NEW.user_id = '{user}') EXECUTE FUNCTION {name}()",
+    ]
+    drop = [f"DROP TRIGGER {name} ON chat_threads", f"DROP FUNCTION {name}()"]
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            for statement in ddl:
+                await connection.exec_driver_sql(statement)
+        async with httpx.AsyncClient(base_url=turn_server.base_url, timeout=120) as http:
+            page = ChatKitClient(http, token(user), time_zone="UTC")
+            failed = await page.create_thread("hello")
+            assert failed.status == 503 and not failed.events, (failed.status, failed.body)
+            listed = await page.request("threads.list", {"limit": 10})
+            assert listed.status == 200 and listed.body["data"] == [], listed.body
+    finally:
+        async with engine.begin() as connection:
+            for statement in drop:
+                await connection.exec_driver_sql(statement)
+        await engine.dispose()
 
 
 async def test_a_thread_whose_turn_died_with_its_server_takes_messages_again(
@@ -234,3 +391,58 @@ async def test_a_queued_turn_gets_the_thread_when_the_running_one_releases_it(se
     await queued.release()
     assert await pointless.try_claim()
     assert not locks._released and not locks._waiting  # nothing left behind per thread
+
+
+class _AnswerLost:
+    """The real store, except that a claim's answer never comes back after its UPDATE committed
+    (what a disconnect cancelling the claim at that moment leaves)."""
+
+    def __init__(self, store: ChatKitStore[RequestContext]) -> None:
+        self.store = store
+        self.committed = asyncio.Event()
+
+    async def claim_turn(self, thread_id: str, lease: str, seconds: float, context: Any) -> bool:
+        await self.store.claim_turn(thread_id, lease, seconds, context)
+        self.committed.set()
+        await asyncio.Event().wait()  # cancelled here
+        raise AssertionError("unreachable")
+
+    async def renew_turn(self, thread_id: str, lease: str, seconds: float, context: Any) -> bool:
+        return await self.store.renew_turn(thread_id, lease, seconds, context)
+
+    async def release_turn(self, thread_id: str, lease: str, context: Any) -> None:
+        await self.store.release_turn(thread_id, lease, context)
+
+
+async def test_a_claim_cut_short_after_it_committed_is_released(session_maker: Any) -> None:
+    store: ChatKitStore[RequestContext] = ChatKitStore(session_maker)
+    alice = RequestContext(user_id="alice")
+    await store.save_thread(ThreadMetadata(id="thr_cut", created_at=dt.datetime.now(dt.UTC)), alice)
+    lossy = _AnswerLost(store)
+    cut = TurnLocks(lossy, lease_seconds=30).lease("thr_cut", alice)
+    claiming = asyncio.create_task(cut.try_claim())
+    await lossy.committed.wait()
+    claiming.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await claiming
+    assert not cut.held
+    await cut.release()
+    assert await TurnLocks(store, lease_seconds=30).lease("thr_cut", alice).try_claim()
+
+
+async def test_a_thread_queues_one_turn_per_process(session_maker: Any) -> None:
+    store: ChatKitStore[RequestContext] = ChatKitStore(session_maker)
+    alice = RequestContext(user_id="alice")
+    await store.save_thread(ThreadMetadata(id="thr_one", created_at=dt.datetime.now(dt.UTC)), alice)
+    locks = TurnLocks(store, lease_seconds=30)
+    running, first, second = (locks.lease("thr_one", alice) for _ in range(3))
+    assert await running.try_claim()
+    assert locks.queue(first) and first.queued
+    assert not locks.queue(second)
+    waiting = asyncio.create_task(first.claim())
+    await running.release()
+    await waiting
+    assert not first.queued and locks.queue(second)  # claimed: the thread's queue is free again
+    await second.release()  # a queued turn that gives up leaves the queue too
+    assert not locks._queued
+    await first.release()

@@ -41,6 +41,7 @@ from chatkit.types import (
     AudioInput,
     ChatKitReq,
     ClientEffectEvent,
+    ClientToolCallItem,
     ErrorEvent,
     FeedbackKind,
     InputTranscribeReq,
@@ -85,10 +86,10 @@ from app.agents.time_zone import (
     remembered_zone,
     zone_sentence,
 )
-from app.agents.turns import LeaseStore, TurnLease, TurnLocks
+from app.agents.turns import TurnLease, TurnLocks
 from app.agents.widgets import TaskActions
 from app.core.clock import Now, utcnow, zone_clock
-from app.core.errors import Conflict, ProtocolError, Unsupported
+from app.core.errors import Conflict, ProtocolError, QuotaExceeded, Unsupported
 from app.core.text import first_unstorable, unstorable_detail
 from app.ops import metrics
 from app.services.quotas import CountingStore, UserLimits
@@ -106,6 +107,10 @@ RESUME_LOOKBACK = 20
 TURN_RUNNING = (
     "A turn is already running on this thread (another tab, or this request sent twice): wait for its "
     "answer, then retry if you still need to."
+)
+MESSAGE_WAITING = (
+    "A message is already waiting on this thread for the running turn to finish: wait for their answers, "
+    "then send yours."
 )
 TOOL_CALL_ANSWERED = (
     "The thread has no pending client tool call to answer: a turn is already running with its answer "
@@ -158,6 +163,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         task_actions: TaskActions,
         session_maker: Any,
         *,
+        turns: TurnLocks,
         attachment_store: AttachmentStore[Any] | None = None,
         keepalive_seconds: float = 15.0,
         transcriber: Transcriber | None = None,
@@ -166,14 +172,10 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         now: Now = utcnow,
         model_slow_notice_seconds: float = 8.0,
         composer: ComposerChoices | None = None,
-        turns: TurnLocks | None = None,
         default_time_zone: str = "UTC",
     ) -> None:
         super().__init__(store, attachment_store)
-        # One turn per thread at a time (app.agents.turns); a store without leases runs turns unchecked.
-        if turns is None and hasattr(store, "claim_turn"):
-            turns = TurnLocks(cast("LeaseStore", store))
-        self.turns = turns
+        self.turns = turns  # one turn per thread at a time (app.agents.turns)
         # DEFAULT_TIME_ZONE: the dates of a turn whose user's zone nobody said, nor can be asked.
         self.default_time_zone = default_time_zone
         self.model_slow_notice_seconds = model_slow_notice_seconds
@@ -203,52 +205,81 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         if isinstance(parsed, ThreadsCreateReq):
             # Last, once every other check has passed: it saves the thread.
             reserved = await self.limits.reserve_new_thread(cast("CountingStore", self.store), context)
-            if reserved is not None:
-                context = replace(context, reserved_thread_id=reserved)
+            context = replace(context, reserved_thread_id=reserved)
         if is_streaming_req(parsed):
-            # A lease taken here and never streamed (the response failed to start) holds the thread
-            # only until it expires: nothing renews it before the stream runs.
-            lease = await self._take_turn(parsed, context)
+            try:
+                lease = await self._take_turn(parsed, context)
+            except BaseException:
+                await self._drop_reserved_thread(context)
+                raise
             events = self._process_streaming(parsed, context)
-            return StreamingResult(events if lease is None else self._holding(lease, events))
+            return StreamingResult(events if lease is None else self._holding(lease, events, parsed, context))
         return NonStreamingResult(await self._process_non_streaming(parsed, context))
+
+    async def _drop_reserved_thread(self, context: Any) -> None:
+        """Delete the thread reserved for a `threads.create` whose stream failed before the page
+        learned its id: nobody can use it, and it counts against the thread quota. (A 503 here is
+        re-sent by a load balancer, which reserves another: without this, empty threads pile up.)
+        Shielded: a disconnect must not cut it short."""
+        reserved = getattr(context, "reserved_thread_id", None)
+        if reserved is None:
+            return
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.store.delete_thread(reserved, context)
+        except Exception as exc:  # the store may be what failed: the empty thread then stays until deleted
+            log.warning(
+                "could not delete an unused new thread",
+                extra={"fields": {"thread_id": reserved, "error": type(exc).__name__}},
+            )
 
     async def _take_turn(self, request: ChatKitReq, context: Any) -> TurnLease | None:
         """The turn lease a streaming request runs under (README "One turn per thread"), decided
         before the stream opens so that a refusal is a 409, not a broken stream.
 
-        - a user message queues: its lease is claimed inside the stream, where it waits behind the
-          running turn (with keepalives) and is stored and answered after it;
+        - a user message takes the free lease, or queues: its claim then waits inside the stream,
+          behind the running turn (with keepalives), and it is stored and answered after it;
         - a client tool's answer (or a structured input) waits while the call is still pending (the
           turn that asked may be finishing its last writes), and is a 409 once another submit of it
           has resumed the turn;
-        - a retry is a 409 while any turn runs.
-        A new thread (nobody else knows its id yet) and widget actions (no model turn) take none.
+        - a retry is a 409 while any turn runs;
+        - a new thread's turn holds its (reserved) thread from the start: once `thread.created` has
+          told the page its id, another tab may send on it.
+        At most one user message queues per thread (per worker): a queued turn holds a stream slot
+        and one of its user's share while it waits, so a further one is a 409 before any stream
+        opens. Widget actions (no model turn) take no lease.
         """
-        if self.turns is None:
-            return None
-        match request:
-            case ThreadsAddUserMessageReq():
-                return self.turns.lease(request.params.thread_id, context)
-            case ThreadsRetryAfterItemReq():
-                lease = self.turns.lease(request.params.thread_id, context)
-                if not await lease.try_claim():
-                    raise Conflict(TURN_RUNNING)
-            case ThreadsAddClientToolOutputReq() | ThreadsAddStructuredInputReq():
-                lease = self.turns.lease(request.params.thread_id, context)
-                await lease.claim(still_wanted=lambda: self._still_pending(request, context))
-            case _:
-                return None
+        lease: TurnLease | None = None
         try:
-            # Again, now that no other turn can change the thread: the state `_authorize` saw may be gone.
-            if isinstance(request, ThreadsRetryAfterItemReq):
-                await self.store.load_item(request.params.thread_id, request.params.item_id, context)
-            else:
-                await self._still_pending(request, context)
+            match request:
+                case ThreadsCreateReq():
+                    lease = self.turns.lease(context.reserved_thread_id, context)
+                    if not await lease.try_claim():  # pragma: no cover - nobody else knows the id yet
+                        raise Conflict(TURN_RUNNING)
+                    return lease
+                case ThreadsAddUserMessageReq():
+                    lease = self.turns.lease(request.params.thread_id, context)
+                    if await lease.try_claim() or self.turns.queue(lease):
+                        return lease
+                    raise Conflict(MESSAGE_WAITING)
+                case ThreadsRetryAfterItemReq():
+                    lease = self.turns.lease(request.params.thread_id, context)
+                    if not await lease.try_claim():
+                        raise Conflict(TURN_RUNNING)
+                    # Again, now that no other turn can change the thread: the item `_authorize` saw may be gone.
+                    await self.store.load_item(request.params.thread_id, request.params.item_id, context)
+                    return lease
+                case ThreadsAddClientToolOutputReq() | ThreadsAddStructuredInputReq():
+                    lease = self.turns.lease(request.params.thread_id, context)
+                    await lease.claim(still_wanted=lambda: self._still_pending(request, context))
+                    await self._still_pending(request, context)  # again, as for a retry
+                    return lease
+                case _:
+                    return None
         except BaseException:
-            await lease.release()
+            if lease is not None:
+                await lease.release()
             raise
-        return lease
 
     async def _still_pending(
         self, request: ThreadsAddClientToolOutputReq | ThreadsAddStructuredInputReq, context: Any
@@ -261,23 +292,41 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         if isinstance(item, StructuredInputItem) and item.status != "pending":
             raise Conflict("This structured input was already answered: a turn is already running with it.")
 
-    async def _pending_tool_call(self, thread_id: str, context: Any, refusal: str) -> ThreadItem:
+    async def _pending_tool_call(self, thread_id: str, context: Any, refusal: str) -> ClientToolCallItem:
         page = await self.store.load_thread_items(thread_id, None, 1, "desc", context)
         last = page.data[0] if page.data else None
-        if last is None or last.type != "client_tool_call" or last.status != "pending":
+        if not isinstance(last, ClientToolCallItem) or last.status != "pending":
             raise Conflict(refusal)
         return last
 
-    async def _holding(self, lease: TurnLease, events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    async def _holding(
+        self, lease: TurnLease, events: AsyncGenerator[bytes, None], request: ChatKitReq, context: Any
+    ) -> AsyncGenerator[bytes, None]:
         """`events` run under `lease`: claimed first (a queued message waits here), renewed while
-        they run, released when they end, however they end (a disconnect included)."""
+        they run, released when they end, however they end (a disconnect included, even one that
+        cut the claim short)."""
         try:
+            queued = lease.queued
             await lease.claim()
+            if queued and isinstance(request, ThreadsAddUserMessageReq):
+                # The turns it waited behind added items: the thread may be full now.
+                try:
+                    await self.limits.check_thread_items(
+                        cast("CountingStore", self.store), request.params.thread_id, context
+                    )
+                except QuotaExceeded as exc:
+                    yield self._event_frame(ErrorEvent(code="custom", message=exc.detail, allow_retry=False))
+                    return
             async with lease.kept():
                 async for event in events:
                     yield event
         finally:
+            await lease.release()  # (a no-op once `kept` has released it)
             await events.aclose()
+
+    def _event_frame(self, event: ThreadStreamEvent) -> bytes:
+        """An event as `_process_streaming` frames it."""
+        return b"data: " + self._serialize(event) + b"\n\n"
 
     async def _authorize(self, request: ChatKitReq, context: Any) -> None:
         """Load what the request names, as this user: another user's data is `NotFoundError` (404).
@@ -347,8 +396,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                 last = await self._pending_tool_call(
                     request.params.thread_id, context, "The thread has no pending client tool call to answer."
                 )
-                if last.type == "client_tool_call":
-                    self._check_client_tool_answer(last.name, request.params.result)
+                self._check_client_tool_answer(last.name, request.params.result)
 
     def _check_client_tool_answer(self, name: str, result: Any) -> None:
         """The answer is stored on the thread and sent to the model on every later turn: only a
@@ -396,11 +444,12 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         """
         pending: dict[str, _Partial] = {}
         thread_id: str | None = getattr(getattr(request, "params", None), "thread_id", None)
-        opened = False
+        opened = announced = False
         try:
             async for event in super()._process_streaming_impl(request, context):
                 if isinstance(event, ThreadCreatedEvent):
                     thread_id = event.thread.id
+                    announced = True  # the page knows the new thread from here on
                 self._track_pending(pending, event)
                 if isinstance(event, ErrorEvent):
                     await self._save_partial(thread_id, pending, context)
@@ -413,8 +462,10 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
                     # turn leaves nearly spent.
                     for notice in await self._limit_notices(request, context):
                         yield notice
-        except Exception as exc:
-            if not opened:
+        except BaseException as exc:
+            if not announced:
+                await self._drop_reserved_thread(context)
+            if not opened or not isinstance(exc, Exception):
                 raise  # before the first event, an HTTP error from the central mapping (503) says it better
             # Only the type: a driver's message can carry the statement's parameters (message text).
             log.warning(

@@ -48,15 +48,33 @@ class LeaseStore(Protocol):
 class TurnLocks:
     """Hands out `TurnLease`s, and wakes this process's waiters when one of its leases is released."""
 
-    def __init__(self, store: LeaseStore, *, lease_seconds: float = 30.0) -> None:
+    def __init__(self, store: LeaseStore, *, lease_seconds: float) -> None:
         self.store = store
         self.lease_seconds = lease_seconds
         # The waiters of this process by thread, woken when a lease of this process is released.
         self._released: dict[tuple[str, str], asyncio.Event] = {}
         self._waiting: dict[tuple[str, str], int] = {}
+        # The threads with a turn queued in this process (`queue`): at most one each.
+        self._queued: set[tuple[str, str]] = set()
 
     def lease(self, thread_id: str, context: Any) -> TurnLease:
         return TurnLease(self, thread_id, context)
+
+    def queue(self, lease: TurnLease) -> bool:
+        """Mark `lease` (not claimed: another turn runs) as its thread's one queued turn in this
+        process; False when the thread already has one. A queued turn holds a stream slot (and one
+        of its user's share) for as long as it waits: without a bound, a few quick messages on one
+        thread would take every slot the user has. It leaves the queue when its claim ends."""
+        if lease._key in self._queued:
+            return False
+        self._queued.add(lease._key)
+        lease._queued = True
+        return True
+
+    def _unqueue(self, lease: TurnLease) -> None:
+        if lease._queued:
+            lease._queued = False
+            self._queued.discard(lease._key)
 
     async def _wait_for_release(self, key: tuple[str, str], seconds: float) -> None:
         event = self._released.setdefault(key, asyncio.Event())
@@ -90,30 +108,46 @@ class TurnLease:
         self._token = uuid.uuid4().hex
         self._key = (str(getattr(context, "user_id", "")), thread_id)
         self.held = False
+        # A claim whose answer never came back (cancelled by a disconnect once its UPDATE may have
+        # committed): the lease may be ours without `held` saying so, and `release` must free it.
+        self._unsure = False
+        self._queued = False
+
+    @property
+    def queued(self) -> bool:
+        return self._queued
 
     async def try_claim(self) -> bool:
         """Take the lease if no other turn holds it (`NotFoundError` if the thread is gone)."""
         if not self.held:
+            self._unsure = True
             self.held = await self._locks.store.claim_turn(
                 self.thread_id, self._token, self._locks.lease_seconds, self._context
             )
+            self._unsure = False
         return self.held
 
     async def claim(self, still_wanted: Callable[[], Awaitable[None]] | None = None) -> None:
         """Wait until this turn holds the lease. `still_wanted` runs between attempts and raises
         to give up (the turn it waits behind may have made this one pointless)."""
         delay = FIRST_RETRY_SECONDS
-        while not await self.try_claim():
-            if still_wanted is not None:
-                await still_wanted()
-            await self._locks._wait_for_release(self._key, delay)
-            delay = min(delay * 2, RETRY_CEILING_SECONDS)
+        try:
+            while not await self.try_claim():
+                if still_wanted is not None:
+                    await still_wanted()
+                await self._locks._wait_for_release(self._key, delay)
+                delay = min(delay * 2, RETRY_CEILING_SECONDS)
+        finally:
+            self._locks._unqueue(self)
 
     async def release(self) -> None:
-        """Free the thread (shielded: a disconnect must not leave it held until the lease expires)."""
-        if not self.held:
+        """Free the thread (shielded: a disconnect must not leave it held until the lease expires).
+        Sent whenever the lease may be ours, a claim cut short included: the release matches the
+        token, so it changes nothing when this turn never got the lease."""
+        self._locks._unqueue(self)
+        if not (self.held or self._unsure):
             return
-        self.held = False
+        self.held = self._unsure = False
         try:
             with anyio.CancelScope(shield=True):
                 await self._locks.store.release_turn(self.thread_id, self._token, self._context)

@@ -192,8 +192,10 @@ CHATKIT_RESPONSES = {
     401: problem_spec("No valid bearer token"),
     404: problem_spec("The thread, item or attachment does not exist or belongs to another user"),
     409: problem_spec(
-        "A turn is already running on this thread (threads.retry_after_item), or the thread has no pending "
-        "client tool call to answer (already answered by another submit)"
+        "A turn is already running on this thread (threads.retry_after_item); a message is already waiting "
+        "on this thread for the running turn (threads.add_user_message: one queues at a time); or what the "
+        "request answers was already answered by another submit (threads.add_client_tool_output with no "
+        "pending client tool call, threads.add_structured_input for an input no longer pending)"
     ),
     413: problem_spec(
         "The body is larger than MAX_REQUEST_BYTES, or input.transcribe audio is larger than TRANSCRIPTION_MAX_BYTES"

@@ -223,8 +223,11 @@ def _is_unavailable(exc: BaseException) -> bool:
         if exc.connection_invalidated:
             return True
         orig = exc.orig
-        name = type(orig).__name__ if orig is not None else ""
-        return isinstance(orig, OSError | TimeoutError) or name in _UNAVAILABLE_DRIVER_ERRORS
+        # SQLAlchemy's asyncpg adapter raises its own generic `Error` for what the server says
+        # (57P03 "cannot connect now": starting, shutting down, failing over): the driver's
+        # error, which names it, is its cause.
+        names = {type(error).__name__ for error in (orig, getattr(orig, "__cause__", None)) if error is not None}
+        return isinstance(orig, OSError | TimeoutError) or bool(names & _UNAVAILABLE_DRIVER_ERRORS)
     return False
 
 

@@ -26,11 +26,12 @@ class CountingStore(Protocol):
     same transaction as the write, under the user's lock for that quota: concurrent requests of
     one user, on any worker, cannot all pass the same count."""
 
-    async def count_threads(self, context: Any) -> int: ...
     async def count_items(self, thread_id: str, context: Any) -> int: ...
     async def stored_attachment_bytes(self, context: Any) -> int: ...
     def generate_thread_id(self, context: Any) -> str: ...
-    async def reserve_thread(self, thread: ThreadMetadata, context: Any, *, admit: Callable[[int], None]) -> None: ...
+    async def reserve_thread(
+        self, thread: ThreadMetadata, context: Any, *, admit: Callable[[int], None] | None
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +54,15 @@ class UserLimits:
             max_message_chars=settings.max_message_chars,
         )
 
-    async def reserve_new_thread(self, store: CountingStore, context: Any) -> str | None:
-        """Save the thread a `threads.create` will fill, within the thread quota; its id (None
-        without a quota: the library saves the thread itself then).
+    async def reserve_new_thread(self, store: CountingStore, context: Any) -> str:
+        """Save the thread a `threads.create` will fill, within the thread quota; its id.
 
         Counted and saved atomically before the stream opens, so a refusal is a 429 and never a
-        broken stream, and no lock is held while the model answers."""
-        if not self.threads_per_user:
-            return None
+        broken stream, and no lock is held while the model answers. Saved without a quota too:
+        the new turn takes the thread's lease before its id is streamed (`app.agents.server`)."""
         thread = ThreadMetadata(id=store.generate_thread_id(context), created_at=utcnow())
-        await store.reserve_thread(thread, context, admit=self.check_thread_count)
+        admit = self.check_thread_count if self.threads_per_user else None
+        await store.reserve_thread(thread, context, admit=admit)
         return thread.id
 
     def check_thread_count(self, count: int) -> None:

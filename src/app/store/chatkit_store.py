@@ -314,14 +314,12 @@ class ChatKitStore(Store[ContextT]):
         threads = [self._thread(created_at, data) for _id, created_at, data in page[:limit]]
         return self._page(threads, has_more=len(page) > limit)
 
-    @_retry_when_no_connection
-    async def count_threads(self, context: ContextT) -> int:
-        async with self._autocommit() as session:
-            return await ChatThreadRepository(session=session).count_threads(user_id=context.user_id)
-
     @_retry_when_no_connection  # a failed attempt's transaction rolled back whole: nothing is repeated
-    async def reserve_thread(self, thread: ThreadMetadata, context: ContextT, *, admit: Callable[[int], None]) -> None:
-        """Save a new thread if `admit(the number of threads the user has)` does not raise.
+    async def reserve_thread(
+        self, thread: ThreadMetadata, context: ContextT, *, admit: Callable[[int], None] | None
+    ) -> None:
+        """Save a new thread if `admit(the number of threads the user has)` does not raise (no
+        count, no lock without `admit`: no quota).
 
         The count and the insert are one transaction under the user's thread-quota lock
         (`app.store.quota_locks`), so concurrent creates on any worker cannot pass the quota
@@ -330,8 +328,9 @@ class ChatKitStore(Store[ContextT]):
         """
         created_at, data = _thread_json(thread)
         async with self._writing() as session:
-            await lock_quota(session, context.user_id, "threads")
-            admit(await ChatThreadRepository(session=session).count_threads(user_id=context.user_id))
+            if admit is not None:
+                await lock_quota(session, context.user_id, "threads")
+                admit(await ChatThreadRepository(session=session).count_threads(user_id=context.user_id))
             await ChatRows(SessionRunner(session)).upsert_thread(
                 user_id=context.user_id,
                 thread_id=thread.id,

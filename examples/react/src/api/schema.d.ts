@@ -5854,7 +5854,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A turn is already running on this thread (threads.retry_after_item), or the thread has no pending client tool call to answer (already answered by another submit) */
+            /** @description A turn is already running on this thread (threads.retry_after_item); a message is already waiting on this thread for the running turn (threads.add_user_message: one queues at a time); or what the request answers was already answered by another submit (threads.add_client_tool_output with no pending client tool call, threads.add_structured_input for an input no longer pending) */
             409: {
                 headers: {
                     [name: string]: unknown;
