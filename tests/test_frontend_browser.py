@@ -122,7 +122,10 @@ def test_page_falls_back_to_console_and_chats_adds_tasks_acts_and_keeps_history(
     error = wait_for(
         driver, lambda d: d.find_element("css selector", ".tp-banner--error .tp-banner-text"), "the problem+json error"
     )
-    assert error.text.endswith(": The request body is too large; send a smaller body."), error.text
+    assert error.text.endswith(
+        ": The body is larger than MAX_REQUEST_BYTES (8192 bytes); only input.transcribe may carry more"
+        " (its audio, up to TRANSCRIPTION_MAX_BYTES)."
+    ), error.text
     assert "null" not in css(driver, ".tp-banner--error")[0].text
 
     # Reload: the same user, the same conversation with its history and the widget as it is now.

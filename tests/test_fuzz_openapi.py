@@ -117,6 +117,11 @@ def test_every_operation_answers_as_documented(
     if UPSTREAM_TAG in (case.operation.tags or []) and response.status_code == 503:
         assert "OPENAI_API_KEY" in response.json()["detail"], response.text
         checks.remove(not_a_server_error)
+    elif case.path == "/chatkit" and response.status_code == 501:
+        # The spec's ChatKit union lets the fuzzer build a well-formed input.transcribe, and this
+        # server has no dictation configured: its documented 501 names the setting, not a fault.
+        assert "TRANSCRIPTION_MODEL" in response.json()["detail"], response.text
+        checks.remove(not_a_server_error)
     case.validate_response(response, checks=checks)
 
 

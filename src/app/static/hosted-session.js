@@ -298,7 +298,7 @@ export function createClientSecretProvider({
       // 409: another refresh (a duplicated tab holding the same secret) already replaced it, and
       // only that caller got the newer secret: this tab gets a session of its own.
       if (error?.status === 409) {
-        const { session, owner } = await post(SESSIONS_PATH, {});
+        const { session, owner } = await post((bearer) => routes.mint(bearer));
         write(session, owner);
         return session.client_secret;
       }
