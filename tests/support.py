@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,6 +31,10 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        # A worker granian respawned after a test killed one can outlive its main process (seen as
+        # an orphan after tests/test_worker_death.py): end whatever is left of the server's group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         return self.process.returncode
 
     def log(self) -> str:
@@ -97,6 +102,7 @@ def start_live_server(
         cwd=PROJECT_ROOT,
         stdout=log_file,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so `stop` can end every worker it left
     )
     base_url = f"http://127.0.0.1:{port}"
     server = LiveServer(process=process, base_url=base_url, env=full_env, log_path=log_path)
