@@ -32,6 +32,7 @@ from tests.chatkit_client import parse_sse
 from tests.conftest import _drop_database, _postgres_database
 from tests.support import LiveServer, start_live_server
 from tests.test_time_zone import zone_on_another_date
+from tests.test_widgets_actions import find  # every component of one type in a widget tree
 
 EVENTS: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEvent)
 ZONE, LOCAL_TODAY = zone_on_another_date()
@@ -117,19 +118,6 @@ class StockClient:
         widget's item, with a form's values merged into the payload."""
         sent = {"type": action["type"], "payload": {**action.get("payload", {}), **form}}
         return self.post("threads.custom_action", {"thread_id": thread, "item_id": item["id"], "action": sent})
-
-
-def find(node: Any, kind: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if isinstance(node, dict):
-        if node.get("type") == kind:
-            found.append(node)
-        for value in node.values():
-            found.extend(find(value, kind))
-    elif isinstance(node, list):
-        for value in node:
-            found.extend(find(value, kind))
-    return found
 
 
 def button(widget: dict[str, Any], title: str, label: str) -> dict[str, Any]:
