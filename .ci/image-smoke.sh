@@ -66,7 +66,7 @@ if [ ! -s "$BASE_TAR" ]; then
   echo "debootstrap: $((SECONDS - started)) s, cached as $BASE_TAR"
 fi
 if ! podman image exists "$BASE_IMAGE"; then
-  podman import --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' "$BASE_TAR" "$BASE_IMAGE" >/dev/null
+  podman import --quiet --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' "$BASE_TAR" "$BASE_IMAGE" >/dev/null
 fi
 podman image inspect "$BASE_IMAGE" --format 'base image: {{.Size}} bytes'
 
@@ -141,11 +141,13 @@ TOKEN="$(in_image taskpilot token --user image-smoke)"
 reply="$(curl -sS -N "http://127.0.0.1:$PORT/chatkit" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
   -d '{"type":"threads.create","params":{"input":{"content":[{"type":"input_text","text":"add a task to buy milk tomorrow"}],"attachments":[],"inference_options":{}}}}')"
 grep -q 'Buy milk' <<<"$reply" || { echo "$reply" | tail -5; echo "the chat turn did not add the task"; exit 1; }
-curl -fsS "http://127.0.0.1:$PORT/api/tasks" -H "Authorization: Bearer $TOKEN" | grep -q '"title":"Buy milk"' \
-  || { echo "the task is not in /api/tasks"; exit 1; }
+# (Read whole, then searched: `curl | grep -q` fails under pipefail when grep stops reading first.)
+tasks="$(curl -fsS "http://127.0.0.1:$PORT/api/tasks" -H "Authorization: Bearer $TOKEN")"
+grep -q '"title":"Buy milk"' <<<"$tasks" || { echo "$tasks"; echo "the task is not in /api/tasks"; exit 1; }
 echo "a chat turn (offline model) added the task"
-curl -fsS "http://127.0.0.1:$PORT/metrics" | grep -q '^taskpilot_chatkit_turn_duration_seconds_count' \
-  || { echo "/metrics does not count the turn"; exit 1; }
+metrics="$(curl -fsS "http://127.0.0.1:$PORT/metrics")"
+grep -q '^taskpilot_chatkit_turn_duration_seconds_count 1.0$' <<<"$metrics" \
+  || { grep turn_duration_seconds_count <<<"$metrics"; echo "/metrics (both workers summed) does not count the turn"; exit 1; }
 
 main="$(pgrep -o -f -- "granian .*--port $PORT ")"
 kill -TERM "$main"
