@@ -33,15 +33,21 @@ PRIVATE_METRICS_PREFIX = "taskpilot-metrics-"
 
 
 def describe_database(database_url: str) -> dict[str, Any]:
-    """The database without its credentials: a SQLite file's absolute path, or PostgreSQL's host and name."""
-    from sqlalchemy.engine import make_url
+    """The database without its credentials: a SQLite file's absolute path, or PostgreSQL's host and name.
 
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        # Relative paths are relative to the working directory, as aiosqlite opens them.
-        return {"engine": "sqlite", "path": str(Path(url.database or "").resolve())}
-    host = url.host or "localhost"
-    return {"engine": "postgresql", "host": f"{host}:{url.port or 5432}", "name": url.database or ""}
+    Read with urlsplit, not SQLAlchemy: this runs in `taskpilot serve` just before granian replaces
+    it, and importing SQLAlchemy there would only delay the start."""
+    parts = urlsplit(database_url)
+    if parts.scheme.startswith("sqlite"):
+        # sqlite:///relative/path or sqlite:////absolute/path; relative to the working directory,
+        # as aiosqlite opens it.
+        return {"engine": "sqlite", "path": str(Path(parts.path[1:]).resolve())}
+    host = parts.hostname or "localhost"
+    return {
+        "engine": "postgresql",
+        "host": f"{f'[{host}]' if ':' in host else host}:{parts.port or 5432}",
+        "name": parts.path.lstrip("/"),
+    }
 
 
 def describe_redis(redis_url: str | None) -> str:
