@@ -90,9 +90,9 @@ LOG="$(mktemp)"
 container=""
 server=""
 cleanup() {
-  if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-    main="$(pgrep -o -f -- "granian .*--port $PORT " || true)"
-    [ -n "$main" ] && kill -KILL "$main" 2>/dev/null || true
+  if [ -n "$server" ]; then
+    # Granian and every worker (a worker outlives a killed main process): this run's port only.
+    for pid in $(pgrep -f -- "granian .*--port $PORT " || true); do kill -KILL "$pid" 2>/dev/null || true; done
     kill "$server" 2>/dev/null || true
   fi
   [ -n "$container" ] && buildah rm "$container" >/dev/null 2>&1 || true
