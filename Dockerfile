@@ -19,15 +19,16 @@ ENV LANG=C.UTF-8 \
 # The dependencies first: this layer is reused until requirements/runtime.txt changes. With
 # --require-hashes pip also refuses any dependency the lock does not pin.
 COPY requirements/runtime.txt /src/requirements/runtime.txt
+# pip byte-compiles what it installs: the image's user cannot write __pycache__ under /opt, and
+# compiled here the dependencies' bytecode stays in this cached layer.
 RUN python3 -m venv /opt/taskpilot \
- && /opt/taskpilot/bin/pip install --no-compile --require-hashes -r /src/requirements/runtime.txt
+ && /opt/taskpilot/bin/pip install --require-hashes -r /src/requirements/runtime.txt
 COPY pyproject.toml README.md LICENSE /src/
 COPY src /src/src
 COPY db /src/db
 RUN /opt/taskpilot/bin/pip wheel --no-deps --wheel-dir /dist /src \
- && /opt/taskpilot/bin/pip install --no-compile --no-deps /dist/taskpilot-*.whl \
- && /opt/taskpilot/bin/pip uninstall --yes pip setuptools \
- && /opt/taskpilot/bin/python -m compileall -q -j 0 /opt/taskpilot/lib
+ && /opt/taskpilot/bin/pip install --no-deps /dist/taskpilot-*.whl \
+ && /opt/taskpilot/bin/pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}
 ENV LANG=C.UTF-8 \
