@@ -23,9 +23,9 @@ from testkit.postgres import create_database, drop_database, scratch_name
 from app.http.auth import mint_dev_token
 from app.settings import Settings
 from app.store.models import Base
-from tests import contract
-from tests.browser_support import browser, fake_cdn  # noqa: F401  (fixtures: headless Chromium, the CDN stand-in)
-from tests.support import LiveServer, start_live_server
+from tests.support import contract
+from tests.support.browser import browser, fake_cdn  # noqa: F401  (fixtures: headless Chromium, the CDN stand-in)
+from tests.support.servers import LiveServer, start_live_server
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES", "") in {"1", "true", "yes"}
@@ -190,14 +190,14 @@ __all__ = ["auth_headers", "create_async_engine", "make_settings", "token_for"]
 @pytest.fixture(scope="session", autouse=True)
 def statement_audit() -> Iterator[None]:
     """`TASKPILOT_AUDIT_STATEMENTS=1 pytest tests/test_x.py`: audit every statement those tests send
-    in this process (tests/statement_audit.py) and print the ones without a user_id pin at the end.
-    Off by default: the audit of record is tests/test_statement_audit.py; this widens it on demand.
+    in this process (tests/support/statement_audit.py) and print the ones without a user_id pin at the end.
+    Off by default: the audit of record is tests/integration/test_statement_audit.py; this widens it on demand.
     The tests' own checks (counts over a whole table, back-dating rows) show up too: they are not
     the app's statements."""
     if os.environ.get("TASKPILOT_AUDIT_STATEMENTS", "") not in {"1", "true", "yes"}:
         yield
         return
-    from tests.test_statement_audit import recording
+    from tests.integration.test_statement_audit import recording
 
     with recording() as log:
         yield
@@ -207,7 +207,7 @@ def statement_audit() -> Iterator[None]:
         print(offender)
 
 
-# ---- the ChatKit contract, suite-wide (tests/contract.py) -----------------------------------------
+# ---- the ChatKit contract, suite-wide (tests/support/contract.py) -----------------------------------------
 
 OFF_SPEC_MARK = "chatkit_off_spec_requests"
 
