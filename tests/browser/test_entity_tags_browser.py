@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from tests.live.test_entity_tags import bearer
 from tests.support.browser import (
     api_tasks,
     cdn_rules,
@@ -27,7 +28,6 @@ from tests.support.browser import (
     wait_for,
 )
 from tests.support.servers import LiveServer
-from tests.live.test_entity_tags import bearer
 
 
 def add(server: LiveServer, user: str, title: str) -> dict[str, Any]:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.support.browser import (
     OFFLINE_RULES,
@@ -39,16 +38,8 @@ from tests.support.browser import (
     wait_for,
 )
 from tests.support.fake_openai import FakeOpenAI, error_body
+from tests.support.hosted import API_KEY  # the key the shared `fake_openai` knows
 from tests.support.servers import LiveServer
-
-API_KEY = "sk-test-TaskPilotBrowserKey-0123456789abcdef"
-
-
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI(API_KEY)
-    yield fake
-    fake.stop()
 
 
 def ui(driver: Any) -> str:

@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from app.agents.tools import COMPOSER_TOOLS
+from tests.live.test_entity_tags import bearer
 from tests.support.browser import (
     CDN_HOST,
     IN_CI,
@@ -49,8 +50,7 @@ from tests.support.browser import (
 )
 from tests.support.fake_openai import FakeOpenAI, error_body
 from tests.support.servers import PROJECT_ROOT, LiveServer
-from tests.live.test_entity_tags import bearer
-from tests.live.test_time_zone import zone_on_another_date
+from tests.support.time_zones import zone_on_another_date
 
 EXAMPLE = PROJECT_ROOT / "examples" / "react"
 DIST = EXAMPLE / "dist"

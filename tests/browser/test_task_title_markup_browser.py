@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tests.browser.test_entity_tags_browser import add
 from tests.support.browser import css, severe_console_errors, sign_in, wait_for
 from tests.support.servers import LiveServer
-from tests.browser.test_entity_tags_browser import add
 
 TITLE = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold</b>'
 

@@ -20,7 +20,7 @@ from app.http.auth import mint_dev_token
 from app.settings import Settings
 from tests.support.browser import api_tasks, cdn_rules, css, sign_in, texts, wait_for
 from tests.support.servers import LiveServer
-from tests.live.test_time_zone import zone_on_another_date
+from tests.support.time_zones import zone_on_another_date
 
 
 def in_zone(browser: Callable[..., Any], zone: str, *args: Any, **kwargs: Any) -> Any:

@@ -31,8 +31,8 @@ from app.services.attachments.signing import UrlSigner
 from app.services.maintenance import run_cleanup
 from app.settings import Settings, SettingsError
 from app.store.db import build_db_config
-from tests.support.chatkit_client import ChatKitClient
 from tests.conftest import create_schema, make_settings
+from tests.support.chatkit_client import ChatKitClient
 from tests.support.scripted_model import ScriptedModel, ScriptedProvider
 
 

@@ -28,8 +28,8 @@ from app.http.auth import mint_dev_token
 from app.settings import Settings
 from app.store.chatkit_store import ChatKitStore
 from app.store.db import build_db_config
-from tests.support.chatkit_client import ChatKitClient
 from tests.conftest import create_schema, make_settings
+from tests.support.chatkit_client import ChatKitClient
 from tests.support.scripted_model import FailAfter, ScriptedModel, ScriptedProvider
 
 

@@ -22,8 +22,8 @@ from app.agents.offline.planner import Reply, ToolCall
 from app.asgi import create_app
 from app.core.errors import ProtocolError
 from app.http.auth import mint_dev_token
-from tests.support.chatkit_client import ChatKitClient
 from tests.conftest import make_settings
+from tests.support.chatkit_client import ChatKitClient
 from tests.support.scripted_model import ScriptedModel, ScriptedProvider
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.support.servers import run_cli
 from tests.integration.test_migrations import TABLES, _tables
+from tests.support.servers import run_cli
 
 HEAD = "b8024de0820c"  # db/migrations/versions/b8024de0820c_initial_schema.py, the first revision
 # "-N" from the newest revision, N the number of revisions: a relative target that reaches base.

@@ -25,8 +25,8 @@ from app.http.auth import mint_dev_token
 from app.http.security import API_CSP
 from app.ops.ratelimit import RedisRateLimiter, build_limits
 from app.settings import Settings
-from tests.support.chatkit_client import ChatKitClient
 from tests.conftest import create_schema, make_settings
+from tests.support.chatkit_client import ChatKitClient
 
 
 @asynccontextmanager

@@ -12,15 +12,13 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from testkit.processes import free_port
@@ -29,53 +27,15 @@ from app.asgi import create_app
 from app.ops.logging import JsonFormatter
 from app.settings import Settings
 from app.store.db import build_db_config
-from app.store.models import Base, HostedSession
+from app.store.models import HostedSession
 from tests.conftest import auth_headers
 from tests.support.fake_openai import FakeOpenAI, error_body
+from tests.support.hosted import API_KEY, WORKFLOW_ID, hosted_env, running
 from tests.support.production import terminate_server_connections
 
-API_KEY = "sk-test-TaskPilotServerKey-0123456789abcdef"
-WORKFLOW_ID = "wf_6946b383d368819081b556e6e5fa66330d48d0c9ea4fccd8"
 # `status` is always "success": the field the TaskPilotAI deployment guide checks.
 SESSION_FIELDS = {"client_secret", "session_id", "expires_at", "status"}
 RESPONSE_KEY = {"current_client_secret": "client_secret", "session_id": "session_id"}
-
-
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI(API_KEY)
-    yield fake
-    fake.stop()
-
-
-def hosted_env(fake: FakeOpenAI | None, **overrides: Any) -> dict[str, str]:
-    env = {
-        "APP_ENV": "development",
-        "MODEL_PROVIDER": "offline",
-        "LOG_LEVEL": "debug",
-        "OPENAI_API_KEY": API_KEY,
-        "CHATKIT_WORKFLOW_ID": WORKFLOW_ID,
-        "OPENAI_TIMEOUT_SECONDS": "5",
-    }
-    if fake is not None:
-        env["OPENAI_BASE_URL"] = fake.base_url
-    env.update({k: str(v) for k, v in overrides.items()})
-    return {k: v for k, v in env.items() if v != ""}
-
-
-@asynccontextmanager
-async def running(
-    settings: Settings, *, create_schema: bool = True
-) -> AsyncIterator[tuple[AsyncTestClient[Litestar], Litestar]]:
-    if create_schema:
-        engine = build_db_config(settings).get_engine()
-        async with engine.begin() as connection:
-            await connection.run_sync(Base.metadata.drop_all)
-            await connection.run_sync(Base.metadata.create_all)
-        await engine.dispose()
-    app = create_app(settings)
-    async with AsyncTestClient(app=app) as client:
-        yield client, app
 
 
 Hosted = Callable[..., Any]

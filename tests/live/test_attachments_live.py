@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
+from tests.integration.test_attachments import NOTES, PNG
 from tests.support.chatkit_client import ChatKitClient
 from tests.support.servers import run_cli
-from tests.integration.test_attachments import NOTES, PNG
 
 LIMIT = 64 * 1024
 

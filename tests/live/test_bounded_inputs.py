@@ -19,11 +19,11 @@ from testkit.chatkit import dev_token
 
 from app.core.errors import DomainError
 from app.services.tasks import MAX_TAG_LENGTH, MAX_TAGS, normalize_tags
-from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.conftest import _drop_database, _postgres_database
-from tests.support.servers import LiveServer, start_live_server
 from tests.live.test_hardening_inputs import user
 from tests.live.test_widgets_actions import find, replaced, widgets
+from tests.support.chatkit_client import ChatKitClient, StreamResult
+from tests.support.servers import LiveServer, start_live_server
 
 ORIGIN = "http://page.example.test"
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}

@@ -11,7 +11,7 @@ checked on `Settings.from_env` and on `taskpilot serve`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,7 +21,7 @@ from app.agents.tools import COMPOSER_TOOLS, TOOL_NAMES
 from app.http.auth import mint_dev_token
 from app.settings import Settings, SettingsError
 from tests.support.chatkit_client import ChatKitClient, StreamResult
-from tests.support.fake_model_server import TITLE_MARKER, FakeModelServer
+from tests.support.fake_model_server import TITLE_MARKER, FakeModelServer, turn_requests
 from tests.support.servers import LiveServer, run_cli
 
 OPTIONS = "params.input.inference_options"
@@ -249,25 +249,6 @@ async def test_a_retry_of_a_message_whose_model_was_withdrawn_is_a_400(
 
 
 # ---- the provider path: the chosen model and the forced tool reach the model ---------------------------
-
-
-@pytest.fixture
-def fake_model() -> Iterator[Callable[..., FakeModelServer]]:
-    servers: list[FakeModelServer] = []
-
-    def start(script: list[Any]) -> FakeModelServer:
-        server = FakeModelServer(script)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
-
-
-def turn_requests(fake: FakeModelServer) -> list[dict[str, Any]]:
-    """The requests of turns (not of title generation)."""
-    return [body for body in fake.requests if TITLE_MARKER not in json.dumps(body.get("instructions") or "")]
 
 
 async def test_the_chosen_model_and_tool_reach_the_provider(

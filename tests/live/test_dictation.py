@@ -18,10 +18,10 @@ import httpx
 import pytest
 from testkit.processes import free_port
 
-from tests.support.fake_transcription import FakeTranscription
-from tests.support.servers import run_cli
 from tests.load.test_load_balancer import _haproxy, _start_haproxy
 from tests.load.test_worker_death import _workers
+from tests.support.fake_transcription import FakeTranscription
+from tests.support.servers import run_cli
 
 KEY = "sk-dictation-test-0123456789abcdef"
 MODEL = "gpt-4o-mini-transcribe"

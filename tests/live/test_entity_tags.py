@@ -10,11 +10,10 @@ composer's tag search is `GET /api/tasks?q=`, confined to the user like every ta
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from app.agents.offline.planner import Reply
 from app.http.auth import mint_dev_token
@@ -214,19 +213,6 @@ def turn_input(fake: FakeModelServer) -> str:
     """What the last turn (not the thread-title request) sent the model."""
     turns = [r for r in fake.requests if TITLE_MARKER not in json.dumps(r.get("instructions") or "")]
     return json.dumps(turns[-1]["input"], ensure_ascii=False)
-
-
-@pytest.fixture
-def fake_model() -> Iterator[Callable[[list[Any]], FakeModelServer]]:
-    servers: list[FakeModelServer] = []
-
-    def start(script: list[Any]) -> FakeModelServer:
-        servers.append(FakeModelServer(script))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 async def test_a_model_reads_the_tagged_task_with_its_id_and_number_and_nothing_of_anothers(

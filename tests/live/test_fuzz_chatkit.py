@@ -33,8 +33,8 @@ from app.agents.tools import COMPOSER_TOOLS
 from app.asgi import create_app
 from app.http.auth import mint_dev_token
 from app.settings import Settings
-from tests.support.chatkit_client import EVENT_ADAPTER, ChatKitClient, parse_sse
 from tests.conftest import create_schema, make_settings
+from tests.support.chatkit_client import EVENT_ADAPTER, ChatKitClient, parse_sse
 
 MAX_REQUEST_BYTES = 262_144
 # How a stream may end when nothing went wrong: the last item, the title, the tasks-changed

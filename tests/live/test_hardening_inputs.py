@@ -21,8 +21,8 @@ from testkit.chatkit import dev_token, event_type, json_headers, sse_frames, thr
 
 from app.settings import DEFAULT_DEV_SECRET
 from tests.conftest import _drop_database, _postgres_database
-from tests.support.servers import LiveServer, start_live_server
 from tests.live.test_mcp import call, mcp_client
+from tests.support.servers import LiveServer, start_live_server
 
 QUOTAS = {
     "QUOTA_THREADS_PER_USER": "3",

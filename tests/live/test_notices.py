@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,11 @@ import pytest
 
 from app.agents.offline.planner import Reply, ToolCall
 from app.settings import SettingsError
-from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.conftest import make_settings
+from tests.integration.test_attachments import NOTES
+from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.support.fake_model_server import FakeModelServer, Slow, ToolCalls
 from tests.support.servers import run_cli
-from tests.integration.test_attachments import NOTES
-
-
-@pytest.fixture
-def fake_model() -> Iterator[Any]:
-    servers: list[FakeModelServer] = []
-
-    def start(script: list[Any]) -> FakeModelServer:
-        server = FakeModelServer(script)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 def _compatible(fake: FakeModelServer) -> dict[str, str]:

@@ -32,8 +32,8 @@ from app.core.context import RequestContext
 from app.core.errors import Conflict
 from app.settings import Settings
 from app.store.chatkit_store import ChatKitStore
-from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.conftest import _drop_database, _postgres_database, create_schema
+from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.support.production import headers_for, kill_server, open_stream, token
 from tests.support.servers import LiveServer, start_live_server
 

@@ -21,9 +21,9 @@ from chatkit.types import ChatKitReq, ThreadStreamEvent
 
 from app.controllers.chatkit import STREAMING_TYPES
 from app.http.openapi_chatkit import non_streaming_types, streaming_types
+from tests.conftest import token_for
 from tests.support import contract
 from tests.support.chatkit_client import ChatKitClient, parse_sse
-from tests.conftest import token_for
 from tests.support.servers import LiveServer, start_live_server
 
 SPEC = json.loads(contract.SPEC_PATH.read_text())

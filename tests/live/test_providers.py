@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -13,20 +11,6 @@ from app.agents.offline.planner import Reply, ToolCall
 from tests.support.chatkit_client import ChatKitClient
 from tests.support.fake_model_server import FakeModelServer
 from tests.support.servers import run_cli
-
-
-@pytest.fixture
-def fake_model() -> Iterator[Any]:
-    servers: list[FakeModelServer] = []
-
-    def start(script: list[Any], **kwargs: Any) -> FakeModelServer:
-        server = FakeModelServer(script, **kwargs)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 def _env(provider: str, fake: FakeModelServer) -> dict[str, str]:

@@ -28,11 +28,11 @@ from chatkit.types import ThreadStreamEvent
 from pydantic import TypeAdapter
 from testkit.chatkit import dev_token
 
-from tests.support.chatkit_client import parse_sse
 from tests.conftest import _drop_database, _postgres_database
-from tests.support.servers import LiveServer, start_live_server
-from tests.live.test_time_zone import zone_on_another_date
 from tests.live.test_widgets_actions import find  # every component of one type in a widget tree
+from tests.support.chatkit_client import parse_sse
+from tests.support.servers import LiveServer, start_live_server
+from tests.support.time_zones import zone_on_another_date
 
 EVENTS: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEvent)
 ZONE, LOCAL_TODAY = zone_on_another_date()

@@ -10,7 +10,7 @@ the server's own resolved-tag line.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -18,10 +18,10 @@ import pytest
 
 from app.agents.entities import MAX_TAG_DATA_CHARS, MAX_TAG_ID_CHARS, MAX_TAGS_PER_MESSAGE
 from app.agents.offline.planner import Reply
+from tests.live.test_entity_tags import add, tag, tagged_input, task_of, token, turn_input
 from tests.support.chatkit_client import ChatKitClient
 from tests.support.fake_model_server import FakeModelServer
 from tests.support.servers import LiveServer
-from tests.live.test_entity_tags import add, tag, tagged_input, task_of, token, turn_input
 
 
 def raw_tag(tag_id: str, text: str = "Buy milk", data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -39,19 +39,6 @@ OVERSIZED = {
         "params.input.content",
     ),
 }
-
-
-@pytest.fixture
-def fake_model() -> Iterator[Callable[[list[Any]], FakeModelServer]]:
-    servers: list[FakeModelServer] = []
-
-    def start(script: list[Any]) -> FakeModelServer:
-        servers.append(FakeModelServer(script))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 @pytest.mark.parametrize("what", sorted(OVERSIZED))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import zoneinfo
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +30,16 @@ from app.core.errors import DomainError
 from app.http.auth import mint_dev_token
 from app.http.client_tools import parse_client_tools
 from app.settings import Settings, SettingsError
-from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.conftest import create_schema, make_settings
-from tests.support.fake_model_server import FakeModelServer
-from tests.live.test_composer_choices import fake_model, turn_requests  # noqa: F401  (fixture)
 from tests.live.test_mcp import call, token
+from tests.support.chatkit_client import ChatKitClient, StreamResult
+from tests.support.fake_model_server import FakeModelServer, turn_requests
+from tests.support.time_zones import zone_on_another_date
 
 KARACHI = "Asia/Karachi"  # UTC+5, no summer time
 # 02:00 on 23 November in Karachi is still 22 November in UTC.
 KARACHI_2AM = dt.datetime(2026, 11, 22, 21, 0, tzinfo=dt.UTC)
 BAD_ZONES = ["Mars/Olympus", "localtime", "../../etc/passwd", "+05:00", "asia/karachi", "", "A" * 300]
-
-
-def zone_on_another_date() -> tuple[str, dt.date]:
-    """A real zone whose date differs from the UTC date right now (one of UTC+14 and UTC-12 always does)."""
-    now = dt.datetime.now(dt.UTC)
-    for zone in ("Pacific/Kiritimati", "Etc/GMT+12"):
-        local = now.astimezone(zoneinfo.ZoneInfo(zone)).date()
-        if local != now.date():
-            return zone, local
-    raise AssertionError("no zone differs from UTC: impossible")  # pragma: no cover
 
 
 def done_items(result: StreamResult) -> list[Any]:
@@ -221,7 +210,7 @@ async def test_a_stock_client_gets_dates_in_the_default_zone_and_is_told_which(
 
 async def test_a_real_model_is_told_the_default_zone_and_offered_the_client_tool_only_when_answered(
     live_server_factory,
-    fake_model,  # noqa: F811  (the fixture imported above)
+    fake_model,
 ) -> None:
     from app.agents.offline.planner import Reply, ToolCall
 

@@ -18,8 +18,8 @@ from sqlalchemy.engine import make_url
 from testkit.chatkit import add_user_message as message_body
 from testkit.chatkit import threads_create as create_body
 
-from tests.support.chatkit_client import ChatKitClient
 from tests.conftest import create_schema
+from tests.support.chatkit_client import ChatKitClient
 from tests.support.production import (
     db_fetch,
     headers_for,

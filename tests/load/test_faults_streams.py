@@ -28,8 +28,8 @@ from testkit.chatkit import threads_create as create_body
 from app.agents.offline import replies
 from app.agents.offline.model import _chunks
 from app.agents.offline.planner import Reply, ToolCall
-from tests.support.chatkit_client import ChatKitClient
 from tests.conftest import create_schema
+from tests.support.chatkit_client import ChatKitClient
 from tests.support.fake_model_server import TITLE_MARKER, FakeModelServer
 from tests.support.production import db_fetch, headers_for, kill_server, open_stream, stored_items, token
 

@@ -36,13 +36,13 @@ from testkit.chatkit import add_user_message as message_body
 from testkit.chatkit import threads_create as create_body
 from testkit.processes import PROJECT_ROOT, answers_ok, free_port
 
-from tests.support.chatkit_client import parse_sse
 from tests.conftest import create_schema
+from tests.integration.test_attachments import PNG
+from tests.support.chatkit_client import parse_sse
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.hosted import API_KEY, WORKFLOW_ID
 from tests.support.production import db_fetch, headers_for, stored_rows
 from tests.support.servers import LiveServer
-from tests.integration.test_attachments import PNG
-from tests.integration.test_sessions import API_KEY, WORKFLOW_ID
 
 USERS = 100
 TURNS = ["add a task to buy milk", "show my tasks", "mark 1 done"]

@@ -25,8 +25,8 @@ import pytest
 from testkit.chatkit import add_user_message as message_body
 from testkit.chatkit import threads_create as create_body
 
-from tests.support.chatkit_client import parse_sse
 from tests.conftest import create_schema
+from tests.support.chatkit_client import parse_sse
 from tests.support.production import headers_for, stored_rows
 
 USERS = 200

@@ -13,8 +13,8 @@ import httpx
 from redis.asyncio import Redis
 from testkit.chatkit import add_user_message as message_body
 
-from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.conftest import create_schema
+from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.support.production import stored_items, token
 
 

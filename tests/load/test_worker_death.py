@@ -26,8 +26,8 @@ import pytest
 from testkit.chatkit import threads_create as create_body
 from testkit.processes import child_pids
 
-from tests.support.chatkit_client import EVENT_ADAPTER
 from tests.conftest import create_schema
+from tests.support.chatkit_client import EVENT_ADAPTER
 from tests.support.production import headers_for, stored_items, token
 from tests.support.servers import LiveServer
 

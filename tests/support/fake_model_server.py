@@ -207,3 +207,8 @@ class FakeModelServer:
             data = event.model_dump_json(exclude_none=True)
             handler.wfile.write(f"event: {event.type}\ndata: {data}\n\n".encode())
         handler.wfile.flush()
+
+
+def turn_requests(fake: FakeModelServer) -> list[dict[str, Any]]:
+    """The requests of turns (not of title generation)."""
+    return [body for body in fake.requests if TITLE_MARKER not in json.dumps(body.get("instructions") or "")]
