@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import struct
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,24 +31,8 @@ from app.settings import Settings, SettingsError
 from app.store.db import build_db_config
 from tests.conftest import create_schema, make_settings
 from tests.support.chatkit_client import ChatKitClient
+from tests.support.payloads import JPEG, NOTES, PDF, PNG
 from tests.support.scripted_model import ScriptedModel, ScriptedProvider
-
-
-def png_bytes(width: int = 2, height: int = 2) -> bytes:
-    """A real (tiny) PNG."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
-PNG = png_bytes()
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4 + b"\xff\xd9"
-PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-NOTES = "# Groceries\n- milk\n- eggs (dozen)\n- café au lait ☕\n".encode()
 
 
 @dataclass

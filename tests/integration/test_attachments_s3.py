@@ -12,7 +12,8 @@ from testkit.processes import free_port
 
 from app.services.attachments.blobs import BlobStorage, storage_key
 from app.services.maintenance import run_cleanup
-from tests.integration.test_attachments import NOTES, PNG, Env, _ctx, _env
+from tests.integration.test_attachments import Env, _ctx, _env
+from tests.support.payloads import NOTES, PNG
 
 moto_server = pytest.importorskip(
     "moto.server", reason="moto[s3] with flask is a dev dependency (pip install -e '.[dev]')"

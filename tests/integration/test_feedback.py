@@ -20,7 +20,7 @@ from app.core.context import RequestContext
 from app.services.feedback import FeedbackExport, export_feedback
 from app.store.chatkit_store import ChatKitStore
 from tests.integration.test_chatkit_store import make_thread, message
-from tests.live.test_mcp import token
+from tests.support.auth import token
 from tests.support.chatkit_client import ChatKitClient
 from tests.support.servers import run_cli
 

@@ -28,9 +28,10 @@ from app.settings import Settings
 from app.store import driver
 from app.store.distribution import DISTRIBUTED_TABLES, distribution_statements, scan_hint
 from tests.conftest import create_schema
-from tests.integration.test_attachments import NOTES, PNG, _env
+from tests.integration.test_attachments import _env
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.hosted import API_KEY, hosted_env, running
+from tests.support.payloads import NOTES, PNG
 from tests.support.statement_audit import StatementLog, audit_statement
 
 # The statements that are meant to scan across users, and why each may. Each only *finds* rows

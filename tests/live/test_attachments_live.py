@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from tests.integration.test_attachments import NOTES, PNG
 from tests.support.chatkit_client import ChatKitClient
+from tests.support.payloads import NOTES, PNG
 from tests.support.servers import run_cli
 
 LIMIT = 64 * 1024

@@ -21,7 +21,7 @@ from testkit.chatkit import dev_token, event_type, json_headers, sse_frames, thr
 
 from app.settings import DEFAULT_DEV_SECRET
 from tests.conftest import _drop_database, _postgres_database
-from tests.live.test_mcp import call, mcp_client
+from tests.support.mcp import call, mcp_client
 from tests.support.servers import LiveServer, start_live_server
 
 QUOTAS = {

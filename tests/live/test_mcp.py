@@ -5,44 +5,12 @@ Every test here runs on the run's shared default server (`live_servers.get()`), 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
-import httpx2
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
-from app.http.auth import mint_dev_token
-from app.settings import Settings
+from tests.support.auth import token
+from tests.support.mcp import TOOLS, call, mcp_client
 from tests.support.servers import ServerPool, unique_user
-
-TOOLS = {"add_task", "list_tasks", "get_task", "update_task", "complete_task", "delete_task", "task_summary"}
-
-
-def token(user: str) -> str:
-    return mint_dev_token(Settings.from_env({}), user)
-
-
-@asynccontextmanager
-async def mcp_client(base_url: str, user: str) -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {token(user)}"}
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=30) as http,
-        Client(streamable_http_client(f"{base_url}/mcp", http_client=http)) as client,
-    ):
-        yield client
-
-
-async def call(client: Client, name: str, arguments: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-    """(is_error, the JSON result)."""
-    result = await client.call_tool(name, arguments)
-    if result.is_error:
-        text = result.content[0].text  # type: ignore[union-attr]
-        return True, json.loads(text[text.index("{") :])
-    assert result.structured_content is not None
-    return False, result.structured_content
 
 
 async def test_mcp_needs_a_valid_bearer_token(live_servers: ServerPool) -> None:

@@ -16,9 +16,9 @@ import pytest
 from app.agents.offline.planner import Reply, ToolCall
 from app.settings import SettingsError
 from tests.conftest import make_settings
-from tests.integration.test_attachments import NOTES
 from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.support.fake_model_server import FakeModelServer, Slow, ToolCalls
+from tests.support.payloads import NOTES
 from tests.support.servers import run_cli
 
 

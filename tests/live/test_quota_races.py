@@ -26,9 +26,9 @@ from app.settings import Settings
 from app.store.db import build_db_config
 from app.store.models import HostedSession
 from tests.conftest import _drop_database, _postgres_database
-from tests.live.test_mcp import call, mcp_client
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.hosted import API_KEY, hosted_env
+from tests.support.mcp import call, mcp_client
 from tests.support.servers import LiveServer, start_live_server
 
 TASKS, THREADS, STORAGE_BYTES = 5, 3, 1000

@@ -31,9 +31,10 @@ from app.http.auth import mint_dev_token
 from app.http.client_tools import parse_client_tools
 from app.settings import Settings, SettingsError
 from tests.conftest import create_schema, make_settings
-from tests.live.test_mcp import call, token
+from tests.support.auth import token
 from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.support.fake_model_server import FakeModelServer, turn_requests
+from tests.support.mcp import call
 from tests.support.time_zones import zone_on_another_date
 
 KARACHI = "Asia/Karachi"  # UTC+5, no summer time

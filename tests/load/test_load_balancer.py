@@ -37,10 +37,10 @@ from testkit.chatkit import threads_create as create_body
 from testkit.processes import PROJECT_ROOT, answers_ok, free_port
 
 from tests.conftest import create_schema
-from tests.integration.test_attachments import PNG
 from tests.support.chatkit_client import parse_sse
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.hosted import API_KEY, WORKFLOW_ID
+from tests.support.payloads import PNG
 from tests.support.production import db_fetch, headers_for, stored_rows
 from tests.support.servers import LiveServer
 
