@@ -30,7 +30,7 @@ from app.http.auth import mint_dev_token
 from app.settings import Settings
 from app.store.models import Base
 from tests.support import contract
-from tests.support.browser import browser, fake_cdn  # noqa: F401  (fixtures: headless Chromium, the CDN stand-in)
+from tests.support.browser import browser, browser_pool, fake_cdn  # noqa: F401  (fixtures: headless Chromium, the CDN stand-in)
 from tests.support.fake_model_server import FakeModelServer
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.hosted import API_KEY

@@ -6,22 +6,16 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from chatkit.types import FileAttachment, ImageAttachment, UserMessageItem, UserMessageTextContent
-from litestar.testing import AsyncTestClient
 
 from app.agents.assistant import IMAGE_TOKENS, TaskPilotConverter, estimate_tokens
 from app.agents.offline.planner import Reply
-from app.asgi import create_app
-from app.core.context import RequestContext
 from app.core.errors import AuthError, PayloadTooLarge, ServiceUnavailable
-from app.http.auth import mint_dev_token
 from app.services.attachments.blobs import storage_key
 from app.services.attachments.content import clean_name, normalize_mime, sniff
 from app.services.attachments.service import AttachmentService
@@ -29,89 +23,22 @@ from app.services.attachments.signing import UrlSigner
 from app.services.maintenance import run_cleanup
 from app.settings import Settings, SettingsError
 from app.store.db import build_db_config
-from tests.conftest import create_schema, make_settings
-from tests.support.chatkit_client import ChatKitClient
+from tests.conftest import create_schema
+from tests.support.attachments import Env, attachments_app, local_path, request_context
 from tests.support.payloads import JPEG, NOTES, PDF, PNG
-from tests.support.scripted_model import ScriptedModel, ScriptedProvider
-
-
-@dataclass
-class Env:
-    http: httpx.AsyncClient
-    settings: Settings
-    blob_dir: Path
-    alice: ChatKitClient
-    bob: ChatKitClient
-    service: AttachmentService
-    model: ScriptedModel | None
-
-    def bearer(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_dev_token(self.settings, user)}"}
-
-    def blob(self, user: str, attachment_id: str) -> Path:
-        return self.blob_dir / storage_key(user, attachment_id)
-
-    async def create(self, user: str, name: str, mime_type: str, size: int) -> httpx.Response:
-        return await self.http.post(
-            "/chatkit",
-            json={"type": "attachments.create", "params": {"name": name, "size": size, "mime_type": mime_type}},
-            headers=self.bearer(user),
-        )
-
-    async def created(self, user: str, name: str, mime_type: str, size: int) -> dict[str, Any]:
-        response = await self.create(user, name, mime_type, size)
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    async def upload(
-        self, attachment: dict[str, Any], content: Any, headers: dict[str, str] | None = None
-    ) -> httpx.Response:
-        """PUT exactly as the descriptor says: its URL (signed), method and headers; no bearer token."""
-        descriptor = attachment["upload_descriptor"]
-        assert descriptor["method"] == "PUT"
-        return await self.http.put(
-            _local(descriptor["url"]), content=content, headers={**descriptor["headers"], **(headers or {})}
-        )
-
-
-def _local(url: str) -> str:
-    """The path and query of an absolute URL (the test client speaks to the app in-process)."""
-    parts = urlsplit(url)
-    assert parts.scheme == "http" and parts.netloc == "testserver.local", url
-    return f"{parts.path}?{parts.query}" if parts.query else parts.path
-
-
-async def _env(
-    tmp_path: Path, database_url: str, model: ScriptedModel | None = None, **overrides: Any
-) -> AsyncIterator[Env]:
-    blob_dir = tmp_path / "blobs"
-    overrides = {"ATTACHMENT_STORAGE_URL": str(blob_dir), **overrides}
-    settings = make_settings(tmp_path, DATABASE_URL=database_url, **overrides)
-    await create_schema(settings.database_url)
-    app = create_app(settings, model_provider=ScriptedProvider(model) if model else None)
-    async with AsyncTestClient(app) as client:
-        yield Env(
-            http=client,
-            settings=settings,
-            blob_dir=blob_dir,
-            alice=ChatKitClient(client, mint_dev_token(settings, "alice")),
-            bob=ChatKitClient(client, mint_dev_token(settings, "bob")),
-            service=AttachmentService.from_settings(settings, build_db_config(settings)),
-            model=model,
-        )
+from tests.support.scripted_model import ScriptedModel
 
 
 @pytest.fixture
 async def env(tmp_path: Path, server_database_url: str) -> AsyncIterator[Env]:
-    async for value in _env(tmp_path, server_database_url):
+    async for value in attachments_app(tmp_path, server_database_url):
         yield value
 
 
 @pytest.fixture
 async def lite(tmp_path: Path) -> AsyncIterator[Env]:
     """SQLite only, for rules that do not depend on the database."""
-    async for value in _env(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/lite.db", ATTACHMENT_MAX_BYTES=4096):
+    async for value in attachments_app(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/lite.db", ATTACHMENT_MAX_BYTES=4096):
         yield value
 
 
@@ -120,7 +47,7 @@ async def lite(tmp_path: Path) -> AsyncIterator[Env]:
 
 async def test_create_upload_send_reload_and_the_model_sees_the_files(tmp_path: Path, server_database_url: str) -> None:
     model = ScriptedModel([Reply("Nice picture and list.")])
-    async for env in _env(tmp_path, server_database_url, model):
+    async for env in attachments_app(tmp_path, server_database_url, model):
         image = await env.created("alice", "dot.png", "image/png", len(PNG))
         notes = await env.created("alice", "groceries.md", "text/markdown", len(NOTES))
         assert image["type"] == "image" and notes["type"] == "file"
@@ -168,7 +95,7 @@ async def test_create_upload_send_reload_and_the_model_sees_the_files(tmp_path: 
             (notes["id"], "groceries.md", "text/markdown"),
         ]
         assert all("upload_descriptor" not in a and "metadata" not in a for a in message["attachments"])
-        preview = await env.http.get(_local(message["attachments"][0]["preview_url"]))  # an <img> sends no token
+        preview = await env.http.get(local_path(message["attachments"][0]["preview_url"]))  # an <img> sends no token
         assert preview.status_code == 200
         assert preview.content == PNG and preview.headers["content-type"] == "image/png"
         assert preview.headers["content-disposition"].startswith("inline;")
@@ -285,12 +212,14 @@ async def test_reloaded_preview_urls_are_fresh_and_signed_for_the_owner(lite: En
     sent = await lite.alice.create_thread("a picture", attachments=[image["id"]])
     store_links = lite.service.store.links
     assert store_links is not None
-    stored = (await lite.service.store.load_thread_items(sent.thread_id, None, 10, "asc", _ctx("alice"))).data
+    stored = (
+        await lite.service.store.load_thread_items(sent.thread_id, None, 10, "asc", request_context("alice"))
+    ).data
     old_url = next(i for i in stored if isinstance(i, UserMessageItem)).attachments[0]
     assert isinstance(old_url, ImageAttachment)
     original_clock = store_links.signer.clock
     store_links.signer.clock = lambda: original_clock() + 86_400  # a day later: the stored URL has expired
-    fresh = (await lite.service.store.load_thread_items(sent.thread_id, None, 10, "asc", _ctx("alice"))).data
+    fresh = (await lite.service.store.load_thread_items(sent.thread_id, None, 10, "asc", request_context("alice"))).data
     new_url = next(i for i in fresh if isinstance(i, UserMessageItem)).attachments[0]
     assert isinstance(new_url, ImageAttachment)
     assert str(new_url.preview_url) != str(old_url.preview_url)
@@ -299,10 +228,6 @@ async def test_reloaded_preview_urls_are_fresh_and_signed_for_the_owner(lite: En
         store_links.signer.verify(expired_token, "read", image["id"])
     fresh_token = parse_qs(urlsplit(str(new_url.preview_url)).query)["token"][0]
     assert store_links.signer.verify(fresh_token, "read", image["id"]) == "alice"
-
-
-def _ctx(user: str) -> RequestContext:
-    return RequestContext(user_id=user, base_url="http://testserver.local")
 
 
 # ---- limits ----------------------------------------------------------------------------------------
@@ -318,7 +243,7 @@ async def test_size_limit_at_create_and_at_upload(lite: Env) -> None:
     refused = await lite.upload(created, b"a" * 4097)
     assert refused.status_code == 413
     assert not lite.blob("alice", created["id"]).exists()
-    record = await lite.service.store.load_attachment_record(created["id"], _ctx("alice"))
+    record = await lite.service.store.load_attachment_record(created["id"], request_context("alice"))
     assert record.status == "pending" and record.storage_key is None  # released: the client may retry
 
     exactly = await lite.upload(created, b"a" * 4096)
@@ -336,10 +261,12 @@ async def test_the_limit_stops_reading_a_stream_that_announced_no_length(lite: E
             yield b"a" * 1000
 
     with pytest.raises(PayloadTooLarge):
-        await lite.service.upload(created["id"], _ctx("alice"), body(), content_type=None, content_length=None)
+        await lite.service.upload(
+            created["id"], request_context("alice"), body(), content_type=None, content_length=None
+        )
     assert sum(sent) == 5000  # stopped at the first chunk past 4096 bytes, not at the end of the body
     assert not lite.blob("alice", created["id"]).exists()
-    record = await lite.service.store.load_attachment_record(created["id"], _ctx("alice"))
+    record = await lite.service.store.load_attachment_record(created["id"], request_context("alice"))
     assert record.status == "pending" and record.storage_key is None
 
 
@@ -365,7 +292,7 @@ async def test_the_limit_stops_reading_a_stream_that_announced_no_length(lite: E
 async def test_content_is_sniffed_not_trusted(
     tmp_path: Path, declared: str, name: str, content: bytes, status: int, stored_as: str | None
 ) -> None:
-    async for env in _env(
+    async for env in attachments_app(
         tmp_path,
         f"sqlite+aiosqlite:///{tmp_path}/types.db",
         ATTACHMENT_ALLOWED_TYPES="image/png,image/jpeg,application/pdf,text/plain,text/markdown,text/csv",
@@ -382,7 +309,7 @@ async def test_content_is_sniffed_not_trusted(
         else:
             assert response.headers["content-type"].startswith("application/problem+json")
             assert not env.blob("alice", created["id"]).exists()
-            record = await env.service.store.load_attachment_record(created["id"], _ctx("alice"))
+            record = await env.service.store.load_attachment_record(created["id"], request_context("alice"))
             assert record.status == "pending" and record.storage_key is None
 
 
@@ -397,7 +324,7 @@ async def test_multipart_form_uploads_store_only_the_file(lite: Env) -> None:
     created = await lite.created("alice", "dot.png", "image/png", len(PNG))
     descriptor = created["upload_descriptor"]
     response = await lite.http.put(
-        _local(descriptor["url"]),
+        local_path(descriptor["url"]),
         files={"file": ("dot.png", PNG, "image/png")},
         data={"purpose": "chat"},
     )
@@ -405,7 +332,7 @@ async def test_multipart_form_uploads_store_only_the_file(lite: Env) -> None:
     assert lite.blob("alice", created["id"]).read_bytes() == PNG
 
     other = await lite.created("alice", "x.txt", "text/plain", 3)
-    no_file = await lite.http.put(_local(other["upload_descriptor"]["url"]), files={"note": (None, "no file")})
+    no_file = await lite.http.put(local_path(other["upload_descriptor"]["url"]), files={"note": (None, "no file")})
     assert no_file.status_code == 400 and "'file'" in no_file.json()["detail"]
     assert not lite.blob("alice", other["id"]).exists()
 
@@ -456,7 +383,7 @@ async def test_cleanup_deletes_abandoned_uploads_and_their_blobs(env: Env) -> No
     # An upload that died mid-way: the row is pending and already names its blob.
     abandoned = await env.created("alice", "a.txt", "text/plain", 5)
     key = storage_key("alice", abandoned["id"])
-    assert await env.service.store.claim_upload(abandoned["id"], key, _ctx("alice"))
+    assert await env.service.store.claim_upload(abandoned["id"], key, request_context("alice"))
 
     async def partial() -> AsyncIterator[bytes]:
         yield b"part"
@@ -477,7 +404,7 @@ async def test_cleanup_deletes_abandoned_uploads_and_their_blobs(env: Env) -> No
 
 
 async def test_retention_deletes_the_blobs_of_expired_threads(tmp_path: Path) -> None:
-    async for env in _env(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/ret.db", CHAT_RETENTION_DAYS=1):
+    async for env in attachments_app(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/ret.db", CHAT_RETENTION_DAYS=1):
         created = await env.created("alice", "a.txt", "text/plain", 1)
         assert (await env.upload(created, b"a")).status_code == 200
         await env.alice.create_thread("old", attachments=[created["id"]])
@@ -503,7 +430,7 @@ async def test_without_a_signing_secret_attachments_say_what_to_configure(tmp_pa
 
     with pytest.raises(ServiceUnavailable, match="ATTACHMENT_SIGNING_SECRET"):
         await service.create_attachment(
-            AttachmentCreateParams(name="a.txt", size=1, mime_type="text/plain"), _ctx("alice")
+            AttachmentCreateParams(name="a.txt", size=1, mime_type="text/plain"), request_context("alice")
         )
     configured = settings.replace(attachment_signing_secret=Settings.from_env({}).auth_dev_secret)
     await create_schema(settings.database_url)  # the storage quota counts the user's stored bytes
@@ -511,7 +438,7 @@ async def test_without_a_signing_secret_attachments_say_what_to_configure(tmp_pa
         configured.replace(public_base_url="https://tasks.example.com"), build_db_config(configured)
     )
     params = AttachmentCreateParams(name="dir/../a.txt", size=1, mime_type="text/plain")
-    attachment = await public.create_attachment(params, _ctx("alice"))
+    attachment = await public.create_attachment(params, request_context("alice"))
     assert isinstance(attachment, FileAttachment) and attachment.name == "a.txt"
     assert attachment.upload_descriptor is not None
     assert str(attachment.upload_descriptor.url).startswith(
@@ -681,7 +608,7 @@ async def test_storage_outage_is_a_503_and_never_loses_a_thread_deletion(
     from testkit.processes import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    async for env in _env(
+    async for env in attachments_app(
         tmp_path,
         f"sqlite+aiosqlite:///{tmp_path}/down.db",
         ATTACHMENT_STORAGE_URL="s3://bucket/prefix",
@@ -695,15 +622,15 @@ async def test_storage_outage_is_a_503_and_never_loses_a_thread_deletion(
         assert response.status_code == 503, response.text
         assert "storage is unavailable" in response.json()["detail"]
         assert response.headers["retry-after"] == "5"
-        record = await env.service.store.load_attachment_record(created["id"], _ctx("alice"))
+        record = await env.service.store.load_attachment_record(created["id"], request_context("alice"))
         assert record.status == "pending" and record.storage_key is None  # released for a retry
 
         thread = await env.alice.create_thread("hello")
-        stored = await env.service.store.load_attachment(created["id"], _ctx("alice"))
+        stored = await env.service.store.load_attachment(created["id"], request_context("alice"))
         await env.service.store.save_attachment(
-            stored.model_copy(update={"thread_id": thread.thread_id}), _ctx("alice")
+            stored.model_copy(update={"thread_id": thread.thread_id}), request_context("alice")
         )
-        assert await env.service.store.claim_upload(created["id"], "some/key", _ctx("alice"))
+        assert await env.service.store.claim_upload(created["id"], "some/key", request_context("alice"))
         caplog.set_level("ERROR", logger="app.attachments")
         deleted = await env.alice.request("threads.delete", {"thread_id": thread.thread_id})
         assert deleted.status == 200

@@ -12,7 +12,7 @@ from testkit.processes import free_port
 
 from app.services.attachments.blobs import BlobStorage, storage_key
 from app.services.maintenance import run_cleanup
-from tests.integration.test_attachments import Env, _ctx, _env
+from tests.support.attachments import Env, attachments_app, request_context
 from tests.support.payloads import NOTES, PNG
 
 moto_server = pytest.importorskip(
@@ -58,7 +58,7 @@ def _objects(endpoint: str) -> dict[str, bytes]:
 async def s3_env(tmp_path: Path, s3_endpoint: str) -> AsyncIterator[Env]:
     for key in _objects(s3_endpoint):
         _client(s3_endpoint).delete_object(Bucket=BUCKET, Key=key)
-    async for env in _env(
+    async for env in attachments_app(
         tmp_path,
         f"sqlite+aiosqlite:///{tmp_path}/s3.db",
         ATTACHMENT_STORAGE_URL=f"s3://{BUCKET}/{PREFIX}",
@@ -102,7 +102,7 @@ async def test_cleanup_deletes_abandoned_uploads_on_s3(s3_env: Env, s3_endpoint:
     env = s3_env
     abandoned = await env.created("alice", "a.txt", "text/plain", 4)
     key = storage_key("alice", abandoned["id"])
-    assert await env.service.store.claim_upload(abandoned["id"], key, _ctx("alice"))
+    assert await env.service.store.claim_upload(abandoned["id"], key, request_context("alice"))
 
     async def partial() -> AsyncIterator[bytes]:
         yield b"part"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.integration.test_migrations import TABLES, _tables
+from tests.support.schema import TABLES, table_names
 from tests.support.servers import run_cli
 
 HEAD = "b8024de0820c"  # db/migrations/versions/b8024de0820c_initial_schema.py, the first revision
@@ -22,7 +22,7 @@ PRODUCTION = {"APP_ENV": "production", "AUTH_JWT_SECRET": "production-secret-012
 def _migrated(url: str) -> dict[str, str]:
     env = {"DATABASE_URL": url}
     run_cli(["db", "upgrade"], env)
-    assert asyncio.run(_tables(url)) >= TABLES
+    assert asyncio.run(table_names(url)) >= TABLES
     return env
 
 
@@ -31,7 +31,7 @@ def test_downgrade_without_a_revision_drops_nothing_and_says_why(server_database
     result = run_cli(["db", "downgrade"], env, check=False)
     assert result.returncode != 0
     assert "revision" in result.stderr
-    assert asyncio.run(_tables(server_database_url)) >= TABLES
+    assert asyncio.run(table_names(server_database_url)) >= TABLES
 
 
 def test_downgrade_to_base_without_yes_is_refused(server_database_url: str) -> None:
@@ -41,7 +41,7 @@ def test_downgrade_to_base_without_yes_is_refused(server_database_url: str) -> N
         assert result.returncode != 0, result.stdout
         assert "--yes" in result.stderr
         assert "chat_threads" in result.stderr + result.stdout  # what it would have dropped
-    assert asyncio.run(_tables(server_database_url)) >= TABLES
+    assert asyncio.run(table_names(server_database_url)) >= TABLES
 
 
 def test_downgrade_in_production_without_yes_is_refused(server_database_url: str) -> None:
@@ -49,7 +49,7 @@ def test_downgrade_in_production_without_yes_is_refused(server_database_url: str
     result = run_cli(["db", "downgrade", HEAD], env, check=False)  # even one that undoes nothing
     assert result.returncode != 0, result.stdout
     assert "APP_ENV=production" in result.stderr and "--yes" in result.stderr
-    assert asyncio.run(_tables(server_database_url)) >= TABLES
+    assert asyncio.run(table_names(server_database_url)) >= TABLES
 
 
 def test_downgrade_with_an_explicit_target_and_yes_prints_what_it_undoes(server_database_url: str) -> None:
@@ -58,13 +58,13 @@ def test_downgrade_with_an_explicit_target_and_yes_prints_what_it_undoes(server_
     assert HEAD in result.stdout
     for table in sorted(TABLES):
         assert table in result.stdout
-    assert asyncio.run(_tables(server_database_url)) & TABLES == set()
+    assert asyncio.run(table_names(server_database_url)) & TABLES == set()
     again = run_cli(["db", "downgrade", "base", "--yes"], env)  # nothing left to undo: says so
     assert "nothing to undo" in again.stdout
     run_cli(["db", "upgrade"], env)
     production = run_cli(["db", "downgrade", "base", "--yes"], {**env, **PRODUCTION})
     assert HEAD in production.stdout
-    assert asyncio.run(_tables(server_database_url)) & TABLES == set()
+    assert asyncio.run(table_names(server_database_url)) & TABLES == set()
 
 
 def test_downgrade_help_says_a_revision_is_required_and_what_yes_does() -> None:

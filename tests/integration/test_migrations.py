@@ -5,33 +5,21 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import inspect
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.support.schema import TABLES, table_names
 from tests.support.servers import run_cli
-
-TABLES = {"chat_threads", "chat_items", "chat_attachments", "chat_feedback", "hosted_sessions", "tasks"}
-
-
-async def _tables(url: str) -> set[str]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as connection:
-            return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
-    finally:
-        await engine.dispose()
 
 
 def _upgrade_check_downgrade(url: str) -> None:
     env = {"DATABASE_URL": url}
     run_cli(["db", "upgrade"], env)
-    tables = asyncio.run(_tables(url))
+    tables = asyncio.run(table_names(url))
     assert tables >= TABLES
     assert "alembic_version" in tables
     check = run_cli(["db", "check"], env, check=False)
     assert check.returncode == 0, check.stderr + check.stdout
     run_cli(["db", "downgrade", "base", "--yes"], env)
-    assert asyncio.run(_tables(url)) & TABLES == set()
+    assert asyncio.run(table_names(url)) & TABLES == set()
     run_cli(["db", "upgrade"], env)
 
 

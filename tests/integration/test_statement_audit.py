@@ -28,7 +28,7 @@ from app.settings import Settings
 from app.store import driver
 from app.store.distribution import DISTRIBUTED_TABLES, distribution_statements, scan_hint
 from tests.conftest import create_schema
-from tests.integration.test_attachments import _env
+from tests.support.attachments import attachments_app
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.hosted import API_KEY, hosted_env, running
 from tests.support.payloads import NOTES, PNG
@@ -148,7 +148,7 @@ def test_distribute_on_plain_postgresql_and_sqlite_does_nothing_and_says_so(post
 
 
 async def _chat_and_attachment_flows(tmp_path: Path, database_url: str) -> None:
-    async for env in _env(tmp_path, database_url):
+    async for env in attachments_app(tmp_path, database_url):
         image = await env.created("alice", "dot.png", "image/png", len(PNG))
         assert (await env.upload(image, PNG, {"Content-Type": "image/png"})).status_code == 200
         notes = await env.created("alice", "notes.md", "text/markdown", len(NOTES))

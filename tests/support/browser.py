@@ -14,15 +14,18 @@ Without Chromium, chromedriver or selenium the tests are skipped with the reason
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import ssl
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -73,42 +76,119 @@ def require_browser() -> Any:
         pytest.skip(reason)
 
 
-@pytest.fixture
-def browser() -> Iterator[Callable[..., Any]]:
-    """`browser(resolver_rules)` opens a headless Chromium; every one opened is closed afterwards."""
-    require_browser()
+@dataclass
+class BrowserPool:
+    """One headless Chromium per kind (resolver rules, TLS leniency) for the whole test process.
+
+    Starting Chromium and chromedriver costs about as much as a test; a test borrows one instead and
+    gets it back as new: on `about:blank`, no time-zone override, the default window size, one
+    window, and neither cookies nor storage of any origin it opened (`driver.get` is recorded).
+    """
+
+    drivers: dict[tuple[str, bool], Any] = field(default_factory=dict)
+    origins: dict[int, set[str]] = field(default_factory=dict)
+
+    def borrow(self, resolver_rules: str, insecure_tls: bool) -> Any:
+        key = (resolver_rules, insecure_tls)
+        driver = self.drivers.get(key)
+        if driver is None:
+            driver = self.drivers[key] = _launch(resolver_rules, insecure_tls)
+            self._record_origins(driver)
+        driver.get_log("browser")  # what an earlier test left in the console is not this test's
+        return driver
+
+    def _record_origins(self, driver: Any) -> None:
+        origins = self.origins.setdefault(id(driver), set())
+        navigate = driver.get
+
+        def get(url: str) -> None:
+            parts = urlsplit(url)
+            if parts.scheme in {"http", "https"}:
+                origins.add(f"{parts.scheme}://{parts.netloc}")
+            navigate(url)
+
+        driver.get = get
+
+    def give_back(self, driver: Any) -> None:
+        try:
+            handles = driver.window_handles
+            for handle in handles[1:]:
+                driver.switch_to.window(handle)
+                driver.close()
+            driver.switch_to.window(handles[0])
+            driver.get("about:blank")
+            driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+            driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+            for origin in self.origins.get(id(driver), set()):
+                driver.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"})
+            self.origins.get(id(driver), set()).clear()
+            driver.set_window_size(*WINDOW_SIZE)
+        except Exception:  # a browser a test broke is not lent again
+            self.drivers = {k: v for k, v in self.drivers.items() if v is not driver}
+            with contextlib.suppress(Exception):
+                driver.quit()
+
+    def close(self) -> None:
+        for driver in self.drivers.values():
+            with contextlib.suppress(Exception):
+                driver.quit()
+        self.drivers.clear()
+
+
+WINDOW_SIZE = (1360, 860)
+
+
+def _launch(resolver_rules: str, insecure_tls: bool) -> Any:
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download anything
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
-    drivers: list[Any] = []
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        f"--window-size={WINDOW_SIZE[0]},{WINDOW_SIZE[1]}",
+        "--lang=en-US",
+        f"--host-resolver-rules={resolver_rules}",
+    ):
+        options.add_argument(argument)
+    if insecure_tls:
+        options.accept_insecure_certs = True
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CSP_VIOLATIONS})
+    return driver
+
+
+@pytest.fixture(scope="session")
+def browser_pool() -> Iterator[BrowserPool]:
+    pool = BrowserPool()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def browser(browser_pool: BrowserPool) -> Iterator[Callable[..., Any]]:
+    """`browser(resolver_rules)` lends a headless Chromium of the process's pool; it is reset when the
+    test ends."""
+    require_browser()
+    lent: list[Any] = []
 
     def open_browser(resolver_rules: str = OFFLINE_RULES, *, insecure_tls: bool = False) -> Any:
-        options = Options()
-        options.binary_location = str(CHROMIUM)
-        for argument in (
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-dev-shm-usage",
-            "--window-size=1360,860",
-            "--lang=en-US",
-            f"--host-resolver-rules={resolver_rules}",
-        ):
-            options.add_argument(argument)
-        if insecure_tls:
-            options.accept_insecure_certs = True
-        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-        drivers.append(driver)
-        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CSP_VIOLATIONS})
+        driver = browser_pool.borrow(resolver_rules, insecure_tls)
+        if driver in lent:
+            raise AssertionError("a test borrows one browser of each kind; it asked for the same kind twice")
+        lent.append(driver)
         return driver
 
     yield open_browser
-    for driver in drivers:
-        driver.quit()
+    for driver in lent:
+        browser_pool.give_back(driver)
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], what: str, timeout: float = WAIT) -> Any:
@@ -190,9 +270,12 @@ def self_signed(host: str, directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-@pytest.fixture
-def fake_cdn(tmp_path: Path) -> Iterator[int]:
-    """An HTTPS server on 127.0.0.1 answering for ChatKit's CDN with the stand-in web component."""
+@pytest.fixture(scope="session")
+def fake_cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """An HTTPS server on 127.0.0.1 answering for ChatKit's CDN with the stand-in web component (one
+    per test process, so the resolver rules naming its port, and the browser launched with them, are
+    shared too)."""
+    tmp_path = tmp_path_factory.mktemp("fake-cdn")
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
