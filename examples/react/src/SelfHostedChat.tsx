@@ -1,7 +1,7 @@
 // Self-hosted mode: TaskPilot is the ChatKit server. ChatKit posts every request to
 // <TaskPilot>/chatkit through `apiFetch`, which adds the user's bearer token and the browser's
 // time zone. The options are the ones TaskPilot's own page gives the web component in this mode
-// (src/app/static/app.js `selfHostedOptions`), from the same shared modules:
+// (src/app/static/chatkit-options.js `selfHostedOptions`), from the same shared modules:
 // - `taskpilot/chatkit-options`: the `get_time_zone` client tool, feedback and retry on each
 //   answer, and the composer's tools and models that GET /api/chatkit/health offers;
 // - `taskpilot/entities`: @-mentions of the user's tasks (GET /api/tasks?q=); a click on a tagged
