@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { answerClientTool, GREETING, hostedOptions, PLACEHOLDER, PROMPTS, selfHostedOptions, sharedOptions, THEME, THREAD_ITEM_ACTIONS } from "../../src/app/static/chatkit-options.js";
+import { answerClientTool, changedTaskIds, GREETING, hostedOptions, PLACEHOLDER, PROMPTS, selfHostedOptions, sharedOptions, THEME, THREAD_ITEM_ACTIONS } from "../../src/app/static/chatkit-options.js";
 
 test("both modes share the look, the start screen, the history actions and feedback and retry", () => {
   const shared = sharedOptions();
@@ -72,4 +72,11 @@ test("hosted: secrets from TaskPilot's provider; a failure is reported and still
   await assert.rejects(options.api.getClientSecret("expired"), /refresh refused/);
   assert.deepEqual(asked, [null, "expired"]);
   assert.deepEqual(failures, ["refresh refused"]);
+});
+
+test("a tasks.changed effect's ids: its strings, or none", () => {
+  assert.deepEqual(changedTaskIds({ ids: ["t-1", 7, null, "t-2"] }), ["t-1", "t-2"]);
+  assert.deepEqual(changedTaskIds({ ids: "t-1" }), []);
+  assert.deepEqual(changedTaskIds({}), []);
+  assert.deepEqual(changedTaskIds(undefined), []);
 });

@@ -8,7 +8,7 @@
 //   task, or on one an answer names, focuses it in the task list.
 
 import { ChatKit, useChatKit } from "@openai/chatkit-react";
-import { answerClientTool, composerChoices, THREAD_ITEM_ACTIONS, withClientTools } from "taskpilot/chatkit-options";
+import { answerClientTool, changedTaskIds, composerChoices, THREAD_ITEM_ACTIONS, withClientTools } from "taskpilot/chatkit-options";
 import { taskEntities } from "taskpilot/entities";
 import { useMemo, useState } from "react";
 
@@ -64,7 +64,7 @@ export function SelfHostedChat({ apiBase, domainKey, apiFetch, api, health, user
     onThreadChange: ({ threadId }) => thread.remember(threadId),
     onEffect: ({ name, data }) => {
       // The assistant changed tasks: GET /api/tasks again, marking the ones it names.
-      if (name === "tasks.changed") onTasksChanged(Array.isArray(data?.ids) ? data.ids : []);
+      if (name === "tasks.changed") onTasksChanged(changedTaskIds(data));
     },
     onError: ({ error }) => onFailure(error),
   });

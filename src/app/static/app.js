@@ -15,7 +15,7 @@
 
 import { Api, browserTimeZone, errorFromResponse } from "./api.js";
 import { Auth } from "./auth.js";
-import { answerClientTool, composerChoices, GREETING, hostedOptions, PLACEHOLDER, PROMPTS, selfHostedOptions } from "./chatkit-options.js";
+import { answerClientTool, changedTaskIds, composerChoices, GREETING, hostedOptions, PLACEHOLDER, PROMPTS, selfHostedOptions } from "./chatkit-options.js";
 import { ChatConsole } from "./console.js";
 import { h } from "./dom.js";
 import { taskEntities } from "./entities.js";
@@ -261,7 +261,7 @@ export async function mount(root, options = {}) {
   };
 
   const onEffect = (name, data) => {
-    if (name === "tasks.changed") tasks.refresh(Array.isArray(data?.ids) ? data.ids : []);
+    if (name === "tasks.changed") tasks.refresh(changedTaskIds(data));
   };
 
   /** (Re)start the chat in `state.mode`. A later start (a mode switch) supersedes this one. */

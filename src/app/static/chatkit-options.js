@@ -84,6 +84,17 @@ export function composerChoices(composer) {
   return { ...(tools.length ? { tools } : {}), ...(models.length ? { models } : {}) };
 }
 
+/**
+ * The task ids a `tasks.changed` client effect names (ChatKit's `onEffect` / `chatkit.effect`
+ * `data`, typed there as unknown values): its `ids` that are strings, or none.
+ * @param {Record<string, unknown> | null | undefined} data
+ * @returns {string[]}
+ */
+export function changedTaskIds(data) {
+  const ids = data?.ids;
+  return Array.isArray(ids) ? ids.filter((id) => typeof id === "string") : [];
+}
+
 // ---- the page's options (app.js): the look, the start screen, and each mode's api --------------
 
 export const GREETING = "What needs doing? I can add, find, update and finish your tasks.";
