@@ -1,8 +1,8 @@
 // The options the page at `/` gives ChatKit's web component, as src/app/static/chatkit-options.js
 // builds them (app.js passes them to <openai-chatkit>.setOptions): each mode's api, the composer,
 // the look and the start screen. Their types are checked against @openai/chatkit's by typecheck/
-// (tests/test_chatkit_option_types.py); this checks the values, under Node's test runner.
-// Run: node --test tests/js/ (tests/test_hosted_session_js.py runs it under pytest).
+// (tests/unit/test_chatkit_option_types.py); this checks the values, under Node's test runner.
+// Run: node --test tests/js/ (tests/unit/test_hosted_session_js.py runs it under pytest).
 
 import assert from "node:assert/strict";
 import { test } from "node:test";

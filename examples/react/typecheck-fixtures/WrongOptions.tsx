@@ -1,5 +1,5 @@
 // Deliberately wrong ChatKit options for useChatKit. They prove `npm run typecheck` bites:
-// tests/test_chatkit_option_types.py runs tsc with the app's settings over this file
+// tests/unit/test_chatkit_option_types.py runs tsc with the app's settings over this file
 // (tsconfig.json here) and expects an error on each line marked `// wrong:` and on no other line.
 // Not part of the app: tsconfig.json checks src/ and Vite builds from index.html.
 

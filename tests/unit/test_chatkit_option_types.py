@@ -26,7 +26,7 @@ from typing import NoReturn
 
 import pytest
 
-from tests.support import PROJECT_ROOT
+from tests.support.servers import PROJECT_ROOT
 
 PAGE_CHECK = PROJECT_ROOT / "typecheck"
 EXAMPLE = PROJECT_ROOT / "examples" / "react"
