@@ -159,4 +159,8 @@ def test_example_calls_taskpilots_rest_api_only_through_the_generated_client() -
     tsconfig = json.loads((EXAMPLE / "tsconfig.json").read_text())
     options = tsconfig["compilerOptions"]
     assert options["strict"] is True and options["noEmit"] is True and options["skipLibCheck"] is False
-    assert options["paths"] == {"taskpilot/*": ["../../src/app/static/*.js"]}
+    # The page's modules, and the ChatKit types their JSDoc names (tests/unit/test_chatkit_option_types.py).
+    assert options["paths"] == {
+        "taskpilot/*": ["../../src/app/static/*.js"],
+        "@openai/chatkit": ["./node_modules/@openai/chatkit"],
+    }
