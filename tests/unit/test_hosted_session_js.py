@@ -1,7 +1,7 @@
 """The browser module behind hosted mode (`src/app/static/hosted-session.js`), under Node's own test
-runner (`tests/js/hosted_session.test.mjs`): reuse, refresh, sign-out, errors and races with a fake
+runner (`tests/unit/js/hosted_session.test.mjs`): reuse, refresh, sign-out, errors and races with a fake
 `fetch` and clock. The browser tests drive the same module through the page and examples/react.
-The same run covers every file in tests/js (also `entities.test.mjs`: tagged message content;
+The same run covers every file in tests/unit/js (also `entities.test.mjs`: tagged message content;
 `chatkit_options.test.mjs`: the client tool, item actions and composer choices).
 
 Needs Node 20 or newer; without it the test is skipped with the reason, and under CI it fails.
@@ -18,14 +18,14 @@ import pytest
 
 from tests.support.servers import PROJECT_ROOT
 
-JS_TESTS = PROJECT_ROOT / "tests" / "js"
+JS_TESTS = PROJECT_ROOT / "tests" / "unit" / "js"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def test_hosted_session_module_rules_under_node() -> None:
     node = shutil.which("node")
     if node is None:
-        reason = "node is not installed (Node 20 or newer runs tests/js)"
+        reason = "node is not installed (Node 20 or newer runs tests/unit/js)"
         if IN_CI:
             pytest.fail(f"{reason}; CI must run them", pytrace=False)
         pytest.skip(reason)

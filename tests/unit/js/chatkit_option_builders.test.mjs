@@ -2,12 +2,12 @@
 // builds them (app.js passes them to <openai-chatkit>.setOptions): each mode's api, the composer,
 // the look and the start screen. Their types are checked against @openai/chatkit's by typecheck/
 // (tests/unit/test_chatkit_option_types.py); this checks the values, under Node's test runner.
-// Run: node --test tests/js/ (tests/unit/test_hosted_session_js.py runs it under pytest).
+// Run: node --test tests/unit/js/ (tests/unit/test_hosted_session_js.py runs it under pytest).
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { answerClientTool, changedTaskIds, GREETING, hostedOptions, PLACEHOLDER, PROMPTS, selfHostedOptions, sharedOptions, THEME, THREAD_ITEM_ACTIONS } from "../../src/app/static/chatkit-options.js";
+import { answerClientTool, changedTaskIds, GREETING, hostedOptions, PLACEHOLDER, PROMPTS, selfHostedOptions, sharedOptions, THEME, THREAD_ITEM_ACTIONS } from "../../../src/app/static/chatkit-options.js";
 
 test("both modes share the look, the start screen, the history actions and feedback and retry", () => {
   const shared = sharedOptions();

@@ -1,11 +1,11 @@
 // The rules of src/app/static/entities.js under Node's own test runner: how a message with chosen
 // @-tags becomes ChatKit content, tasks as entities, and the tag search's request.
-// Run: node --test tests/js/ (tests/unit/test_hosted_session_js.py runs it under pytest).
+// Run: node --test tests/unit/js/ (tests/unit/test_hosted_session_js.py runs it under pytest).
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { entitySources, entityTaskId, searchTaskEntities, taggedContent, taskEntities, taskEntity } from "../../src/app/static/entities.js";
+import { entitySources, entityTaskId, searchTaskEntities, taggedContent, taskEntities, taskEntity } from "../../../src/app/static/entities.js";
 
 const milk1 = { id: "0193a000-0000-7000-8000-000000000001", text: "Buy milk", data: { type: "task", task_id: "0193a000-0000-7000-8000-000000000001", number: "1" } };
 const milk2 = { id: "0193a000-0000-7000-8000-000000000002", text: "Buy milk", data: { type: "task", task_id: "0193a000-0000-7000-8000-000000000002", number: "2" } };
