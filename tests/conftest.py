@@ -258,7 +258,7 @@ def statement_audit() -> Iterator[None]:
     if os.environ.get("TASKPILOT_AUDIT_STATEMENTS", "") not in {"1", "true", "yes"}:
         yield
         return
-    from tests.integration.test_statement_audit import recording
+    from tests.support.statement_audit import recording
 
     with recording() as log:
         yield

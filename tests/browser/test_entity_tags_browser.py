@@ -14,9 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
-from tests.live.test_entity_tags import bearer
+from tests.support.browser import api_add_task as add
 from tests.support.browser import (
     api_tasks,
     cdn_rules,
@@ -28,13 +26,6 @@ from tests.support.browser import (
     wait_for,
 )
 from tests.support.servers import LiveServer
-
-
-def add(server: LiveServer, user: str, title: str) -> dict[str, Any]:
-    response = httpx.post(f"{server.base_url}/api/tasks", json={"title": title}, headers=bearer(user))
-    response.raise_for_status()
-    created: dict[str, Any] = response.json()
-    return created
 
 
 def focused_task(driver: Any) -> str | None:

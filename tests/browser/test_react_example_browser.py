@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from app.agents.tools import COMPOSER_TOOLS
-from tests.live.test_entity_tags import bearer
+from tests.support.auth import bearer as auth_bearer
 from tests.support.browser import (
     CDN_HOST,
     IN_CI,
@@ -338,7 +338,9 @@ def test_react_example_says_so_when_chatkit_cannot_load(
 
 
 def add_task(server: LiveServer, user: str, title: str, **fields: Any) -> dict[str, Any]:
-    response = httpx.post(f"{server.base_url}/api/tasks", json={"title": title, **fields}, headers=bearer(user))
+    response = httpx.post(
+        f"{server.base_url}/api/tasks", json={"title": title, **fields}, headers=auth_bearer(user, time_zone="UTC")
+    )
     response.raise_for_status()
     created: dict[str, Any] = response.json()
     return created
@@ -379,7 +381,9 @@ def test_react_example_self_hosted_has_the_pages_chatkit_options_over_real_http(
     milk = add_task(server, "kai", "Buy milk", due_date=local_today.isoformat())
     rent = add_task(server, "kai", "Pay rent")
     call = add_task(server, "kai", "Call the plumber")
-    httpx.post(f"{server.base_url}/api/tasks/{call['id']}/complete", headers=bearer("kai")).raise_for_status()
+    httpx.post(
+        f"{server.base_url}/api/tasks/{call['id']}/complete", headers=auth_bearer("kai", time_zone="UTC")
+    ).raise_for_status()
     add_task(server, "bob", "Buy milk for bob")
 
     driver = browser(cdn_rules(fake_cdn), insecure_tls=True)

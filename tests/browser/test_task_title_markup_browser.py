@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tests.browser.test_entity_tags_browser import add
+from tests.support.browser import api_add_task as add
 from tests.support.browser import css, severe_console_errors, sign_in, wait_for
 from tests.support.servers import LiveServer
 

@@ -11,63 +11,26 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlglot
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.services.feedback import FeedbackExport, export_feedback
 from app.services.maintenance import cleanup_chats
 from app.settings import Settings
-from app.store import driver
 from app.store.distribution import DISTRIBUTED_TABLES, distribution_statements, scan_hint
 from tests.conftest import create_schema
 from tests.support.attachments import attachments_app
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.hosted import API_KEY, hosted_env, running
 from tests.support.payloads import NOTES, PNG
-from tests.support.statement_audit import StatementLog, audit_statement
+from tests.support.statement_audit import ALLOWED_SCANS, audit_statement, recording
 
 # The statements that are meant to scan across users, and why each may. Each only *finds* rows
 # (a plain SELECT, no lock: the audit enforces that); every change it leads to is a routed
 # statement per user, which re-checks the condition under that user's pin.
-ALLOWED_SCANS = {
-    # Retention: threads untouched since the cutoff, by the `updated_at` index, in keyset pages.
-    "retention.expired_threads": "a cron job over all users; deletes per user",
-    # Abandoned two-phase uploads: 'pending' rows older than the TTL, by the (status, created_at) index.
-    "uploads.abandoned": "a cron job over all users; deletes per user",
-    # `taskpilot feedback export`: every feedback row, for the operator, in keyset pages; changes nothing.
-    "feedback.export": "an operator's export over all users; read-only",
-}
-
-
-@contextmanager
-def recording(allowed: dict[str, str] | None = None) -> Iterator[StatementLog]:
-    """Audit every statement any engine of this process sends while the block runs."""
-    log = StatementLog(allowed_scans=ALLOWED_SCANS if allowed is None else allowed)
-
-    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        log.record(statement, parameters, conn.dialect.name, executemany)
-
-    def before_driver(statement: str, arguments: Sequence[Any]) -> None:
-        log.via_driver += 1
-        log.record(statement, tuple(arguments), "postgresql", False)
-
-    event.listen(Engine, "before_cursor_execute", before)
-    driver.statement_listeners.append(before_driver)  # the Store's hot path skips SQLAlchemy
-    try:
-        yield log
-    finally:
-        event.remove(Engine, "before_cursor_execute", before)
-        driver.statement_listeners.remove(before_driver)
-
-
 # ---- the audit itself can fail -----------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ import pytest
 
 from app.http.auth import mint_dev_token
 from app.settings import Settings
+from tests.support.auth import bearer
 from tests.support.servers import PROJECT_ROOT, LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -301,6 +302,14 @@ def fake_cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     yield int(httpd.server_address[1])
     httpd.shutdown()
     httpd.server_close()
+
+
+def api_add_task(server: LiveServer, user: str, title: str) -> dict[str, Any]:
+    """A task made through REST as `user` (what the page then shows)."""
+    response = httpx.post(f"{server.base_url}/api/tasks", json={"title": title}, headers=bearer(user, time_zone="UTC"))
+    response.raise_for_status()
+    created: dict[str, Any] = response.json()
+    return created
 
 
 def api_tasks(server: LiveServer, user: str) -> list[dict[str, Any]]:

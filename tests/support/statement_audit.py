@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlglot
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlglot import expressions as exp
 from sqlglot.errors import ParseError
 
+from app.store import driver
 from app.store.distribution import DISTRIBUTED_TABLES, DISTRIBUTION_COLUMN, SCAN_TAG
 
 _SCAN = re.compile(r"/\*\s*" + re.escape(SCAN_TAG) + r":\s*([\w.-]+)\s*\*/")
@@ -262,3 +266,34 @@ class StatementLog:
 
     def tables(self) -> set[str]:
         return {t for v in self.verdicts for t in v.tables}
+
+
+ALLOWED_SCANS = {
+    # Retention: threads untouched since the cutoff, by the `updated_at` index, in keyset pages.
+    "retention.expired_threads": "a cron job over all users; deletes per user",
+    # Abandoned two-phase uploads: 'pending' rows older than the TTL, by the (status, created_at) index.
+    "uploads.abandoned": "a cron job over all users; deletes per user",
+    # `taskpilot feedback export`: every feedback row, for the operator, in keyset pages; changes nothing.
+    "feedback.export": "an operator's export over all users; read-only",
+}
+
+
+@contextmanager
+def recording(allowed: dict[str, str] | None = None) -> Iterator[StatementLog]:
+    """Audit every statement any engine of this process sends while the block runs."""
+    log = StatementLog(allowed_scans=ALLOWED_SCANS if allowed is None else allowed)
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        log.record(statement, parameters, conn.dialect.name, executemany)
+
+    def before_driver(statement: str, arguments: Sequence[Any]) -> None:
+        log.via_driver += 1
+        log.record(statement, tuple(arguments), "postgresql", False)
+
+    event.listen(Engine, "before_cursor_execute", before)
+    driver.statement_listeners.append(before_driver)  # the Store's hot path skips SQLAlchemy
+    try:
+        yield log
+    finally:
+        event.remove(Engine, "before_cursor_execute", before)
+        driver.statement_listeners.remove(before_driver)
