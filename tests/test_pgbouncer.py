@@ -99,7 +99,10 @@ async def test_everything_runs_through_pgbouncer_in_transaction_mode_without_the
         rows = await db_fetch(fresh_postgres_url, "SELECT title FROM tasks WHERE user_id = $1 ORDER BY number", user)
         assert [r["title"] for r in rows] == ["Over REST", "Buy milk", "Over MCP"]
         items = await db_fetch(
-            fresh_postgres_url, "SELECT count(*) AS n FROM chat_items WHERE user_id = $1 AND thread_id = $2", user, thread_id
+            fresh_postgres_url,
+            "SELECT count(*) AS n FROM chat_items WHERE user_id = $1 AND thread_id = $2",
+            user,
+            thread_id,
         )
         assert items[0]["n"] >= 4  # two messages, two answers (and the tool calls)
 

@@ -54,6 +54,7 @@ class Traffic:
     streams_errored: int = 0
     streams_refused: int = 0
     broken: list[str] = field(default_factory=list)
+    in_flight: int = 0  # streams open (status 200, not yet ended) right now
     ready: list[tuple[float, int, str]] = field(default_factory=list)
 
 
@@ -61,8 +62,12 @@ async def _streams(http: httpx.AsyncClient, user: str, traffic: Traffic) -> None
     seen = traffic.acknowledged_items.setdefault(user, set())
     while not traffic.stop.is_set():
         async with open_stream(http, create_body("help"), headers_for(user)) as (stream, events):
-            async for _event in events:
-                pass
+            traffic.in_flight += stream.status == 200
+            try:
+                async for _event in events:
+                    pass
+            finally:
+                traffic.in_flight -= stream.status == 200
         traffic.statuses.append((time.monotonic(), stream.status, "stream"))
         if stream.status != 200:
             assert stream.status == 503, stream.status
@@ -127,19 +132,20 @@ async def test_primary_dies_standby_is_promoted_and_nothing_acknowledged_is_lost
                 *(asyncio.create_task(_rest_writes(http, f"fo-{run}-r{n}", traffic)) for n in range(REST_WRITERS)),
                 asyncio.create_task(_watch_ready(http, traffic)),
             ]
-            await asyncio.sleep(3)  # streams and writes under way
+            await asyncio.sleep(2)  # streams and writes under way
             killed_at = time.monotonic()
-            pair.stop_hard(pair.primary)
+            streams_at_kill = traffic.in_flight
+            await asyncio.to_thread(pair.stop_hard, pair.primary)  # the clients keep sending meanwhile
             await asyncio.sleep(OUTAGE_SECONDS)
             promoted_at = time.monotonic()
-            pair.promote(pair.standby)
+            await asyncio.to_thread(pair.promote, pair.standby)
             # Recovered: a REST write answered 201 after the promotion.
             recovered_at = None
             while recovered_at is None:
                 assert time.monotonic() - promoted_at < RECOVERY_BOUND_SECONDS, "no write succeeded after promotion"
                 await asyncio.sleep(0.05)
                 recovered_at = next((t for t, s, w in traffic.statuses if t > promoted_at and s == 201), None)
-            await asyncio.sleep(2)  # traffic on the new primary
+            await asyncio.sleep(1)  # traffic on the new primary
             traffic.stop.set()
             await asyncio.wait_for(asyncio.gather(*workers), timeout=30)
             assert server.process.poll() is None
@@ -173,6 +179,7 @@ async def test_primary_dies_standby_is_promoted_and_nothing_acknowledged_is_lost
         "streams_error_frame": traffic.streams_errored,
         "streams_refused_503": traffic.streams_refused,
         "broken": len(traffic.broken),
+        "streams_open_at_kill": streams_at_kill,
     }
     print("failover figures:", json.dumps(figures))
     print("ready:", [(round(t - killed_at, 2), s, db) for t, s, db in traffic.ready if t > killed_at - 0.5][:40])
@@ -180,6 +187,7 @@ async def test_primary_dies_standby_is_promoted_and_nothing_acknowledged_is_lost
     assert lost_items == 0 and lost_tasks == 0, figures
     assert figures["acknowledged_items"] > STREAMS and figures["acknowledged_tasks"] > REST_WRITERS, figures
     assert not traffic.broken, traffic.broken
+    assert streams_at_kill >= STREAMS // 2, figures
     assert {s for _, s in outage} <= {503}, outage
     assert ready_down, "/ready never reported the outage"
     assert ready_up_again, "/ready did not recover"

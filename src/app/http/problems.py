@@ -202,7 +202,10 @@ def handle_database(request: Request[Any, Any, Any], exc: Exception) -> Response
         # A configuration error, not a bug in the request: the log line names the setting.
         log.error("database misconfigured on %s %s: %s", request.method, request.url.path, STATEMENT_CACHE_HINT)
         return problem_response(
-            request, 503, "The service is misconfigured for its database pooler; retry later.", headers={"Retry-After": "30"}
+            request,
+            503,
+            "The service is misconfigured for its database pooler; retry later.",
+            headers={"Retry-After": "30"},
         )
     if not _is_unavailable(exc):
         return handle_unexpected(request, exc)
