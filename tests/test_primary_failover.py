@@ -54,6 +54,7 @@ class Traffic:
     streams_errored: int = 0
     streams_refused: int = 0
     broken: list[str] = field(default_factory=list)
+    acks: list[tuple[float, str, str]] = field(default_factory=list)
     in_flight: int = 0  # streams open (status 200, not yet ended) right now
     ready: list[tuple[float, int, str]] = field(default_factory=list)
 
@@ -97,6 +98,7 @@ async def _rest_writes(http: httpx.AsyncClient, user: str, traffic: Traffic) -> 
         traffic.statuses.append((time.monotonic(), response.status_code, "rest"))
         if response.status_code == 201:
             titles.append(title)
+            traffic.acks.append((time.monotonic(), user, title))
         else:
             assert response.status_code == 503, response.text
             assert response.headers["content-type"].startswith("application/problem+json")
@@ -161,7 +163,10 @@ async def test_primary_dies_standby_is_promoted_and_nothing_acknowledged_is_lost
         for user, titles in traffic.acknowledged_tasks.items():
             rows = await db_fetch(new_primary, "SELECT title FROM tasks WHERE user_id = $1", user)
             stored_titles = [r["title"] for r in rows]
-            lost_tasks += sum(1 for title in titles if stored_titles.count(title) != 1)
+            wrong = [(title, stored_titles.count(title)) for title in titles if stored_titles.count(title) != 1]
+            lost_tasks += len(wrong)
+            if wrong:
+                print("not stored once:", user, wrong, "acknowledged:", titles, "stored:", stored_titles)
 
     outage = [(t, s) for t, s, _ in traffic.statuses if s != 200 and s != 201]
     ready_down = [t for t, s, db in traffic.ready if s == 503 and db == "unreachable"]
@@ -182,6 +187,7 @@ async def test_primary_dies_standby_is_promoted_and_nothing_acknowledged_is_lost
         "streams_open_at_kill": streams_at_kill,
     }
     print("failover figures:", json.dumps(figures))
+    print("acks:", [(round(t - killed_at, 2), u[-3:], title) for t, u, title in traffic.acks if abs(t - killed_at) < 5])
     print("ready:", [(round(t - killed_at, 2), s, db) for t, s, db in traffic.ready if t > killed_at - 0.5][:40])
     print("outage:", [(round(t - killed_at, 2), s) for t, s in outage])
     assert lost_items == 0 and lost_tasks == 0, figures

@@ -36,6 +36,18 @@ so a pooler that lends server connections per transaction (PgBouncer 1.18 in tra
 never sees a name it does not know or one it already has."""
 
 
+async def commit_before_response(session: AsyncSession) -> None:
+    """Commit a request's session while its response can still change (a dependency's cleanup).
+
+    Advanced Alchemy's `autocommit` before-send handler commits as the response starts and, when
+    the COMMIT fails, logs it at debug level and sends the 2xx anyway: a client was told `201`
+    for a task that was never stored (seen when the primary died mid-commit,
+    tests/test_primary_failover.py). Committed here, a failed COMMIT raises into the central
+    error mapping (a 503 when the database is gone); the handler then finds nothing to commit.
+    """
+    await session.commit()
+
+
 def migrations_dir() -> Path:
     """The Alembic scripts: `db/migrations/` in the repository, shipped as `app.migrations` in the wheel.
 
