@@ -13,7 +13,9 @@ so background load hits all alike:
                         connections) in front of the same PostgreSQL, DATABASE_STATEMENT_CACHE=false
 
 Per set-up: statements per turn (SQLAlchemy's and the Store's asyncpg lane), wall time per turn
-one at a time (p50), and turns/s with 16 at once, with the CPU of this process per turn.
+one at a time (p50), and turns/s with 16 at once, with the CPU of this process per turn; then one
+statement alone, 500 times on each lane (a thread's page of items on the Store's asyncpg lane,
+outside a transaction; a task list through a SQLAlchemy session, one transaction each): p50 in µs.
 Nothing asserts on time: this prints figures (and writes bench/results/statement_cache.json).
 """
 
@@ -100,6 +102,48 @@ async def measure(server: Any, statements: Callable[[], int], turns: int) -> dic
     }
 
 
+PAGE_SQL = (
+    "SELECT id, data FROM chat_items WHERE user_id = $1 AND thread_id = $2 ORDER BY created_at DESC, seq DESC LIMIT 20"
+)
+
+
+async def statements_alone(database_url: str, statement_cache: bool, n: int = 500) -> dict[str, float]:
+    from sqlalchemy import select
+
+    from app.settings import Settings
+    from app.store.db import build_db_config
+    from app.store.models import TaskRow
+
+    settings = Settings.from_env(
+        {"DATABASE_URL": database_url, "DATABASE_STATEMENT_CACHE": "true" if statement_cache else "false"}
+    )
+    config = build_db_config(settings)
+    engine = config.get_engine()
+    session_maker = config.create_session_maker()
+    lane: list[float] = []
+    orm: list[float] = []
+    try:
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            for _ in range(n):
+                started = time.perf_counter()
+                await driver.fetch(PAGE_SQL, "bench-user", "thr_none")
+                lane.append(time.perf_counter() - started)
+        for _ in range(n):
+            started = time.perf_counter()
+            async with session_maker() as session:
+                await session.execute(select(TaskRow).where(TaskRow.user_id == "bench-user").limit(20))
+                await session.commit()
+            orm.append(time.perf_counter() - started)
+    finally:
+        await engine.dispose()
+    return {
+        "store_lane_statement_us_p50": statistics.median(lane[50:]) * 1e6,
+        "session_transaction_us_p50": statistics.median(orm[50:]) * 1e6,
+    }
+
+
 async def run(turns: int, rounds: int) -> dict[str, Any]:
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -122,7 +166,9 @@ async def run(turns: int, rounds: int) -> dict[str, Any]:
             for _ in range(rounds):
                 for label, (database_url, cache) in setups.items():
                     async with chat_server(database_url, cache) as (server, statements):
-                        samples.setdefault(label, []).append(await measure(server, statements, turns))
+                        figures = await measure(server, statements, turns)
+                    figures.update(await statements_alone(database_url, cache))
+                    samples.setdefault(label, []).append(figures)
     finally:
         await postgres.drop_database(ADMIN_URL, name)
     return {

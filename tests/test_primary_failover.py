@@ -123,7 +123,7 @@ async def test_primary_dies_standby_is_promoted_and_nothing_acknowledged_is_lost
         await create_schema(primary_url)
         failover_url = pair.url("taskpilot", hosts=(pair.primary, pair.standby))
         server = live_server_factory(
-            {"DATABASE_URL": failover_url, "OFFLINE_MODEL_DELAY_MS": "60", "LOG_LEVEL": "warning"}, migrate=False
+            {"DATABASE_URL": failover_url, "OFFLINE_MODEL_DELAY_MS": "100", "LOG_LEVEL": "warning"}, migrate=False
         )
         traffic = Traffic()
         run = uuid.uuid4().hex[:6]
@@ -134,7 +134,12 @@ async def test_primary_dies_standby_is_promoted_and_nothing_acknowledged_is_lost
                 *(asyncio.create_task(_rest_writes(http, f"fo-{run}-r{n}", traffic)) for n in range(REST_WRITERS)),
                 asyncio.create_task(_watch_ready(http, traffic)),
             ]
-            await asyncio.sleep(2)  # streams and writes under way
+            # Streams and writes under way: most streams open (mid-answer) and writes acknowledged.
+            deadline = time.monotonic() + 20
+            while traffic.in_flight < STREAMS * 3 // 4 or len(traffic.acks) < REST_WRITERS:
+                assert time.monotonic() < deadline, f"traffic did not start: {traffic.in_flight} streams open"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
             killed_at = time.monotonic()
             streams_at_kill = traffic.in_flight
             await asyncio.to_thread(pair.stop_hard, pair.primary)  # the clients keep sending meanwhile
