@@ -40,7 +40,7 @@ pytestmark = [
 
 STREAMS = 20
 REST_WRITERS = 4
-OUTAGE_SECONDS = 2.0  # between the primary's death and the promotion (an operator's or a tool's reaction)
+OUTAGE_SECONDS = 1.5  # between the primary's death and the promotion (an operator's or a tool's reaction)
 RECOVERY_BOUND_SECONDS = 15.0
 
 
@@ -123,7 +123,9 @@ async def test_primary_dies_standby_is_promoted_and_nothing_acknowledged_is_lost
         await create_schema(primary_url)
         failover_url = pair.url("taskpilot", hosts=(pair.primary, pair.standby))
         server = live_server_factory(
-            {"DATABASE_URL": failover_url, "OFFLINE_MODEL_DELAY_MS": "100", "LOG_LEVEL": "warning"}, migrate=False
+            {"DATABASE_URL": failover_url, "OFFLINE_MODEL_DELAY_MS": "50", "LOG_LEVEL": "warning"},
+            migrate=False,
+            ready_seconds=60,
         )
         traffic = Traffic()
         run = uuid.uuid4().hex[:6]
@@ -152,7 +154,7 @@ async def test_primary_dies_standby_is_promoted_and_nothing_acknowledged_is_lost
                 assert time.monotonic() - promoted_at < RECOVERY_BOUND_SECONDS, "no write succeeded after promotion"
                 await asyncio.sleep(0.05)
                 recovered_at = next((t for t, s, w in traffic.statuses if t > promoted_at and s == 201), None)
-            await asyncio.sleep(1)  # traffic on the new primary
+            await asyncio.sleep(0.5)  # traffic on the new primary
             traffic.stop.set()
             await asyncio.wait_for(asyncio.gather(*workers), timeout=30)
             assert server.process.poll() is None
