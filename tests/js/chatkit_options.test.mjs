@@ -1,6 +1,6 @@
 // The rules of src/app/static/chatkit-options.js under Node's own test runner: what the page at `/`
 // and examples/react give ChatKit for the client tool, the item actions and the composer choices.
-// Run: node --test tests/js/ (tests/test_hosted_session_js.py runs it under pytest).
+// Run: node --test tests/js/ (tests/unit/test_hosted_session_js.py runs it under pytest).
 
 import assert from "node:assert/strict";
 import { test } from "node:test";

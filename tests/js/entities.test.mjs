@@ -1,6 +1,6 @@
 // The rules of src/app/static/entities.js under Node's own test runner: how a message with chosen
 // @-tags becomes ChatKit content, tasks as entities, and the tag search's request.
-// Run: node --test tests/js/ (tests/test_hosted_session_js.py runs it under pytest).
+// Run: node --test tests/js/ (tests/unit/test_hosted_session_js.py runs it under pytest).
 
 import assert from "node:assert/strict";
 import { test } from "node:test";

@@ -1,6 +1,6 @@
 // The rules of src/app/static/hosted-session.js under Node's own test runner, with a fake `fetch`,
 // a fake clock and an in-memory storage: the edge cases the browser tests do not reach.
-// Run: node --test tests/js/ (tests/test_hosted_session_js.py runs it under pytest).
+// Run: node --test tests/js/ (tests/unit/test_hosted_session_js.py runs it under pytest).
 
 import assert from "node:assert/strict";
 import { test } from "node:test";

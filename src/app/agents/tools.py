@@ -57,6 +57,7 @@ from agents.function_schema import function_schema, generate_func_documentation
 from pydantic import Field, ValidationError
 
 from app.contracts import (
+    ComposerToolIcon,
     ComposerToolOption,
     Task,
     TaskCreate,
@@ -615,7 +616,7 @@ class ComposerTool:
     id: str  # what the page sends as `inference_options.tool_choice.id`
     tool: str  # the task tool it forces (one of TOOL_NAMES)
     label: str
-    icon: str  # a ChatKit icon name
+    icon: ComposerToolIcon  # a ChatKit icon name (the spec lists the ones allowed)
     placeholder: str  # the composer's placeholder while it is chosen
 
     def option(self) -> ComposerToolOption:

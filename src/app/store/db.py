@@ -42,7 +42,7 @@ async def commit_before_response(session: AsyncSession) -> None:
     Advanced Alchemy's `autocommit` before-send handler commits as the response starts and, when
     the COMMIT fails, logs it at debug level and sends the 2xx anyway: a client was told `201`
     for a task that was never stored (seen when the primary died mid-commit,
-    tests/test_primary_failover.py). Committed here, a failed COMMIT raises into the central
+    tests/load/test_primary_failover.py). Committed here, a failed COMMIT raises into the central
     error mapping (a 503 when the database is gone); the handler then finds nothing to commit.
     """
     await session.commit()
