@@ -71,7 +71,7 @@ async def test_everything_runs_through_pgbouncer_in_transaction_mode_without_the
         env = {"DATABASE_URL": pooled, "DATABASE_STATEMENT_CACHE": "false", "LOG_LEVEL": "warning"}
         # `taskpilot db upgrade` through PgBouncer (the step that failed first without the setting).
         run_cli(["db", "upgrade"], env)
-        server = live_server_factory({**env, "WORKERS": "2"}, migrate=False, ready_seconds=60)
+        server = live_server_factory({**env, "WORKERS": "2"}, migrate=False)
         users = [f"pgb-{uuid.uuid4().hex[:8]}-{n}" for n in range(USERS)]
         results = await asyncio.gather(*(_one_user(server.base_url, user) for user in users))
 

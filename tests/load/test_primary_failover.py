@@ -125,7 +125,6 @@ async def test_primary_dies_standby_is_promoted_and_nothing_acknowledged_is_lost
         server = live_server_factory(
             {"DATABASE_URL": failover_url, "OFFLINE_MODEL_DELAY_MS": "50", "LOG_LEVEL": "warning"},
             migrate=False,
-            ready_seconds=60,
         )
         traffic = Traffic()
         run = uuid.uuid4().hex[:6]
