@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.agents.entities import MAX_TAG_DATA_CHARS, MAX_TAG_ID_CHARS, MAX_TAGS_PER_MESSAGE
+from app.agents.chatkit.entities import MAX_TAG_DATA_CHARS, MAX_TAG_ID_CHARS, MAX_TAGS_PER_MESSAGE
 from app.agents.offline.planner import Reply
 from tests.chatkit_client import ChatKitClient
 from tests.fake_model_server import FakeModelServer

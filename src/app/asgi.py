@@ -19,12 +19,12 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from app.agents.assistant import Assistant, TaskPilotConverter
-from app.agents.composer import ComposerChoices
+from app.agents.chatkit.composer import ComposerChoices
+from app.agents.chatkit.server import TaskPilotChatKitServer
+from app.agents.chatkit.turns import TurnLocks
+from app.agents.chatkit.widgets import TaskActions
 from app.agents.mcp import build_task_mcp_server
 from app.agents.providers import ProviderConfig, build_model_provider
-from app.agents.server import TaskPilotChatKitServer
-from app.agents.turns import TurnLocks
-from app.agents.widgets import TaskActions
 from app.controllers.attachments import AttachmentController
 from app.controllers.chatkit import ChatKitController, body_reader
 from app.controllers.health import HealthController

@@ -39,11 +39,11 @@ from openai.types.responses import (
 from openai.types.responses.response_input_item_param import Message
 from pydantic import ConfigDict, Field, SkipValidation
 
-from app.agents.composer import NO_CHOICE, TurnChoice
-from app.agents.entities import TASK_TAG_PREFIX, format_tag, resolve_tags, tag_task_id
+from app.agents.chatkit.composer import NO_CHOICE, TurnChoice
+from app.agents.chatkit.entities import TASK_TAG_PREFIX, format_tag, resolve_tags, tag_task_id
+from app.agents.chatkit.time_zone import GET_TIME_ZONE, GET_TIME_ZONE_TOOL
 from app.agents.hooks import ProgressHooks
 from app.agents.labels import AttachmentLabel, format_label
-from app.agents.time_zone import GET_TIME_ZONE, GET_TIME_ZONE_TOOL
 from app.agents.tools import TASK_TOOLS, ToolContext
 from app.core.clock import utc_today
 
@@ -92,18 +92,18 @@ class TurnContext(AgentContext[Any], ToolContext):
     session_maker: Annotated[Any, SkipValidation]
     changed_task_ids: set[str] = Field(default_factory=set)
     # The user's tasks this turn knows by id (tagged in the conversation, or named by a tool
-    # result): a reply naming one carries an entity annotation for it (app.agents.entities).
+    # result): a reply naming one carries an entity annotation for it (app.agents.chatkit.entities).
     named_tasks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     max_tasks: int = 0  # QUOTA_TASKS_PER_USER, for the task tools
-    # The user's IANA time zone when known (app.agents.time_zone), and "today" there: the task
+    # The user's IANA time zone when known (app.agents.chatkit.time_zone), and "today" there: the task
     # tools, the widgets and the instructions all read the date from this one clock.
     time_zone: str | None = None
     # True when `time_zone` is DEFAULT_TIME_ZONE, not the user's: replies must say so.
     default_zone: bool = False
-    # Which zone the dates are in, in words, for tool results (`app.agents.time_zone.zone_sentence`).
+    # Which zone the dates are in, in words, for tool results (`app.agents.chatkit.time_zone.zone_sentence`).
     dates_note: str | None = None
     clock: Annotated[Callable[[], date], SkipValidation] = utc_today
-    # The turn's notices and progress (app.agents.notices.TurnNotices), for the run hooks.
+    # The turn's notices and progress (app.agents.chatkit.notices.TurnNotices), for the run hooks.
     notices: Annotated[Any, SkipValidation] = None
 
 
@@ -148,7 +148,7 @@ def attachment_label(attachment: Attachment) -> str:
 
 class TaskPilotConverter(ThreadItemConverter):
     """Thread items as model input: compact widgets, task tags as the task they name (looked up
-    among the user's tasks, `app.agents.entities`), and attachments the model can
+    among the user's tasks, `app.agents.chatkit.entities`), and attachments the model can
     read: images as image input (data URLs: a model provider cannot fetch a URL of this server),
     text files as text up to a budget, anything else (PDF, oversized files) as a short description.
     Every attachment is introduced by a label naming it, its type and its size."""

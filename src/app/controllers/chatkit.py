@@ -31,7 +31,7 @@ from litestar.openapi.spec import (
 from litestar.response import Stream
 from litestar.utils.scope.state import ScopeState
 
-from app.agents.server import TaskPilotChatKitServer
+from app.agents.chatkit.server import TaskPilotChatKitServer
 from app.contracts import ChatKitRequest
 from app.core.context import RequestContext
 from app.core.errors import PayloadTooLarge, ServiceUnavailable

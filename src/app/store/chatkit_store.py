@@ -367,7 +367,7 @@ class ChatKitStore(Store[ContextT]):
 
     @_retry_when_no_connection
     async def claim_turn(self, thread_id: str, lease: str, seconds: float, context: ContextT) -> bool:
-        """Take the thread's turn lease for `seconds` (`app.agents.turns`): True when it was free,
+        """Take the thread's turn lease for `seconds` (`app.agents.chatkit.turns`): True when it was free,
         expired, or already `lease`; False while another turn holds it. Not the user's thread:
         `NotFoundError`."""
         now = utcnow()

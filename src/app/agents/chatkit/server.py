@@ -9,7 +9,7 @@ What this adds to the library:
   `__fake_id__`), entity annotations on replies that name the user's tasks, a `tasks.changed`
   client effect when tasks change, and a thread title;
 - provider failures become a ChatKit `error` event with a message a person can act on;
-- `notice` and `progress_update` events say what silence would not (`app.agents.notices`): a slow
+- `notice` and `progress_update` events say what silence would not (`app.agents.chatkit.notices`): a slow
   model, a retried model call, a nearly spent rate limit or storage quota, a batch of task tools;
 - cleanup on cancellation is shielded so a disconnect never loses the partial answer.
 """
@@ -74,11 +74,11 @@ from chatkit.types import (
 )
 from pydantic import TypeAdapter, ValidationError
 
-from app.agents import notices
 from app.agents.assistant import Assistant, TurnContext, describe_model_error, model_error_log
-from app.agents.composer import NO_CHOICE, ComposerChoices, TurnChoice
-from app.agents.entities import annotate, check_tags
-from app.agents.time_zone import (
+from app.agents.chatkit import notices
+from app.agents.chatkit.composer import NO_CHOICE, ComposerChoices, TurnChoice
+from app.agents.chatkit.entities import annotate, check_tags
+from app.agents.chatkit.time_zone import (
     GET_TIME_ZONE,
     answered_zone,
     checked_answer,
@@ -86,8 +86,8 @@ from app.agents.time_zone import (
     remembered_zone,
     zone_sentence,
 )
-from app.agents.turns import TurnLease, TurnLocks
-from app.agents.widgets import TaskActions
+from app.agents.chatkit.turns import TurnLease, TurnLocks
+from app.agents.chatkit.widgets import TaskActions
 from app.core.clock import Now, utcnow, zone_clock
 from app.core.errors import Conflict, ProtocolError, QuotaExceeded, Unsupported
 from app.core.text import first_unstorable, unstorable_detail
@@ -175,7 +175,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         default_time_zone: str = "UTC",
     ) -> None:
         super().__init__(store, attachment_store)
-        self.turns = turns  # one turn per thread at a time (app.agents.turns)
+        self.turns = turns  # one turn per thread at a time (app.agents.chatkit.turns)
         # DEFAULT_TIME_ZONE: the dates of a turn whose user's zone nobody said, nor can be asked.
         self.default_time_zone = default_time_zone
         self.model_slow_notice_seconds = model_slow_notice_seconds
@@ -655,7 +655,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             return NO_CHOICE
 
     async def _time_zone(self, thread: ThreadMetadata, message: UserMessageItem | None, context: Any) -> str | None:
-        """The user's zone for this turn (see `app.agents.time_zone`): the request's header, else the
+        """The user's zone for this turn (see `app.agents.chatkit.time_zone`): the request's header, else the
         page's answer to `get_time_zone` that this turn resumes from, else what the thread remembers;
         None when nobody said (`respond` then asks the front end, or uses DEFAULT_TIME_ZONE)."""
         header: str | None = getattr(context, "time_zone", None)
