@@ -1,7 +1,7 @@
 """The ChatKit protocol in the OpenAPI document, generated from the types the server validates with.
 
 `POST /chatkit` speaks ChatKit's own protocol, whose types are the openai-chatkit library's pydantic
-models: the request union (`ChatKitReq`, the very adapter `app.agents.chatkit.server` parses bodies with),
+models: the request union (`ChatKitReq`, the very adapter `app.agents.chatkit.requests` parses bodies with),
 each non-streaming request's JSON answer and the stream's event union (`ThreadStreamEvent`). Their
 JSON Schemas come from pydantic (`TypeAdapter.json_schemas`, Draft 2020-12, which OpenAPI 3.1
 uses), never written by hand, and are hoisted into `components.schemas` with a `ChatKit` prefix so
@@ -46,9 +46,9 @@ from litestar.openapi.spec import Components
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, PydanticJsonSchemaWarning
 
-from app.agents.chatkit.server import REQUEST_ADAPTER
+from app.agents.chatkit.actions import TASK_WIDGET_ACTION
+from app.agents.chatkit.requests import REQUEST_ADAPTER
 from app.agents.chatkit.time_zone import CLIENT_TOOL_RESULTS
-from app.agents.chatkit.widgets import TASK_WIDGET_ACTION
 
 PREFIX = "ChatKit"
 REF = "#/components/schemas/"
