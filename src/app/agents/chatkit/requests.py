@@ -61,6 +61,8 @@ def describe_validation_error(exc: ValidationError, body: str | bytes | bytearra
         if isinstance(body, bytes | bytearray) and not _is_utf8(body):
             return ProtocolError("The request body is not valid UTF-8: send UTF-8 encoded JSON.")
         return ProtocolError("The body is not valid JSON: send a ChatKit request object.")
+    if first.get("type") == "union_tag_not_found":
+        return ProtocolError("The body has no `type`: send a ChatKit request object with its type.", field="type")
     tag_error = next((e for e in exc.errors(include_url=False) if e.get("type") == "union_tag_invalid"), None)
     if tag_error is not None:
         ctx = tag_error.get("ctx") or {}
