@@ -18,7 +18,7 @@ import pytest
 from chatkit.types import FileAttachment, ImageAttachment, UserMessageItem, UserMessageTextContent
 from litestar.testing import AsyncTestClient
 
-from app.agents.assistant import IMAGE_TOKENS, TaskPilotConverter, estimate_tokens
+from app.agents.history import IMAGE_TOKENS, TaskPilotConverter, estimate_tokens
 from app.agents.offline.planner import Reply
 from app.asgi import create_app
 from app.core.context import RequestContext

@@ -18,11 +18,12 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from app.agents.assistant import Assistant, TaskPilotConverter
+from app.agents.assistant import Assistant
 from app.agents.chatkit.actions import TaskActions
 from app.agents.chatkit.composer import ComposerChoices
 from app.agents.chatkit.server import TaskPilotChatKitServer
 from app.agents.chatkit.turns import TurnLocks
+from app.agents.history import TaskPilotConverter
 from app.agents.mcp import build_task_mcp_server
 from app.agents.providers import ProviderConfig, build_model_provider
 from app.controllers.attachments import AttachmentController
