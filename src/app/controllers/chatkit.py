@@ -3,6 +3,9 @@
 Everything that can be wrong with a request (body, type, fields, ownership, size) is answered
 before a stream opens, as problem+json with a 4xx status. Once a stream is open, failures are
 ChatKit `error` events and the stream ends cleanly.
+
+The body is read within its limit by `app.http.bodies`, parsed once by the ChatKit server
+(`app.agents.chatkit.requests`), and a stream goes out through `app.http.sse`.
 """
 
 from __future__ import annotations
