@@ -131,19 +131,6 @@ class ChatKitHealth(Struct, kw_only=True):
     auth_mode: str
 
 
-class ChatKitRequest(msgspec.Struct, kw_only=True):
-    """The envelope of every ChatKit protocol request, which the controller routes on (`type`).
-
-    The full request union is ChatKit's own (openai-chatkit `chatkit.types.ChatKitReq`), which the
-    server validates completely before answering; the OpenAPI document's `ChatKitRequest` is that
-    union's generated schema (`app.http.openapi_chatkit`), which replaces this envelope's there.
-    """
-
-    type: str
-    params: dict[str, object] | None = None
-    metadata: dict[str, object] | None = None
-
-
 # --- Tasks -------------------------------------------------------------------------------
 
 TaskPriority = Literal["low", "medium", "high"]

@@ -18,7 +18,8 @@ from chatkit.types import (
 )
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from app.agents.assistant import Assistant, TurnContext, estimate_tokens, summarize_title
+from app.agents.assistant import Assistant, TurnContext, summarize_title
+from app.agents.history import estimate_tokens
 from app.agents.providers import OfflineModelProvider
 from app.core.context import RequestContext
 from app.store.chatkit_store import ChatKitStore

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from chatkit.types import FileAttachment, ImageAttachment, UserMessageItem, UserMessageTextContent
 
-from app.agents.assistant import IMAGE_TOKENS, TaskPilotConverter, estimate_tokens
+from app.agents.history import IMAGE_TOKENS, TaskPilotConverter, estimate_tokens
 from app.agents.offline.planner import Reply
 from app.core.errors import AuthError, PayloadTooLarge, ServiceUnavailable
 from app.services.attachments.blobs import storage_key

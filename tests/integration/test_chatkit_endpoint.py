@@ -456,7 +456,7 @@ def _logged(caplog: pytest.LogCaptureFixture) -> str:
 
 
 async def test_a_failure_after_the_first_frame_ends_the_stream_with_an_error_frame() -> None:
-    from app.controllers.chatkit import FAILURE_FRAME, with_keepalive
+    from app.http.sse import FAILURE_FRAME, with_keepalive
 
     async def frames() -> AsyncIterator[bytes]:
         yield b'data: {"type":"thread.created"}\n\n'
@@ -467,7 +467,7 @@ async def test_a_failure_after_the_first_frame_ends_the_stream_with_an_error_fra
 
 
 async def test_a_failure_before_the_first_frame_is_raised_for_an_http_error() -> None:
-    from app.controllers.chatkit import with_keepalive
+    from app.http.sse import with_keepalive
 
     async def frames() -> AsyncIterator[bytes]:
         raise RuntimeError("the database is down")

@@ -337,9 +337,9 @@ async def test_a_turn_resumed_by_a_client_tool_keeps_its_model(
 def test_the_offline_model_forces_the_tool_before_a_handoff_or_a_time_zone_question() -> None:
     from agents import Agent, handoff
 
+    from app.agents.chatkit.time_zone import GET_TIME_ZONE_TOOL
     from app.agents.offline.model import OfflineModel
     from app.agents.offline.planner import Reply, ToolCall
-    from app.agents.time_zone import GET_TIME_ZONE_TOOL
     from app.agents.tools import TASK_TOOLS
 
     model = OfflineModel()

@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from testkit.chatkit import add_user_message, threads_create
 
-from app.agents.turns import TurnLocks
+from app.agents.chatkit.turns import TurnLocks
 from app.core.context import RequestContext
 from app.core.errors import Conflict
 from app.settings import Settings

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.agents.entities import MAX_TAG_DATA_CHARS, MAX_TAG_ID_CHARS, MAX_TAGS_PER_MESSAGE
+from app.agents.chatkit.entities import MAX_TAG_DATA_CHARS, MAX_TAG_ID_CHARS, MAX_TAGS_PER_MESSAGE
 from app.agents.offline.planner import Reply
 from tests.live.test_entity_tags import add, tag, tagged_input, task_of, token, turn_input
 from tests.support.chatkit_client import ChatKitClient

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from chatkit.widgets import DynamicWidgetRoot
 
-from app.agents.widgets import Back, widget_back
+from app.agents.chatkit.widgets import Back, widget_back
 from app.http.auth import mint_dev_token
 from app.settings import Settings
 from tests.support.chatkit_client import ChatKitClient, StreamResult

@@ -3,7 +3,12 @@ and no import cycles (README's Architecture section draws the same picture).
 
 Rooms, lowest first; a module may import its own room and the ones below it, never above:
 
-    core  <-  settings, contracts, ops  <-  store  <-  services  <-  agents  <-  http  <-  controllers  <-  asgi
+    core  <-  settings, contracts, ops  <-  store  <-  services  <-  agents  <-  agents/chatkit  <-  http
+          <-  controllers  <-  asgi
+
+`agents/chatkit` (the ChatKit protocol: the server, its gate, the library shims, notices, entities,
+widgets and their actions) runs the assistant, so it stands above the rest of `agents`; the assistant,
+its hooks and the offline model speak some of its vocabulary (CHATKIT_VOCABULARY), never its server side.
 
 Every import counts, including those inside functions (a lazy import hides a cycle, it does not
 remove it) and those under `TYPE_CHECKING`.
@@ -30,11 +35,27 @@ RANK = {
     "store": 2,
     "services": 3,
     "agents": 4,
-    "http": 5,
-    "controllers": 6,
-    "asgi": 7,
-    "__main__": 7,
+    "agents.chatkit": 5,
+    "http": 6,
+    "controllers": 7,
+    "asgi": 8,
+    "__main__": 8,
 }
+# What the rest of agents/ may import from agents/chatkit: the protocol's vocabulary (task tags, the
+# turn's notices, the widgets a tool result is shown as, the composer's choice, the time-zone tool).
+CHATKIT_VOCABULARY = frozenset(
+    f"app.agents.chatkit.{name}" for name in ("entities", "notices", "widgets", "composer", "time_zone")
+)
+
+
+def in_chatkit_vocabulary(imported: str) -> bool:
+    """`app.agents.chatkit.entities`, a name imported from it (`...entities.annotate`), or the package
+    itself (`from app.agents.chatkit import notices` imports it too)."""
+    if imported == "app.agents.chatkit":
+        return True
+    return imported in CHATKIT_VOCABULARY or imported.rsplit(".", 1)[0] in CHATKIT_VOCABULARY
+
+
 # The Litestar integration of Advanced Alchemy is Litestar too.
 FRAMEWORK_MODULES = ("litestar", "advanced_alchemy.extensions.litestar")
 FRAMEWORK_ROOMS = {"controllers", "http", "ops", "asgi"}
@@ -48,8 +69,11 @@ def module_name(path: Path) -> str:
 
 
 def room_of(module: str) -> str | None:
-    """`app.store.tasks` -> `store`; the package root (`app`, `__version__`) is in no room."""
+    """`app.store.tasks` -> `store`, `app.agents.chatkit.gate` -> `agents.chatkit`; the package root
+    (`app`, `__version__`) is in no room."""
     parts = module.split(".")
+    if parts[1:3] == ["agents", "chatkit"]:
+        return "agents.chatkit"
     return parts[1] if len(parts) > 1 else None
 
 
@@ -94,6 +118,8 @@ def direction_violations(modules: dict[str, Path]) -> list[str]:
         for line, imported in imports_of(path):
             target = room_of(imported) if imported.startswith("app.") else None
             if target is None or target == "migrations" or target not in RANK:
+                continue
+            if room == "agents" and target == "agents.chatkit" and in_chatkit_vocabulary(imported):
                 continue
             if RANK[target] > RANK[room]:
                 violations.append(f"{path.name}:{line}: {room} imports {imported} ({target})")
@@ -166,6 +192,18 @@ def test_the_rules_catch_what_they_claim_to(tmp_path: Path) -> None:
     assert "bad.py:5: store imports app.controllers.tasks (controllers)" in direction
     assert framework == ["bad.py:1: litestar"]
     assert direction_violations({"app.controllers.bad": bad}) == []
+    chatkit = tmp_path / "chatkit.py"
+    chatkit.write_text(
+        "from app.agents.chatkit.entities import annotate\nfrom app.agents.chatkit.gate import Gate\n"
+        "from app.http.sse import with_keepalive\nfrom app.agents.assistant import Assistant\n"
+    )
+    from_agents = direction_violations({"app.agents.bad": chatkit})
+    assert "chatkit.py:2: agents imports app.agents.chatkit.gate (agents.chatkit)" in from_agents
+    assert "chatkit.py:3: agents imports app.http.sse (http)" in from_agents
+    assert not [v for v in from_agents if v.startswith(("chatkit.py:1:", "chatkit.py:4:"))], from_agents
+    from_chatkit = direction_violations({"app.agents.chatkit.bad": chatkit})
+    assert [v for v in from_chatkit if not v.startswith("chatkit.py:3:")] == [], from_chatkit
+    assert "chatkit.py:3: agents.chatkit imports app.http.sse (http)" in from_chatkit
 
 
 @pytest.mark.parametrize("module", ["app.core.errors", "app.core.context", "app.core.limits", "app.core.ids"])

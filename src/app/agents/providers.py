@@ -20,7 +20,7 @@ from openai.resources.responses import AsyncResponses
 from openai.types.responses import ResponseStreamEvent
 from pydantic import Field, TypeAdapter, ValidationError
 
-from app.agents import notices
+from app.agents.chatkit import notices
 from app.agents.offline.model import OfflineModel
 
 

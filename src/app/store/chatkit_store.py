@@ -67,7 +67,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typing_extensions import TypeVar
 
-from app.core.clock import utcnow
+from app.core.clock import to_utc, utcnow
 from app.core.context import RequestContext, UserContext
 from app.core.ids import prefixed_id
 from app.ops import metrics
@@ -91,7 +91,6 @@ __all__ = [
     "AttachmentRecord",
     "ChatKitStore",
     "ItemIdConflictError",
-    "to_utc",
 ]
 
 
@@ -172,11 +171,6 @@ class AttachmentRecord:
     status: Literal["pending", "uploaded"]
     storage_key: str | None
     size: int | None
-
-
-def to_utc(value: dt.datetime) -> dt.datetime:
-    """UTC-aware; a naive value is taken as local time, as `datetime.now()` produces it."""
-    return value.astimezone(dt.UTC)
 
 
 MAX_PAGE_SIZE = 100
@@ -367,7 +361,7 @@ class ChatKitStore(Store[ContextT]):
 
     @_retry_when_no_connection
     async def claim_turn(self, thread_id: str, lease: str, seconds: float, context: ContextT) -> bool:
-        """Take the thread's turn lease for `seconds` (`app.agents.turns`): True when it was free,
+        """Take the thread's turn lease for `seconds` (`app.agents.chatkit.turns`): True when it was free,
         expired, or already `lease`; False while another turn holds it. Not the user's thread:
         `NotFoundError`."""
         now = utcnow()
