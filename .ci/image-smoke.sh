@@ -9,7 +9,7 @@
 #      the migration, the start-up line, /health, the image's own HEALTHCHECK command, HEAD /, a token
 #      from `taskpilot token`, one chat turn with the offline model, and SIGTERM exiting 0;
 #   4. compose.yaml validated (`docker compose config` when an engine's compose plugin is there; else
-#      tests/test_compose.py's checks, which `make test` runs).
+#      tests/unit/test_compose.py's checks, which `make test` runs).
 # Prints the image's size and the build's time. Called by .ci/run; runs alone too (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ BASE_TAR="$CACHE/base-$SUITE-$BASE_TAG.tar"
 BASE_IMAGE="localhost/taskpilot-ci-base:$SUITE-$BASE_TAG"
 IMAGE="localhost/taskpilot-ci:smoke"
 # The commands compose.yaml runs: the image's entry point (`taskpilot`) with each service's command.
-# tests/test_compose.py checks that these two lines and compose.yaml agree.
+# tests/unit/test_compose.py checks that these two lines and compose.yaml agree.
 MIGRATE=(taskpilot db upgrade)
 SERVE=(taskpilot serve)
 # compose.yaml's settings for the server that matter here (the rest comes from the image).
@@ -165,7 +165,7 @@ if docker compose version >/dev/null 2>&1; then
   (cd "$project" && docker compose config --quiet) && echo "docker compose config: valid"
   rm -rf "$project"
 else
-  echo "no docker compose plugin here: tests/test_compose.py checks compose.yaml (services, commands, volumes)"
+  echo "no docker compose plugin here: tests/unit/test_compose.py checks compose.yaml (services, commands, volumes)"
 fi
 
 step "image: $((size / 1000000)) MB, build ${build_seconds} s"

@@ -18,15 +18,16 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from app.agents.assistant import Assistant, TaskPilotConverter
-from app.agents.composer import ComposerChoices
+from app.agents.assistant import Assistant
+from app.agents.chatkit.actions import TaskActions
+from app.agents.chatkit.composer import ComposerChoices
+from app.agents.chatkit.server import TaskPilotChatKitServer
+from app.agents.chatkit.turns import TurnLocks
+from app.agents.history import TaskPilotConverter
 from app.agents.mcp import build_task_mcp_server
 from app.agents.providers import ProviderConfig, build_model_provider
-from app.agents.server import TaskPilotChatKitServer
-from app.agents.turns import TurnLocks
-from app.agents.widgets import TaskActions
 from app.controllers.attachments import AttachmentController
-from app.controllers.chatkit import ChatKitController, body_reader
+from app.controllers.chatkit import ChatKitController
 from app.controllers.health import HealthController
 from app.controllers.mcp import AuthenticatedMCP, mcp_route
 from app.controllers.pages import page_route_handlers
@@ -34,6 +35,7 @@ from app.controllers.sessions import HostedSessionController
 from app.controllers.tasks import TaskController
 from app.core.clock import Now, utcnow
 from app.http.auth import Authenticator, TokenVerifier, caller_before_body, request_context_provider
+from app.http.bodies import body_reader
 from app.http.client_tools import CLIENT_TOOLS_HEADER
 from app.http.middleware import request_id_middleware
 from app.http.openapi import BEARER_SECURITY, openapi_config

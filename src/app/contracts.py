@@ -73,12 +73,18 @@ class HostedModeStatus(Struct, kw_only=True):
     detail: str
 
 
+# The ChatKit icons the composer's tools show: names from `ChatKitIcon` of @openai/chatkit, which is
+# what ChatKit's `composer.tools[].icon` takes. The spec lists them, so examples/react's `tsc` (its
+# client is generated from the spec) fails on a name ChatKit does not know; add one here to use it.
+ComposerToolIcon = Literal["plus", "search", "chart"]
+
+
 class ComposerToolOption(Struct, kw_only=True):
     """A tool the composer offers; choosing it (`inference_options.tool_choice.id`) makes the turn call that tool."""
 
     id: str
     label: str
-    icon: str  # a ChatKit icon name
+    icon: ComposerToolIcon  # a ChatKit icon name
     placeholder: str
 
 
@@ -123,19 +129,6 @@ class ChatKitHealth(Struct, kw_only=True):
     hosted: HostedModeStatus
     self_hosted: SelfHostedModeStatus
     auth_mode: str
-
-
-class ChatKitRequest(msgspec.Struct, kw_only=True):
-    """The envelope of every ChatKit protocol request, which the controller routes on (`type`).
-
-    The full request union is ChatKit's own (openai-chatkit `chatkit.types.ChatKitReq`), which the
-    server validates completely before answering; the OpenAPI document's `ChatKitRequest` is that
-    union's generated schema (`app.http.openapi_chatkit`), which replaces this envelope's there.
-    """
-
-    type: str
-    params: dict[str, object] | None = None
-    metadata: dict[str, object] | None = None
 
 
 # --- Tasks -------------------------------------------------------------------------------

@@ -189,6 +189,9 @@ class Settings:
     database_max_overflow: int = 10
     database_pool_timeout_seconds: float = 10.0
     database_echo: bool = False
+    # Off behind a pooler that does not carry prepared statements between transactions (PgBouncer
+    # before 1.21 in transaction mode): every statement is then sent unnamed (app.store.db).
+    database_statement_cache: bool = True
     # APP_ENV=production refuses a SQLite file (one process on one machine) unless this says so.
     allow_sqlite_in_production: bool = False
 
@@ -444,6 +447,7 @@ class Settings:
                 "DATABASE_POOL_TIMEOUT_SECONDS", d.database_pool_timeout_seconds, minimum=0.05, maximum=300.0
             ),
             database_echo=r.boolean("DATABASE_ECHO", False),
+            database_statement_cache=r.boolean("DATABASE_STATEMENT_CACHE", d.database_statement_cache),
             allow_sqlite_in_production=allow_sqlite_in_production,
             cors_origins=_cors(r.items("CORS_ORIGINS", ())),
             max_request_bytes=r.integer("MAX_REQUEST_BYTES", d.max_request_bytes, minimum=1024, maximum=1 << 30),

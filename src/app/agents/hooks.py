@@ -5,7 +5,7 @@ list or summary also shows the task-list widget, whose buttons act on the tasks 
 delete whose words match several tasks shows them as a choice.
 When one model response calls several task tools at once, `progress_update`s count them
 ("Completing 12 tasks…", "Completed 3 of 12 tasks…"). Model calls start and end the turn's
-slow-model watch (`app.agents.notices`).
+slow-model watch (`app.agents.chatkit.notices`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from agents import Agent, ModelResponse, RunContextWrapper, RunHooks, Tool
 from chatkit.agents import AgentContext
 from chatkit.types import CustomTask
 
-from app.agents.notices import BATCH_MIN, ToolBatch, TurnNotices
-from app.agents.widgets import choice_widget, task_list_widget
+from app.agents.chatkit.notices import BATCH_MIN, ToolBatch, TurnNotices
+from app.agents.chatkit.widgets import choice_widget, task_list_widget
 from app.core.clock import utc_today
 from app.ops import metrics
 

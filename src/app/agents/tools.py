@@ -57,6 +57,7 @@ from agents.function_schema import function_schema, generate_func_documentation
 from pydantic import Field, ValidationError
 
 from app.contracts import (
+    ComposerToolIcon,
     ComposerToolOption,
     Task,
     TaskCreate,
@@ -90,7 +91,7 @@ class TaskScope:
     session_maker: SessionMaker
     clock: Callable[[], dt.date] = utc_today
     max_tasks: int = 0  # QUOTA_TASKS_PER_USER; 0 = none
-    # Which zone the clock's dates are in, in words (`app.agents.time_zone.zone_sentence`): a result
+    # Which zone the clock's dates are in, in words (`app.agents.chatkit.time_zone.zone_sentence`): a result
     # that used today's date carries it as `time_zone`, so the model can tell the user.
     dates_note: str | None = None
 
@@ -133,7 +134,7 @@ class ToolContext:
 
     def record_named(self, result: dict[str, Any]) -> None:
         """Remember the tasks a tool result names (not a deleted one: it links nowhere), so the
-        turn's reply can carry entity annotations for them (`app.agents.entities.annotate`)."""
+        turn's reply can carry entity annotations for them (`app.agents.chatkit.entities.annotate`)."""
         named = getattr(self, "named_tasks", None)
         if not isinstance(named, dict):
             return
@@ -615,7 +616,7 @@ class ComposerTool:
     id: str  # what the page sends as `inference_options.tool_choice.id`
     tool: str  # the task tool it forces (one of TOOL_NAMES)
     label: str
-    icon: str  # a ChatKit icon name
+    icon: ComposerToolIcon  # a ChatKit icon name (the spec lists the ones allowed)
     placeholder: str  # the composer's placeholder while it is chosen
 
     def option(self) -> ComposerToolOption:

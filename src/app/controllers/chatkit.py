@@ -3,74 +3,42 @@
 Everything that can be wrong with a request (body, type, fields, ownership, size) is answered
 before a stream opens, as problem+json with a 4xx status. Once a stream is open, failures are
 ChatKit `error` events and the stream ends cleanly.
+
+The body is read within its limit by `app.http.bodies`, parsed once by the ChatKit server
+(`app.agents.chatkit.requests`), and a stream goes out through `app.http.sse`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from chatkit.server import StreamingResult
 from litestar import Controller, Request, Response, post
 from litestar.di import Provide
-from litestar.openapi.spec import (
-    OpenAPIMediaType,
-    OpenAPIResponse,
-    OpenAPIType,
-    Operation,
-    Parameter,
-    Reference,
-    Schema,
-)
 from litestar.response import Stream
-from litestar.utils.scope.state import ScopeState
 
-from app.agents.server import TaskPilotChatKitServer
-from app.contracts import ChatKitRequest
+from app.agents.chatkit.server import TaskPilotChatKitServer
 from app.core.context import RequestContext
-from app.core.errors import PayloadTooLarge, ServiceUnavailable
+from app.core.errors import ServiceUnavailable
 from app.core.limits import enforce
+from app.http.bodies import body_over_request_limit
 from app.http.client_tools import provide_client_tools
 from app.http.openapi import problem_spec
 from app.http.openapi_chatkit import (
     ANSWERS_KEY,
-    CLIENT_TOOLS_HEADER,
-    CLIENT_TOOLS_HEADER_DESCRIPTION,
     CLIENT_TOOLS_KEY,
     ITEM_SCHEMA_KEY,
-    JSON_ANSWER_SCHEMA,
-    TASK_ACTION_SCHEMA,
     WIDGET_ACTIONS_KEY,
-    chatkit_schemas,
-    client_tool_results,
-    event_item_schema,
+    ChatKitOperation,
 )
+from app.http.sse import SSE_HEADERS, started, with_keepalive
 from app.ops import metrics
 from app.ops.admission import Admission, StreamSlot
 from app.ops.drain import Drain
 from app.ops.ratelimit import Limits
 from app.settings import Settings
 
-log = logging.getLogger("app.chatkit")
-
-KEEPALIVE_FRAME = b": keepalive\n\n"
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-RESTART_FRAME = (
-    b'data: {"type":"error","code":"custom","message":"The server is restarting. Your message and the '
-    b'partial answer are saved; send again to continue.","allow_retry":true}\n\n'
-)
-FAILURE_FRAME = (
-    b'data: {"type":"error","code":"custom","message":"Something went wrong while answering; send your '
-    b'message again.","allow_retry":true}\n\n'
-)
 STREAMING_TYPES = frozenset(
     {
         "threads.create",
@@ -82,106 +50,6 @@ STREAMING_TYPES = frozenset(
     }
 )
 TRANSCRIBE = "input.transcribe"
-# What only a dictation request carries: its type, or its audio field. Looked for in the first
-# MAX_REQUEST_BYTES of a larger body, whichever order the client put its keys in. A look-alike
-# (the text inside metadata) only buys reading on to the dictation limit as that user: the
-# decoded type is checked again before anything else is done with the body.
-_DICTATION_MARK = re.compile(rb'"(?:type"\s*:\s*"input\.transcribe"|audio_base64"\s*:)')
-_CUT = object()
-_NOTHING = object()
-
-
-async def with_keepalive(
-    frames: AsyncIterator[bytes], interval: float, drain: Drain | None = None, slot: StreamSlot | None = None
-) -> AsyncIterator[bytes]:
-    """Yield `frames`, inserting an SSE comment whenever nothing was sent for `interval` seconds.
-
-    One producer task drives the whole ChatKit generator (it sets and resets context variables,
-    which must happen in one task) into a small queue; this side waits on the queue with a
-    timeout, so a long tool call never blocks the keepalive. When the client goes away, the
-    producer is cancelled, and ChatKit's cancellation handling persists the partial answer.
-    The same happens when a shutdown cuts the stream (`drain`), and the client is told why.
-    The turn's admission `slot` is released when the producer has finished, whichever way.
-    """
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    started = time.perf_counter()
-    first = True
-    sent = False
-
-    async def produce() -> None:
-        try:
-            async for frame in frames:
-                await queue.put(frame)
-        except asyncio.CancelledError:
-            queue.put_nowait(_CUT)
-            raise
-        except BaseException as exc:  # surfaced to the consumer, which ends the stream with an error event
-            await queue.put(exc)
-            return
-        await queue.put(None)
-
-    producer = asyncio.create_task(produce())
-    if slot is not None:
-        producer.add_done_callback(lambda _: slot.release())
-    if drain is not None:
-        drain.track(producer)
-    metrics.ACTIVE_STREAMS.inc()
-    held: Any = _NOTHING  # what ended a run of ready frames, handled next
-    try:
-        while True:
-            if held is not _NOTHING:
-                item, held = held, _NOTHING
-            elif queue.empty():
-                try:
-                    # Not `wait_for`, which runs the wait in a task of its own, once per frame.
-                    async with asyncio.timeout(interval):
-                        item = await queue.get()
-                except TimeoutError:
-                    sent = True
-                    yield KEEPALIVE_FRAME
-                    continue
-            else:
-                item = queue.get_nowait()
-            if isinstance(item, bytes):
-                # Frames that are ready together go out as one chunk: one send through the
-                # middleware and the server instead of one per delta. The client's SSE parser
-                # sees exactly the same frames.
-                if not queue.empty():
-                    ready = [item]
-                    while not queue.empty():
-                        following = queue.get_nowait()
-                        if not isinstance(following, bytes):
-                            held = following
-                            break
-                        ready.append(following)
-                    item = b"".join(ready)
-                if first:
-                    metrics.TIME_TO_FIRST_EVENT.observe(time.perf_counter() - started)
-                    first = False
-                sent = True
-                yield item
-                continue
-            if item is None:
-                return
-            if item is _CUT:
-                yield RESTART_FRAME
-                return
-            if not sent:
-                raise item  # nothing sent yet: `started` lets the central mapping answer (503)
-            # Past the first frame the status line is sent: raising would cut the connection
-            # with no word to the client. The server above already turns its failures into an
-            # `error` event; this catches whatever still escapes (serialising, the library).
-            log.warning("stream failed after it opened", extra={"fields": {"error": type(item).__name__}})
-            yield FAILURE_FRAME
-            return
-    finally:
-        metrics.ACTIVE_STREAMS.dec()
-        if not producer.done():
-            producer.cancel()
-            with contextlib.suppress(BaseException):
-                await producer
-
-
 # Every non-200 answer of /chatkit is problem+json; without these the spec showed Litestar's
 # default 400 (application/json, another body) and none of the others (found by schemathesis).
 CHATKIT_RESPONSES = {
@@ -218,137 +86,6 @@ CHATKIT_RESPONSES = {
 }
 
 
-@dataclass
-class _EventStreamMediaType(OpenAPIMediaType):
-    """`text/event-stream` with the schema of each event (OpenAPI 3.2's `itemSchema`, see
-    `app.http.openapi_chatkit` for why it is given as `x-item-schema`)."""
-
-    item_schema: dict[str, Any] | None = field(default=None, metadata={"alias": ITEM_SCHEMA_KEY})
-
-
-@dataclass
-class _ChatKitOperation(Operation):
-    """The ChatKit protocol in the operation: the request union (`ChatKitRequest`), the JSON
-    answers and the event stream of the 200, the answer of each request type, TaskPilot's widget
-    actions and client-tool results, and the optional ChatKit headers."""
-
-    chatkit_answers: dict[str, Any] | None = field(default=None, metadata={"alias": ANSWERS_KEY})
-    widget_actions: dict[str, str] | None = field(default=None, metadata={"alias": WIDGET_ACTIONS_KEY})
-    client_tool_results: dict[str, Any] | None = field(default=None, metadata={"alias": CLIENT_TOOLS_KEY})
-
-    def __post_init__(self) -> None:
-        ok = (self.responses or {}).get("200")
-        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
-            ok.content["application/json"] = OpenAPIMediaType(
-                schema=Reference(f"#/components/schemas/{JSON_ANSWER_SCHEMA}")
-            )
-            ok.content["text/event-stream"] = _EventStreamMediaType(
-                schema=Schema(
-                    type=OpenAPIType.STRING,
-                    description="`data: <ChatKit event JSON>` frames, and `: keepalive` comments while idle",
-                ),
-                item_schema=event_item_schema(),
-            )
-        self.chatkit_answers = chatkit_schemas().answers
-        self.widget_actions = {"$ref": f"#/components/schemas/{TASK_ACTION_SCHEMA}"}
-        self.client_tool_results = client_tool_results()
-        parameters = list(self.parameters or [])
-        if not any(getattr(p, "name", "").lower() == CLIENT_TOOLS_HEADER.lower() for p in parameters):
-            parameters.append(
-                Parameter(
-                    name=CLIENT_TOOLS_HEADER,
-                    param_in="header",
-                    required=False,
-                    schema=Schema(type=OpenAPIType.STRING, examples=["get_time_zone"]),
-                    description=CLIENT_TOOLS_HEADER_DESCRIPTION,
-                )
-            )
-        self.parameters = parameters
-
-
-def body_over_request_limit(settings: Settings) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"The body is larger than MAX_REQUEST_BYTES ({settings.max_request_bytes} bytes); "
-        "only input.transcribe may carry more (its audio, up to TRANSCRIPTION_MAX_BYTES).",
-        field="body",
-    )
-
-
-def body_reader(settings: Settings) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
-    """The `before_request` hook of /chatkit: its body, read no further than its type allows.
-
-    It runs after the guards, so the caller is already known (an anonymous body is never read).
-    Every type is held to MAX_REQUEST_BYTES, and only the first MAX_REQUEST_BYTES of a larger
-    body are read before the decision: beyond them only a dictation request (when dictation is
-    on) may go on, up to the room its audio needs. Nothing is JSON-decoded until the whole body
-    is within its limit (a body that only looks like dictation is decoded, then refused by its
-    type in the handler). The body is left where Litestar reads `data` and `request.body()` from.
-    """
-    limit = settings.max_request_bytes
-    dictation_limit = settings.chatkit_max_body_bytes  # equal to `limit` while dictation is off
-
-    def over_dictation_limit() -> PayloadTooLarge:
-        # A new error each time: one raised again and again would keep every request's frames
-        # (and the chunks they hold) alive in its growing traceback.
-        if dictation_limit <= limit:  # dictation is off: the one limit is MAX_REQUEST_BYTES
-            return body_over_request_limit(settings)
-        return PayloadTooLarge(
-            f"The body is larger than the largest input.transcribe request ({dictation_limit} bytes, "
-            "room for TRANSCRIPTION_MAX_BYTES of audio as base64): send shorter audio.",
-            field="body",
-        )
-
-    async def read_body(request: Request[Any, Any, Any]) -> None:
-        declared = request.content_length
-        if declared is not None and declared > dictation_limit:
-            raise over_dictation_limit()
-        chunks: list[bytes] = []
-        size = 0
-        allowed = limit
-        async for chunk in request.stream():
-            size += len(chunk)
-            chunks.append(chunk)
-            if size <= allowed:
-                continue
-            if allowed == dictation_limit:
-                raise over_dictation_limit()
-            head = b"".join(chunks)
-            chunks = [head]
-            if not _DICTATION_MARK.search(head, 0, limit):
-                raise body_over_request_limit(settings)
-            allowed = dictation_limit
-            if size > allowed:
-                raise over_dictation_limit()
-        ScopeState.from_scope(request.scope).body = b"".join(chunks)
-
-    return read_body
-
-
-async def started(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """`frames` once its first frame (or keepalive) is ready.
-
-    The first frame comes after the stream's first store writes (the thread, the user's
-    message). Waiting for it before the 200 is sent turns a failure there (the database is
-    down) into an HTTP error from the central mapping (503), not a 200 stream that dies.
-    """
-    try:
-        first = await anext(aiter(frames))
-    except StopAsyncIteration:
-        first = None
-
-    async def resumed() -> AsyncIterator[bytes]:
-        try:
-            if first is None:
-                return
-            yield first
-            async for frame in frames:
-                yield frame
-        finally:
-            await frames.aclose()  # type: ignore[attr-defined]
-
-    return resumed()
-
-
 class ChatKitController(Controller):
     tags = ["ChatKit"]
 
@@ -371,13 +108,12 @@ class ChatKitController(Controller):
         ),
         response_description="A ChatKit event stream (text/event-stream) or a ChatKit JSON object",
         responses=CHATKIT_RESPONSES,
-        operation_class=_ChatKitOperation,
+        operation_class=ChatKitOperation,
         dependencies={"client_tools": Provide(provide_client_tools, sync_to_thread=False)},
     )
     async def chatkit(
         self,
         request: Request[Any, Any, Any],
-        data: ChatKitRequest,
         context: RequestContext,
         chatkit_server: TaskPilotChatKitServer,
         limits: Limits,
@@ -388,6 +124,7 @@ class ChatKitController(Controller):
         settings: Settings,
     ) -> Response[bytes] | Stream:
         body = await request.body()  # already read, within its limit, by `body_reader`
+        data = chatkit_server.parse(body)  # the one parse of the body; the server handles this object
         if len(body) > settings.max_request_bytes and data.type != TRANSCRIBE:
             raise body_over_request_limit(settings)
         if time_zone is not None or client_tools:
@@ -417,7 +154,7 @@ class ChatKitController(Controller):
                     on_refusal=metrics.RATE_LIMITED.labels(limit="chat").inc,
                 )
                 context = replace(context, chat_budget=budget)
-            result = await chatkit_server.process(body, context)
+            result = await chatkit_server.handle(data, context)
             if isinstance(result, StreamingResult):
                 frames = with_keepalive(result.json_events, chatkit_server.keepalive_seconds, drain, slot)
                 return Stream(await started(frames), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -30,6 +30,19 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def to_utc(value: dt.datetime) -> dt.datetime:
+    """`value` as an aware UTC instant. A naive value is read as this machine's local time: that is
+    what openai-chatkit's `datetime.now()` stamps threads and items with. The one normalisation of
+    the library's timestamps: the Store applies it to what it saves, the stream to what it sends."""
+    return value.astimezone(dt.UTC)
+
+
+def to_library_time(value: dt.datetime) -> dt.datetime:
+    """`value` as the library's naive local time (the inverse of `to_utc`): the same instant, safe
+    in the library's arithmetic with its own naive `datetime.now()`."""
+    return value if value.tzinfo is None else value.astimezone().replace(tzinfo=None)
+
+
 def utc_today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from litestar.params import Parameter
 
-from app.agents.time_zone import CLIENT_TOOLS
+from app.agents.chatkit.time_zone import CLIENT_TOOLS
 
 CLIENT_TOOLS_HEADER = "ChatKit-Client-Tools"
 # Longer values are not lists of tool names; only this much is read.

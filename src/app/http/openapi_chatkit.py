@@ -1,7 +1,7 @@
 """The ChatKit protocol in the OpenAPI document, generated from the types the server validates with.
 
 `POST /chatkit` speaks ChatKit's own protocol, whose types are the openai-chatkit library's pydantic
-models: the request union (`ChatKitReq`, the very adapter `app.agents.server` parses bodies with),
+models: the request union (`ChatKitReq`, the very adapter `app.agents.chatkit.requests` parses bodies with),
 each non-streaming request's JSON answer and the stream's event union (`ThreadStreamEvent`). Their
 JSON Schemas come from pydantic (`TypeAdapter.json_schemas`, Draft 2020-12, which OpenAPI 3.1
 uses), never written by hand, and are hoisted into `components.schemas` with a `ChatKit` prefix so
@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import typing
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -42,19 +42,26 @@ from chatkit.types import (
     TranscriptionResult,
 )
 from chatkit.types import Page as ChatKitPage
-from litestar.openapi.spec import Components
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Parameter,
+    Reference,
+    RequestBody,
+    Schema,
+)
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, PydanticJsonSchemaWarning
 
-from app.agents.server import REQUEST_ADAPTER
-from app.agents.time_zone import CLIENT_TOOL_RESULTS
-from app.agents.widgets import TASK_WIDGET_ACTION
+from app.agents.chatkit.actions import TASK_WIDGET_ACTION
+from app.agents.chatkit.requests import REQUEST_ADAPTER
+from app.agents.chatkit.time_zone import CLIENT_TOOL_RESULTS
 
 PREFIX = "ChatKit"
 REF = "#/components/schemas/"
-# The msgspec envelope the controller routes on (`app.contracts.ChatKitRequest`) is a placeholder
-# of the same name: the generated request union replaces it in the document.
-REPLACED = frozenset({"ChatKitRequest"})
 REQUEST_SCHEMA = "ChatKitRequest"
 EVENT_SCHEMA = "ChatKitEvent"
 JSON_ANSWER_SCHEMA = "ChatKitJsonAnswer"
@@ -79,7 +86,7 @@ class EmptyAnswer(BaseModel):
 
 # The JSON answer of every non-streaming request type, as the library serialises it
 # (`ChatKitServer._process_non_streaming`); a type missing here is a test failure
-# (tests/test_openapi_chatkit.py), so a library upgrade cannot add one silently.
+# (tests/live/test_openapi_chatkit.py), so a library upgrade cannot add one silently.
 JSON_ANSWERS: dict[type[BaseModel], Any] = {
     ThreadsGetByIdReq: Thread,
     ThreadsListReq: ChatKitPage[Thread],
@@ -297,15 +304,66 @@ class ChatKitComponents(Components):
 
     Litestar sets `schemas` from its registry after reading the configured components, so the
     ChatKit schemas join when the document is serialised (generated then, once per process). A
-    name clash with a msgspec contract is an error, except the placeholder they replace."""
+    name clash with a msgspec contract is an error."""
 
     def to_schema(self) -> dict[str, Any]:
         result = super().to_schema()
         generated: dict[str, Any] = result.get("schemas", {})
         chatkit = chatkit_schemas().schemas
-        clash = (set(generated) & set(chatkit)) - REPLACED
+        clash = set(generated) & set(chatkit)
         if clash:
             raise RuntimeError(f"ChatKit schema names clash with msgspec contracts: {sorted(clash)}")
         merged = {**generated, **copy.deepcopy(chatkit)}
         result["schemas"] = {name: merged[name] for name in sorted(merged)}
         return result
+
+
+@dataclass
+class EventStreamMediaType(OpenAPIMediaType):
+    """`text/event-stream` with the schema of each event (OpenAPI 3.2's `itemSchema`, given as
+    `x-item-schema`: see the module's docstring)."""
+
+    item_schema: dict[str, Any] | None = field(default=None, metadata={"alias": ITEM_SCHEMA_KEY})
+
+
+@dataclass
+class ChatKitOperation(Operation):
+    """The ChatKit protocol in the operation: the request union (`ChatKitRequest`: the handler takes
+    no typed `data`, the server parses the body once), the JSON answers and the event stream of the
+    200, the answer of each request type, TaskPilot's widget actions and client-tool results, and
+    the optional ChatKit headers."""
+
+    chatkit_answers: dict[str, Any] | None = field(default=None, metadata={"alias": ANSWERS_KEY})
+    widget_actions: dict[str, str] | None = field(default=None, metadata={"alias": WIDGET_ACTIONS_KEY})
+    client_tool_results: dict[str, Any] | None = field(default=None, metadata={"alias": CLIENT_TOOLS_KEY})
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={"application/json": OpenAPIMediaType(schema=Reference(f"{REF}{REQUEST_SCHEMA}"))},
+            required=True,
+        )
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            ok.content["application/json"] = OpenAPIMediaType(schema=Reference(f"{REF}{JSON_ANSWER_SCHEMA}"))
+            ok.content["text/event-stream"] = EventStreamMediaType(
+                schema=Schema(
+                    type=OpenAPIType.STRING,
+                    description="`data: <ChatKit event JSON>` frames, and `: keepalive` comments while idle",
+                ),
+                item_schema=event_item_schema(),
+            )
+        self.chatkit_answers = chatkit_schemas().answers
+        self.widget_actions = {"$ref": f"{REF}{TASK_ACTION_SCHEMA}"}
+        self.client_tool_results = client_tool_results()
+        parameters = list(self.parameters or [])
+        if not any(getattr(p, "name", "").lower() == CLIENT_TOOLS_HEADER.lower() for p in parameters):
+            parameters.append(
+                Parameter(
+                    name=CLIENT_TOOLS_HEADER,
+                    param_in="header",
+                    required=False,
+                    schema=Schema(type=OpenAPIType.STRING, examples=["get_time_zone"]),
+                    description=CLIENT_TOOLS_HEADER_DESCRIPTION,
+                )
+            )
+        self.parameters = parameters

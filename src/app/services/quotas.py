@@ -59,7 +59,7 @@ class UserLimits:
 
         Counted and saved atomically before the stream opens, so a refusal is a 429 and never a
         broken stream, and no lock is held while the model answers. Saved without a quota too:
-        the new turn takes the thread's lease before its id is streamed (`app.agents.server`)."""
+        the new turn takes the thread's lease before its id is streamed (`app.agents.chatkit.server`)."""
         thread = ThreadMetadata(id=store.generate_thread_id(context), created_at=utcnow())
         admit = self.check_thread_count if self.threads_per_user else None
         await store.reserve_thread(thread, context, admit=admit)

@@ -10,6 +10,8 @@ and MCP run outside the request, e.g. inside a streaming response, and open thei
         ...
 
 "Today" (overdue, due today) is the UTC date unless a `clock` is given.
+
+Why one long module: it is the one place task rules live (see above); splitting it would split them.
 """
 
 from __future__ import annotations

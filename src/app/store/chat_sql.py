@@ -11,6 +11,9 @@ comparison on the same index). A cursor id that does not exist (deleted, or not 
 this thread's) makes the subquery NULL, so the page is empty.
 
 Every statement here names `user_id` in its WHERE clause or its inserted row.
+
+Why one long module: every statement on the four ChatKit tables, beside the compile-once machinery
+they share; split, the `user_id` rule above would have to be checked in several places.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Alchemy `SQLAlchemyAsyncConfig` or from an async session maker, and pass context
 `user_id` attribute. Every call opens its own short session, because the ChatKit server calls
 the store from inside a streaming response, after the request's own session is closed.
 
-Semantics (each one is pinned by tests/test_chatkit_store.py, on SQLite and PostgreSQL):
+Semantics (each one is pinned by tests/integration/test_chatkit_store.py, on SQLite and PostgreSQL):
 
 - Everything is scoped to `context.user_id`. Another user's thread, item or attachment is
   `NotFoundError` on read and on write, and is never returned or modified.
@@ -67,7 +67,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from typing_extensions import TypeVar
 
-from app.core.clock import utcnow
+from app.core.clock import to_utc, utcnow
 from app.core.context import RequestContext, UserContext
 from app.core.ids import prefixed_id
 from app.ops import metrics
@@ -91,7 +91,6 @@ __all__ = [
     "AttachmentRecord",
     "ChatKitStore",
     "ItemIdConflictError",
-    "to_utc",
 ]
 
 
@@ -105,7 +104,7 @@ log = logging.getLogger("app.store")
 # Five attempts over about two seconds: when the database drops every connection at once (a
 # failover, `pg_terminate_backend` of all sessions), the first fresh connections can die too,
 # and a reply the user has already read is worth waiting a moment for (three attempts over
-# 0.3 s lost one in tests/test_faults_connections.py about one run in three).
+# 0.3 s lost one in tests/load/test_faults_connections.py about one run in three).
 CONNECTION_ATTEMPTS = 5
 RETRY_BACKOFF_SECONDS = (0.05, 0.25, 0.5, 1.0)
 
@@ -172,11 +171,6 @@ class AttachmentRecord:
     status: Literal["pending", "uploaded"]
     storage_key: str | None
     size: int | None
-
-
-def to_utc(value: dt.datetime) -> dt.datetime:
-    """UTC-aware; a naive value is taken as local time, as `datetime.now()` produces it."""
-    return value.astimezone(dt.UTC)
 
 
 MAX_PAGE_SIZE = 100
@@ -367,7 +361,7 @@ class ChatKitStore(Store[ContextT]):
 
     @_retry_when_no_connection
     async def claim_turn(self, thread_id: str, lease: str, seconds: float, context: ContextT) -> bool:
-        """Take the thread's turn lease for `seconds` (`app.agents.turns`): True when it was free,
+        """Take the thread's turn lease for `seconds` (`app.agents.chatkit.turns`): True when it was free,
         expired, or already `lease`; False while another turn holds it. Not the user's thread:
         `NotFoundError`."""
         now = utcnow()

@@ -5,7 +5,7 @@ runner gives it, and either calls one of the task tools or writes the reply, str
 small deltas as Responses events. It understands plain task requests in English and Urdu
 (`app.agents.offline.intents`), hands Urdu conversations to the Urdu specialist when a handoff is
 offered, resolves "the groceries task" by searching first, acts on exactly the task an @-tag names
-(the id the server resolved it to, `app.agents.entities`), and says plainly that it is the
+(the id the server resolved it to, `app.agents.chatkit.entities`), and says plainly that it is the
 offline assistant when asked something outside its reach.
 
 `delay_ms` paces the deltas (benchmarks use it to hold streams open like a real model).
@@ -46,11 +46,11 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
+from app.agents.chatkit.time_zone import GET_TIME_ZONE
 from app.agents.offline import replies
 from app.agents.offline.intents import Intent, forced_intent, language_of, parse, parse_tagged
 from app.agents.offline.planner import Reply, Step, ToolCall, plan
 from app.agents.offline.transcript import Done, as_dict, read_turn, turn_attachments, turn_tags
-from app.agents.time_zone import GET_TIME_ZONE
 from app.core.ids import prefixed_id
 
 DELTA_CHARS = 12

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from app.agents.entities import TASK_TAG_PREFIX, TagNote, parse_tags
+from app.agents.chatkit.entities import TASK_TAG_PREFIX, TagNote, parse_tags
 from app.agents.labels import is_label, parse_label
 from app.agents.offline import replies
 
@@ -96,7 +96,7 @@ def turn_attachments(items: list[dict[str, Any]]) -> list[replies.AttachmentNote
 
 def turn_tags(items: list[dict[str, Any]]) -> list[TagNote]:
     """The tasks the person @-tagged in their last message, as the server resolved them: the
-    `[task tag]` lines of the context message that follows it (`app.agents.entities`)."""
+    `[task tag]` lines of the context message that follows it (`app.agents.chatkit.entities`)."""
     last_user = _last_user_message(items)
     if last_user < 0:
         return []
