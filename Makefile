@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast lint format openapi openapi-check db-upgrade db-check migration bench bench-quick bench-store clean install
+.PHONY: run test test-fast lint format openapi openapi-check db-upgrade db-check migration bench bench-quick bench-store clean install lock
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,9 +68,12 @@ bench-quick: $(STAMP)
 bench-store: $(STAMP)
 	$(BIN)/python -m bench --only store
 
-# Regenerate the hash-pinned lock (needs uv: `pip install uv`). It records no download addresses.
+# Regenerate the hash-pinned locks (needs uv: `pip install uv`). They record no download addresses.
+# dev.txt: everything `make install` puts in .venv. runtime.txt: only what the wheel needs (the
+# container installs it), resolved within dev.txt so every runtime pin is the version CI tests.
 lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --no-header -o requirements/dev.txt
+	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --no-header -c requirements/dev.txt -o requirements/runtime.txt
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,7 @@ const shared = {
   "taskpilot/chatkit-options": pageModule("chatkit-options.js"),
 };
 
-export default defineConfig(({ mode }) => {
+export default defineConfig(({ command, mode }) => {
   const env = loadEnv(mode, process.cwd(), "");
   const target = env.TASKPILOT_PROXY_TARGET || "http://127.0.0.1:8000";
   const proxied = { target, changeOrigin: false };
@@ -33,6 +33,8 @@ export default defineConfig(({ mode }) => {
       fs: { allow: [".", ...Object.values(shared), pageModule("api.js")] },
       proxy: { "/api": proxied, "/chatkit": proxied },
     },
+    // TaskPilot's own page under the dev proxy (this app's `/` is not it); a build has no proxy.
+    define: { __TASKPILOT_PROXY_TARGET__: JSON.stringify(command === "serve" ? `${target.replace(/\/$/, "")}/` : "") },
     build: { sourcemap: false },
   };
 });

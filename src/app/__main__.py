@@ -10,8 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.ops import startup
 from app.ops.serving import granian_argv
 from app.settings import Settings, SettingsError
+
+DEV_TOKEN_TTL = 24 * 3600
+# A token minted from the production secret: long enough for a smoke test, short if it leaks.
+JWT_TOKEN_TTL = 3600
 
 # Relative to the working directory: the checked-in spec when run from a clone (as `make openapi` does).
 OPENAPI_PATH = Path("openapi") / "openapi.json"
@@ -47,13 +52,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except _database_errors() as exc:
             print(database_failure(settings, exc), file=sys.stderr)
             return 1
+    port = args.port if args.port is not None else settings.port
     argv = granian_argv(
         host=host,
-        port=args.port if args.port is not None else settings.port,
+        port=port,
         workers=workers,
         log_level=settings.log_level,
         header_read_timeout_seconds=settings.http_header_read_timeout_seconds,
     )
+    try:
+        metrics_dir, private_metrics = startup.metrics_dir_for(settings, workers)
+    except OSError as exc:
+        print(
+            f"taskpilot: configuration error: PROMETHEUS_MULTIPROC_DIR={settings.prometheus_multiproc_dir!r} cannot "
+            f"be used: {exc.strerror or exc}; accepts a directory this user may create and write",
+            file=sys.stderr,
+        )
+        return 2
+    startup.log_startup(
+        startup.startup_fields(
+            settings, host=host, port=port, workers=workers, metrics_dir=metrics_dir, private_metrics=private_metrics
+        )
+    )
+    if metrics_dir:
+        if private_metrics:
+            startup.remove_when_server_exits(metrics_dir)
+        # Also when it came from .env: prometheus-client in the workers reads the process environment.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the server
 
 
@@ -230,11 +255,15 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     from app.core.errors import AuthError
-    from app.http.auth import mint_dev_token
+    from app.http.auth import mint_token
 
     settings = _settings()
+    ttl = args.ttl if args.ttl is not None else (DEV_TOKEN_TTL if settings.auth_mode == "dev" else JWT_TOKEN_TTL)
+    if not 1 <= ttl <= 366 * 24 * 3600:
+        print("taskpilot: --ttl accepts 1 to 31622400 seconds", file=sys.stderr)
+        return 2
     try:
-        print(mint_dev_token(settings, args.user, ttl_seconds=args.ttl))
+        print(mint_token(settings, args.user, ttl_seconds=ttl))
     except AuthError as exc:
         print(f"taskpilot: {exc.reason}", file=sys.stderr)
         return 2
@@ -333,9 +362,22 @@ def build_parser() -> argparse.ArgumentParser:
     openapi.add_argument("--check", action="store_true")
     openapi.set_defaults(func=cmd_openapi)
 
-    token = sub.add_parser("token", help="print a development bearer token (AUTH_MODE=dev only)")
-    token.add_argument("--user", required=True)
-    token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds the token stays valid")
+    token = sub.add_parser(
+        "token",
+        help="print a bearer token: a development token (AUTH_MODE=dev), or one signed with AUTH_JWT_SECRET",
+        description=(
+            "Print a bearer token this server accepts, for scripts and smoke tests. With AUTH_MODE=dev, a "
+            "development token. With AUTH_MODE=jwt (APP_ENV=production), an HS256 token signed with AUTH_JWT_SECRET "
+            "carrying sub, iat and exp, plus iss and aud when AUTH_ISSUER and AUTH_AUDIENCE are set. Tokens for "
+            "AUTH_JWKS_URL's keys come from the identity provider."
+        ),
+    )
+    token.add_argument("--user", required=True, help="the user id (the token's sub claim)")
+    token.add_argument(
+        "--ttl",
+        type=int,
+        help=f"seconds the token stays valid (default: {DEV_TOKEN_TTL} for a development token, else {JWT_TOKEN_TTL})",
+    )
     token.set_defaults(func=cmd_token)
 
     cleanup = sub.add_parser("cleanup", help="delete expired threads and abandoned uploads")

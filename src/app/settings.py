@@ -192,6 +192,8 @@ class Settings:
     # Off behind a pooler that does not carry prepared statements between transactions (PgBouncer
     # before 1.21 in transaction mode): every statement is then sent unnamed (app.store.db).
     database_statement_cache: bool = True
+    # APP_ENV=production refuses a SQLite file (one process on one machine) unless this says so.
+    allow_sqlite_in_production: bool = False
 
     cors_origins: tuple[str, ...] = ()
     max_request_bytes: int = 1_048_576
@@ -291,6 +293,9 @@ class Settings:
     # dependency, and Litestar's signature model cannot carry a union of ipaddress types.
     trusted_proxies: tuple[str, ...] = ()
     metrics_token: Secret | None = None
+    # Where the workers' metrics meet so /metrics sums them (prometheus-client's multiprocess mode).
+    # Unset with WORKERS > 1, `taskpilot serve` makes a private one for the run (app.ops.startup).
+    prometheus_multiproc_dir: str | None = None
     shutdown_grace_seconds: float = 20.0
 
     # Per-user quotas (0 = no quota): what one user may keep, whatever the rate limits let through.
@@ -394,6 +399,13 @@ class Settings:
         if production and auth_mode == "dev":
             raise SettingsError("AUTH_MODE=dev is invalid when APP_ENV=production: accepts jwt")
         auth_dev_secret = r.secret("AUTH_DEV_SECRET") or Secret(DEFAULT_DEV_SECRET)
+        allow_sqlite_in_production = r.boolean("ALLOW_SQLITE_IN_PRODUCTION", d.allow_sqlite_in_production)
+        if production and database_url.startswith("sqlite") and not allow_sqlite_in_production:
+            raise SettingsError(
+                "ALLOW_SQLITE_IN_PRODUCTION is not set: APP_ENV=production with a SQLite DATABASE_URL serves one "
+                "process on one machine; use DATABASE_URL=postgresql+asyncpg://user:pass@host:5432/db, "
+                "or set ALLOW_SQLITE_IN_PRODUCTION=true"
+            )
 
         openai_api_key = r.secret("OPENAI_API_KEY")
         model_api_key = r.secret("MODEL_API_KEY")
@@ -436,6 +448,7 @@ class Settings:
             ),
             database_echo=r.boolean("DATABASE_ECHO", False),
             database_statement_cache=r.boolean("DATABASE_STATEMENT_CACHE", d.database_statement_cache),
+            allow_sqlite_in_production=allow_sqlite_in_production,
             cors_origins=_cors(r.items("CORS_ORIGINS", ())),
             max_request_bytes=r.integer("MAX_REQUEST_BYTES", d.max_request_bytes, minimum=1024, maximum=1 << 30),
             # Granian accepts 1 ms to 60 s.
@@ -526,6 +539,7 @@ class Settings:
             ),
             trusted_proxies=_trusted_proxies(r.items("TRUSTED_PROXIES", ())),
             metrics_token=r.secret("METRICS_TOKEN"),
+            prometheus_multiproc_dir=r.optional("PROMETHEUS_MULTIPROC_DIR"),
             shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", 20.0, minimum=0.0, maximum=600.0),
             auth_dev_allow_network=r.boolean("AUTH_DEV_ALLOW_NETWORK", False),
             quota_threads_per_user=r.integer(

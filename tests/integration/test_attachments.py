@@ -420,6 +420,7 @@ async def test_without_a_signing_secret_attachments_say_what_to_configure(tmp_pa
     settings = Settings.from_env(
         {
             "APP_ENV": "production",
+            "ALLOW_SQLITE_IN_PRODUCTION": "true",
             "AUTH_JWKS_URL": "https://auth.example.com/api/auth/jwks",
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/p.db",
             "ATTACHMENT_STORAGE_URL": str(tmp_path / "blobs"),

@@ -16,7 +16,11 @@ from tests.support.servers import run_cli
 HEAD = "b8024de0820c"  # db/migrations/versions/b8024de0820c_initial_schema.py, the first revision
 # "-N" from the newest revision, N the number of revisions: a relative target that reaches base.
 ALL_STEPS = f"-{len(list((Path(__file__).parents[2] / 'db' / 'migrations' / 'versions').glob('*.py')))}"
-PRODUCTION = {"APP_ENV": "production", "AUTH_JWT_SECRET": "production-secret-0123456789abcdef-0123456789"}
+PRODUCTION = {
+    "APP_ENV": "production",
+    "AUTH_JWT_SECRET": "production-secret-0123456789abcdef-0123456789",
+    "ALLOW_SQLITE_IN_PRODUCTION": "true",  # the SQLite run of these tests
+}
 
 
 def _migrated(url: str) -> dict[str, str]:

@@ -213,7 +213,7 @@ async def test_dev_token_route_refuses_bad_input_as_problem_json(client, body: d
 @pytest.mark.parametrize(
     "env",
     [
-        {"APP_ENV": "production", "AUTH_JWT_SECRET": JWT_SECRET},
+        {"APP_ENV": "production", "ALLOW_SQLITE_IN_PRODUCTION": "true", "AUTH_JWT_SECRET": JWT_SECRET},
         {"APP_ENV": "development", "AUTH_MODE": "jwt", "AUTH_JWT_SECRET": JWT_SECRET},
     ],
     ids=["production", "development-with-jwt"],

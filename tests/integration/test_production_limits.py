@@ -192,7 +192,8 @@ async def test_security_headers_on_api_answers_of_every_kind(tmp_path: Path) -> 
 
 async def test_hsts_in_production(tmp_path: Path) -> None:
     secret = "s" * 40
-    async with serve(tmp_path, APP_ENV="production", AUTH_JWT_SECRET=secret) as (http, _settings):
+    production = {"APP_ENV": "production", "ALLOW_SQLITE_IN_PRODUCTION": "true", "AUTH_JWT_SECRET": secret}
+    async with serve(tmp_path, **production) as (http, _settings):
         response = await http.get("/health")
         assert response.headers["strict-transport-security"].startswith("max-age=")
         assert response.headers["x-frame-options"] == "DENY"

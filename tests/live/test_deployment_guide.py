@@ -275,6 +275,7 @@ def test_health_message_names_what_is_not_configured(
 def test_health_message_mentions_the_domain_key_only_in_production_without_one(tmp_path: Path) -> None:
     production = {
         "APP_ENV": "production",
+        "ALLOW_SQLITE_IN_PRODUCTION": "true",
         "AUTH_JWKS_URL": "https://app.example.com/api/auth/jwks",
         "OPENAI_API_KEY": API_KEY,
         "CHATKIT_WORKFLOW_ID": WORKFLOW_ID,

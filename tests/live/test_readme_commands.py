@@ -180,10 +180,32 @@ def wait_for_health(base_url: str, process: subprocess.Popen[bytes], log: Path) 
     raise AssertionError(f"the server never answered:\n{log.read_text()}")
 
 
+def check_production_smoke(tmp_path: Path) -> None:
+    # Production on one machine, as the Deploy section's step 5 starts it (SQLite allowed).
+    production = {
+        "APP_ENV": "production",
+        "AUTH_JWT_SECRET": "readme-production-secret-0123456789abcdef",
+        "ALLOW_SQLITE_IN_PRODUCTION": "true",
+    }
+    server = start_live_server(tmp_path, production, via_cli=True)
+    try:
+        ran = bash(
+            on_ports(runnable_blocks()["production-smoke"], {"server": int(server.env["PORT"])}), newcomer_env(server)
+        )
+        assert ran.returncode == 0, ran.stderr
+        lines = ran.stdout.splitlines()
+        assert lines[:2] == ["200", "401"], lines  # HEAD /, a token that is not a JWT
+        assert '"items":[]' in lines[2], lines[2]  # the minted token is accepted
+        assert '"taskpilot.startup"' in server.log() and '"app_env": "production"' in server.log()
+    finally:
+        server.stop()
+
+
 CHECKS: dict[str, Callable[[Path], None]] = {
     "quick-start": check_quick_start,
     "client-tools": check_client_tools,
     "hosted-fake": check_hosted_fake,
+    "production-smoke": check_production_smoke,
 }
 
 

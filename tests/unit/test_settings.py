@@ -67,7 +67,13 @@ def test_production_without_jwt_settings_refuses() -> None:
         Settings.from_env({"APP_ENV": "production"})
     with pytest.raises(SettingsError, match="AUTH_MODE=dev is invalid when APP_ENV=production"):
         Settings.from_env({"APP_ENV": "production", "AUTH_MODE": "dev", "AUTH_JWT_SECRET": "x" * 40})
-    ok = Settings.from_env({"APP_ENV": "production", "AUTH_JWKS_URL": "https://auth.example.com/api/auth/jwks"})
+    ok = Settings.from_env(
+        {
+            "APP_ENV": "production",
+            "AUTH_JWKS_URL": "https://auth.example.com/api/auth/jwks",
+            "DATABASE_URL": "postgresql+asyncpg://taskpilot@db.example.com:5432/taskpilot",
+        }
+    )
     assert ok.auth_mode == "jwt"
 
 

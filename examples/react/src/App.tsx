@@ -47,7 +47,7 @@ function storedDevUser() {
 }
 
 export function App() {
-  const { apiBase, tokenUrl, domainKey } = config;
+  const { apiBase, pageUrl, tokenUrl, domainKey } = config;
   // Health, development tokens and hosted sessions: calls without the user's token (the session
   // routes add it themselves, from `tokens`).
   const publicApi = useMemo(() => taskPilotClient(apiBase), [apiBase]);
@@ -183,8 +183,14 @@ export function App() {
             />
           ) : script === "failed" ? (
             <Notice title="ChatKit's script could not load">
-              ChatKit's web component comes from OpenAI's CDN, which this browser cannot reach. TaskPilot's own page (
-              <a href={apiBase}>{apiBase}</a>) has a built-in console that works without it.
+              ChatKit's web component comes from OpenAI's CDN, which this browser cannot reach.{" "}
+              {pageUrl ? (
+                <>
+                  TaskPilot's own page (<a href={pageUrl}>{pageUrl}</a>) has a built-in console that works without it.
+                </>
+              ) : (
+                <>TaskPilot's own page (its `/`) has a built-in console that works without it.</>
+              )}
             </Notice>
           ) : script === "loaded" ? (
             <SelfHostedChat

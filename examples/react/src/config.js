@@ -11,10 +11,20 @@ function origin(value) {
   return new URL(url.pathname.endsWith("/") ? url.pathname : `${url.pathname}/`, url).toString();
 }
 
+const apiBase = origin(meta("taskpilot-url") || import.meta.env.VITE_TASKPILOT_URL);
+const sameOrigin = new URL(apiBase).origin === window.location.origin;
+
 export const config = Object.freeze({
   // TaskPilot's base URL, ending in "/". Empty: this app's own origin (`npm run dev` proxies
   // TaskPilot's routes there). Another origin must be listed in TaskPilot's CORS_ORIGINS.
-  apiBase: origin(meta("taskpilot-url") || import.meta.env.VITE_TASKPILOT_URL),
+  apiBase,
+  // TaskPilot's own page (its `/`, with the built-in console that needs no CDN). On this app's own
+  // origin `/` is this app: under `npm run dev` the page is at the proxy's target (vite.config.js
+  // defines it); a build served beside TaskPilot on one origin names it with taskpilot-page-url.
+  pageUrl:
+    meta("taskpilot-page-url") ||
+    import.meta.env.VITE_TASKPILOT_PAGE_URL ||
+    (sameOrigin ? __TASKPILOT_PROXY_TARGET__ : apiBase),
   // An endpoint answering {"token": "<JWT>"} for the browser's session (Better Auth:
   // https://app.example.com/api/auth/token). Empty: development tokens from TaskPilot
   // (AUTH_MODE=dev), for a user name typed into the app.

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import jwt
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, get, head, post
 from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
@@ -118,6 +118,18 @@ class PageController(Controller):
             content=render_index(settings),
             media_type="text/html",
             headers={"Content-Security-Policy": page_csp(settings)},
+        )
+
+    @head("/", cache_control=REVALIDATE, sync_to_thread=False)
+    def index_head(self, settings: Settings) -> Response[None]:
+        """The page's headers without its body: uptime checks and `curl -I` ask with HEAD."""
+        return Response(
+            content=None,
+            media_type="text/html",
+            headers={
+                "Content-Security-Policy": page_csp(settings),
+                "Content-Length": str(len(render_index(settings))),
+            },
         )
 
 

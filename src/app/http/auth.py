@@ -208,6 +208,27 @@ def mint_dev_token(settings: Settings, user_id: str, *, ttl_seconds: int = 24 * 
     return jwt.encode(claims, settings.auth_dev_secret.get(), algorithm="HS256")
 
 
+def mint_token(settings: Settings, user_id: str, *, ttl_seconds: int) -> str:
+    """A bearer token this server accepts, for scripts and smoke tests: a development token with
+    `AUTH_MODE=dev`; with `AUTH_MODE=jwt`, an HS256 token signed with `AUTH_JWT_SECRET` carrying the
+    claims `verify` requires (`sub`, `exp`; `iss` and `aud` when AUTH_ISSUER / AUTH_AUDIENCE are set).
+    Keys behind `AUTH_JWKS_URL` are the identity provider's: it mints those tokens, not TaskPilot."""
+    if settings.auth_mode == "dev":
+        return mint_dev_token(settings, user_id, ttl_seconds=ttl_seconds)
+    if settings.auth_jwt_secret is None:
+        raise AuthError(
+            "AUTH_JWT_SECRET is not set: with AUTH_MODE=jwt tokens are minted from the shared secret; "
+            "tokens for AUTH_JWKS_URL's keys come from your identity provider"
+        )
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
+    if settings.auth_issuer:
+        claims["iss"] = settings.auth_issuer
+    if settings.auth_audience:
+        claims["aud"] = settings.auth_audience
+    return jwt.encode(claims, settings.auth_jwt_secret.get(), algorithm="HS256")
+
+
 FAILED_SIGN_INS_DETAIL = "Too many failed sign-in attempts from this address; wait {retry_after} s before retrying."
 
 
