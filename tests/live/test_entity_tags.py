@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from app.agents.offline.planner import Reply
-from tests.support.auth import bearer, token
+from tests.support.auth import token
 from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.support.fake_model_server import FakeModelServer
 from tests.support.servers import LiveServer, ServerPool, unique_user
-from tests.support.tags import add, tag, tagged_input, task_of, turn_input
+from tests.support.tags import add, bearer, tag, tagged_input, task_of, turn_input
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -125,7 +125,7 @@ async def test_a_tag_naming_another_users_task_is_not_acted_on_and_not_revealed(
         # Nothing of bob's task is in alice's conversation, nor reachable through REST as alice.
         history = (await chat.items(done.thread_id, limit=50)).body
         assert "surprise" not in json.dumps(history).lower()
-        assert (await http.get(f"/api/tasks/{secret['id']}", headers=bearer(alice, time_zone="UTC"))).status_code == 404
+        assert (await http.get(f"/api/tasks/{secret['id']}", headers=bearer(alice))).status_code == 404
 
 
 async def test_a_tag_is_looked_up_every_turn_so_a_task_deleted_since_names_nothing(
@@ -138,9 +138,7 @@ async def test_a_tag_is_looked_up_every_turn_so_a_task_deleted_since_names_nothi
         chat = ChatKitClient(http, token(alice), time_zone="UTC")
         shown = await chat.request("threads.create", {"input": tagged_input("show ", tag(milk))})
         assert f"#{milk['number']} “Buy milk”" in shown.assistant_text()
-        assert (
-            await http.delete(f"/api/tasks/{milk['id']}", headers=bearer(alice, time_zone="UTC"))
-        ).status_code == 204
+        assert (await http.delete(f"/api/tasks/{milk['id']}", headers=bearer(alice))).status_code == 204
         again = await chat.send_input(shown.thread_id, tagged_input("mark ", tag(milk), " done"))
         assert "doesn't name one of your tasks" in again.assistant_text(), again.assistant_text()
         assert not entity_ids(reply_items(again)) and not again.of_type("client_effect")
@@ -168,7 +166,7 @@ async def test_replies_naming_tasks_from_tool_results_carry_entity_annotations(
         added = await chat.send(listed.thread_id, "add a task to call the plumber")
         new = [
             t
-            for t in (await http.get("/api/tasks", headers=bearer(alice, time_zone="UTC"))).json()["items"]
+            for t in (await http.get("/api/tasks", headers=bearer(alice))).json()["items"]
             if t["title"] == "Call the plumber"
         ]
         assert entity_ids(reply_items(added)) == [new[0]["id"]]
@@ -181,9 +179,7 @@ async def test_the_tag_search_finds_only_the_users_own_tasks(live_servers: Serve
         mine = await add(http, alice, "Buy milk")
         await add(http, alice, "Pay rent")
         await add(http, bob, "Buy milk and eggs")
-        found = await http.get(
-            "/api/tasks", params={"q": "milk", "status": "all", "limit": 8}, headers=bearer(alice, time_zone="UTC")
-        )
+        found = await http.get("/api/tasks", params={"q": "milk", "status": "all", "limit": 8}, headers=bearer(alice))
         assert found.status_code == 200
         assert [t["id"] for t in found.json()["items"]] == [mine["id"]]
         assert found.json()["total"] == 1

@@ -8,8 +8,13 @@ from typing import Any
 
 import httpx
 
-from tests.support.auth import bearer
+from tests.support import auth
 from tests.support.fake_model_server import TITLE_MARKER, FakeModelServer
+
+
+def bearer(user: str) -> dict[str, str]:
+    """The headers the tag tests send: `user`'s token and the page's `Time-Zone: UTC`."""
+    return auth.bearer(user, time_zone="UTC")
 
 
 def tag(task: dict[str, Any], text: str | None = None) -> dict[str, Any]:
@@ -29,14 +34,14 @@ def tagged_input(*parts: str | dict[str, Any]) -> dict[str, Any]:
 
 
 async def add(http: httpx.AsyncClient, user: str, title: str) -> dict[str, Any]:
-    response = await http.post("/api/tasks", json={"title": title}, headers=bearer(user, time_zone="UTC"))
+    response = await http.post("/api/tasks", json={"title": title}, headers=bearer(user))
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
 
 
 async def task_of(http: httpx.AsyncClient, user: str, task_id: str) -> dict[str, Any]:
-    response = await http.get(f"/api/tasks/{task_id}", headers=bearer(user, time_zone="UTC"))
+    response = await http.get(f"/api/tasks/{task_id}", headers=bearer(user))
     assert response.status_code == 200, response.text
     found: dict[str, Any] = response.json()
     return found
