@@ -9,16 +9,35 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from tests.support.auth import server_token
 from tests.support.chatkit_client import ChatKitClient
 from tests.support.payloads import NOTES, PNG
-from tests.support.servers import run_cli
+from tests.support.servers import LiveServer, ServerPool, unique_user
 
 LIMIT = 64 * 1024
 
 
-def _token(server: Any, user: str) -> str:
-    return run_cli(["token", "--user", user], server.env).stdout.strip()
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> str:
+    """The shared server's database kind: SQLite, then PostgreSQL."""
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_url")  # skips (or fails under CI) without PostgreSQL
+    return str(request.param)
+
+
+def _server(live_servers: ServerPool, database: str = "sqlite") -> tuple[LiveServer, Path]:
+    """The run's shared server with a small attachment limit, and its attachment directory (one
+    per test process, so the env and the server are the same for every test here). Tests look
+    only at their own user's blobs in it."""
+    blobs = live_servers.root / "attachments"
+    env = {"ATTACHMENT_STORAGE_URL": str(blobs), "ATTACHMENT_MAX_BYTES": str(LIMIT)}
+    return live_servers.get(env, database=database), blobs
+
+
+def _token(server: LiveServer, user: str) -> str:
+    return server_token(server.env, user)
 
 
 def _blob(root: Path, user: str, attachment_id: str) -> Path:
@@ -36,18 +55,10 @@ async def _create(http: httpx.AsyncClient, token: str, name: str, mime_type: str
     return body
 
 
-async def test_browser_style_upload_send_reload_preview_and_delete(
-    live_server_factory: Any, server_database_url: str, tmp_path: Path
-) -> None:
-    blobs = tmp_path / "blobs"
-    server = live_server_factory(
-        {
-            "DATABASE_URL": server_database_url,
-            "ATTACHMENT_STORAGE_URL": str(blobs),
-            "ATTACHMENT_MAX_BYTES": str(LIMIT),
-        }
-    )
-    token = _token(server, "alice")
+async def test_browser_style_upload_send_reload_preview_and_delete(live_servers: ServerPool, database: str) -> None:
+    server, blobs = _server(live_servers, database)
+    alice = unique_user("alice")
+    token = _token(server, alice)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         image = await _create(http, token, "dot.png", "image/png", len(PNG))
         notes = await _create(http, token, "groceries.md", "text/markdown", len(NOTES))
@@ -66,17 +77,17 @@ async def test_browser_style_upload_send_reload_preview_and_delete(
                 files={"file": ("groceries.md", NOTES, "text/markdown")},
             )
             assert form.status_code == 200, form.text
-        assert _blob(blobs, "alice", image["id"]).read_bytes() == PNG
-        assert _blob(blobs, "alice", notes["id"]).read_bytes() == NOTES
+        assert _blob(blobs, alice, image["id"]).read_bytes() == PNG
+        assert _blob(blobs, alice, notes["id"]).read_bytes() == NOTES
 
-        alice = ChatKitClient(http, token)
-        sent = await alice.create_thread("add a task to buy milk", attachments=[image["id"], notes["id"]])
+        chat = ChatKitClient(http, token)
+        sent = await chat.create_thread("add a task to buy milk", attachments=[image["id"], notes["id"]])
         assert sent.status == 200 and not sent.of_type("error")
         text = sent.assistant_text()
         assert text.startswith(f"I received dot.png ({len(PNG)} bytes) and groceries.md ({len(NOTES)} bytes).")
         assert "Added #1 “Buy milk”" in text
 
-        reloaded = await alice.get_thread(sent.thread_id)
+        reloaded = await chat.get_thread(sent.thread_id)
         message = next(i for i in reloaded.body["items"]["data"] if i["type"] == "user_message")
         assert [a["name"] for a in message["attachments"]] == ["dot.png", "groceries.md"]
         async with httpx.AsyncClient(timeout=30) as browser:  # an <img src=preview_url>
@@ -85,18 +96,18 @@ async def test_browser_style_upload_send_reload_preview_and_delete(
         assert preview.headers["content-type"] == "image/png"
         assert preview.headers["content-length"] == str(len(PNG))
 
-        deleted = await alice.request("threads.delete", {"thread_id": sent.thread_id})
+        deleted = await chat.request("threads.delete", {"thread_id": sent.thread_id})
         assert deleted.status == 200
-        assert not _blob(blobs, "alice", image["id"]).exists()
-        assert not _blob(blobs, "alice", notes["id"]).exists()
+        assert not _blob(blobs, alice, image["id"]).exists()
+        assert not _blob(blobs, alice, notes["id"]).exists()
 
 
 async def test_an_oversized_stream_is_cut_off_with_413_and_leaves_nothing(
-    live_server_factory: Any, tmp_path: Path
+    live_servers: ServerPool,
 ) -> None:
-    blobs = tmp_path / "blobs"
-    server = live_server_factory({"ATTACHMENT_STORAGE_URL": str(blobs), "ATTACHMENT_MAX_BYTES": str(LIMIT)})
-    token = _token(server, "alice")
+    server, blobs = _server(live_servers)
+    alice = unique_user("alice")
+    token = _token(server, alice)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         created = await _create(http, token, "big.txt", "text/plain", LIMIT)
         url = created["upload_descriptor"]["url"]
@@ -110,9 +121,9 @@ async def test_an_oversized_stream_is_cut_off_with_413_and_leaves_nothing(
         assert response.headers["content-type"].startswith("application/problem+json")
         # The rest of the body was never read: the server must not keep this connection.
         assert response.headers.get("connection") == "close"
-        assert not _blob(blobs, "alice", created["id"]).exists()
+        assert not _blob(blobs, alice, created["id"]).exists()
 
         # The attachment is still pending and takes a body within the limit.
         retried = await http.put(url, content=b"a" * LIMIT)
         assert retried.status_code == 200 and retried.json()["size"] == LIMIT
-        assert _blob(blobs, "alice", created["id"]).stat().st_size == LIMIT
+        assert _blob(blobs, alice, created["id"]).stat().st_size == LIMIT

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from chatkit.types import AssistantMessageItem, SDKHiddenContextItem
 from testkit.chatkit import user_input
 
@@ -16,30 +17,40 @@ from app.core.context import RequestContext
 from app.settings import Settings
 from app.store.chatkit_store import ChatKitStore
 from app.store.db import build_db_config
+from tests.support.auth import server_token
 from tests.support.chatkit_client import EVENT_ADAPTER, ChatKitClient, parse_sse
-from tests.support.servers import run_cli
+from tests.support.servers import LiveServer, ServerPool, unique_user
 
 
-def _token(server: Any, user: str) -> str:
-    return run_cli(["token", "--user", user], server.env).stdout.strip()
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> str:
+    """The shared server's database kind: SQLite, then PostgreSQL."""
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_url")  # skips (or fails under CI) without PostgreSQL
+    return str(request.param)
 
 
-async def test_end_to_end_stream_matches_what_is_stored(live_server_factory, server_database_url: str) -> None:
-    server = live_server_factory({"DATABASE_URL": server_database_url})
+def _token(server: LiveServer, user: str) -> str:
+    return server_token(server.env, user)
+
+
+async def test_end_to_end_stream_matches_what_is_stored(live_servers: ServerPool, database: str) -> None:
+    server = live_servers.get(database=database)
+    alice, bob = unique_user("alice"), unique_user("bob")
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        alice = ChatKitClient(http, _token(server, "alice"), time_zone="UTC")  # as the page sends it
-        created = await alice.create_thread("add a task to renew my passport next friday, urgent #travel")
+        chat = ChatKitClient(http, _token(server, alice), time_zone="UTC")  # as the page sends it
+        created = await chat.create_thread("add a task to renew my passport next friday, urgent #travel")
         assert created.status == 200
         # Every frame parses as a ChatKit event (the client already validated them with TypeAdapter).
         assert created.events and all(frame.startswith("{") for frame in created.raw_frames)
-        listed = await alice.send(created.thread_id, "what's due this month? show my tasks")
+        listed = await chat.send(created.thread_id, "what's due this month? show my tasks")
         streamed = [e.item for r in (created, listed) for e in r.events if e.type == "thread.item.done"]
         assert {i.type for i in streamed} >= {"user_message", "workflow", "widget", "assistant_message"}
 
-        stored = await alice.get_thread(created.thread_id)
+        stored = await chat.get_thread(created.thread_id)
         assert stored.status == 200
         by_id = {item["id"]: item for item in stored.body["items"]["data"]}
-        page = await alice.items(created.thread_id, order="asc", limit=100)
+        page = await chat.items(created.thread_id, order="asc", limit=100)
         all_stored = {item["id"]: item for item in page.body["data"]}
         assert [i.id for i in streamed] == list(all_stored)
         for item in streamed:
@@ -49,30 +60,31 @@ async def test_end_to_end_stream_matches_what_is_stored(live_server_factory, ser
             assert all_stored[item.id] == expected, item.type
         assert set(by_id) <= set(all_stored)
 
-        threads = await alice.request("threads.list", {"limit": 10})
+        threads = await chat.request("threads.list", {"limit": 10})
         assert [t["id"] for t in threads.body["data"]] == [created.thread_id]
         assert threads.body["data"][0]["title"].startswith("Add a task to renew my passport")
 
-        bob = ChatKitClient(http, _token(server, "bob"))
-        assert (await bob.get_thread(created.thread_id)).status == 404
-        assert (await bob.send(created.thread_id, "mark 1 done")).status == 404
-        assert (await bob.request("threads.delete", {"thread_id": created.thread_id})).status == 404
-        assert (await alice.get_thread(created.thread_id)).status == 200
+        other = ChatKitClient(http, _token(server, bob))
+        assert (await other.get_thread(created.thread_id)).status == 404
+        assert (await other.send(created.thread_id, "mark 1 done")).status == 404
+        assert (await other.request("threads.delete", {"thread_id": created.thread_id})).status == 404
+        assert (await chat.get_thread(created.thread_id)).status == 200
 
 
-async def test_keepalive_frames_while_the_model_is_slow(live_server_factory) -> None:
-    server = live_server_factory({"OFFLINE_MODEL_DELAY_MS": "300", "STREAM_KEEPALIVE_SECONDS": "0.1"})
+async def test_keepalive_frames_while_the_model_is_slow(live_servers: ServerPool) -> None:
+    server = live_servers.get({"OFFLINE_MODEL_DELAY_MS": "300", "STREAM_KEEPALIVE_SECONDS": "0.1"})
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        alice = ChatKitClient(http, _token(server, "alice"))
+        alice = ChatKitClient(http, _token(server, unique_user("alice")))
         result = await alice.create_thread("hello")
         assert result.status == 200
         assert result.keepalives >= 3
         assert result.assistant_text() == replies.greeting("en")
 
 
-async def test_disconnect_keeps_the_partial_answer_and_the_thread_works(live_server_factory, tmp_path) -> None:
-    server = live_server_factory({"OFFLINE_MODEL_DELAY_MS": "100"})
-    token = _token(server, "alice")
+async def test_disconnect_keeps_the_partial_answer_and_the_thread_works(live_servers: ServerPool) -> None:
+    server = live_servers.get({"OFFLINE_MODEL_DELAY_MS": "100"})
+    alice = unique_user("alice")
+    token = _token(server, alice)
     headers = {"Authorization": f"Bearer {token}"}
     body = {"type": "threads.create", "params": {"input": user_input("help")}}
     thread_id = ""
@@ -97,7 +109,7 @@ async def test_disconnect_keeps_the_partial_answer_and_the_thread_works(live_ser
     store: ChatKitStore[Any] = ChatKitStore(
         build_db_config(Settings.from_env({"DATABASE_URL": server.env["DATABASE_URL"]}))
     )
-    context = RequestContext(user_id="alice")
+    context = RequestContext(user_id=alice)
     full = replies.help_text("en")
     deadline = time.monotonic() + 10
     items: list[Any] = []
@@ -119,9 +131,9 @@ async def test_disconnect_keeps_the_partial_answer_and_the_thread_works(live_ser
         assert not follow_up.of_type("error")
 
 
-def test_bad_requests_are_refused_before_a_stream_over_real_http(live_server_factory) -> None:
-    server = live_server_factory({"MAX_REQUEST_BYTES": "4096"})
-    headers = {"Authorization": f"Bearer {_token(server, 'alice')}", "Content-Type": "application/json"}
+def test_bad_requests_are_refused_before_a_stream_over_real_http(live_servers: ServerPool) -> None:
+    server = live_servers.get({"MAX_REQUEST_BYTES": "4096"})
+    headers = {"Authorization": f"Bearer {_token(server, unique_user('alice'))}", "Content-Type": "application/json"}
     cases = {
         "malformed": (b"{not json", 400),
         "unknown": (json.dumps({"type": "threads.nope", "params": {}}).encode(), 400),

@@ -18,17 +18,13 @@ import httpx
 import pytest
 
 from app.agents.tools import COMPOSER_TOOLS, TOOL_NAMES
-from app.http.auth import mint_dev_token
 from app.settings import Settings, SettingsError
+from tests.support.auth import token
 from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.support.fake_model_server import TITLE_MARKER, FakeModelServer, turn_requests
-from tests.support.servers import LiveServer, run_cli
+from tests.support.servers import LiveServer, ServerPool, run_cli, unique_user
 
 OPTIONS = "params.input.inference_options"
-
-
-def token(user: str) -> str:
-    return mint_dev_token(Settings.from_env({}), user)
 
 
 def message(text: str, **inference_options: Any) -> dict[str, Any]:
@@ -119,19 +115,20 @@ def test_serve_with_bad_model_choices_exits_with_one_line() -> None:
 # ---- a forced tool, honoured by the offline model ---------------------------------------------------
 
 
-async def test_a_forced_tool_is_honoured_by_the_offline_model(live_server_factory: Callable[..., LiveServer]) -> None:
-    server = live_server_factory()
+async def test_a_forced_tool_is_honoured_by_the_offline_model(live_servers: ServerPool) -> None:
+    olga = unique_user("olga")
+    server = live_servers.get()
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        chat = ChatKitClient(http, token("olga"), time_zone="UTC")
+        chat = ChatKitClient(http, token(olga), time_zone="UTC")
 
         # "Buy milk" alone reads as nothing the offline assistant knows; with Add task it is a task.
         plain = await create(chat, "Buy milk")
         assert plain.status == 200 and not plain.of_type("error")
-        assert await tasks_of(http, "olga") == []
+        assert await tasks_of(http, olga) == []
 
         added = await add(chat, plain.thread_id, "Buy milk", tool_choice={"id": "add_task"})
         assert added.status == 200 and not added.of_type("error"), added.raw_frames
-        assert [task["title"] for task in await tasks_of(http, "olga")] == ["Buy milk"]
+        assert [task["title"] for task in await tasks_of(http, olga)] == ["Buy milk"]
         assert "Added" in added.assistant_text() and "Buy milk" in added.assistant_text()
         assert added.of_type("client_effect")[0].name == "tasks.changed"
 
@@ -139,7 +136,7 @@ async def test_a_forced_tool_is_honoured_by_the_offline_model(live_server_factor
         summary = await add(chat, plain.thread_id, "add a task to walk the dog", tool_choice={"id": "summary"})
         assert summary.status == 200 and not summary.of_type("error")
         assert summary.assistant_text().startswith("You have 1 open and 0 completed tasks")
-        assert [task["title"] for task in await tasks_of(http, "olga")] == ["Buy milk"]
+        assert [task["title"] for task in await tasks_of(http, olga)] == ["Buy milk"]
 
         # Find tasks: the text is what to look for.
         found = await add(chat, plain.thread_id, "milk", tool_choice={"id": "list_tasks"})
@@ -162,11 +159,12 @@ async def test_a_forced_tool_is_honoured_by_the_offline_model(live_server_factor
 
 
 async def test_an_unknown_tool_is_a_400_before_the_stream_and_nothing_is_stored(
-    live_server_factory: Callable[..., LiveServer],
+    live_servers: ServerPool,
 ) -> None:
-    server = live_server_factory()
+    uma = unique_user("uma")
+    server = live_servers.get()
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        chat = ChatKitClient(http, token("uma"), time_zone="UTC")
+        chat = ChatKitClient(http, token(uma), time_zone="UTC")
         refused = await create(chat, "add a task to buy milk", tool_choice={"id": "delete_everything"})
         assert refused_field(refused) == f"{OPTIONS}.tool_choice.id"
         assert "'delete_everything' is not a composer tool" in refused.body["detail"]
@@ -180,22 +178,23 @@ async def test_an_unknown_tool_is_a_400_before_the_stream_and_nothing_is_stored(
         refused = await add(chat, thread.thread_id, "3", tool_choice={"id": "delete_task"})
         assert refused_field(refused) == f"{OPTIONS}.tool_choice.id"
         assert (await chat.items(thread.thread_id, limit=50)).body["data"] == before
-        assert await tasks_of(http, "uma") == []
+        assert await tasks_of(http, uma) == []
 
 
 # ---- models: the allowlist ------------------------------------------------------------------------
 
 
 async def test_without_model_choices_only_the_default_model_may_be_named(
-    live_server_factory: Callable[..., LiveServer],
+    live_servers: ServerPool,
 ) -> None:
-    server = live_server_factory({"MODEL": "gpt-5-mini"})
+    vera = unique_user("vera")
+    server = live_servers.get({"MODEL": "gpt-5-mini"})
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         health = (await http.get("/api/chatkit/health")).json()
         assert health["self_hosted"]["composer"]["models"] == []
         assert [tool["id"] for tool in health["self_hosted"]["composer"]["tools"]] == [t.id for t in COMPOSER_TOOLS]
 
-        chat = ChatKitClient(http, token("vera"), time_zone="UTC")
+        chat = ChatKitClient(http, token(vera), time_zone="UTC")
         refused = await create(chat, "add a task to buy milk", model="gpt-5")
         assert refused_field(refused) == f"{OPTIONS}.model"
         assert "MODEL_CHOICES is not set" in refused.body["detail"]
@@ -206,16 +205,17 @@ async def test_without_model_choices_only_the_default_model_may_be_named(
 
 
 async def test_a_model_outside_model_choices_is_a_400_naming_the_field(
-    live_server_factory: Callable[..., LiveServer],
+    live_servers: ServerPool,
 ) -> None:
-    server = live_server_factory({"MODEL_CHOICES": "gpt-5-mini,gpt-5"})
+    wim = unique_user("wim")
+    server = live_servers.get({"MODEL_CHOICES": "gpt-5-mini,gpt-5"})
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         health = (await http.get("/api/chatkit/health")).json()
         assert health["self_hosted"]["composer"]["models"] == [
             {"id": "gpt-5-mini", "label": "gpt-5-mini", "default": True},
             {"id": "gpt-5", "label": "gpt-5", "default": False},
         ]
-        chat = ChatKitClient(http, token("wim"), time_zone="UTC")
+        chat = ChatKitClient(http, token(wim), time_zone="UTC")
         thread = await create(chat, "hello", model="gpt-5")
         assert thread.status == 200 and not thread.of_type("error")
         before = (await chat.items(thread.thread_id, limit=50)).body["data"]

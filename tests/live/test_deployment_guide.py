@@ -30,8 +30,9 @@ from app.asgi import create_app
 from app.ops.health import READY_PHRASE, chatkit_health
 from app.settings import Secret
 from tests.conftest import make_settings
+from tests.support.auth import server_token
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.servers import LiveServer, run_cli
+from tests.support.servers import LiveServer
 
 API_KEY = "sk-test-GuideReplayServerKey-0123456789abcdef"
 WORKFLOW_ID = "wf_6946b383d368819081b556e6e5fa66330d48d0c9ea4fccd8"  # the guide's own workflow id
@@ -78,8 +79,9 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def dev_token(server: LiveServer, user: str) -> str:
-    """What the README tells an operator to run: `taskpilot token --user <name>`."""
-    token = run_cli(["token", "--user", user], server.env).stdout.strip()
+    """What the README's `taskpilot token --user <name>` prints, minted in-process (that the CLI's
+    token is accepted is tests/live/test_live_server.py::test_dev_token_from_cli_is_accepted)."""
+    token = server_token(server.env, user)
     assert token.count(".") == 2
     return token
 

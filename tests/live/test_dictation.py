@@ -18,10 +18,11 @@ import httpx
 import pytest
 from testkit.processes import free_port
 
-from tests.load.test_load_balancer import _haproxy, _start_haproxy
-from tests.load.test_worker_death import _workers
+from tests.support.auth import server_token
 from tests.support.fake_transcription import FakeTranscription
-from tests.support.servers import run_cli
+from tests.support.haproxy import haproxy_binary, start_haproxy
+from tests.support.production import listening_workers
+from tests.support.servers import LiveServer
 
 KEY = "sk-dictation-test-0123456789abcdef"
 MODEL = "gpt-4o-mini-transcribe"
@@ -46,9 +47,8 @@ def _dictation_env(base_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-def _headers(server: Any, user: str = "alice") -> dict[str, str]:
-    token = run_cli(["token", "--user", user], server.env).stdout.strip()
-    return {"Authorization": f"Bearer {token}"}
+def _headers(server: LiveServer, user: str = "alice") -> dict[str, str]:
+    return {"Authorization": f"Bearer {server_token(server.env, user)}"}
 
 
 def _transcribe(audio_base64: str, mime_type: str = "audio/webm;codecs=opus") -> dict[str, Any]:
@@ -187,10 +187,10 @@ async def test_haproxy_never_sends_a_dictation_to_openai_twice(
     """Behind deploy/haproxy.cfg (`retry-on conn-failure empty-response 503`): neither OpenAI refusing a
     dictation (rate limit) nor the worker dying while OpenAI transcribes makes HAProxy send the
     audio again. Each upload is a paid call."""
-    binary = _haproxy()
+    binary = haproxy_binary()
     server = live_server_factory(_dictation_env(fake.base_url, OPENAI_TIMEOUT_SECONDS="30"))
     port = free_port()
-    haproxy = _start_haproxy(binary, port, server, server, tmp_path / "haproxy.log")
+    haproxy = start_haproxy(binary, port, server, server, tmp_path / "haproxy.log")
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=_headers(server)) as http:
             # OpenAI's rate limit: the call reached it, so the answer must not be a 503 HAProxy re-sends.
@@ -208,7 +208,7 @@ async def test_haproxy_never_sends_a_dictation_to_openai_twice(
                 assert not sending.done(), sending.result().text
                 await asyncio.sleep(0.05)
             server_port = int(server.base_url.rsplit(":", 1)[1])
-            for pid in _workers(server, server_port):
+            for pid in listening_workers(server, server_port):
                 os.kill(pid, signal.SIGKILL)
             cut = await sending
             # HAProxy answered for the dead worker instead of re-sending the audio (to the respawned

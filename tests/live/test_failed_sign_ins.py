@@ -6,6 +6,7 @@ attachment URLs. Each path is driven over real HTTP against a granian process wi
 from __future__ import annotations
 
 import ipaddress
+import random
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from testkit.processes import free_port
 
 from app.http.proxies import forwarded_client
 from app.settings import Settings, SettingsError
-from tests.load.test_load_balancer import _haproxy, _start_haproxy
+from tests.support.haproxy import haproxy_binary, start_haproxy
+from tests.support.servers import LiveServer, ServerPool
 
 LIMIT = 3
 INITIALIZE = {
@@ -28,8 +30,16 @@ MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Authorization":
 ATTACHMENT = "/api/chatkit/attachments/atc_0123456789abcdef"
 
 
-def _server(live_server_factory: Any) -> Any:
-    return live_server_factory({"RATE_LIMIT_ANONYMOUS_PER_MINUTE": str(LIMIT)})
+def _server(live_servers: ServerPool, **extra: str) -> LiveServer:
+    """The run's shared server with the small limit. The budget is per client address, so each test
+    comes from a loopback address of its own (`_client`): its budget is its own."""
+    return live_servers.get({"RATE_LIMIT_ANONYMOUS_PER_MINUTE": str(LIMIT), **extra})
+
+
+def _client(base_url: str) -> httpx.Client:
+    """A client on an address of 127.0.0.0/8 no other test uses (every 127.x.y.z is this machine)."""
+    address = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+    return _from(address, base_url)
 
 
 def assert_too_many_sign_ins(response: httpx.Response) -> None:
@@ -42,9 +52,9 @@ def assert_too_many_sign_ins(response: httpx.Response) -> None:
     assert 1 <= int(response.headers["retry-after"]) <= 20
 
 
-def test_failed_mcp_sign_ins_are_limited(live_server_factory: Any) -> None:
-    server = _server(live_server_factory)
-    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+def test_failed_mcp_sign_ins_are_limited(live_servers: ServerPool) -> None:
+    server = _server(live_servers)
+    with _client(server.base_url) as http:
         statuses = [http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS).status_code for _ in range(LIMIT)]
         assert statuses == [401] * LIMIT
         refused = http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS)
@@ -52,9 +62,9 @@ def test_failed_mcp_sign_ins_are_limited(live_server_factory: Any) -> None:
         assert refused.json()["instance"] == "/mcp"
 
 
-def test_failed_signed_url_tokens_are_limited(live_server_factory: Any) -> None:
-    server = _server(live_server_factory)
-    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+def test_failed_signed_url_tokens_are_limited(live_servers: ServerPool) -> None:
+    server = _server(live_servers)
+    with _client(server.base_url) as http:
         attempts = [
             http.get(ATTACHMENT, params={"token": "forged.token"}),
             http.put(f"{ATTACHMENT}/upload", params={"token": "forged.token"}, content=b"hello"),
@@ -65,20 +75,27 @@ def test_failed_signed_url_tokens_are_limited(live_server_factory: Any) -> None:
         assert_too_many_sign_ins(http.put(f"{ATTACHMENT}/upload", params={"token": "forged"}, content=b"x"))
 
 
-def test_wrong_metrics_tokens_are_limited(live_server_factory: Any) -> None:
-    server = live_server_factory(
-        {"RATE_LIMIT_ANONYMOUS_PER_MINUTE": str(LIMIT), "METRICS_TOKEN": "scrape-secret-0123456789"}
-    )
+def test_wrong_metrics_tokens_are_limited(live_servers: ServerPool) -> None:
+    server = _server(live_servers, METRICS_TOKEN="scrape-secret-0123456789")
     wrong = {"Authorization": "Bearer guess"}
-    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+    with _client(server.base_url) as http:
         assert [http.get("/metrics", headers=wrong).status_code for _ in range(LIMIT)] == [401] * LIMIT
         assert_too_many_sign_ins(http.get("/metrics", headers=wrong))
 
 
-def test_failed_sign_ins_share_one_budget_across_rest_mcp_and_signed_urls(live_server_factory: Any) -> None:
-    server = _server(live_server_factory)
+def _refusals(http: httpx.Client) -> float:
+    """The server's count of requests refused for too many failed sign-ins, from /metrics."""
+    name = 'taskpilot_rate_limited_total{limit="failed_sign_ins"}'
+    lines = [line for line in http.get("/metrics").text.splitlines() if line.startswith(name + " ")]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
+def test_failed_sign_ins_share_one_budget_across_rest_mcp_and_signed_urls(live_servers: ServerPool) -> None:
+    server = _server(live_servers)
     bad = {"Authorization": "Bearer not-a-token"}
-    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+    with _client(server.base_url) as http:
+        # The server is shared: count this test's refusals, not the run's.
+        before = _refusals(http)
         assert http.get("/api/tasks", headers=bad).status_code == 401
         assert http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS).status_code == 401
         assert http.get(ATTACHMENT, params={"token": "forged.token"}).status_code == 401
@@ -86,12 +103,7 @@ def test_failed_sign_ins_share_one_budget_across_rest_mcp_and_signed_urls(live_s
         assert_too_many_sign_ins(http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS))
         assert_too_many_sign_ins(http.get(ATTACHMENT, params={"token": "forged.token"}))
         assert_too_many_sign_ins(http.get("/api/tasks", headers=bad))
-        refusals = [
-            line
-            for line in http.get("/metrics").text.splitlines()
-            if line.startswith('taskpilot_rate_limited_total{limit="failed_sign_ins"}')
-        ]
-        assert refusals == ['taskpilot_rate_limited_total{limit="failed_sign_ins"} 3.0']
+        assert _refusals(http) - before == 3
 
 
 def _from(address: str, base_url: str) -> httpx.Client:
@@ -105,10 +117,11 @@ def test_behind_haproxy_each_client_address_has_its_own_failed_sign_in_budget(
 ) -> None:
     """HAProxy (deploy/haproxy.cfg) connects from 127.0.0.1, which TRUSTED_PROXIES names: the budget is
     keyed on the client address it forwards, and X-Forwarded-For from anyone else is ignored."""
-    binary = _haproxy()
+    binary = haproxy_binary()
+    # A server of its own: HAProxy and the fixed addresses below spend budgets a shared server would keep.
     server = live_server_factory({"RATE_LIMIT_ANONYMOUS_PER_MINUTE": str(LIMIT), "TRUSTED_PROXIES": "127.0.0.1"})
     port = free_port()
-    haproxy = _start_haproxy(binary, port, server, server, tmp_path / "haproxy.log")
+    haproxy = start_haproxy(binary, port, server, server, tmp_path / "haproxy.log")
     bad = {"Authorization": "Bearer not-a-token"}
     balancer = f"http://127.0.0.1:{port}"
     try:

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
+from tests.support.servers import LiveServer, ServerPool, run_cli, unique_user
 
-def test_health_ready_and_auth_over_real_http(live_server_factory) -> None:
-    server = live_server_factory()
+
+def _ready_when_idle(client: httpx.Client) -> httpx.Response:
+    """/ready once no stream is open: the server is shared, and a stream an earlier test let go of
+    may still be winding down."""
+    deadline = time.monotonic() + 15
+    while True:
+        ready = client.get("/ready")
+        streams = ready.json().get("streams", {})
+        if (streams.get("open"), streams.get("waiting")) == (0, 0) or time.monotonic() > deadline:
+            return ready
+        time.sleep(0.2)
+
+
+def test_health_ready_and_auth_over_real_http(live_servers: ServerPool) -> None:
+    server = live_servers.get()
     with httpx.Client(base_url=server.base_url, timeout=10) as client:
         health = client.get("/health")
         assert health.status_code == 200
         assert health.json()["status"] == "ok"
         assert health.headers["x-request-id"]
 
-        ready = client.get("/ready")
+        ready = _ready_when_idle(client)
         assert ready.status_code == 200
         assert ready.json() == {
             "status": "ready",
@@ -43,7 +59,8 @@ def test_health_ready_and_auth_over_real_http(live_server_factory) -> None:
 
 
 def test_ready_reports_unreachable_database(live_server_factory) -> None:
-    server = live_server_factory(
+    # A server of its own: the pool migrates every database it starts on, and this one cannot be reached.
+    server: LiveServer = live_server_factory(
         {"DATABASE_URL": "postgresql+asyncpg://nobody:secretpw@127.0.0.1:1/none"}, migrate=False
     )
     response = httpx.get(f"{server.base_url}/ready", timeout=20)
@@ -54,11 +71,9 @@ def test_ready_reports_unreachable_database(live_server_factory) -> None:
     assert "secretpw" not in server.log()
 
 
-def test_dev_token_from_cli_is_accepted(live_server_factory, tmp_path) -> None:
-    from tests.support.servers import run_cli
-
-    server = live_server_factory()
-    token = run_cli(["token", "--user", "alice"], server.env).stdout.strip()
+def test_dev_token_from_cli_is_accepted(live_servers: ServerPool) -> None:
+    server = live_servers.get()
+    token = run_cli(["token", "--user", unique_user("alice")], server.env).stdout.strip()
     assert token.count(".") == 2
     # The CLI and the server share the development secret, so the server accepts it.
     response = httpx.get(f"{server.base_url}/api/tasks", headers={"Authorization": f"Bearer {token}"}, timeout=10)

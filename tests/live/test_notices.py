@@ -16,10 +16,11 @@ import pytest
 from app.agents.offline.planner import Reply, ToolCall
 from app.settings import SettingsError
 from tests.conftest import make_settings
+from tests.support.auth import server_token
 from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.support.fake_model_server import FakeModelServer, Slow, ToolCalls
 from tests.support.payloads import NOTES
-from tests.support.servers import run_cli
+from tests.support.servers import LiveServer, ServerPool
 
 
 def _compatible(fake: FakeModelServer) -> dict[str, str]:
@@ -31,8 +32,8 @@ def _compatible(fake: FakeModelServer) -> dict[str, str]:
     }
 
 
-def _token(server: Any, user: str) -> str:
-    return run_cli(["token", "--user", user], server.env).stdout.strip()
+def _token(server: LiveServer, user: str) -> str:
+    return server_token(server.env, user)
 
 
 def _first_message_index(result: StreamResult) -> int:
@@ -102,12 +103,12 @@ async def test_a_retried_model_call_is_announced(
 
 @pytest.mark.parametrize("counters", ["memory", "redis"])
 async def test_the_chat_rate_limit_warns_from_80_percent_used(
-    live_server_factory: Any, request: pytest.FixtureRequest, counters: str
+    live_servers: ServerPool, request: pytest.FixtureRequest, counters: str
 ) -> None:
     env = {"RATE_LIMIT_CHAT_PER_MINUTE": "5"}
     if counters == "redis":  # the budget comes from the Lua script, timed by Redis's clock
         env["REDIS_URL"] = request.getfixturevalue("redis_url")
-    server = live_server_factory(env)
+    server = live_servers.get(env)  # budgets are per user: these users are new
     user = f"alice-{uuid.uuid4().hex}"  # Redis is shared with other runs: a key no one else uses
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         client = ChatKitClient(http, _token(server, user))

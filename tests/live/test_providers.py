@@ -8,9 +8,10 @@ import httpx
 import pytest
 
 from app.agents.offline.planner import Reply, ToolCall
+from tests.support.auth import server_token
 from tests.support.chatkit_client import ChatKitClient
 from tests.support.fake_model_server import FakeModelServer
-from tests.support.servers import run_cli
+from tests.support.servers import ServerPool, unique_user
 
 
 def _env(provider: str, fake: FakeModelServer) -> dict[str, str]:
@@ -45,7 +46,7 @@ async def test_two_turns_with_a_tool_call_give_distinct_persisted_messages(
         title="Milk shopping",
     )
     server = live_server_factory(_env(provider, fake))
-    token = run_cli(["token", "--user", "alice"], server.env).stdout.strip()
+    token = server_token(server.env, "alice")
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         alice = ChatKitClient(http, token)
         first = await alice.create_thread("please add buy milk, high priority")
@@ -94,7 +95,7 @@ async def test_provider_errors_become_readable_error_events(
 ) -> None:
     fake = fake_model([status, status, status, Reply("Recovered.")])
     server = live_server_factory(_env("openai-compatible", fake))
-    token = run_cli(["token", "--user", "alice"], server.env).stdout.strip()
+    token = server_token(server.env, "alice")
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
         alice = ChatKitClient(http, token)
         failed = await alice.create_thread("hello there")
@@ -110,8 +111,8 @@ async def test_provider_errors_become_readable_error_events(
     assert "test-key" not in server.log()
 
 
-async def test_unreachable_provider_is_a_readable_error(live_server_factory) -> None:
-    server = live_server_factory(
+async def test_unreachable_provider_is_a_readable_error(live_servers: ServerPool) -> None:
+    server = live_servers.get(
         {
             "MODEL_PROVIDER": "openai-compatible",
             "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
@@ -119,7 +120,7 @@ async def test_unreachable_provider_is_a_readable_error(live_server_factory) -> 
             "OPENAI_TIMEOUT_SECONDS": "2",
         }
     )
-    token = run_cli(["token", "--user", "alice"], server.env).stdout.strip()
+    token = server_token(server.env, unique_user("alice"))
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
         result = await ChatKitClient(http, token).create_thread("hello")
         errors = result.of_type("error")
@@ -133,7 +134,7 @@ async def test_chat_completions_tool_call_that_omits_optional_arguments_creates_
     # vLLM, Ollama, MiMo and others do not enforce strict schemas: the nullable fields are left out.
     fake = fake_model([ToolCall("add_task", {"title": "Buy milk", "priority": "high"}), Reply("Added “Buy milk”.")])
     server = live_server_factory(_env("openai-compatible", fake))
-    token = run_cli(["token", "--user", "alice"], server.env).stdout.strip()
+    token = server_token(server.env, "alice")
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         result = await ChatKitClient(http, token).create_thread("add buy milk, high priority")
         assert result.status == 200 and not result.of_type("error"), result.of_type("error")
@@ -152,7 +153,7 @@ async def test_chat_completions_providers_get_text_only_user_content_as_a_plain_
     # Some OpenAI-compatible servers accept only a string as a message's content.
     fake = fake_model([Reply("Hello!"), Reply("Still here.")])
     server = live_server_factory(_env("openai-compatible", fake))
-    token = run_cli(["token", "--user", "alice"], server.env).stdout.strip()
+    token = server_token(server.env, "alice")
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         alice = ChatKitClient(http, token)
         first = await alice.create_thread("hi there")

@@ -35,6 +35,7 @@ from tests.support.auth import token
 from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.support.fake_model_server import FakeModelServer, turn_requests
 from tests.support.mcp import call
+from tests.support.servers import ServerPool, unique_user
 from tests.support.time_zones import zone_on_another_date
 
 KARACHI = "Asia/Karachi"  # UTC+5, no summer time
@@ -45,6 +46,14 @@ BAD_ZONES = ["Mars/Olympus", "localtime", "../../etc/passwd", "+05:00", "asia/ka
 
 def done_items(result: StreamResult) -> list[Any]:
     return [e.item for e in result.events if e.type == "thread.item.done"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> str:
+    """The shared server's database kind: SQLite, then PostgreSQL."""
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_url")  # skips (or fails under CI) without PostgreSQL
+    return str(request.param)
 
 
 # ---- the zone names accepted ----------------------------------------------------------------------
@@ -95,13 +104,14 @@ async def test_an_urdu_user_at_two_in_the_morning_gets_her_own_date_not_yesterda
 # ---- the header over real HTTP on a real server: /chatkit, REST, MCP --------------------------------
 
 
-async def test_the_time_zone_header_decides_today_on_chatkit_rest_and_mcp(live_server_factory) -> None:
-    server = live_server_factory()
+async def test_the_time_zone_header_decides_today_on_chatkit_rest_and_mcp(live_servers: ServerPool) -> None:
+    server = live_servers.get()
+    user = unique_user("alice")
     zone, local_today = zone_on_another_date()
     utc_today = dt.datetime.now(dt.UTC).date()
-    alice = {"Authorization": f"Bearer {token('alice')}"}
+    alice = {"Authorization": f"Bearer {token(user)}"}
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        chat = ChatKitClient(http, token("alice"), time_zone=zone)
+        chat = ChatKitClient(http, token(user), time_zone=zone)
         added = await chat.create_thread("add a task to pay rent today")
         assert not added.of_type("error") and "client_tool_call" not in [i.type for i in done_items(added)]
         tasks = (await http.get("/api/tasks", headers=alice)).json()["items"]
@@ -130,9 +140,10 @@ async def test_the_time_zone_header_decides_today_on_chatkit_rest_and_mcp(live_s
 
 
 @pytest.mark.parametrize("bad", ["Mars/Olympus", "localtime", "../../etc/passwd"])
-async def test_a_bad_time_zone_is_a_400_naming_the_header_everywhere(live_server_factory, bad: str) -> None:
-    server = live_server_factory()
-    headers = {"Authorization": f"Bearer {token('alice')}", "Time-Zone": bad}
+async def test_a_bad_time_zone_is_a_400_naming_the_header_everywhere(live_servers: ServerPool, bad: str) -> None:
+    server = live_servers.get()
+    user = unique_user("alice")
+    headers = {"Authorization": f"Bearer {token(user)}", "Time-Zone": bad}
     initialize = {
         "jsonrpc": "2.0",
         "id": 1,
@@ -184,14 +195,15 @@ def test_the_client_tools_header_keeps_only_tools_taskpilot_has() -> None:
 
 @pytest.mark.parametrize("client_tools", [None, "get_location, open_map"], ids=["no-header", "unknown-tools"])
 async def test_a_stock_client_gets_dates_in_the_default_zone_and_is_told_which(
-    live_server_factory, client_tools: str | None
+    live_servers: ServerPool, client_tools: str | None
 ) -> None:
     zone, local_today = zone_on_another_date()
-    server = live_server_factory({"DEFAULT_TIME_ZONE": zone})
+    server = live_servers.get({"DEFAULT_TIME_ZONE": zone})
+    user = unique_user("alice")
     tomorrow = (local_today + dt.timedelta(days=1)).isoformat()
-    alice = {"Authorization": f"Bearer {token('alice')}"}
+    alice = {"Authorization": f"Bearer {token(user)}"}
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        stock = ChatKitClient(http, token("alice"), client_tools=client_tools)  # no Time-Zone header
+        stock = ChatKitClient(http, token(user), client_tools=client_tools)  # no Time-Zone header
         added = await stock.create_thread(QUICK_START_TEXT)
         assert added.status == 200 and not added.of_type("error"), added.raw_frames
         assert "client_tool_call" not in [i.type for i in done_items(added)]
@@ -252,20 +264,21 @@ async def test_a_real_model_is_told_the_default_zone_and_offered_the_client_tool
 
 
 async def test_without_the_header_the_assistant_asks_the_page_and_resumes_with_its_answer(
-    live_server_factory, server_database_url: str
+    live_servers: ServerPool, database: str
 ) -> None:
-    server = live_server_factory({"DATABASE_URL": server_database_url})
+    server = live_servers.get(database=database)
+    user = unique_user("alice")
     zone, local_today = zone_on_another_date()
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         # A front end that sends no Time-Zone header but answers the client tool (TaskPilot's page).
-        page = ChatKitClient(http, token("alice"), client_tools="get_time_zone")
+        page = ChatKitClient(http, token(user), client_tools="get_time_zone")
         asked = await page.create_thread("add a task to buy milk tomorrow")
         assert asked.status == 200 and not asked.of_type("error")
         last = done_items(asked)[-1]
         assert (last.type, last.name, last.status) == ("client_tool_call", "get_time_zone", "pending")
         assert last.arguments == {}
         assert not asked.assistant_text()  # the run stopped at the client tool
-        listing = await http.get("/api/tasks", headers={"Authorization": f"Bearer {token('alice')}"})
+        listing = await http.get("/api/tasks", headers={"Authorization": f"Bearer {token(user)}"})
         assert listing.json()["total"] == 0  # nothing decided before the zone is known
 
         # A wrong answer is refused before any stream opens, naming the field; the call stays pending.
@@ -282,7 +295,7 @@ async def test_without_the_header_the_assistant_asks_the_page_and_resumes_with_i
         assert answered.status == 200 and not answered.of_type("error"), answered.of_type("error")
         tomorrow = (local_today + dt.timedelta(days=1)).isoformat()
         assert "Buy milk" in answered.assistant_text() and tomorrow in answered.assistant_text()
-        tasks = (await http.get("/api/tasks", headers={"Authorization": f"Bearer {token('alice')}"})).json()
+        tasks = (await http.get("/api/tasks", headers={"Authorization": f"Bearer {token(user)}"})).json()
         assert [(t["title"], t["due_date"]) for t in tasks["items"]] == [("Buy milk", tomorrow)]
 
         items = (await page.items(asked.thread_id, order="asc", limit=20)).body["data"]
@@ -302,10 +315,11 @@ async def test_without_the_header_the_assistant_asks_the_page_and_resumes_with_i
         assert late.status == 409
 
 
-async def test_requests_that_do_not_need_the_date_are_answered_without_asking(live_server_factory) -> None:
-    server = live_server_factory()
+async def test_requests_that_do_not_need_the_date_are_answered_without_asking(live_servers: ServerPool) -> None:
+    server = live_servers.get()
+    user = unique_user("alice")
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        page = ChatKitClient(http, token("alice"), client_tools="get_time_zone")
+        page = ChatKitClient(http, token(user), client_tools="get_time_zone")
         added = await page.create_thread("add a task to water the plants")
         assert "client_tool_call" not in [i.type for i in done_items(added)]
         assert "Water the plants" in added.assistant_text()

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import signal
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,11 +31,13 @@ import pytest
 from redis.asyncio import Redis
 from testkit.chatkit import add_user_message as message_body
 from testkit.chatkit import threads_create as create_body
-from testkit.processes import PROJECT_ROOT, answers_ok, free_port
+from testkit.processes import free_port
 
 from tests.conftest import create_schema
 from tests.support.chatkit_client import parse_sse
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.haproxy import haproxy_binary as _haproxy
+from tests.support.haproxy import start_haproxy as _start_haproxy
 from tests.support.hosted import API_KEY, WORKFLOW_ID
 from tests.support.payloads import PNG
 from tests.support.production import db_fetch, headers_for, stored_rows
@@ -50,7 +49,6 @@ LIMIT = len(TURNS)  # chat messages per user per minute: a user's 3 turns pass, 
 LIMIT_USERS = 10
 HOSTED_USERS = 10
 ATTACHMENT_USERS = 5
-HAPROXY_CONFIG = PROJECT_ROOT / "deploy" / "haproxy.cfg"
 
 
 @dataclass
@@ -67,36 +65,6 @@ class Tally:
     turns: int = 0
     cut: int = 0  # streams that ended with an error event or broke (each is resent once)
     resumed: int = 0
-
-
-def _haproxy() -> str:
-    found = shutil.which("haproxy") or next(
-        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.path.exists(p)), None
-    )
-    if found is None:
-        reason = "haproxy is not installed (Debian: apt-get install haproxy; .ci/run does)"
-        if os.environ.get("CI", "") in {"1", "true", "yes"}:
-            pytest.fail(f"{reason} and CI=true", pytrace=False)
-        pytest.skip(reason)
-    return found
-
-
-def _start_haproxy(binary: str, port: int, one: LiveServer, two: LiveServer, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "HAPROXY_BIND": f"127.0.0.1:{port}",
-        "TASKPILOT_ONE": urlsplit(one.base_url).netloc,
-        "TASKPILOT_TWO": urlsplit(two.base_url).netloc,
-    }
-    checked = subprocess.run([binary, "-c", "-f", str(HAPROXY_CONFIG)], env=env, capture_output=True, check=False)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    process = subprocess.Popen(
-        [binary, "-db", "-f", str(HAPROXY_CONFIG)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
-    if answers_ok(f"http://127.0.0.1:{port}/ready", process, 15):
-        return process
-    process.terminate()
-    raise AssertionError(f"haproxy did not answer in 15 s:\n{log.read_text(errors='replace')}")
 
 
 async def _turn(http: httpx.AsyncClient, run: UserRun, body: dict[str, Any], tally: Tally) -> None:

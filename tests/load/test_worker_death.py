@@ -24,11 +24,11 @@ import httpx
 import psutil
 import pytest
 from testkit.chatkit import threads_create as create_body
-from testkit.processes import child_pids
 
 from tests.conftest import create_schema
 from tests.support.chatkit_client import EVENT_ADAPTER
 from tests.support.production import headers_for, stored_items, token
+from tests.support.production import listening_workers as _workers
 from tests.support.servers import LiveServer
 
 # Upper bound on the load loop, so it ends even if the test's own stop signal never comes.
@@ -76,19 +76,6 @@ async def _load_loop(base_url: str, path: str, headers: dict[str, str], load: Lo
             except httpx.HTTPError as exc:
                 outcome = type(exc).__name__
             load.outcomes.append((started, time.monotonic(), outcome))
-
-
-def _workers(server: LiveServer, port: int) -> set[int]:
-    """Granian's workers: the children that hold the listening socket (not helper processes)."""
-    found: set[int] = set()
-    for pid in child_pids(server.process.pid):
-        try:
-            connections = psutil.Process(pid).net_connections(kind="tcp")
-        except psutil.Error:
-            continue
-        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections):
-            found.add(pid)
-    return found
 
 
 def _worker_serving(workers: set[int], client_port: int) -> int:

@@ -15,12 +15,26 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 from testkit.chatkit import dev_token, json_headers
 from testkit.postgres import fetch
 from testkit.processes import alive, child_pids
 
 from tests.support.chatkit_client import EVENT_ADAPTER
 from tests.support.servers import LiveServer
+
+
+def listening_workers(server: LiveServer, port: int) -> set[int]:
+    """Granian's workers: the children that hold the listening socket (not helper processes)."""
+    found: set[int] = set()
+    for pid in child_pids(server.process.pid):
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections):
+            found.add(pid)
+    return found
 
 
 def token(user: str) -> str:
