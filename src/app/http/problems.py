@@ -38,7 +38,7 @@ from app.core.errors import (
     UpstreamError,
     UpstreamFailure,
 )
-from app.store.connections import database_cause
+from app.store.connections import database_cause, database_unavailable
 
 log = logging.getLogger("app.errors")
 
@@ -198,7 +198,7 @@ def handle_not_found(request: Request[Any, Any, Any], exc: Exception) -> Respons
 
 def handle_database(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """The database is unreachable or the pool is exhausted: 503, retry; a bug stays a 500."""
-    if not _is_unavailable(exc):
+    if not database_unavailable(exc):
         return handle_unexpected(request, exc)
     # The driver's error, not Advanced Alchemy's wrapper (a closed connection comes as IntegrityError).
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path, database_cause(exc))
@@ -208,37 +208,6 @@ def handle_database(request: Request[Any, Any, Any], exc: Exception) -> Response
         "The database is unavailable right now; retry in a few seconds.",
         headers={"Retry-After": "5"},
     )
-
-
-def _is_unavailable(exc: BaseException) -> bool:
-    # Advanced Alchemy's repositories re-raise driver errors as their own RepositoryError (a
-    # closed connection even as IntegrityError), the original error as the cause: follow it.
-    for _ in range(5):
-        if not isinstance(exc, RepositoryError) or exc.__cause__ is None:
-            break
-        exc = exc.__cause__
-    if isinstance(exc, SQLAlchemyTimeoutError | OSError | TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        orig = exc.orig
-        # SQLAlchemy's asyncpg adapter raises its own generic `Error` for what the server says
-        # (57P03 "cannot connect now": starting, shutting down, failing over): the driver's
-        # error, which names it, is its cause.
-        names = {type(error).__name__ for error in (orig, getattr(orig, "__cause__", None)) if error is not None}
-        return isinstance(orig, OSError | TimeoutError) or bool(names & _UNAVAILABLE_DRIVER_ERRORS)
-    return False
-
-
-_UNAVAILABLE_DRIVER_ERRORS = {
-    "ConnectionDoesNotExistError",
-    "CannotConnectNowError",
-    "ConnectionFailureError",
-    "InterfaceError",
-    "AdminShutdownError",
-    "TooManyConnectionsError",
-}
 
 
 def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
