@@ -10,7 +10,7 @@ from app.contracts import ChatKitSession, ChatKitSessionRefresh
 from app.core.context import RequestContext
 from app.http.openapi import problem_spec
 from app.ops.ratelimit import Limits
-from app.services.hosted_sessions import HostedSessionService, MintedSession
+from app.services.hosted_sessions import HostedSessionService
 from app.services.openai_sessions import HostedChatKit
 
 MINT_RESPONSES = {
@@ -43,15 +43,6 @@ def provide_hosted_sessions(
     return HostedSessionService(db_session, hosted_chatkit, limits.sessions)
 
 
-def _body(session: MintedSession) -> ChatKitSession:
-    return ChatKitSession(
-        client_secret=session.client_secret,
-        session_id=session.session_id,
-        expires_at=session.expires_at,
-        status="success",
-    )
-
-
 class HostedSessionController(Controller):
     path = "/api/chatkit"
     tags = ["Hosted sessions"]
@@ -67,7 +58,7 @@ class HostedSessionController(Controller):
         responses=MINT_RESPONSES,
     )
     async def create_session(self, context: RequestContext, hosted_sessions: HostedSessionService) -> ChatKitSession:
-        return _body(await hosted_sessions.mint(context.user_id))
+        return await hosted_sessions.mint(context.user_id)
 
     @post(
         "/sessions/refresh",
@@ -113,7 +104,7 @@ class HostedSessionController(Controller):
     async def create_session_legacy(
         self, context: RequestContext, hosted_sessions: HostedSessionService
     ) -> ChatKitSession:
-        return _body(await hosted_sessions.mint(context.user_id))
+        return await hosted_sessions.mint(context.user_id)
 
     @post(
         "/refresh",
@@ -135,9 +126,8 @@ class HostedSessionController(Controller):
 async def _refresh(
     context: RequestContext, hosted_sessions: HostedSessionService, data: ChatKitSessionRefresh | None
 ) -> ChatKitSession:
-    refreshed = await hosted_sessions.refresh(
+    return await hosted_sessions.refresh(
         context.user_id,
         current_client_secret=data.current_client_secret if data else None,
         session_id=data.session_id if data else None,
     )
-    return _body(refreshed)

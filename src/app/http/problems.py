@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -43,6 +44,8 @@ from app.store.connections import database_cause, database_unavailable
 log = logging.getLogger("app.errors")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Answered before the body was read to its end: the connection is closed after them.
+CLOSES_CONNECTION = frozenset({408, 413})
 
 
 # The HTTP status of each domain error; the most specific class listed wins.
@@ -101,7 +104,7 @@ def problem_response(
         errors=errors,
     )
     response_headers = dict(headers or {})
-    if status in {408, 413}:
+    if status in CLOSES_CONNECTION:
         # Refused before the body was read to its end: close the connection, so a client does not
         # reuse it for its next request while the rest of this body is still on the way.
         response_headers.setdefault("Connection", "close")
@@ -167,16 +170,23 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return problem_response(request, status, detail, headers=headers)
 
 
-def handle_auth(request: Request[Any, Any, Any], exc: AuthError) -> Response[bytes]:
-    return problem_response(
-        request,
-        401,
-        f"Authentication failed: {exc.reason}.",
-        headers={"WWW-Authenticate": 'Bearer realm="taskpilot", error="invalid_token"'},
-    )
+# The challenge of a 401 for a bearer token that failed (RFC 6750), on every path that answers one.
+INVALID_TOKEN_CHALLENGE = 'Bearer realm="taskpilot", error="invalid_token"'
 
 
-def handle_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
+@dataclass(frozen=True, slots=True)
+class DomainProblem:
+    """The problem document a domain error answers with, whoever sends it: Litestar's handlers
+    below, or a mount Litestar's handlers do not see (`app.controllers.mcp`)."""
+
+    status: int
+    title: str
+    detail: str
+    errors: list[dict[str, str]] | None
+    headers: dict[str, str]
+
+
+def domain_problem(exc: DomainError) -> DomainProblem:
     if exc.errors:
         errors: list[dict[str, str]] | None = exc.errors
     elif exc.field:
@@ -186,10 +196,24 @@ def handle_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response
     headers: dict[str, str] = {}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
+    detail = exc.detail
+    if isinstance(exc, AuthError):
+        detail = f"Authentication failed: {exc.reason}."
+        headers["WWW-Authenticate"] = INVALID_TOKEN_CHALLENGE
     status = status_of(exc)
+    if status in CLOSES_CONNECTION:
+        headers["Connection"] = "close"
     # RFC 9110's name for 413; Python 3.11's HTTPStatus still says "Request Entity Too Large".
-    title = "Content Too Large" if status == 413 else None
-    return problem_response(request, status, exc.detail, title=title, errors=errors, headers=headers)
+    title = "Content Too Large" if status == 413 else HTTPStatus(status).phrase
+    return DomainProblem(status=status, title=title, detail=detail, errors=errors, headers=headers)
+
+
+def handle_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
+    """Every domain error, `AuthError` included (401 with its challenge)."""
+    problem = domain_problem(exc)
+    return problem_response(
+        request, problem.status, problem.detail, title=problem.title, errors=problem.errors, headers=problem.headers
+    )
 
 
 def handle_not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -243,7 +267,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ValidationException: handle_validation,
     HTTPException: handle_http,
-    AuthError: handle_auth,
+    AuthError: handle_domain,
     DomainError: handle_domain,
     RepositoryNotFoundError: handle_not_found,
     ChatKitNotFoundError: handle_not_found,

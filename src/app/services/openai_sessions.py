@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -47,24 +46,23 @@ class _MintedWorkflow(msgspec.Struct):
     version: str | None = None
 
 
-class _MintedSession(msgspec.Struct):
-    """The fields of OpenAI's `ChatSession` TaskPilot reads (the rest is ignored)."""
+class UpstreamSession(msgspec.Struct, frozen=True, kw_only=True):
+    """A session OpenAI minted: the fields of its `ChatSession` TaskPilot reads (the rest is
+    ignored), decoded straight from OpenAI's answer. What a caller receives is the contract's
+    `ChatKitSession`, made from this by `app.services.hosted_sessions`."""
 
-    id: str
+    session_id: str = msgspec.field(name="id")
     client_secret: str
-    expires_at: int
+    expires_at: dt.datetime  # OpenAI sends a Unix timestamp: decoded as an aware UTC datetime
     workflow: _MintedWorkflow | None = None
 
+    @property
+    def workflow_version(self) -> str | None:
+        return self.workflow.version if self.workflow else None
 
-_SESSION_DECODER = msgspec.json.Decoder(_MintedSession)
 
-
-@dataclass(frozen=True, slots=True)
-class UpstreamSession:
-    session_id: str
-    client_secret: str
-    expires_at: dt.datetime
-    workflow_version: str | None
+# Not strict: OpenAI's `expires_at` is a Unix timestamp, which only a lax decoder turns into a datetime.
+_SESSION_DECODER = msgspec.json.Decoder(UpstreamSession, strict=False)
 
 
 class UpstreamSessionGone(Exception):
@@ -166,13 +164,12 @@ class HostedChatKit:
                 "retry in a few seconds. If it keeps happening, the operator must check OPENAI_BASE_URL.",
                 failure="rejected",
             ) from None
-        return UpstreamSession(
-            session_id=session.id,
-            client_secret=session.client_secret,
-            expires_at=dt.datetime.fromtimestamp(session.expires_at, dt.UTC),
-            workflow_version=(session.workflow.version if session.workflow else None)
-            or self.settings.chatkit_workflow_version,
-        )
+        if session.workflow_version is None and self.settings.chatkit_workflow_version:
+            # The version this server asked for, when OpenAI's answer does not name one.
+            session = msgspec.structs.replace(
+                session, workflow=_MintedWorkflow(version=self.settings.chatkit_workflow_version)
+            )
+        return session
 
     async def cancel(self, session_id: str, *, user_id: str) -> None:
         """Cancel `session_id` upstream; `UpstreamSessionGone` when OpenAI no longer knows it."""
