@@ -18,7 +18,7 @@ from typing import Any
 
 from chatkit.server import StreamingResult
 from litestar import Controller, Request, Response, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIResponse,
@@ -28,6 +28,7 @@ from litestar.openapi.spec import (
     Reference,
     Schema,
 )
+from litestar.params import JSONBody
 from litestar.response import Stream
 from litestar.utils.scope.state import ScopeState
 
@@ -377,15 +378,15 @@ class ChatKitController(Controller):
     async def chatkit(
         self,
         request: Request[Any, Any, Any],
-        data: ChatKitRequest,
-        context: RequestContext,
-        chatkit_server: TaskPilotChatKitServer,
-        limits: Limits,
-        drain: Drain,
-        admission: Admission,
-        time_zone: str | None,
-        client_tools: frozenset[str],
-        settings: Settings,
+        data: JSONBody[ChatKitRequest],
+        context: NamedDependency[RequestContext],
+        chatkit_server: NamedDependency[TaskPilotChatKitServer],
+        limits: NamedDependency[Limits],
+        drain: NamedDependency[Drain],
+        admission: NamedDependency[Admission],
+        time_zone: NamedDependency[str | None],
+        client_tools: NamedDependency[frozenset[str]],
+        settings: NamedDependency[Settings],
     ) -> Response[bytes] | Stream:
         body = await request.body()  # already read, within its limit, by `body_reader`
         if len(body) > settings.max_request_bytes and data.type != TRANSCRIBE:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from litestar import Controller, delete, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.contracts import ChatKitSession, ChatKitSessionRefresh
@@ -38,7 +39,9 @@ CANCEL_RESPONSES = {
 
 
 def provide_hosted_sessions(
-    db_session: AsyncSession, hosted_chatkit: HostedChatKit, limits: Limits
+    db_session: NamedDependency[AsyncSession],
+    hosted_chatkit: NamedDependency[HostedChatKit],
+    limits: NamedDependency[Limits],
 ) -> HostedSessionService:
     return HostedSessionService(db_session, hosted_chatkit, limits.sessions)
 
@@ -57,7 +60,9 @@ class HostedSessionController(Controller):
         status_code=200,
         responses=MINT_RESPONSES,
     )
-    async def create_session(self, context: RequestContext, hosted_sessions: HostedSessionService) -> ChatKitSession:
+    async def create_session(
+        self, context: NamedDependency[RequestContext], hosted_sessions: NamedDependency[HostedSessionService]
+    ) -> ChatKitSession:
         return await hosted_sessions.mint(context.user_id)
 
     @post(
@@ -74,9 +79,9 @@ class HostedSessionController(Controller):
     )
     async def refresh_session(
         self,
-        context: RequestContext,
-        hosted_sessions: HostedSessionService,
-        data: ChatKitSessionRefresh | None = None,
+        context: NamedDependency[RequestContext],
+        hosted_sessions: NamedDependency[HostedSessionService],
+        data: JSONBody[ChatKitSessionRefresh | None] = None,
     ) -> ChatKitSession:
         return await _refresh(context, hosted_sessions, data)
 
@@ -89,7 +94,10 @@ class HostedSessionController(Controller):
         responses=CANCEL_RESPONSES,
     )
     async def cancel_session(
-        self, context: RequestContext, hosted_sessions: HostedSessionService, session_id: str
+        self,
+        context: NamedDependency[RequestContext],
+        hosted_sessions: NamedDependency[HostedSessionService],
+        session_id: FromPath[str],
     ) -> None:
         await hosted_sessions.cancel(context.user_id, session_id)
 
@@ -102,7 +110,7 @@ class HostedSessionController(Controller):
         responses=MINT_RESPONSES,
     )
     async def create_session_legacy(
-        self, context: RequestContext, hosted_sessions: HostedSessionService
+        self, context: NamedDependency[RequestContext], hosted_sessions: NamedDependency[HostedSessionService]
     ) -> ChatKitSession:
         return await hosted_sessions.mint(context.user_id)
 
@@ -116,9 +124,9 @@ class HostedSessionController(Controller):
     )
     async def refresh_session_legacy(
         self,
-        context: RequestContext,
-        hosted_sessions: HostedSessionService,
-        data: ChatKitSessionRefresh | None = None,
+        context: NamedDependency[RequestContext],
+        hosted_sessions: NamedDependency[HostedSessionService],
+        data: JSONBody[ChatKitSessionRefresh | None] = None,
     ) -> ChatKitSession:
         return await _refresh(context, hosted_sessions, data)
 
