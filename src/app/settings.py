@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -22,6 +22,7 @@ from app.core.clock import parse_time_zone
 from app.core.errors import DomainError
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 AppEnv = Literal["development", "production"]
 AuthMode = Literal["dev", "jwt"]
@@ -116,27 +117,21 @@ class _Reader:
         raise SettingsError(f"{name}={value!r} is invalid: accepts one of {', '.join(map(str, choices))}")
 
     def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
-        if number is None or not minimum <= number <= maximum:
-            raise SettingsError(f"{name}={value!r} is invalid: accepts an integer from {minimum} to {maximum}")
-        return number
+        return self._bounded(name, default, int, minimum, maximum, "an integer")
 
     def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        return self._bounded(name, default, float, minimum, maximum, "a number")
+
+    def _bounded(self, name: str, default: N, parse: Callable[[str], N], minimum: N, maximum: N, what: str) -> N:
         value = self.raw(name)
         if value is None:
             return default
         try:
-            number = float(value)
+            number: N | None = parse(value)
         except ValueError:
             number = None
         if number is None or not minimum <= number <= maximum:
-            raise SettingsError(f"{name}={value!r} is invalid: accepts a number from {minimum} to {maximum}")
+            raise SettingsError(f"{name}={value!r} is invalid: accepts {what} from {minimum} to {maximum}")
         return number
 
     def boolean(self, name: str, default: bool) -> bool:
