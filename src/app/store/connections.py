@@ -13,7 +13,7 @@ The ChatKit Store retries its calls on its own (`app.store.chatkit_store`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -40,26 +40,36 @@ CONNECTION_LOST_ERRORS = frozenset(
 # (`connection_invalidated`) and counted through that.
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then the errors it was raised from: Advanced Alchemy wraps driver errors, the
+    original as the cause."""
+    for _ in range(5):
+        yield exc
+        if exc.__cause__ is None:
+            return
+        exc = exc.__cause__
+
+
 def connection_died(exc: BaseException) -> bool:
     """True when `exc` means the database connection was lost (or none could be opened), so the
     call may run again on a fresh one."""
-    for _ in range(5):  # Advanced Alchemy wraps driver errors, the original as the cause
-        if isinstance(exc, DBAPIError):
-            if exc.connection_invalidated:
+    for error in _chain(exc):
+        if isinstance(error, DBAPIError):
+            if error.connection_invalidated:
                 return True
-            orig = exc.orig
+            orig = error.orig
             # SQLAlchemy's asyncpg adapter raises its own generic `Error` for what the server says
             # (57P01-57P03): the driver's error, which names it, is its cause.
-            errors = [error for error in (orig, getattr(orig, "__cause__", None)) if error is not None]
-            return any(
-                isinstance(error, ConnectionError) or type(error).__name__ in CONNECTION_LOST_ERRORS for error in errors
-            )
-        if isinstance(exc, ConnectionError):
+            drivers = [e for e in (orig, getattr(orig, "__cause__", None)) if e is not None]
+            return any(isinstance(e, ConnectionError) or type(e).__name__ in CONNECTION_LOST_ERRORS for e in drivers)
+        if isinstance(error, ConnectionError):
             return True
-        if exc.__cause__ is None:
-            return False
-        exc = exc.__cause__
     return False
+
+
+def pool_exhausted(exc: BaseException) -> bool:
+    """True when `exc` means no pooled connection came free within the pool's timeout."""
+    return any(isinstance(error, PoolTimeout) for error in _chain(exc))
 
 
 def database_unavailable(exc: BaseException) -> bool:
@@ -67,25 +77,11 @@ def database_unavailable(exc: BaseException) -> bool:
     time: worth a retry in a few seconds (503), not a bug (500)."""
     if connection_died(exc) or pool_exhausted(exc):
         return True
-    for _ in range(5):
-        if isinstance(exc, OSError | TimeoutError):
+    for error in _chain(exc):
+        if isinstance(error, OSError | TimeoutError):
             return True
-        if isinstance(exc, DBAPIError):
-            return isinstance(exc.orig, OSError | TimeoutError)
-        if exc.__cause__ is None:
-            return False
-        exc = exc.__cause__
-    return False
-
-
-def pool_exhausted(exc: BaseException) -> bool:
-    """True when `exc` means no pooled connection came free within the pool's timeout."""
-    for _ in range(5):
-        if isinstance(exc, PoolTimeout):
-            return True
-        if exc.__cause__ is None:
-            return False
-        exc = exc.__cause__
+        if isinstance(error, DBAPIError):
+            return isinstance(error.orig, OSError | TimeoutError)
     return False
 
 
