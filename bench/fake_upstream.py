@@ -1,6 +1,6 @@
 """A fast local stand-in for OpenAI's ChatKit sessions API and Responses API: bare ASGI for granian.
 
-`tests/fake_openai.py` (a threaded `http.server`) is right for tests but costs more per request
+`tests/support/fake_openai.py` (a threaded `http.server`) is right for tests but costs more per request
 than the calls being measured, and would share the benchmark's GIL. This one answers the same
 requests with the same bodies (`openai.types.beta.chatkit.ChatSession` shaped, `x-request-id`),
 checks the bearer key and the `OpenAI-Beta` header like the real API, and runs in a process of

@@ -18,12 +18,14 @@ def scratch_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
-async def create_database(admin_url: str, name: str, *, timeout: float = 10) -> str:
-    """(Re)create database `name` on `admin_url`'s server; its SQLAlchemy URL."""
+async def create_database(admin_url: str, name: str, *, timeout: float = 10, template: str | None = None) -> str:
+    """(Re)create database `name` on `admin_url`'s server, empty or a copy of database `template`;
+    its SQLAlchemy URL."""
     connection = await asyncpg.connect(asyncpg_dsn(admin_url), timeout=timeout)
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
+        copy_of = f' TEMPLATE "{template}"' if template else ""
+        await connection.execute(f'CREATE DATABASE "{name}"{copy_of}')
     finally:
         await connection.close()
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)

@@ -1,5 +1,11 @@
 """Shared fixtures: settings, databases (SQLite file and real PostgreSQL), tokens, live servers.
 
+The suite is in layers, one folder each, and every test carries its layer's marker (set here from
+its folder): `unit` (no database, no server), `integration` (the app in-process on real databases),
+`live` (real granian processes over HTTP), `browser` (headless Chromium), `load` (load, faults, the
+balancer; one xdist group, so no two of them ever run at once). `make test` runs all of them on
+every core; `make test-fast` runs unit + integration.
+
 PostgreSQL tests use `TEST_POSTGRES_URL` (default: the local trust-auth server). Each test
 session creates its own database and drops it afterwards, so parallel runs never collide.
 When the server is unreachable the tests are skipped with the reason, unless
@@ -10,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +29,13 @@ from testkit.postgres import create_database, drop_database, scratch_name
 from app.http.auth import mint_dev_token
 from app.settings import Settings
 from app.store.models import Base
-from tests import contract
-from tests.browser_support import browser, fake_cdn  # noqa: F401  (fixtures: headless Chromium, the CDN stand-in)
-from tests.support import LiveServer, start_live_server
+from tests.support import contract
+from tests.support.browser import browser, browser_pool, fake_cdn  # noqa: F401  (fixtures: headless Chromium, the CDN stand-in)
+from tests.support.fake_model_server import FakeModelServer
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.hosted import API_KEY
+from tests.support.servers import MIGRATED, POSTGRES_ADMIN_URL, LiveServer, ServerPool, start_live_server
 
-POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES", "") in {"1", "true", "yes"}
 
 
@@ -142,20 +150,31 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on a freshly created schema (tables dropped and recreated per test)."""
+    """An engine on an empty schema: a new SQLite file per test; on PostgreSQL the run's database
+    with every table emptied (TRUNCATE: DROP and CREATE of every table per test cost seconds of
+    catalog work and fsyncs)."""
     from app.store.db import build_db_config
 
     settings = Settings.from_env({"DATABASE_URL": database_url})
     config = build_db_config(settings)
     engine = config.get_engine()
     async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.drop_all)
-        await connection.run_sync(Base.metadata.create_all)
+        if connection.dialect.name == "postgresql":
+            await connection.run_sync(_empty_schema)
+        else:
+            await connection.run_sync(Base.metadata.drop_all)
+            await connection.run_sync(Base.metadata.create_all)
     yield engine
-    # Leave the shared database empty for the tests that follow (migrations expect no tables).
-    async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.drop_all)
     await engine.dispose()
+
+
+def _empty_schema(connection: Any) -> None:
+    """Every model's table present (created if missing) and empty, identities restarted."""
+    from sqlalchemy import text
+
+    Base.metadata.create_all(connection)  # checkfirst: only the missing ones
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture
@@ -173,7 +192,7 @@ def live_server_factory(tmp_path: Path) -> Iterator[Any]:
         *,
         migrate: bool = True,
         via_cli: bool = False,
-        ready_seconds: float = 30,
+        ready_seconds: float = 90,
     ) -> LiveServer:
         server = start_live_server(tmp_path, env or {}, migrate=migrate, via_cli=via_cli, ready_seconds=ready_seconds)
         servers.append(server)
@@ -184,20 +203,62 @@ def live_server_factory(tmp_path: Path) -> Iterator[Any]:
         server.stop()
 
 
+# ---- fakes of the services TaskPilot calls (one fixture each) -------------------------------------
+
+
+@pytest.fixture
+def fake_model() -> Iterator[Callable[..., FakeModelServer]]:
+    """`fake_model(script, **options)`: an OpenAI-compatible model server on a loopback port that
+    answers with `script` (tests/support/fake_model_server.py); every one started is closed."""
+    servers: list[FakeModelServer] = []
+
+    def start(script: list[Any], **options: Any) -> FakeModelServer:
+        servers.append(FakeModelServer(script, **options))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """OpenAI's ChatKit sessions API on a loopback port, knowing the key `tests.support.hosted.API_KEY`."""
+    fake = FakeOpenAI(API_KEY)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
+    """Servers shared by every test of this process, one per environment (`live_servers.get(env)`).
+    Tests on them sign in as `unique_user()`s, so nothing one test writes is seen by another."""
+    pool = ServerPool(tmp_path_factory.mktemp("shared-servers"))
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migrated_databases() -> Iterator[None]:
+    """The migrated SQLite file and PostgreSQL template that server starts copy; removed at the end."""
+    yield
+    MIGRATED.close()
+
+
 __all__ = ["auth_headers", "create_async_engine", "make_settings", "token_for"]
 
 
 @pytest.fixture(scope="session", autouse=True)
 def statement_audit() -> Iterator[None]:
     """`TASKPILOT_AUDIT_STATEMENTS=1 pytest tests/test_x.py`: audit every statement those tests send
-    in this process (tests/statement_audit.py) and print the ones without a user_id pin at the end.
-    Off by default: the audit of record is tests/test_statement_audit.py; this widens it on demand.
+    in this process (tests/support/statement_audit.py) and print the ones without a user_id pin at the end.
+    Off by default: the audit of record is tests/integration/test_statement_audit.py; this widens it on demand.
     The tests' own checks (counts over a whole table, back-dating rows) show up too: they are not
     the app's statements."""
     if os.environ.get("TASKPILOT_AUDIT_STATEMENTS", "") not in {"1", "true", "yes"}:
         yield
         return
-    from tests.test_statement_audit import recording
+    from tests.support.statement_audit import recording
 
     with recording() as log:
         yield
@@ -207,18 +268,50 @@ def statement_audit() -> Iterator[None]:
         print(offender)
 
 
-# ---- the ChatKit contract, suite-wide (tests/contract.py) -----------------------------------------
+# ---- the ChatKit contract, suite-wide (tests/support/contract.py) -----------------------------------------
 
 OFF_SPEC_MARK = "chatkit_off_spec_requests"
 
 
+LAYERS = ("unit", "integration", "live", "browser", "load")
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        f"{OFF_SPEC_MARK}: the test sends /chatkit requests outside the spec on purpose (fuzzing); the "
-        "server may accept them, so they are counted, not failed (its answers are still checked)",
-    )
     contract.install()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test gets its layer's marker from its folder, and `sqlite` when it runs on SQLite (the
+    PostgreSQL parameters carry `postgres` already). The load layer is one xdist group: its tests
+    measure the machine, so they run one at a time, on one worker."""
+    root = Path(__file__).parent
+    for item in items:
+        layer = item.path.relative_to(root).parts[0]
+        if layer not in LAYERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of {', '.join(LAYERS)} (tests/<layer>/)")
+        item.add_marker(getattr(pytest.mark, layer))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if any(isinstance(value, str) and value.startswith("sqlite") for value in params.values()):
+            item.add_marker(pytest.mark.sqlite)
+        if layer == "load":
+            item.add_marker(pytest.mark.xdist_group("load"))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands its contract tally to the controller, which prints the whole run's."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["chatkit_contract"] = {
+            "counts": dict(contract.TALLY.counts),
+            "violations": list(contract.TALLY.violations),
+        }
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    tally = getattr(node, "workeroutput", {}).get("chatkit_contract")
+    if tally:
+        contract.TALLY.counts.update(tally["counts"])
+        contract.TALLY.violations.extend(tally["violations"])
 
 
 @pytest.fixture(autouse=True)

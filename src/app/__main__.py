@@ -80,6 +80,10 @@ def database_failure(settings: Settings, exc: BaseException) -> str:
     if url.password:
         message = message.replace(str(url.password), "***")
     reason = f"{type(cause).__name__}: {message}" if message else type(cause).__name__
+    from app.store.connections import STATEMENT_CACHE_HINT, statement_cache_unsupported
+
+    if statement_cache_unsupported(exc):
+        reason = f"{type(cause).__name__}: {STATEMENT_CACHE_HINT}"
     return (
         f"taskpilot: the database at DATABASE_URL={url.render_as_string(hide_password=True)} cannot be used: {reason}"
     )

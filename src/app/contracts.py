@@ -74,12 +74,18 @@ class HostedModeStatus(Struct, kw_only=True):
     detail: str
 
 
+# The ChatKit icons the composer's tools show: names from `ChatKitIcon` of @openai/chatkit, which is
+# what ChatKit's `composer.tools[].icon` takes. The spec lists them, so examples/react's `tsc` (its
+# client is generated from the spec) fails on a name ChatKit does not know; add one here to use it.
+ComposerToolIcon = Literal["plus", "search", "chart"]
+
+
 class ComposerToolOption(Struct, kw_only=True):
     """A tool the composer offers; choosing it (`inference_options.tool_choice.id`) makes the turn call that tool."""
 
     id: str
     label: str
-    icon: str  # a ChatKit icon name
+    icon: ComposerToolIcon  # a ChatKit icon name
     placeholder: str
 
 
@@ -150,7 +156,7 @@ SortOrder = Literal["asc", "desc"]
 @dataclass(frozen=True, slots=True)
 class TaskLimits:
     """How long a task's texts may be: the one table the contracts below, the task service, the
-    assistant's tools (and their descriptions, tests/test_task_limits.py) and the widgets read."""
+    assistant's tools (and their descriptions, tests/unit/test_task_limits.py) and the widgets read."""
 
     title: int = 200
     description: int = 5000

@@ -184,6 +184,9 @@ class Settings:
     database_max_overflow: int = 10
     database_pool_timeout_seconds: float = 10.0
     database_echo: bool = False
+    # Off behind a pooler that does not carry prepared statements between transactions (PgBouncer
+    # before 1.21 in transaction mode): every statement is then sent unnamed (app.store.db).
+    database_statement_cache: bool = True
 
     cors_origins: tuple[str, ...] = ()
     max_request_bytes: int = 1_048_576
@@ -427,6 +430,7 @@ class Settings:
                 "DATABASE_POOL_TIMEOUT_SECONDS", d.database_pool_timeout_seconds, minimum=0.05, maximum=300.0
             ),
             database_echo=r.boolean("DATABASE_ECHO", d.database_echo),
+            database_statement_cache=r.boolean("DATABASE_STATEMENT_CACHE", d.database_statement_cache),
             cors_origins=_cors(r.items("CORS_ORIGINS", d.cors_origins)),
             max_request_bytes=r.integer("MAX_REQUEST_BYTES", d.max_request_bytes, minimum=1024, maximum=1 << 30),
             # Granian accepts 1 ms to 60 s.

@@ -4,7 +4,7 @@
 // expired one is refreshed (and cancelled upstream), and failures come back in words.
 
 import { ChatKit, useChatKit } from "@openai/chatkit-react";
-import { THREAD_ITEM_ACTIONS } from "taskpilot/chatkit-options";
+import { changedTaskIds, THREAD_ITEM_ACTIONS } from "taskpilot/chatkit-options";
 import { describeClientSecretError, type ClientSecretError, type createClientSecretProvider } from "taskpilot/hosted-session";
 import { useCallback, useEffect, useState } from "react";
 
@@ -111,7 +111,7 @@ function HostedChatKit({ secrets, user, onTasksChanged, onFailure }: Pick<Props,
     initialThread,
     onThreadChange: ({ threadId }) => thread.remember(threadId),
     onEffect: ({ name, data }) => {
-      if (name === "tasks.changed") onTasksChanged(Array.isArray(data?.ids) ? data.ids : []);
+      if (name === "tasks.changed") onTasksChanged(changedTaskIds(data));
     },
     onError: ({ error }) => onFailure(error),
   });

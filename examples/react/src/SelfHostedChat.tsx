@@ -1,14 +1,14 @@
 // Self-hosted mode: TaskPilot is the ChatKit server. ChatKit posts every request to
 // <TaskPilot>/chatkit through `apiFetch`, which adds the user's bearer token and the browser's
 // time zone. The options are the ones TaskPilot's own page gives the web component in this mode
-// (src/app/static/app.js `selfHostedOptions`), from the same shared modules:
+// (src/app/static/chatkit-options.js `selfHostedOptions`), from the same shared modules:
 // - `taskpilot/chatkit-options`: the `get_time_zone` client tool, feedback and retry on each
 //   answer, and the composer's tools and models that GET /api/chatkit/health offers;
 // - `taskpilot/entities`: @-mentions of the user's tasks (GET /api/tasks?q=); a click on a tagged
 //   task, or on one an answer names, focuses it in the task list.
 
 import { ChatKit, useChatKit } from "@openai/chatkit-react";
-import { answerClientTool, composerChoices, THREAD_ITEM_ACTIONS, withClientTools } from "taskpilot/chatkit-options";
+import { answerClientTool, changedTaskIds, composerChoices, THREAD_ITEM_ACTIONS, withClientTools } from "taskpilot/chatkit-options";
 import { taskEntities } from "taskpilot/entities";
 import { useMemo, useState } from "react";
 
@@ -64,7 +64,7 @@ export function SelfHostedChat({ apiBase, domainKey, apiFetch, api, health, user
     onThreadChange: ({ threadId }) => thread.remember(threadId),
     onEffect: ({ name, data }) => {
       // The assistant changed tasks: GET /api/tasks again, marking the ones it names.
-      if (name === "tasks.changed") onTasksChanged(Array.isArray(data?.ids) ? data.ids : []);
+      if (name === "tasks.changed") onTasksChanged(changedTaskIds(data));
     },
     onError: ({ error }) => onFailure(error),
   });

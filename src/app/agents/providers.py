@@ -82,7 +82,7 @@ def _untransformed(params: dict[str, Any], names: tuple[str, ...]) -> dict[str, 
     tool schemas are the big ones, and none of their types declares an alias or a format, so for
     plain JSON the walk changes nothing, but it costs: on the provider path it was ~60% of an
     `add_user_message` turn's CPU on a 20-item thread, growing with the history (bench.turns).
-    `extra_body` is merged into the same JSON body untouched (tests/test_responses_client.py
+    `extra_body` is merged into the same JSON body untouched (tests/unit/test_responses_client.py
     checks the body is the stock client's); anything else (a pydantic object, an iterator) still
     takes the client's walk.
     """

@@ -58,6 +58,7 @@ from pydantic import Field, ValidationError
 
 from app.contracts import (
     TASK_LIMITS,
+    ComposerToolIcon,
     ComposerToolOption,
     Task,
     TaskCreate,
@@ -616,7 +617,7 @@ class ComposerTool:
     id: str  # what the page sends as `inference_options.tool_choice.id`
     tool: str  # the task tool it forces (one of TOOL_NAMES)
     label: str
-    icon: str  # a ChatKit icon name
+    icon: ComposerToolIcon  # a ChatKit icon name (the spec lists the ones allowed)
     placeholder: str  # the composer's placeholder while it is chosen
 
     def option(self) -> ComposerToolOption:

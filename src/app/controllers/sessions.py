@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from litestar import Controller, delete, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
@@ -13,6 +15,7 @@ from app.http.openapi import problem_spec
 from app.ops.ratelimit import Limits
 from app.services.hosted_sessions import HostedSessionService
 from app.services.openai_sessions import HostedChatKit
+from app.store.db import commit_before_response
 
 MINT_RESPONSES = {
     400: problem_spec("The body is malformed"),
@@ -38,18 +41,19 @@ CANCEL_RESPONSES = {
 }
 
 
-def provide_hosted_sessions(
+async def provide_hosted_sessions(
     db_session: NamedDependency[AsyncSession],
     hosted_chatkit: NamedDependency[HostedChatKit],
     limits: NamedDependency[Limits],
-) -> HostedSessionService:
-    return HostedSessionService(db_session, hosted_chatkit, limits.sessions)
+) -> AsyncIterator[HostedSessionService]:
+    yield HostedSessionService(db_session, hosted_chatkit, limits.sessions)
+    await commit_before_response(db_session)  # not after the 2xx is sent (see there)
 
 
 class HostedSessionController(Controller):
     path = "/api/chatkit"
     tags = ["Hosted sessions"]
-    dependencies = {"hosted_sessions": Provide(provide_hosted_sessions, sync_to_thread=False)}
+    dependencies = {"hosted_sessions": Provide(provide_hosted_sessions)}
 
     @post(
         "/sessions",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from litestar import Controller, delete, get, patch, post
@@ -35,22 +36,24 @@ from app.services.tasks import (
     TaskService,
 )
 from app.settings import Settings
+from app.store.db import commit_before_response
 
 
-def provide_task_service(
+async def provide_task_service(
     db_session: NamedDependency[AsyncSession],
     context: NamedDependency[RequestContext],
     settings: NamedDependency[Settings],
     time_zone: NamedDependency[str | None],
-) -> TaskService:
+) -> AsyncIterator[TaskService]:
     # "Today" (overdue, due today, the summary) is the date in the caller's `Time-Zone`, else
     # in DEFAULT_TIME_ZONE.
-    return TaskService(
+    yield TaskService(
         db_session,
         context.user_id,
         clock=zone_clock(time_zone or settings.default_time_zone),
         max_tasks=settings.quota_tasks_per_user,
     )
+    await commit_before_response(db_session)  # not after the 2xx is sent (see there)
 
 
 BAD_INPUT = {
@@ -68,7 +71,7 @@ TaskId = Annotated[uuid.UUID, Parameter(description="The task's id")]
 class TaskController(Controller):
     path = "/api/tasks"
     tags = ["Tasks"]
-    dependencies = {"tasks": Provide(provide_task_service, sync_to_thread=False)}
+    dependencies = {"tasks": Provide(provide_task_service)}
 
     @get(
         "/",

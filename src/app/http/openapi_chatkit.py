@@ -79,7 +79,7 @@ class EmptyAnswer(BaseModel):
 
 # The JSON answer of every non-streaming request type, as the library serialises it
 # (`ChatKitServer._process_non_streaming`); a type missing here is a test failure
-# (tests/test_openapi_chatkit.py), so a library upgrade cannot add one silently.
+# (tests/live/test_openapi_chatkit.py), so a library upgrade cannot add one silently.
 JSON_ANSWERS: dict[type[BaseModel], Any] = {
     ThreadsGetByIdReq: Thread,
     ThreadsListReq: ChatKitPage[Thread],

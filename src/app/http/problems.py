@@ -39,7 +39,12 @@ from app.core.errors import (
     UpstreamError,
     UpstreamFailure,
 )
-from app.store.connections import database_cause, database_unavailable
+from app.store.connections import (
+    STATEMENT_CACHE_HINT,
+    database_cause,
+    database_unavailable,
+    statement_cache_unsupported,
+)
 
 log = logging.getLogger("app.errors")
 
@@ -222,6 +227,15 @@ def handle_not_found(request: Request[Any, Any, Any], exc: Exception) -> Respons
 
 def handle_database(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """The database is unreachable or the pool is exhausted: 503, retry; a bug stays a 500."""
+    if statement_cache_unsupported(exc):
+        # A configuration error, not a bug in the request: the log line names the setting.
+        log.error("database misconfigured on %s %s: %s", request.method, request.url.path, STATEMENT_CACHE_HINT)
+        return problem_response(
+            request,
+            503,
+            "The service is misconfigured for its database pooler; retry later.",
+            headers={"Retry-After": "30"},
+        )
     if not database_unavailable(exc):
         return handle_unexpected(request, exc)
     # The driver's error, not Advanced Alchemy's wrapper (a closed connection comes as IntegrityError).

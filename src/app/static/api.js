@@ -2,6 +2,10 @@
 // failures turned into messages a person can act on (problem+json `detail` when there is one).
 
 export class ApiError extends Error {
+  /**
+   * @param {string} message
+   * @param {{status?: number, problem?: object | null, retryAfter?: number | null}} [info]
+   */
   constructor(message, { status = 0, problem = null, retryAfter = null } = {}) {
     super(message);
     this.name = "ApiError";
@@ -11,7 +15,11 @@ export class ApiError extends Error {
   }
 }
 
-/** `Retry-After` as whole seconds (delta-seconds or an HTTP date), or null. */
+/**
+ * `Retry-After` as whole seconds (delta-seconds or an HTTP date), or null.
+ * @param {{headers?: {get?(name: string): string | null}}} response
+ * @returns {number | null}
+ */
 export function retryAfterSeconds(response) {
   const value = response.headers?.get?.("retry-after");
   if (!value) return null;
@@ -19,7 +27,11 @@ export function retryAfterSeconds(response) {
   return Number.isFinite(seconds) ? Math.max(1, seconds) : null;
 }
 
-/** An `ApiError` describing a non-2xx response: RFC 9457 `detail`, else whatever the body says. */
+/**
+ * An `ApiError` describing a non-2xx response: RFC 9457 `detail`, else whatever the body says.
+ * @param {Response} response
+ * @returns {Promise<ApiError>}
+ */
 export async function errorFromResponse(response) {
   const status = response.status;
   const retryAfter = retryAfterSeconds(response);
@@ -46,7 +58,9 @@ export async function errorFromResponse(response) {
   return new ApiError(`${statusPhrase(status)} (HTTP ${status})${short}`, { status, retryAfter });
 }
 
+/** @param {number} status */
 function statusPhrase(status) {
+  /** @type {Record<number, string>} */
   const phrases = {
     400: "Bad request",
     401: "Not signed in",
@@ -72,6 +86,14 @@ export function browserTimeZone() {
   }
 }
 
+/**
+ * `init` with `Authorization: Bearer <token>` and `Time-Zone: <timeZone>` added.
+ * @param {RequestInfo | URL} input
+ * @param {RequestInit | undefined} init
+ * @param {string | null} token
+ * @param {string | null} [timeZone]
+ * @returns {RequestInit & {headers: Headers}}
+ */
 export function withBearer(input, init, token, timeZone = null) {
   // A Request carries its own headers; `init.headers` would replace them, so start from those.
   const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : {}));
@@ -94,11 +116,17 @@ export class Api {
     this.timeZone = timeZone;
   }
 
+  /** @param {string} path */
   url(path) {
     return new URL(path, this.base).toString();
   }
 
-  /** `fetch` with the bearer token; the signature ChatKit's `api.fetch` option expects. */
+  /**
+   * `fetch` with the bearer token; the signature ChatKit's `api.fetch` option expects.
+   * @param {RequestInfo | URL} input
+   * @param {RequestInit} [init]
+   * @returns {Promise<Response>}
+   */
   async fetch(input, init = {}) {
     const token = await this.auth.token();
     let response = await this.#send(input, withBearer(input, init, token, this.timeZone));
@@ -113,16 +141,27 @@ export class Api {
     return response;
   }
 
+  /**
+   * @param {RequestInfo | URL} input
+   * @param {RequestInit} init
+   * @returns {Promise<Response>}
+   */
   async #send(input, init) {
     try {
       return await fetch(input, init);
     } catch (error) {
-      if (error?.name === "AbortError") throw error;
-      throw new ApiError(`Cannot reach TaskPilot at ${this.base.origin} (${error?.message ?? error}). Is the server running?`);
+      const failure = /** @type {{name?: string, message?: string} | null | undefined} */ (error);
+      if (failure?.name === "AbortError") throw error;
+      throw new ApiError(`Cannot reach TaskPilot at ${this.base.origin} (${failure?.message ?? error}). Is the server running?`);
     }
   }
 
-  /** JSON from `path`, or an `ApiError`. */
+  /**
+   * JSON from `path`, or an `ApiError`.
+   * @param {string} path
+   * @param {RequestInit} [init]
+   * @returns {Promise<any>}
+   */
   async json(path, init = {}) {
     const response = await this.fetch(this.url(path), init);
     if (!response.ok) throw await errorFromResponse(response);
@@ -130,7 +169,12 @@ export class Api {
     return response.json();
   }
 
-  /** JSON from a route that needs no token (health, the development token route). */
+  /**
+   * JSON from a route that needs no token (health, the development token route).
+   * @param {string} path
+   * @param {RequestInit} [init]
+   * @returns {Promise<any>}
+   */
   async publicJson(path, init = {}) {
     const response = await this.#send(this.url(path), init);
     if (!response.ok) throw await errorFromResponse(response);

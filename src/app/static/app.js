@@ -15,7 +15,7 @@
 
 import { Api, browserTimeZone, errorFromResponse } from "./api.js";
 import { Auth } from "./auth.js";
-import { answerClientTool, composerChoices, THREAD_ITEM_ACTIONS, withClientTools } from "./chatkit-options.js";
+import { answerClientTool, changedTaskIds, composerChoices, GREETING, hostedOptions, PLACEHOLDER, PROMPTS, selfHostedOptions } from "./chatkit-options.js";
 import { ChatConsole } from "./console.js";
 import { h } from "./dom.js";
 import { taskEntities } from "./entities.js";
@@ -23,31 +23,15 @@ import { createClientSecretProvider, describeClientSecretError } from "./hosted-
 import { TaskPanel } from "./tasks.js";
 
 // Shared with examples/react (chatkit-options.js); exported here too for pages that embed this module.
-export { answerClientTool, composerChoices };
+// The options themselves (the look, the start screen, each mode's api) are built in chatkit-options.js,
+// where they are typed by @openai/chatkit's published types (typecheck/ checks them).
+export { answerClientTool, composerChoices, GREETING, hostedOptions, PLACEHOLDER, PROMPTS, selfHostedOptions };
+export { THEME } from "./chatkit-options.js";
 
 export const CHATKIT_SCRIPT = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js";
 // ChatKit checks this against the domains registered with OpenAI; localhost needs no registration.
 export const LOCAL_DOMAIN_KEY = "domain_pk_localhost_dev";
 const CHATKIT_WAIT_MS = 6000;
-
-export const GREETING = "What needs doing? I can add, find, update and finish your tasks.";
-export const PROMPTS = [
-  { label: "Add a task", prompt: "Add a task to buy milk tomorrow", icon: "plus" },
-  { label: "What's open?", prompt: "Show my open tasks", icon: "check-circle" },
-  { label: "Due soon", prompt: "What's due in the next 7 days?", icon: "calendar" },
-  { label: "Overview", prompt: "Give me a summary of my tasks", icon: "chart" },
-];
-export const PLACEHOLDER = "Ask me to add, list, or finish tasks…";
-export const THEME = {
-  colorScheme: "light",
-  radius: "round",
-  density: "normal",
-  color: {
-    accent: { primary: "#e8590c", level: 1 },
-    grayscale: { hue: 220, tint: 6, shade: -1 },
-  },
-  typography: { fontFamily: "Inter, system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif" },
-};
 
 function params() {
   return new URLSearchParams(window.location.search);
@@ -277,7 +261,7 @@ export async function mount(root, options = {}) {
   };
 
   const onEffect = (name, data) => {
-    if (name === "tasks.changed") tasks.refresh(Array.isArray(data?.ids) ? data.ids : []);
+    if (name === "tasks.changed") tasks.refresh(changedTaskIds(data));
   };
 
   /** (Re)start the chat in `state.mode`. A later start (a mode switch) supersedes this one. */
@@ -298,7 +282,7 @@ export async function mount(root, options = {}) {
       if (useChatKit) {
         const dictation = options.dictation ?? Boolean(health?.self_hosted?.dictation);
         const composer = options.composer ?? health?.self_hosted?.composer;
-        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { ...options, dictation, composer, entities }), {
+        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { domainKey: pageDomainKey(options), dictation, composer, entities }), {
           threadKey: `taskpilot.chatkit-thread:${auth.user ?? "anonymous"}`,
           onEffect,
           onError: (message) => showStatus(`ChatKit: ${message}. Reload, or open ${window.location.pathname}?ui=console for the built-in console.`, "error"),
@@ -429,60 +413,9 @@ export async function mount(root, options = {}) {
   return handle;
 }
 
-/** What both modes share: the look, the start screen and the thread history. */
-function sharedOptions() {
-  return {
-    theme: THEME,
-    startScreen: { greeting: GREETING, prompts: PROMPTS },
-    history: { enabled: true, showDelete: true, showRename: true },
-    threadItemActions: THREAD_ITEM_ACTIONS,
-  };
-}
-
-/** Self-hosted: ChatKit talks to this server's /chatkit, with the bearer token. */
-export function selfHostedOptions(api, base, options = {}) {
-  // CHATKIT_DOMAIN_KEY (filled into the page by the server) or the key ChatKit accepts on localhost.
-  const domainKey = options.domainKey || document.querySelector('meta[name="chatkit-domain-key"]')?.content || LOCAL_DOMAIN_KEY;
-  return {
-    ...sharedOptions(),
-    onClientTool: answerClientTool,
-    api: {
-      url: new URL("/chatkit", base).toString(),
-      domainKey,
-      // Says this page answers get_time_zone (onClientTool above): only then may the server ask it.
-      fetch: (url, init) => api.fetch(url, withClientTools(url, init)),
-      // attachments.create answers with a signed upload URL on this server (PUT, no headers needed).
-      uploadStrategy: { type: "two_phase" },
-    },
-    composer: {
-      placeholder: PLACEHOLDER,
-      attachments: { enabled: true, maxCount: 5, maxSize: 10 * 1024 * 1024 },
-      // Only when /api/chatkit/health says TRANSCRIPTION_MODEL is set: otherwise input.transcribe is 501.
-      dictation: { enabled: Boolean(options.dictation) },
-      ...composerChoices(options.composer),
-    },
-    // Self-hosted only: the server resolves each tag to one of the user's tasks (a hosted workflow
-    // runs on OpenAI's servers, which know nothing of them).
-    ...(options.entities ? { entities: options.entities } : {}),
-  };
-}
-
-/** Hosted: ChatKit talks to OpenAI with secrets this server mints; a failure is also shown. */
-export function hostedOptions(secrets, onFailure) {
-  return {
-    ...sharedOptions(),
-    api: {
-      getClientSecret: async (current) => {
-        try {
-          return await secrets.getClientSecret(current);
-        } catch (error) {
-          onFailure(error);
-          throw error;
-        }
-      },
-    },
-    composer: { placeholder: PLACEHOLDER },
-  };
+/** CHATKIT_DOMAIN_KEY (filled into the page by the server), or the key ChatKit accepts on localhost. */
+function pageDomainKey(options) {
+  return options.domainKey || document.querySelector('meta[name="chatkit-domain-key"]')?.content || LOCAL_DOMAIN_KEY;
 }
 
 function mountChatKit(chatArea, chatOptions, { threadKey, onEffect, onError }) {

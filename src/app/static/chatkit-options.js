@@ -1,12 +1,32 @@
-// What TaskPilot's self-hosted ChatKit options are made of, in plain JS with no DOM: the page at
-// `/` (app.js) and examples/react (a Vite alias) import this one module, so both answer the
+// What TaskPilot's ChatKit options are made of, in plain JS with no DOM: the page at `/` (app.js)
+// builds its options with `selfHostedOptions` / `hostedOptions` here, and examples/react (a Vite
+// alias) imports the client tool, the item actions and the composer's choices, so both answer the
 // client tool, turn on the item actions and offer the composer's choices the same way.
+//
+// Typed (JSDoc) by `@openai/chatkit`'s own published types: `typecheck/` runs
+// `tsc --noEmit --checkJs` over this module, and examples/react's `tsc` reads the same types when
+// it imports it. The comments are all there is to it: the page is served as written, no build.
+
+/**
+ * @typedef {import("@openai/chatkit").ChatKitOptions} ChatKitOptions
+ * @typedef {import("@openai/chatkit").ChatKitIcon} ChatKitIcon
+ * @typedef {import("@openai/chatkit").ComposerOption} ComposerOption
+ * @typedef {import("@openai/chatkit").CustomApiConfig} CustomApiConfig
+ * @typedef {import("@openai/chatkit").EntitiesOption} EntitiesOption
+ * @typedef {import("@openai/chatkit").HostedApiConfig} HostedApiConfig
+ * @typedef {import("@openai/chatkit").StartScreenPrompt} StartScreenPrompt
+ * @typedef {import("@openai/chatkit").ThemeOption} ThemeOption
+ * @typedef {import("@openai/chatkit").ThreadItemActionsOption} ThreadItemActionsOption
+ */
 
 import { browserTimeZone } from "./api.js";
 
 export { browserTimeZone };
 
-/** ChatKit's `threadItemActions`: thumbs up/down (stored, `taskpilot feedback export`) and retry. */
+/**
+ * ChatKit's `threadItemActions`: thumbs up/down (stored, `taskpilot feedback export`) and retry.
+ * @type {Readonly<ThreadItemActionsOption>}
+ */
 export const THREAD_ITEM_ACTIONS = Object.freeze({ feedback: true, retry: true });
 
 /**
@@ -17,7 +37,12 @@ export const THREAD_ITEM_ACTIONS = Object.freeze({ feedback: true, retry: true }
 export const CLIENT_TOOLS_HEADER = "ChatKit-Client-Tools";
 export const CLIENT_TOOLS = "get_time_zone";
 
-/** `init` (of ChatKit's `api.fetch(input, init)`) with the `ChatKit-Client-Tools` header added. */
+/**
+ * `init` (of ChatKit's `api.fetch(input, init)`) with the `ChatKit-Client-Tools` header added.
+ * @param {RequestInfo | URL} input
+ * @param {RequestInit} [init]
+ * @returns {RequestInit & {headers: Headers}}
+ */
 export function withClientTools(input, init = {}) {
   // A Request carries its own headers; `init.headers` would replace them, so start from those.
   const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
@@ -25,19 +50,144 @@ export function withClientTools(input, init = {}) {
   return { ...init, headers };
 }
 
-/** ChatKit's `onClientTool`: `get_time_zone` gets the browser's IANA time zone. */
+/**
+ * ChatKit's `onClientTool`: `get_time_zone` gets the browser's IANA time zone.
+ * @param {Parameters<NonNullable<ChatKitOptions["onClientTool"]>>[0]} toolCall
+ * @returns {{time_zone: string}}
+ */
 export function answerClientTool({ name }) {
   if (name === "get_time_zone") return { time_zone: browserTimeZone() ?? "UTC" };
   throw new Error(`This page has no client tool named ${name}.`);
 }
 
 /**
+ * What the server offers the composer: `self_hosted.composer` of GET /api/chatkit/health
+ * (the OpenAPI schema `ComposerOptions`; `icon` is one of ChatKit's icon names).
+ * @typedef {{
+ *   tools?: ReadonlyArray<{id: string, label: string, icon: ChatKitIcon, placeholder?: string}>,
+ *   models?: ReadonlyArray<{id: string, label: string, default?: boolean}>,
+ * }} ServerComposer
+ */
+
+/**
  * The server's composer choices (`self_hosted.composer` of /api/chatkit/health) as ChatKit's
  * `composer.tools` and `composer.models`; each is left out when the server offers none (models:
  * only with MODEL_CHOICES). The server refuses any other tool or model with a 400.
+ * @param {ServerComposer | null} [composer]
+ * @returns {Pick<ComposerOption, "tools" | "models">}
  */
 export function composerChoices(composer) {
+  /** @type {NonNullable<ComposerOption["tools"]>} */
   const tools = (composer?.tools ?? []).map((tool) => ({ id: tool.id, label: tool.label, icon: tool.icon, placeholderOverride: tool.placeholder }));
+  /** @type {NonNullable<ComposerOption["models"]>} */
   const models = (composer?.models ?? []).map((model) => ({ id: model.id, label: model.label, default: Boolean(model.default) }));
   return { ...(tools.length ? { tools } : {}), ...(models.length ? { models } : {}) };
+}
+
+/**
+ * The task ids a `tasks.changed` client effect names (ChatKit's `onEffect` / `chatkit.effect`
+ * `data`, typed there as unknown values): its `ids` that are strings, or none.
+ * @param {Record<string, unknown> | null | undefined} data
+ * @returns {string[]}
+ */
+export function changedTaskIds(data) {
+  const ids = data?.ids;
+  return Array.isArray(ids) ? ids.filter((id) => typeof id === "string") : [];
+}
+
+// ---- the page's options (app.js): the look, the start screen, and each mode's api --------------
+
+export const GREETING = "What needs doing? I can add, find, update and finish your tasks.";
+/** @type {StartScreenPrompt[]} */
+export const PROMPTS = [
+  { label: "Add a task", prompt: "Add a task to buy milk tomorrow", icon: "plus" },
+  { label: "What's open?", prompt: "Show my open tasks", icon: "check-circle" },
+  { label: "Due soon", prompt: "What's due in the next 7 days?", icon: "calendar" },
+  { label: "Overview", prompt: "Give me a summary of my tasks", icon: "chart" },
+];
+export const PLACEHOLDER = "Ask me to add, list, or finish tasks…";
+/** @type {ThemeOption} */
+export const THEME = {
+  colorScheme: "light",
+  radius: "round",
+  density: "normal",
+  color: {
+    accent: { primary: "#e8590c", level: 1 },
+    grayscale: { hue: 220, tint: 6, shade: -1 },
+  },
+  typography: { fontFamily: "Inter, system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif" },
+};
+
+/**
+ * What both modes share: the look, the start screen and the thread history.
+ * @returns {Pick<ChatKitOptions, "theme" | "startScreen" | "history" | "threadItemActions">}
+ */
+export function sharedOptions() {
+  return {
+    theme: THEME,
+    startScreen: { greeting: GREETING, prompts: PROMPTS },
+    history: { enabled: true, showDelete: true, showRename: true },
+    threadItemActions: THREAD_ITEM_ACTIONS,
+  };
+}
+
+/**
+ * Self-hosted: ChatKit talks to TaskPilot's /chatkit at `base` through `api.fetch` (the page's,
+ * which adds the bearer token and Time-Zone).
+ * @param {{fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>}} api
+ * @param {string | URL} base  TaskPilot's URL
+ * @param {object} options
+ * @param {string} options.domainKey  CHATKIT_DOMAIN_KEY, or the key ChatKit accepts on localhost
+ * @param {boolean} [options.dictation]  health's `self_hosted.dictation`
+ * @param {ServerComposer | null} [options.composer]  health's `self_hosted.composer`
+ * @param {EntitiesOption | null} [options.entities]  the user's tasks to tag in a message (entities.js)
+ * @returns {ChatKitOptions & {api: CustomApiConfig}}
+ */
+export function selfHostedOptions(api, base, { domainKey, dictation = false, composer = null, entities = null }) {
+  return {
+    ...sharedOptions(),
+    onClientTool: answerClientTool,
+    api: {
+      url: new URL("/chatkit", base).toString(),
+      domainKey,
+      // Says this page answers get_time_zone (onClientTool above): only then may the server ask it.
+      fetch: (input, init) => api.fetch(input, withClientTools(input, init)),
+      // attachments.create answers with a signed upload URL on this server (PUT, no headers needed).
+      uploadStrategy: { type: "two_phase" },
+    },
+    composer: {
+      placeholder: PLACEHOLDER,
+      attachments: { enabled: true, maxCount: 5, maxSize: 10 * 1024 * 1024 },
+      // Only when /api/chatkit/health says TRANSCRIPTION_MODEL is set: otherwise input.transcribe is 501.
+      dictation: { enabled: Boolean(dictation) },
+      ...composerChoices(composer),
+    },
+    // Self-hosted only: the server resolves each tag to one of the user's tasks (a hosted workflow
+    // runs on OpenAI's servers, which know nothing of them).
+    ...(entities ? { entities } : {}),
+  };
+}
+
+/**
+ * Hosted: ChatKit talks to OpenAI with secrets TaskPilot mints (hosted-session.js); a failure is
+ * also handed to `onFailure`, to be shown in words.
+ * @param {{getClientSecret(current: string | null): Promise<string>}} secrets
+ * @param {(error: unknown) => void} onFailure
+ * @returns {ChatKitOptions & {api: HostedApiConfig}}
+ */
+export function hostedOptions(secrets, onFailure) {
+  return {
+    ...sharedOptions(),
+    api: {
+      getClientSecret: async (current) => {
+        try {
+          return await secrets.getClientSecret(current);
+        } catch (error) {
+          onFailure(error);
+          throw error;
+        }
+      },
+    },
+    composer: { placeholder: PLACEHOLDER },
+  };
 }

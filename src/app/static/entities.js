@@ -6,9 +6,20 @@
 // The server trusts only an entity's id: it looks the task up among the signed-in user's tasks,
 // so whatever else a tag carries (its text, its data) is a label for the person, nothing more.
 
+/**
+ * @typedef {import("@openai/chatkit").Entity} Entity
+ * @typedef {import("@openai/chatkit").EntitiesOption} EntitiesOption
+ * @typedef {import("@openai/chatkit").UserMessageContent} UserMessageContent
+ * @typedef {{id: string, title: string, number: number, completed: boolean}} TaskLike  a task of GET /api/tasks (what an entity needs of it)
+ */
+
 export const TAG_SEARCH_LIMIT = 8;
 
-/** A task as a ChatKit entity (`Entity`: id, title, group, icon, interactive, data of strings). */
+/**
+ * A task as a ChatKit entity (`Entity`: id, title, group, icon, interactive, data of strings).
+ * @param {TaskLike} task
+ * @returns {Entity}
+ */
 export function taskEntity(task) {
   return {
     id: task.id,
@@ -33,28 +44,35 @@ export function tagSearchQuery(query) {
 
 /**
  * A page of the user's tasks (GET /api/tasks) for a query: how each front end calls its REST API.
- * @typedef {(query: ReturnType<typeof tagSearchQuery>) => Promise<{items: Array<{id: string, title: string, number: number, completed: boolean}>}>} ListTasks
+ * @typedef {(query: ReturnType<typeof tagSearchQuery>) => Promise<{items: TaskLike[]}>} ListTasks
  */
 
 /**
  * The user's tasks matching `query`, as entities.
  * @param {ListTasks} listTasks
  * @param {unknown} query
+ * @returns {Promise<Entity[]>}
  */
 export async function searchTaskEntities(listTasks, query) {
   const page = await listTasks(tagSearchQuery(query));
   return page.items.map(taskEntity);
 }
 
-/** The task id an entity (or an `input_tag`, or an annotation's `EntitySource`) names, or null. */
+/**
+ * The task id an entity (or an `input_tag`, or an annotation's `EntitySource`) names, or null.
+ * @param {{id?: string | null, data?: {task_id?: unknown} | null} | null | undefined} entity
+ * @returns {string | null}
+ */
 export function entityTaskId(entity) {
-  return entity?.data?.task_id ?? entity?.id ?? null;
+  const taskId = entity?.data?.task_id;
+  return typeof taskId === "string" && taskId ? taskId : entity?.id ?? null;
 }
 
 /**
  * ChatKit's `entities` option: tag search from the REST API, clicks focus the task.
  * @param {ListTasks} listTasks
  * @param {(taskId: string) => void} focusTask
+ * @returns {EntitiesOption}
  */
 export function taskEntities(listTasks, focusTask) {
   return {
@@ -71,12 +89,17 @@ export function taskEntities(listTasks, focusTask) {
  * ({id, text, data}, in the order chosen) into `input_text` and `input_tag` parts. Two tags of the
  * same text (two tasks sharing a title) are matched to its mentions in order; a tag whose mention
  * was edited away is dropped.
+ * @param {string} text
+ * @param {ReadonlyArray<{id: string, text: string, data?: Record<string, unknown>}>} [tags]
+ * @returns {UserMessageContent[]}
  */
 export function taggedContent(text, tags = []) {
   const pending = [...tags];
+  /** @type {UserMessageContent[]} */
   const content = [];
   let rest = String(text);
   while (rest) {
+    /** @type {{at: number, tag: (typeof pending)[number]} | null} */
     let best = null;
     for (const tag of pending) {
       const at = rest.indexOf(`@${tag.text}`);
@@ -94,13 +117,24 @@ export function taggedContent(text, tags = []) {
   return content;
 }
 
-/** The entity sources (tasks) annotated on an assistant message, once each, in order. */
+/**
+ * An assistant message's annotation source, as ChatKit's server sends it (`EntitySource` when
+ * `type` is "entity").
+ * @typedef {{type?: string, id?: string, title?: string, data?: Record<string, unknown>, [key: string]: unknown}} AnnotationSource
+ */
+
+/**
+ * The entity sources (tasks) annotated on an assistant message, once each, in order.
+ * @param {{content?: Array<{annotations?: Array<{source?: AnnotationSource | null}>}>} | null | undefined} item
+ * @returns {AnnotationSource[]}
+ */
 export function entitySources(item) {
+  /** @type {Map<string, AnnotationSource>} */
   const seen = new Map();
   for (const part of item?.content ?? []) {
     for (const annotation of part.annotations ?? []) {
       const source = annotation.source;
-      if (source?.type === "entity" && !seen.has(source.id)) seen.set(source.id, source);
+      if (source?.type === "entity" && typeof source.id === "string" && !seen.has(source.id)) seen.set(source.id, source);
     }
   }
   return [...seen.values()];

@@ -8,7 +8,7 @@ Alchemy `SQLAlchemyAsyncConfig` or from an async session maker, and pass context
 `user_id` attribute. Every call opens its own short session, because the ChatKit server calls
 the store from inside a streaming response, after the request's own session is closed.
 
-Semantics (each one is pinned by tests/test_chatkit_store.py, on SQLite and PostgreSQL):
+Semantics (each one is pinned by tests/integration/test_chatkit_store.py, on SQLite and PostgreSQL):
 
 - Everything is scoped to `context.user_id`. Another user's thread, item or attachment is
   `NotFoundError` on read and on write, and is never returned or modified.
@@ -105,7 +105,7 @@ log = logging.getLogger("app.store")
 # Five attempts over about two seconds: when the database drops every connection at once (a
 # failover, `pg_terminate_backend` of all sessions), the first fresh connections can die too,
 # and a reply the user has already read is worth waiting a moment for (three attempts over
-# 0.3 s lost one in tests/test_faults_connections.py about one run in three).
+# 0.3 s lost one in tests/load/test_faults_connections.py about one run in three).
 CONNECTION_ATTEMPTS = 5
 RETRY_BACKOFF_SECONDS = (0.05, 0.25, 0.5, 1.0)
 

@@ -145,3 +145,27 @@ class ReconnectingSession(AsyncSession):
             await self.rollback()
             self.add_all(kept)
             return await call(*args, **kwargs)
+
+
+# What asyncpg raises when its prepared statements do not survive between transactions: a pooler
+# in transaction mode (PgBouncer before 1.21) lent the session's server connection to another
+# client (26000 "does not exist", 42P05 "already exists").
+_STATEMENT_NOT_POOLED = frozenset({"InvalidSQLStatementNameError", "DuplicatePreparedStatementError"})
+
+STATEMENT_CACHE_HINT = (
+    "the database pooler does not keep prepared statements between transactions (PgBouncer in "
+    "pool_mode = transaction): set DATABASE_STATEMENT_CACHE=false"
+)
+
+
+def statement_cache_unsupported(exc: BaseException) -> bool:
+    """True when `exc` is a prepared statement a transaction-mode pooler lost or duplicated."""
+    for _ in range(8):
+        if type(exc).__name__ in _STATEMENT_NOT_POOLED:
+            return True
+        inner = getattr(exc, "orig", None) if isinstance(exc, DBAPIError) else None
+        inner = inner if isinstance(inner, BaseException) else exc.__cause__
+        if inner is None or inner is exc:
+            return False
+        exc = inner
+    return False

@@ -20,6 +20,34 @@ SessionMaker = Callable[[], AsyncSession]
 ConfigT = TypeVar("ConfigT", bound=SQLAlchemyAsyncConfig)
 
 
+UNCACHED_STATEMENTS: dict[str, Any] = {
+    # asyncpg's own cache: `fetch`/`execute` (the Store's lane, app.store.driver) send each
+    # statement unnamed, parsed, described, bound and executed before the Sync that ends it.
+    "statement_cache_size": 0,
+    # SQLAlchemy's asyncpg adapter prepares every statement explicitly, by name (its cache keeps
+    # them per connection): no cache, and the unnamed statement too. A named one per statement
+    # would leak on the server connection it was parsed on (asyncpg closes it later, through
+    # whichever server PgBouncer then lends); the unnamed one is replaced by the next.
+    "prepared_statement_cache_size": 0,
+    "prepared_statement_name_func": lambda: "",
+}
+"""`DATABASE_STATEMENT_CACHE=false`: no statement outlives its transaction on the server connection,
+so a pooler that lends server connections per transaction (PgBouncer 1.18 in transaction mode)
+never sees a name it does not know or one it already has."""
+
+
+async def commit_before_response(session: AsyncSession) -> None:
+    """Commit a request's session while its response can still change (a dependency's cleanup).
+
+    Advanced Alchemy's `autocommit` before-send handler commits as the response starts and, when
+    the COMMIT fails, logs it at debug level and sends the 2xx anyway: a client was told `201`
+    for a task that was never stored (seen when the primary died mid-commit,
+    tests/load/test_primary_failover.py). Committed here, a failed COMMIT raises into the central
+    error mapping (a 503 when the database is gone); the handler then finds nothing to commit.
+    """
+    await session.commit()
+
+
 def migrations_dir() -> Path:
     """The Alembic scripts: `db/migrations/` in the repository, shipped as `app.migrations` in the wheel.
 
@@ -78,6 +106,8 @@ def build_db_config(
             pool_recycle=1800,
             pool_timeout=settings.database_pool_timeout_seconds,
         )
+        if not settings.database_statement_cache:
+            engine["connect_args"] = UNCACHED_STATEMENTS
     config = config_class(
         connection_string=settings.database_url,
         engine_config=EngineConfig(**engine),

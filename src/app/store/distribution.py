@@ -9,7 +9,7 @@ There is no reference data: every table holds some user's rows. `alembic_version
 table of the coordinator, where migrations run.
 
 Statements that are meant to scan across users (retention, abandoned uploads) carry a
-`scan_hint` comment, so the statement audit (tests/test_statement_audit.py) can tell an
+`scan_hint` comment, so the statement audit (tests/integration/test_statement_audit.py) can tell an
 intended fan-out from a forgotten filter.
 """
 

@@ -34,7 +34,7 @@ from app.store.chat_sql import Runnable, prepared_for
 StatementListener = Callable[[str, Sequence[Any]], None]
 statement_listeners: list[StatementListener] = []
 """Called with (sql, arguments) before each statement, like SQLAlchemy's `before_cursor_execute`
-(which never sees these): the user_id audit in tests/test_statement_audit.py listens here too."""
+(which never sees these): the user_id audit in tests/integration/test_statement_audit.py listens here too."""
 
 
 def _affected(status: str) -> int:

@@ -4510,7 +4510,8 @@ export interface components {
         ComposerToolOption: {
             id: string;
             label: string;
-            icon: string;
+            /** @enum {string} */
+            icon: "plus" | "search" | "chart";
             placeholder: string;
         };
         /** DevToken */

@@ -7,7 +7,7 @@ narrow: it knows task management phrasing, dates like "tomorrow", "next friday",
 "task 3") or by words of the title ("the groceries task").
 
 Why one long module: it is one grammar. The English and Urdu word tables, the date rules and the
-parser that consults them change together, and a table test (tests/test_offline_model.py) reads
+parser that consults them change together, and a table test (tests/integration/test_offline_model.py) reads
 them as one unit; split across files, a phrase and the rule that uses it would drift apart.
 """
 

@@ -1,0 +1,214 @@
+"""Local stand-ins for a model provider over real HTTP: Chat Completions and Responses, streaming.
+
+Each request pops the next scripted step (`ToolCall`, `ToolCalls` (several in one response, Chat
+Completions), `Reply`, or an HTTP status to fail with); `Slow(seconds, step)` answers that step
+after a silence. Requests whose instructions ask for a thread title get `title` instead, so title
+generation never consumes the script. Every request body is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from app.agents.offline.model import _chunks, step_events
+from app.agents.offline.planner import Reply, ToolCall
+
+TITLE_MARKER = "thread title"
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """Several tool calls in one model response (as a model acting on many tasks at once sends)."""
+
+    calls: list[ToolCall]
+
+
+@dataclass(frozen=True)
+class Slow:
+    """`step`, answered only after `seconds` of silence (a slow model: not even the headers)."""
+
+    seconds: float
+    step: Any
+
+
+class FakeModelServer:
+    def __init__(self, script: list[Any], *, api_key: str = "test-key", title: str | int = "Scripted title") -> None:
+        """`title`: the answer to every thread-title request, or a status each of them fails with."""
+        self.script: deque[Any] = deque(script)
+        self.api_key = api_key
+        self.title = title
+        self.requests: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                outer.requests.append(body)
+                outer.paths.append(self.path)
+                if self.headers.get("Authorization") != f"Bearer {outer.api_key}":
+                    self._json(
+                        401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
+                    )
+                    return
+                if self.path.endswith("/chat/completions"):
+                    outer._chat(self, body)
+                elif self.path.endswith("/responses"):
+                    outer._responses(self, body)
+                else:
+                    self._json(404, {"error": {"message": "no such route"}})
+
+            def _json(self, status: int, payload: Any) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # ---- script ------------------------------------------------------------------------------
+
+    def _next(self, body: dict[str, Any]) -> Any:
+        text = json.dumps(body.get("messages") or body.get("instructions") or "")
+        if TITLE_MARKER in text:
+            return self.title if isinstance(self.title, int) else Reply(self.title)
+        step = self.script.popleft() if self.script else Reply("(script exhausted)")
+        if isinstance(step, Slow):
+            time.sleep(step.seconds)
+            step = step.step
+        return step
+
+    @staticmethod
+    def _sse_start(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.end_headers()
+
+    # ---- Chat Completions ------------------------------------------------------------------------
+
+    def _chat(self, handler: Any, body: dict[str, Any]) -> None:
+        step = self._next(body)
+        if isinstance(step, int):
+            handler._json(step, {"error": {"message": f"scripted failure {step}", "type": "server_error"}})
+            return
+        created = int(time.time())
+        if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": None}
+            if isinstance(step, ToolCall):
+                message["tool_calls"] = [
+                    {
+                        "id": f"call_{len(self.requests)}",
+                        "type": "function",
+                        "function": {"name": step.name, "arguments": json.dumps(step.arguments)},
+                    }
+                ]
+            else:
+                message["content"] = step.text
+            handler._json(
+                200,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": body.get("model", "fake"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "finish_reason": "tool_calls" if isinstance(step, ToolCall) else "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                },
+            )
+            return
+        self._sse_start(handler)
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> None:
+            payload = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": body.get("model", "fake"),
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            handler.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+            handler.wfile.flush()
+
+        if isinstance(step, ToolCall | ToolCalls):
+            chunk({"role": "assistant", "content": None})
+            calls = step.calls if isinstance(step, ToolCalls) else [step]
+            for index, call in enumerate(calls):
+                arguments = json.dumps(call.arguments)
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "id": f"call_{len(self.requests)}" + (f"_{index}" if len(calls) > 1 else ""),
+                                "type": "function",
+                                "function": {"name": call.name, "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+                for part in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
+                    chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
+            chunk({}, "tool_calls")
+        else:
+            chunk({"role": "assistant", "content": ""})
+            for part in _chunks(step.text):
+                chunk({"content": part})
+            chunk({}, "stop")
+        handler.wfile.write(b"data: [DONE]\n\n")
+        handler.wfile.flush()
+
+    # ---- Responses -----------------------------------------------------------------------------
+
+    def _responses(self, handler: Any, body: dict[str, Any]) -> None:
+        import asyncio
+
+        step = self._next(body)
+        if isinstance(step, int):
+            handler._json(step, {"error": {"message": f"scripted failure {step}", "type": "server_error"}})
+            return
+
+        async def collect() -> list[Any]:
+            return [event async for event in step_events(step)]
+
+        events = asyncio.run(collect())
+        if not body.get("stream"):
+            handler._json(200, json.loads(events[-1].response.model_dump_json(exclude_none=True)))
+            return
+        self._sse_start(handler)
+        for event in events:
+            data = event.model_dump_json(exclude_none=True)
+            handler.wfile.write(f"event: {event.type}\ndata: {data}\n\n".encode())
+        handler.wfile.flush()
+
+
+def turn_requests(fake: FakeModelServer) -> list[dict[str, Any]]:
+    """The requests of turns (not of title generation)."""
+    return [body for body in fake.requests if TITLE_MARKER not in json.dumps(body.get("instructions") or "")]

@@ -1,0 +1,63 @@
+// The rules of src/app/static/chatkit-options.js under Node's own test runner: what the page at `/`
+// and examples/react give ChatKit for the client tool, the item actions and the composer choices.
+// Run: node --test tests/unit/js/ (tests/unit/test_hosted_session_js.py runs it under pytest).
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import {
+  answerClientTool,
+  browserTimeZone,
+  CLIENT_TOOLS_HEADER,
+  composerChoices,
+  THREAD_ITEM_ACTIONS,
+  withClientTools,
+} from "../../../src/app/static/chatkit-options.js";
+
+test("get_time_zone is answered with the runtime's IANA zone; any other client tool is refused", () => {
+  assert.deepEqual(answerClientTool({ name: "get_time_zone", params: {} }), { time_zone: Intl.DateTimeFormat().resolvedOptions().timeZone });
+  assert.equal(browserTimeZone(), Intl.DateTimeFormat().resolvedOptions().timeZone);
+  assert.throws(() => answerClientTool({ name: "launch_rockets", params: {} }), /no client tool named launch_rockets/);
+});
+
+test("ChatKit's requests say the page answers get_time_zone, keeping their own headers", () => {
+  assert.equal(CLIENT_TOOLS_HEADER, "ChatKit-Client-Tools");
+  const init = withClientTools("https://t.example/chatkit", { method: "POST", headers: { "Content-Type": "application/json" } });
+  assert.equal(init.method, "POST");
+  assert.equal(init.headers.get("ChatKit-Client-Tools"), "get_time_zone");
+  assert.equal(init.headers.get("Content-Type"), "application/json");
+  const request = new Request("https://t.example/chatkit", { headers: { "X-Request-ID": "r1" } });
+  const fromRequest = withClientTools(request, undefined);
+  assert.equal(fromRequest.headers.get("X-Request-ID"), "r1");
+  assert.equal(fromRequest.headers.get("ChatKit-Client-Tools"), "get_time_zone");
+  // A caller's own list is kept.
+  assert.equal(withClientTools("u", { headers: { "ChatKit-Client-Tools": "x" } }).headers.get("ChatKit-Client-Tools"), "x");
+});
+
+test("feedback and retry are on, and the shared value cannot be changed by a caller", () => {
+  assert.deepEqual({ ...THREAD_ITEM_ACTIONS }, { feedback: true, retry: true });
+  assert.ok(Object.isFrozen(THREAD_ITEM_ACTIONS));
+});
+
+test("health's composer choices become ChatKit's composer.tools and composer.models", () => {
+  const composer = {
+    tools: [{ id: "add_task", label: "Add task", icon: "plus", placeholder: "What needs doing?" }],
+    models: [
+      { id: "gpt-5-mini", label: "gpt-5-mini", default: true },
+      { id: "gpt-5", label: "gpt-5", default: false },
+    ],
+  };
+  assert.deepEqual(composerChoices(composer), {
+    tools: [{ id: "add_task", label: "Add task", icon: "plus", placeholderOverride: "What needs doing?" }],
+    models: [
+      { id: "gpt-5-mini", label: "gpt-5-mini", default: true },
+      { id: "gpt-5", label: "gpt-5", default: false },
+    ],
+  });
+});
+
+test("choices the server does not offer are left out, not sent empty", () => {
+  assert.deepEqual(composerChoices({ tools: [], models: [] }), {});
+  assert.deepEqual(composerChoices(undefined), {});
+  assert.deepEqual(Object.keys(composerChoices({ tools: [{ id: "summary", label: "Summary", icon: "chart" }], models: [] })), ["tools"]);
+});
