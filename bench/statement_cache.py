@@ -47,7 +47,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "statement_cache.json"
 async def chat_server(database_url: str, statement_cache: bool) -> AsyncIterator[tuple[Any, Callable[[], int]]]:
     from sqlalchemy import event
 
-    from app.asgi import build_attachments, build_chatkit_server
+    from app.asgi import build_chatkit_server
+    from app.services.attachments.service import AttachmentService
     from app.settings import Settings
     from app.store import driver
     from app.store.db import build_db_config
@@ -57,7 +58,7 @@ async def chat_server(database_url: str, statement_cache: bool) -> AsyncIterator
     )
     db_config = build_db_config(settings)
     session_maker = db_config.create_session_maker()
-    server = build_chatkit_server(settings, session_maker, build_attachments(settings, session_maker))
+    server = build_chatkit_server(settings, session_maker, AttachmentService.from_settings(settings, session_maker))
     engine = db_config.get_engine()
     count = [0]
 

@@ -87,8 +87,9 @@ async def capture_turn(database_url: str, turns: int) -> dict[str, Any]:
     """
     from sqlalchemy import event
 
-    from app.asgi import build_attachments, build_chatkit_server
+    from app.asgi import build_chatkit_server
     from app.core.context import RequestContext
+    from app.services.attachments.service import AttachmentService
     from app.settings import Settings
     from app.store import driver
     from app.store.db import build_db_config
@@ -96,7 +97,7 @@ async def capture_turn(database_url: str, turns: int) -> dict[str, Any]:
     settings = Settings.from_env({"DATABASE_URL": database_url})
     db_config = build_db_config(settings)
     session_maker = db_config.create_session_maker()
-    server = build_chatkit_server(settings, session_maker, build_attachments(settings, session_maker))
+    server = build_chatkit_server(settings, session_maker, AttachmentService.from_settings(settings, session_maker))
     engine = db_config.get_engine()
     log: list[tuple[str, Any]] = []
 

@@ -4,6 +4,13 @@
 the ChatKit server and its Store, the attachment service, the hosted-sessions client, limits,
 the drain, the MCP server) and hands each to the routes as a Litestar dependency. Nothing is
 made lazily in a controller, and nothing is reachable through a second path.
+
+One construction style, by room. Below agents/ (store/, services/, ops/, http/) an object that
+settings configure is built by its own `X.from_settings(settings)` (or takes `settings` when it
+keeps reading them, as `HostedChatKit` does), so what it reads is written once, beside it.
+agents/ never sees `Settings`: this module hands the assistant, the ChatKit server, the tools
+and the MCP server plain values (`ProviderConfig`, keyword arguments), so they run the same in
+tests, bench/ and MCP. Each object is built once here and shared (one `UserLimits` for all).
 """
 
 from __future__ import annotations
@@ -50,26 +57,12 @@ from app.ops.drain import Drain
 from app.ops.logging import configure_logging
 from app.ops.ratelimit import Limits, build_limits
 from app.ops.runtime import tune_garbage_collector_on_startup
-from app.services.attachments.blobs import BlobStorage
-from app.services.attachments.chat_store import BlobAwareChatKitStore
-from app.services.attachments.content import AttachmentPolicy
 from app.services.attachments.service import AttachmentService
-from app.services.attachments.signing import AttachmentLinks
 from app.services.openai_sessions import HostedChatKit
 from app.services.quotas import UserLimits
 from app.services.transcription import Transcriber
 from app.settings import Settings
 from app.store.db import SessionMaker, build_db_config
-
-
-def build_attachments(settings: Settings, session_maker: SessionMaker) -> AttachmentService:
-    """The attachment service over its own ChatKit Store (blobs deleted with threads, fresh links)."""
-    blobs = BlobStorage.from_settings(settings)
-    links = AttachmentLinks.from_settings(settings)
-    store = BlobAwareChatKitStore(session_maker, blobs=blobs, links=links)
-    return AttachmentService(
-        store, blobs, AttachmentPolicy.from_settings(settings), links, UserLimits.from_settings(settings)
-    )
 
 
 def build_chatkit_server(
@@ -79,11 +72,13 @@ def build_chatkit_server(
     model_provider: ModelProvider | None = None,
     now: Now = utcnow,
     transcriber: Transcriber | None = None,
+    limits: UserLimits | None = None,
 ) -> TaskPilotChatKitServer:
     """The self-hosted ChatKit server: Store, attachments, assistant and model provider from settings.
 
     `model_provider` replaces the configured one (tests pass a scripted model this way); `now`
-    the instant "today" is taken from (tests pass a fixed one).
+    the instant "today" is taken from (tests pass a fixed one); `limits` the per-user limits
+    (the attachment service's when not given: one `UserLimits` per app).
     """
     if settings.model_provider == "openai":
         api_key = settings.openai_api_key
@@ -122,7 +117,7 @@ def build_chatkit_server(
         keepalive_seconds=settings.stream_keepalive_seconds,
         transcriber=transcriber,
         log_content=settings.log_content,
-        limits=UserLimits.from_settings(settings),
+        limits=limits or attachments.limits,
         now=now,
         model_slow_notice_seconds=settings.model_slow_notice_seconds,
         composer=ComposerChoices(default_model=settings.model, models=settings.model_choices),
@@ -156,7 +151,8 @@ class Services:
         limits = build_limits(settings)
         # One authenticator for every credential check, so failed sign-ins share one budget.
         authenticator = Authenticator(verifier, limits.anonymous)
-        attachments = build_attachments(settings, session_maker)
+        user_limits = UserLimits.from_settings(settings)
+        attachments = AttachmentService.from_settings(settings, session_maker, limits=user_limits)
         transcriber = Transcriber.from_settings(settings)
         return cls(
             settings=settings,
@@ -171,7 +167,9 @@ class Services:
                 per_user=settings.chatkit_max_streams_per_user,
             ),
             attachments=attachments,
-            chatkit_server=build_chatkit_server(settings, session_maker, attachments, model_provider, now, transcriber),
+            chatkit_server=build_chatkit_server(
+                settings, session_maker, attachments, model_provider, now, transcriber, limits=user_limits
+            ),
             hosted_chatkit=HostedChatKit(settings),
             transcriber=transcriber,
             mcp=AuthenticatedMCP(

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -138,12 +139,37 @@ TaskStatus = Literal["open", "completed", "all"]
 TaskSort = Literal["created_at", "updated_at", "due_date", "priority", "number", "title"]
 SortOrder = Literal["asc", "desc"]
 
-TaskTitle = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="1 to 200 characters")]
-TaskDescription = Annotated[str, msgspec.Meta(max_length=5000, description="Up to 5,000 characters")]
-TaskTag = Annotated[str, msgspec.Meta(min_length=1, max_length=40, description="1 to 40 characters")]
+
+@dataclass(frozen=True, slots=True)
+class TaskLimits:
+    """How long a task's texts may be: the one table the contracts below, the task service, the
+    assistant's tools (and their descriptions, tests/unit/test_task_limits.py) and the widgets read."""
+
+    title: int = 200
+    description: int = 5000
+    tags: int = 20  # per task
+    tag: int = 40
+    search: int = 200  # a listing's search text
+
+
+TASK_LIMITS: Final = TaskLimits()
+
+TaskTitle = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=TASK_LIMITS.title, description=f"1 to {TASK_LIMITS.title} characters"),
+]
+TaskDescription = Annotated[
+    str, msgspec.Meta(max_length=TASK_LIMITS.description, description=f"Up to {TASK_LIMITS.description:,} characters")
+]
+TaskTag = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=TASK_LIMITS.tag, description=f"1 to {TASK_LIMITS.tag} characters")
+]
 TaskTags = Annotated[
     list[TaskTag],
-    msgspec.Meta(max_length=20, description="Up to 20 tags; stored trimmed, lower-cased, without duplicates"),
+    msgspec.Meta(
+        max_length=TASK_LIMITS.tags,
+        description=f"Up to {TASK_LIMITS.tags} tags; stored trimmed, lower-cased, without duplicates",
+    ),
 ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -22,6 +22,7 @@ from app.core.clock import parse_time_zone
 from app.core.errors import DomainError
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 AppEnv = Literal["development", "production"]
 AuthMode = Literal["dev", "jwt"]
@@ -116,27 +117,21 @@ class _Reader:
         raise SettingsError(f"{name}={value!r} is invalid: accepts one of {', '.join(map(str, choices))}")
 
     def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
-        if number is None or not minimum <= number <= maximum:
-            raise SettingsError(f"{name}={value!r} is invalid: accepts an integer from {minimum} to {maximum}")
-        return number
+        return self._bounded(name, default, int, minimum, maximum, "an integer")
 
     def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        return self._bounded(name, default, float, minimum, maximum, "a number")
+
+    def _bounded(self, name: str, default: N, parse: Callable[[str], N], minimum: N, maximum: N, what: str) -> N:
         value = self.raw(name)
         if value is None:
             return default
         try:
-            number = float(value)
+            number: N | None = parse(value)
         except ValueError:
             number = None
         if number is None or not minimum <= number <= maximum:
-            raise SettingsError(f"{name}={value!r} is invalid: accepts a number from {minimum} to {maximum}")
+            raise SettingsError(f"{name}={value!r} is invalid: accepts {what} from {minimum} to {maximum}")
         return number
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -368,7 +363,7 @@ class Settings:
         r = _Reader(env)
         d = cls()
 
-        app_env: AppEnv = r.choice("APP_ENV", ("development", "production"), "development")
+        app_env: AppEnv = r.choice("APP_ENV", ("development", "production"), d.app_env)
         production = app_env == "production"
 
         database_url = r.text("DATABASE_URL", d.database_url)
@@ -398,7 +393,7 @@ class Settings:
             )
         if production and auth_mode == "dev":
             raise SettingsError("AUTH_MODE=dev is invalid when APP_ENV=production: accepts jwt")
-        auth_dev_secret = r.secret("AUTH_DEV_SECRET") or Secret(DEFAULT_DEV_SECRET)
+        auth_dev_secret = r.secret("AUTH_DEV_SECRET") or d.auth_dev_secret
         allow_sqlite_in_production = r.boolean("ALLOW_SQLITE_IN_PRODUCTION", d.allow_sqlite_in_production)
         if production and database_url.startswith("sqlite") and not allow_sqlite_in_production:
             raise SettingsError(
@@ -421,9 +416,9 @@ class Settings:
                 "OPENAI_BASE_URL is missing: MODEL_PROVIDER=openai-compatible needs the provider's base URL"
             )
 
-        log_level = r.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), "info").upper()
-        retention = r.integer("CHAT_RETENTION_DAYS", 0, minimum=0, maximum=36_500)
-        ttl = r.integer("CHATKIT_SESSION_TTL_SECONDS", 0, minimum=0, maximum=86_400)
+        log_level = r.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), d.log_level.lower()).upper()
+        retention = r.integer("CHAT_RETENTION_DAYS", d.chat_retention_days or 0, minimum=0, maximum=36_500)
+        ttl = r.integer("CHATKIT_SESSION_TTL_SECONDS", d.chatkit_session_ttl_seconds or 0, minimum=0, maximum=86_400)
         if 0 < ttl < 60:
             raise SettingsError(f"CHATKIT_SESSION_TTL_SECONDS={ttl!r} is invalid: accepts 60 to 86400 (or unset)")
 
@@ -437,7 +432,7 @@ class Settings:
             port=r.integer("PORT", d.port, minimum=0, maximum=65_535),
             workers=r.integer("WORKERS", d.workers, minimum=1, maximum=256),
             log_level=log_level,
-            log_content=r.boolean("LOG_CONTENT", False),
+            log_content=r.boolean("LOG_CONTENT", d.log_content),
             database_url=database_url,
             database_pool_size=r.integer("DATABASE_POOL_SIZE", pool_for_streams(max_streams), minimum=1, maximum=500),
             database_max_overflow=r.integer(
@@ -446,10 +441,10 @@ class Settings:
             database_pool_timeout_seconds=r.number(
                 "DATABASE_POOL_TIMEOUT_SECONDS", d.database_pool_timeout_seconds, minimum=0.05, maximum=300.0
             ),
-            database_echo=r.boolean("DATABASE_ECHO", False),
+            database_echo=r.boolean("DATABASE_ECHO", d.database_echo),
             database_statement_cache=r.boolean("DATABASE_STATEMENT_CACHE", d.database_statement_cache),
             allow_sqlite_in_production=allow_sqlite_in_production,
-            cors_origins=_cors(r.items("CORS_ORIGINS", ())),
+            cors_origins=_cors(r.items("CORS_ORIGINS", d.cors_origins)),
             max_request_bytes=r.integer("MAX_REQUEST_BYTES", d.max_request_bytes, minimum=1024, maximum=1 << 30),
             # Granian accepts 1 ms to 60 s.
             http_header_read_timeout_seconds=r.integer(
@@ -471,20 +466,30 @@ class Settings:
             auth_token_url=r.url("AUTH_TOKEN_URL", schemes=("http", "https")),
             openai_api_key=openai_api_key,
             openai_base_url=openai_base_url,
-            openai_timeout_seconds=r.number("OPENAI_TIMEOUT_SECONDS", 30.0, minimum=1.0, maximum=600.0),
+            openai_timeout_seconds=r.number(
+                "OPENAI_TIMEOUT_SECONDS", d.openai_timeout_seconds, minimum=1.0, maximum=600.0
+            ),
             chatkit_workflow_id=r.secret("CHATKIT_WORKFLOW_ID"),
             chatkit_workflow_version=r.optional("CHATKIT_WORKFLOW_VERSION"),
             chatkit_session_ttl_seconds=ttl or None,
             chatkit_session_rate_limit_per_minute=r.integer(
-                "CHATKIT_SESSION_RATE_LIMIT_PER_MINUTE", 30, minimum=0, maximum=100_000
+                "CHATKIT_SESSION_RATE_LIMIT_PER_MINUTE",
+                d.chatkit_session_rate_limit_per_minute,
+                minimum=0,
+                maximum=100_000,
             ),
             chatkit_session_max_requests_per_minute=r.integer(
-                "CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE", 0, minimum=0, maximum=100_000
+                "CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE",
+                d.chatkit_session_max_requests_per_minute or 0,
+                minimum=0,
+                maximum=100_000,
             )
             or None,
-            chatkit_file_upload_enabled=r.boolean("CHATKIT_FILE_UPLOAD_ENABLED", True),
-            chatkit_history_enabled=r.boolean("CHATKIT_HISTORY_ENABLED", True),
-            chatkit_automatic_thread_titling=r.boolean("CHATKIT_AUTOMATIC_THREAD_TITLING", True),
+            chatkit_file_upload_enabled=r.boolean("CHATKIT_FILE_UPLOAD_ENABLED", d.chatkit_file_upload_enabled),
+            chatkit_history_enabled=r.boolean("CHATKIT_HISTORY_ENABLED", d.chatkit_history_enabled),
+            chatkit_automatic_thread_titling=r.boolean(
+                "CHATKIT_AUTOMATIC_THREAD_TITLING", d.chatkit_automatic_thread_titling
+            ),
             chatkit_domain_key=r.optional("CHATKIT_DOMAIN_KEY"),
             model_provider=model_provider,
             model=model,
@@ -493,7 +498,9 @@ class Settings:
             model_context_tokens=r.integer(
                 "MODEL_CONTEXT_TOKENS", d.model_context_tokens, minimum=256, maximum=2_000_000
             ),
-            offline_model_delay_ms=r.integer("OFFLINE_MODEL_DELAY_MS", 0, minimum=0, maximum=60_000),
+            offline_model_delay_ms=r.integer(
+                "OFFLINE_MODEL_DELAY_MS", d.offline_model_delay_ms, minimum=0, maximum=60_000
+            ),
             model_slow_notice_seconds=r.number(
                 "MODEL_SLOW_NOTICE_SECONDS", d.model_slow_notice_seconds, minimum=0.01, maximum=600.0
             ),
@@ -502,8 +509,10 @@ class Settings:
             transcription_max_bytes=r.integer(
                 "TRANSCRIPTION_MAX_BYTES", d.transcription_max_bytes, minimum=1024, maximum=25 * 1000 * 1000
             ),
-            stream_keepalive_seconds=r.number("STREAM_KEEPALIVE_SECONDS", 15.0, minimum=0.05, maximum=15.0),
-            chatkit_max_streams=r.integer("CHATKIT_MAX_STREAMS", d.chatkit_max_streams, minimum=1, maximum=100_000),
+            stream_keepalive_seconds=r.number(
+                "STREAM_KEEPALIVE_SECONDS", d.stream_keepalive_seconds, minimum=0.05, maximum=15.0
+            ),
+            chatkit_max_streams=max_streams,
             chatkit_admission_wait_seconds=r.number(
                 "CHATKIT_ADMISSION_WAIT_SECONDS", d.chatkit_admission_wait_seconds, minimum=0.0, maximum=30.0
             ),
@@ -514,16 +523,20 @@ class Settings:
                 "CHATKIT_MAX_STREAMS_PER_USER", d.chatkit_max_streams_per_user, minimum=0, maximum=100_000
             ),
             chat_retention_days=retention or None,
-            attachment_pending_ttl_hours=r.integer("ATTACHMENT_PENDING_TTL_HOURS", 24, minimum=1, maximum=8_760),
+            attachment_pending_ttl_hours=r.integer(
+                "ATTACHMENT_PENDING_TTL_HOURS", d.attachment_pending_ttl_hours, minimum=1, maximum=8_760
+            ),
             attachment_storage_url=_storage_url(r.text("ATTACHMENT_STORAGE_URL", d.attachment_storage_url)),
             attachment_s3_endpoint_url=r.url("ATTACHMENT_S3_ENDPOINT_URL", schemes=("http", "https")),
             attachment_s3_region=r.optional("ATTACHMENT_S3_REGION"),
             attachment_s3_access_key_id=r.secret("ATTACHMENT_S3_ACCESS_KEY_ID"),
             attachment_s3_secret_access_key=r.secret("ATTACHMENT_S3_SECRET_ACCESS_KEY"),
             attachment_max_bytes=r.integer("ATTACHMENT_MAX_BYTES", d.attachment_max_bytes, minimum=1, maximum=1 << 30),
-            attachment_allowed_types=_attachment_types(r.items("ATTACHMENT_ALLOWED_TYPES", DEFAULT_ATTACHMENT_TYPES)),
+            attachment_allowed_types=_attachment_types(r.items("ATTACHMENT_ALLOWED_TYPES", d.attachment_allowed_types)),
             attachment_signing_secret=_signing_secret(r.secret("ATTACHMENT_SIGNING_SECRET")),
-            attachment_url_ttl_seconds=r.integer("ATTACHMENT_URL_TTL_SECONDS", 900, minimum=60, maximum=86_400),
+            attachment_url_ttl_seconds=r.integer(
+                "ATTACHMENT_URL_TTL_SECONDS", d.attachment_url_ttl_seconds, minimum=60, maximum=86_400
+            ),
             attachment_model_image_bytes=r.integer(
                 "ATTACHMENT_MODEL_IMAGE_BYTES", d.attachment_model_image_bytes, minimum=0, maximum=20 * 1024 * 1024
             ),
@@ -532,16 +545,22 @@ class Settings:
             ),
             public_base_url=r.url("PUBLIC_BASE_URL", schemes=("http", "https")),
             redis_url=_redis_url(r),
-            rate_limit_chat_per_minute=r.integer("RATE_LIMIT_CHAT_PER_MINUTE", 30, minimum=0, maximum=100_000),
-            rate_limit_uploads_per_minute=r.integer("RATE_LIMIT_UPLOADS_PER_MINUTE", 20, minimum=0, maximum=100_000),
-            rate_limit_anonymous_per_minute=r.integer(
-                "RATE_LIMIT_ANONYMOUS_PER_MINUTE", 60, minimum=0, maximum=100_000
+            rate_limit_chat_per_minute=r.integer(
+                "RATE_LIMIT_CHAT_PER_MINUTE", d.rate_limit_chat_per_minute, minimum=0, maximum=100_000
             ),
-            trusted_proxies=_trusted_proxies(r.items("TRUSTED_PROXIES", ())),
+            rate_limit_uploads_per_minute=r.integer(
+                "RATE_LIMIT_UPLOADS_PER_MINUTE", d.rate_limit_uploads_per_minute, minimum=0, maximum=100_000
+            ),
+            rate_limit_anonymous_per_minute=r.integer(
+                "RATE_LIMIT_ANONYMOUS_PER_MINUTE", d.rate_limit_anonymous_per_minute, minimum=0, maximum=100_000
+            ),
+            trusted_proxies=_trusted_proxies(r.items("TRUSTED_PROXIES", d.trusted_proxies)),
             metrics_token=r.secret("METRICS_TOKEN"),
             prometheus_multiproc_dir=r.optional("PROMETHEUS_MULTIPROC_DIR"),
-            shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", 20.0, minimum=0.0, maximum=600.0),
-            auth_dev_allow_network=r.boolean("AUTH_DEV_ALLOW_NETWORK", False),
+            shutdown_grace_seconds=r.number(
+                "SHUTDOWN_GRACE_SECONDS", d.shutdown_grace_seconds, minimum=0.0, maximum=600.0
+            ),
+            auth_dev_allow_network=r.boolean("AUTH_DEV_ALLOW_NETWORK", d.auth_dev_allow_network),
             quota_threads_per_user=r.integer(
                 "QUOTA_THREADS_PER_USER", d.quota_threads_per_user, minimum=0, maximum=10_000_000
             ),
@@ -568,9 +587,10 @@ def pool_for_streams(max_streams: int) -> int:
 
     A stream holds a connection only for each store statement (~1 ms on the hot path, never
     while the model is thinking), so connections in use stay far below the open streams: at the
-    default limit of 100 the measured peak is README's "Capacity" figure. One connection per ten
-    admitted streams, never fewer than ten, plus as many again as overflow, leaves room for
-    bursts of turns starting together and for REST requests beside them.
+    default limit of 50 (`DEFAULT_MAX_STREAMS_PER_WORKER`) the measured peak is README's
+    "Capacity" figure. One connection per ten admitted streams, never fewer than ten, plus as
+    many again as overflow, leaves room for bursts of turns starting together and for REST
+    requests beside them.
     """
     return max(10, math.ceil(max_streams / 10))
 

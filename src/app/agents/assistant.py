@@ -34,6 +34,7 @@ from app.agents.history import TaskPilotConverter, estimate_tokens, plain_text_m
 from app.agents.hooks import ProgressHooks
 from app.agents.tools import TASK_TOOLS, ToolContext
 from app.core.clock import utc_today
+from app.ops.openai_failures import OpenAIFailureKind, describe_openai_failure
 
 log = logging.getLogger("app.assistant")
 
@@ -299,28 +300,24 @@ def model_error_log(exc: BaseException) -> tuple[dict[str, Any], bool]:
     return fields, not isinstance(exc, OSError)
 
 
+# What each kind of failure (`app.ops.openai_failures`) means for the person waiting on a reply.
+_MODEL_WORDS: dict[OpenAIFailureKind, str] = {
+    "auth": "The assistant's model rejected the server's credentials. An administrator must fix the API key.",
+    "rate_limit": "The assistant's model is rate-limited right now. Wait a moment and try again.",
+    "timeout": "The assistant's model took too long to answer. Try again.",
+    "unreachable": "The assistant's model could not be reached. Try again shortly.",
+    "not_found": "The configured model does not exist at the provider. An administrator must check MODEL.",
+    "bad_request": "The assistant's model refused the request. Try rephrasing, or start a new chat.",
+    "refused": "The assistant's model failed to answer. Try again.",
+}
+
+
 def describe_model_error(exc: BaseException) -> tuple[str, bool]:
     """A message a person can act on, and whether retrying may help."""
-    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return (
-            "The assistant's model rejected the server's credentials. An administrator must fix the API key.",
-            False,
-        )
-    if isinstance(exc, openai.RateLimitError):
-        return "The assistant's model is rate-limited right now. Wait a moment and try again.", True
-    if isinstance(exc, openai.APITimeoutError):
-        return "The assistant's model took too long to answer. Try again.", True
-    if isinstance(exc, openai.APIConnectionError):
-        return "The assistant's model could not be reached. Try again shortly.", True
-    if isinstance(exc, openai.NotFoundError):
-        return (
-            "The configured model does not exist at the provider. An administrator must check MODEL.",
-            False,
-        )
-    if isinstance(exc, openai.BadRequestError):
-        return "The assistant's model refused the request. Try rephrasing, or start a new chat.", True
-    if isinstance(exc, openai.APIStatusError):
-        return "The assistant's model failed to answer. Try again.", True
+    failure = describe_openai_failure(exc)
+    if failure is not None and failure.kind != "unreadable":
+        # A spent quota reads as a rate limit here: the person can only wait or tell an administrator.
+        return failure.words(_MODEL_WORDS), failure.kind != "auth" and failure.kind != "not_found"
     name = type(exc).__name__
     if name == "MaxTurnsExceeded":
         return "The assistant took too many steps on this request. Try a simpler request.", True

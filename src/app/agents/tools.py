@@ -57,6 +57,7 @@ from agents.function_schema import function_schema, generate_func_documentation
 from pydantic import Field, ValidationError
 
 from app.contracts import (
+    TASK_LIMITS,
     ComposerToolIcon,
     ComposerToolOption,
     Task,
@@ -70,7 +71,7 @@ from app.contracts import (
 from app.core.clock import utc_today
 from app.core.errors import DomainError
 from app.core.text import first_unstorable, unstorable_detail
-from app.services.tasks import MAX_TAG_LENGTH, MAX_TAGS, TaskQuery, TaskService, parse_ref
+from app.services.tasks import TaskQuery, TaskService, parse_ref
 from app.store.db import SessionMaker
 
 TOOL_LIST_DEFAULT_LIMIT = 20
@@ -78,7 +79,7 @@ TOOL_LIST_MAX_LIMIT = 100
 ClearableField = Literal["description", "due_date", "tags"]
 TaskNumberOrId = str | int
 """How a model or an MCP client names a task: its number (3, "3", "#3") or its id."""
-TaskTagList = Annotated[list[Annotated[str, Field(max_length=MAX_TAG_LENGTH)]], Field(max_length=MAX_TAGS)]
+TaskTagList = Annotated[list[Annotated[str, Field(max_length=TASK_LIMITS.tag)]], Field(max_length=TASK_LIMITS.tags)]
 """A task's tags as the tools take them: bounded in the schema, so both adapters refuse a longer list
 (or tag) while validating the arguments, before the tool runs (the service checks again)."""
 

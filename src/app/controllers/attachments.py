@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from chatkit.types import Attachment, ImageAttachment
 from litestar import Controller, Request, get, put
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter
 from litestar.response import Stream
 
@@ -51,9 +51,9 @@ COMMON = {
 async def provide_attachment_caller(
     request: Request[Any, Any, Any],
     attachment_id: AttachmentId,
-    attachment_service: AttachmentService,
-    authenticate: Callable[[Request[Any, Any, Any]], Awaitable[RequestContext]],
-    authenticator: Authenticator,
+    attachment_service: NamedDependency[AttachmentService],
+    authenticate: NamedDependency[Callable[[Request[Any, Any, Any]], Awaitable[RequestContext]]],
+    authenticator: NamedDependency[Authenticator],
     token: SignedToken = None,
 ) -> RequestContext:
     """The bearer token's user when one is sent; else the user the signed URL was issued to.
@@ -130,9 +130,9 @@ class AttachmentController(Controller):
         self,
         request: Request[Any, Any, Any],
         attachment_id: AttachmentId,
-        caller: RequestContext,
-        attachment_service: AttachmentService,
-        limits: Limits,
+        caller: NamedDependency[RequestContext],
+        attachment_service: NamedDependency[AttachmentService],
+        limits: NamedDependency[Limits],
     ) -> AttachmentInfo:
         await enforce(
             limits.uploads,
@@ -162,7 +162,10 @@ class AttachmentController(Controller):
         response_description="The attachment's bytes",
     )
     async def download(
-        self, attachment_id: AttachmentId, caller: RequestContext, attachment_service: AttachmentService
+        self,
+        attachment_id: AttachmentId,
+        caller: NamedDependency[RequestContext],
+        attachment_service: NamedDependency[AttachmentService],
     ) -> Stream:
         download = await attachment_service.download(attachment_id, caller)
         attachment = download.attachment

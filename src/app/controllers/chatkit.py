@@ -15,7 +15,7 @@ from typing import Any
 
 from chatkit.server import StreamingResult
 from litestar import Controller, Request, Response, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.response import Stream
 
 from app.agents.chatkit.server import TaskPilotChatKitServer
@@ -114,14 +114,14 @@ class ChatKitController(Controller):
     async def chatkit(
         self,
         request: Request[Any, Any, Any],
-        context: RequestContext,
-        chatkit_server: TaskPilotChatKitServer,
-        limits: Limits,
-        drain: Drain,
-        admission: Admission,
-        time_zone: str | None,
-        client_tools: frozenset[str],
-        settings: Settings,
+        context: NamedDependency[RequestContext],
+        chatkit_server: NamedDependency[TaskPilotChatKitServer],
+        limits: NamedDependency[Limits],
+        drain: NamedDependency[Drain],
+        admission: NamedDependency[Admission],
+        time_zone: NamedDependency[str | None],
+        client_tools: NamedDependency[frozenset[str]],
+        settings: NamedDependency[Settings],
     ) -> Response[bytes] | Stream:
         body = await request.body()  # already read, within its limit, by `body_reader`
         data = chatkit_server.parse(body)  # the one parse of the body; the server handles this object

@@ -7,6 +7,7 @@ import hmac
 from typing import Any
 
 from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -59,7 +60,11 @@ class HealthController(Controller):
         },
     )
     async def readiness(
-        self, db_engine: AsyncEngine, drain: Drain, limits: Limits, admission: Admission
+        self,
+        db_engine: NamedDependency[AsyncEngine],
+        drain: NamedDependency[Drain],
+        limits: NamedDependency[Limits],
+        admission: NamedDependency[Admission],
     ) -> Response[Readiness]:
         rate_limits = await limits.state()
         if drain.draining:
@@ -102,7 +107,10 @@ class HealthController(Controller):
 
     @get("/metrics", include_in_schema=False, media_type="text/plain")
     async def metrics(
-        self, request: Request[Any, Any, Any], settings: Settings, authenticator: Authenticator
+        self,
+        request: Request[Any, Any, Any],
+        settings: NamedDependency[Settings],
+        authenticator: NamedDependency[Authenticator],
     ) -> Response[bytes]:
         """Prometheus exposition. With METRICS_TOKEN set, scrapers must send it as a bearer token."""
         token = settings.metrics_token
@@ -123,7 +131,7 @@ class HealthController(Controller):
         operation_id="GetChatKitHealth",
         summary="Which ChatKit modes are configured (no secret values)",
     )
-    async def chatkit_health(self, settings: Settings) -> ChatKitHealth:
+    async def chatkit_health(self, settings: NamedDependency[Settings]) -> ChatKitHealth:
         return chatkit_health(settings, composer_tool_options())
 
     @get(
@@ -133,5 +141,5 @@ class HealthController(Controller):
         description="The path the original TaskPilotAI deployment guide checks; the same document.",
         deprecated=True,
     )
-    async def chatkit_health_legacy(self, settings: Settings) -> ChatKitHealth:
+    async def chatkit_health_legacy(self, settings: NamedDependency[Settings]) -> ChatKitHealth:
         return chatkit_health(settings, composer_tool_options())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
@@ -29,9 +30,9 @@ from starlette import types as starlette
 from app.agents.mcp import TIME_ZONE_STATE_KEY, USER_ID_STATE_KEY
 from app.contracts import Problem
 from app.core.clock import parse_time_zone
-from app.core.errors import AuthError, DomainError, RequestTimeout, TooManyRequests
+from app.core.errors import DomainError, PayloadTooLarge, RequestTimeout
 from app.http.auth import Authenticator
-from app.http.problems import PROBLEM_MEDIA_TYPE
+from app.http.problems import PROBLEM_MEDIA_TYPE, domain_problem
 
 # OPTIONS stays with the transport (CORS preflights); everything else but POST is refused.
 _PASSED_METHODS = frozenset({"POST", "OPTIONS"})
@@ -67,7 +68,7 @@ class AuthenticatedMCP:
         method = str(scope.get("method", ""))
         if method not in _PASSED_METHODS:
             detail = f"{method} is not allowed on /mcp: this stateless MCP server has no event stream; POST requests."
-            await _problem(scope, send, 405, "Method Not Allowed", detail, request_id, [(b"allow", b"POST")])
+            await _problem(scope, send, 405, HTTPStatus(405).phrase, detail, request_id, [(b"allow", b"POST")])
             return
         authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
         client = scope.get("client")
@@ -75,32 +76,26 @@ class AuthenticatedMCP:
             principal = await self.authenticator.bearer(
                 authorization, client=client[0] if client else None, request_id=request_id
             )
-        except TooManyRequests as exc:
-            retry = [(b"retry-after", str(exc.retry_after).encode())]
-            await _problem(scope, send, 429, "Too Many Requests", exc.detail, request_id, retry)
-            return
-        except AuthError as exc:
-            challenge = [(b"www-authenticate", b'Bearer realm="taskpilot", error="invalid_token"')]
-            detail = f"Authentication failed: {exc.reason}."
-            await _problem(scope, send, 401, "Unauthorized", detail, request_id, challenge)
+        except DomainError as exc:  # 429 once an address failed too often, 401 otherwise
+            await _domain_problem(scope, send, exc, request_id)
             return
         state[USER_ID_STATE_KEY] = principal.user_id
         raw_zone = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"time-zone"), None)
         try:
             state[TIME_ZONE_STATE_KEY] = parse_time_zone(raw_zone) if raw_zone is not None else None
         except DomainError as exc:
-            await _problem(scope, send, 400, "Bad Request", exc.detail, request_id, [], errors=exc.errors)
+            await _domain_problem(scope, send, exc, request_id)
             return
         # The body is read here, not by the MCP transport: the transport turns any exception while
         # reading (a stalled body's `RequestTimeout`) into a 500 with a logged traceback.
         try:
             body = await _read_body(receive, self.max_request_bytes)
         except RequestTimeout as exc:
-            await _problem(scope, send, 408, "Request Timeout", exc.detail, request_id, [(b"connection", b"close")])
+            await _domain_problem(scope, send, exc, request_id)
             return
         if body is None:
             detail = f"The request body is larger than {self.max_request_bytes} bytes; send a smaller body."
-            await _problem(scope, send, 413, "Content Too Large", detail, request_id, [(b"connection", b"close")])
+            await _domain_problem(scope, send, PayloadTooLarge(detail), request_id)
             return
         if _has_invalid_id(body):
             await _invalid_request(send, "Invalid Request: id must be a string or an integer (never null in MCP).")
@@ -177,6 +172,15 @@ def mcp_route(app: AuthenticatedMCP) -> ASGIRouteHandler:
         await app(scope, receive, send)  # type: ignore[arg-type]
 
     return mcp_endpoint
+
+
+async def _domain_problem(scope: starlette.Scope, send: starlette.Send, exc: DomainError, request_id: str) -> None:
+    """A domain error answered as Litestar's central map answers it (`app.http.problems`)."""
+    problem = domain_problem(exc)
+    headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in problem.headers.items()]
+    await _problem(
+        scope, send, problem.status, problem.title, problem.detail, request_id, headers, errors=problem.errors
+    )
 
 
 async def _problem(

@@ -21,6 +21,8 @@ import jwt
 import msgspec
 from litestar import Controller, Response, get, head, post
 from litestar.datastructures import CacheControlHeader
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
@@ -112,7 +114,7 @@ class PageController(Controller):
     include_in_schema = False
 
     @get("/", cache_control=REVALIDATE, sync_to_thread=False)
-    def index(self, settings: Settings) -> Response[bytes]:
+    def index(self, settings: NamedDependency[Settings]) -> Response[bytes]:
         """The chat page. Read per request so an edited page shows on reload (it is a few KB)."""
         return Response(
             content=render_index(settings),
@@ -121,7 +123,7 @@ class PageController(Controller):
         )
 
     @head("/", cache_control=REVALIDATE, sync_to_thread=False)
-    def index_head(self, settings: Settings) -> Response[None]:
+    def index_head(self, settings: NamedDependency[Settings]) -> Response[None]:
         """The page's headers without its body: uptime checks and `curl -I` ask with HEAD."""
         return Response(
             content=None,
@@ -150,7 +152,7 @@ class DevTokenController(Controller):
         status_code=200,
         responses={400: problem_spec("The user id is missing or has characters outside the accepted set")},
     )
-    async def create_token(self, data: DevTokenRequest, settings: Settings) -> DevToken:
+    async def create_token(self, data: JSONBody[DevTokenRequest], settings: NamedDependency[Settings]) -> DevToken:
         token = mint_dev_token(settings, data.user_id, ttl_seconds=DEV_TOKEN_TTL_SECONDS)
         expires = jwt.decode(token, options={"verify_signature": False})["exp"]
         return DevToken(

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from litestar import Controller, delete, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.contracts import ChatKitSession, ChatKitSessionRefresh
 from app.core.context import RequestContext
 from app.http.openapi import problem_spec
 from app.ops.ratelimit import Limits
-from app.services.hosted_sessions import HostedSessionService, MintedSession
+from app.services.hosted_sessions import HostedSessionService
 from app.services.openai_sessions import HostedChatKit
 from app.store.db import commit_before_response
 
@@ -41,19 +42,12 @@ CANCEL_RESPONSES = {
 
 
 async def provide_hosted_sessions(
-    db_session: AsyncSession, hosted_chatkit: HostedChatKit, limits: Limits
+    db_session: NamedDependency[AsyncSession],
+    hosted_chatkit: NamedDependency[HostedChatKit],
+    limits: NamedDependency[Limits],
 ) -> AsyncIterator[HostedSessionService]:
     yield HostedSessionService(db_session, hosted_chatkit, limits.sessions)
     await commit_before_response(db_session)  # not after the 2xx is sent (see there)
-
-
-def _body(session: MintedSession) -> ChatKitSession:
-    return ChatKitSession(
-        client_secret=session.client_secret,
-        session_id=session.session_id,
-        expires_at=session.expires_at,
-        status="success",
-    )
 
 
 class HostedSessionController(Controller):
@@ -70,8 +64,10 @@ class HostedSessionController(Controller):
         status_code=200,
         responses=MINT_RESPONSES,
     )
-    async def create_session(self, context: RequestContext, hosted_sessions: HostedSessionService) -> ChatKitSession:
-        return _body(await hosted_sessions.mint(context.user_id))
+    async def create_session(
+        self, context: NamedDependency[RequestContext], hosted_sessions: NamedDependency[HostedSessionService]
+    ) -> ChatKitSession:
+        return await hosted_sessions.mint(context.user_id)
 
     @post(
         "/sessions/refresh",
@@ -87,9 +83,9 @@ class HostedSessionController(Controller):
     )
     async def refresh_session(
         self,
-        context: RequestContext,
-        hosted_sessions: HostedSessionService,
-        data: ChatKitSessionRefresh | None = None,
+        context: NamedDependency[RequestContext],
+        hosted_sessions: NamedDependency[HostedSessionService],
+        data: JSONBody[ChatKitSessionRefresh | None] = None,
     ) -> ChatKitSession:
         return await _refresh(context, hosted_sessions, data)
 
@@ -102,7 +98,10 @@ class HostedSessionController(Controller):
         responses=CANCEL_RESPONSES,
     )
     async def cancel_session(
-        self, context: RequestContext, hosted_sessions: HostedSessionService, session_id: str
+        self,
+        context: NamedDependency[RequestContext],
+        hosted_sessions: NamedDependency[HostedSessionService],
+        session_id: FromPath[str],
     ) -> None:
         await hosted_sessions.cancel(context.user_id, session_id)
 
@@ -115,9 +114,9 @@ class HostedSessionController(Controller):
         responses=MINT_RESPONSES,
     )
     async def create_session_legacy(
-        self, context: RequestContext, hosted_sessions: HostedSessionService
+        self, context: NamedDependency[RequestContext], hosted_sessions: NamedDependency[HostedSessionService]
     ) -> ChatKitSession:
-        return _body(await hosted_sessions.mint(context.user_id))
+        return await hosted_sessions.mint(context.user_id)
 
     @post(
         "/refresh",
@@ -129,9 +128,9 @@ class HostedSessionController(Controller):
     )
     async def refresh_session_legacy(
         self,
-        context: RequestContext,
-        hosted_sessions: HostedSessionService,
-        data: ChatKitSessionRefresh | None = None,
+        context: NamedDependency[RequestContext],
+        hosted_sessions: NamedDependency[HostedSessionService],
+        data: JSONBody[ChatKitSessionRefresh | None] = None,
     ) -> ChatKitSession:
         return await _refresh(context, hosted_sessions, data)
 
@@ -139,9 +138,8 @@ class HostedSessionController(Controller):
 async def _refresh(
     context: RequestContext, hosted_sessions: HostedSessionService, data: ChatKitSessionRefresh | None
 ) -> ChatKitSession:
-    refreshed = await hosted_sessions.refresh(
+    return await hosted_sessions.refresh(
         context.user_id,
         current_client_secret=data.current_client_secret if data else None,
         session_id=data.session_id if data else None,
     )
-    return _body(refreshed)

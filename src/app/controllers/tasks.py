@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from litestar import Controller, delete, get, patch, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, Parameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.contracts import (
@@ -40,7 +40,10 @@ from app.store.db import commit_before_response
 
 
 async def provide_task_service(
-    db_session: AsyncSession, context: RequestContext, settings: Settings, time_zone: str | None
+    db_session: NamedDependency[AsyncSession],
+    context: NamedDependency[RequestContext],
+    settings: NamedDependency[Settings],
+    time_zone: NamedDependency[str | None],
 ) -> AsyncIterator[TaskService]:
     # "Today" (overdue, due today, the summary) is the date in the caller's `Time-Zone`, else
     # in DEFAULT_TIME_ZONE.
@@ -81,9 +84,9 @@ class TaskController(Controller):
     )
     async def list_tasks(
         self,
-        tasks: TaskService,
+        tasks: NamedDependency[TaskService],
         status: Annotated[TaskStatus, Parameter(description="open, completed or all")] = "all",
-        priority: TaskPriority | None = None,
+        priority: Annotated[TaskPriority | None, QueryParameter()] = None,
         due_before: Annotated[dt.date | None, Parameter(description="Due on or before this date")] = None,
         due_after: Annotated[dt.date | None, Parameter(description="Due on or after this date")] = None,
         overdue: Annotated[
@@ -98,7 +101,7 @@ class TaskController(Controller):
             str | None,
             Parameter(min_length=1, max_length=MAX_SEARCH, description="Text in the title or description"),
         ] = None,
-        sort: TaskSort = "created_at",
+        sort: Annotated[TaskSort, QueryParameter()] = "created_at",
         order: Annotated[
             SortOrder | None,
             Parameter(
@@ -130,7 +133,7 @@ class TaskController(Controller):
         return await tasks.list(query)
 
     @post("/", operation_id="CreateTask", summary="Create a task", responses=BAD_INPUT)
-    async def create_task(self, tasks: TaskService, data: TaskCreate) -> Task:
+    async def create_task(self, tasks: NamedDependency[TaskService], data: JSONBody[TaskCreate]) -> Task:
         return await tasks.create(data)
 
     @get(
@@ -139,11 +142,11 @@ class TaskController(Controller):
         summary="Count tasks: open, completed, overdue, due today, open by priority",
         responses=BAD_INPUT,
     )
-    async def summary(self, tasks: TaskService) -> TaskSummary:
+    async def summary(self, tasks: NamedDependency[TaskService]) -> TaskSummary:
         return await tasks.summary()
 
     @get("/{task_id:uuid}", operation_id="GetTask", summary="Get a task", responses=ONE_TASK)
-    async def get_task(self, tasks: TaskService, task_id: TaskId) -> Task:
+    async def get_task(self, tasks: NamedDependency[TaskService], task_id: TaskId) -> Task:
         return await tasks.get(task_id)
 
     @patch(
@@ -154,11 +157,13 @@ class TaskController(Controller):
         "`completed` marks the task done or reopens it.",
         responses=ONE_TASK,
     )
-    async def update_task(self, tasks: TaskService, task_id: TaskId, data: TaskUpdate) -> Task:
+    async def update_task(
+        self, tasks: NamedDependency[TaskService], task_id: TaskId, data: JSONBody[TaskUpdate]
+    ) -> Task:
         return await tasks.update(task_id, data)
 
     @delete("/{task_id:uuid}", operation_id="DeleteTask", summary="Delete a task", responses=ONE_TASK)
-    async def delete_task(self, tasks: TaskService, task_id: TaskId) -> None:
+    async def delete_task(self, tasks: NamedDependency[TaskService], task_id: TaskId) -> None:
         await tasks.delete(task_id)
 
     @post(
@@ -169,7 +174,7 @@ class TaskController(Controller):
         status_code=200,
         responses=ONE_TASK,
     )
-    async def complete_task(self, tasks: TaskService, task_id: TaskId) -> Task:
+    async def complete_task(self, tasks: NamedDependency[TaskService], task_id: TaskId) -> Task:
         return await tasks.complete(task_id)
 
     @post(
@@ -179,5 +184,5 @@ class TaskController(Controller):
         status_code=200,
         responses=ONE_TASK,
     )
-    async def reopen_task(self, tasks: TaskService, task_id: TaskId) -> Task:
+    async def reopen_task(self, tasks: NamedDependency[TaskService], task_id: TaskId) -> Task:
         return await tasks.reopen(task_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from app.agents.chatkit.time_zone import CLIENT_TOOLS
 
@@ -36,7 +36,7 @@ def parse_client_tools(value: str | None) -> frozenset[str]:
 def provide_client_tools(
     client_tools_header: Annotated[
         str | None,
-        Parameter(header=CLIENT_TOOLS_HEADER, description=CLIENT_TOOLS_DESCRIPTION, required=False),
+        HeaderParameter(name=CLIENT_TOOLS_HEADER, description=CLIENT_TOOLS_DESCRIPTION, required=False),
     ] = None,
 ) -> frozenset[str]:
     return parse_client_tools(client_tools_header)

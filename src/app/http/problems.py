@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -38,11 +39,18 @@ from app.core.errors import (
     UpstreamError,
     UpstreamFailure,
 )
-from app.store.connections import STATEMENT_CACHE_HINT, database_cause, statement_cache_unsupported
+from app.store.connections import (
+    STATEMENT_CACHE_HINT,
+    database_cause,
+    database_unavailable,
+    statement_cache_unsupported,
+)
 
 log = logging.getLogger("app.errors")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Answered before the body was read to its end: the connection is closed after them.
+CLOSES_CONNECTION = frozenset({408, 413})
 
 
 # The HTTP status of each domain error; the most specific class listed wins.
@@ -101,7 +109,7 @@ def problem_response(
         errors=errors,
     )
     response_headers = dict(headers or {})
-    if status in {408, 413}:
+    if status in CLOSES_CONNECTION:
         # Refused before the body was read to its end: close the connection, so a client does not
         # reuse it for its next request while the rest of this body is still on the way.
         response_headers.setdefault("Connection", "close")
@@ -167,16 +175,23 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return problem_response(request, status, detail, headers=headers)
 
 
-def handle_auth(request: Request[Any, Any, Any], exc: AuthError) -> Response[bytes]:
-    return problem_response(
-        request,
-        401,
-        f"Authentication failed: {exc.reason}.",
-        headers={"WWW-Authenticate": 'Bearer realm="taskpilot", error="invalid_token"'},
-    )
+# The challenge of a 401 for a bearer token that failed (RFC 6750), on every path that answers one.
+INVALID_TOKEN_CHALLENGE = 'Bearer realm="taskpilot", error="invalid_token"'
 
 
-def handle_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
+@dataclass(frozen=True, slots=True)
+class DomainProblem:
+    """The problem document a domain error answers with, whoever sends it: Litestar's handlers
+    below, or a mount Litestar's handlers do not see (`app.controllers.mcp`)."""
+
+    status: int
+    title: str
+    detail: str
+    errors: list[dict[str, str]] | None
+    headers: dict[str, str]
+
+
+def domain_problem(exc: DomainError) -> DomainProblem:
     if exc.errors:
         errors: list[dict[str, str]] | None = exc.errors
     elif exc.field:
@@ -186,10 +201,24 @@ def handle_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response
     headers: dict[str, str] = {}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
+    detail = exc.detail
+    if isinstance(exc, AuthError):
+        detail = f"Authentication failed: {exc.reason}."
+        headers["WWW-Authenticate"] = INVALID_TOKEN_CHALLENGE
     status = status_of(exc)
+    if status in CLOSES_CONNECTION:
+        headers["Connection"] = "close"
     # RFC 9110's name for 413; Python 3.11's HTTPStatus still says "Request Entity Too Large".
-    title = "Content Too Large" if status == 413 else None
-    return problem_response(request, status, exc.detail, title=title, errors=errors, headers=headers)
+    title = "Content Too Large" if status == 413 else HTTPStatus(status).phrase
+    return DomainProblem(status=status, title=title, detail=detail, errors=errors, headers=headers)
+
+
+def handle_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
+    """Every domain error, `AuthError` included (401 with its challenge)."""
+    problem = domain_problem(exc)
+    return problem_response(
+        request, problem.status, problem.detail, title=problem.title, errors=problem.errors, headers=problem.headers
+    )
 
 
 def handle_not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -207,7 +236,7 @@ def handle_database(request: Request[Any, Any, Any], exc: Exception) -> Response
             "The service is misconfigured for its database pooler; retry later.",
             headers={"Retry-After": "30"},
         )
-    if not _is_unavailable(exc):
+    if not database_unavailable(exc):
         return handle_unexpected(request, exc)
     # The driver's error, not Advanced Alchemy's wrapper (a closed connection comes as IntegrityError).
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path, database_cause(exc))
@@ -217,37 +246,6 @@ def handle_database(request: Request[Any, Any, Any], exc: Exception) -> Response
         "The database is unavailable right now; retry in a few seconds.",
         headers={"Retry-After": "5"},
     )
-
-
-def _is_unavailable(exc: BaseException) -> bool:
-    # Advanced Alchemy's repositories re-raise driver errors as their own RepositoryError (a
-    # closed connection even as IntegrityError), the original error as the cause: follow it.
-    for _ in range(5):
-        if not isinstance(exc, RepositoryError) or exc.__cause__ is None:
-            break
-        exc = exc.__cause__
-    if isinstance(exc, SQLAlchemyTimeoutError | OSError | TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        orig = exc.orig
-        # SQLAlchemy's asyncpg adapter raises its own generic `Error` for what the server says
-        # (57P03 "cannot connect now": starting, shutting down, failing over): the driver's
-        # error, which names it, is its cause.
-        names = {type(error).__name__ for error in (orig, getattr(orig, "__cause__", None)) if error is not None}
-        return isinstance(orig, OSError | TimeoutError) or bool(names & _UNAVAILABLE_DRIVER_ERRORS)
-    return False
-
-
-_UNAVAILABLE_DRIVER_ERRORS = {
-    "ConnectionDoesNotExistError",
-    "CannotConnectNowError",
-    "ConnectionFailureError",
-    "InterfaceError",
-    "AdminShutdownError",
-    "TooManyConnectionsError",
-}
 
 
 def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
@@ -283,7 +281,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ValidationException: handle_validation,
     HTTPException: handle_http,
-    AuthError: handle_auth,
+    AuthError: handle_domain,
     DomainError: handle_domain,
     RepositoryNotFoundError: handle_not_found,
     ChatKitNotFoundError: handle_not_found,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from app.core.clock import TIME_ZONE_HEADER, parse_time_zone
 
@@ -22,8 +22,8 @@ TIME_ZONE_DESCRIPTION = (
 def provide_time_zone(
     time_zone_header: Annotated[
         str | None,
-        Parameter(
-            header=TIME_ZONE_HEADER,
+        HeaderParameter(
+            name=TIME_ZONE_HEADER,
             description=TIME_ZONE_DESCRIPTION,
             required=False,
         ),

@@ -21,6 +21,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from app.ops.openai_failures import describe_openai_failure
+
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _TURN = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
 
@@ -111,15 +113,7 @@ def render() -> tuple[bytes, str]:
 
 def error_kind(exc: BaseException) -> str:
     """A short, bounded label for an exception (never its message)."""
-    name = type(exc).__name__
-    return {
-        "AuthenticationError": "auth",
-        "PermissionDeniedError": "auth",
-        "RateLimitError": "rate_limit",
-        "APITimeoutError": "timeout",
-        "APIConnectionError": "unreachable",
-        "NotFoundError": "not_found",
-        "BadRequestError": "bad_request",
-        "InternalServerError": "server_error",
-        "MaxTurnsExceeded": "max_turns",
-    }.get(name, "other")
+    failure = describe_openai_failure(exc)
+    if failure is not None:
+        return failure.metric_label
+    return "max_turns" if type(exc).__name__ == "MaxTurnsExceeded" else "other"

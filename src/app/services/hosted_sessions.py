@@ -27,11 +27,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from dataclasses import dataclass
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.contracts import ChatKitSession
 from app.core.clock import utcnow
 from app.core.errors import Conflict, DomainError, NotFound, ServiceUnavailable, UpstreamError
 from app.core.limits import RateLimiter, enforce
@@ -72,13 +72,6 @@ class AlreadyRefreshed(Conflict):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class MintedSession:
-    client_secret: str
-    session_id: str
-    expires_at: dt.datetime
-
-
 class HostedSessionService:
     """Mint, refresh and cancel hosted sessions for one request's user."""
 
@@ -88,7 +81,7 @@ class HostedSessionService:
         self.upstream = upstream
         self.limiter = limiter
 
-    async def mint(self, user_id: str) -> MintedSession:
+    async def mint(self, user_id: str) -> ChatKitSession:
         self._require_configured()
         await self._admit(user_id)
         # A mint writes one row and reads nothing: in autocommit that INSERT is durable when it
@@ -105,7 +98,7 @@ class HostedSessionService:
         *,
         current_client_secret: str | None = None,
         session_id: str | None = None,
-    ) -> MintedSession:
+    ) -> ChatKitSession:
         if current_client_secret is not None and session_id is not None:
             raise DomainError("Send either current_client_secret or session_id, not both.", field="session_id")
         self._require_configured()
@@ -254,9 +247,12 @@ def _expired(row: HostedSession) -> bool:
     return row.expires_at is not None and row.expires_at <= utcnow()
 
 
-def _minted(session: UpstreamSession) -> MintedSession:
-    return MintedSession(
-        client_secret=session.client_secret, session_id=session.session_id, expires_at=session.expires_at
+def _minted(session: UpstreamSession) -> ChatKitSession:
+    return ChatKitSession(
+        client_secret=session.client_secret,
+        session_id=session.session_id,
+        expires_at=session.expires_at,
+        status="success",
     )
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -29,6 +27,7 @@ from openai.types.beta.chatkit import (
 
 from app.core.errors import UpstreamError
 from app.ops import metrics
+from app.ops.openai_failures import OpenAIFailureKind, describe_openai_failure
 from app.settings import Settings
 
 log = logging.getLogger("app.hosted")
@@ -37,8 +36,6 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # One quick retry rides out a dropped connection or a one-off 5xx; more would keep a browser
 # waiting on a page load that its own retry logic handles better.
 MAX_RETRIES = 1
-DEFAULT_RETRY_AFTER_SECONDS = 10
-MAX_RETRY_AFTER_SECONDS = 3600
 
 
 # What `beta.chatkit.sessions.*` send with every call.
@@ -49,24 +46,23 @@ class _MintedWorkflow(msgspec.Struct):
     version: str | None = None
 
 
-class _MintedSession(msgspec.Struct):
-    """The fields of OpenAI's `ChatSession` TaskPilot reads (the rest is ignored)."""
+class UpstreamSession(msgspec.Struct, frozen=True, kw_only=True):
+    """A session OpenAI minted: the fields of its `ChatSession` TaskPilot reads (the rest is
+    ignored), decoded straight from OpenAI's answer. What a caller receives is the contract's
+    `ChatKitSession`, made from this by `app.services.hosted_sessions`."""
 
-    id: str
+    session_id: str = msgspec.field(name="id")
     client_secret: str
-    expires_at: int
+    expires_at: dt.datetime  # OpenAI sends a Unix timestamp: decoded as an aware UTC datetime
     workflow: _MintedWorkflow | None = None
 
+    @property
+    def workflow_version(self) -> str | None:
+        return self.workflow.version if self.workflow else None
 
-_SESSION_DECODER = msgspec.json.Decoder(_MintedSession)
 
-
-@dataclass(frozen=True, slots=True)
-class UpstreamSession:
-    session_id: str
-    client_secret: str
-    expires_at: dt.datetime
-    workflow_version: str | None
+# Not strict: OpenAI's `expires_at` is a Unix timestamp, which only a lax decoder turns into a datetime.
+_SESSION_DECODER = msgspec.json.Decoder(UpstreamSession, strict=False)
 
 
 class UpstreamSessionGone(Exception):
@@ -168,13 +164,12 @@ class HostedChatKit:
                 "retry in a few seconds. If it keeps happening, the operator must check OPENAI_BASE_URL.",
                 failure="rejected",
             ) from None
-        return UpstreamSession(
-            session_id=session.id,
-            client_secret=session.client_secret,
-            expires_at=dt.datetime.fromtimestamp(session.expires_at, dt.UTC),
-            workflow_version=(session.workflow.version if session.workflow else None)
-            or self.settings.chatkit_workflow_version,
-        )
+        if session.workflow_version is None and self.settings.chatkit_workflow_version:
+            # The version this server asked for, when OpenAI's answer does not name one.
+            session = msgspec.structs.replace(
+                session, workflow=_MintedWorkflow(version=self.settings.chatkit_workflow_version)
+            )
+        return session
 
     async def cancel(self, session_id: str, *, user_id: str) -> None:
         """Cancel `session_id` upstream; `UpstreamSessionGone` when OpenAI no longer knows it."""
@@ -186,78 +181,45 @@ class HostedChatKit:
             raise _translate(exc, operation="cancel", user_id=user_id) from None
 
 
+# What each kind of failure (`app.ops.openai_failures`) means for a ChatKit session request.
+_WORDS: dict[OpenAIFailureKind, str] = {
+    "timeout": "OpenAI did not answer in time while handling the ChatKit session; retry in a few seconds. "
+    "If it keeps happening, the operator can raise OPENAI_TIMEOUT_SECONDS.",
+    "unreachable": "OpenAI could not be reached to handle the ChatKit session; retry in a few seconds. "
+    "If it persists, the operator must check the server's outbound network and OPENAI_BASE_URL.",
+    "auth": "The server's OpenAI credentials were rejected. Retrying will not help: the operator must "
+    "check OPENAI_API_KEY and that its project may use ChatKit and the configured workflow.",
+    "quota": "The server's OpenAI account has no quota left for ChatKit sessions. "
+    "The operator must check the OpenAI project's billing and limits.",
+    "rate_limit": "OpenAI is rate-limiting this server's ChatKit sessions; retry in {retry_after} seconds.",
+    "not_found": "OpenAI did not find the ChatKit workflow or endpoint. The operator must check "
+    "CHATKIT_WORKFLOW_ID, CHATKIT_WORKFLOW_VERSION and OPENAI_BASE_URL.",
+    "server_error": "OpenAI failed while handling the ChatKit session (HTTP {status}); retry in a few seconds.",
+    "refused": "OpenAI refused the ChatKit session request (HTTP {status}). The operator must check "
+    "CHATKIT_WORKFLOW_ID, CHATKIT_WORKFLOW_VERSION and the CHATKIT_* session settings.",
+    "unreadable": "OpenAI's answer to the ChatKit session request could not be understood; retry, and if it "
+    "persists the operator must check OPENAI_BASE_URL.",
+}
+# OpenAI answers "Workflow with id 'wf_…' not found." both for a wrong id and for a key from
+# another project than the workflow's (the usual cause when the id looks right).
+_WORKFLOW_NOT_FOUND = (
+    "OpenAI found no ChatKit workflow with the configured id. Retrying will not help: the "
+    "operator must check CHATKIT_WORKFLOW_ID (and CHATKIT_WORKFLOW_VERSION, if set), and that "
+    "OPENAI_API_KEY belongs to the OpenAI project that owns the workflow."
+)
+
+
 def _translate(exc: openai.OpenAIError, *, operation: str, user_id: str) -> UpstreamError:
     """What to tell the caller about an SDK failure. Never OpenAI's message: it may quote secrets."""
-    fields: dict[str, Any] = {"operation": operation, "user_id": user_id, "error": type(exc).__name__}
-    if isinstance(exc, openai.APIError):
-        fields.update(upstream_type=exc.type, upstream_code=exc.code)
-    if isinstance(exc, openai.APIStatusError):
-        fields.update(upstream_status=exc.status_code, upstream_request_id=exc.request_id)
+    failure = describe_openai_failure(exc)
+    assert failure is not None  # an OpenAIError always has a kind
+    fields = {"operation": operation, "user_id": user_id, **(failure.log_fields or {})}
     log.warning("openai chatkit session %s failed", operation, extra={"fields": fields})
-    metrics.UPSTREAM_ERRORS.labels(kind=metrics.error_kind(exc)).inc()
-
-    if isinstance(exc, openai.APITimeoutError):
-        return UpstreamError(
-            "OpenAI did not answer in time while handling the ChatKit session; retry in a few seconds. "
-            "If it keeps happening, the operator can raise OPENAI_TIMEOUT_SECONDS.",
-            failure="timeout",
-        )
-    if isinstance(exc, openai.APIConnectionError):
-        return UpstreamError(
-            "OpenAI could not be reached to handle the ChatKit session; retry in a few seconds. "
-            "If it persists, the operator must check the server's outbound network and OPENAI_BASE_URL.",
-            failure="unavailable",
-        )
-    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return UpstreamError(
-            "The server's OpenAI credentials were rejected. Retrying will not help: the operator must "
-            "check OPENAI_API_KEY and that its project may use ChatKit and the configured workflow.",
-            failure="rejected",
-        )
-    if isinstance(exc, openai.RateLimitError):
-        if exc.code == "insufficient_quota":
-            return UpstreamError(
-                "The server's OpenAI account has no quota left for ChatKit sessions. "
-                "The operator must check the OpenAI project's billing and limits.",
-                failure="unavailable",
-            )
-        wait = retry_after_seconds(exc.response.headers)
-        return UpstreamError(
-            f"OpenAI is rate-limiting this server's ChatKit sessions; retry in {wait} seconds.",
-            failure="unavailable",
-            retry_after=wait,
-        )
-    if isinstance(exc, openai.NotFoundError):
-        if _names_workflow(exc):
-            # OpenAI answers "Workflow with id 'wf_…' not found." both for a wrong id and for a key
-            # from another project than the workflow's (the usual cause when the id looks right).
-            return UpstreamError(
-                "OpenAI found no ChatKit workflow with the configured id. Retrying will not help: the "
-                "operator must check CHATKIT_WORKFLOW_ID (and CHATKIT_WORKFLOW_VERSION, if set), and that "
-                "OPENAI_API_KEY belongs to the OpenAI project that owns the workflow.",
-                failure="rejected",
-            )
-        return UpstreamError(
-            "OpenAI did not find the ChatKit workflow or endpoint. The operator must check "
-            "CHATKIT_WORKFLOW_ID, CHATKIT_WORKFLOW_VERSION and OPENAI_BASE_URL.",
-            failure="rejected",
-        )
-    if isinstance(exc, openai.InternalServerError):
-        return UpstreamError(
-            f"OpenAI failed while handling the ChatKit session (HTTP {exc.status_code}); retry in a few seconds.",
-            failure="rejected",
-        )
-    if isinstance(exc, openai.APIStatusError):
-        return UpstreamError(
-            f"OpenAI refused the ChatKit session request (HTTP {exc.status_code}). The operator must check "
-            "CHATKIT_WORKFLOW_ID, CHATKIT_WORKFLOW_VERSION and the CHATKIT_* session settings.",
-            failure="rejected",
-        )
-    return UpstreamError(
-        "OpenAI's answer to the ChatKit session request could not be understood; retry, and if it "
-        "persists the operator must check OPENAI_BASE_URL.",
-        failure="rejected",
-    )
+    metrics.UPSTREAM_ERRORS.labels(kind=failure.metric_label).inc()
+    words = _WORDS
+    if failure.kind == "not_found" and isinstance(exc, openai.APIStatusError) and _names_workflow(exc):
+        words = {**_WORDS, "not_found": _WORKFLOW_NOT_FOUND}
+    return failure.upstream_error(words)
 
 
 def _names_workflow(exc: openai.APIStatusError) -> bool:
@@ -268,18 +230,3 @@ def _names_workflow(exc: openai.APIStatusError) -> bool:
     if isinstance(error, dict):
         texts += [str(error.get("param") or ""), str(error.get("code") or "")]
     return any("workflow" in text.lower() for text in texts)
-
-
-def retry_after_seconds(headers: httpx2.Headers) -> int:
-    """Seconds from `retry-after-ms` or `retry-after` (delta form), clamped; a default otherwise."""
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / divisor
-        except ValueError:
-            continue
-        if math.isfinite(seconds) and seconds >= 0:
-            return min(MAX_RETRY_AFTER_SECONDS, max(1, math.ceil(seconds)))
-    return DEFAULT_RETRY_AFTER_SECONDS

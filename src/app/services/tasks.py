@@ -30,6 +30,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.contracts import (
+    TASK_LIMITS,
     SortOrder,
     Task,
     TaskCreate,
@@ -51,11 +52,12 @@ from app.store.tasks import TaskFilter, TaskRepository, sort_value, to_task
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 200
-MAX_TITLE: Final = 200
-MAX_DESCRIPTION: Final = 5000
-MAX_TAGS: Final = 20
-MAX_TAG_LENGTH: Final = 40
-MAX_SEARCH: Final = 200
+# The length limits, by the names the rules below use (the table is `app.contracts.TASK_LIMITS`).
+MAX_TITLE: Final = TASK_LIMITS.title
+MAX_DESCRIPTION: Final = TASK_LIMITS.description
+MAX_TAGS: Final = TASK_LIMITS.tags
+MAX_TAG_LENGTH: Final = TASK_LIMITS.tag
+MAX_SEARCH: Final = TASK_LIMITS.search
 MAX_FIND: Final = 100  # ids looked up by one statement (the tags of a conversation)
 # Past every task a user may keep (QUOTA_TASKS_PER_USER tops out far below), and far inside BIGINT.
 MAX_OFFSET: Final = 10_000_000

@@ -17,14 +17,13 @@ import binascii
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import openai
 from openai import AsyncOpenAI
 
 from app.core.errors import PayloadTooLarge, ProtocolError, UnsupportedMediaType, UpstreamError
 from app.ops import metrics
-from app.services.openai_sessions import retry_after_seconds
+from app.ops.openai_failures import OpenAIFailureKind, describe_openai_failure
 from app.settings import Settings
 
 log = logging.getLogger("app.transcription")
@@ -151,70 +150,34 @@ class Transcriber:
         return str(getattr(result, "text", "") or "")
 
 
+# What each kind of failure (`app.ops.openai_failures`) means for a dictation.
+_WORDS: dict[OpenAIFailureKind, str] = {
+    "timeout": "OpenAI did not transcribe the audio in time; dictate again in a few seconds. If it keeps "
+    "happening, the operator can raise OPENAI_TIMEOUT_SECONDS.",
+    "unreachable": "OpenAI could not be reached to transcribe the audio; dictate again in a few seconds. If it "
+    "persists, the operator must check the server's outbound network and OPENAI_BASE_URL.",
+    "auth": "The server's OpenAI credentials were rejected for transcription. Retrying will not help: the "
+    "operator must check OPENAI_API_KEY and that its project may use TRANSCRIPTION_MODEL.",
+    "quota": "The server's OpenAI account has no quota left for transcription. "
+    "The operator must check the OpenAI project's billing and limits.",
+    "rate_limit": "OpenAI is rate-limiting this server's transcriptions; dictate again in a little while.",
+    "not_found": "OpenAI did not find the transcription model or endpoint. The operator must check "
+    "TRANSCRIPTION_MODEL and OPENAI_BASE_URL.",
+    "server_error": "OpenAI failed while transcribing the audio (HTTP {status}); dictate again in a few seconds.",
+    "refused": "OpenAI refused to transcribe the audio (HTTP {status}): it may be unreadable or "
+    "in a format it does not decode; record again. If it persists, the operator must check "
+    "TRANSCRIPTION_MODEL.",
+    "unreadable": "OpenAI's answer to the transcription request could not be understood; dictate again, and if it "
+    "persists the operator must check OPENAI_BASE_URL.",
+}
+
+
 def _translate(exc: openai.OpenAIError, *, user_id: str | None) -> UpstreamError:
     """What to tell the caller about an SDK failure. Never OpenAI's message: it may quote secrets."""
-    fields: dict[str, Any] = {"operation": "transcribe", "user_id": user_id, "error": type(exc).__name__}
-    if isinstance(exc, openai.APIError):
-        fields.update(upstream_type=exc.type, upstream_code=exc.code)
-    if isinstance(exc, openai.APIStatusError):
-        fields.update(upstream_status=exc.status_code, upstream_request_id=exc.request_id)
+    failure = describe_openai_failure(exc)
+    assert failure is not None  # an OpenAIError always has a kind
+    fields = {"operation": "transcribe", "user_id": user_id, **(failure.log_fields or {})}
     log.warning("openai transcription failed", extra={"fields": fields})
-    metrics.UPSTREAM_ERRORS.labels(kind=metrics.error_kind(exc)).inc()
-
-    if isinstance(exc, openai.APITimeoutError):
-        return UpstreamError(
-            "OpenAI did not transcribe the audio in time; dictate again in a few seconds. If it keeps "
-            "happening, the operator can raise OPENAI_TIMEOUT_SECONDS.",
-            failure="timeout",
-        )
-    if isinstance(exc, openai.APIConnectionError):
-        return UpstreamError(
-            "OpenAI could not be reached to transcribe the audio; dictate again in a few seconds. If it "
-            "persists, the operator must check the server's outbound network and OPENAI_BASE_URL.",
-            failure="unavailable",
-            # The connection may have dropped after the upload reached OpenAI.
-            sent=True,
-        )
-    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return UpstreamError(
-            "The server's OpenAI credentials were rejected for transcription. Retrying will not help: the "
-            "operator must check OPENAI_API_KEY and that its project may use TRANSCRIPTION_MODEL.",
-            failure="rejected",
-        )
-    if isinstance(exc, openai.RateLimitError):
-        if exc.code == "insufficient_quota":
-            return UpstreamError(
-                "The server's OpenAI account has no quota left for transcription. "
-                "The operator must check the OpenAI project's billing and limits.",
-                failure="unavailable",
-                sent=True,
-            )
-        return UpstreamError(
-            "OpenAI is rate-limiting this server's transcriptions; dictate again in a little while.",
-            failure="unavailable",
-            retry_after=retry_after_seconds(exc.response.headers),
-            sent=True,
-        )
-    if isinstance(exc, openai.NotFoundError):
-        return UpstreamError(
-            "OpenAI did not find the transcription model or endpoint. The operator must check "
-            "TRANSCRIPTION_MODEL and OPENAI_BASE_URL.",
-            failure="rejected",
-        )
-    if isinstance(exc, openai.InternalServerError):
-        return UpstreamError(
-            f"OpenAI failed while transcribing the audio (HTTP {exc.status_code}); dictate again in a few seconds.",
-            failure="rejected",
-        )
-    if isinstance(exc, openai.APIStatusError):
-        return UpstreamError(
-            f"OpenAI refused to transcribe the audio (HTTP {exc.status_code}): it may be unreadable or "
-            "in a format it does not decode; record again. If it persists, the operator must check "
-            "TRANSCRIPTION_MODEL.",
-            failure="rejected",
-        )
-    return UpstreamError(
-        "OpenAI's answer to the transcription request could not be understood; dictate again, and if it "
-        "persists the operator must check OPENAI_BASE_URL.",
-        failure="rejected",
-    )
+    metrics.UPSTREAM_ERRORS.labels(kind=failure.metric_label).inc()
+    # The upload may have reached OpenAI (a connection can drop after it), which may have done the work.
+    return failure.upstream_error(_WORDS, sent=True)

@@ -13,7 +13,7 @@ The ChatKit Store retries its calls on its own (`app.store.chatkit_store`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -22,37 +22,66 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger("app.store")
 
-# What asyncpg raises when the server ended the connection (when SQLAlchemy has not already
-# flagged the error as a disconnect): PostgreSQL's 57P01-57P03 and a socket closed mid-operation.
-_CONNECTION_DIED = frozenset(
-    {"ConnectionDoesNotExistError", "AdminShutdownError", "CrashShutdownError", "CannotConnectNowError"}
+# The driver's errors (asyncpg's, by name) that mean the database cannot be used on this
+# connection right now, whatever the statement: retried on a fresh connection by the stores, and
+# answered 503 (retry) rather than 500 by `app.http.problems`. One list for both, so they agree.
+CONNECTION_LOST_ERRORS = frozenset(
+    {
+        "ConnectionDoesNotExistError",  # the socket closed mid-operation
+        "ConnectionFailureError",  # 08006
+        "AdminShutdownError",  # 57P01: terminated by an administrator (pg_terminate_backend, a restart)
+        "CrashShutdownError",  # 57P02
+        "CannotConnectNowError",  # 57P03: starting up, shutting down, failing over
+        "TooManyConnectionsError",  # 53300: no connection slot left on the server
+    }
 )
+# Not `InterfaceError`: asyncpg raises it for misuse too (a second statement on a busy connection,
+# a bug that must stay a 500); a closed connection's InterfaceError is flagged by SQLAlchemy
+# (`connection_invalidated`) and counted through that.
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then the errors it was raised from: Advanced Alchemy wraps driver errors, the
+    original as the cause."""
+    for _ in range(5):
+        yield exc
+        if exc.__cause__ is None:
+            return
+        exc = exc.__cause__
 
 
 def connection_died(exc: BaseException) -> bool:
-    """True when `exc` means the database connection was lost, so the call may run again."""
-    for _ in range(5):  # Advanced Alchemy wraps driver errors, the original as the cause
-        if isinstance(exc, DBAPIError):
-            if exc.connection_invalidated:
+    """True when `exc` means the database connection was lost (or none could be opened), so the
+    call may run again on a fresh one."""
+    for error in _chain(exc):
+        if isinstance(error, DBAPIError):
+            if error.connection_invalidated:
                 return True
-            orig = exc.orig
-            return isinstance(orig, ConnectionError) or type(orig).__name__ in _CONNECTION_DIED
-        if isinstance(exc, ConnectionError):
+            orig = error.orig
+            # SQLAlchemy's asyncpg adapter raises its own generic `Error` for what the server says
+            # (57P01-57P03): the driver's error, which names it, is its cause.
+            drivers = [e for e in (orig, getattr(orig, "__cause__", None)) if e is not None]
+            return any(isinstance(e, ConnectionError) or type(e).__name__ in CONNECTION_LOST_ERRORS for e in drivers)
+        if isinstance(error, ConnectionError):
             return True
-        if exc.__cause__ is None:
-            return False
-        exc = exc.__cause__
     return False
 
 
 def pool_exhausted(exc: BaseException) -> bool:
     """True when `exc` means no pooled connection came free within the pool's timeout."""
-    for _ in range(5):
-        if isinstance(exc, PoolTimeout):
+    return any(isinstance(error, PoolTimeout) for error in _chain(exc))
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database is unreachable, lost the connection or had none free in
+    time: worth a retry in a few seconds (503), not a bug (500)."""
+    if connection_died(exc) or pool_exhausted(exc):
+        return True
+    for error in _chain(exc):
+        if isinstance(error, OSError | TimeoutError):
             return True
-        if exc.__cause__ is None:
-            return False
-        exc = exc.__cause__
+        if isinstance(error, DBAPIError):
+            return isinstance(error.orig, OSError | TimeoutError)
     return False
 
 

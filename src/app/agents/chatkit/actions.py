@@ -26,7 +26,7 @@ from app.agents.chatkit.widgets import (
     widget_back,
 )
 from app.agents.tools import compact_task, parse_due_date
-from app.contracts import TaskUpdate
+from app.contracts import TASK_LIMITS, TaskUpdate
 from app.core.clock import Now, utcnow, zone_clock
 from app.core.errors import DomainError, NotFound
 from app.services.tasks import TaskService
@@ -64,7 +64,7 @@ class TaskEditForm(TaskRef):
     model_config = ConfigDict(extra="ignore")
 
     # Optional but never null: a title the form sends must be text.
-    title: str = Field(default=None, description="The new title (1 to 200 characters)")  # type: ignore[assignment]
+    title: str = Field(default=None, description=f"The new title (1 to {TASK_LIMITS.title} characters)")  # type: ignore[assignment]
     due_date: str | None = Field(
         default=None,
         description="An ISO date, a date picker's timestamp (its day where the user is), a relative date "

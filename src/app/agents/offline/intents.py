@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Literal
 
+from app.contracts import TASK_LIMITS
+
 IntentKind = Literal[
     "add", "list", "get", "update", "complete", "reopen", "delete", "summary", "help", "greeting", "unknown"
 ]
@@ -457,8 +459,8 @@ def _add_intent(rest: str, today: date) -> Intent:
     intent.title = _clean_title(rest)
     if not intent.title:
         intent.problem = intent.problem or "What should the task be called? Try 'add a task to buy milk'."
-    elif len(intent.title) > 200:
-        intent.title = intent.title[:200].rstrip()
+    elif len(intent.title) > TASK_LIMITS.title:
+        intent.title = intent.title[: TASK_LIMITS.title].rstrip()
     return intent
 
 

@@ -96,11 +96,20 @@ class AttachmentService(AttachmentStore[RequestContext]):
         self.limits = limits or UserLimits()
 
     @classmethod
-    def from_settings(cls, settings: Settings, database: SQLAlchemyAsyncConfig | SessionMaker) -> AttachmentService:
+    def from_settings(
+        cls,
+        settings: Settings,
+        database: SQLAlchemyAsyncConfig | SessionMaker,
+        *,
+        limits: UserLimits | None = None,
+    ) -> AttachmentService:
+        """The service over its own ChatKit Store (blobs deleted with threads, fresh links);
+        `limits` the app's per-user limits (read from `settings` when not given)."""
         blobs = BlobStorage.from_settings(settings)
         links = AttachmentLinks.from_settings(settings)
         store = BlobAwareChatKitStore(database, blobs=blobs, links=links)
-        return cls(store, blobs, AttachmentPolicy.from_settings(settings), links, UserLimits.from_settings(settings))
+        policy = AttachmentPolicy.from_settings(settings)
+        return cls(store, blobs, policy, links, limits or UserLimits.from_settings(settings))
 
     def _links(self) -> AttachmentLinks:
         if self.links is None:
