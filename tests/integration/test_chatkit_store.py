@@ -69,31 +69,15 @@ from app.core.context import RequestContext
 from app.settings import Settings
 from app.store.chatkit_store import ChatKitStore, ItemIdConflictError
 from app.store.models import Base, ChatAttachment, ChatFeedback, ChatItem, ChatThread
+from tests.support.chatkit_items import T0, make_thread, message
 
 ALICE = RequestContext(user_id="alice")
 BOB = RequestContext(user_id="bob")
-T0 = dt.datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
 
 
 @pytest.fixture
 def store(session_maker: async_sessionmaker[Any]) -> ChatKitStore[RequestContext]:
     return ChatKitStore(session_maker)
-
-
-def make_thread(
-    thread_id: str = "thr_1", *, created_at: dt.datetime = T0, title: str | None = "Groceries"
-) -> ThreadMetadata:
-    return ThreadMetadata(id=thread_id, title=title, created_at=created_at, metadata={"source": "test", "n": [1, 2]})
-
-
-def message(item_id: str, thread_id: str = "thr_1", *, text: str = "hi", at: dt.datetime = T0) -> UserMessageItem:
-    return UserMessageItem(
-        id=item_id,
-        thread_id=thread_id,
-        created_at=at,
-        content=[UserMessageTextContent(text=text)],
-        inference_options=InferenceOptions(),
-    )
 
 
 def one_of_every_item(thread_id: str = "thr_1") -> list[ThreadItem]:

@@ -1,7 +1,10 @@
 """Feedback is readable by the operator (issue 18, item 7): a metric by kind on /metrics, and
 `taskpilot feedback export` (CSV or JSON Lines of thread id, item id, kind, time; the judged
 message's text only with `--include-text`). A real server process over real HTTP, then the real
-command line against the same database (SQLite file and PostgreSQL)."""
+command line against the same database (SQLite file and PostgreSQL).
+
+The live tests run on the run's shared default servers, as users of their own: they read the
+metric as a change across their own requests and keep to their own threads in the exports."""
 
 from __future__ import annotations
 
@@ -15,14 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from app.core.context import RequestContext
 from app.services.feedback import FeedbackExport, export_feedback
 from app.store.chatkit_store import ChatKitStore
-from tests.integration.test_chatkit_store import make_thread, message
 from tests.support.auth import token
 from tests.support.chatkit_client import ChatKitClient
-from tests.support.servers import run_cli
+from tests.support.chatkit_items import make_thread, message
+from tests.support.servers import LiveServer, ServerPool, run_cli, unique_user
 
 
 def metric(text: str, kind: str) -> float:
@@ -37,16 +41,30 @@ async def assistant_message(client: ChatKitClient, text: str) -> tuple[str, str]
     return created.thread_id, item.id
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_server(request: pytest.FixtureRequest, live_servers: ServerPool) -> LiveServer:
+    """The run's shared default server on a SQLite file, then on PostgreSQL."""
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_url")  # skips (or fails under CI) without PostgreSQL
+    return live_servers.get(database=request.param)
+
+
+def ours(rows: list[dict[str, str]], *threads: str) -> list[tuple[str, str, str]]:
+    """The exported rows of `threads` (a shared database holds other tests' feedback too), sorted."""
+    return sorted((r["thread_id"], r["item_id"], r["kind"]) for r in rows if r["thread_id"] in threads)
+
+
 async def test_feedback_is_counted_by_kind_and_exported_without_text_unless_asked(
-    live_server_factory, server_database_url: str, tmp_path: Path
+    shared_server: LiveServer, tmp_path: Path
 ) -> None:
-    server = live_server_factory({"DATABASE_URL": server_database_url})
+    server = shared_server
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        alice, bob = ChatKitClient(http, token("alice")), ChatKitClient(http, token("bob"))
+        alice = ChatKitClient(http, token(unique_user("alice")))
+        bob = ChatKitClient(http, token(unique_user("bob")))
         alice_thread, alice_item = await assistant_message(alice, "add a task to buy oat milk")
         bob_thread, bob_item = await assistant_message(bob, "add a task to call the plumber")
+        # The tests of one process run one at a time: the change across this test's requests is theirs.
         before = (await http.get("/metrics")).text
-        assert metric(before, "positive") == metric(before, "negative") == 0
 
         for client, thread, item, kind in (
             (alice, alice_thread, alice_item, "negative"),
@@ -61,21 +79,22 @@ async def test_feedback_is_counted_by_kind_and_exported_without_text_unless_aske
         )
         assert refused.status == 404
         after = (await http.get("/metrics")).text
-        assert (metric(after, "positive"), metric(after, "negative")) == (1, 2)
+        counted = {kind: metric(after, kind) - metric(before, kind) for kind in ("positive", "negative")}
+        assert counted == {"positive": 1, "negative": 2}
 
-    env = {**server.env, "DATABASE_URL": server_database_url}
+    env = server.env
+    mine = (alice_thread, bob_thread)
     exported = run_cli(["feedback", "export", "--format", "jsonl"], env)
     rows = [json.loads(line) for line in exported.stdout.splitlines()]
-    assert {(r["thread_id"], r["item_id"], r["kind"]) for r in rows} == {
-        (alice_thread, alice_item, "positive"),
-        (bob_thread, bob_item, "negative"),
-    }
+    # One row per judged item (a changed vote is stored once), none for the refused one.
+    assert ours(rows, *mine) == sorted([(alice_thread, alice_item, "positive"), (bob_thread, bob_item, "negative")])
     assert all(set(r) == {"thread_id", "item_id", "kind", "time"} for r in rows)
     for row in rows:
-        at = dt.datetime.fromisoformat(row["time"])
-        assert at.tzinfo is not None and abs(dt.datetime.now(dt.UTC) - at) < dt.timedelta(minutes=5)
+        if row["thread_id"] in mine:
+            at = dt.datetime.fromisoformat(row["time"])
+            assert at.tzinfo is not None and abs(dt.datetime.now(dt.UTC) - at) < dt.timedelta(minutes=5)
     assert "oat milk" not in exported.stdout.lower() and "plumber" not in exported.stdout.lower()
-    assert "exported 2 feedback rows" in exported.stderr
+    assert f"exported {len(rows)} feedback rows" in exported.stderr
 
     with_text = run_cli(["feedback", "export", "--format", "csv", "--include-text"], env)
     table = list(csv.DictReader(io.StringIO(with_text.stdout)))
@@ -86,8 +105,10 @@ async def test_feedback_is_counted_by_kind_and_exported_without_text_unless_aske
     target = tmp_path / "feedback.csv"
     plain = run_cli(["feedback", "export", "--output", str(target), "--since", "2000-01-01"], env)
     assert plain.stdout == ""
-    assert target.read_text().splitlines()[0] == "thread_id,item_id,kind,time"
-    assert len(target.read_text().splitlines()) == 3
+    with target.open(newline="") as written:
+        assert written.readline().strip() == "thread_id,item_id,kind,time"
+    with target.open(newline="") as written:
+        assert len(ours(list(csv.DictReader(written)), *mine)) == 2
 
     future = run_cli(["feedback", "export", "--format", "jsonl", "--since", "2999-01-01T00:00:00"], env)
     assert future.stdout == ""
@@ -121,13 +142,14 @@ async def test_the_export_pages_through_every_row(session_maker: Any) -> None:
     )
 
 
-def test_the_console_sends_feedback_on_an_answer(live_server_factory, browser) -> None:
+def test_the_console_sends_feedback_on_an_answer(live_servers: ServerPool, browser) -> None:
     from tests.support.browser import css, sign_in, wait_for
 
-    server = live_server_factory()
+    server = live_servers.get()
+    negative_before = metric(httpx.get(f"{server.base_url}/metrics").text, "negative")
     driver = browser()
     driver.get(f"{server.base_url}/?ui=console")
-    sign_in(driver, "alice")
+    sign_in(driver, unique_user("alice"))
     box = css(driver, ".tp-input")[0]
     box.send_keys("add a task to buy oat milk\n")
     button = wait_for(
@@ -135,11 +157,11 @@ def test_the_console_sends_feedback_on_an_answer(live_server_factory, browser) -
     )
     button.click()
     wait_for(driver, lambda d: button.get_attribute("aria-pressed") == "true", "the vote to be recorded")
-    assert metric(httpx.get(f"{server.base_url}/metrics").text, "negative") == 1
+    assert metric(httpx.get(f"{server.base_url}/metrics").text, "negative") - negative_before == 1
+    answered = css(driver, ".tp-msg--assistant")[-1].get_attribute("data-item-id")
     exported = run_cli(["feedback", "export", "--format", "jsonl"], server.env)
-    (row,) = [json.loads(line) for line in exported.stdout.splitlines()]
+    (row,) = [r for r in (json.loads(line) for line in exported.stdout.splitlines()) if r["item_id"] == answered]
     assert row["kind"] == "negative"
-    assert row["item_id"] == css(driver, ".tp-msg--assistant")[-1].get_attribute("data-item-id")
 
 
 FORMULA_STARTS = ['=HYPERLINK("http://evil.example","ok")', "+1+1", "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1"]

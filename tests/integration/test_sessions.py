@@ -848,6 +848,8 @@ async def test_one_openai_client_per_app_made_lazily_and_closed_on_shutdown(host
 
 
 def test_mint_end_to_end_through_a_live_server(live_server_factory: Any, fake_openai: FakeOpenAI) -> None:
+    # A server of its own: its environment names this test's fake OpenAI port, and the test stops it
+    # to read its whole log for secrets.
     server = live_server_factory(
         {
             "OPENAI_API_KEY": API_KEY,

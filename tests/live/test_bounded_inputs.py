@@ -1,16 +1,15 @@
 """Issue 27, items 2, 5 and 9 (part): inputs on paths that skip the REST contracts are bounded before
 any work, and small defects that were 500s (or silence) are clear answers.
 
-One real server process per database (granian, over real HTTP, SQLite and PostgreSQL), the offline
-model, a CORS allowlist (for the browser MCP client's preflight); each test uses its own users.
+One real server process per database (granian, over real HTTP, SQLite and PostgreSQL; from the run's
+pool of shared servers), the offline model, a CORS allowlist (for the browser MCP client's preflight);
+each test uses its own users.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,30 +18,23 @@ from testkit.chatkit import dev_token
 
 from app.core.errors import DomainError
 from app.services.tasks import MAX_TAG_LENGTH, MAX_TAGS, normalize_tags
-from tests.conftest import _drop_database, _postgres_database
-from tests.live.test_hardening_inputs import user
-from tests.live.test_widgets_actions import find, replaced, widgets
 from tests.support.chatkit_client import ChatKitClient, StreamResult
-from tests.support.servers import LiveServer, start_live_server
+from tests.support.servers import LiveServer, ServerPool, unique_user
+from tests.support.widgets import find, replaced, widgets
 
 ORIGIN = "http://page.example.test"
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    tmp_path: Path = tmp_path_factory.mktemp(f"bounded-{request.param}")
-    url: str | None = f"sqlite+aiosqlite:///{tmp_path}/server.db"
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(request: pytest.FixtureRequest, live_servers: ServerPool) -> LiveServer:
     if request.param == "postgres":
         request.getfixturevalue("postgres_url")  # skips (or fails under CI) without PostgreSQL
-        url = asyncio.run(_postgres_database())
-        assert url is not None
-    env = {"DATABASE_URL": url, "CORS_ORIGINS": ORIGIN, "RATE_LIMIT_CHAT_PER_MINUTE": "0"}
-    live = start_live_server(tmp_path, env, ready_seconds=90)  # a busy shared machine starts slowly
-    yield live
-    live.stop()
-    if request.param == "postgres":
-        asyncio.run(_drop_database(url))
+    return live_servers.get({"CORS_ORIGINS": ORIGIN, "RATE_LIMIT_CHAT_PER_MINUTE": "0"}, database=request.param)
+
+
+def user() -> str:
+    return unique_user("u")
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from app.http.auth import mint_dev_token
 from app.settings import Settings
 from tests.conftest import create_schema, make_settings
 from tests.support.chatkit_client import EVENT_ADAPTER, ChatKitClient, parse_sse
+from tests.support.servers import ServerPool, unique_user
 
 MAX_REQUEST_BYTES = 262_144
 # How a stream may end when nothing went wrong: the last item, the title, the tasks-changed
@@ -427,18 +428,12 @@ def _fuzz_live(live: dict[str, Any], body: Any) -> None:
 
 
 @pytest.mark.chatkit_off_spec_requests
-async def test_bodies_over_real_http_get_clean_answers(live_server_factory, fresh_postgres_url: str) -> None:
-    await create_schema(fresh_postgres_url)
-    server = live_server_factory(
-        {
-            "DATABASE_URL": fresh_postgres_url,
-            "MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
-            "RATE_LIMIT_CHAT_PER_MINUTE": "0",
-            "LOG_LEVEL": "warning",
-        },
-        migrate=False,
-    )
-    token = mint_dev_token(Settings(), "fuzz-chatkit-live")
+async def test_bodies_over_real_http_get_clean_answers(live_servers: ServerPool, postgres_url: str) -> None:
+    # `postgres_url`: skipped (or failed under REQUIRE_POSTGRES=1) when PostgreSQL is unreachable.
+    env = {"MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES), "RATE_LIMIT_CHAT_PER_MINUTE": "0", "LOG_LEVEL": "warning"}
+    server = live_servers.get(env, database="postgres")
+    logged_before = len(server.log())  # a shared server: only what this test's requests logged
+    token = mint_dev_token(Settings(), unique_user("fuzz-chatkit-live"))
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         ids = await _seed(ChatKitClient(http, token))
     live = {
@@ -451,4 +446,5 @@ async def test_bodies_over_real_http_get_clean_answers(live_server_factory, fres
     # hypothesis drives the sync client from a worker thread, so this test's loop stays free.
     await asyncio.to_thread(_fuzz_live, live)
     assert server.process.poll() is None, server.log()
-    assert "Traceback" not in server.log(), server.log()[-3000:]
+    logged = server.log()[logged_before:]
+    assert "Traceback" not in logged, logged[-3000:]

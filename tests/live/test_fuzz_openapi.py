@@ -10,7 +10,6 @@ declaration or the handler.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import tempfile
@@ -35,8 +34,7 @@ from schemathesis.specs.openapi.checks import (
 
 from app.http.auth import mint_dev_token
 from app.settings import Settings
-from tests.conftest import REQUIRE_POSTGRES, _drop_database, _postgres_database, create_schema
-from tests.support.servers import LiveServer, start_live_server
+from tests.support.servers import LiveServer, ServerPool, unique_user
 
 # The checked-in spec, which clients generate from. FUZZ_OPENAPI_PATH checks another file instead
 # (a freshly generated spec, before it is checked in).
@@ -68,37 +66,23 @@ CHECKS = [
 UPSTREAM_TAG = "Hosted sessions"
 
 
-@pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One server (PostgreSQL, one worker) for every operation of this module."""
-    url = asyncio.run(_postgres_database())
-    if url is None:
-        if REQUIRE_POSTGRES:
-            pytest.fail("PostgreSQL unreachable and REQUIRE_POSTGRES=1", pytrace=False)
-        pytest.skip("PostgreSQL unreachable; set TEST_POSTGRES_URL to run the API fuzzing")
-    asyncio.run(create_schema(url))  # the migrations have tests of their own; this is faster
-    server = start_live_server(
-        tmp_path_factory.mktemp("fuzz-openapi"),
-        {
-            "DATABASE_URL": url,
-            # Fuzzing sends hundreds of requests from one address and one user in seconds.
-            "RATE_LIMIT_CHAT_PER_MINUTE": "0",
-            "RATE_LIMIT_ANONYMOUS_PER_MINUTE": "0",
-            "CHATKIT_SESSION_RATE_LIMIT_PER_MINUTE": "0",
-            "LOG_LEVEL": "warning",
-        },
-        migrate=False,
-    )
-    try:
-        yield server
-    finally:
-        server.stop()
-        asyncio.run(_drop_database(url))
+@pytest.fixture
+def fuzz_server(live_servers: ServerPool, postgres_url: str) -> LiveServer:
+    """One server (PostgreSQL, one worker; from the run's pool) for every operation of this module.
+    `postgres_url`: skipped (or failed under REQUIRE_POSTGRES=1) when PostgreSQL is unreachable."""
+    env = {
+        # Fuzzing sends hundreds of requests from one address and one user in seconds.
+        "RATE_LIMIT_CHAT_PER_MINUTE": "0",
+        "RATE_LIMIT_ANONYMOUS_PER_MINUTE": "0",
+        "CHATKIT_SESSION_RATE_LIMIT_PER_MINUTE": "0",
+        "LOG_LEVEL": "warning",
+    }
+    return live_servers.get(env, database="postgres")
 
 
 @pytest.fixture(scope="module")
 def fuzz_headers() -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_dev_token(Settings(), 'fuzz-openapi-user')}"}
+    return {"Authorization": f"Bearer {mint_dev_token(Settings(), unique_user('fuzz-openapi'))}"}
 
 
 @SCHEMA.parametrize()

@@ -87,20 +87,22 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Generated]:
 
 
 @pytest.fixture(scope="module")
-def fake_openai() -> Iterator[FakeOpenAI]:
+def fake_openai_module() -> Iterator[FakeOpenAI]:
+    """One fake OpenAI for the module's server (conftest's `fake_openai` is one per test)."""
     fake = FakeOpenAI(API_KEY)
     yield fake
     fake.stop()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, fake_openai_module: FakeOpenAI) -> Iterator[LiveServer]:
+    # The module's own server: its environment names the fake's port, which no other server has.
     live = start_live_server(
         tmp_path_factory.mktemp("server"),
         {
             "MODEL_PROVIDER": "offline",
             "OPENAI_API_KEY": API_KEY,
-            "OPENAI_BASE_URL": fake_openai.base_url,
+            "OPENAI_BASE_URL": fake_openai_module.base_url,
             "CHATKIT_WORKFLOW_ID": WORKFLOW_ID,
             "OPENAI_TIMEOUT_SECONDS": "5",
         },
@@ -260,8 +262,9 @@ def test_chatkit_protocol_through_the_generated_client(generated: Generated, ser
 
 
 def test_hosted_sessions_through_the_generated_client(
-    generated: Generated, server: LiveServer, fake_openai: FakeOpenAI
+    generated: Generated, server: LiveServer, fake_openai_module: FakeOpenAI
 ) -> None:
+    fake_openai = fake_openai_module
     models = generated.models
     client = generated.client(server.base_url, token_for("gen-carol"))
     before = len(fake_openai.creates())

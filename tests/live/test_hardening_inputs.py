@@ -1,17 +1,14 @@
 """Issue 15, part A: every bad input is a clear 4xx, never a 500, on SQLite and PostgreSQL.
 
-One real server process per database (granian, over real HTTP), with small quotas so the
-quota tests are quick; each test uses its own users.
+One real server process per database (granian, over real HTTP; from the run's pool of shared
+servers), with small quotas so the quota tests are quick; each test uses its own users.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,9 +17,8 @@ import pytest
 from testkit.chatkit import dev_token, event_type, json_headers, sse_frames, threads_create, user_input
 
 from app.settings import DEFAULT_DEV_SECRET
-from tests.conftest import _drop_database, _postgres_database
 from tests.support.mcp import call, mcp_client
-from tests.support.servers import LiveServer, start_live_server
+from tests.support.servers import LiveServer, ServerPool, unique_user
 
 QUOTAS = {
     "QUOTA_THREADS_PER_USER": "3",
@@ -38,23 +34,15 @@ NUL = "\u0000"
 SURROGATE = "\ud800"
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    tmp_path: Path = tmp_path_factory.mktemp(f"hardening-{request.param}")
-    url: str | None = f"sqlite+aiosqlite:///{tmp_path}/server.db"
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(request: pytest.FixtureRequest, live_servers: ServerPool) -> LiveServer:
     if request.param == "postgres":
         request.getfixturevalue("postgres_url")  # skips (or fails under CI) without PostgreSQL
-        url = asyncio.run(_postgres_database())
-        assert url is not None
-    live = start_live_server(tmp_path, {"DATABASE_URL": url, **QUOTAS})
-    yield live
-    live.stop()
-    if request.param == "postgres":
-        asyncio.run(_drop_database(url))
+    return live_servers.get(QUOTAS, database=request.param)
 
 
 def user() -> str:
-    return f"u-{uuid.uuid4().hex[:12]}"
+    return unique_user("u")
 
 
 def client(server: LiveServer) -> httpx.Client:
@@ -194,6 +182,7 @@ async def test_nul_in_mcp_arguments_is_a_tool_error_naming_the_field(server: Liv
 def test_invalid_utf8_body_is_a_400_saying_send_utf8(server: LiveServer) -> None:
     name = user()
     headers = {**bearer(name), "Content-Type": "application/json"}
+    logged_before = len(server.log())  # a shared server: only what these requests logged
     with client(server) as http:
         for method, path, body in (
             ("POST", "/api/tasks", b'{"title": "caf\xe9"}'),
@@ -204,7 +193,7 @@ def test_invalid_utf8_body_is_a_400_saying_send_utf8(server: LiveServer) -> None
             response = http.request(method, path, content=body, headers=headers)
             problem = assert_problem(response, 400)
             assert "UTF-8" in problem["detail"], (path, problem)
-    assert "Traceback" not in server.log()
+    assert "Traceback" not in server.log()[logged_before:]
 
 
 # ---- 5. integer overflow ---------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ import asyncio
 import datetime as dt
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,42 +31,29 @@ from app.core.context import RequestContext
 from app.core.errors import Conflict
 from app.settings import Settings
 from app.store.chatkit_store import ChatKitStore
-from tests.conftest import _drop_database, _postgres_database, create_schema
 from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.support.production import headers_for, kill_server, open_stream, token
-from tests.support.servers import LiveServer, start_live_server
+from tests.support.servers import LiveServer, ServerPool, unique_user
 
 NAMES = ["Alpha", "Bravo", "Charlie"]
 # Paces the offline model's deltas so a turn lasts long enough for the submits to overlap.
 MODEL_DELAY_MS = "15"
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite-one-worker", pytest.param("postgres-two-workers", marks=pytest.mark.postgres)]
-)
-def turn_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One server per backend for this module's tests (each test uses users of its own): starting
-    a two-worker server costs seconds, and these tests need nothing else from it."""
-    tmp_path: Path = tmp_path_factory.mktemp("turns")
+@pytest.fixture(params=["sqlite-one-worker", pytest.param("postgres-two-workers", marks=pytest.mark.postgres)])
+def turn_server(request: pytest.FixtureRequest, live_servers: ServerPool) -> LiveServer:
+    """One server per backend (from the run's pool; each test uses users of its own, and the tests
+    of one process run one at a time, so only a test's own requests race on it): two workers on
+    PostgreSQL, one on SQLite, and a paced offline model."""
     env = {"OFFLINE_MODEL_DELAY_MS": MODEL_DELAY_MS, "RATE_LIMIT_CHAT_PER_MINUTE": "1000", "LOG_LEVEL": "warning"}
-    database_url: str | None = None
     if request.param == "postgres-two-workers":
         request.getfixturevalue("postgres_url")  # skips (or fails under REQUIRE_POSTGRES) without PostgreSQL
-        database_url = asyncio.run(_postgres_database())
-        assert database_url is not None
-        asyncio.run(create_schema(database_url))
-        env |= {"DATABASE_URL": database_url, "WORKERS": "2"}
-    server = start_live_server(tmp_path, env, migrate=database_url is None, ready_seconds=60)
-    try:
-        yield server
-    finally:
-        server.stop()
-        if database_url is not None:
-            asyncio.run(_drop_database(database_url))
+        return live_servers.get({**env, "WORKERS": "2"}, database="postgres")
+    return live_servers.get(env)
 
 
 def _user(name: str) -> str:
-    return f"turns-{name}-{uuid.uuid4().hex[:8]}"
+    return unique_user(f"turns-{name}")
 
 
 async def _items(client: ChatKitClient, thread_id: str) -> list[dict[str, Any]]:

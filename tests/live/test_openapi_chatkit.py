@@ -11,8 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import typing
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,10 +20,10 @@ from chatkit.types import ChatKitReq, ThreadStreamEvent
 
 from app.controllers.chatkit import STREAMING_TYPES
 from app.http.openapi_chatkit import non_streaming_types, streaming_types
-from tests.conftest import token_for
 from tests.support import contract
+from tests.support.auth import token
 from tests.support.chatkit_client import ChatKitClient, parse_sse
-from tests.support.servers import LiveServer, start_live_server
+from tests.support.servers import ServerPool, unique_user
 
 SPEC = json.loads(contract.SPEC_PATH.read_text())
 SCHEMAS = SPEC["components"]["schemas"]
@@ -128,20 +127,12 @@ def test_taskpilots_extensions_headers_and_problems_are_in_the_spec() -> None:
 # ---- the checker catches what it must: a live exchange, then mutated -------------------------------
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    # Its own server: the offline model answers these few requests; no other module's state.
-    live = start_live_server(tmp_path_factory.mktemp("contract"), {"MODEL_PROVIDER": "offline"})
-    yield live
-    live.stop()
-
-
 @pytest.fixture
-async def chat(server: LiveServer, tmp_path: Path) -> AsyncIterator[ChatKitClient]:
-    from app.settings import Settings
-
+async def chat(live_servers: ServerPool) -> AsyncIterator[ChatKitClient]:
+    # The run's shared default server (the offline model answers these few requests), as a user of its own.
+    server = live_servers.get()
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        yield ChatKitClient(http, token_for(Settings(), "contract-user"))
+        yield ChatKitClient(http, token(unique_user("contract")))
 
 
 async def test_a_live_stream_and_answer_pass_and_each_mutation_is_caught(chat: ChatKitClient) -> None:

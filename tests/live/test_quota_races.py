@@ -5,13 +5,16 @@ PostgreSQL server runs two workers, so the requests race across processes, not o
 tasks of one event loop; the SQLite server runs one (`taskpilot serve` refuses more on SQLite).
 Losers get the documented answer (429 for a count quota, 413 for the storage quota, 409 for a
 refresh of a secret another refresh already replaced), never a 500.
+
+The quota servers come from the run's pool of shared servers (each test races as a user of its
+own, and the tests of one process run one at a time, so nothing else races on them meanwhile); the
+hosted ones are this module's own, pointed at its fake OpenAI's port.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +32,7 @@ from tests.conftest import _drop_database, _postgres_database
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.hosted import API_KEY, hosted_env
 from tests.support.mcp import call, mcp_client
-from tests.support.servers import LiveServer, start_live_server
+from tests.support.servers import LiveServer, ServerPool, start_live_server, unique_user
 
 TASKS, THREADS, STORAGE_BYTES = 5, 3, 1000
 QUOTAS = {
@@ -55,19 +58,16 @@ def _database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict
     return f"sqlite+aiosqlite:///{tmp_path}/server.db", {"WORKERS": "1"}
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    tmp_path: Path = tmp_path_factory.mktemp(f"races-{request.param}")
-    url, workers = _database(request, tmp_path)
-    live = start_live_server(tmp_path, {"DATABASE_URL": url, **workers, **QUOTAS}, ready_seconds=60)
-    yield live
-    live.stop()
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(request: pytest.FixtureRequest, live_servers: ServerPool) -> LiveServer:
     if request.param == "postgres":
-        asyncio.run(_drop_database(url))
+        request.getfixturevalue("postgres_url")  # skips (or fails under CI) without PostgreSQL
+    workers = "2" if request.param == "postgres" else "1"
+    return live_servers.get({"WORKERS": workers, **QUOTAS}, database=request.param)
 
 
 def user() -> str:
-    return f"u-{uuid.uuid4().hex[:12]}"
+    return unique_user("u")
 
 
 def bearer(name: str) -> dict[str, str]:

@@ -28,6 +28,7 @@ import httpx
 import pytest
 from testkit.processes import PROJECT_ROOT, child_environment, free_port
 
+from tests.support.auth import server_token
 from tests.support.servers import LiveServer, start_live_server
 
 README = PROJECT_ROOT / "README.md"
@@ -71,8 +72,8 @@ def bash(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def tasks_of(base_url: str, user: str, env: dict[str, str]) -> list[dict[str, Any]]:
-    token = bash(f".venv/bin/taskpilot token --user {user}", env).stdout.strip()
-    response = httpx.get(f"{base_url}/api/tasks", headers={"Authorization": f"Bearer {token}"})
+    # Minted in-process (the blocks themselves run `taskpilot token`): the same secret as the server's.
+    response = httpx.get(f"{base_url}/api/tasks", headers={"Authorization": f"Bearer {server_token(env, user)}"})
     response.raise_for_status()
     items: list[dict[str, Any]] = response.json()["items"]
     return items
@@ -83,6 +84,10 @@ def tomorrow_in(zone: str) -> str:
 
 
 # ---- the checks, one per marked block ------------------------------------------------------------
+
+
+# Each block gets a server of its own, started as `make run` does (`taskpilot serve`): the blocks are
+# README's, signed in as README's `alice`, and their checks read her whole task list.
 
 
 def check_quick_start(tmp_path: Path) -> None:
@@ -150,7 +155,7 @@ def check_hosted_fake(tmp_path: Path) -> None:
     try:
         health = wait_for_health(base_url, shell, tmp_path / "hosted.log")
         assert health["chatkit_ready"] is True, health
-        token = bash(".venv/bin/taskpilot token --user alice", env).stdout.strip()
+        token = server_token(env, "alice")
         minted = httpx.post(f"{base_url}/api/chatkit/sessions", headers={"Authorization": f"Bearer {token}"})
         assert minted.status_code == 200, minted.text
         assert minted.json()["client_secret"] and minted.json()["status"] == "success"

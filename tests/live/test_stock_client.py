@@ -8,18 +8,15 @@ carry (a form's values merged into its submit action's payload, as the component
 it does may end in a pending `client_tool_call`: such a client would be stuck.
 
 One real server (granian over real HTTP) per database, on SQLite and PostgreSQL, started with a
-`DEFAULT_TIME_ZONE` whose date differs from UTC's right now, so "tomorrow" proves which zone it is.
+`DEFAULT_TIME_ZONE` whose date differs from UTC's right now, so "tomorrow" proves which zone it is
+(from the run's pool of shared servers: any other test wanting such a server gets the same one).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,11 +25,10 @@ from chatkit.types import ThreadStreamEvent
 from pydantic import TypeAdapter
 from testkit.chatkit import dev_token
 
-from tests.conftest import _drop_database, _postgres_database
-from tests.live.test_widgets_actions import find  # every component of one type in a widget tree
 from tests.support.chatkit_client import parse_sse
-from tests.support.servers import LiveServer, start_live_server
+from tests.support.servers import LiveServer, ServerPool, unique_user
 from tests.support.time_zones import zone_on_another_date
+from tests.support.widgets import find
 
 EVENTS: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEvent)
 ZONE, LOCAL_TODAY = zone_on_another_date()
@@ -40,21 +36,11 @@ TOMORROW = (LOCAL_TODAY + dt.timedelta(days=1)).isoformat()
 NOTES = b"milk, eggs, bread\n"
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    # Its own server: the test needs a DEFAULT_TIME_ZONE no shared server has.
-    tmp_path: Path = tmp_path_factory.mktemp(f"stock-{request.param}")
-    url: str | None = f"sqlite+aiosqlite:///{tmp_path}/server.db"
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(request: pytest.FixtureRequest, live_servers: ServerPool) -> LiveServer:
     if request.param == "postgres":
         request.getfixturevalue("postgres_url")  # skips (or fails under CI) without PostgreSQL
-        url = asyncio.run(_postgres_database())
-        assert url is not None
-    env = {"DATABASE_URL": url, "DEFAULT_TIME_ZONE": ZONE, "ATTACHMENT_STORAGE_URL": str(tmp_path / "blobs")}
-    live = start_live_server(tmp_path, env)
-    yield live
-    live.stop()
-    if request.param == "postgres":
-        asyncio.run(_drop_database(url))
+    return live_servers.get({"DEFAULT_TIME_ZONE": ZONE}, database=request.param)
 
 
 @dataclass
@@ -134,7 +120,7 @@ def tasks(http: httpx.Client, token: str) -> dict[str, dict[str, Any]]:
 
 
 def test_a_stock_chatkit_client_through_a_whole_session(server: LiveServer) -> None:
-    token = dev_token(f"stock-{uuid.uuid4().hex[:8]}")
+    token = dev_token(unique_user("stock"))
     with httpx.Client(base_url=server.base_url, timeout=60) as http:
         stock = StockClient(http, token)
 

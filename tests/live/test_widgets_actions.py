@@ -3,14 +3,15 @@ the choice shown when a delete request matches several tasks, the in-place edit 
 
 Every action goes through `threads.custom_action` (streamed) or `threads.sync_custom_action`, and what
 happened to the tasks is read back through the REST API, never from the widget alone.
+
+Every test here runs on the run's shared default server (`live_servers.get()`), as users of its own.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,17 +19,15 @@ import pytest
 from chatkit.widgets import DynamicWidgetRoot
 
 from app.agents.chatkit.widgets import Back, widget_back
-from app.http.auth import mint_dev_token
-from app.settings import Settings
+from tests.support.auth import server_token
 from tests.support.chatkit_client import ChatKitClient, StreamResult
-from tests.support.servers import LiveServer, start_live_server
+from tests.support.servers import LiveServer, ServerPool, unique_user
+from tests.support.widgets import find, replaced, widgets
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_live_server(Path(tmp_path_factory.mktemp("widgets")), {})
-    yield live
-    live.stop()
+@pytest.fixture
+def server(live_servers: ServerPool) -> LiveServer:
+    return live_servers.get()
 
 
 @dataclass
@@ -69,36 +68,12 @@ async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def _user(server: LiveServer, http: httpx.AsyncClient, name: str) -> User:
-    token = mint_dev_token(Settings.from_env(server.env), name)
+    token = server_token(server.env, unique_user(name))
     return User(chat=ChatKitClient(http, token, time_zone="UTC"), http=http, token=token)
-
-
-def widgets(result: StreamResult) -> list[Any]:
-    return [e.item for e in result.events if e.type == "thread.item.done" and e.item.type == "widget"]
-
-
-def replaced(result: StreamResult) -> dict[str, Any]:
-    events = result.of_type("thread.item.replaced")
-    assert len(events) == 1, [e.type for e in result.events]
-    return dict(events[0].item.widget.model_dump(mode="json", by_alias=True, exclude_none=True))
 
 
 def tree(widget: Any) -> dict[str, Any]:
     return dict(widget.model_dump(mode="json", by_alias=True, exclude_none=True))
-
-
-def find(node: Any, kind: str) -> list[dict[str, Any]]:
-    """Every component of type `kind` in a widget tree."""
-    found: list[dict[str, Any]] = []
-    if isinstance(node, dict):
-        if node.get("type") == kind:
-            found.append(node)
-        for value in node.values():
-            found.extend(find(value, kind))
-    elif isinstance(node, list):
-        for value in node:
-            found.extend(find(value, kind))
-    return found
 
 
 async def _listed(user: User) -> tuple[str, Any]:
