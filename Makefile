@@ -23,7 +23,7 @@ run: $(STAMP)
 # at a time; line and branch coverage of src/app printed and written to coverage.xml, and the run
 # fails below COVERAGE_FLOOR (README, Development). `make test-fast`: unit + integration only.
 COVERAGE_FLOOR ?= 0
-PYTEST_PARALLEL ?= -n auto --dist loadgroup
+PYTEST_PARALLEL ?= -n auto
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) --cov=app --cov-branch --cov-report=term:skip-covered \
 		--cov-report=xml --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)

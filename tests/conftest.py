@@ -3,7 +3,7 @@
 The suite is in layers, one folder each, and every test carries its layer's marker (set here from
 its folder): `unit` (no database, no server), `integration` (the app in-process on real databases),
 `live` (real granian processes over HTTP), `browser` (headless Chromium), `load` (load, faults, the
-balancer; one xdist group, so no two of them ever run at once). `make test` runs all of them on
+balancer; one xdist unit, so no two of them ever run at once). `make test` runs all of them on
 every core; `make test-fast` runs unit + integration.
 
 PostgreSQL tests use `TEST_POSTGRES_URL` (default: the local trust-auth server). Each test
@@ -282,8 +282,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Each test gets its layer's marker from its folder, and `sqlite` when it runs on SQLite (the
-    PostgreSQL parameters carry `postgres` already). The load layer is one xdist group: its tests
-    measure the machine, so they run one at a time, on one worker."""
+    PostgreSQL parameters carry `postgres` already)."""
     root = Path(__file__).parent
     for item in items:
         layer = item.path.relative_to(root).parts[0]
@@ -293,8 +292,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         params = getattr(getattr(item, "callspec", None), "params", {})
         if any(isinstance(value, str) and value.startswith("sqlite") for value in params.values()):
             item.add_marker(pytest.mark.sqlite)
-        if layer == "load":
-            item.add_marker(pytest.mark.xdist_group("load"))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under xdist (`make test`: -n auto) a worker takes a whole file at a time, so a module's
+    fixtures and the servers its tests share start once; the load layer is one unit, so its tests,
+    which measure the machine, never run at the same time as each other."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesAndTheLoadLayer(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/load" if path.startswith("tests/load/") else path
+
+    return FilesAndTheLoadLayer(config, log)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,8 +22,11 @@ import httpx
 import pytest
 import schemathesis
 import schemathesis.core.storage
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
+from schemathesis.schemas import APIOperation
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -65,6 +68,35 @@ CHECKS = [
 # 503 naming the variables to set. Every other 5xx is a failure.
 UPSTREAM_TAG = "Hosted sessions"
 
+# One pytest test per operation, each with its own id: schemathesis' own `parametrize` gives all of
+# an operation's tests the same node id, which pytest-xdist (make test) runs only once.
+OPERATIONS: list[APIOperation] = [result.ok() for result in SCHEMA.get_all_operations()]
+OPERATION_IDS = [operation.label for operation in OPERATIONS]
+
+
+def each_case(
+    operation: APIOperation,
+    max_examples: int,
+    check: Callable[[schemathesis.Case], None],
+    modes: tuple[GenerationMode, ...] = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE),
+) -> None:
+    """`check` on bounded, derandomised examples of `operation` (valid and invalid inputs alike,
+    unless `modes` says otherwise)."""
+    cases = st.one_of(*(operation.as_strategy(mode) for mode in modes))
+
+    @settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+    @given(case=cases)
+    def run(case: schemathesis.Case) -> None:
+        check(case)
+
+    run()
+
 
 @pytest.fixture
 def fuzz_server(live_servers: ServerPool, postgres_url: str) -> LiveServer:
@@ -85,28 +117,24 @@ def fuzz_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_dev_token(Settings(), unique_user('fuzz-openapi'))}"}
 
 
-@SCHEMA.parametrize()
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-    database=None,
-)
+@pytest.mark.parametrize("operation", OPERATIONS, ids=OPERATION_IDS)
 def test_every_operation_answers_as_documented(
-    case: schemathesis.Case, fuzz_server: LiveServer, fuzz_headers: dict[str, str]
+    operation: APIOperation, fuzz_server: LiveServer, fuzz_headers: dict[str, str]
 ) -> None:
-    response = case.call(base_url=fuzz_server.base_url, headers=fuzz_headers, timeout=15)
-    checks: list[Any] = list(CHECKS)
-    if UPSTREAM_TAG in (case.operation.tags or []) and response.status_code == 503:
-        assert "OPENAI_API_KEY" in response.json()["detail"], response.text
-        checks.remove(not_a_server_error)
-    elif case.path == "/chatkit" and response.status_code == 501:
-        # The spec's ChatKit union lets the fuzzer build a well-formed input.transcribe, and this
-        # server has no dictation configured: its documented 501 names the setting, not a fault.
-        assert "TRANSCRIPTION_MODEL" in response.json()["detail"], response.text
-        checks.remove(not_a_server_error)
-    case.validate_response(response, checks=checks)
+    def check(case: schemathesis.Case) -> None:
+        response = case.call(base_url=fuzz_server.base_url, headers=fuzz_headers, timeout=15)
+        checks: list[Any] = list(CHECKS)
+        if UPSTREAM_TAG in (case.operation.tags or []) and response.status_code == 503:
+            assert "OPENAI_API_KEY" in response.json()["detail"], response.text
+            checks.remove(not_a_server_error)
+        elif case.path == "/chatkit" and response.status_code == 501:
+            # The spec's ChatKit union lets the fuzzer build a well-formed input.transcribe, and this
+            # server has no dictation configured: its documented 501 names the setting, not a fault.
+            assert "TRANSCRIPTION_MODEL" in response.json()["detail"], response.text
+            checks.remove(not_a_server_error)
+        case.validate_response(response, checks=checks)
+
+    each_case(operation, MAX_EXAMPLES, check)
 
 
 # ---- poisoned inputs: NUL, invalid UTF-8 and huge integers in every field (issue 15) ---------------
@@ -166,22 +194,20 @@ def _variants(case: schemathesis.Case, base_url: str, headers: dict[str, str]) -
             )
 
 
-@SCHEMA.parametrize()
-@settings(
-    max_examples=POISON_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-    database=None,
-)
+@pytest.mark.parametrize("operation", OPERATIONS, ids=OPERATION_IDS)
 def test_every_operation_refuses_nul_invalid_utf8_and_huge_integers_without_a_5xx(
-    case: schemathesis.Case, fuzz_server: LiveServer, fuzz_headers: dict[str, str]
+    operation: APIOperation, fuzz_server: LiveServer, fuzz_headers: dict[str, str]
 ) -> None:
-    hosted = UPSTREAM_TAG in (case.operation.tags or [])
-    with httpx.Client(timeout=15) as http:
-        for label, request in _variants(case, fuzz_server.base_url, fuzz_headers):
-            response = http.request(**request)
-            if hosted and response.status_code == 503:
-                assert "OPENAI_API_KEY" in response.json()["detail"], response.text
-                continue
-            assert response.status_code < 500, f"{case.operation.label} {label}: {response.status_code} {response.text}"
+    def check(case: schemathesis.Case) -> None:
+        hosted = UPSTREAM_TAG in (case.operation.tags or [])
+        with httpx.Client(timeout=15) as http:
+            for label, request in _variants(case, fuzz_server.base_url, fuzz_headers):
+                response = http.request(**request)
+                if hosted and response.status_code == 503:
+                    assert "OPENAI_API_KEY" in response.json()["detail"], response.text
+                    continue
+                assert response.status_code < 500, (
+                    f"{case.operation.label} {label}: {response.status_code} {response.text}"
+                )
+
+    each_case(operation, POISON_EXAMPLES, check, modes=(GenerationMode.POSITIVE,))

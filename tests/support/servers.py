@@ -254,6 +254,8 @@ class ServerPool:
             return server
         home = self.root / f"server-{len(self.servers)}"
         home.mkdir(parents=True, exist_ok=True)
+        # Uploads land in the server's own folder, not in the repository's ./var.
+        settings.setdefault("ATTACHMENT_STORAGE_URL", str(home / "attachments"))
         if database == "postgres":
             name = scratch_name("taskpilot_shared")
             self.databases.append(name)
