@@ -3,8 +3,8 @@
 The suite is in layers, one folder each, and every test carries its layer's marker (set here from
 its folder): `unit` (no database, no server), `integration` (the app in-process on real databases),
 `live` (real granian processes over HTTP), `browser` (headless Chromium), `load` (load, faults, the
-balancer; one xdist unit, so no two of them ever run at once). `make test` runs all of them on
-every core; `make test-fast` runs unit + integration.
+balancer; `make test` runs them alone, after the other layers ran on every core). `make test-fast`
+runs unit + integration.
 
 PostgreSQL tests use `TEST_POSTGRES_URL` (default: the local trust-auth server). Each test
 session creates its own database and drops it afterwards, so parallel runs never collide.
@@ -280,6 +280,7 @@ def pytest_configure(config: pytest.Config) -> None:
     contract.install()
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by these markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Each test gets its layer's marker from its folder, and `sqlite` when it runs on SQLite (the
     PostgreSQL parameters carry `postgres` already)."""

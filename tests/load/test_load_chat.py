@@ -15,15 +15,18 @@ benchmark: it prints its throughput but asserts no timing (bench/ measures perfo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
 from testkit.chatkit import add_user_message as message_body
 from testkit.chatkit import threads_create as create_body
+from testkit.pgbouncer import pgbouncer_binary, running_pgbouncer
 
 from tests.conftest import create_schema
 from tests.support.chatkit_client import parse_sse
@@ -86,11 +89,32 @@ async def _chat(http: httpx.AsyncClient, run: UserRun) -> None:
 
 
 @pytest.mark.timeout(240)
-async def test_200_users_5_turns_each_lose_nothing(live_server_factory, fresh_postgres_url: str) -> None:
+@pytest.mark.parametrize(
+    "through",
+    [
+        "direct",
+        pytest.param(
+            "pgbouncer",
+            marks=pytest.mark.skipif(pgbouncer_binary() is None, reason="pgbouncer is not installed"),
+        ),
+    ],
+)
+async def test_200_users_5_turns_each_lose_nothing(live_server_factory, fresh_postgres_url: str, through: str) -> None:
+    """`pgbouncer`: the same load through PgBouncer in transaction mode with 10 server connections
+    for the two workers' 50 (`DATABASE_STATEMENT_CACHE=false`, deploy/pgbouncer.ini)."""
     await create_schema(fresh_postgres_url)
+    with contextlib.ExitStack() as stack:
+        database_url, pooler = fresh_postgres_url, {}
+        if through == "pgbouncer":
+            bouncer = stack.enter_context(running_pgbouncer(fresh_postgres_url, pool_size=10))
+            database_url, pooler = bouncer.url(fresh_postgres_url), {"DATABASE_STATEMENT_CACHE": "false"}
+        await _load(live_server_factory, fresh_postgres_url, {"DATABASE_URL": database_url, **pooler})
+
+
+async def _load(live_server_factory: Any, fresh_postgres_url: str, database: dict[str, str]) -> None:
     server = live_server_factory(
         {
-            "DATABASE_URL": fresh_postgres_url,
+            **database,
             # Two workers use both cores; 2 x 25 connections at most leaves PostgreSQL's default 100
             # room for everything else running beside this test.
             "WORKERS": "2",

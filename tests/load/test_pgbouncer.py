@@ -3,7 +3,7 @@
 PgBouncer before 1.21 lends a server connection per transaction and carries no prepared
 statement between them; asyncpg prepares every statement by name. With
 `DATABASE_STATEMENT_CACHE=false` every statement is sent unnamed and lives within one exchange:
-migrations, chat turns, the tasks API and MCP run through few server connections shared by many
+migrations, chat turns, the tasks API, MCP and hosted sessions run through few server connections shared by many
 clients of two workers, and no prepared statement is left behind on any server connection. With
 the default (`true`) the failure is a clear line naming the setting, never a bare 500.
 """
@@ -21,6 +21,8 @@ from testkit.pgbouncer import pgbouncer_binary, running_pgbouncer
 from testkit.postgres import asyncpg_dsn
 
 from tests.support.chatkit_client import ChatKitClient
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.hosted import hosted_env
 from tests.support.mcp import call, mcp_client
 from tests.support.production import db_fetch, token
 from tests.support.servers import run_cli
@@ -55,6 +57,17 @@ async def _one_user(base_url: str, user: str) -> tuple[str, list[str]]:
         assert page.status == 200
         tasks = await http.get("/api/tasks", headers=rest)
         assert tasks.status_code == 200, tasks.text
+        # Hosted mode: mint, refresh and cancel a ChatKit session (its rows go through PgBouncer too).
+        minted = await http.post("/api/chatkit/sessions", headers=rest)
+        assert minted.status_code in (200, 201), minted.text
+        refreshed = await http.post(
+            "/api/chatkit/sessions/refresh",
+            headers=rest,
+            json={"current_client_secret": minted.json()["client_secret"]},
+        )
+        assert refreshed.status_code in (200, 201), refreshed.text
+        cancelled = await http.delete(f"/api/chatkit/sessions/{refreshed.json()['session_id']}", headers=rest)
+        assert cancelled.status_code == 204, cancelled.text
     async with mcp_client(base_url, user) as client:
         error, added = await call(client, "add_task", {"title": "Over MCP"})
         assert not error, added
@@ -64,11 +77,16 @@ async def _one_user(base_url: str, user: str) -> tuple[str, list[str]]:
 
 
 async def test_everything_runs_through_pgbouncer_in_transaction_mode_without_the_statement_cache(
-    live_server_factory, fresh_postgres_url: str
+    live_server_factory, fresh_postgres_url: str, fake_openai: FakeOpenAI
 ) -> None:
     with running_pgbouncer(fresh_postgres_url, pool_size=SERVER_CONNECTIONS) as bouncer:
         pooled = bouncer.url(fresh_postgres_url)
-        env = {"DATABASE_URL": pooled, "DATABASE_STATEMENT_CACHE": "false", "LOG_LEVEL": "warning"}
+        env = {
+            "DATABASE_URL": pooled,
+            "DATABASE_STATEMENT_CACHE": "false",
+            "LOG_LEVEL": "warning",
+            **hosted_env(fake_openai, LOG_LEVEL="warning"),
+        }
         # `taskpilot db upgrade` through PgBouncer (the step that failed first without the setting).
         run_cli(["db", "upgrade"], env)
         server = live_server_factory({**env, "WORKERS": "2"}, migrate=False)
@@ -101,6 +119,10 @@ async def test_everything_runs_through_pgbouncer_in_transaction_mode_without_the
             thread_id,
         )
         assert items[0]["n"] >= 4  # two messages, two answers (and the tool calls)
+        sessions = await db_fetch(
+            fresh_postgres_url, "SELECT status FROM hosted_sessions WHERE user_id = $1 ORDER BY created_at", user
+        )
+        assert len(sessions) == 2, (user, sessions)  # minted, then refreshed (and cancelled)
 
 
 async def test_with_the_statement_cache_on_a_transaction_pooler_fails_naming_the_setting(
