@@ -102,6 +102,9 @@ async def test_browser_style_upload_send_reload_preview_and_delete(live_servers:
         assert not _blob(blobs, alice, notes["id"]).exists()
 
 
+# Timing-sensitive: the server answers 413 and closes while the client is still sending, and a busy
+# client can meet the connection reset before it reads the answer (seen once with other tests beside it).
+@pytest.mark.alone
 async def test_an_oversized_stream_is_cut_off_with_413_and_leaves_nothing(
     live_servers: ServerPool,
 ) -> None:
