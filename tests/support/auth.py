@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from testkit.chatkit import dev_token
+
 from app.http.auth import mint_dev_token
 from app.settings import Settings
 
@@ -9,7 +11,9 @@ from app.settings import Settings
 def token(user: str, settings: Settings | None = None, *, ttl_seconds: int = 24 * 3600) -> str:
     """A development token for `user`, signed with `settings`' secret (default: the development
     default every test server uses unless its environment says otherwise)."""
-    return mint_dev_token(settings or Settings.from_env({}), user, ttl_seconds=ttl_seconds)
+    if settings is None:
+        return dev_token(user, ttl_seconds=ttl_seconds)
+    return mint_dev_token(settings, user, ttl_seconds=ttl_seconds)
 
 
 def bearer(user: str, settings: Settings | None = None, *, time_zone: str | None = None) -> dict[str, str]:

@@ -16,10 +16,11 @@ from typing import Any
 import asyncpg
 import httpx
 import psutil
-from testkit.chatkit import dev_token, json_headers
+from testkit.chatkit import json_headers
 from testkit.postgres import fetch
 from testkit.processes import alive, child_pids
 
+from tests.support.auth import token
 from tests.support.chatkit_client import EVENT_ADAPTER
 from tests.support.servers import LiveServer
 
@@ -35,11 +36,6 @@ def listening_workers(server: LiveServer, port: int) -> set[int]:
         if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections):
             found.add(pid)
     return found
-
-
-def token(user: str) -> str:
-    """A development token (the default development secret, as every test server uses)."""
-    return dev_token(user)
 
 
 def headers_for(user: str) -> dict[str, str]:
