@@ -65,6 +65,7 @@ class Tally:
     turns: int = 0
     cut: int = 0  # streams that ended with an error event or broke (each is resent once)
     resumed: int = 0
+    transport_resent: int = 0  # requests met by a closed connection, sent again once
 
 
 async def _turn(http: httpx.AsyncClient, run: UserRun, body: dict[str, Any], tally: Tally) -> None:
@@ -72,8 +73,18 @@ async def _turn(http: httpx.AsyncClient, run: UserRun, body: dict[str, Any], tal
     for attempt in range(2):
         try:
             response = await http.post("/chatkit", json=body, headers=headers)
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            # A browser sends again a request whose reused keep-alive connection was closed
+            # under it (HAProxy closes idle client connections): do the same, once. Should the
+            # first copy have reached TaskPilot after all, its rows would be ones no user was
+            # shown, which the stored-rows check below fails on.
+            tally.transport_resent += 1
+            if attempt == 0:
+                continue
+            run.errors.append(f"{type(exc).__name__} after a resend: {exc!r} {exc.__cause__!r}")
+            return
         except httpx.HTTPError as exc:
-            run.errors.append(f"{type(exc).__name__}: {exc}")
+            run.errors.append(f"{type(exc).__name__}: {exc!r} {exc.__cause__!r}")
             return
         if response.status_code != 200:
             run.errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
@@ -237,18 +248,20 @@ async def test_two_instances_behind_haproxy_lose_nothing_through_a_sigterm(
             await stopping
         two_exit = two.process.returncode
         print(f"\nLB: instance two got SIGTERM after {terminated_at} turns; started in {ready:.1f} s")
-        two_exit = two.process.returncode
 
         errors = [f"{run.user}: {error}" for run in runs for error in run.errors]
         print(
             f"LB: {tally.turns} turns by {USERS} users in {seconds:.1f} s = {tally.turns / seconds:.1f} turns/s; "
-            f"errors {len(errors)}; streams cut {tally.cut}, resumed {tally.resumed}; instance two exit {two_exit}"
+            f"errors {len(errors)}; streams cut {tally.cut}, resumed {tally.resumed}; "
+            f"resent after a closed connection {tally.transport_resent}; instance two exit {two_exit}"
         )
-        assert not errors, f"{len(errors)} errors, first: {errors[:5]}"
+        balancer_log = (tmp_path / "haproxy.log").read_text(errors="replace")
+        # httplog's termination state is `----` for a request that ended normally.
+        abnormal = [line for line in balancer_log.splitlines() if " ---- " not in line and "/ready" not in line]
+        assert not errors, f"{len(errors)} errors, first: {errors[:5]}; HAProxy's abnormal lines: {abnormal[-20:]}"
         assert tally.turns == USERS * len(TURNS)
         assert two_exit == 0, two.log()[-2000:]
         # HAProxy took the draining instance out on its /ready check (503 while draining).
-        balancer_log = (tmp_path / "haproxy.log").read_text(errors="replace")
         assert "instances/two is DOWN" in balancer_log, balancer_log[-2000:]
         assert "instances/one is DOWN" not in balancer_log, balancer_log[-2000:]
         # One chat budget across both instances (and all four workers): exactly LIMIT admitted.

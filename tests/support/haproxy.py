@@ -30,16 +30,22 @@ def haproxy_binary() -> str:
 
 
 def start_haproxy(binary: str, port: int, one: LiveServer, two: LiveServer, log: Path) -> subprocess.Popen[bytes]:
+    """HAProxy with deploy/haproxy.cfg, except that it logs every request (`info`, not `warning`):
+    a failed test then shows how each request ended (the termination state, e.g. `SD--`)."""
+    config = log.with_name("haproxy.cfg")
+    deployed = HAPROXY_CONFIG.read_text()
+    assert " local0 warning" in deployed, "deploy/haproxy.cfg's log line changed: update tests/support/haproxy.py"
+    config.write_text(deployed.replace(" local0 warning", " local0 info"))
     env = {
         **os.environ,
         "HAPROXY_BIND": f"127.0.0.1:{port}",
         "TASKPILOT_ONE": urlsplit(one.base_url).netloc,
         "TASKPILOT_TWO": urlsplit(two.base_url).netloc,
     }
-    checked = subprocess.run([binary, "-c", "-f", str(HAPROXY_CONFIG)], env=env, capture_output=True, check=False)
+    checked = subprocess.run([binary, "-c", "-f", str(config)], env=env, capture_output=True, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     process = subprocess.Popen(
-        [binary, "-db", "-f", str(HAPROXY_CONFIG)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+        [binary, "-db", "-f", str(config)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
     if answers_ok(f"http://127.0.0.1:{port}/ready", process, 15):
         return process
