@@ -30,11 +30,10 @@ from app.store.db import build_db_config
 from app.store.models import HostedSession
 from tests.conftest import auth_headers
 from tests.support.fake_openai import FakeOpenAI, error_body
-from tests.support.hosted import API_KEY, WORKFLOW_ID, hosted_env, running
+from tests.support.hosted import API_KEY, SESSION_FIELDS, WORKFLOW_ID, assert_no_server_secrets, hosted_env, running
 from tests.support.production import terminate_server_connections
 
 # `status` is always "success": the field the TaskPilotAI deployment guide checks.
-SESSION_FIELDS = {"client_secret", "session_id", "expires_at", "status"}
 RESPONSE_KEY = {"current_client_secret": "client_secret", "session_id": "session_id"}
 
 
@@ -90,13 +89,6 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert body["status"] == status
     assert body["detail"]
     return body
-
-
-def assert_no_server_secrets(*texts: str) -> None:
-    for blob in texts:
-        assert API_KEY not in blob
-        assert API_KEY[-12:] not in blob
-        assert WORKFLOW_ID not in blob
 
 
 def log_text(caplog: pytest.LogCaptureFixture) -> str:
@@ -845,38 +837,3 @@ async def test_one_openai_client_per_app_made_lazily_and_closed_on_shutdown(host
 
 
 # --- over real HTTP against a granian process --------------------------------------------------
-
-
-def test_mint_end_to_end_through_a_live_server(live_server_factory: Any, fake_openai: FakeOpenAI) -> None:
-    # A server of its own: its environment names this test's fake OpenAI port, and the test stops it
-    # to read its whole log for secrets.
-    server = live_server_factory(
-        {
-            "OPENAI_API_KEY": API_KEY,
-            "OPENAI_BASE_URL": fake_openai.base_url,
-            "CHATKIT_WORKFLOW_ID": WORKFLOW_ID,
-            "MODEL_PROVIDER": "offline",
-            "LOG_LEVEL": "debug",
-        }
-    )
-    settings = Settings.from_env(server.env)
-    alice = auth_headers(settings, "alice")
-    with httpx.Client(base_url=server.base_url, timeout=15) as client:
-        response = client.post("/api/chatkit/sessions", headers=alice)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert set(body) == SESSION_FIELDS
-        refreshed = client.post("/api/chatkit/refresh", headers=alice, json={"session_id": body["session_id"]})
-        assert refreshed.status_code == 200
-        cancelled = client.delete(f"/api/chatkit/sessions/{refreshed.json()['session_id']}", headers=alice)
-        assert cancelled.status_code == 204
-    (first, _second) = fake_openai.creates()
-    assert first.body["user"] == "alice"
-    assert first.body["workflow"] == {"id": WORKFLOW_ID}
-    assert fake_openai.cancels() == [body["session_id"], refreshed.json()["session_id"]]
-    server.stop()
-    log = server.log()
-    assert "hosted session minted" in log
-    header_text = "\n".join(f"{k}: {v}" for k, v in response.headers.items())
-    assert_no_server_secrets(response.text, header_text, log)
-    assert body["client_secret"] not in log

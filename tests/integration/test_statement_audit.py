@@ -97,16 +97,6 @@ def test_the_citus_step_is_valid_sql_in_creation_order() -> None:
         assert statement == f"SELECT create_distributed_table('{table}', 'user_id', colocate_with => 'chat_threads')"
 
 
-@pytest.mark.postgres
-def test_distribute_on_plain_postgresql_and_sqlite_does_nothing_and_says_so(postgres_url: str, tmp_path: Path) -> None:
-    from tests.support.servers import run_cli
-
-    plain = run_cli(["db", "distribute"], {"DATABASE_URL": postgres_url})
-    assert "citus extension is not installed" in plain.stdout and "nothing distributed" in plain.stdout
-    lite = run_cli(["db", "distribute"], {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/d.db"})
-    assert "sqlite: nothing to distribute" in lite.stdout
-
-
 # ---- the flows ----------------------------------------------------------------------------------------
 
 

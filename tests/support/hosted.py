@@ -48,3 +48,14 @@ async def running(
     app = create_app(settings)
     async with AsyncTestClient(app=app) as client:
         yield client, app
+
+
+SESSION_FIELDS = {"client_secret", "session_id", "expires_at", "status"}
+
+
+def assert_no_server_secrets(*texts: str) -> None:
+    """The API key (whole or its tail) and the workflow id appear in none of `texts`."""
+    for blob in texts:
+        assert API_KEY not in blob
+        assert API_KEY[-12:] not in blob
+        assert WORKFLOW_ID not in blob
