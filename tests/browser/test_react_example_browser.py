@@ -19,7 +19,6 @@ import datetime as dt
 import html
 import shutil
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,6 +48,7 @@ from tests.support.browser import (
     wait_for,
 )
 from tests.support.fake_openai import FakeOpenAI, error_body
+from tests.support.http_thread import serve_in_thread
 from tests.support.servers import PROJECT_ROOT, LiveServer
 from tests.support.time_zones import zone_on_another_date
 
@@ -115,8 +115,7 @@ class StaticSite:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.thread = serve_in_thread(self.httpd)
 
     def serve(self, handler: BaseHTTPRequestHandler) -> None:
         path = handler.path.split("?", 1)[0]

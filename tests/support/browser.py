@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import os
 import ssl
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +32,7 @@ import pytest
 from app.http.auth import mint_dev_token
 from app.settings import Settings
 from tests.support.auth import bearer
+from tests.support.http_thread import serve_in_thread
 from tests.support.servers import PROJECT_ROOT, LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -297,8 +297,7 @@ def fake_cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     context.load_cert_chain(cert, key)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(httpd)
     yield int(httpd.server_address[1])
     httpd.shutdown()
     httpd.server_close()

@@ -9,7 +9,6 @@ generation never consumes the script. Every request body is recorded.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 from app.agents.offline.model import _chunks, step_events
 from app.agents.offline.planner import Reply, ToolCall
+from tests.support.http_thread import serve_in_thread
 
 TITLE_MARKER = "thread title"
 
@@ -80,8 +80,7 @@ class FakeModelServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.thread = serve_in_thread(self.httpd)
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.http_thread import serve_in_thread
+
 BETA_HEADER = "chatkit_beta=v1"
 _CANCEL_PATH = re.compile(r"^/v1/chatkit/sessions/([^/]+)/cancel$")
 
@@ -78,8 +80,7 @@ class FakeOpenAI:
         self.httpd.block_on_close = False
         self.url = f"http://{host}:{self.httpd.server_address[1]}"
         self.base_url = f"{self.url}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
+        self._thread = serve_in_thread(self.httpd)
 
     # --- test controls --------------------------------------------------------------------
 

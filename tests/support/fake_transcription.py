@@ -16,6 +16,8 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.http_thread import serve_in_thread
+
 PATH = "/v1/audio/transcriptions"
 
 
@@ -70,7 +72,7 @@ class FakeTranscription:
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        serve_in_thread(self.httpd)
 
     def fail(self, status: int, *, times: int = 1) -> None:
         with self._lock:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +18,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from app.core.errors import AuthError
 from app.http.auth import TokenVerifier, bearer_token, mint_dev_token
 from app.settings import Settings
+from tests.support.http_thread import serve_in_thread
 
 ORIGIN = "http://127.0.0.1:3000"
 
@@ -46,8 +46,7 @@ class JwksServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/api/auth/jwks"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.thread = serve_in_thread(self.httpd)
 
     def close(self) -> None:
         self.httpd.shutdown()
