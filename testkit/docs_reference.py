@@ -104,9 +104,9 @@ def configuration_page() -> str:
     for spec in fields(Settings):
         env_name = spec.name.upper()
         assert f'"{env_name}"' in source, f"Settings.{spec.name} is read from no variable named {env_name}"
-        secret = " 🔒" if "Secret" in str(spec.type) else ""
+        secret = " (secret)" if "Secret" in str(spec.type) else ""
         rows.append(
-            f"| `{env_name}`{secret} | `{spec.name}` | {shown(getattr(defaults, spec.name))} "
+            f"| `{env_name}`{secret} | {shown(getattr(defaults, spec.name))} "
             f"| {cell(accepts(env_name))} | {cell(comments.get(spec.name, ''))} |"
         )
     return "\n".join(
@@ -115,13 +115,14 @@ def configuration_page() -> str:
             "",
             "# Configuration reference",
             "",
-            "Every variable `Settings.from_env` reads, in the order of the `Settings` fields. **Default** is the",
+            "Every variable `Settings.from_env` reads, in the order of the `Settings` fields (each variable is its",
+            "field's name in capitals). **Default** is the",
             "value with nothing set (some follow from other settings: see [Configuration](../configuration.md));",
             "**Accepts** is what start-up takes, in the words of the one-line error a bad value stops it with;",
-            "**Why** is the comment above the field. 🔒: a secret, never shown in logs, `repr` or responses.",
+            "**Why** is the comment above the field. *(secret)*: never shown in logs, `repr` or responses.",
             "",
-            "| Variable | Field | Default | Accepts | Why |",
-            "| --- | --- | --- | --- | --- |",
+            "| Variable | Default | Accepts | Why |",
+            "| --- | --- | --- | --- |",
             *rows,
             "",
         ]
