@@ -92,8 +92,14 @@ def accepts(env_name: str) -> str:
     return "any text"
 
 
+def outside_code(text: str) -> str:
+    """`<` as `&lt;` where Markdown would read a tag, left alone inside `code` spans (shown as typed)."""
+    parts = text.split("`")
+    return "`".join(part if index % 2 else part.replace("<", "&lt;") for index, part in enumerate(parts))
+
+
 def cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
+    return outside_code(text).replace("|", "\\|").replace("\n", " ")
 
 
 def configuration_page() -> str:
@@ -183,7 +189,7 @@ def schema_name(schema: dict[str, Any]) -> str:
 
 
 def prose(text: str) -> str:
-    return text.replace("<", "&lt;").strip()
+    return outside_code(text).strip()
 
 
 def operation_lines(path: str, method: str, operation: dict[str, Any]) -> list[str]:
