@@ -1,6 +1,6 @@
 # TaskPilot's container image. Two stages: `build` makes the wheel and a virtual environment with
 # exactly requirements/runtime.txt (hash-pinned) plus that wheel; the final stage copies only the
-# environment. README's "Deploy" section has the commands; compose.yaml runs it with PostgreSQL
+# environment. docs/production.md ("Deploy") has the commands; compose.yaml runs it with PostgreSQL
 # and Redis.
 #
 #   docker build -t taskpilot .

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast lint format openapi openapi-check db-upgrade db-check migration bench bench-quick bench-store clean install lock
+.PHONY: run test test-fast lint format openapi openapi-check docs docs-reference db-upgrade db-check migration bench bench-quick bench-store clean install lock
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ run: $(STAMP)
 # Two phases: every layer but `load` on every core (xdist, a whole file per worker), then the load
 # layer alone, one test at a time (load, faults, the balancer: they measure the machine, so nothing
 # else runs beside them), with the few timing-sensitive tests of other layers marked `alone`. Line and branch coverage of src/app (the live servers included) over both
-# is printed, written to coverage.xml, and the run fails below COVERAGE_FLOOR (README, Development).
+# is printed, written to coverage.xml, and the run fails below COVERAGE_FLOOR (docs/development.md).
 # `make test-fast`: unit + integration only.
 COVERAGE_FLOOR ?= 64
 PYTEST_PARALLEL ?= -n auto
@@ -54,6 +54,17 @@ openapi: $(STAMP)
 openapi-check: $(STAMP)
 	$(BIN)/taskpilot openapi --output openapi/openapi.json --check
 
+# The documentation site (docs/, mkdocs.yml) into site/: strict, so a warning, a broken internal link or
+# anchor fails it, and only after the generated reference pages are checked against the code.
+docs: $(STAMP)
+	$(BIN)/python -m testkit.docs_reference --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# docs/reference/: the configuration reference from Settings, the CLI's --help, the HTTP reference from
+# openapi/openapi.json (run `make openapi` first when the API changed). Commit what it writes.
+docs-reference: $(STAMP)
+	$(BIN)/python -m testkit.docs_reference
+
 db-upgrade: $(STAMP)
 	$(BIN)/taskpilot db upgrade
 
@@ -84,4 +95,4 @@ lock:
 	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --no-header -c requirements/dev.txt -o requirements/runtime.txt
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var site .pytest_cache .mypy_cache .ruff_cache

@@ -124,7 +124,7 @@ def replicated_postgres() -> Iterator[ReplicatedPostgres]:
         )  # fmt: skip
         # The walreceiver reports `cluster_name` as its application_name: the name the primary's
         # synchronous_standby_names waits for. Promoted, this one has no standby of its own yet:
-        # it must not wait for one (see README's failover steps).
+        # it must not wait for one (see docs/production.md's failover steps).
         _configure(standby, f"port = {standby.port}\ncluster_name = '{STANDBY_NAME}'\nsynchronous_standby_names = ''\n")
         pair.start(standby)
         _wait_synchronous(pair)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app import __version__
 from app.ops import startup
 from app.ops.serving import granian_argv
 from app.settings import Settings, SettingsError
@@ -318,6 +319,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskpilot", description="TaskPilot: a ChatKit backend")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve with granian (ASGI)")

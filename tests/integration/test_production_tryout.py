@@ -1,5 +1,5 @@
 """Production tried locally: `taskpilot token` mints, from AUTH_JWT_SECRET, a token that a
-production-mode server accepts (README's Deploy section uses it for the smoke test), the claims it
+production-mode server accepts (docs/production.md's Deploy steps use it for the smoke test), the claims it
 needs are the ones the verifier requires, and `HEAD /` is answered like `GET /`, without a body."""
 
 from __future__ import annotations

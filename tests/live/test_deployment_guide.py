@@ -7,7 +7,7 @@ The live tests start `taskpilot serve` (as `make run` does) on a loopback port, 
 `OPENAI_BASE_URL` at a local fake of OpenAI's sessions API, and send the guide's requests over
 real HTTP. TaskPilot differs from the guide on purpose in one place: minting needs a bearer token,
 so the guide's anonymous request is a 401 that says what to send, and the replay then adds one.
-The README's Troubleshooting section answers the failures tried here with the same commands.
+docs/troubleshooting.md answers the failures tried here with the same commands.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def dev_token(server: LiveServer, user: str) -> str:
-    """What the README's `taskpilot token --user <name>` prints, minted in-process (that the CLI's
+    """What the docs' `taskpilot token --user <name>` prints, minted in-process (that the CLI's
     token is accepted is tests/live/test_live_server.py::test_dev_token_from_cli_is_accepted)."""
     token = server_token(server.env, user)
     assert token.count(".") == 2

@@ -1,6 +1,6 @@
 """A client generated from the checked-in `openapi/openapi.json` works against a live server.
 
-`openapi-python-client` generates a package into a temporary folder (the README shows the same
+`openapi-python-client` generates a package into a temporary folder (docs/api-and-mcp.md shows the same
 command); the tests import it and use it over real HTTP: health, tasks CRUD and errors, the
 development token route, and hosted session mint/refresh/cancel against a local fake of OpenAI.
 If the spec drifts from what the server answers, these fail where a front-end team would.

@@ -313,7 +313,7 @@ async def test_chatkit_pages_hold_at_most_the_documented_maximum(session_maker: 
     from app.core.context import RequestContext
     from app.store.chatkit_store import ChatKitStore
 
-    documented_maximum = 100  # README: pages hold at most 100 rows
+    documented_maximum = 100  # docs/self-hosted-mode.md: pages hold at most 100 rows
 
     store: ChatKitStore[Any] = ChatKitStore(session_maker)
     context = RequestContext(user_id="pager")

@@ -60,7 +60,7 @@ def test_the_event_union_covers_every_library_event_and_is_the_streams_item_sche
 def test_the_spec_is_valid_openapi_3_1_and_why_the_item_schema_is_an_extension() -> None:
     """The document validates against the OpenAPI 3.1 meta-schema (the one schemathesis ships); the
     same document with OpenAPI 3.2's `itemSchema` key would not, and openapi-python-client reads no
-    3.2 document: hence `x-item-schema` (README, "The ChatKit protocol in the spec")."""
+    3.2 document: hence `x-item-schema` (docs/self-hosted-mode.md, "The ChatKit protocol in the spec")."""
     from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
     assert SPEC["openapi"] == "3.1.0"

@@ -1,13 +1,16 @@
-"""README's shell examples run as a newcomer pastes them (issue 26, item 5).
+"""The shell examples of README.md and the documentation site (docs/) run as a newcomer pastes them
+(issue 26, item 5; issue 33 moved most of them from README.md into docs/).
 
 The marker: an HTML comment `<!-- runnable: <name> -->` on the line right before a ```sh fence
-(invisible on GitHub). Each marked block is run with bash from the repository's root, where
-`make install` left `.venv/` (the blocks call `.venv/bin/taskpilot`), against a live server
-started the way `make run` starts it (`taskpilot serve`; the hosted block starts its own through
-`make run`). The only edit made to a block is the port: `localhost:8000` / `127.0.0.1:8000` (and
-the hosted block's fake at 8765) become the free ports this test picked. `CHECKS` holds what each
-block must visibly do (a task exists, a 401, a health field); a marked block without a check, or a
-check whose block is gone, fails the first test.
+(invisible on GitHub and in the built site); a shell block that is not run says
+`<!-- illustrative: why -->` instead (tests/unit/test_docs_site.py keeps every one marked). Each
+runnable block is run with bash from the repository's root, where `make install` left `.venv/`
+(the blocks call `.venv/bin/taskpilot`), against a live server started the way `make run` starts
+it (`taskpilot serve`; the hosted block starts its own through `make run`). The only edit made to
+a block is the port: `localhost:8000` / `127.0.0.1:8000` (and the hosted block's fake at 8765)
+become the free ports this test picked. `CHECKS` holds what each block must visibly do (a task
+exists, a 401, a health field); a marked block without a check, or a check whose block is gone,
+fails the first test.
 """
 
 from __future__ import annotations
@@ -32,23 +35,30 @@ from tests.support.auth import server_token
 from tests.support.servers import LiveServer, start_live_server
 
 README = PROJECT_ROOT / "README.md"
+DOCS = PROJECT_ROOT / "docs"
 RUNNABLE = re.compile(r"^<!-- runnable: (?P<name>[a-z0-9-]+) -->\n```(?:sh|bash)\n(?P<code>.*?)^```$", re.S | re.M)
-README_PORTS = {"server": 8000, "fake": 8765}
+DOC_PORTS = {"server": 8000, "fake": 8765}
+
+
+def documents() -> list[Path]:
+    """README.md and every page of the documentation site."""
+    return [README, *sorted(DOCS.rglob("*.md"))]
 
 
 def runnable_blocks() -> dict[str, str]:
     blocks: dict[str, str] = {}
-    for match in RUNNABLE.finditer(README.read_text()):
-        assert match["name"] not in blocks, f"two README blocks are named {match['name']}"
-        blocks[match["name"]] = match["code"]
+    for document in documents():
+        for match in RUNNABLE.finditer(document.read_text()):
+            assert match["name"] not in blocks, f"two blocks are named {match['name']} (the second in {document.name})"
+            blocks[match["name"]] = match["code"]
     return blocks
 
 
 def on_ports(code: str, ports: dict[str, int]) -> str:
-    """The block with README's ports replaced by this test's (the only edit made to it)."""
-    code = re.sub(rf"\b(?:localhost|127\.0\.0\.1):{README_PORTS['server']}\b", f"127.0.0.1:{ports['server']}", code)
+    """The block with the documents' ports replaced by this test's (the only edit made to it)."""
+    code = re.sub(rf"\b(?:localhost|127\.0\.0\.1):{DOC_PORTS['server']}\b", f"127.0.0.1:{ports['server']}", code)
     if "fake" in ports:
-        code = re.sub(rf"\b{README_PORTS['fake']}\b", str(ports["fake"]), code)
+        code = re.sub(rf"\b{DOC_PORTS['fake']}\b", str(ports["fake"]), code)
     return code
 
 
@@ -58,8 +68,8 @@ def newcomer_env(server: LiveServer) -> dict[str, str]:
 
 
 def bash(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    assert (PROJECT_ROOT / ".venv" / "bin" / "taskpilot").exists(), "run `make install` first: the README assumes it"
-    assert shutil.which("curl", path=env.get("PATH")), "README's commands use curl: install it (.ci/run does)"
+    assert (PROJECT_ROOT / ".venv" / "bin" / "taskpilot").exists(), "run `make install` first: the documents assume it"
+    assert shutil.which("curl", path=env.get("PATH")), "the documented commands use curl: install it (.ci/run does)"
     return subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", code],
         cwd=PROJECT_ROOT,
@@ -87,7 +97,7 @@ def tomorrow_in(zone: str) -> str:
 
 
 # Each block gets a server of its own, started as `make run` does (`taskpilot serve`): the blocks are
-# README's, signed in as README's `alice`, and their checks read her whole task list.
+# the documents', signed in as their `alice`, and their checks read her whole task list.
 
 
 def check_quick_start(tmp_path: Path) -> None:
@@ -186,7 +196,7 @@ def wait_for_health(base_url: str, process: subprocess.Popen[bytes], log: Path) 
 
 
 def check_production_smoke(tmp_path: Path) -> None:
-    # Production on one machine, as the Deploy section's step 5 starts it (SQLite allowed).
+    # Production on one machine, as docs/production.md's Deploy step 5 starts it (SQLite allowed).
     production = {
         "APP_ENV": "production",
         "AUTH_JWT_SECRET": "readme-production-secret-0123456789abcdef",

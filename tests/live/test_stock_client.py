@@ -124,7 +124,7 @@ def test_a_stock_chatkit_client_through_a_whole_session(server: LiveServer) -> N
     with httpx.Client(base_url=server.base_url, timeout=60) as http:
         stock = StockClient(http, token)
 
-        # README's Quick start: the task is added, due tomorrow in DEFAULT_TIME_ZONE, and the
+        # docs/getting-started.md's quick start: the task is added, due tomorrow in DEFAULT_TIME_ZONE, and the
         # reply says which zone that "tomorrow" was in.
         thread, added = stock.create("add a task to buy milk tomorrow")
         assert tasks(http, token)["Buy milk"]["due_date"] == TOMORROW

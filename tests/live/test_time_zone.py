@@ -174,7 +174,7 @@ async def test_a_bad_time_zone_is_a_400_naming_the_header_everywhere(live_server
 
 # ---- no Time-Zone header, no client tool: DEFAULT_TIME_ZONE, said in the reply ----------------------
 
-QUICK_START_TEXT = "add a task to buy milk tomorrow"  # README's Quick start
+QUICK_START_TEXT = "add a task to buy milk tomorrow"  # docs/getting-started.md's quick start
 
 
 def test_default_time_zone_is_utc_and_only_an_iana_name_is_accepted() -> None:

@@ -11,7 +11,7 @@ uploaded (signed URL) on the other, and their signed preview URL minted on that 
 from the first.
 
 HAProxy comes from Debian's packages (`.ci/run` installs it); without it this test is skipped
-locally and fails under CI. It prints the figures README's Production section quotes.
+locally and fails under CI. It prints the figures docs/production.md quotes.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ header the SDK sends, records every request, and can be told to fail: any status
 headers and error body, or answer slowly. Given `workflows`, it knows only those and answers
 any other workflow id the way OpenAI does: 404 "Workflow with id '…' not found."
 
-Run alone to try a server by hand (the README's deployment checks):
+Run alone to try a server by hand (docs/hosted-mode.md's local fake):
 
     python -m tests.support.fake_openai --key sk-local-test --workflow wf_local --port 8765
 """

@@ -1,5 +1,5 @@
 """The house rules, read off the source: which room may import which, where Litestar may appear,
-and no import cycles (README's Architecture section draws the same picture).
+and no import cycles (docs/architecture.md draws the same picture).
 
 Rooms, lowest first; a module may import its own room and the ones below it, never above:
 
@@ -106,7 +106,7 @@ def app_graph() -> dict[str, set[str]]:
 
 def test_every_module_is_in_a_known_room() -> None:
     unknown = sorted({room for m in app_modules() if (room := room_of(m)) is not None} - set(RANK) - {"migrations"})
-    assert not unknown, f"rooms without a rank in this test (add them to RANK and README): {unknown}"
+    assert not unknown, f"rooms without a rank in this test (add them to RANK and docs/architecture.md): {unknown}"
 
 
 def direction_violations(modules: dict[str, Path]) -> list[str]:

@@ -1,4 +1,4 @@
-"""examples/react without a browser: the README shows its real code, its versions are exact, its
+"""examples/react without a browser: the docs (docs/front-ends.md) show its real code, its versions are exact, its
 lock file records no download addresses, it imports the page's shared modules (hosted sessions,
 task entities, the self-hosted ChatKit options) instead of carrying copies, and its REST calls go
 through the client generated from openapi/openapi.json.
@@ -16,7 +16,8 @@ from pathlib import Path
 from tests.support.servers import PROJECT_ROOT
 
 EXAMPLE = PROJECT_ROOT / "examples" / "react"
-README = PROJECT_ROOT / "README.md"
+# The page that shows the example's two useChatKit configurations (the regions keep their `readme:` names).
+FRONT_ENDS_PAGE = PROJECT_ROOT / "docs" / "front-ends.md"
 STATIC_DIR = PROJECT_ROOT / "src" / "app" / "static"
 # The page's modules the example imports through Vite aliases (vite.config.js).
 SHARED_MODULES = {
@@ -41,8 +42,8 @@ def source_region(path: Path, region: str) -> str:
     return textwrap.dedent(match.group(1))
 
 
-def test_readme_shows_both_use_chatkit_configurations_exactly_as_the_example_has_them() -> None:
-    snippets = list(SNIPPET.finditer(README.read_text()))
+def test_docs_show_both_use_chatkit_configurations_exactly_as_the_example_has_them() -> None:
+    snippets = list(SNIPPET.finditer(FRONT_ENDS_PAGE.read_text()))
     regions = {(m["path"], m["region"]) for m in snippets}
     assert regions == {
         ("examples/react/src/SelfHostedChat.tsx", "readme:self-hosted"),
@@ -51,7 +52,7 @@ def test_readme_shows_both_use_chatkit_configurations_exactly_as_the_example_has
     }
     for match in snippets:
         expected = source_region(PROJECT_ROOT / match["path"], match["region"])
-        assert match["code"] == expected, f"README's copy of {match['path']} {match['region']} is stale"
+        assert match["code"] == expected, f"docs/front-ends.md's copy of {match['path']} {match['region']} is stale"
     code = "".join(m["code"] for m in snippets)
     assert "useChatKit({" in code and 'url: new URL("chatkit", apiBase)' in code and "getClientSecret:" in code
 

@@ -227,7 +227,7 @@ export async function mount(root, options = {}) {
             "div",
             { class: "tp-signin" },
             h("h1", {}, "Sign in through your application"),
-            h("p", { class: "tp-muted" }, "This server accepts JWTs from your sign-in service (AUTH_MODE=jwt). Open TaskPilot from the application that signs you in: it supplies tokens through AUTH_TOKEN_URL or window.taskpilotToken (see the README)."),
+            h("p", { class: "tp-muted" }, "This server accepts JWTs from your sign-in service (AUTH_MODE=jwt). Open TaskPilot from the application that signs you in: it supplies tokens through AUTH_TOKEN_URL or window.taskpilotToken (see docs/front-ends.md)."),
             problem ? h("p", { class: "tp-form-error", role: "alert" }, problem) : null
           )
         )

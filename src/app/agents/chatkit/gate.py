@@ -5,7 +5,8 @@
   user's quotas and the length limits hold, and its content is acceptable (composer choices, tags,
   attachments uploaded and of this thread, a client tool's answer of the declared shape);
 - `reserve`: a `threads.create` reserves its thread, last, once every other check has passed;
-- `take_turn`: the turn lease (README "One turn per thread"), then `holding` runs the stream under it.
+- `take_turn`: the turn lease (docs/self-hosted-mode.md, "One turn per thread"), then `holding` runs the
+  stream under it.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class Gate:
     # ---- the turn lease ----------------------------------------------------------------------
 
     async def take_turn(self, request: ChatKitReq, context: Any) -> TurnLease | None:
-        """The turn lease a streaming request runs under (README "One turn per thread"), decided
+        """The turn lease a streaming request runs under (docs/self-hosted-mode.md, "One turn per thread"), decided
         before the stream opens so that a refusal is a 409, not a broken stream.
 
         - a user message takes the free lease, or queues: its claim then waits inside the stream,
