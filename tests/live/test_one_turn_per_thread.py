@@ -315,6 +315,27 @@ async def test_a_new_thread_whose_stream_fails_before_its_first_event_is_deleted
         await engine.dispose()
 
 
+async def test_a_thread_whose_client_went_away_mid_answer_takes_the_next_message_at_once(
+    turn_server: LiveServer,
+) -> None:
+    """Closing the tab mid-answer must free the thread then, not when the turn's lease expires
+    (CHATKIT_TURN_LEASE_SECONDS, 30 s here): the person who reopens it and writes again is answered
+    at once. (It waited the whole lease: a second cancellation of the cut stream, delivered while
+    it released the lease, cancelled the release.)"""
+    user = _user("gone")
+    async with httpx.AsyncClient(base_url=turn_server.base_url, timeout=60) as http:
+        async with open_stream(http, threads_create("help"), headers_for(user)) as (stream, events):
+            async for _event in events:
+                if stream.deltas == 3:
+                    break  # the tab is closed mid-answer
+        assert stream.thread_id
+    # A read timeout far below the 30 s lease: a lease left held would fail this request.
+    async with httpx.AsyncClient(base_url=turn_server.base_url, timeout=10) as http:
+        again = await ChatKitClient(http, token(user), time_zone="UTC").send(stream.thread_id, "add a task Echo")
+        assert again.status == 200 and not again.of_type("error"), (again.status, again.body)
+        assert "Echo" in again.assistant_text()
+
+
 async def test_a_thread_whose_turn_died_with_its_server_takes_messages_again(
     live_server_factory: Any, tmp_path: Path
 ) -> None:

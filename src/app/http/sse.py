@@ -123,8 +123,14 @@ async def with_keepalive(
         metrics.ACTIVE_STREAMS.dec()
         if not producer.done():
             producer.cancel()
+            # Shielded: were this side cancelled again while it waits (the server ending the
+            # response of a client that left), a plain `await` would pass that cancellation on
+            # to the producer in the middle of its cleanup, which ChatKit's and the turn lease's
+            # shields do not stop (a native cancel); the release of the thread's lease was then
+            # lost and the thread refused turns until the lease expired. The producer finishes
+            # its cleanup whatever happens here.
             with contextlib.suppress(BaseException):
-                await producer
+                await asyncio.shield(producer)
 
 
 async def started(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
