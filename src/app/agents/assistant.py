@@ -94,6 +94,9 @@ class TurnContext(AgentContext[Any], ToolContext):
     clock: Annotated[Callable[[], date], SkipValidation] = utc_today
     # The turn's notices and progress (app.agents.chatkit.notices.TurnNotices), for the run hooks.
     notices: Annotated[Any, SkipValidation] = None
+    # The conversation's language ("en" or "ur", app.agents.chatkit.language): the language of the
+    # fixed strings the turn shows (progress lines, widget labels), whichever agent answers.
+    language: str = "en"
 
 
 @dataclass
