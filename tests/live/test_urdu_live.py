@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
 
+from app.agents.messages import urdu_date
 from app.agents.offline.intents import resolve_date
 from tests.support.auth import server_token
 from tests.support.chatkit_client import ChatKitClient
 from tests.support.servers import LiveServer, ServerPool, unique_user
+from tests.support.widgets import find, replaced, widgets
 
 Due = Callable[[dt.date], dt.date | None]
 
@@ -71,3 +74,73 @@ async def test_an_urdu_request_over_http_adds_the_task_it_asks_for(
     assert [(t["title"], t["due_date"], t["priority"]) for t in tasks] == [
         (title, expected.isoformat() if expected else None, priority)
     ]
+
+
+# ---- an Urdu thread's fixed strings: widget labels, the confirm card, progress, the reply's date ----
+
+
+def _tree(widget: Any) -> dict[str, Any]:
+    return dict(widget.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+async def test_an_urdu_thread_draws_its_widgets_and_progress_in_urdu(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    token = server_token(server.env, unique_user("bilal"))
+    chat = ChatKitClient(http, token, time_zone="UTC")
+    added = await chat.create_thread("کل دودھ خریدنا ہے")
+    thread = added.thread_id
+    tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    # the reply's date is written for an Urdu reader, never an ISO date inside Urdu text
+    assert urdu_date(tomorrow) in added.assistant_text() and tomorrow.isoformat() not in added.assistant_text()
+    steps = [
+        task.title
+        for e in added.of_type("thread.item.done")
+        if e.item.type == "workflow"
+        for task in e.item.workflow.tasks
+    ]
+    assert steps == ["اردو ماہر کے حوالے کیا گیا", "شامل کیا گیا: #1 دودھ خریدنا"]
+
+    listed = await chat.send(thread, "میرے کام دکھائیں")
+    (widget,) = widgets(listed)
+    root = _tree(widget.widget)
+    assert root["status"]["text"] == "آپ کے کام · 1"
+    assert {b["label"] for b in find(root, "Button")} == {"مکمل", "ترمیم", "حذف کریں"}
+    assert find(root, "Caption")[0]["value"] == f"آخری تاریخ {urdu_date(tomorrow)}"
+    assert find(root, "Badge")[0]["label"] == "درمیانی"
+
+    # An action carries no message: the thread remembers its language (its metadata) for the card.
+    task_id = root["children"][0]["key"].removeprefix("task:")
+    asked = await chat.request(
+        "threads.custom_action",
+        {"thread_id": thread, "item_id": widget.id, "action": {"type": "task.delete", "payload": {"id": task_id}}},
+    )
+    card = replaced(asked)
+    assert card["confirm"]["label"] == "حذف کریں" and card["cancel"]["label"] == "منسوخ"
+    assert find(card, "Title")[0]["value"] == "یہ کام حذف کریں؟"
+
+
+async def test_the_thread_language_follows_the_users_messages(server: LiveServer, http: httpx.AsyncClient) -> None:
+    token = server_token(server.env, unique_user("sara"))
+    chat = ChatKitClient(http, token, time_zone="UTC")
+    await http.post("/api/tasks", json={"title": "Buy milk"}, headers={"Authorization": f"Bearer {token}"})
+    english = await chat.create_thread("show my tasks")
+    assert {b["label"] for b in find(_tree(widgets(english)[0].widget), "Button")} == {"Done", "Edit", "Delete"}
+    urdu = await chat.send(english.thread_id, "میرے کام دکھائیں")
+    assert {b["label"] for b in find(_tree(widgets(urdu)[0].widget), "Button")} == {"مکمل", "ترمیم", "حذف کریں"}
+    # "ok" says nothing about the language: the thread stays Urdu, and so does the edit form an
+    # action draws after it (an action carries no message: the thread's metadata remembers)
+    await chat.send(english.thread_id, "ok")
+    listed = widgets(urdu)[0]
+    task_id = _tree(listed.widget)["children"][0]["key"].removeprefix("task:")
+    edit = await chat.request(
+        "threads.custom_action",
+        {
+            "thread_id": english.thread_id,
+            "item_id": listed.id,
+            "action": {"type": "task.edit", "payload": {"id": task_id}},
+        },
+    )
+    form = replaced(edit)
+    assert [label["value"] for label in find(form, "Label")] == ["عنوان", "آخری تاریخ", "ترجیح"]
+    assert {b["label"] for b in find(form, "Button")} == {"منسوخ", "محفوظ کریں"}
