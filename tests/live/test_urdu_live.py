@@ -8,16 +8,20 @@ here a handful of its rows go through the whole server, dates relative to the se
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from app.agents.assistant import URDU_INSTRUCTIONS
 from app.agents.messages import urdu_date
 from app.agents.offline.intents import resolve_date
+from app.agents.offline.planner import Reply, ToolCall
 from tests.support.auth import server_token
 from tests.support.chatkit_client import ChatKitClient
+from tests.support.fake_model_server import FakeModelServer
 from tests.support.servers import LiveServer, ServerPool, unique_user
 from tests.support.widgets import find, replaced, widgets
 
@@ -144,3 +148,54 @@ async def test_the_thread_language_follows_the_users_messages(server: LiveServer
     form = replaced(edit)
     assert [label["value"] for label in find(form, "Label")] == ["عنوان", "آخری تاریخ", "ترجیح"]
     assert {b["label"] for b in find(form, "Button")} == {"منسوخ", "محفوظ کریں"}
+
+
+# ---- the real-model path, against a scripted model: the instructions and the handoff ----------------
+
+
+async def test_a_real_model_hands_urdu_to_the_specialist_whose_instructions_ask_for_urdu_titles(
+    live_server_factory: Callable[..., LiveServer], fake_model: Callable[..., FakeModelServer]
+) -> None:
+    tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+    reply = "کام شامل کر دیا گیا: #1 دودھ خریدنا"
+    fake = fake_model(
+        [
+            ToolCall("transfer_to_urdu_specialist", {}),
+            ToolCall("add_task", {"title": "دودھ خریدنا", "due_date": tomorrow, "priority": "high"}),
+            Reply(reply),
+        ]
+    )
+    server = live_server_factory(
+        {
+            "MODEL_PROVIDER": "openai-compatible",
+            "OPENAI_BASE_URL": fake.base_url,
+            "MODEL_API_KEY": fake.api_key,
+            "MODEL": "mimo-v2-flash",
+        }
+    )
+    token = server_token(server.env, unique_user("amna"))
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        result = await ChatKitClient(http, token, time_zone="UTC").create_thread("کل ضروری دودھ خریدنا ہے")
+        assert result.status == 200 and not result.of_type("error"), result.of_type("error")
+        tasks = (await http.get("/api/tasks", headers={"Authorization": f"Bearer {token}"})).json()["items"]
+    assert [(t["title"], t["due_date"], t["priority"]) for t in tasks] == [("دودھ خریدنا", tomorrow, "high")]
+    assert reply in result.assistant_text()
+    steps = [
+        t.title for e in result.of_type("thread.item.done") if e.item.type == "workflow" for t in e.item.workflow.tasks
+    ]
+    assert steps == ["اردو ماہر کے حوالے کیا گیا", "شامل کیا گیا: #1 دودھ خریدنا"]
+
+    def system(request: dict[str, Any]) -> str:
+        return " ".join(str(m.get("content")) for m in request["messages"] if m.get("role") == "system")
+
+    conversation = [r for r in fake.requests if "thread title" not in json.dumps(r)]
+    # The orchestrator is offered the handoff and told when to use it (Roman Urdu too) ...
+    first = conversation[0]
+    assert "transfer_to_urdu_specialist" in {t["function"]["name"] for t in first["tools"]}
+    assert "hand off to the Urdu specialist" in system(first) and "kal doodh lena hai" in system(first)
+    # ... and after the handoff the specialist's instructions ask for Urdu titles, replies and dates.
+    specialist = system(conversation[1])
+    assert URDU_INSTRUCTIONS.split("\n", 1)[0] in specialist
+    for asked in ("Always answer in Urdu", "دودھ خریدنا", "ڈاکٹر کو فون کرنا", "دودھ خریدنے", "7 دسمبر 2026"):
+        assert asked in specialist, asked
+    assert "add_task" in {t["function"]["name"] for t in conversation[1]["tools"]}
