@@ -54,3 +54,20 @@ def test_the_thread_language_follows_the_users_messages_and_their_choice() -> No
     assert note_message(thread, _message("show my tasks")) == "ur"
     assert note_message(thread, _message("انگریزی میں جواب دیں")) == "en"
     assert note_message(thread, _message("میرے کام دکھائیں")) == "en"
+
+
+def test_notices_progress_and_error_replies_speak_the_conversations_language() -> None:
+    from app.agents.assistant import describe_model_error
+    from app.agents.chatkit.notices import ToolBatch, reading_attachments_text, storage_notice
+
+    batch = ToolBatch(("complete_task", "complete_task"), lang="ur")
+    assert batch.started_text() == "2 کام مکمل کیے جا رہے ہیں…"
+    assert batch.finished_one() == "2 میں سے 1 کام مکمل ہو گئے…"
+    assert ToolBatch(("complete_task", "complete_task")).started_text() == "Completing 2 tasks…"
+    assert reading_attachments_text(1, "ur") == "1 منسلک فائل پڑھی جا رہی ہے…"
+    assert reading_attachments_text(2) == "Reading 2 attachments…"
+    notice = storage_notice(90, 100, "ur")
+    assert language_of(notice.title or "") == "ur" and "90%" in notice.message
+    message, retry = describe_model_error(RuntimeError("boom"), "ur")
+    assert message == say("error.generic", "ur") and retry
+    assert describe_model_error(RuntimeError("boom"))[0].startswith("Something went wrong")

@@ -32,6 +32,7 @@ from app.agents.chatkit.entities import resolve_tags
 from app.agents.chatkit.time_zone import GET_TIME_ZONE, GET_TIME_ZONE_TOOL
 from app.agents.history import TaskPilotConverter, estimate_tokens, plain_text_message
 from app.agents.hooks import ProgressHooks
+from app.agents.messages import Language, say
 from app.agents.tools import TASK_TOOLS, ToolContext
 from app.core.clock import utc_today
 from app.ops.openai_failures import OpenAIFailureKind, describe_openai_failure
@@ -313,24 +314,22 @@ def model_error_log(exc: BaseException) -> tuple[dict[str, Any], bool]:
 
 
 # What each kind of failure (`app.ops.openai_failures`) means for the person waiting on a reply.
-_MODEL_WORDS: dict[OpenAIFailureKind, str] = {
-    "auth": "The assistant's model rejected the server's credentials. An administrator must fix the API key.",
-    "rate_limit": "The assistant's model is rate-limited right now. Wait a moment and try again.",
-    "timeout": "The assistant's model took too long to answer. Try again.",
-    "unreachable": "The assistant's model could not be reached. Try again shortly.",
-    "not_found": "The configured model does not exist at the provider. An administrator must check MODEL.",
-    "bad_request": "The assistant's model refused the request. Try rephrasing, or start a new chat.",
-    "refused": "The assistant's model failed to answer. Try again.",
-}
+_MODEL_FAILURES: tuple[OpenAIFailureKind, ...] = (
+    "auth", "rate_limit", "timeout", "unreachable", "not_found", "bad_request", "refused",
+)  # fmt: skip
 
 
-def describe_model_error(exc: BaseException) -> tuple[str, bool]:
-    """A message a person can act on, and whether retrying may help."""
+def _model_words(lang: Language) -> dict[OpenAIFailureKind, str]:
+    return {kind: say(f"error.model.{kind}", lang) for kind in _MODEL_FAILURES}
+
+
+def describe_model_error(exc: BaseException, lang: Language = "en") -> tuple[str, bool]:
+    """A message a person can act on (in the conversation's language), and whether retrying may help."""
     failure = describe_openai_failure(exc)
     if failure is not None and failure.kind != "unreadable":
         # A spent quota reads as a rate limit here: the person can only wait or tell an administrator.
-        return failure.words(_MODEL_WORDS), failure.kind != "auth" and failure.kind != "not_found"
+        return failure.words(_model_words(lang)), failure.kind != "auth" and failure.kind != "not_found"
     name = type(exc).__name__
     if name == "MaxTurnsExceeded":
-        return "The assistant took too many steps on this request. Try a simpler request.", True
-    return "Something went wrong while answering. Your message is saved; try again.", True
+        return say("error.max_turns", lang), True
+    return say("error.generic", lang), True

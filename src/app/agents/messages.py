@@ -118,10 +118,65 @@ CATALOGUE: dict[str, dict[Language, str]] = {
         "en": "{reason}; trying again in {seconds} s (retry {attempt} of {of})…",
         "ur": "{reason}؛ {seconds} سیکنڈ میں دوبارہ کوشش ہو گی ({of} میں سے کوشش {attempt})…",
     },
+    # ---- limits nearly spent (app.agents.chatkit.notices) ----
+    "limit.per_minute": {"en": "minute", "ur": "منٹ"},
+    "limit.last_message": {"en": "This was your last message for now", "ur": "فی الحال یہ آپ کا آخری پیغام تھا"},
+    "limit.remaining.one": {"en": "You can send 1 more message right now", "ur": "آپ ابھی 1 اور پیغام بھیج سکتے ہیں"},
+    "limit.remaining": {
+        "en": "You can send {count} more messages right now",
+        "ur": "آپ ابھی {count} اور پیغامات بھیج سکتے ہیں",
+    },
+    "limit.message": {
+        "en": "{left} (limit: {limit} per {per}). One more becomes available every {refill}; "
+        "the full allowance is back in {full}.",
+        "ur": "{left} (حد: ہر {per} میں {limit})۔ ہر {refill} بعد ایک اور پیغام دستیاب ہوتا ہے؛ "
+        "پوری گنجائش {full} میں واپس آ جائے گی۔",
+    },
+    "limit.title": {"en": "Message limit nearly reached", "ur": "پیغامات کی حد قریب ہے"},
+    "storage.message": {
+        "en": "Your attachments use {percent}% of your storage ({stored} of {quota}). "
+        "Delete attachments or old conversations to make room for new files.",
+        "ur": "آپ کی منسلک فائلیں آپ کی جگہ کا {percent}% استعمال کر رہی ہیں ({quota} میں سے {stored})۔ "
+        "نئی فائلوں کے لیے جگہ بنانے کو منسلک فائلیں یا پرانی گفتگوئیں حذف کریں۔",
+    },
+    "storage.title": {"en": "Attachment storage nearly full", "ur": "منسلک فائلوں کی جگہ تقریباً بھر گئی ہے"},
     # ---- error replies and titles ----
-    "error.turn_failed": {
-        "en": "{message}",
-        "ur": "معاف کیجیے، جواب نہیں دیا جا سکا۔ ({message})",
+    # a failed turn's ChatKit `error` event (app.agents.assistant.describe_model_error)
+    "error.model.auth": {
+        "en": "The assistant's model rejected the server's credentials. An administrator must fix the API key.",
+        "ur": "اسسٹنٹ کے ماڈل نے سرور کی اسناد مسترد کر دیں۔ کسی منتظم کو API کلید درست کرنی ہو گی۔",
+    },
+    "error.model.rate_limit": {
+        "en": "The assistant's model is rate-limited right now. Wait a moment and try again.",
+        "ur": "اسسٹنٹ کا ماڈل اس وقت درخواستیں محدود کر رہا ہے۔ تھوڑی دیر انتظار کر کے دوبارہ کوشش کریں۔",
+    },
+    "error.model.timeout": {
+        "en": "The assistant's model took too long to answer. Try again.",
+        "ur": "اسسٹنٹ کے ماڈل نے جواب دینے میں بہت دیر لگا دی۔ دوبارہ کوشش کریں۔",
+    },
+    "error.model.unreachable": {
+        "en": "The assistant's model could not be reached. Try again shortly.",
+        "ur": "اسسٹنٹ کے ماڈل تک رسائی نہیں ہو سکی۔ تھوڑی دیر بعد دوبارہ کوشش کریں۔",
+    },
+    "error.model.not_found": {
+        "en": "The configured model does not exist at the provider. An administrator must check MODEL.",
+        "ur": "ترتیب دیا گیا ماڈل فراہم کنندہ کے ہاں موجود نہیں۔ کسی منتظم کو MODEL کی ترتیب دیکھنی ہو گی۔",
+    },
+    "error.model.bad_request": {
+        "en": "The assistant's model refused the request. Try rephrasing, or start a new chat.",
+        "ur": "اسسٹنٹ کے ماڈل نے درخواست قبول نہیں کی۔ بات دوسرے الفاظ میں کہیں، یا نئی گفتگو شروع کریں۔",
+    },
+    "error.model.refused": {
+        "en": "The assistant's model failed to answer. Try again.",
+        "ur": "اسسٹنٹ کا ماڈل جواب نہ دے سکا۔ دوبارہ کوشش کریں۔",
+    },
+    "error.max_turns": {
+        "en": "The assistant took too many steps on this request. Try a simpler request.",
+        "ur": "اس درخواست پر اسسٹنٹ نے بہت زیادہ مراحل لیے۔ کوئی آسان درخواست کریں۔",
+    },
+    "error.generic": {
+        "en": "Something went wrong while answering. Your message is saved; try again.",
+        "ur": "جواب دیتے ہوئے کچھ غلط ہو گیا۔ آپ کا پیغام محفوظ ہے؛ دوبارہ کوشش کریں۔",
     },
     "title.new_chat": {"en": "New chat", "ur": "نئی گفتگو"},
 }

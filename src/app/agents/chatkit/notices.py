@@ -193,32 +193,26 @@ def _duration(seconds: float) -> str:
     return f"{math.ceil(seconds / 60)} min"
 
 
-def chat_budget_notice(budget: Budget | None) -> NoticeEvent | None:
+def chat_budget_notice(budget: Budget | None, lang: Language = "en") -> NoticeEvent | None:
     """A warning when this turn left the user's chat rate limit nearly spent."""
     if budget is None or not budget.near_limit:
         return None
-    per = "minute" if budget.period == 60 else f"{_duration(budget.period)}"
+    per = say("limit.per_minute", lang) if budget.period == 60 else f"{_duration(budget.period)}"
     left = (
-        "This was your last message for now"
-        if budget.remaining == 0
-        else f"You can send {budget.remaining} more message{'s' if budget.remaining != 1 else ''} right now"
+        say("limit.last_message", lang) if budget.remaining == 0 else counted("limit.remaining", budget.remaining, lang)
     )
     refill = _duration(budget.period / budget.limit)
-    message = (
-        f"{left} (limit: {budget.limit} per {per}). One more becomes available every {refill}; "
-        f"the full allowance is back in {_duration(budget.full_in)}."
+    message = say(
+        "limit.message", lang, left=left, limit=budget.limit, per=per, refill=refill, full=_duration(budget.full_in)
     )
-    return NoticeEvent(level="warning", title="Message limit nearly reached", message=message)
+    return NoticeEvent(level="warning", title=say("limit.title", lang), message=message)
 
 
-def storage_notice(stored: int, quota: int) -> NoticeEvent:
+def storage_notice(stored: int, quota: int, lang: Language = "en") -> NoticeEvent:
     """A warning that the user's attachments nearly fill their storage quota."""
     percent = min(100, math.floor(100 * stored / quota))
-    message = (
-        f"Your attachments use {percent}% of your storage ({_size(stored)} of {_size(quota)}). "
-        "Delete attachments or old conversations to make room for new files."
-    )
-    return NoticeEvent(level="warning", title="Attachment storage nearly full", message=message)
+    message = say("storage.message", lang, percent=percent, stored=_size(stored), quota=_size(quota))
+    return NoticeEvent(level="warning", title=say("storage.title", lang), message=message)
 
 
 def _size(count: int) -> str:

@@ -127,10 +127,10 @@ class TurnRunner:
             failure = exc
         except Exception as exc:  # provider, network or tool failure: the user gets a readable error
             metrics.MODEL_ERRORS.labels(kind=metrics.error_kind(exc)).inc()
-            message, retry = describe_model_error(exc)
+            message, retry = describe_model_error(exc, lang)
             fields, traceback = model_error_log(exc)
             log.warning("turn failed", exc_info=traceback, extra={"fields": {"thread_id": thread.id, **fields}})
-            failure = CustomStreamError(say("error.turn_failed", lang, message=message), allow_retry=retry)
+            failure = CustomStreamError(message, allow_retry=retry)
         finally:
             turn_notices.close()
             with contextlib.suppress(ValueError):  # closed from another context: nothing to restore
