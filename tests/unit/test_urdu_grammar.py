@@ -108,3 +108,10 @@ def test_an_urdu_question_about_today_is_a_list_not_a_task() -> None:
     assert parse("کل پانی کا بل جمع کرانے کا کام شامل کریں #گھر", TODAY).tags == ["گھر"]
     assert parse("میرے کام دکھائیں", TODAY).kind == "list"
     assert parse("کام 3 مکمل کریں", TODAY).number == 3
+
+
+def test_a_date_that_does_not_exist_is_explained_in_urdu() -> None:
+    intent = parse("2026-02-30 تک کرایہ ادا کرنا ہے", TODAY)
+    assert intent.kind == "add" and intent.due_date is None
+    assert intent.problem is not None and "2026-02-30" in intent.problem and language_of(intent.problem) == "ur"
+    assert parse("31 فروری کو بل جمع کرانا ہے", TODAY).problem

@@ -622,8 +622,9 @@ def _urdu_date(text: str, today: date, intent: Intent) -> str:
             continue
         try:
             intent.due_date = _resolve_urdu(kind, match, today)
-        except InvalidDate as exc:
-            intent.problem = str(exc)
+        except InvalidDate:
+            said = match.group(0).strip()
+            intent.problem = f"'{said}' کوئی درست تاریخ نہیں۔ مثلاً 'کل'، 'اگلے جمعہ' یا '5 دسمبر' لکھیں۔"
         return text[: match.start()] + " " + text[match.end() :]
     return text
 
