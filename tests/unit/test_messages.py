@@ -45,6 +45,7 @@ def _message(text: str) -> UserMessageItem:
 def test_the_thread_language_follows_the_users_messages_and_their_choice() -> None:
     thread = _thread()
     assert thread_language(thread) == "en"
+    assert note_message(thread, _message("show my tasks")) == "en" and thread.metadata == {}  # nothing to save
     assert note_message(thread, _message("کل دودھ خریدنا ہے")) == "ur"
     assert thread.metadata["language"] == "ur"
     assert note_message(thread, _message("ok 👍")) == "ur"  # too short to tell

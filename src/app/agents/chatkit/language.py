@@ -65,7 +65,8 @@ def note_message(thread: ThreadMetadata, message: UserMessageItem | None) -> Lan
         metadata.update({THREAD_METADATA_KEY: chosen, FIXED_KEY: True})
     elif not metadata.get(FIXED_KEY):
         found = detected(text)
-        if found is not None:
+        # Only a change is written: an English thread (the default) costs no thread save.
+        if found is not None and found != thread_language(thread):
             metadata[THREAD_METADATA_KEY] = found
     if metadata != (thread.metadata or {}):
         thread.metadata = metadata
