@@ -141,8 +141,8 @@ ENGLISH: list[tuple[str, list[str], list[Check]]] = [
 ]
 
 URDU: list[tuple[str, list[str], list[Check]]] = [
-    ("دودھ خریدنے کا کام شامل کریں", [HANDOFF, "add_task"], [task(5, title="دودھ خریدنے"), urdu]),
-    ("کل اہم: رپورٹ جمع کرنے کا کام شامل کریں", [HANDOFF, "add_task"], [task(5, priority="high", due_date=D(2026, 11, 23)), urdu]),
+    ("دودھ خریدنے کا کام شامل کریں", [HANDOFF, "add_task"], [task(5, title="دودھ خریدنا"), urdu]),
+    ("کل اہم: رپورٹ جمع کرنے کا کام شامل کریں", [HANDOFF, "add_task"], [task(5, title="رپورٹ جمع کرنا", priority="high", due_date=D(2026, 11, 23)), urdu]),
     ("میرے کام دکھائیں", [HANDOFF, "list_tasks"], [says("Buy groceries"), urdu]),
     ("کام 3 مکمل کریں", [HANDOFF, "complete_task"], [task(3, completed=True), urdu]),
     ("کام ۲ حذف کریں", [HANDOFF, "delete_task"], [gone(2), urdu]),

@@ -32,13 +32,14 @@ from app.agents.chatkit.entities import resolve_tags
 from app.agents.chatkit.time_zone import GET_TIME_ZONE, GET_TIME_ZONE_TOOL
 from app.agents.history import TaskPilotConverter, estimate_tokens, plain_text_message
 from app.agents.hooks import ProgressHooks
+from app.agents.messages import Language, say
 from app.agents.tools import TASK_TOOLS, ToolContext
 from app.core.clock import utc_today
 from app.ops.openai_failures import OpenAIFailureKind, describe_openai_failure
 
 log = logging.getLogger("app.assistant")
 
-INSTRUCTIONS_VERSION = "2026-12-07.1"
+INSTRUCTIONS_VERSION = "2026-12-07.2"
 
 ORCHESTRATOR_INSTRUCTIONS = f"""\
 You are TaskPilot, a concise assistant that manages the signed-in user's tasks (instructions v{INSTRUCTIONS_VERSION}).
@@ -48,13 +49,22 @@ You are TaskPilot, a concise assistant that manages the signed-in user's tasks (
 - To delete a task named by words of its title, pass those words to delete_task: when several tasks
   match, the user is shown them to pick one, so do not ask which one in text.
 - After changing tasks, say briefly what changed. Keep answers short; use lists for several tasks.
-- If the user writes in Urdu, hand off to the Urdu specialist.
+- If the user writes in Urdu (in Urdu script, or Urdu in Latin letters such as "kal doodh lena hai"),
+  hand off to the Urdu specialist.
 """
 
 URDU_INSTRUCTIONS = f"""\
-You are TaskPilot's Urdu specialist (instructions v{INSTRUCTIONS_VERSION}). Always answer in Urdu.
+You are TaskPilot's Urdu specialist (instructions v{INSTRUCTIONS_VERSION}). Always answer in Urdu,
+in the script the user writes: Urdu script, or Latin letters if they write Urdu that way (Roman Urdu).
 - Use the task tools for every question about tasks; never invent tasks, numbers or dates.
-- Refer to tasks by their number and title. Dates are ISO (YYYY-MM-DD); {{today}}
+- Task titles are in Urdu, as the user would write them on a list: a short noun phrase with the verb
+  in its dictionary form, e.g. "دودھ خریدنا" or "دودھ کی خریداری", "ڈاکٹر کو فون کرنا"; never the
+  sentence's oblique form ("دودھ خریدنے") nor words like "کا کام", dates or priorities in the title.
+- Read کل as tomorrow, پرسوں as the day after, اگلے جمعہ as next Friday; ضروری / اہم / فوری mean high
+  priority, کم ترجیح / غیر ضروری low.
+- Give the tools ISO dates (YYYY-MM-DD); {{today}} In your Urdu replies write dates for Urdu readers,
+  e.g. "7 دسمبر 2026", never an ISO date inside Urdu text (it reads reversed right to left).
+- Refer to tasks by their number and title.
 - Before deleting, confirm unless the user explicitly asked to delete that specific task.
 - To delete a task named by words of its title, pass those words to delete_task (several matches
   are shown to the user to pick one).
@@ -94,6 +104,9 @@ class TurnContext(AgentContext[Any], ToolContext):
     clock: Annotated[Callable[[], date], SkipValidation] = utc_today
     # The turn's notices and progress (app.agents.chatkit.notices.TurnNotices), for the run hooks.
     notices: Annotated[Any, SkipValidation] = None
+    # The conversation's language ("en" or "ur", app.agents.chatkit.language): the language of the
+    # fixed strings the turn shows (progress lines, widget labels), whichever agent answers.
+    language: str = "en"
 
 
 @dataclass
@@ -301,24 +314,22 @@ def model_error_log(exc: BaseException) -> tuple[dict[str, Any], bool]:
 
 
 # What each kind of failure (`app.ops.openai_failures`) means for the person waiting on a reply.
-_MODEL_WORDS: dict[OpenAIFailureKind, str] = {
-    "auth": "The assistant's model rejected the server's credentials. An administrator must fix the API key.",
-    "rate_limit": "The assistant's model is rate-limited right now. Wait a moment and try again.",
-    "timeout": "The assistant's model took too long to answer. Try again.",
-    "unreachable": "The assistant's model could not be reached. Try again shortly.",
-    "not_found": "The configured model does not exist at the provider. An administrator must check MODEL.",
-    "bad_request": "The assistant's model refused the request. Try rephrasing, or start a new chat.",
-    "refused": "The assistant's model failed to answer. Try again.",
-}
+_MODEL_FAILURES: tuple[OpenAIFailureKind, ...] = (
+    "auth", "rate_limit", "timeout", "unreachable", "not_found", "bad_request", "refused",
+)  # fmt: skip
 
 
-def describe_model_error(exc: BaseException) -> tuple[str, bool]:
-    """A message a person can act on, and whether retrying may help."""
+def _model_words(lang: Language) -> dict[OpenAIFailureKind, str]:
+    return {kind: say(f"error.model.{kind}", lang) for kind in _MODEL_FAILURES}
+
+
+def describe_model_error(exc: BaseException, lang: Language = "en") -> tuple[str, bool]:
+    """A message a person can act on (in the conversation's language), and whether retrying may help."""
     failure = describe_openai_failure(exc)
     if failure is not None and failure.kind != "unreadable":
         # A spent quota reads as a rate limit here: the person can only wait or tell an administrator.
-        return failure.words(_MODEL_WORDS), failure.kind != "auth" and failure.kind != "not_found"
+        return failure.words(_model_words(lang)), failure.kind != "auth" and failure.kind != "not_found"
     name = type(exc).__name__
     if name == "MaxTurnsExceeded":
-        return "The assistant took too many steps on this request. Try a simpler request.", True
-    return "Something went wrong while answering. Your message is saved; try again.", True
+        return say("error.max_turns", lang), True
+    return say("error.generic", lang), True

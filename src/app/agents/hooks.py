@@ -20,43 +20,40 @@ from chatkit.types import CustomTask
 
 from app.agents.chatkit.notices import BATCH_MIN, ToolBatch, TurnNotices
 from app.agents.chatkit.widgets import choice_widget, task_list_widget
+from app.agents.messages import CATALOGUE, Language, counted, say
 from app.core.clock import utc_today
 from app.ops import metrics
 
 log = logging.getLogger("app.assistant")
 
-LIST_TITLE = "Your tasks"
-RUNNING = {
-    "add_task": "Adding task…",
-    "list_tasks": "Looking up tasks…",
-    "get_task": "Opening task…",
-    "update_task": "Updating task…",
-    "complete_task": "Completing task…",
-    "delete_task": "Deleting task…",
-    "task_summary": "Counting tasks…",
-}
+TASK_TOOLS = frozenset(
+    {"add_task", "list_tasks", "get_task", "update_task", "complete_task", "delete_task", "task_summary"}
+)
 
 
-def _finished(tool: str, result: dict[str, Any]) -> str:
+def _language(turn: Any) -> Language:
+    lang = getattr(turn, "language", "en")
+    return "ur" if lang == "ur" else "en"
+
+
+def _running(tool: str, lang: Language) -> str:
+    return say(f"running.{tool}", lang)
+
+
+def _finished(tool: str, result: dict[str, Any], lang: Language = "en") -> str:
     if result.get("matches"):
-        return f"Found {len(result['matches'])} matching tasks: nothing deleted"
+        return say("finished.matches", lang, count=len(result["matches"]))
     if not result.get("ok", True):
-        return f"{RUNNING.get(tool, tool).rstrip('…')} failed: {result.get('error', 'error')}"
+        return say("finished.failed", lang, doing=_running(tool, lang).rstrip("…"), error=result.get("error", "error"))
     task = result.get("task") or result.get("deleted") or {}
     name = f"#{task.get('number')} {task.get('title')}" if task else ""
     if tool == "list_tasks":
         total = result.get("total", len(result.get("tasks", [])))
-        return f"Listed {total} task{'s' if total != 1 else ''}"
+        return counted("finished.list_tasks", total, lang)
     if tool == "task_summary":
-        return "Counted tasks"
-    verbs = {
-        "add_task": "Added",
-        "get_task": "Opened",
-        "update_task": "Updated",
-        "complete_task": "Completed",
-        "delete_task": "Deleted",
-    }
-    return f"{verbs.get(tool, 'Ran')} {name}".strip()
+        return say("finished.task_summary", lang)
+    key = f"finished.{tool}"
+    return (say(key, lang, name=name) if key in CATALOGUE else say("finished.other", lang, tool=tool)).strip()
 
 
 def _notices(context: RunContextWrapper[Any]) -> TurnNotices | None:
@@ -72,7 +69,7 @@ def _call_key(context: RunContextWrapper[Any], tool: Tool) -> str:
 def _called_tools(response: ModelResponse) -> tuple[str, ...]:
     """The task tools a model response calls, in order."""
     names = (getattr(item, "name", None) for item in response.output if getattr(item, "type", "") == "function_call")
-    return tuple(name for name in names if name in RUNNING)
+    return tuple(name for name in names if name in TASK_TOOLS)
 
 
 class ProgressHooks(RunHooks[Any]):
@@ -94,22 +91,22 @@ class ProgressHooks(RunHooks[Any]):
         notices.model_ended()
         called = _called_tools(response)
         # The SDK runs the calls of one response together: this is the batch the tools below end.
-        self._batch = ToolBatch(called) if len(called) >= BATCH_MIN else None
+        self._batch = ToolBatch(called, lang=notices.lang) if len(called) >= BATCH_MIN else None
         if self._batch is not None:
             await notices.progress(self._batch.started_text(), icon="batch")
 
     async def on_tool_start(self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool) -> None:
         turn = context.context
-        if not isinstance(turn, AgentContext) or tool.name not in RUNNING:
+        if not isinstance(turn, AgentContext) or tool.name not in TASK_TOOLS:
             return
-        task = CustomTask(title=RUNNING[tool.name], status_indicator="loading")
+        task = CustomTask(title=_running(tool.name, _language(turn)), status_indicator="loading")
         await turn.add_workflow_task(task)
         if turn.workflow_item is not None:
             self._task_index[_call_key(context, tool)] = len(turn.workflow_item.workflow.tasks) - 1
 
     async def on_tool_end(self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool, result: Any) -> None:
         turn = context.context
-        if not isinstance(turn, AgentContext) or tool.name not in RUNNING:
+        if not isinstance(turn, AgentContext) or tool.name not in TASK_TOOLS:
             return
         try:
             data = json.loads(result) if isinstance(result, str) else dict(result)
@@ -121,21 +118,25 @@ class ProgressHooks(RunHooks[Any]):
             await notices.progress(self._batch.finished_one(), icon="batch")
         index = self._task_index.pop(_call_key(context, tool), None)
         if turn.workflow_item is not None and index is not None and index < len(turn.workflow_item.workflow.tasks):
-            done = CustomTask(title=_finished(tool.name, data), status_indicator="complete")
+            done = CustomTask(title=_finished(tool.name, data, _language(turn)), status_indicator="complete")
             await turn.update_workflow_task(done, index)
         if tool.name == "list_tasks" and data.get("ok"):
             tasks = data.get("tasks", [])
             clock = getattr(turn, "clock", None) or utc_today  # the user's date marks what is overdue
-            widget, copy_text = task_list_widget(LIST_TITLE, tasks, clock())
+            lang = _language(turn)
+            widget, copy_text = task_list_widget(say("list.title", lang), tasks, clock(), lang)
             await turn.stream_widget(widget, copy_text=copy_text)
         if tool.name == "delete_task" and data.get("matches"):
             # Several tasks matched: the user picks the one to delete (and then confirms it).
-            widget, copy_text = choice_widget(data["matches"])
+            widget, copy_text = choice_widget(data["matches"], lang=_language(turn))
             await turn.stream_widget(widget, copy_text=copy_text)
 
     async def on_handoff(self, context: RunContextWrapper[Any], from_agent: Agent[Any], to_agent: Agent[Any]) -> None:
         turn = context.context
         if isinstance(turn, AgentContext):
+            lang = _language(turn)
+            key = f"agent.{to_agent.name}"
+            agent = say(key, lang) if key in CATALOGUE else to_agent.name
             await turn.add_workflow_task(
-                CustomTask(title=f"Handed over to the {to_agent.name}", status_indicator="complete")
+                CustomTask(title=say("handoff", lang, agent=agent), status_indicator="complete")
             )

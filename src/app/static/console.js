@@ -5,11 +5,19 @@
 // `get_time_zone`), @-tagging tasks (a picker, tag-picker.js) with tagged tasks and the tasks a
 // reply names linked to the task panel (ChatKit's `entities` option), and readable errors.
 
-import { h, richText, formatWhen } from "./dom.js";
+import { h, richText, formatWhen, directionOf, isolated } from "./dom.js";
 import { entitySources, entityTaskId } from "./entities.js";
 import { ChatKitConnection, userInput } from "./protocol.js";
 import { TagPicker } from "./tag-picker.js";
 import { renderWidget, updateComponent } from "./widgets.js";
+
+/** The words of a widget tree, in order: what its direction is read from. */
+function widgetText(node) {
+  if (node == null || typeof node !== "object") return "";
+  if (Array.isArray(node)) return node.map(widgetText).join(" ");
+  const own = [node.status?.text, node.value, node.label, node.text].filter((value) => typeof value === "string");
+  return [...own, widgetText(node.children)].join(" ");
+}
 
 const HIDDEN_ITEMS = new Set(["end_of_turn", "hidden_context_item", "sdk_hidden_context", "client_tool_call"]);
 const HISTORY_PAGE = 50;
@@ -41,13 +49,14 @@ export class ChatConsole {
   #build() {
     this.threadList = h("ul", { class: "tp-thread-list", "aria-label": "Conversations" });
     this.moreThreads = h("button", { type: "button", class: "tp-link-btn", hidden: true, onClick: () => this.loadThreads({ more: true }) }, "Show older conversations");
-    this.title = h("h2", { class: "tp-conv-title" }, "New conversation");
+    this.title = h("h2", { class: "tp-conv-title", dir: "auto" }, "New conversation");
     this.log = h("div", { class: "tp-log", role: "log", "aria-live": "polite", "aria-relevant": "additions text" });
-    this.progress = h("div", { class: "tp-progress", hidden: true, role: "status" });
+    this.progress = h("div", { class: "tp-progress", hidden: true, role: "status", dir: "auto" });
     this.banner = h("div", { class: "tp-banner", hidden: true, role: "alert" });
     this.input = h("textarea", {
       class: "tp-input",
       rows: 1,
+      dir: "auto",
       placeholder: this.options.placeholder,
       "aria-label": "Message",
       onKeydown: (event) => {
@@ -188,7 +197,7 @@ export class ChatConsole {
               dataset: { threadId: thread.id },
               onClick: () => this.openThread(thread.id),
             },
-            h("span", { class: "tp-thread-title" }, thread.title || "New conversation"),
+            h("span", { class: "tp-thread-title", dir: "auto" }, thread.title || "New conversation"),
             h("span", { class: "tp-thread-when" }, formatWhen(thread.created_at))
           )
         )
@@ -511,8 +520,9 @@ export class ChatConsole {
     const data = { itemId: item.id, itemType: item.type };
     switch (item.type) {
       case "user_message": {
-        const parts = item.content.map((part) => (part.type === "input_tag" ? this.#entityLink(part, `@${part.text}`, "tp-mention") : part.text ?? ""));
-        return h("div", { class: "tp-msg tp-msg--user", dataset: data }, h("div", { class: "tp-bubble" }, parts));
+        const parts = item.content.map((part) => (part.type === "input_tag" ? this.#entityLink(part, `@${part.text}`, "tp-mention") : isolated(part.text ?? "")));
+        const said = item.content.map((part) => part.text ?? "").join(" ");
+        return h("div", { class: "tp-msg tp-msg--user", dataset: data }, h("div", { class: "tp-bubble", dir: directionOf(said) }, parts));
       }
       case "assistant_message": {
         const text = item.content.map((part) => part.text ?? "").join("\n\n");
@@ -522,7 +532,7 @@ export class ChatConsole {
         // The tasks the answer names (its entity annotations), each a link to the task panel.
         const sources = streaming ? [] : entitySources(item);
         const linked = sources.length ? h("div", { class: "tp-sources", "aria-label": "Tasks in this answer" }, sources.map((source) => this.#entityLink(source, source.title, "tp-source"))) : null;
-        return h("div", { class: ["tp-msg", "tp-msg--assistant", streaming ? "tp-msg--streaming" : null], dataset: data }, h("div", { class: "tp-bubble" }, body, linked), actions);
+        return h("div", { class: ["tp-msg", "tp-msg--assistant", streaming ? "tp-msg--streaming" : null], dataset: data }, h("div", { class: "tp-bubble", dir: directionOf(text) }, body, linked), actions);
       }
       case "workflow": {
         const tasks = item.workflow.tasks.filter(Boolean);
@@ -536,13 +546,13 @@ export class ChatConsole {
             tasks.map((task) =>
               h(
                 "li",
-                { class: ["tp-step", `tp-step--${task.status_indicator ?? "none"}`] },
+                { class: ["tp-step", `tp-step--${task.status_indicator ?? "none"}`], dir: "auto" },
                 h("span", { class: "tp-step-icon", "aria-hidden": "true" }),
-                task.title ?? task.type
+                isolated(task.title ?? task.type)
               )
             )
           ),
-          summary?.title ? h("div", { class: "tp-step-summary" }, summary.title) : null
+          summary?.title ? h("div", { class: "tp-step-summary", dir: "auto" }, isolated(summary.title)) : null
         );
       }
       case "task": {
@@ -550,16 +560,17 @@ export class ChatConsole {
         return h(
           "div",
           { class: "tp-workflow", dataset: data },
-          h("ul", {}, h("li", { class: ["tp-step", `tp-step--${task.status_indicator ?? "none"}`] }, h("span", { class: "tp-step-icon", "aria-hidden": "true" }), task.title ?? task.type))
+          h("ul", {}, h("li", { class: ["tp-step", `tp-step--${task.status_indicator ?? "none"}`], dir: "auto" }, h("span", { class: "tp-step-icon", "aria-hidden": "true" }), isolated(task.title ?? task.type)))
         );
       }
       case "widget": {
         const widget = renderWidget(item.widget, { onAction: (action, control) => this.#action(action, item, control) });
-        return h("div", { class: "tp-widget", dataset: data }, widget);
+        // Laid out in the direction of its own words (an Urdu thread's widgets are Urdu).
+        return h("div", { class: "tp-widget", dataset: data, dir: directionOf(widgetText(item.widget)) }, widget);
       }
       default: {
         const text = item.content?.map?.((part) => part.text ?? "").join("") ?? "";
-        return text ? h("div", { class: "tp-msg tp-msg--assistant", dataset: data }, h("div", { class: "tp-bubble" }, text)) : null;
+        return text ? h("div", { class: "tp-msg tp-msg--assistant", dataset: data }, h("div", { class: "tp-bubble", dir: directionOf(text) }, isolated(text))) : null;
       }
     }
   }
@@ -606,7 +617,7 @@ export class ChatConsole {
 
   #showProgress(text) {
     this.progress.hidden = false;
-    this.progress.replaceChildren(h("span", { class: "tp-spinner", "aria-hidden": "true" }), text);
+    this.progress.replaceChildren(h("span", { class: "tp-spinner", "aria-hidden": "true" }), ...isolated(text));
   }
 
   #hideProgress() {
@@ -616,7 +627,7 @@ export class ChatConsole {
   showError(message, { retry = false } = {}) {
     this.banner.hidden = false;
     this.banner.className = "tp-banner tp-banner--error";
-    const parts = [h("span", { class: "tp-banner-text" }, message)];
+    const parts = [h("span", { class: "tp-banner-text", dir: directionOf(message) }, isolated(message))];
     if (retry) parts.push(h("button", { type: "button", class: "tp-btn tp-btn--outline tp-btn--sm", onClick: () => this.#retry() }, "Retry"));
     parts.push(h("button", { type: "button", class: "tp-icon-btn", "aria-label": "Dismiss", onClick: () => this.clearBanner() }, "×"));
     this.banner.replaceChildren(...parts);
@@ -626,7 +637,7 @@ export class ChatConsole {
     this.banner.hidden = false;
     this.banner.className = `tp-banner tp-banner--${level === "danger" ? "error" : level}`;
     this.banner.replaceChildren(
-      h("span", { class: "tp-banner-text" }, title ? h("strong", {}, `${title}: `) : null, message),
+      h("span", { class: "tp-banner-text", dir: directionOf(`${title ?? ""} ${message ?? ""}`) }, title ? h("strong", {}, `${title}: `) : null, isolated(message)),
       h("button", { type: "button", class: "tp-icon-btn", "aria-label": "Dismiss", onClick: () => this.clearBanner() }, "×")
     );
   }

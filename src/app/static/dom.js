@@ -36,13 +36,13 @@ function append(el, children) {
  * and `code`. Built as DOM nodes; nothing is parsed as HTML.
  */
 export function richText(text) {
-  const root = h("div", { class: "tp-rich" });
+  const root = h("div", { class: "tp-rich", dir: directionOf(text) });
   const lines = String(text ?? "").split("\n");
   let list = null;
   let paragraph = [];
   const flush = () => {
     if (paragraph.length) {
-      root.append(h("p", {}, inline(paragraph.join("\n"))));
+      root.append(h("p", { dir: "auto" }, inline(paragraph.join("\n"))));
       paragraph = [];
     }
   };
@@ -55,7 +55,7 @@ export function richText(text) {
         list = h(ordered ? "ol" : "ul");
         root.append(list);
       }
-      list.append(h("li", {}, inline(bullet[1])));
+      list.append(h("li", { dir: "auto" }, inline(bullet[1])));
     } else if (!line.trim()) {
       flush();
       list = null;
@@ -73,12 +73,45 @@ function inline(text) {
   const pattern = /(\*\*[^*]+\*\*|`[^`]+`)/g;
   let last = 0;
   for (const match of text.matchAll(pattern)) {
-    if (match.index > last) parts.push(text.slice(last, match.index));
+    if (match.index > last) parts.push(...isolated(text.slice(last, match.index)));
     const token = match[0];
-    parts.push(token.startsWith("**") ? h("strong", {}, token.slice(2, -2)) : h("code", {}, token.slice(1, -1)));
+    parts.push(token.startsWith("**") ? h("strong", {}, isolated(token.slice(2, -2))) : h("code", { dir: "ltr" }, token.slice(1, -1)));
     last = match.index + token.length;
   }
-  if (last < text.length) parts.push(text.slice(last));
+  if (last < text.length) parts.push(...isolated(text.slice(last)));
+  return parts;
+}
+
+// ---- direction -------------------------------------------------------------------------------
+// Urdu (and any right-to-left script) is laid out right to left, English left to right, each
+// message, widget and notice by its own text. Inside right-to-left text, the Unicode bidi algorithm
+// turns the numbers of an ISO date after Arabic-script letters into "Arabic numbers" and lays the
+// date out reversed ("2026-12-07" shows as "07-12-2026"): every ISO date (and time) is isolated in a
+// left-to-right span, so it reads in order in either direction.
+
+const RTL_CHAR = /[\u0590-\u08FF\uFB1D-\uFDFF\uFE70-\uFEFF]/u;
+const STRONG_CHAR = /[\p{L}]/u;
+const ISO_DATE = /\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:?\d{2})?)?/g;
+
+/** "rtl" or "ltr" by the first letter of `text` (as dir="auto" decides), "auto" when it has none. */
+export function directionOf(text) {
+  for (const char of String(text ?? "")) {
+    if (RTL_CHAR.test(char)) return "rtl";
+    if (STRONG_CHAR.test(char)) return "ltr";
+  }
+  return "auto";
+}
+
+/** `text` as nodes, each ISO date in it isolated left to right (`<span dir="ltr" class="tp-date">`). */
+export function isolated(text) {
+  const parts = [];
+  let last = 0;
+  for (const match of String(text ?? "").matchAll(ISO_DATE)) {
+    if (match.index > last) parts.push(text.slice(last, match.index));
+    parts.push(h("span", { dir: "ltr", class: "tp-date" }, match[0]));
+    last = match.index + match[0].length;
+  }
+  if (last < String(text ?? "").length) parts.push(String(text).slice(last));
   return parts;
 }
 

@@ -4,7 +4,7 @@
 // As in ChatKit, every action sent from inside a Form (or a Card with `asForm`) carries the form's
 // values in its payload, keyed by each field's `name`; a Card with `confirm` is a confirm dialog.
 
-import { h, richText } from "./dom.js";
+import { h, richText, isolated } from "./dom.js";
 
 const COLORS = new Set(["primary", "secondary", "tertiary", "success", "warning", "danger", "info", "discovery", "caution", "emphasis"]);
 
@@ -112,22 +112,22 @@ export function renderWidget(node, ctx) {
         )
       );
     case "Title":
-      return h("div", { ...common(node, ["tp-w-title", node.size ? `tp-w-title--${node.size}` : null]) }, node.value ?? "");
+      return h("div", { ...common(node, ["tp-w-title", node.size ? `tp-w-title--${node.size}` : null]), dir: "auto" }, isolated(node.value ?? ""));
     case "Text":
       return h(
         "div",
-        common(node, [
+        { dir: "auto", ...common(node, [
           "tp-w-text",
           node.weight ? `tp-w-weight-${node.weight}` : null,
           node.lineThrough ? "tp-w-strike" : null,
           node.truncate ? "tp-w-truncate" : null,
           node.italic ? "tp-w-italic" : null,
           colorClass("tp-w-color", node.color),
-        ]),
-        node.value ?? ""
+        ]) },
+        isolated(node.value ?? "")
       );
     case "Caption":
-      return h("div", common(node, ["tp-w-caption", colorClass("tp-w-color", node.color)]), node.value ?? "");
+      return h("div", { ...common(node, ["tp-w-caption", colorClass("tp-w-color", node.color)]), dir: "auto" }, isolated(node.value ?? ""));
     case "Markdown": {
       const md = richText(node.value ?? "");
       md.classList.add("tp-w-markdown");
@@ -153,7 +153,7 @@ export function renderWidget(node, ctx) {
       return h("div", common(node, ["tp-w-caption"]), node.alt ? `[image: ${node.alt}]` : "[image]");
     case "ListView": {
       const list = h("ul", { class: "tp-w-list" }, kids().map((child) => (child?.tagName === "LI" ? child : h("li", {}, child))));
-      const status = node.status?.text ? h("div", { class: "tp-w-list-status" }, node.status.text) : null;
+      const status = node.status?.text ? h("div", { class: "tp-w-list-status", dir: "auto" }, isolated(node.status.text)) : null;
       return h("div", common(node, ["tp-w-card", "tp-w-listview"]), status, list);
     }
     case "ListViewItem": {

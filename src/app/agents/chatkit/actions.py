@@ -25,6 +25,7 @@ from app.agents.chatkit.widgets import (
     task_list_widget,
     widget_back,
 )
+from app.agents.messages import Language, say
 from app.agents.tools import compact_task, parse_due_date
 from app.contracts import TASK_LIMITS, TaskUpdate
 from app.core.clock import Now, utcnow, zone_clock
@@ -176,7 +177,10 @@ class TaskActions:
     now: Now = utcnow
     default_time_zone: str = "UTC"  # DEFAULT_TIME_ZONE: a request without a Time-Zone header
 
-    async def apply(self, action: Action[str, Any], sender: WidgetItem | None, context: Any) -> ActionOutcome:
+    async def apply(
+        self, action: Action[str, Any], sender: WidgetItem | None, context: Any, lang: Language = "en"
+    ) -> ActionOutcome:
+        """Apply `action`; the widget that follows is drawn in `lang`, the conversation's language."""
         if action.type not in ACTION_TYPES:
             raise CustomStreamError(f"This server does not handle the action {action.type!r}.")
         payload = action.payload if isinstance(action.payload, dict) else {}
@@ -200,14 +204,14 @@ class TaskActions:
         except DomainError as exc:
             if action.type != "task.edit.save":
                 raise CustomStreamError(exc.detail) from None
-            error = f"Not saved: {exc.detail}"
+            error = say("edit.not_saved", lang, detail=exc.detail)
             if sender is None:
                 raise CustomStreamError(error) from None
             step = _Step(show="edit", error=error)
         if sender is None:
             return ActionOutcome(changed_ids=step.changed)
         async with TaskService.begin(self.session_maker, user_id, clock=clock) as service:
-            replacement = await self._draw(service, sender, task_id, step, payload)
+            replacement = await self._draw(service, sender, task_id, step, payload, lang)
         return ActionOutcome(replacement=replacement, changed_ids=step.changed)
 
     async def _act(
@@ -231,7 +235,13 @@ class TaskActions:
         return _Step()  # task.delete.cancel, task.edit.cancel: nothing changes
 
     async def _draw(
-        self, service: TaskService, sender: WidgetItem, task_id: uuid.UUID, step: _Step, payload: dict[str, Any]
+        self,
+        service: TaskService,
+        sender: WidgetItem,
+        task_id: uuid.UUID,
+        step: _Step,
+        payload: dict[str, Any],
+        lang: Language = "en",
     ) -> WidgetItem:
         today = service.clock()
         back = widget_back(sender.widget)
@@ -241,12 +251,12 @@ class TaskActions:
             except NotFound:
                 step.show = "back"
         if step.show == "confirm" and step.task is not None:
-            widget, copy_text = confirm_delete_card(step.task, back)
+            widget, copy_text = confirm_delete_card(step.task, back, lang)
         elif step.show == "edit" and step.task is not None:
             values = payload if step.error else None
-            widget, copy_text = edit_card(step.task, back, values=values, error=step.error)
+            widget, copy_text = edit_card(step.task, back, values=values, error=step.error, lang=lang)
         elif step.show == "deleted" and step.task is not None and back.kind == "choice":
-            widget, copy_text = deleted_card(step.task)
+            widget, copy_text = deleted_card(step.task, lang)
         else:
             tasks = []
             for listed in back.ids:
@@ -255,9 +265,9 @@ class TaskActions:
                 except (NotFound, ValueError):
                     continue
             if back.kind == "choice":
-                widget, copy_text = choice_widget(tasks, back.title)
+                widget, copy_text = choice_widget(tasks, back.title, lang)
             else:
-                widget, copy_text = task_list_widget(back.title, tasks, today)
+                widget, copy_text = task_list_widget(back.title, tasks, today, lang)
         return sender.model_copy(update={"widget": widget, "copy_text": copy_text})
 
 

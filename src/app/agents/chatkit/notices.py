@@ -24,13 +24,14 @@ from dataclasses import dataclass
 
 from chatkit.types import NoticeEvent, ProgressUpdateEvent, ThreadStreamEvent
 
+from app.agents.messages import Language, counted, say
 from app.core.limits import Budget
 
 log = logging.getLogger("app.assistant")
 
 Sink = Callable[[ThreadStreamEvent], Awaitable[None]]
 
-SLOW_MODEL_MESSAGE = "The model is taking longer than usual to answer. Still working on it…"
+SLOW_MODEL_MESSAGE = say("notice.slow_model")
 
 
 class SlowModelWatch:
@@ -71,8 +72,16 @@ class SlowModelWatch:
 class TurnNotices:
     """The notices of one turn: the slow-model watch, provider retries, tool-batch progress."""
 
-    def __init__(self, sink: Sink, *, slow_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        slow_after: float,
+        clock: Callable[[], float] = time.monotonic,
+        lang: Language = "en",
+    ) -> None:
         self.sink = sink
+        self.lang = lang  # the conversation's language (app.agents.chatkit.language)
         self.slow = SlowModelWatch(slow_after, clock)
         self._changed = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
@@ -111,19 +120,19 @@ class TurnNotices:
                 pass
             if self.slow.due():
                 self.slow.fired = True
-                await self.sink(NoticeEvent(level="info", message=SLOW_MODEL_MESSAGE))
+                await self.sink(NoticeEvent(level="info", message=say("notice.slow_model", self.lang)))
                 return
 
     async def retrying(self, *, attempt: int, of: int, wait: float, status: int | None) -> None:
         """The provider's client is about to retry a failed model call, after `wait` seconds."""
         if status == 429:
-            reason = "The model's provider is rate-limiting this server"
+            reason = say("notice.retry.rate_limited", self.lang)
         elif status is None:
-            reason = "The model could not be reached"
+            reason = say("notice.retry.unreachable", self.lang)
         else:
-            reason = f"The model's provider failed to answer ({status})"
+            reason = say("notice.retry.failed", self.lang, status=status)
         seconds = max(1, math.ceil(wait))
-        message = f"{reason}; trying again in {seconds} s (retry {attempt} of {of})…"
+        message = say("notice.retry", self.lang, reason=reason, seconds=seconds, attempt=attempt, of=of)
         await self.sink(NoticeEvent(level="warning", message=message))
         self.slow.output()  # the user was just told why it is quiet
 
@@ -140,13 +149,7 @@ current: contextvars.ContextVar[TurnNotices | None] = contextvars.ContextVar("ta
 
 # ---- tool batches ---------------------------------------------------------------------------------
 
-_VERBS = {
-    "add_task": ("Adding", "Added"),
-    "update_task": ("Updating", "Updated"),
-    "complete_task": ("Completing", "Completed"),
-    "delete_task": ("Deleting", "Deleted"),
-    "get_task": ("Opening", "Opened"),
-}
+_BATCHED = frozenset({"add_task", "update_task", "complete_task", "delete_task", "get_task"})
 BATCH_MIN = 2  # one tool call is shown by its workflow task alone
 
 
@@ -156,31 +159,28 @@ class ToolBatch:
 
     tools: tuple[str, ...]
     done: int = 0
+    lang: Language = "en"
 
     @property
     def total(self) -> int:
         return len(self.tools)
 
-    def _verbs(self) -> tuple[str, str] | None:
+    def _tool(self) -> str:
+        """ ".<tool>" when every call is the same batched tool, else ""."""
         names = set(self.tools)
-        return _VERBS.get(next(iter(names))) if len(names) == 1 else None
+        only = next(iter(names)) if len(names) == 1 else None
+        return f".{only}" if only in _BATCHED else ""
 
     def started_text(self) -> str:
-        verbs = self._verbs()
-        if verbs is None:
-            return f"Running {self.total} task operations…"
-        return f"{verbs[0]} {self.total} tasks…"
+        return say(f"batch.running{self._tool()}", self.lang, total=self.total)
 
     def finished_one(self) -> str:
         self.done = min(self.total, self.done + 1)
-        verbs = self._verbs()
-        if verbs is None:
-            return f"Finished {self.done} of {self.total} task operations…"
-        return f"{verbs[1]} {self.done} of {self.total} tasks…"
+        return say(f"batch.finished{self._tool()}", self.lang, done=self.done, total=self.total)
 
 
-def reading_attachments_text(count: int) -> str:
-    return f"Reading {count} attachment{'s' if count != 1 else ''}…"
+def reading_attachments_text(count: int, lang: Language = "en") -> str:
+    return counted("attachments.reading", count, lang)
 
 
 # ---- limits nearly spent -------------------------------------------------------------------------
@@ -193,32 +193,26 @@ def _duration(seconds: float) -> str:
     return f"{math.ceil(seconds / 60)} min"
 
 
-def chat_budget_notice(budget: Budget | None) -> NoticeEvent | None:
+def chat_budget_notice(budget: Budget | None, lang: Language = "en") -> NoticeEvent | None:
     """A warning when this turn left the user's chat rate limit nearly spent."""
     if budget is None or not budget.near_limit:
         return None
-    per = "minute" if budget.period == 60 else f"{_duration(budget.period)}"
+    per = say("limit.per_minute", lang) if budget.period == 60 else f"{_duration(budget.period)}"
     left = (
-        "This was your last message for now"
-        if budget.remaining == 0
-        else f"You can send {budget.remaining} more message{'s' if budget.remaining != 1 else ''} right now"
+        say("limit.last_message", lang) if budget.remaining == 0 else counted("limit.remaining", budget.remaining, lang)
     )
     refill = _duration(budget.period / budget.limit)
-    message = (
-        f"{left} (limit: {budget.limit} per {per}). One more becomes available every {refill}; "
-        f"the full allowance is back in {_duration(budget.full_in)}."
+    message = say(
+        "limit.message", lang, left=left, limit=budget.limit, per=per, refill=refill, full=_duration(budget.full_in)
     )
-    return NoticeEvent(level="warning", title="Message limit nearly reached", message=message)
+    return NoticeEvent(level="warning", title=say("limit.title", lang), message=message)
 
 
-def storage_notice(stored: int, quota: int) -> NoticeEvent:
+def storage_notice(stored: int, quota: int, lang: Language = "en") -> NoticeEvent:
     """A warning that the user's attachments nearly fill their storage quota."""
     percent = min(100, math.floor(100 * stored / quota))
-    message = (
-        f"Your attachments use {percent}% of your storage ({_size(stored)} of {_size(quota)}). "
-        "Delete attachments or old conversations to make room for new files."
-    )
-    return NoticeEvent(level="warning", title="Attachment storage nearly full", message=message)
+    message = say("storage.message", lang, percent=percent, stored=_size(stored), quota=_size(quota))
+    return NoticeEvent(level="warning", title=say("storage.title", lang), message=message)
 
 
 def _size(count: int) -> str:

@@ -47,6 +47,7 @@ from app.agents.assistant import Assistant
 from app.agents.chatkit.actions import TaskActions
 from app.agents.chatkit.composer import ComposerChoices
 from app.agents.chatkit.gate import Gate
+from app.agents.chatkit.language import thread_language
 from app.agents.chatkit.requests import REQUEST_ADAPTER, dictation_not_configured, parse_request
 from app.agents.chatkit.stream import StreamGuard
 from app.agents.chatkit.time_zone import GET_TIME_ZONE, checked_answer
@@ -190,7 +191,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
     async def action(
         self, thread: ThreadMetadata, action: Action[str, Any], sender: WidgetItem | None, context: Any
     ) -> AsyncIterator[ThreadStreamEvent]:
-        outcome = await self.task_actions.apply(action, sender, context)
+        outcome = await self.task_actions.apply(action, sender, context, thread_language(thread))
         if outcome.replacement is not None:
             yield ThreadItemReplacedEvent(item=outcome.replacement)
         if outcome.changed_ids:
@@ -200,7 +201,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         self, thread: ThreadMetadata, action: Action[str, Any], sender: WidgetItem | None, context: Any
     ) -> SyncCustomActionResponse:
         try:
-            outcome = await self.task_actions.apply(action, sender, context)
+            outcome = await self.task_actions.apply(action, sender, context, thread_language(thread))
         except CustomStreamError as exc:
             # No stream carries it as an error event here: without this it was a 500.
             raise ProtocolError(exc.message) from None

@@ -36,6 +36,7 @@ from chatkit.types import (
 )
 
 from app.agents.chatkit import notices
+from app.agents.chatkit.language import detected
 from app.agents.chatkit.library import with_utc_timestamps
 from app.services.quotas import CountingStore, UserLimits
 
@@ -105,7 +106,10 @@ class StreamGuard:
 
     async def _limit_notices(self, request: ChatKitReq, context: Any) -> list[ThreadStreamEvent]:
         found: list[ThreadStreamEvent] = []
-        budget = notices.chat_budget_notice(getattr(context, "chat_budget", None))
+        # In the language of the message being sent (app.agents.chatkit.language); English otherwise.
+        said = request.params.input if isinstance(request, ThreadsCreateReq | ThreadsAddUserMessageReq) else None
+        lang = (detected(" ".join(getattr(part, "text", "") or "" for part in said.content)) if said else None) or "en"
+        budget = notices.chat_budget_notice(getattr(context, "chat_budget", None), lang)
         if budget is not None:
             found.append(budget)
         if isinstance(request, ThreadsCreateReq | ThreadsAddUserMessageReq) and request.params.input.attachments:
@@ -116,7 +120,7 @@ class StreamGuard:
                 log.warning("could not count stored attachments", extra={"fields": {"error": type(exc).__name__}})
                 stored = None
             if stored is not None:
-                found.append(notices.storage_notice(stored, self.limits.attachment_bytes_per_user))
+                found.append(notices.storage_notice(stored, self.limits.attachment_bytes_per_user, lang))
         return found
 
     async def _save_partial(self, thread_id: str | None, pending: dict[str, _Partial], context: Any) -> None:

@@ -33,8 +33,10 @@ from app.agents.assistant import Assistant, TurnContext, describe_model_error, m
 from app.agents.chatkit import notices
 from app.agents.chatkit.composer import NO_CHOICE, ComposerChoices, TurnChoice
 from app.agents.chatkit.entities import annotate
+from app.agents.chatkit.language import note_message, thread_language
 from app.agents.chatkit.library import LibraryClockStore, MessageIds
 from app.agents.chatkit.time_zone import GET_TIME_ZONE, answered_zone, remember_zone, remembered_zone, zone_sentence
+from app.agents.messages import say
 from app.core.clock import Now, zone_clock
 from app.core.errors import ProtocolError
 from app.ops import metrics
@@ -70,6 +72,8 @@ class TurnRunner:
         default_zone = zone is None and GET_TIME_ZONE not in getattr(context, "client_tools", ())
         if default_zone:
             zone = self.default_time_zone
+        # The conversation's language, from the user's messages: the language of the turn's fixed strings.
+        lang = note_message(thread, input_user_message) if input_user_message is not None else thread_language(thread)
         turn = TurnContext(
             thread=thread,
             store=cast("Store[Any]", LibraryClockStore(self.store)),
@@ -81,12 +85,15 @@ class TurnRunner:
             default_zone=default_zone,
             dates_note=zone_sentence(zone, default=default_zone) if zone is not None else None,
             clock=zone_clock(zone, self.now),
+            language=lang,
         )
         ids = MessageIds(lambda: self.generate_message_id(thread, context))
         failure: CustomStreamError | None = None
         started = time.perf_counter()
         reply_text: list[str] = []
-        turn.notices = turn_notices = notices.TurnNotices(turn.stream, slow_after=self.model_slow_notice_seconds)
+        turn.notices = turn_notices = notices.TurnNotices(
+            turn.stream, slow_after=self.model_slow_notice_seconds, lang=lang
+        )
         # The provider's client is shared by every turn; it finds this turn's notices here.
         current_notices = notices.current.set(turn_notices)
         turn_notices.start()
@@ -95,7 +102,7 @@ class TurnRunner:
             attached = len(input_user_message.attachments) if input_user_message is not None else 0
             if attached:
                 # Their bytes are read (from blob storage) into the model's input before it runs.
-                yield ProgressUpdateEvent(text=notices.reading_attachments_text(attached), icon="document")
+                yield ProgressUpdateEvent(text=notices.reading_attachments_text(attached, lang), icon="document")
             choice = await self._turn_choice(thread, input_user_message, context)
             # Up to and including the message this turn answers, whatever was stored after it.
             up_to = input_user_message.id if input_user_message is not None else None
@@ -120,7 +127,7 @@ class TurnRunner:
             failure = exc
         except Exception as exc:  # provider, network or tool failure: the user gets a readable error
             metrics.MODEL_ERRORS.labels(kind=metrics.error_kind(exc)).inc()
-            message, retry = describe_model_error(exc)
+            message, retry = describe_model_error(exc, lang)
             fields, traceback = model_error_log(exc)
             log.warning("turn failed", exc_info=traceback, extra={"fields": {"thread_id": thread.id, **fields}})
             failure = CustomStreamError(message, allow_retry=retry)
@@ -144,6 +151,8 @@ class TurnRunner:
             raise failure
         if thread.title is None and input_user_message is not None:
             title = await self.assistant.title(input_user_message, thread, choice.model)
+            if title == say("title.new_chat"):
+                title = say("title.new_chat", lang)
             thread.title = self.limits.cut_title(title)
 
     async def _turn_choice(self, thread: ThreadMetadata, message: UserMessageItem | None, context: Any) -> TurnChoice:

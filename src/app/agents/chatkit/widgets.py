@@ -28,12 +28,12 @@ from typing import Any, Literal
 from chatkit.widgets import DynamicWidgetRoot
 from pydantic import BaseModel
 
+from app.agents.messages import Language, date_text, priority_name, say
 from app.services.tasks import PRIORITIES
 
 ROW_KEY_PREFIX = "task:"
 LIST_KEY = "tasks"
 CHOICE_KEY = "choice:delete"
-CHOICE_TITLE = "Which task should I delete?"
 _PRIORITY_COLOR = {"high": "danger", "medium": "warning", "low": "secondary"}
 MAX_ROWS = 20
 ListKind = Literal["tasks", "choice"]
@@ -59,30 +59,30 @@ class Back:
         return cls(kind=kind, title=title, ids=tuple(str(i) for i in value["ids"][:MAX_ROWS]))
 
 
-def _caption(task: dict[str, Any]) -> str:
+def _caption(task: dict[str, Any], lang: Language = "en") -> str:
     parts = []
     if task.get("due_date"):
-        due = task["due_date"]
-        parts.append(f"Overdue · due {due}" if task.get("overdue") else f"Due {due}")
+        due = date_text(task["due_date"], lang)
+        parts.append(say("caption.overdue" if task.get("overdue") else "caption.due", lang, date=due))
     if task.get("tags"):
         parts.append(" ".join(f"#{t}" for t in task["tags"]))
     if task.get("completed"):
-        parts.append("Done")
-    return " · ".join(parts) or "No due date"
+        parts.append(say("caption.done", lang))
+    return " · ".join(parts) or say("caption.no_due", lang)
 
 
 def _name(task: dict[str, Any]) -> str:
     return f"#{task['number']} {task['title']}"
 
 
-def _summary(task: dict[str, Any], *, strike: bool = False) -> dict[str, Any]:
+def _summary(task: dict[str, Any], *, strike: bool = False, lang: Language = "en") -> dict[str, Any]:
     return {
         "type": "Col",
         "flex": 1,
         "gap": 0,
         "children": [
             {"type": "Text", "value": _name(task), "weight": "medium", "lineThrough": strike, "truncate": True},
-            {"type": "Caption", "value": _caption(task), "color": "danger" if task.get("overdue") else None},
+            {"type": "Caption", "value": _caption(task, lang), "color": "danger" if task.get("overdue") else None},
         ],
     }
 
@@ -97,7 +97,7 @@ def _button(label: str, action: str, task_id: str, **style: Any) -> dict[str, An
     }
 
 
-def _item(task: dict[str, Any]) -> dict[str, Any]:
+def _item(task: dict[str, Any], lang: Language = "en") -> dict[str, Any]:
     task_id = str(task["id"])
     completed = bool(task.get("completed"))
     return {
@@ -106,26 +106,26 @@ def _item(task: dict[str, Any]) -> dict[str, Any]:
         "gap": 2,
         "align": "center",
         "children": [
-            _summary(task, strike=completed),
+            _summary(task, strike=completed, lang=lang),
             {
                 "type": "Badge",
-                "label": str(task.get("priority", "medium")),
+                "label": priority_name(str(task.get("priority", "medium")), lang),
                 "color": _PRIORITY_COLOR.get(task.get("priority", ""), "secondary"),
                 "variant": "soft",
             },
             _button(
-                "Reopen" if completed else "Done",
+                say("button.reopen" if completed else "button.done", lang),
                 "task.reopen" if completed else "task.complete",
                 task_id,
                 variant="outline" if completed else "solid",
             ),
-            _button("Edit", "task.edit", task_id, variant="outline"),
-            _button("Delete", "task.delete", task_id, color="danger", variant="ghost"),
+            _button(say("button.edit", lang), "task.edit", task_id, variant="outline"),
+            _button(say("button.delete", lang), "task.delete", task_id, color="danger", variant="ghost"),
         ],
     }
 
 
-def _choice_item(task: dict[str, Any]) -> dict[str, Any]:
+def _choice_item(task: dict[str, Any], lang: Language = "en") -> dict[str, Any]:
     task_id = str(task["id"])
     return {
         "type": "ListViewItem",
@@ -133,7 +133,7 @@ def _choice_item(task: dict[str, Any]) -> dict[str, Any]:
         "gap": 2,
         "align": "center",
         "onClickAction": {"type": "task.delete", "payload": {"id": task_id}},
-        "children": [_summary(task), {"type": "Icon", "name": "chevron-right"}],
+        "children": [_summary(task, lang=lang), {"type": "Icon", "name": "chevron-right"}],
     }
 
 
@@ -163,29 +163,32 @@ def _lines(title: str, tasks: list[dict[str, Any]]) -> str:
 
 
 def task_list_widget(
-    title: str, tasks: list[dict[str, Any]], today: dt.date | None = None
+    title: str, tasks: list[dict[str, Any]], today: dt.date | None = None, lang: Language = "en"
 ) -> tuple[DynamicWidgetRoot, str]:
     """The task-list widget for `tasks` (compact task dicts) and its plain-text copy for the model and clipboard."""
     shown = tasks[:MAX_ROWS]
-    items = [_item(task) for task in shown] or [
-        {"type": "ListViewItem", "children": [{"type": "Text", "value": "Nothing here.", "color": "secondary"}]}
+    items = [_item(task, lang) for task in shown] or [
+        {"type": "ListViewItem", "children": [{"type": "Text", "value": say("list.empty", lang), "color": "secondary"}]}
     ]
     status = {"text": f"{title} · {len(tasks)}", "icon": "check-circle"}
     widget = _root({"type": "ListView", "key": LIST_KEY, "status": status, "children": items})
     return widget, _lines(title, shown)
 
 
-def choice_widget(tasks: list[dict[str, Any]], title: str = CHOICE_TITLE) -> tuple[DynamicWidgetRoot, str]:
+def choice_widget(
+    tasks: list[dict[str, Any]], title: str | None = None, lang: Language = "en"
+) -> tuple[DynamicWidgetRoot, str]:
     """The choice of the tasks a delete request matched: picking one asks to confirm its deletion."""
     shown = tasks[:MAX_ROWS]
+    title = title or say("choice.title", lang)
     status = {"text": title, "icon": "circle-question"}
     widget = _root(
-        {"type": "ListView", "key": CHOICE_KEY, "status": status, "children": [_choice_item(t) for t in shown]}
+        {"type": "ListView", "key": CHOICE_KEY, "status": status, "children": [_choice_item(t, lang) for t in shown]}
     )
     return widget, _lines(f"{title} (the user picks one)", shown)
 
 
-def confirm_delete_card(task: dict[str, Any], back: Back) -> tuple[DynamicWidgetRoot, str]:
+def confirm_delete_card(task: dict[str, Any], back: Back, lang: Language = "en") -> tuple[DynamicWidgetRoot, str]:
     """The confirmation a Delete button leads to: only its confirm action deletes."""
     task_id = str(task["id"])
     payload = {"id": task_id, "back": back.payload()}
@@ -195,19 +198,25 @@ def confirm_delete_card(task: dict[str, Any], back: Back) -> tuple[DynamicWidget
             "key": ROW_KEY_PREFIX + task_id,
             "size": "md",
             "children": [
-                {"type": "Title", "value": "Delete this task?", "size": "sm"},
-                _summary(task),
-                {"type": "Text", "value": f"Delete {_name(task)}? This cannot be undone.", "color": "danger"},
+                {"type": "Title", "value": say("confirm.title", lang), "size": "sm"},
+                _summary(task, lang=lang),
+                {"type": "Text", "value": say("confirm.text", lang, name=_name(task)), "color": "danger"},
             ],
-            "confirm": {"label": "Delete", "action": {"type": "task.delete.confirm", "payload": payload}},
-            "cancel": {"label": "Cancel", "action": {"type": "task.delete.cancel", "payload": payload}},
+            "confirm": {
+                "label": say("button.delete", lang),
+                "action": {"type": "task.delete.confirm", "payload": payload},
+            },
+            "cancel": {
+                "label": say("button.cancel", lang),
+                "action": {"type": "task.delete.cancel", "payload": payload},
+            },
         }
     )
     return widget, f"Asked to confirm deleting {_name(task)} (not deleted yet)."
 
 
-def deleted_card(task: dict[str, Any]) -> tuple[DynamicWidgetRoot, str]:
-    text = f"Deleted {_name(task)}."
+def deleted_card(task: dict[str, Any], lang: Language = "en") -> tuple[DynamicWidgetRoot, str]:
+    text = say("deleted.text", lang, name=_name(task))
     widget = _root(
         {
             "type": "Card",
@@ -220,7 +229,12 @@ def deleted_card(task: dict[str, Any]) -> tuple[DynamicWidgetRoot, str]:
 
 
 def edit_card(
-    task: dict[str, Any], back: Back, *, values: dict[str, Any] | None = None, error: str | None = None
+    task: dict[str, Any],
+    back: Back,
+    *,
+    values: dict[str, Any] | None = None,
+    error: str | None = None,
+    lang: Language = "en",
 ) -> tuple[DynamicWidgetRoot, str]:
     """The in-place edit form of a task; `values` (what was submitted) and `error` after a refusal."""
     task_id = str(task["id"])
@@ -230,16 +244,16 @@ def edit_card(
             shown[name] = value
     payload = {"id": task_id, "back": back.payload()}
     fields: list[dict[str, Any]] = [
-        {"type": "Label", "value": "Title", "fieldName": "title"},
+        {"type": "Label", "value": say("edit.field.title", lang), "fieldName": "title"},
         {"type": "Input", "name": "title", "defaultValue": shown["title"], "required": True},
-        {"type": "Label", "value": "Due date", "fieldName": "due_date"},
+        {"type": "Label", "value": say("edit.field.due_date", lang), "fieldName": "due_date"},
         {"type": "DatePicker", "name": "due_date", "defaultValue": shown["due_date"] or None, "clearable": True},
-        {"type": "Label", "value": "Priority", "fieldName": "priority"},
+        {"type": "Label", "value": say("edit.field.priority", lang), "fieldName": "priority"},
         {
             "type": "Select",
             "name": "priority",
             "defaultValue": shown["priority"],
-            "options": [{"value": p, "label": p.capitalize()} for p in PRIORITIES],
+            "options": [{"value": p, "label": priority_name(p, lang).capitalize()} for p in PRIORITIES],
         },
     ]
     if error:
@@ -252,11 +266,11 @@ def edit_card(
                 {"type": "Spacer"},
                 {
                     "type": "Button",
-                    "label": "Cancel",
+                    "label": say("button.cancel", lang),
                     "variant": "outline",
                     "onClickAction": {"type": "task.edit.cancel", "payload": payload},
                 },
-                {"type": "Button", "label": "Save", "submit": True},
+                {"type": "Button", "label": say("button.save", lang), "submit": True},
             ],
         }
     )
@@ -266,7 +280,7 @@ def edit_card(
             "key": ROW_KEY_PREFIX + task_id,
             "size": "md",
             "children": [
-                {"type": "Title", "value": f"Edit {_name(task)}", "size": "sm"},
+                {"type": "Title", "value": say("edit.title", lang, name=_name(task)), "size": "sm"},
                 {
                     "type": "Form",
                     "direction": "col",

@@ -1,4 +1,4 @@
-"""Understanding plain task requests in English and Urdu, without a language model.
+"""Understanding plain task requests in English, Urdu and Roman Urdu, without a language model.
 
 This is the offline assistant's "brain": a small, deterministic parser from one utterance to an
 `Intent` (what to do, with which filters or fields, about which task). It is deliberately
@@ -399,6 +399,10 @@ def _parse_english(text: str, today: date) -> Intent:
     lowered = text.lower()
     if _GREETING.match(text):
         return Intent("greeting")
+    if is_roman_urdu(text):
+        roman = _parse_roman_urdu(text, today)
+        if roman is not None:
+            return roman
     if _HELP.match(text):
         return Intent("help")
 
@@ -541,7 +545,7 @@ def _parse_list(text: str, today: date) -> Intent:
 
 # ---- Urdu --------------------------------------------------------------------------------
 
-_UR_ADD = re.compile(r"(شامل|نیا کام|نیا ٹاسک|یاد دلا|بنائیں|بنا دیں|درج|لکھ لیں|لکھیں|ڈال دیں|جوڑ)")
+_UR_ADD = re.compile(r"(شامل|نیا کام|نیا ٹاسک|یاد دلا|یاد دہانی|بنائیں|بنا دیں|درج|لکھ لیں|لکھیں|لکھ دیں|ڈال دیں|جوڑ)")
 _UR_COMPLETE = re.compile(r"(مکمل|ہو گیا|ہوگیا|کر لیا|کرلیا|ختم ہو)")
 _UR_REOPEN = re.compile(r"(دوبارہ کھول|نامکمل|واپس کھول)")
 _UR_DELETE = re.compile(r"(حذف|مٹا|ہٹا|ڈیلیٹ|نکال دیں)")
@@ -550,42 +554,150 @@ _UR_LIST = re.compile(r"(دکھا|فہرست|بتائیں|بتاؤ|کیا ہیں
 _UR_OVERDUE = re.compile(r"(تاخیر|زائد المیعاد|لیٹ|گزر چک)")
 _UR_HELP = re.compile(r"^(مدد|آپ کیا کر سکتے ہیں)")
 _UR_GREETING = re.compile(r"^(السلام علیکم|سلام|ہیلو|آداب)[\s!۔]*$")
-_UR_HIGH = re.compile(r"(زیادہ ترجیح|اعلی ترجیح|اعلیٰ ترجیح|اہم|فوری|ضروری)")
-_UR_LOW = re.compile(r"(کم ترجیح|غیر اہم)")
-_UR_DATES = [
-    (re.compile(r"پرسوں"), 2),
-    (re.compile(r"آج"), 0),
-    (re.compile(r"کل"), 1),
-    (re.compile(r"اگلے ہفتے"), 7),
-]
+_UR_LOW = re.compile(r"(کم ترجیح|غیر اہم|غیر ضروری|کوئی جلدی نہیں|جلدی نہیں|جب وقت ملے)")
+_UR_MEDIUM = re.compile(r"(درمیانی ترجیح|عام ترجیح)")
+_UR_HIGH = re.compile(r"((?:بہت )?(?:زیادہ ترجیح|اعلی ترجیح|اعلیٰ ترجیح|اہم|فوری|ضروری))(?: ہے)?")
 _UR_NUMBER = re.compile(r"(\d{1,6})")
+_UR_TAG = re.compile(r"(?<![\w&])#([^\W\d][\w-]{0,31})")  # #کام or #work
 _UR_STOP = re.compile(
     r"(کا کام|کی ٹاسک|کام نمبر|نمبر|کام|ٹاسک|کو|کریں|کر دیں|کردیں|دیں|براہ کرم|مہربانی|پلیز|میرے|میری|"
     r"میں|کے لیے|کیلئے|تک|والا|والی|ہے|ایک|نیا|اور|سے)"
 )
 
+# Dates, as Urdu speakers say them. "کل" is both yesterday and tomorrow: about a task to do, it is
+# tomorrow. "ہفتہ" is both "week" and "Saturday": "اگلے ہفتے" is next week, "ہفتے کو" Saturday.
+UR_WEEKDAYS = {
+    "پیر": 0, "سوموار": 0, "منگل": 1, "بدھ": 2, "جمعرات": 3, "جمعہ": 4, "جمعے": 4, "ہفتہ": 5, "ہفتے": 5,
+    "سنیچر": 5, "اتوار": 6,
+}  # fmt: skip
+UR_MONTHS = {
+    "جنوری": 1, "فروری": 2, "مارچ": 3, "اپریل": 4, "مئی": 5, "جون": 6, "جولائی": 7, "اگست": 8,
+    "ستمبر": 9, "اکتوبر": 10, "نومبر": 11, "دسمبر": 12,
+}  # fmt: skip
+_UR_COUNTS = {"ایک": 1, "دو": 2, "تین": 3, "چار": 4, "پانچ": 5, "چھ": 6, "سات": 7, "آٹھ": 8, "نو": 9, "دس": 10}
+_UR_DAY = "|".join(sorted((w for w in UR_WEEKDAYS if not w.startswith("ہفت")), key=len, reverse=True))
+_UR_MONTH = "|".join(UR_MONTHS)
+_UR_COUNT = r"\d{1,3}|" + "|".join(_UR_COUNTS)
+# what may follow a date and belongs to it: "کل تک" (by tomorrow), "جمعہ کو" (on friday), ...
+_UR_DATE_TAIL = r"(?:\s+(?:تک|کو|سے پہلے|کے لیے|کیلئے|کے دن|والے دن))*"
+_UR_DATE_PHRASES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(\d{4}-\d{1,2}-\d{1,2})"), "iso"),
+    (re.compile(r"(\d{1,2})\s+(" + _UR_MONTH + r")(?:\s+(\d{4}))?"), "day month"),
+    (re.compile(r"(" + _UR_COUNT + r")\s+(دن|ہفتے|ہفتوں|مہینے|مہینوں)\s+(?:بعد|میں)"), "in"),
+    (re.compile(r"(?:اگلے|آئندہ|اگلا)\s+(?:ہفتے|ہفتہ)(?!\s+کو)"), "next week"),
+    (re.compile(r"(?:اگلے|آئندہ|اگلا)\s+(?:مہینے|مہینہ|ماہ)"), "next month"),
+    (re.compile(r"(?:اس\s+)?(?:مہینے|ماہ)\s+کے\s+آخر(?:\s+میں)?"), "end of month"),
+    (re.compile(r"(?:اس\s+)?ہفتے\s+کے\s+آخر(?:\s+میں)?|ویک\s?اینڈ"), "this weekend"),
+    (re.compile(r"(?:(اگلے|آئندہ|آنے والے|اگلا|اس)\s+)?(" + _UR_DAY + r")(?=\s|$)"), "weekday"),
+    (re.compile(r"(?:(اگلے|آئندہ|آنے والے|اس)\s+)?(ہفتے|ہفتہ)\s+(?:کو|کے دن)"), "weekday"),
+    (re.compile(r"پرسوں"), "day after tomorrow"),
+    (re.compile(r"ترسوں"), "in 3 days"),
+    (re.compile(r"آج(?:\s+(?:رات|شام|دوپہر|صبح))?"), "today"),
+    (re.compile(r"کل(?:\s+(?:صبح|شام|رات|دوپہر))?"), "tomorrow"),
+]
+# the words that say "add this task", "I have to", "remind me", at the edges of a request
+_UR_LEAD = re.compile(
+    r"^(?:میری فہرست میں|فہرست میں|میرے کاموں میں|براہ کرم|براہِ کرم|مہربانی کر کے|مہربانی|پلیز|ذرا|مجھے|"
+    r"میرے لیے|میرا|میری|یاد دلائیں کہ|یاد دلا دیں کہ|"
+    r"یاد دلانا کہ|یاد رکھیں کہ|نیا کام|نیا ٹاسک|ایک کام|کام|ٹاسک|کہ)\s+"
+)
+_UR_TRAIL = re.compile(
+    r"\s+(?:کا کام|کی ٹاسک|کا ٹاسک|کی یاد دہانی|کا|کی|کے|کو|شامل|کر|کریں|کر دیں|کردیں|دیں|درج|لکھ لیں|لکھ دیں|"
+    r"لکھیں|بنائیں|بنا دیں|ڈال دیں|جوڑ دیں|یاد دلائیں|یاد دلا دیں|یاد دلانا|یاد دہانی|ہے|ہیں|ہو گا|ہوگا|ہو گی|"
+    r"ہوگی|پڑے گا|پڑے گی|فہرست میں|میری فہرست میں|میرے کاموں میں|کاموں میں|میں|ایک نیا کام|نیا کام|ایک کام|"
+    r"بطور کام|شکریہ|پلیز|براہ کرم|مجھے|تک)$"
+)
+# nouns and adjectives that end like an oblique infinitive (-نے / -نی) but are not one
+_UR_NOT_INFINITIVES = frozenset(
+    {"پانی", "کہانی", "نانی", "رانی", "سامنے", "اپنے", "اپنی", "پرانے", "پرانی", "کھانے", "گانے", "دانے",
+     "خانے", "زمانے", "بہانے", "نشانی", "مہربانی", "قربانی", "جوانی", "آسانی", "پریشانی", "کمپنی"}
+)  # fmt: skip
+
+
+def _urdu_date(text: str, today: date, intent: Intent) -> str:
+    """Take the first date phrase out of `text` into `intent.due_date`; return what is left."""
+    for pattern, kind in _UR_DATE_PHRASES:
+        match = re.search(r"(?<!\w)" + pattern.pattern + r"(?!\w)" + _UR_DATE_TAIL, text)
+        if not match:
+            continue
+        try:
+            intent.due_date = _resolve_urdu(kind, match, today)
+        except InvalidDate:
+            said = match.group(0).strip()
+            intent.problem = f"'{said}' کوئی درست تاریخ نہیں۔ مثلاً 'کل'، 'اگلے جمعہ' یا '5 دسمبر' لکھیں۔"
+        return text[: match.start()] + " " + text[match.end() :]
+    return text
+
+
+def _resolve_urdu(kind: str, match: re.Match[str], today: date) -> date:
+    if kind == "iso":
+        return resolve_date(match.group(1), today)
+    if kind == "day month":
+        day, month, year = int(match.group(1)), UR_MONTHS[match.group(2)], match.group(3)
+        return _month_day(today, month, day, year, match.group(0))
+    if kind == "in":
+        word = match.group(1)
+        count = int(word) if word.isdigit() else _UR_COUNTS[word]
+        unit = "day" if match.group(2) == "دن" else "week" if match.group(2).startswith("ہفت") else "month"
+        return resolve_date(f"in {count} {unit}s", today)
+    if kind == "weekday":
+        which = {"اگلے": "next ", "آئندہ": "next ", "آنے والے": "next ", "اگلا": "next ", "اس": "this "}
+        name = calendar.day_name[UR_WEEKDAYS[match.group(2)]].lower()
+        return resolve_date(which.get(match.group(1) or "", "") + name, today)
+    return resolve_date(kind, today)
+
+
+def _infinitive(word: str) -> str:
+    """The dictionary form of a verb left in its oblique or feminine form by the sentence around it:
+    "خریدنے" (… خریدنے کا کام) and "لینی" (دوائی لینی ہے) become "خریدنا" and "لینا"."""
+    if len(word) > 2 and word[-2:] in {"نے", "نی"} and word not in _UR_NOT_INFINITIVES:
+        return word[:-2] + "نا"
+    return word
+
+
+_UR_PUNCTUATION = re.compile(r"[،۔؟!?.,:;\"'“”‘’()\[\]{}*_]")
+
+
+def urdu_title(text: str) -> str:
+    """The task's name in what is left of an Urdu request once its date, priority and tags are out: a
+    noun phrase a reader accepts as a title ("دودھ خریدنا", "ڈاکٹر کو فون کرنا"), never the sentence's
+    grammar around it ("… کا کام شامل کریں", "مجھے … ہے")."""
+    text = " ".join(_UR_PUNCTUATION.sub(" ", text).split())
+    previous = None
+    while previous != text:
+        previous = text
+        text = _UR_LEAD.sub("", text + " ").strip()
+        text = _UR_TRAIL.sub("", " " + text).strip()
+    words = text.split()
+    if words:
+        words[-1] = _infinitive(words[-1])
+    return " ".join(words)
+
 
 def _urdu_add_intent(rest: str, today: date) -> Intent:
-    """An Urdu "add" intent from the words that describe the task (the add verb taken out)."""
+    """An Urdu "add" intent from the whole request: its priority, date and tags taken out, the rest
+    made into a title."""
     intent = Intent("add", language="ur")
-    if _UR_HIGH.search(rest):
-        intent.priority = "high"
-        rest = _UR_HIGH.sub(" ", rest)
-    elif _UR_LOW.search(rest):
-        intent.priority = "low"
-        rest = _UR_LOW.sub(" ", rest)
-    for pattern, days in _UR_DATES:
+    rest = rest.replace("ي", "ی").replace("ك", "ک")
+    for pattern, priority in ((_UR_LOW, "low"), (_UR_MEDIUM, "medium"), (_UR_HIGH, "high")):
         if pattern.search(rest):
-            intent.due_date = today + timedelta(days=days)
+            intent.priority = priority
             rest = pattern.sub(" ", rest)
             break
-    rest = re.sub(r"\bترجیح\b", " ", rest)
-    title = _UR_STOP.sub(" ", rest)
-    title = " ".join(re.sub(r"[^\w\s#-]", " ", title).split())
-    intent.title = title or None
+    rest = re.sub(r"(?<!\w)ترجیح(?!\w)", " ", rest)
+    for match in _UR_TAG.finditer(rest):
+        intent.tags.append(match.group(1).lower())
+    rest = _UR_TAG.sub(" ", rest)
+    rest = _urdu_date(" ".join(rest.split()), today, intent)
+    intent.title = urdu_title(rest)[: TASK_LIMITS.title].strip() or None
     if not intent.title:
-        intent.problem = "کام کا نام بتائیں، مثلاً: 'دودھ خریدنے کا کام شامل کریں'"
+        intent.problem = intent.problem or "کام کا نام بتائیں، مثلاً: 'دودھ خریدنے کا کام شامل کریں'"
     return intent
+
+
+# "I have to …" without an add verb: an infinitive (or its feminine) then ہے / ہیں / ہو گا
+_UR_OBLIGATION = re.compile(r"\w(?:نا|نی|نے)\s+(?:ہے|ہیں|ہو گا|ہوگا|ہو گی|ہوگی|پڑے گا|پڑے گی)(?!\w)")
+_UR_QUESTION = re.compile(r"(کیا|کون|کتنے|کب|؟|\?)")
 
 
 def _parse_urdu(text: str, today: date) -> Intent:
@@ -604,25 +716,148 @@ def _parse_urdu(text: str, today: date) -> Intent:
             intent.reference = rest or None
         return intent
 
+    # "… کا کام شامل کریں" adds, whatever the task's own verb ("رپورٹ مکمل کرنے", "فائلیں حذف کرنے")
+    adds = re.search(r"(?:کا کام|کی ٹاسک|کا ٹاسک|کی یاد دہانی)\s+(?:شامل|درج|بنا|لکھ|ڈال|جوڑ)", text) or re.search(
+        r"^(?:یاد دلا|نیا کام|نیا ٹاسک)", text
+    )
+    if adds:
+        return _urdu_add_intent(text, today)
     if _UR_DELETE.search(text):
         return with_reference(Intent("delete", language="ur"), _UR_DELETE)
     if _UR_REOPEN.search(text):
         return with_reference(Intent("reopen", language="ur"), _UR_REOPEN)
     if _UR_SUMMARY.search(text):
         return Intent("summary", language="ur")
-    if _UR_ADD.search(text):
-        return _urdu_add_intent(_UR_ADD.sub(" ", text), today)
+    if _UR_ADD.search(text) or (_UR_OBLIGATION.search(text) and not _UR_QUESTION.search(text)):
+        return _urdu_add_intent(text, today)
     if _UR_COMPLETE.search(text) and (number or not _UR_LIST.search(text)):
         return with_reference(Intent("complete", language="ur"), _UR_COMPLETE)
-    if _UR_LIST.search(text) or _UR_OVERDUE.search(text) or "کام" in text:
+    asks = _UR_QUESTION.search(text) and _UR_OBLIGATION.search(text)  # "آج کیا کرنا ہے؟"
+    if _UR_LIST.search(text) or _UR_OVERDUE.search(text) or "کام" in text or asks:
         intent = Intent("list", language="ur", status="open")
         if _UR_OVERDUE.search(text):
             intent.overdue = True
         if re.search(r"مکمل شدہ|مکمل ہونے والے", text):
             intent.status = "completed"
-        if re.search(r"\bآج\b", text):
+        if re.search(r"(?<!\w)آج(?!\w)", text):
             intent.due_before = intent.due_after = today
         if _UR_HIGH.search(text):
             intent.priority = "high"
         return intent
     return Intent("unknown", language="ur")
+
+
+# ---- Roman Urdu ----------------------------------------------------------------------------
+# Urdu typed in Latin letters ("kal doodh lena hai"): many Urdu speakers write it so. Its words are
+# recognised here; the task keeps the user's own spelling, and the reply is in English (a reader of
+# Roman Urdu may not read the Urdu script).
+
+_RU_MARKERS = frozenset(
+    {"hai", "hain", "he", "karna", "krna", "karni", "karne", "krne", "karo", "kro", "karein", "kaam", "kam",
+     "lena", "leni", "lene", "dena", "deni", "dene", "jana", "jaana", "kal", "parson", "parso", "aaj", "agle",
+     "zaroori", "zaruri", "ahem", "aham", "mujhe", "mujhay", "yaad", "dilana", "dilao", "ko", "ka",
+     "ki", "ke", "se", "tak", "wala", "wali", "jumma", "juma", "hafte", "mahine", "din", "baad", "bhi"}
+)  # fmt: skip
+_RU_STRONG = frozenset(
+    {"hai", "karna", "krna", "karni", "karne", "krne", "karo", "kro", "karein", "kaam", "lena", "leni", "lene",
+     "dena", "deni", "dene", "parson", "parso", "zaroori", "zaruri", "ahem", "aham", "mujhe", "yaad", "dilana",
+     "dilao", "jumma", "juma", "hafte", "mahine", "baad"}
+)  # fmt: skip
+_RU_WEEKDAYS = {
+    "peer": 0, "pir": 0, "somwar": 0, "mangal": 1, "budh": 2, "jumeraat": 3, "jumerat": 3, "jumma": 4,
+    "juma": 4, "jumah": 4, "hafta": 5, "hafte": 5, "itwar": 6, "itwaar": 6,
+}  # fmt: skip
+_RU_DATES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\b(\d{4}-\d{1,2}-\d{1,2})\b"), "iso"),
+    (re.compile(r"\b(\d{1,3})\s+(din|hafte|mahine)\s+(?:baad|mein|main)\b"), "in"),
+    (re.compile(r"\b(?:agle|agla|aglay)\s+(?:hafte|hafta)\b(?!\s+ko)"), "next week"),
+    (re.compile(r"\b(?:agle|agla|aglay)\s+(?:mahine|mahina)\b"), "next month"),
+    (re.compile(r"\b(?:(agle|agla|aglay|is)\s+)?(" + "|".join(_RU_WEEKDAYS) + r")\s+(?:ko|tak)\b"), "weekday"),
+    (re.compile(r"\b(?:(agle|agla|aglay|is)\s+)(" + "|".join(_RU_WEEKDAYS) + r")\b"), "weekday"),
+    (re.compile(r"\b(?:parson|parso|parsoon)\b"), "day after tomorrow"),
+    (re.compile(r"\baaj(?:\s+(?:raat|shaam|subah))?\b"), "today"),
+    (re.compile(r"\bkal(?:\s+(?:subah|shaam|raat))?\b"), "tomorrow"),
+]
+_RU_HIGH = re.compile(r"\b(?:bohat\s+|bahut\s+|bohot\s+)?(?:zaroori|zaruri|zarori|ahem|aham|urgent|jaldi)\b(?:\s+hai)?")
+_RU_LOW = re.compile(r"\b(?:koi\s+jaldi\s+nahi(?:n)?|ghair\s+zaroori|kam\s+ahem)\b")
+_RU_ADD = re.compile(
+    r"\b(?:(?:ka|ki|ke)\s+kaam\s+)?(?:add|shamil|shaamil|likh|daal|dal|bana)\s+(?:karo|kro|karein|karen|kar do|kardo|"
+    r"do|lo|lein|len|dein|den)\b|\byaad\s+(?:dila|dilana|dilao|dilaein|dilayein|dila do)\b(?:\s+(?:ke|ki|keh|k))?"
+)
+_RU_TRAIL = re.compile(
+    r"\s+(?:hai|hain|he|ha|ho ga|hoga|hogi|ho gi|parega|paregi|ka kaam|ki kaam|ka|ki|ke|ko|tak|mujhe|please|"
+    r"plz|shukriya|list mein|list main)$",
+    re.I,
+)
+_RU_LEAD = re.compile(r"^(?:mujhe|mujhay|please|plz|zara|yaad dilao ke|yaad dilao keh|ke|keh|k|ek kaam)\s+", re.I)
+_RU_LIST = re.compile(r"\b(?:dikhao|dikhaen|dikhayein|dikha do|batao|bataen|list|kaam kya hain)\b")
+_RU_COMPLETE = re.compile(r"\b(?:mukammal|ho gaya|hogaya|kar liya|krliya|kar lia|done)\b")
+_RU_DELETE = re.compile(r"\b(?:delete|hatao|hata do|mitao|mita do|nikal do)\b")
+
+
+def is_roman_urdu(text: str) -> bool:
+    """Whether a Latin-script utterance is Urdu: two of its words Urdu, one of them unmistakable."""
+    words = re.findall(r"[a-z]+", text.lower())
+    marked = [w for w in words if w in _RU_MARKERS]
+    return len(marked) >= 2 and any(w in _RU_STRONG for w in marked)
+
+
+def _roman_urdu_add_intent(text: str, today: date) -> Intent:
+    intent = Intent("add")
+    rest = text.lower()
+    for pattern, priority in ((_RU_LOW, "low"), (_RU_HIGH, "high")):
+        match, rest = _take(pattern, rest)
+        if match:
+            intent.priority = priority
+            break
+    for match in _TAG_HASH.finditer(rest):
+        intent.tags.append(match.group(1).lower())
+    rest = _TAG_HASH.sub(" ", rest)
+    for pattern, kind in _RU_DATES:
+        match, rest = _take(pattern, rest)
+        if not match:
+            continue
+        try:
+            if kind == "iso":
+                intent.due_date = resolve_date(match.group(1), today)
+            elif kind == "in":
+                unit = {"din": "day", "hafte": "week", "mahine": "month"}[match.group(2)]
+                intent.due_date = resolve_date(f"in {match.group(1)} {unit}s", today)
+            elif kind == "weekday":
+                which = "next " if (match.group(1) or "").startswith("ag") else "this " if match.group(1) else ""
+                intent.due_date = resolve_date(which + calendar.day_name[_RU_WEEKDAYS[match.group(2)]].lower(), today)
+            else:
+                intent.due_date = resolve_date(kind, today)
+        except InvalidDate as exc:
+            intent.problem = str(exc)
+        break
+    rest = _RU_ADD.sub(" ", rest)
+    rest = " ".join(re.sub(r"[^\w\s#-]", " ", rest).split())
+    previous = None
+    while previous != rest:
+        previous = rest
+        rest = _RU_LEAD.sub("", rest)
+        rest = _RU_TRAIL.sub("", " " + rest).strip()
+    words = rest.split()
+    if words and len(words[-1]) > 3 and re.search(r"n[ei]$", words[-1]) and words[-1] not in {"paani", "pani"}:
+        words[-1] = words[-1][:-1] + "a"  # "lene" / "leni" -> "lena", "karne" -> "karna"
+    title = " ".join(words)
+    intent.title = (title[:1].upper() + title[1:])[: TASK_LIMITS.title] or None
+    if not intent.title:
+        intent.problem = intent.problem or "What should the task be called? Try 'kal doodh lena hai'."
+    return intent
+
+
+def _parse_roman_urdu(text: str, today: date) -> Intent | None:
+    """The intent of a Roman Urdu request, or None to read it as English."""
+    lowered = text.lower()
+    number = _UR_NUMBER.search(text)
+    if _RU_DELETE.search(lowered) and number:
+        return Intent("delete", number=int(number.group(1)))
+    if _RU_COMPLETE.search(lowered) and number and not _RU_ADD.search(lowered):
+        return Intent("complete", number=int(number.group(1)))
+    if _RU_LIST.search(lowered) and not _RU_ADD.search(lowered):
+        return Intent("list", status="open")
+    if _RU_ADD.search(lowered) or re.search(r"\w(?:na|ni|ne)\s+(?:hai|he|ha|hain|hoga|hogi|parega|paregi)\b", lowered):
+        return _roman_urdu_add_intent(text, today)
+    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from app.agents.messages import date_text
 from app.agents.offline.intents import Intent, Language
 
 MAX_LISTED = 10
@@ -92,7 +93,8 @@ def label(task: dict[str, Any], lang: Language = "en") -> str:
 def details(task: dict[str, Any], lang: Language = "en") -> str:
     parts: list[str] = []
     if task.get("due_date"):
-        parts.append(("due " if lang == "en" else "آخری تاریخ ") + str(task["due_date"]))
+        # in Urdu as an Urdu reader writes it ("7 دسمبر 2026"): an ISO date reads reversed there
+        parts.append(("due " if lang == "en" else "آخری تاریخ ") + date_text(task["due_date"], lang))
     priority = task.get("priority")
     if priority and priority != "medium":
         parts.append(f"{priority} priority" if lang == "en" else _UR_PRIORITY.get(priority, priority))
