@@ -26,6 +26,7 @@ from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import AttachmentStore, NotFoundError, Store
 from chatkit.types import (
+    ActiveStatus,
     AudioInput,
     ChatKitReq,
     ClientEffectEvent,
@@ -171,6 +172,9 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         reason = await self.limits.full_thread(self.gate.counting_store, thread.id, context)
         if reason is not None:
             thread.status = ClosedStatus(reason=reason)
+        elif isinstance(thread.status, ClosedStatus):
+            # Closed under a smaller quota, and this turn found room (QUOTA_ITEMS_PER_THREAD was raised).
+            thread.status = ActiveStatus()
 
     async def add_feedback(self, thread_id: str, item_ids: list[str], feedback: FeedbackKind, context: Any) -> None:
         save_feedback = getattr(self.store, "save_feedback", None)
