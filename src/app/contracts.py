@@ -105,6 +105,16 @@ class ComposerOptions(Struct, kw_only=True):
     models: list[ComposerModelOption]
 
 
+class AttachmentOptions(Struct, kw_only=True):
+    """What `attachments.create` accepts (ATTACHMENT_MAX_BYTES, ATTACHMENT_ALLOWED_TYPES): a front end
+    gives them to ChatKit as `composer.attachments.maxSize` and `accept`, so a file the server would
+    refuse (413, 415) is not offered or uploaded. `accept` maps each allowed MIME type to the file name
+    extensions that say it (the shape of the file picker's `accept`)."""
+
+    max_bytes: int
+    accept: dict[str, list[str]]
+
+
 class SelfHostedModeStatus(Struct, kw_only=True):
     ready: bool
     endpoint: str
@@ -115,6 +125,7 @@ class SelfHostedModeStatus(Struct, kw_only=True):
     # turns on ChatKit's `composer.dictation` only then.
     dictation: bool
     composer: ComposerOptions
+    attachments: AttachmentOptions
 
 
 class ChatKitHealth(Struct, kw_only=True):

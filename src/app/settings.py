@@ -31,18 +31,21 @@ ModelProvider = Literal["offline", "openai", "openai-compatible"]
 
 DEFAULT_DEV_SECRET = "taskpilot-development-secret-change-me-0123456789"
 
-# Attachment types whose content TaskPilot can verify (magic bytes, or UTF-8 text).
-SUPPORTED_ATTACHMENT_TYPES = (
-    "image/png",
-    "image/jpeg",
-    "image/gif",
-    "image/webp",
-    "application/pdf",
-    "text/plain",
-    "text/markdown",
-    "text/csv",
-    "application/json",
-)
+# Attachment types whose content TaskPilot can verify (magic bytes, or UTF-8 text), each with the file
+# name extensions that say it: an upload declared with a generic type is typed by its name, and the
+# front ends' file pickers offer these (`self_hosted.attachments.accept` of the ChatKit health document).
+ATTACHMENT_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "image/png": (".png",),
+    "image/jpeg": (".jpg", ".jpeg"),
+    "image/gif": (".gif",),
+    "image/webp": (".webp",),
+    "application/pdf": (".pdf",),
+    "text/plain": (".txt", ".text", ".log"),
+    "text/markdown": (".md", ".markdown"),
+    "text/csv": (".csv",),
+    "application/json": (".json",),
+}
+SUPPORTED_ATTACHMENT_TYPES = tuple(ATTACHMENT_EXTENSIONS)
 DEFAULT_ATTACHMENT_TYPES = SUPPORTED_ATTACHMENT_TYPES[:-1]
 
 

@@ -2,7 +2,8 @@
 
 With the ChatKit stand-in for the CDN (`tests/support/chatkit_standin.js`), what is checked is the options
 the page gives the web component: `composer.tools` from `self_hosted.composer` of the health
-document, and `composer.models` only with MODEL_CHOICES. What the real component shows for them
+document, `composer.models` only with MODEL_CHOICES, and `composer.attachments` (`maxSize`, `accept`)
+from `self_hosted.attachments`. What the real component shows for them
 could only be checked with that stand-in. The built-in console offers the same choices as two
 selects, and its messages carry them as `inference_options`.
 """
@@ -27,7 +28,13 @@ def composer_options(driver: Any) -> dict[str, Any]:
 def test_page_gives_chatkit_the_composer_tools_and_models_the_server_offers(
     live_server_factory: Callable[..., LiveServer], browser: Callable[..., Any], fake_cdn: int
 ) -> None:
-    server = live_server_factory({"MODEL_CHOICES": "gpt-5-mini,gpt-5"})
+    server = live_server_factory(
+        {
+            "MODEL_CHOICES": "gpt-5-mini,gpt-5",
+            "ATTACHMENT_MAX_BYTES": "123456",
+            "ATTACHMENT_ALLOWED_TYPES": "application/pdf,text/plain",
+        }
+    )
     driver = browser(cdn_rules(fake_cdn), insecure_tls=True)
     driver.get(f"{server.base_url}/")
     sign_in(driver, "bob")
@@ -42,6 +49,13 @@ def test_page_gives_chatkit_the_composer_tools_and_models_the_server_offers(
         {"id": "gpt-5", "label": "gpt-5", "default": False},
     ]
     assert composer["dictation"] == {"enabled": False} and composer["placeholder"]
+    # Only what attachments.create takes: a file the server would refuse (413, 415) is not offered.
+    assert composer["attachments"] == {
+        "enabled": True,
+        "maxCount": 5,
+        "maxSize": 123456,
+        "accept": {"application/pdf": [".pdf"], "text/plain": [".txt", ".text", ".log"]},
+    }
 
 
 def test_page_offers_no_model_picker_without_model_choices(

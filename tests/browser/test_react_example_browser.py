@@ -371,6 +371,8 @@ def test_react_example_self_hosted_has_the_pages_chatkit_options_over_real_http(
             "OPENAI_API_KEY": "sk-test-TaskPilotReactKey-0123456789abcdef",  # dictation needs a key; never called here
             "TRANSCRIPTION_MODEL": "gpt-4o-mini-transcribe",
             "MODEL_CHOICES": "gpt-5-mini,gpt-5",
+            "ATTACHMENT_MAX_BYTES": "123456",
+            "ATTACHMENT_ALLOWED_TYPES": "image/png,text/markdown",
             "CORS_ORIGINS": site.url,
         }
     )
@@ -391,10 +393,11 @@ def test_react_example_self_hosted_has_the_pages_chatkit_options_over_real_http(
     dev_sign_in(driver, "kai")
     wait_for(driver, lambda d: standin_mode(d) == "self-hosted", "ChatKit in self-hosted mode")
 
-    # What health offers: dictation (TRANSCRIPTION_MODEL), the composer's tools and MODEL_CHOICES.
+    # What health offers: dictation (TRANSCRIPTION_MODEL), the composer's tools and MODEL_CHOICES,
+    # and the attachments the server takes (ATTACHMENT_MAX_BYTES, ATTACHMENT_ALLOWED_TYPES).
     options = driver.execute_script(
         "const o = window.__chatkit.options; return {actions: o.threadItemActions, dictation: o.composer.dictation,"
-        " tools: o.composer.tools, models: o.composer.models,"
+        " tools: o.composer.tools, models: o.composer.models, attachments: o.composer.attachments,"
         " answer: o.onClientTool({name: 'get_time_zone', params: {}})};"
     )
     assert options == {
@@ -408,6 +411,12 @@ def test_react_example_self_hosted_has_the_pages_chatkit_options_over_real_http(
             {"id": "gpt-5-mini", "label": "gpt-5-mini", "default": True},
             {"id": "gpt-5", "label": "gpt-5", "default": False},
         ],
+        "attachments": {
+            "enabled": True,
+            "maxCount": 5,
+            "maxSize": 123456,
+            "accept": {"image/png": [".png"], "text/markdown": [".md", ".markdown"]},
+        },
         "answer": {"time_zone": zone},
     }
     unknown = driver.execute_script(

@@ -258,3 +258,25 @@ async def test_settings_with_redis_build_redis_limiters(redis_url: str) -> None:
     finally:
         await _delete_prefix(limits.redis, f"taskpilot:rl:chat:{user}")
         await limits.aclose()
+
+
+# ---- the item quota closes a thread -----------------------------------------------------------------
+
+
+async def test_a_thread_closed_at_the_item_quota_reopens_once_a_turn_finds_room(tmp_path: Path) -> None:
+    """Closed (`Thread.status`) by the turn that filled it; after QUOTA_ITEMS_PER_THREAD is raised, a
+    client that sends anyway (a stock one ignores the status) is answered, and the thread is open again."""
+    async with serve(tmp_path, QUOTA_ITEMS_PER_THREAD=2, RATE_LIMIT_CHAT_PER_MINUTE=0) as (http, settings):
+        alice = ChatKitClient(http, mint_dev_token(settings, "alice"))
+        created = await alice.create_thread("help")
+        assert created.status == 200
+        closed = created.of_type("thread.updated")[-1].thread.status
+        assert closed.type == "closed" and "limit of 2 items" in (closed.reason or "")
+        assert (await alice.send(created.thread_id, "help")).status == 429
+    async with serve(tmp_path, QUOTA_ITEMS_PER_THREAD=100, RATE_LIMIT_CHAT_PER_MINUTE=0) as (http, settings):
+        alice = ChatKitClient(http, mint_dev_token(settings, "alice"))
+        assert (await alice.get_thread(created.thread_id)).body["status"]["type"] == "closed"
+        sent = await alice.send(created.thread_id, "help")
+        assert sent.status == 200 and not sent.of_type("error"), sent.raw_frames
+        assert sent.of_type("thread.updated")[-1].thread.status.type == "active"
+        assert (await alice.get_thread(created.thread_id)).body["status"] == {"type": "active"}

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.settings import Settings
 from tests.support.auth import server_token
 from tests.support.chatkit_client import ChatKitClient
 from tests.support.payloads import NOTES, PNG
@@ -130,3 +131,36 @@ async def test_an_oversized_stream_is_cut_off_with_413_and_leaves_nothing(
         retried = await http.put(url, content=b"a" * LIMIT)
         assert retried.status_code == 200 and retried.json()["size"] == LIMIT
         assert _blob(blobs, alice, created["id"]).stat().st_size == LIMIT
+
+
+async def test_health_offers_the_attachment_limits_attachments_create_enforces(live_servers: ServerPool) -> None:
+    """`self_hosted.attachments` of the health document (the front ends' `composer.attachments`
+    `maxSize` and `accept`) is what `attachments.create` enforces: every type and extension it
+    offers is admitted, a byte more than `max_bytes` is 413, and a type it leaves out is 415."""
+    server, _ = _server(live_servers)
+    token = _token(server, unique_user("alice"))
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        health = (await http.get("/api/chatkit/health")).json()
+        offered = health["self_hosted"]["attachments"]
+        assert offered["max_bytes"] == LIMIT
+        settings = Settings.from_env(server.env)
+        assert list(offered["accept"]) == list(settings.attachment_allowed_types)
+        assert "application/json" not in offered["accept"]  # the default leaves JSON out
+        for mime, extensions in offered["accept"].items():
+            assert (await _create(http, token, f"file{extensions[0]}", mime, LIMIT))["mime_type"] == mime
+            for extension in extensions:  # a browser that cannot type the file sends a generic type
+                created = await _create(http, token, f"file{extension.upper()}", "application/octet-stream", 1)
+                assert created["mime_type"] == mime, extension
+
+        async def refused(name: str, mime_type: str, size: int) -> int:
+            response = await http.post(
+                "/chatkit",
+                json={"type": "attachments.create", "params": {"name": name, "size": size, "mime_type": mime_type}},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert response.headers["content-type"].startswith("application/problem+json"), response.text
+            return response.status_code
+
+        assert await refused("big.png", "image/png", LIMIT + 1) == 413
+        assert await refused("data.json", "application/json", 10) == 415
+        assert await refused("data.json", "application/octet-stream", 10) == 415

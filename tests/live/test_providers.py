@@ -9,8 +9,8 @@ import pytest
 
 from app.agents.offline.planner import Reply, ToolCall
 from tests.support.auth import server_token
-from tests.support.chatkit_client import ChatKitClient
-from tests.support.fake_model_server import FakeModelServer
+from tests.support.chatkit_client import ChatKitClient, user_input
+from tests.support.fake_model_server import FakeModelServer, turn_requests
 from tests.support.servers import ServerPool, unique_user
 
 
@@ -163,3 +163,31 @@ async def test_chat_completions_providers_get_text_only_user_content_as_a_plain_
     users = [m for m in conversation[-1]["messages"] if m.get("role") == "user"]
     assert users and all(isinstance(m["content"], str) for m in users), users
     assert [m["content"] for m in users][-2:] == ["hi there", "are you there?"]
+
+
+async def test_a_quote_reaches_the_model_with_its_own_message_only(live_server_factory, fake_model) -> None:
+    """ChatKit's converter adds a message's `quoted_text` ("The user is referring to this in
+    particular") for the thread's last message only; history converted an item at a time once re-sent
+    every old quote on each later turn. Counted in what reaches the model."""
+    fake = fake_model([Reply("About the milk."), Reply("Sure."), Reply("About the rent.")])
+    server = live_server_factory(_env("openai", fake))
+    first_quote, second_quote = "QUOTE-ONE: buy milk on Friday", "QUOTE-TWO: pay the rent"
+
+    def copies(body: dict[str, object], quote: str) -> int:
+        return json.dumps(body).count(quote)
+
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        chat = ChatKitClient(http, server_token(server.env, unique_user("quinn")))
+        first = await chat.request(
+            "threads.create", {"input": {**user_input("What about this?"), "quoted_text": first_quote}}
+        )
+        second = await chat.send(first.thread_id, "Thanks")
+        third = await chat.send_input(first.thread_id, {**user_input("And this?"), "quoted_text": second_quote})
+        for result in (first, second, third):
+            assert result.status == 200 and not result.of_type("error"), result.raw_frames
+    turns = turn_requests(fake)
+    assert len(turns) == 3
+    assert [copies(body, first_quote) for body in turns] == [1, 0, 0]
+    assert [copies(body, second_quote) for body in turns] == [0, 0, 1]
+    # The messages themselves all reach the model on the last turn.
+    assert all(text in json.dumps(turns[-1]) for text in ("What about this?", "Thanks", "And this?"))

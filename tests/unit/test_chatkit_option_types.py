@@ -92,7 +92,8 @@ def _assert_fails_exactly_on(package: Path, project: Path, wrong: dict[Path, set
 # with their JSDoc types, each must fail where it is, none widened to `string`.
 BUILDER_MUTATIONS = {
     'uploadStrategy: { type: "two_phase" }': 'uploadStrategy: { type: "three_phase" }',  # selfHostedOptions
-    "attachments: { enabled: true, maxCount: 5,": 'attachments: { enabled: true, maxCount: "5",',
+    "maxCount: MAX_ATTACHMENTS, maxSize,": "maxCount: String(MAX_ATTACHMENTS), maxSize,",  # composerAttachments
+    "[mime, [...extensions]]": '[mime, extensions.join(",")]',
     'radius: "round",': 'radius: "rounded",',  # THEME
     'accent: { primary: "#e8590c", level: 1 }': 'accent: { primary: "#e8590c", level: 5 }',
     'prompt: "Show my open tasks", icon: "check-circle"': 'prompt: "Show my open tasks", icon: "tick"',  # PROMPTS

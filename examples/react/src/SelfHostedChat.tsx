@@ -8,7 +8,7 @@
 //   task, or on one an answer names, focuses it in the task list.
 
 import { ChatKit, useChatKit } from "@openai/chatkit-react";
-import { answerClientTool, changedTaskIds, composerChoices, THREAD_ITEM_ACTIONS, withClientTools } from "taskpilot/chatkit-options";
+import { answerClientTool, changedTaskIds, composerAttachments, composerChoices, THREAD_ITEM_ACTIONS, withClientTools } from "taskpilot/chatkit-options";
 import { taskEntities } from "taskpilot/entities";
 import { useMemo, useState } from "react";
 
@@ -49,7 +49,7 @@ export function SelfHostedChat({ apiBase, domainKey, apiFetch, api, health, user
     },
     composer: {
       placeholder,
-      attachments: { enabled: true, maxCount: 5, maxSize: 10 * 1024 * 1024 },
+      attachments: composerAttachments(server.attachments), // maxSize and accept: what the server takes
       // Only when health says TRANSCRIPTION_MODEL is set: otherwise input.transcribe is 501.
       dictation: { enabled: Boolean(server.dictation) },
       ...composerChoices(server.composer), // composer.tools; composer.models with MODEL_CHOICES

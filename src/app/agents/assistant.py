@@ -30,7 +30,7 @@ from pydantic import ConfigDict, Field, SkipValidation
 from app.agents.chatkit.composer import NO_CHOICE, TurnChoice
 from app.agents.chatkit.entities import resolve_tags
 from app.agents.chatkit.time_zone import GET_TIME_ZONE, GET_TIME_ZONE_TOOL
-from app.agents.history import TaskPilotConverter, estimate_tokens, plain_text_message
+from app.agents.history import TaskPilotConverter, estimate_tokens, item_to_input, plain_text_message
 from app.agents.hooks import ProgressHooks
 from app.agents.messages import Language, say
 from app.agents.tools import TASK_TOOLS, ToolContext
@@ -170,7 +170,8 @@ class Assistant:
                     reached = item.id == up_to
                     if not reached:
                         continue  # newer than the message this turn answers
-                converted = await self._convert(item)
+                # The newest item is the thread's last: only it gets what ChatKit adds for the last one.
+                converted = await self._convert(item, last=not selected)
                 cost = estimate_tokens(converted)
                 if selected and cost > budget:
                     return [entry for group in reversed(selected) for entry in group]
@@ -183,8 +184,8 @@ class Assistant:
             return None
         return [entry for group in reversed(selected) for entry in group]
 
-    async def _convert(self, item: ThreadItem) -> list[TResponseInputItem]:
-        return await self.converter.to_agent_input([item])
+    async def _convert(self, item: ThreadItem, *, last: bool) -> list[TResponseInputItem]:
+        return await item_to_input(self.converter, item, last=last)
 
     async def run(
         self, thread: ThreadMetadata, turn: TurnContext, choice: TurnChoice = NO_CHOICE, *, up_to: str | None = None

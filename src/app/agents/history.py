@@ -2,7 +2,8 @@
 
 Widgets become their copy text, task tags the task they name, attachments a label plus what the
 model may read of them; assistant messages are plain text (the Chat Completions converter rejects
-ChatKit's `output_text` parts). `estimate_tokens` is the cheap measure the assistant trims history by.
+ChatKit's `output_text` parts). `estimate_tokens` is the cheap measure the assistant trims history by;
+`item_to_input` converts one item with the library's per-thread rules.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from chatkit.agents import ThreadItemConverter
 from chatkit.types import (
     AssistantMessageItem,
     Attachment,
+    ThreadItem,
     UserMessageItem,
     UserMessageTagContent,
     WidgetItem,
@@ -164,6 +166,20 @@ class TaskPilotConverter(ThreadItemConverter):
             role="user",
             content=[ResponseInputTextParam(type="input_text", text=f"[context] Shown to the user: {text}")],
         )
+
+
+async def item_to_input(converter: ThreadItemConverter, item: ThreadItem, *, last: bool) -> list[TResponseInputItem]:
+    """One thread item as model input, by the rules ChatKit's `to_agent_input` applies to a whole
+    thread, although the assistant converts history an item at a time (newest first, to fit its
+    budget): what the library adds for the thread's last item only (a user message's `quoted_text`,
+    "The user is referring to this in particular") is added only when `last`. Converted alone, every
+    old message was its own last item, and its quote was re-sent to the model on every later turn."""
+    if last or not isinstance(item, UserMessageItem):
+        return await converter.to_agent_input([item])
+    converted = await converter.user_message_to_input(item, is_last_message=False)
+    if converted is None:
+        return []
+    return list(converted) if isinstance(converted, list) else [converted]
 
 
 def plain_text_message(item: TResponseInputItem) -> TResponseInputItem:

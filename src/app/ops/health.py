@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.contracts import (
+    AttachmentOptions,
     ChatKitHealth,
     ComposerModelOption,
     ComposerOptions,
@@ -17,7 +18,7 @@ from app.contracts import (
     HostedModeStatus,
     SelfHostedModeStatus,
 )
-from app.settings import Settings
+from app.settings import ATTACHMENT_EXTENSIONS, Settings
 
 SESSIONS_PATH = "/api/chatkit/sessions"
 SELF_HOSTED_ENDPOINT = "/chatkit"
@@ -70,6 +71,10 @@ def _self_hosted(settings: Settings, composer_tools: Sequence[ComposerToolOption
                 ComposerModelOption(id=model, label=model, default=model == settings.model)
                 for model in settings.model_choices
             ],
+        ),
+        attachments=AttachmentOptions(
+            max_bytes=settings.attachment_max_bytes,
+            accept={mime: list(ATTACHMENT_EXTENSIONS[mime]) for mime in settings.attachment_allowed_types},
         ),
     )
 

@@ -73,11 +73,15 @@ class UserLimits:
             )
 
     async def check_thread_items(self, store: CountingStore, thread_id: str, context: Any) -> None:
+        reason = await self.full_thread(store, thread_id, context)
+        if reason is not None:
+            raise QuotaExceeded(reason, quota="QUOTA_ITEMS_PER_THREAD")
+
+    async def full_thread(self, store: CountingStore, thread_id: str, context: Any) -> str | None:
+        """Why the thread takes no new turn (it holds QUOTA_ITEMS_PER_THREAD items), or None."""
         if self.items_per_thread and await store.count_items(thread_id, context) >= self.items_per_thread:
-            raise QuotaExceeded(
-                f"This conversation has reached the limit of {self.items_per_thread} items: start a new one.",
-                quota="QUOTA_ITEMS_PER_THREAD",
-            )
+            return f"This conversation has reached the limit of {self.items_per_thread} items: start a new one."
+        return None
 
     def check_task_count(self, count: int) -> None:
         if self.tasks_per_user and count >= self.tasks_per_user:

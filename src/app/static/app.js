@@ -282,7 +282,8 @@ export async function mount(root, options = {}) {
       if (useChatKit) {
         const dictation = options.dictation ?? Boolean(health?.self_hosted?.dictation);
         const composer = options.composer ?? health?.self_hosted?.composer;
-        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { domainKey: pageDomainKey(options), dictation, composer, entities }), {
+        const attachments = options.attachments ?? health?.self_hosted?.attachments;
+        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { domainKey: pageDomainKey(options), dictation, composer, attachments, entities }), {
           threadKey: `taskpilot.chatkit-thread:${auth.user ?? "anonymous"}`,
           onEffect,
           onError: (message) => showStatus(`ChatKit: ${message}. Reload, or open ${window.location.pathname}?ui=console for the built-in console.`, "error"),

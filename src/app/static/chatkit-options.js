@@ -85,6 +85,34 @@ export function composerChoices(composer) {
 }
 
 /**
+ * What the server accepts as an attachment: `self_hosted.attachments` of GET /api/chatkit/health
+ * (the OpenAPI schema `AttachmentOptions`: ATTACHMENT_MAX_BYTES, and each of ATTACHMENT_ALLOWED_TYPES
+ * with the file name extensions that say it).
+ * @typedef {{max_bytes: number, accept: Readonly<Record<string, ReadonlyArray<string>>>}} ServerAttachments
+ */
+
+/** Attachments one message may carry (ChatKit's own default is 10). */
+export const MAX_ATTACHMENTS = 5;
+/** ATTACHMENT_MAX_BYTES's default: the limit assumed when the health document did not say (an older server). */
+export const DEFAULT_ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024;
+
+/**
+ * ChatKit's `composer.attachments` from what the server accepts (`self_hosted.attachments` of
+ * /api/chatkit/health): `maxSize` is ATTACHMENT_MAX_BYTES and `accept` the allowed types with their
+ * extensions, so the file picker offers only files the server takes (it answers 413 / 415 to the
+ * rest). Without that document: the server's default size and no `accept` (any file; the server judges).
+ * @param {ServerAttachments | null} [attachments]
+ * @returns {NonNullable<ComposerOption["attachments"]>}
+ */
+export function composerAttachments(attachments) {
+  const maxSize = attachments?.max_bytes ?? DEFAULT_ATTACHMENT_MAX_BYTES;
+  const accepted = Object.entries(attachments?.accept ?? {});
+  /** @type {Record<string, string[]>} */
+  const accept = Object.fromEntries(accepted.map(([mime, extensions]) => [mime, [...extensions]]));
+  return { enabled: true, maxCount: MAX_ATTACHMENTS, maxSize, ...(accepted.length ? { accept } : {}) };
+}
+
+/**
  * The task ids a `tasks.changed` client effect names (ChatKit's `onEffect` / `chatkit.effect`
  * `data`, typed there as unknown values): its `ids` that are strings, or none.
  * @param {Record<string, unknown> | null | undefined} data
@@ -140,10 +168,11 @@ export function sharedOptions() {
  * @param {string} options.domainKey  CHATKIT_DOMAIN_KEY, or the key ChatKit accepts on localhost
  * @param {boolean} [options.dictation]  health's `self_hosted.dictation`
  * @param {ServerComposer | null} [options.composer]  health's `self_hosted.composer`
+ * @param {ServerAttachments | null} [options.attachments]  health's `self_hosted.attachments`
  * @param {EntitiesOption | null} [options.entities]  the user's tasks to tag in a message (entities.js)
  * @returns {ChatKitOptions & {api: CustomApiConfig}}
  */
-export function selfHostedOptions(api, base, { domainKey, dictation = false, composer = null, entities = null }) {
+export function selfHostedOptions(api, base, { domainKey, dictation = false, composer = null, attachments = null, entities = null }) {
   return {
     ...sharedOptions(),
     onClientTool: answerClientTool,
@@ -157,7 +186,8 @@ export function selfHostedOptions(api, base, { domainKey, dictation = false, com
     },
     composer: {
       placeholder: PLACEHOLDER,
-      attachments: { enabled: true, maxCount: 5, maxSize: 10 * 1024 * 1024 },
+      // Only the types and sizes the server accepts (a file it would refuse is not offered).
+      attachments: composerAttachments(attachments),
       // Only when /api/chatkit/health says TRANSCRIPTION_MODEL is set: otherwise input.transcribe is 501.
       dictation: { enabled: Boolean(dictation) },
       ...composerChoices(composer),

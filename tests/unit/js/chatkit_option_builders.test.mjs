@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { answerClientTool, changedTaskIds, GREETING, hostedOptions, PLACEHOLDER, PROMPTS, selfHostedOptions, sharedOptions, THEME, THREAD_ITEM_ACTIONS } from "../../../src/app/static/chatkit-options.js";
+import { answerClientTool, changedTaskIds, composerAttachments, DEFAULT_ATTACHMENT_MAX_BYTES, GREETING, hostedOptions, PLACEHOLDER, PROMPTS, selfHostedOptions, sharedOptions, THEME, THREAD_ITEM_ACTIONS } from "../../../src/app/static/chatkit-options.js";
 
 test("both modes share the look, the start screen, the history actions and feedback and retry", () => {
   const shared = sharedOptions();
@@ -28,7 +28,8 @@ test("self-hosted: TaskPilot's /chatkit through the page's fetch, which says it 
   const api = { fetch: async (input, init) => (calls.push({ input, init }), new Response("{}")) };
   const composer = { tools: [{ id: "add_task", label: "Add task", icon: "plus", placeholder: "What needs doing?" }], models: [] };
   const entities = { onTagSearch: async () => [] };
-  const options = selfHostedOptions(api, "https://tasks.example.com/app/", { domainKey: "domain_pk_x", dictation: true, composer, entities });
+  const attachments = { max_bytes: 2048, accept: { "image/png": [".png"], "text/markdown": [".md", ".markdown"] } };
+  const options = selfHostedOptions(api, "https://tasks.example.com/app/", { domainKey: "domain_pk_x", dictation: true, composer, attachments, entities });
   assert.equal(options.api.url, "https://tasks.example.com/chatkit");
   assert.equal(options.api.domainKey, "domain_pk_x");
   assert.deepEqual(options.api.uploadStrategy, { type: "two_phase" });
@@ -36,7 +37,7 @@ test("self-hosted: TaskPilot's /chatkit through the page's fetch, which says it 
   assert.equal(options.entities, entities);
   assert.deepEqual(options.composer, {
     placeholder: PLACEHOLDER,
-    attachments: { enabled: true, maxCount: 5, maxSize: 10 * 1024 * 1024 },
+    attachments: { enabled: true, maxCount: 5, maxSize: 2048, accept: { "image/png": [".png"], "text/markdown": [".md", ".markdown"] } },
     dictation: { enabled: true },
     tools: [{ id: "add_task", label: "Add task", icon: "plus", placeholderOverride: "What needs doing?" }],
   });
@@ -52,6 +53,20 @@ test("self-hosted without dictation, composer choices or entities leaves them of
   assert.deepEqual(options.composer.dictation, { enabled: false });
   assert.ok(!("tools" in options.composer) && !("models" in options.composer));
   assert.ok(!("entities" in options));
+});
+
+test("attachments: the server's ATTACHMENT_MAX_BYTES and allowed types; without them its default size and any file", () => {
+  const server = { max_bytes: 1_000_000, accept: { "application/pdf": [".pdf"], "text/plain": [".txt", ".text", ".log"] } };
+  const built = composerAttachments(server);
+  assert.deepEqual(built, { enabled: true, maxCount: 5, maxSize: 1_000_000, accept: { "application/pdf": [".pdf"], "text/plain": [".txt", ".text", ".log"] } });
+  built.accept["text/plain"].push(".exe");
+  assert.deepEqual(server.accept["text/plain"], [".txt", ".text", ".log"], "the health document is not changed");
+  const fallback = { enabled: true, maxCount: 5, maxSize: DEFAULT_ATTACHMENT_MAX_BYTES };
+  assert.equal(DEFAULT_ATTACHMENT_MAX_BYTES, 10 * 1024 * 1024);
+  for (const missing of [null, undefined]) assert.deepEqual(composerAttachments(missing), fallback);
+  assert.deepEqual(composerAttachments({ max_bytes: 5, accept: {} }), { enabled: true, maxCount: 5, maxSize: 5 });
+  const options = selfHostedOptions({ fetch: async () => new Response() }, "http://127.0.0.1:8000/", { domainKey: "k" });
+  assert.deepEqual(options.composer.attachments, fallback);
 });
 
 test("hosted: secrets from TaskPilot's provider; a failure is reported and still thrown to ChatKit", async () => {

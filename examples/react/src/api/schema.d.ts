@@ -374,6 +374,13 @@ export interface components {
             preview_url?: string | null;
             thread_id?: string | null;
         };
+        /** AttachmentOptions */
+        AttachmentOptions: {
+            max_bytes: number;
+            accept: {
+                [key: string]: string[];
+            };
+        };
         /** ActionConfig */
         ChatKitActionConfig: {
             /** Type */
@@ -4575,6 +4582,7 @@ export interface components {
             detail: string;
             dictation: boolean;
             composer: components["schemas"]["ComposerOptions"];
+            attachments: components["schemas"]["AttachmentOptions"];
         };
         /** StreamLoad */
         StreamLoad: {

@@ -26,9 +26,11 @@ from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import AttachmentStore, NotFoundError, Store
 from chatkit.types import (
+    ActiveStatus,
     AudioInput,
     ChatKitReq,
     ClientEffectEvent,
+    ClosedStatus,
     FeedbackKind,
     NonStreamingReq,
     StreamingReq,
@@ -160,10 +162,20 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
 
     # ---- protocol hooks ----------------------------------------------------------------------
 
-    def respond(
+    async def respond(
         self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: Any
     ) -> AsyncIterator[ThreadStreamEvent]:
-        return self.turn.respond(thread, input_user_message, context)
+        async for event in self.turn.respond(thread, input_user_message, context):
+            yield event
+        # A turn that filled the thread (QUOTA_ITEMS_PER_THREAD) closes it with the reason, which
+        # ChatKit's component shows instead of taking messages it would refuse; the library saves
+        # the thread and streams `thread.updated`. A client that sends anyway gets the gate's 429.
+        reason = await self.limits.full_thread(self.gate.counting_store, thread.id, context)
+        if reason is not None:
+            thread.status = ClosedStatus(reason=reason)
+        elif isinstance(thread.status, ClosedStatus):
+            # Closed under a smaller quota, and this turn found room (QUOTA_ITEMS_PER_THREAD was raised).
+            thread.status = ActiveStatus()
 
     async def add_feedback(self, thread_id: str, item_ids: list[str], feedback: FeedbackKind, context: Any) -> None:
         save_feedback = getattr(self.store, "save_feedback", None)

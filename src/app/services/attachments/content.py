@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from app.core.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
-from app.settings import Settings
+from app.settings import ATTACHMENT_EXTENSIONS, Settings
 
 if TYPE_CHECKING:
     pass
@@ -38,21 +38,7 @@ _ALIASES = {
     "application/csv": "text/csv",
     "text/json": "application/json",
 }
-_EXTENSIONS = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".pdf": "application/pdf",
-    ".txt": "text/plain",
-    ".text": "text/plain",
-    ".log": "text/plain",
-    ".md": "text/markdown",
-    ".markdown": "text/markdown",
-    ".csv": "text/csv",
-    ".json": "application/json",
-}
+_EXTENSIONS = {extension: mime for mime, extensions in ATTACHMENT_EXTENSIONS.items() for extension in extensions}
 _LABELS = {
     "image/png": "a PNG image",
     "image/jpeg": "a JPEG image",
