@@ -72,3 +72,22 @@ async def test_the_turn_that_fills_a_thread_closes_it_with_the_reason(live_serve
         # Another conversation is open as usual.
         other = await chat.create_thread("help")
         assert other.status == 200 and other.of_type("thread.created")[0].thread.status.type == "active"
+
+
+async def test_an_urdu_conversation_is_closed_with_the_reason_in_urdu(live_servers: ServerPool) -> None:
+    """The reason is shown to the person, so it is in the conversation's language (issue 36)."""
+    server = live_servers.get(ENV)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        chat = ChatKitClient(http, server_token(server.env, unique_user("urdu-full")))
+        result = await chat.create_thread("میرے کام دکھائیں")
+        assert result.status == 200 and not result.of_type("error"), result.raw_frames
+        thread_id = result.thread_id
+        for _ in range(QUOTA):
+            if statuses(result) and statuses(result)[-1]["type"] == "closed":
+                break
+            result = await chat.send(thread_id, "میرے کام دکھائیں")
+            assert result.status == 200 and not result.of_type("error"), result.raw_frames
+        assert statuses(result)[-1] == {
+            "type": "closed",
+            "reason": f"یہ گفتگو {QUOTA} آئٹمز کی حد تک پہنچ گئی ہے: نئی گفتگو شروع کریں۔",
+        }

@@ -179,6 +179,11 @@ CATALOGUE: dict[str, dict[Language, str]] = {
         "ur": "جواب دیتے ہوئے کچھ غلط ہو گیا۔ آپ کا پیغام محفوظ ہے؛ دوبارہ کوشش کریں۔",
     },
     "title.new_chat": {"en": "New chat", "ur": "نئی گفتگو"},
+    # ---- a thread closed at QUOTA_ITEMS_PER_THREAD (app.agents.chatkit.server), shown by ChatKit ----
+    "thread.closed.full": {
+        "en": "This conversation has reached the limit of {limit} items: start a new one.",
+        "ur": "یہ گفتگو {limit} آئٹمز کی حد تک پہنچ گئی ہے: نئی گفتگو شروع کریں۔",
+    },
 }
 
 

@@ -55,6 +55,7 @@ from app.agents.chatkit.stream import StreamGuard
 from app.agents.chatkit.time_zone import GET_TIME_ZONE, checked_answer
 from app.agents.chatkit.turn import TurnRunner
 from app.agents.chatkit.turns import TurnLocks
+from app.agents.messages import say
 from app.core.clock import Now, utcnow
 from app.core.errors import ProtocolError, Unsupported
 from app.ops import metrics
@@ -172,7 +173,10 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         # the thread and streams `thread.updated`. A client that sends anyway gets the gate's 429.
         reason = await self.limits.full_thread(self.gate.counting_store, thread.id, context)
         if reason is not None:
-            thread.status = ClosedStatus(reason=reason)
+            # The reason in the conversation's language (the 429 problem text stays the service's).
+            thread.status = ClosedStatus(
+                reason=say("thread.closed.full", thread_language(thread), limit=self.limits.items_per_thread)
+            )
         elif isinstance(thread.status, ClosedStatus):
             # Closed under a smaller quota, and this turn found room (QUOTA_ITEMS_PER_THREAD was raised).
             thread.status = ActiveStatus()
