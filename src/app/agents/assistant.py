@@ -35,6 +35,7 @@ from app.agents.hooks import ProgressHooks
 from app.agents.tools import TASK_TOOLS, ToolContext
 from app.core.clock import utc_today
 from app.ops.openai_failures import OpenAIFailureKind, describe_openai_failure
+from app.services.usage import TurnTokens
 
 log = logging.getLogger("app.assistant")
 
@@ -203,13 +204,26 @@ class Assistant:
             context=turn,
             hooks=ProgressHooks(),
             max_turns=12,
-            run_config=RunConfig(model=choice.model, model_provider=self.provider, tracing_disabled=True),
+            run_config=RunConfig(
+                model=choice.model,
+                model_provider=self.provider,
+                # Chat Completions servers send a stream's token counts only when asked.
+                model_settings=ModelSettings(include_usage=True),
+                tracing_disabled=True,
+            ),
         )
 
-    async def title(self, message: UserMessageItem, thread: ThreadMetadata, model: str | None = None) -> str:
+    async def title(
+        self,
+        message: UserMessageItem,
+        thread: ThreadMetadata,
+        model: str | None = None,
+        *,
+        tokens: TurnTokens | None = None,
+    ) -> str:
         """A short thread title for the first message: the model's when one is configured (`model`,
         the one the composer chose for the turn, else MODEL), else (or when that fails) the
-        message's first sentence."""
+        message's first sentence. The model call's tokens are added to `tokens`."""
         text = " ".join(getattr(part, "text", "") for part in message.content).strip()
         if self.title_with_model and text:
             try:
@@ -230,6 +244,8 @@ class Assistant:
                     ),
                     timeout=TITLE_TIMEOUT_SECONDS,
                 )
+                if tokens is not None:
+                    tokens.add(model or self.model_name, response.usage)
                 answer = " ".join(filter(None, (ItemHelpers.extract_last_text(item) for item in response.output)))
                 title = " ".join(answer.split()).strip("\"'“”‘’ ")
                 if title:
