@@ -5882,7 +5882,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many chat messages from this user, as many answers streaming as one user may have at once (CHATKIT_MAX_STREAMS_PER_USER), or too many failed sign-ins from this address; see Retry-After */
+            /** @description Too many chat messages from this user, as many answers streaming as one user may have at once (CHATKIT_MAX_STREAMS_PER_USER), too many failed sign-ins from this address, or (a new turn) the user's daily token budget is spent (QUOTA_TOKENS_PER_USER_PER_DAY, back at UTC midnight); see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
