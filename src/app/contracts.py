@@ -105,6 +105,16 @@ class ComposerOptions(Struct, kw_only=True):
     models: list[ComposerModelOption]
 
 
+class ModelCallStatus(Struct, kw_only=True):
+    """The last call this worker made to one model: `ok`, or the kind of failure (`rate_limit`,
+    `timeout`, `auth`, `unreachable`, ...; never the provider's message), and how long it took."""
+
+    model: str
+    status: str
+    latency_ms: float | None
+    at: dt.datetime
+
+
 class SelfHostedModeStatus(Struct, kw_only=True):
     ready: bool
     endpoint: str
@@ -115,6 +125,8 @@ class SelfHostedModeStatus(Struct, kw_only=True):
     # turns on ChatKit's `composer.dictation` only then.
     dictation: bool
     composer: ComposerOptions
+    # The last call to each model answered by this worker since it started (empty before the first).
+    model_calls: list[ModelCallStatus] = []
 
 
 class ChatKitHealth(Struct, kw_only=True):

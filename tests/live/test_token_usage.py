@@ -83,6 +83,20 @@ async def test_tokens_are_counted_recorded_and_capped_per_day(live_server_factor
         assert {kind: after[kind] - before[kind] for kind in KINDS} == sent
         assert sent == {"input": 4070, "cached_input": 30, "output": 210, "reasoning": 20}
 
+        # The health document names the last call of the model: its status and latency, no secret.
+        health = (await http.get("/api/chatkit/health")).json()
+        [last] = health["self_hosted"]["model_calls"]
+        assert (last["model"], last["status"]) == (model, "ok") and last["latency_ms"] > 0
+        assert fake.api_key not in json.dumps(health)
+        calls = {
+            s.labels["outcome"]: s.value
+            for f in text_string_to_metric_families((await http.get("/metrics")).text)
+            if f.name == "taskpilot_model_calls"
+            for s in f.samples
+            if s.name.endswith("_total") and s.labels["model"] == model
+        }
+        assert calls == {"ok": 4.0}
+
         second = await alice.send(first.thread_id, "thanks")
         assert second.assistant_text() == "You're welcome!"
         notices = [n for n in second.of_type("notice") if "token" in n.message]
@@ -124,3 +138,23 @@ async def test_tokens_are_counted_recorded_and_capped_per_day(live_server_factor
         "day,user,model,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,turns"
     )
     assert '"turn tokens"' in server.log() or "turn tokens" in server.log()
+
+
+async def test_a_failed_model_call_shows_in_health_and_the_calls_metric(live_server_factory, fake_model) -> None:
+    fake = fake_model([429, 429, 429, 429], title=429)
+    server = live_server_factory({**_env("openai-compatible", fake), "QUOTA_TOKENS_PER_USER_PER_DAY": "0"})
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+        alice = ChatKitClient(http, server_token(server.env, unique_user("tokens")))
+        failed = await alice.create_thread("hello")
+        assert failed.status == 200 and failed.of_type("error")
+        [last] = (await http.get("/api/chatkit/health")).json()["self_hosted"]["model_calls"]
+        assert (last["model"], last["status"]) == ("mimo-v2-flash", "rate_limit")
+        assert (
+            'taskpilot_model_calls_total{model="mimo-v2-flash",outcome="rate_limit"} 1.0'
+            in (await http.get("/metrics")).text
+        )
+    # Nothing was answered, nothing was reported: the failed turn still counts as a turn, of no tokens.
+    rows = [
+        json.loads(line) for line in run_cli(["usage", "export", "--format", "jsonl"], server.env).stdout.splitlines()
+    ]
+    assert [(r["input_tokens"], r["output_tokens"], r["turns"]) for r in rows] == [(0, 0, 1)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -34,6 +35,7 @@ from app.agents.history import TaskPilotConverter, estimate_tokens, plain_text_m
 from app.agents.hooks import ProgressHooks
 from app.agents.tools import TASK_TOOLS, ToolContext
 from app.core.clock import utc_today
+from app.ops import model_calls
 from app.ops.openai_failures import OpenAIFailureKind, describe_openai_failure
 from app.services.usage import TurnTokens
 
@@ -95,6 +97,10 @@ class TurnContext(AgentContext[Any], ToolContext):
     clock: Annotated[Callable[[], date], SkipValidation] = utc_today
     # The turn's notices and progress (app.agents.chatkit.notices.TurnNotices), for the run hooks.
     notices: Annotated[Any, SkipValidation] = None
+    # The model the turn runs with, and when (perf_counter) its model call in flight started: the run
+    # hooks record each call's outcome and latency (app.ops.model_calls), the turn a failed one's.
+    model: str | None = None
+    model_call_started: float | None = None
 
 
 @dataclass
@@ -226,6 +232,7 @@ class Assistant:
         message's first sentence. The model call's tokens are added to `tokens`."""
         text = " ".join(getattr(part, "text", "") for part in message.content).strip()
         if self.title_with_model and text:
+            started = time.perf_counter()
             try:
                 # One model call, not an agent run: `Runner.run` around it cost 3.3-3.7 ms of CPU
                 # against 1.8-1.9 ms for the call alone (a title needs no tools, hooks or turns).
@@ -244,6 +251,7 @@ class Assistant:
                     ),
                     timeout=TITLE_TIMEOUT_SECONDS,
                 )
+                model_calls.record(model or self.model_name, "ok", time.perf_counter() - started)
                 if tokens is not None:
                     tokens.add(model or self.model_name, response.usage)
                 answer = " ".join(filter(None, (ItemHelpers.extract_last_text(item) for item in response.output)))
@@ -251,6 +259,7 @@ class Assistant:
                 if title:
                     return summarize_title(title)
             except Exception as exc:  # a title is a nicety: never fail the turn for it
+                model_calls.failed(model or self.model_name, exc, time.perf_counter() - started)
                 fields, traceback = model_error_log(exc)
                 log.info("title generation failed", exc_info=traceback, extra={"fields": fields})
         return summarize_title(text)

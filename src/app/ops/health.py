@@ -15,8 +15,10 @@ from app.contracts import (
     ComposerOptions,
     ComposerToolOption,
     HostedModeStatus,
+    ModelCallStatus,
     SelfHostedModeStatus,
 )
+from app.ops.model_calls import last_calls
 from app.settings import Settings
 
 SESSIONS_PATH = "/api/chatkit/sessions"
@@ -71,6 +73,15 @@ def _self_hosted(settings: Settings, composer_tools: Sequence[ComposerToolOption
                 for model in settings.model_choices
             ],
         ),
+        model_calls=[
+            ModelCallStatus(
+                model=call.model,
+                status=call.status,
+                latency_ms=None if call.latency_seconds is None else round(call.latency_seconds * 1000, 1),
+                at=call.at,
+            )
+            for call in last_calls()
+        ],
     )
 
 

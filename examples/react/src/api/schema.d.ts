@@ -4543,6 +4543,14 @@ export interface components {
             status: "ok";
             version: string;
         };
+        /** ModelCallStatus */
+        ModelCallStatus: {
+            model: string;
+            status: string;
+            latency_ms: number | null;
+            /** Format: date-time */
+            at: string;
+        };
         /** Problem */
         Problem: {
             type: string;
@@ -4575,6 +4583,7 @@ export interface components {
             detail: string;
             dictation: boolean;
             composer: components["schemas"]["ComposerOptions"];
+            model_calls?: components["schemas"]["ModelCallStatus"][];
         };
         /** StreamLoad */
         StreamLoad: {

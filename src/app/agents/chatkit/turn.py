@@ -38,7 +38,7 @@ from app.agents.chatkit.library import LibraryClockStore, MessageIds
 from app.agents.chatkit.time_zone import GET_TIME_ZONE, answered_zone, remember_zone, remembered_zone, zone_sentence
 from app.core.clock import Now, zone_clock
 from app.core.errors import ProtocolError
-from app.ops import metrics
+from app.ops import metrics, model_calls
 from app.services.quotas import UserLimits
 from app.services.usage import TurnTokens, UsageBook
 
@@ -133,7 +133,7 @@ class TurnRunner:
                 # Their bytes are read (from blob storage) into the model's input before it runs.
                 yield ProgressUpdateEvent(text=notices.reading_attachments_text(attached), icon="document")
             choice = await self._turn_choice(thread, input_user_message, context)
-            tokens.model = choice.model or self.assistant.model_name
+            tokens.model = turn.model = choice.model or self.assistant.model_name
             # Up to and including the message this turn answers, whatever was stored after it.
             up_to = input_user_message.id if input_user_message is not None else None
             result = await self.assistant.run(thread, turn, choice, up_to=up_to)
@@ -157,6 +157,8 @@ class TurnRunner:
             failure = exc
         except Exception as exc:  # provider, network or tool failure: the user gets a readable error
             metrics.MODEL_ERRORS.labels(kind=metrics.error_kind(exc)).inc()
+            if turn.model_call_started is not None:  # the model call in flight is what failed
+                model_calls.failed(tokens.model, exc, time.perf_counter() - turn.model_call_started)
             message, retry = describe_model_error(exc)
             fields, traceback = model_error_log(exc)
             log.warning("turn failed", exc_info=traceback, extra={"fields": {"thread_id": thread.id, **fields}})
