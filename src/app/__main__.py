@@ -1,4 +1,4 @@
-"""The `taskpilot` command: serve, db (upgrade, check, distribute, ...), openapi, token, cleanup, feedback."""
+"""The `taskpilot` command: serve, db (upgrade, check, distribute, ...), openapi, token, cleanup, feedback, usage."""
 
 from __future__ import annotations
 
@@ -317,6 +317,42 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_usage(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from app.services.usage import UsageExport, export_usage
+    from app.store.db import build_db_config
+
+    since = None
+    if args.since:
+        try:
+            since = dt.date.fromisoformat(args.since)
+        except ValueError:
+            print(f"taskpilot: --since must be a date (YYYY-MM-DD, UTC), not {args.since!r}", file=sys.stderr)
+            return 2
+    options = UsageExport(format=args.format, include_user=args.include_user, since=since)
+    settings = _settings()
+    config = build_db_config(settings)
+
+    async def run(out: Any) -> int:
+        try:
+            return await export_usage(config.create_session_maker(), out, options)
+        finally:
+            await config.get_engine().dispose()
+
+    try:
+        if args.output in (None, "-"):
+            count = asyncio.run(run(sys.stdout))
+        else:
+            with open(args.output, "w", encoding="utf-8", newline="") as out:
+                count = asyncio.run(run(out))
+    except _database_errors() as exc:
+        print(database_failure(settings, exc), file=sys.stderr)
+        return 1
+    print(f"taskpilot: exported {count} usage row{'s' if count != 1 else ''}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskpilot", description="TaskPilot: a ChatKit backend")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -399,6 +435,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="also export the text of each judged message (personal data: off unless asked for)",
     )
     export.set_defaults(func=cmd_feedback)
+
+    usage = sub.add_parser("usage", help="model tokens spent per user per day, for billing")
+    usage_sub = usage.add_subparsers(dest="usage_command", required=True)
+    usage_export = usage_sub.add_parser(
+        "export",
+        help="write the tokens of every user, UTC day and model (input, cached input, output, reasoning, turns)",
+        description=(
+            "Write one row per user, UTC day and model: input, cached input, output and reasoning tokens, and "
+            "turns. The user is a SHA-256 pseudonym unless --include-user. CSV cells a spreadsheet would run "
+            "as a formula are prefixed with a single quote."
+        ),
+    )
+    usage_export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    usage_export.add_argument("--output", "-o", help="a file to write (default: standard output)")
+    usage_export.add_argument("--since", help="only days on or after this date (YYYY-MM-DD, UTC)")
+    usage_export.add_argument(
+        "--include-user",
+        action="store_true",
+        help="export user ids as they are instead of their SHA-256 pseudonyms (personal data: off unless asked for)",
+    )
+    usage_export.set_defaults(func=cmd_usage)
     return parser
 
 

@@ -61,6 +61,7 @@ from app.services.attachments.service import AttachmentService
 from app.services.openai_sessions import HostedChatKit
 from app.services.quotas import UserLimits
 from app.services.transcription import Transcriber
+from app.services.usage import UsageBook
 from app.settings import Settings
 from app.store.db import SessionMaker, build_db_config
 
@@ -123,6 +124,8 @@ def build_chatkit_server(
         composer=ComposerChoices(default_model=settings.model, models=settings.model_choices),
         turns=TurnLocks(attachments.store, lease_seconds=settings.chatkit_turn_lease_seconds),
         default_time_zone=settings.default_time_zone,
+        # Every turn's tokens are recorded; the daily budget is kept only when one is set.
+        usage=UsageBook(session_maker, tokens_per_day=settings.quota_tokens_per_user_per_day, now=now),
     )
 
 

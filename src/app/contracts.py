@@ -115,6 +115,16 @@ class AttachmentOptions(Struct, kw_only=True):
     accept: dict[str, list[str]]
 
 
+class ModelCallStatus(Struct, kw_only=True):
+    """The last call this worker made to one model: `ok`, or the kind of failure (`rate_limit`,
+    `timeout`, `auth`, `unreachable`, ...; never the provider's message), and how long it took."""
+
+    model: str
+    status: str
+    latency_ms: float | None
+    at: dt.datetime
+
+
 class SelfHostedModeStatus(Struct, kw_only=True):
     ready: bool
     endpoint: str
@@ -126,6 +136,8 @@ class SelfHostedModeStatus(Struct, kw_only=True):
     dictation: bool
     composer: ComposerOptions
     attachments: AttachmentOptions
+    # The last call to each model answered by this worker since it started (empty before the first).
+    model_calls: list[ModelCallStatus] = []
 
 
 class ChatKitHealth(Struct, kw_only=True):

@@ -355,6 +355,8 @@ class Settings:
     quota_tasks_per_user: int = 5_000
     # Attachment bytes one user may store (413 beyond).
     quota_attachment_bytes_per_user: int = 1 << 30
+    # Model tokens (input + output) one user may spend per UTC day: a cap on what one user can cost (0 = none).
+    quota_tokens_per_user_per_day: int = 0
     # Longest thread title (threads.update; a generated title is cut to it) and user message.
     max_thread_title_chars: int = 200
     # Longest user message text (400 beyond).
@@ -630,6 +632,9 @@ class Settings:
             ),
             quota_attachment_bytes_per_user=r.integer(
                 "QUOTA_ATTACHMENT_BYTES_PER_USER", d.quota_attachment_bytes_per_user, minimum=0, maximum=1 << 50
+            ),
+            quota_tokens_per_user_per_day=r.integer(
+                "QUOTA_TOKENS_PER_USER_PER_DAY", d.quota_tokens_per_user_per_day, minimum=0, maximum=1 << 50
             ),
             max_thread_title_chars=r.integer(
                 "MAX_THREAD_TITLE_CHARS", d.max_thread_title_chars, minimum=1, maximum=10_000

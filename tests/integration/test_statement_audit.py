@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.services.feedback import FeedbackExport, export_feedback
 from app.services.maintenance import cleanup_chats
+from app.services.usage import UsageBook, UsageExport, export_usage
 from app.settings import Settings
 from app.store.distribution import DISTRIBUTED_TABLES, distribution_statements, scan_hint
 from tests.conftest import create_schema
@@ -155,6 +156,9 @@ async def _chat_and_attachment_flows(tmp_path: Path, database_url: str) -> None:
             exported = io.StringIO()
             options = FeedbackExport(format="jsonl", include_text=True)
             assert await export_feedback(config.create_session_maker(), exported, options) == 1
+            # Every turn above added to alice's `usage` row; the budget reads it, the export scans it.
+            assert await UsageBook(config.create_session_maker(), tokens_per_day=10**9).check("alice") is not None
+            assert await export_usage(config.create_session_maker(), io.StringIO(), UsageExport()) >= 1
             report = await cleanup_chats(
                 config.create_session_maker(),
                 retention_days=30,

@@ -4,6 +4,10 @@ Each request pops the next scripted step (`ToolCall`, `ToolCalls` (several in on
 Completions), `Reply`, or an HTTP status to fail with); `Slow(seconds, step)` answers that step
 after a silence. Requests whose instructions ask for a thread title get `title` instead, so title
 generation never consumes the script. Every request body is recorded.
+
+Every answer reports token `usage` in its API's shape (a Chat Completions stream only when the request
+asks with `stream_options.include_usage`), different for each request; `usage_sent` lists what was
+reported, as `{"input", "cached_input", "output", "reasoning"}`, for tests to compare against.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class FakeModelServer:
         self.title = title
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
+        self.usage_sent: list[dict[str, int]] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -98,6 +103,33 @@ class FakeModelServer:
             step = step.step
         return step
 
+    def _usage(self) -> dict[str, int]:
+        """This request's token counts (distinct per request), recorded as sent."""
+        n = len(self.requests)
+        usage = {"input": 1000 + 7 * n, "cached_input": 3 * n, "output": 40 + 5 * n, "reasoning": 2 * n}
+        self.usage_sent.append(usage)
+        return usage
+
+    def _chat_usage(self) -> dict[str, Any]:
+        u = self._usage()
+        return {
+            "prompt_tokens": u["input"],
+            "completion_tokens": u["output"],
+            "total_tokens": u["input"] + u["output"],
+            "prompt_tokens_details": {"cached_tokens": u["cached_input"]},
+            "completion_tokens_details": {"reasoning_tokens": u["reasoning"]},
+        }
+
+    def _responses_usage(self) -> dict[str, Any]:
+        u = self._usage()
+        return {
+            "input_tokens": u["input"],
+            "input_tokens_details": {"cached_tokens": u["cached_input"]},
+            "output_tokens": u["output"],
+            "output_tokens_details": {"reasoning_tokens": u["reasoning"]},
+            "total_tokens": u["input"] + u["output"],
+        }
+
     @staticmethod
     def _sse_start(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
@@ -139,7 +171,7 @@ class FakeModelServer:
                             "finish_reason": "tool_calls" if isinstance(step, ToolCall) else "stop",
                         }
                     ],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    "usage": self._chat_usage(),
                 },
             )
             return
@@ -181,6 +213,17 @@ class FakeModelServer:
             for part in _chunks(step.text):
                 chunk({"content": part})
             chunk({}, "stop")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            # OpenAI's last chunk when asked: no choices, the whole response's usage.
+            usage_chunk = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": body.get("model", "fake"),
+                "choices": [],
+                "usage": self._chat_usage(),
+            }
+            handler.wfile.write(f"data: {json.dumps(usage_chunk)}\n\n".encode())
         handler.wfile.write(b"data: [DONE]\n\n")
         handler.wfile.flush()
 
@@ -199,11 +242,16 @@ class FakeModelServer:
 
         events = asyncio.run(collect())
         if not body.get("stream"):
-            handler._json(200, json.loads(events[-1].response.model_dump_json(exclude_none=True)))
+            response = json.loads(events[-1].response.model_dump_json(exclude_none=True))
+            handler._json(200, {**response, "usage": self._responses_usage()})
             return
         self._sse_start(handler)
         for event in events:
             data = event.model_dump_json(exclude_none=True)
+            if event.type == "response.completed":
+                payload = json.loads(data)
+                payload["response"]["usage"] = self._responses_usage()
+                data = json.dumps(payload)
             handler.wfile.write(f"event: {event.type}\ndata: {data}\n\n".encode())
         handler.wfile.flush()
 

@@ -275,6 +275,8 @@ ALLOWED_SCANS = {
     "uploads.abandoned": "a cron job over all users; deletes per user",
     # `taskpilot feedback export`: every feedback row, for the operator, in keyset pages; changes nothing.
     "feedback.export": "an operator's export over all users; read-only",
+    # `taskpilot usage export`: every usage row (per user, day and model), in keyset pages; changes nothing.
+    "usage.export": "an operator's export over all users; read-only",
 }
 
 

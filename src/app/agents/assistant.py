@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -35,7 +36,9 @@ from app.agents.hooks import ProgressHooks
 from app.agents.messages import Language, say
 from app.agents.tools import TASK_TOOLS, ToolContext
 from app.core.clock import utc_today
+from app.ops import model_calls
 from app.ops.openai_failures import OpenAIFailureKind, describe_openai_failure
+from app.services.usage import TurnTokens
 
 log = logging.getLogger("app.assistant")
 
@@ -107,6 +110,10 @@ class TurnContext(AgentContext[Any], ToolContext):
     # The conversation's language ("en" or "ur", app.agents.chatkit.language): the language of the
     # fixed strings the turn shows (progress lines, widget labels), whichever agent answers.
     language: str = "en"
+    # The model the turn runs with, and when (perf_counter) its model call in flight started: the run
+    # hooks record each call's outcome and latency (app.ops.model_calls), the turn a failed one's.
+    model: str | None = None
+    model_call_started: float | None = None
 
 
 @dataclass
@@ -217,15 +224,29 @@ class Assistant:
             context=turn,
             hooks=ProgressHooks(),
             max_turns=12,
-            run_config=RunConfig(model=choice.model, model_provider=self.provider, tracing_disabled=True),
+            run_config=RunConfig(
+                model=choice.model,
+                model_provider=self.provider,
+                # Chat Completions servers send a stream's token counts only when asked.
+                model_settings=ModelSettings(include_usage=True),
+                tracing_disabled=True,
+            ),
         )
 
-    async def title(self, message: UserMessageItem, thread: ThreadMetadata, model: str | None = None) -> str:
+    async def title(
+        self,
+        message: UserMessageItem,
+        thread: ThreadMetadata,
+        model: str | None = None,
+        *,
+        tokens: TurnTokens | None = None,
+    ) -> str:
         """A short thread title for the first message: the model's when one is configured (`model`,
         the one the composer chose for the turn, else MODEL), else (or when that fails) the
-        message's first sentence."""
+        message's first sentence. The model call's tokens are added to `tokens`."""
         text = " ".join(getattr(part, "text", "") for part in message.content).strip()
         if self.title_with_model and text:
+            started = time.perf_counter()
             try:
                 # One model call, not an agent run: `Runner.run` around it cost 3.3-3.7 ms of CPU
                 # against 1.8-1.9 ms for the call alone (a title needs no tools, hooks or turns).
@@ -244,11 +265,15 @@ class Assistant:
                     ),
                     timeout=TITLE_TIMEOUT_SECONDS,
                 )
+                model_calls.record(model or self.model_name, "ok", time.perf_counter() - started)
+                if tokens is not None:
+                    tokens.add(model or self.model_name, response.usage)
                 answer = " ".join(filter(None, (ItemHelpers.extract_last_text(item) for item in response.output)))
                 title = " ".join(answer.split()).strip("\"'“”‘’ ")
                 if title:
                     return summarize_title(title)
             except Exception as exc:  # a title is a nicety: never fail the turn for it
+                model_calls.failed(model or self.model_name, exc, time.perf_counter() - started)
                 fields, traceback = model_error_log(exc)
                 log.info("title generation failed", exc_info=traceback, extra={"fields": fields})
         return summarize_title(text)

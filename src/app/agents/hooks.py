@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from agents import Agent, ModelResponse, RunContextWrapper, RunHooks, Tool
@@ -22,7 +23,7 @@ from app.agents.chatkit.notices import BATCH_MIN, ToolBatch, TurnNotices
 from app.agents.chatkit.widgets import choice_widget, task_list_widget
 from app.agents.messages import CATALOGUE, Language, counted, say
 from app.core.clock import utc_today
-from app.ops import metrics
+from app.ops import metrics, model_calls
 
 log = logging.getLogger("app.assistant")
 
@@ -80,11 +81,18 @@ class ProgressHooks(RunHooks[Any]):
     async def on_llm_start(
         self, context: RunContextWrapper[Any], agent: Agent[Any], system_prompt: str | None, input_items: list[Any]
     ) -> None:
+        if hasattr(context.context, "model_call_started"):
+            context.context.model_call_started = time.perf_counter()
         notices = _notices(context)
         if notices is not None:
             notices.model_started()
 
     async def on_llm_end(self, context: RunContextWrapper[Any], agent: Agent[Any], response: ModelResponse) -> None:
+        started = getattr(context.context, "model_call_started", None)
+        if started is not None:
+            context.context.model_call_started = None
+            model = getattr(context.context, "model", None) or str(agent.model)
+            model_calls.record(model, "ok", time.perf_counter() - started)
         notices = _notices(context)
         if notices is None:
             return

@@ -71,7 +71,8 @@ CHATKIT_RESPONSES = {
     415: problem_spec("input.transcribe audio of a type the transcription API does not accept"),
     429: problem_spec(
         "Too many chat messages from this user, as many answers streaming as one user may have at once "
-        "(CHATKIT_MAX_STREAMS_PER_USER), or too many failed sign-ins from this address; see Retry-After"
+        "(CHATKIT_MAX_STREAMS_PER_USER), too many failed sign-ins from this address, or (a new turn) the user's "
+        "daily token budget is spent (QUOTA_TOKENS_PER_USER_PER_DAY, back at UTC midnight); see Retry-After"
     ),
     501: problem_spec("The request needs a feature this server has not configured (dictation, feedback)"),
     502: problem_spec(

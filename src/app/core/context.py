@@ -42,3 +42,6 @@ class RequestContext:
     # The id of a thread saved under the user's thread quota before a `threads.create` stream
     # opened (`UserLimits.reserve_new_thread`): the thread that request creates takes this id.
     reserved_thread_id: str | None = field(default=None, compare=False)
+    # What the user had spent of their daily token budget when the gate let this turn through
+    # (`app.services.usage.BudgetUse`; None without a budget): the stream warns when it is nearly spent.
+    token_budget: Any = field(default=None, compare=False)

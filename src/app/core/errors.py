@@ -109,6 +109,15 @@ class QuotaExceeded(DomainError):
         self.quota = quota
 
 
+class BudgetExceeded(QuotaExceeded):
+    """The user spent a per-period allowance (429): unlike a count quota, waiting helps, so it says
+    when the allowance is back (`retry_after` seconds)."""
+
+    def __init__(self, detail: str, *, quota: str, retry_after: int) -> None:
+        super().__init__(detail, quota=quota)
+        self.retry_after = retry_after
+
+
 class StorageQuotaExceeded(PayloadTooLarge):
     """Storing this content would take the user past their storage quota (413)."""
 

@@ -16,8 +16,10 @@ from app.contracts import (
     ComposerOptions,
     ComposerToolOption,
     HostedModeStatus,
+    ModelCallStatus,
     SelfHostedModeStatus,
 )
+from app.ops.model_calls import last_calls
 from app.settings import ATTACHMENT_EXTENSIONS, Settings
 
 SESSIONS_PATH = "/api/chatkit/sessions"
@@ -76,6 +78,15 @@ def _self_hosted(settings: Settings, composer_tools: Sequence[ComposerToolOption
             max_bytes=settings.attachment_max_bytes,
             accept={mime: list(ATTACHMENT_EXTENSIONS[mime]) for mime in settings.attachment_allowed_types},
         ),
+        model_calls=[
+            ModelCallStatus(
+                model=call.model,
+                status=call.status,
+                latency_ms=None if call.latency_seconds is None else round(call.latency_seconds * 1000, 1),
+                at=call.at,
+            )
+            for call in last_calls()
+        ],
     )
 
 

@@ -57,6 +57,13 @@ TURN_DURATION = Histogram(
     "taskpilot_chatkit_turn_duration_seconds", "One assistant turn, model and tools included", buckets=_TURN
 )
 TOOL_CALLS = Counter("taskpilot_tool_calls", "Task tool calls by tool and outcome", ["tool", "outcome"])
+# Tokens the provider reported for every model call (answer, tool round trips, title), by model and
+# kind: input, cached_input (part of input), output, reasoning (part of output). Exposed as *_total.
+MODEL_TOKENS = Counter("taskpilot_model_tokens", "Model tokens used, by model and kind", ["model", "kind"])
+# Every model call (each response of a turn, each title) by model and outcome: `ok` or the kind of error.
+MODEL_CALLS = Counter(
+    "taskpilot_model_calls", "Model calls by model and outcome (ok or kind of error)", ["model", "outcome"]
+)
 MODEL_ERRORS = Counter("taskpilot_model_errors", "Failed assistant turns by kind of error", ["kind"])
 SESSIONS_MINTED = Counter("taskpilot_hosted_sessions_minted", "Hosted ChatKit sessions minted", ["operation"])
 UPSTREAM_ERRORS = Counter("taskpilot_hosted_upstream_errors", "OpenAI session API failures by kind", ["kind"])

@@ -1,7 +1,7 @@
 """Sharding by user: which tables Citus distributes, how, and the `taskpilot db distribute` step.
 
 Every user-data table is distributed by `user_id` and co-located with `chat_threads`, so one
-user's threads, items, attachments, feedback, tasks and hosted sessions live on one shard group
+user's threads, items, attachments, feedback, tasks, hosted sessions and token usage live on one shard group
 and every statement that pins `user_id = <value>` is routed to a single worker. The schema was
 built for this: every primary, unique and foreign key leads with `user_id`.
 
@@ -31,6 +31,7 @@ DISTRIBUTED_TABLES: Final = (
     "chat_feedback",
     "tasks",
     "hosted_sessions",
+    "usage",
 )
 REFERENCE_TABLES: Final[tuple[str, ...]] = ()
 DISTRIBUTION_COLUMN: Final = "user_id"

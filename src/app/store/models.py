@@ -205,3 +205,25 @@ class TaskRow(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTimeUTC(timezone=True), default=utcnow, onupdate=utcnow, nullable=False
     )
+
+
+class UsageRow(Base):
+    """The model tokens one user spent on one UTC day with one model, and in how many turns: what
+    `QUOTA_TOKENS_PER_USER_PER_DAY` compares and `taskpilot usage export` bills. Added to by an
+    upsert after each turn (`app.store.usage`), never rewritten."""
+
+    __tablename__ = "usage"
+
+    user_id: Mapped[str] = mapped_column(String(USER_ID_LENGTH), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+    # Part of input_tokens, served from the provider's prompt cache (billed lower).
+    cached_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+    # Part of output_tokens, spent on reasoning the user never sees.
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+    turns: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTimeUTC(timezone=True), default=utcnow, onupdate=utcnow, nullable=False
+    )

@@ -4550,6 +4550,14 @@ export interface components {
             status: "ok";
             version: string;
         };
+        /** ModelCallStatus */
+        ModelCallStatus: {
+            model: string;
+            status: string;
+            latency_ms: number | null;
+            /** Format: date-time */
+            at: string;
+        };
         /** Problem */
         Problem: {
             type: string;
@@ -4583,6 +4591,7 @@ export interface components {
             dictation: boolean;
             composer: components["schemas"]["ComposerOptions"];
             attachments: components["schemas"]["AttachmentOptions"];
+            model_calls?: components["schemas"]["ModelCallStatus"][];
         };
         /** StreamLoad */
         StreamLoad: {
@@ -5890,7 +5899,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many chat messages from this user, as many answers streaming as one user may have at once (CHATKIT_MAX_STREAMS_PER_USER), or too many failed sign-ins from this address; see Retry-After */
+            /** @description Too many chat messages from this user, as many answers streaming as one user may have at once (CHATKIT_MAX_STREAMS_PER_USER), too many failed sign-ins from this address, or (a new turn) the user's daily token budget is spent (QUOTA_TOKENS_PER_USER_PER_DAY, back at UTC midnight); see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;

@@ -47,6 +47,7 @@ from app.agents.chatkit.turns import TurnLease, TurnLocks
 from app.core.errors import Conflict, ProtocolError, QuotaExceeded
 from app.services.quotas import CountingStore, UserLimits
 from app.services.transcription import Transcriber
+from app.services.usage import UsageBook
 
 log = logging.getLogger("app.chatkit")
 
@@ -77,10 +78,23 @@ class Gate:
     transcriber: Transcriber | None
     # The client tools this server may ask for, each with the check of its answer's shape.
     client_tool_answers: dict[str, Callable[[Any], object]]
+    # The daily token budget (QUOTA_TOKENS_PER_USER_PER_DAY); None: no budget is kept.
+    usage: UsageBook | None = None
 
     @property
     def counting_store(self) -> CountingStore:
         return cast("CountingStore", self.store)
+
+    async def budget(self, request: ChatKitReq, context: Any) -> Any:
+        """The context a request that starts a turn runs with, carrying the user's use of their daily
+        token budget; once it is spent, a 429 naming the budget and when it resets (before the thread
+        of a `threads.create` is reserved)."""
+        if self.usage is None or not isinstance(
+            request, ThreadsCreateReq | ThreadsAddUserMessageReq | ThreadsRetryAfterItemReq
+        ):
+            return context
+        use = await self.usage.check(context.user_id)
+        return context if use is None else replace(context, token_budget=use)
 
     async def reserve(self, request: ChatKitReq, context: Any) -> Any:
         """The context a `threads.create` runs with: its thread reserved (and counted against the

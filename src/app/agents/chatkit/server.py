@@ -61,6 +61,7 @@ from app.core.errors import ProtocolError, Unsupported
 from app.ops import metrics
 from app.services.quotas import UserLimits
 from app.services.transcription import Audio, Transcriber
+from app.services.usage import UsageBook
 
 
 class TaskPilotChatKitServer(ChatKitServer[Any]):
@@ -83,6 +84,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         model_slow_notice_seconds: float = 8.0,
         composer: ComposerChoices | None = None,
         default_time_zone: str = "UTC",
+        usage: UsageBook | None = None,
     ) -> None:
         super().__init__(store, attachment_store)
         self.limits = limits or UserLimits()
@@ -101,6 +103,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             composer=self.composer,
             transcriber=transcriber,
             client_tool_answers=self.client_tool_answers,
+            usage=usage,
         )
         self.guard = StreamGuard(store=store, limits=self.limits)
         self.turn = TurnRunner(
@@ -114,6 +117,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
             default_time_zone=default_time_zone,
             model_slow_notice_seconds=model_slow_notice_seconds,
             log_content=log_content,
+            usage=usage,
         )
 
     # ---- entry points ------------------------------------------------------------------------
@@ -127,6 +131,7 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
     async def handle(self, request: ChatKitReq, context: Any) -> StreamingResult | NonStreamingResult:
         """A parsed request: through the gate, then to the library."""
         await self.gate.authorize(request, context)
+        context = await self.gate.budget(request, context)
         context = await self.gate.reserve(request, context)
         if is_streaming_req(request):
             try:

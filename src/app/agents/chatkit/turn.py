@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+import anyio
 from chatkit.agents import stream_agent_response
 from chatkit.errors import CustomStreamError
 from chatkit.store import Store
@@ -39,8 +40,9 @@ from app.agents.chatkit.time_zone import GET_TIME_ZONE, answered_zone, remember_
 from app.agents.messages import say
 from app.core.clock import Now, zone_clock
 from app.core.errors import ProtocolError
-from app.ops import metrics
+from app.ops import metrics, model_calls
 from app.services.quotas import UserLimits
+from app.services.usage import TurnTokens, UsageBook
 
 log = logging.getLogger("app.chatkit")
 
@@ -64,9 +66,42 @@ class TurnRunner:
     model_slow_notice_seconds: float = 8.0
     # Message text is personal data: it reaches the logs only when an operator opts in.
     log_content: bool = False
+    # Where each turn's tokens are recorded (the `usage` table, the metric); None: only logged.
+    usage: UsageBook | None = None
 
     async def respond(
         self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: Any
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        """The turn's events; then, however it ended (a failure or a disconnect included), its tokens
+        are logged and recorded: they were billed either way."""
+        tokens = TurnTokens(model=self.assistant.model_name)
+        try:
+            async for event in self._respond(thread, input_user_message, context, tokens):
+                yield event
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._account(thread, context, tokens)
+
+    async def _account(self, thread: ThreadMetadata, context: Any, tokens: TurnTokens) -> None:
+        total = tokens.total()
+        fields = {
+            "thread_id": thread.id,
+            "model": tokens.model,
+            "input_tokens": total.input,
+            "cached_input_tokens": total.cached_input,
+            "output_tokens": total.output,
+            "reasoning_tokens": total.reasoning,
+        }
+        log.info("turn tokens", extra={"fields": fields})
+        if self.usage is None:
+            return
+        try:
+            await self.usage.record(context.user_id, tokens)
+        except Exception as exc:  # the answer is already given: a lost count must not fail it
+            log.warning("could not record token usage", extra={"fields": {**fields, "error": type(exc).__name__}})
+
+    async def _respond(
+        self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: Any, tokens: TurnTokens
     ) -> AsyncIterator[ThreadStreamEvent]:
         zone = await self._time_zone(thread, input_user_message, context)
         default_zone = zone is None and GET_TIME_ZONE not in getattr(context, "client_tools", ())
@@ -98,12 +133,14 @@ class TurnRunner:
         current_notices = notices.current.set(turn_notices)
         turn_notices.start()
         choice = NO_CHOICE
+        result = None
         try:
             attached = len(input_user_message.attachments) if input_user_message is not None else 0
             if attached:
                 # Their bytes are read (from blob storage) into the model's input before it runs.
                 yield ProgressUpdateEvent(text=notices.reading_attachments_text(attached, lang), icon="document")
             choice = await self._turn_choice(thread, input_user_message, context)
+            tokens.model = turn.model = choice.model or self.assistant.model_name
             # Up to and including the message this turn answers, whatever was stored after it.
             up_to = input_user_message.id if input_user_message is not None else None
             result = await self.assistant.run(thread, turn, choice, up_to=up_to)
@@ -127,11 +164,15 @@ class TurnRunner:
             failure = exc
         except Exception as exc:  # provider, network or tool failure: the user gets a readable error
             metrics.MODEL_ERRORS.labels(kind=metrics.error_kind(exc)).inc()
+            if turn.model_call_started is not None:  # the model call in flight is what failed
+                model_calls.failed(tokens.model, exc, time.perf_counter() - turn.model_call_started)
             message, retry = describe_model_error(exc, lang)
             fields, traceback = model_error_log(exc)
             log.warning("turn failed", exc_info=traceback, extra={"fields": {"thread_id": thread.id, **fields}})
             failure = CustomStreamError(message, allow_retry=retry)
         finally:
+            if result is not None:  # every model call of the run: the answer and each tool round trip
+                tokens.add(tokens.model, result.context_wrapper.usage)
             turn_notices.close()
             with contextlib.suppress(ValueError):  # closed from another context: nothing to restore
                 notices.current.reset(current_notices)
@@ -150,7 +191,7 @@ class TurnRunner:
         if failure is not None:
             raise failure
         if thread.title is None and input_user_message is not None:
-            title = await self.assistant.title(input_user_message, thread, choice.model)
+            title = await self.assistant.title(input_user_message, thread, choice.model, tokens=tokens)
             if title == say("title.new_chat"):
                 title = say("title.new_chat", lang)
             thread.title = self.limits.cut_title(title)

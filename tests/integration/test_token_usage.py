@@ -1,0 +1,125 @@
+"""The `usage` table and the daily token budget, in process against the real databases (issue 32):
+the upsert adds concurrent turns up, the budget refuses once spent and is back the next UTC day
+(injected clock), and `usage export` pages, filters, hashes users and keeps cells formula-free.
+(tests/live/test_token_usage.py drives the same over real HTTP with the fake model servers.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from app.core.errors import BudgetExceeded
+from app.services.usage import Tokens, TurnTokens, UsageBook, UsageExport, export_usage, hashed_user
+from app.store.usage import tokens_spent
+
+
+class Clock:
+    def __init__(self, at: dt.datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> dt.datetime:
+        return self.at
+
+
+def turn(model: str, input: int, output: int, *, cached: int = 0, reasoning: int = 0) -> TurnTokens:
+    tokens = TurnTokens(model=model)
+    tokens.by_model[model] = Tokens(input=input, cached_input=cached, output=output, reasoning=reasoning)
+    return tokens
+
+
+def user() -> str:
+    return f"usage-{uuid.uuid4().hex[:10]}"
+
+
+async def test_concurrent_turns_add_up_in_one_row_per_model(session_maker: Any) -> None:
+    book = UsageBook(session_maker, now=Clock(dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)))
+    alice = user()
+    await asyncio.gather(*(book.record(alice, turn("m1", 100, 10, cached=5, reasoning=2)) for _ in range(8)))
+    titled = turn("m1", 1, 1)
+    titled.add("m-title", None)  # a title by another model, reporting nothing: no turn of its own
+    titled.by_model["m-title"].input = 7
+    await book.record(alice, titled)
+    out = io.StringIO()
+    await export_usage(session_maker, out, UsageExport(format="jsonl", include_user=True, since=dt.date(2026, 12, 7)))
+    rows = {r["model"]: r for r in map(json.loads, out.getvalue().splitlines()) if r["user"] == alice}
+    assert rows["m1"] == {
+        "day": "2026-12-07",
+        "user": alice,
+        "model": "m1",
+        "input_tokens": 801,
+        "cached_input_tokens": 40,
+        "output_tokens": 81,
+        "reasoning_tokens": 16,
+        "turns": 9,
+    }
+    assert (rows["m-title"]["input_tokens"], rows["m-title"]["turns"]) == (7, 0)
+    async with session_maker() as session:
+        assert await tokens_spent(session, user_id=alice, day=dt.date(2026, 12, 7)) == 801 + 81 + 7
+
+
+async def test_the_budget_refuses_once_spent_and_is_back_the_next_utc_day(session_maker: Any) -> None:
+    clock = Clock(dt.datetime(2026, 12, 7, 23, 0, tzinfo=dt.UTC))
+    book = UsageBook(session_maker, tokens_per_day=1000, now=clock)
+    bob = user()
+    assert await UsageBook(session_maker, now=clock).check(bob) is None  # no budget: nothing read
+    first = await book.check(bob)
+    assert first is not None and (first.spent, first.near) == (0, False)
+    await book.record(bob, turn("m", 700, 100))
+    near = await book.check(bob)
+    assert near is not None and (near.spent, near.near) == (800, True)
+    assert near.resets_at == dt.datetime(2026, 12, 8, tzinfo=dt.UTC)
+    await book.record(bob, turn("m", 150, 50))
+    with pytest.raises(BudgetExceeded) as refused:
+        await book.check(bob)
+    assert refused.value.retry_after == 3600
+    assert refused.value.quota == "QUOTA_TOKENS_PER_USER_PER_DAY"
+    assert "1,000-token daily budget" in refused.value.detail and "2026-12-08 00:00 UTC" in refused.value.detail
+    # Another user's spending is not bob's.
+    assert (await book.check(user())).spent == 0  # type: ignore[union-attr]
+
+    clock.at = dt.datetime(2026, 12, 8, 0, 0, 1, tzinfo=dt.UTC)
+    again = await book.check(bob)
+    assert again is not None and again.spent == 0
+    assert again.resets_at == dt.datetime(2026, 12, 9, tzinfo=dt.UTC)
+
+
+async def test_the_export_pages_hashes_users_and_keeps_csv_cells_from_running(session_maker: Any) -> None:
+    """A user id comes from the identity provider and a model name from MODEL_CHOICES: in a CSV
+    opened by a spreadsheet neither may start a formula (the feedback export's rule, reused)."""
+    day = dt.date(2031, 1, 2)  # a day no other test writes: the export's `since` keeps to this test's rows
+    book = UsageBook(session_maker, now=Clock(dt.datetime(2031, 1, 2, 9, tzinfo=dt.UTC)))
+    run = uuid.uuid4().hex[:8]
+    users = [f'=HYPERLINK("x")-{run}', f"+1-{run}", f"plain-{run}"]
+    for name in users:
+        await book.record(name, turn("@evil", 10, 1))
+        await book.record(name, turn("gpt-5-mini", 20, 2))
+    mine = {hashed_user(name) for name in users}
+
+    paged = io.StringIO()
+    count = await export_usage(session_maker, paged, UsageExport(format="jsonl", since=day, batch_size=1))
+    rows = [json.loads(line) for line in paged.getvalue().splitlines()]
+    ours = [r for r in rows if r["user"] in mine]
+    assert len(ours) == 6 and count == len(rows)
+    keys = [(r["day"], r["user"], r["model"]) for r in rows]
+    assert len(set(keys)) == len(keys)  # pages of one row: each row exactly once
+    assert not any(run in line for line in paged.getvalue().splitlines())  # hashed unless asked
+
+    table = io.StringIO()
+    await export_usage(session_maker, table, UsageExport(format="csv", include_user=True, since=day))
+    cells = [r for r in csv.DictReader(io.StringIO(table.getvalue())) if run in r["user"]]
+    assert len(cells) == 6
+    assert {r["user"] for r in cells} == {f'\'=HYPERLINK("x")-{run}', f"'+1-{run}", f"plain-{run}"}
+    assert {r["model"] for r in cells} == {"'@evil", "gpt-5-mini"}
+    assert all(not r[field].startswith(("=", "+", "-", "@")) for r in cells for field in r)
+
+    later = io.StringIO()
+    await export_usage(session_maker, later, UsageExport(format="jsonl", since=day + dt.timedelta(days=1)))
+    assert not any(json.loads(line)["user"] in mine for line in later.getvalue().splitlines())
