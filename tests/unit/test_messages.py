@@ -72,3 +72,18 @@ def test_notices_progress_and_error_replies_speak_the_conversations_language() -
     message, retry = describe_model_error(RuntimeError("boom"), "ur")
     assert message == say("error.generic", "ur") and retry
     assert describe_model_error(RuntimeError("boom"))[0].startswith("Something went wrong")
+
+
+def test_the_token_budget_notice_speaks_the_conversations_language() -> None:
+    from app.agents.chatkit.notices import token_budget_notice
+    from app.services.usage import BudgetUse
+
+    resets = dt.datetime(2026, 12, 8, tzinfo=dt.UTC)
+    assert token_budget_notice(BudgetUse(spent=700, budget=1000, resets_at=resets), "ur") is None  # under 80%
+    english = token_budget_notice(BudgetUse(spent=8_500, budget=10_000, resets_at=resets))
+    assert english is not None and english.title == "Daily token budget nearly spent"
+    assert "85%" in english.message and "10,000" in english.message and "00:00 UTC" in english.message
+    urdu = token_budget_notice(BudgetUse(spent=8_500, budget=10_000, resets_at=resets), "ur")
+    assert urdu is not None and urdu.title == say("tokens.title", "ur")
+    assert "85%" in urdu.message and "10,000" in urdu.message and "UTC" in urdu.message
+    assert re.search("[\u0600-\u06ff]", urdu.message)

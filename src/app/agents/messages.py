@@ -139,6 +139,13 @@ CATALOGUE: dict[str, dict[Language, str]] = {
         "ur": "آپ کی منسلک فائلیں آپ کی جگہ کا {percent}% استعمال کر رہی ہیں ({quota} میں سے {stored})۔ "
         "نئی فائلوں کے لیے جگہ بنانے کو منسلک فائلیں یا پرانی گفتگوئیں حذف کریں۔",
     },
+    "tokens.message": {
+        "en": "You have used {percent}% of your daily budget of {budget} tokens for the assistant. "
+        "Past it, new messages are refused until {resets} UTC, when it resets.",
+        "ur": "آپ اسسٹنٹ کے لیے اپنے روزانہ {budget} ٹوکن کے بجٹ کا {percent}% استعمال کر چکے ہیں۔ "
+        "اس سے آگے نئے پیغامات {resets} UTC تک قبول نہیں ہوں گے، جب یہ دوبارہ شروع ہو گا۔",
+    },
+    "tokens.title": {"en": "Daily token budget nearly spent", "ur": "روزانہ ٹوکن بجٹ تقریباً ختم"},
     "storage.title": {"en": "Attachment storage nearly full", "ur": "منسلک فائلوں کی جگہ تقریباً بھر گئی ہے"},
     # ---- error replies and titles ----
     # a failed turn's ChatKit `error` event (app.agents.assistant.describe_model_error)

@@ -26,6 +26,7 @@ from chatkit.types import NoticeEvent, ProgressUpdateEvent, ThreadStreamEvent
 
 from app.agents.messages import Language, counted, say
 from app.core.limits import Budget
+from app.services.usage import BudgetUse
 
 log = logging.getLogger("app.assistant")
 
@@ -215,6 +216,15 @@ def storage_notice(stored: int, quota: int, lang: Language = "en") -> NoticeEven
     return NoticeEvent(level="warning", title=say("storage.title", lang), message=message)
 
 
+def token_budget_notice(use: BudgetUse | None, lang: Language = "en") -> NoticeEvent | None:
+    """A warning when the user has spent 80% of their daily token budget (QUOTA_TOKENS_PER_USER_PER_DAY)."""
+    if use is None or not use.near:
+        return None
+    percent = min(100, math.floor(100 * use.spent / use.budget))
+    message = say("tokens.message", lang, percent=percent, budget=f"{use.budget:,}", resets=f"{use.resets_at:%H:%M}")
+    return NoticeEvent(level="warning", title=say("tokens.title", lang), message=message)
+
+
 def _size(count: int) -> str:
     if count < 1024:
         return f"{count} bytes"
@@ -233,4 +243,5 @@ __all__ = [
     "current",
     "reading_attachments_text",
     "storage_notice",
+    "token_budget_notice",
 ]

@@ -11,7 +11,6 @@ leaves nearly spent right after the first event.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -25,7 +24,6 @@ from chatkit.types import (
     AssistantMessageItem,
     ChatKitReq,
     ErrorEvent,
-    NoticeEvent,
     ThreadCreatedEvent,
     ThreadItemAddedEvent,
     ThreadItemDoneEvent,
@@ -41,7 +39,6 @@ from app.agents.chatkit import notices
 from app.agents.chatkit.language import detected
 from app.agents.chatkit.library import with_utc_timestamps
 from app.services.quotas import CountingStore, UserLimits
-from app.services.usage import BudgetUse
 
 log = logging.getLogger("app.chatkit")
 
@@ -115,7 +112,7 @@ class StreamGuard:
         budget = notices.chat_budget_notice(getattr(context, "chat_budget", None), lang)
         if budget is not None:
             found.append(budget)
-        tokens = token_budget_notice(getattr(context, "token_budget", None))
+        tokens = notices.token_budget_notice(getattr(context, "token_budget", None), lang)
         if tokens is not None:
             found.append(tokens)
         if isinstance(request, ThreadsCreateReq | ThreadsAddUserMessageReq) and request.params.input.attachments:
@@ -163,15 +160,3 @@ def _track_pending(pending: dict[str, _Partial], event: ThreadStreamEvent) -> No
             parts[update.content_index] = parts.get(update.content_index, "") + update.delta
         elif isinstance(update, AssistantMessageContentPartDone):
             parts[update.content_index] = update.content.text
-
-
-def token_budget_notice(use: BudgetUse | None) -> NoticeEvent | None:
-    """A warning when the user has spent 80% of their daily token budget (QUOTA_TOKENS_PER_USER_PER_DAY)."""
-    if use is None or not use.near:
-        return None
-    percent = min(100, math.floor(100 * use.spent / use.budget))
-    message = (
-        f"You have used {percent}% of your daily budget of {use.budget:,} tokens for the assistant. "
-        f"Past it, new messages are refused until {use.resets_at:%H:%M} UTC, when it resets."
-    )
-    return NoticeEvent(level="warning", title="Daily token budget nearly spent", message=message)
