@@ -288,11 +288,13 @@ async def test_a_queued_message_whose_thread_filled_while_it_waited_is_refused(t
         await engine.dispose()
 
 
+# PostgreSQL only: the failure is injected as PostgreSQL's "cannot connect now" (a 503); no SQLite
+# error reads as "the database is unavailable" (a trigger's is a 500).
+@pytest.mark.parametrize(
+    "turn_server", [pytest.param("postgres-two-workers", marks=pytest.mark.postgres)], indirect=True
+)
 async def test_a_new_thread_whose_stream_fails_before_its_first_event_is_deleted(turn_server: LiveServer) -> None:
     url = turn_server.env["DATABASE_URL"]
-    if url.startswith("sqlite"):
-        # No SQLite error reads as "the database is unavailable" (a 503): a trigger's is a 500.
-        pytest.skip("the injected failure needs PostgreSQL's error codes")
     user = _user("orphan")
     name = f"fail_save_{uuid.uuid4().hex[:8]}"
     # The library's save of the new thread (the upsert after the reservation, right before

@@ -40,7 +40,7 @@ from tests.support.haproxy import haproxy_binary as _haproxy
 from tests.support.haproxy import start_haproxy as _start_haproxy
 from tests.support.hosted import API_KEY, WORKFLOW_ID
 from tests.support.payloads import PNG
-from tests.support.production import db_fetch, headers_for, stored_rows
+from tests.support.production import db_fetch, headers_for, post_as_a_browser, stored_rows
 from tests.support.servers import LiveServer
 
 USERS = 100
@@ -72,20 +72,11 @@ async def _turn(http: httpx.AsyncClient, run: UserRun, body: dict[str, Any], tal
     headers = headers_for(run.user)
     for attempt in range(2):
         try:
-            response = await http.post("/chatkit", json=body, headers=headers)
-        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
-            # A browser sends again a request whose reused keep-alive connection was closed
-            # under it (HAProxy closes idle client connections): do the same, once. Should the
-            # first copy have reached TaskPilot after all, its rows would be ones no user was
-            # shown, which the stored-rows check below fails on.
-            tally.transport_resent += 1
-            if attempt == 0:
-                continue
-            run.errors.append(f"{type(exc).__name__} after a resend: {exc!r} {exc.__cause__!r}")
-            return
+            response, resent = await post_as_a_browser(http, "/chatkit", json=body, headers=headers)
         except httpx.HTTPError as exc:
             run.errors.append(f"{type(exc).__name__}: {exc!r} {exc.__cause__!r}")
             return
+        tally.transport_resent += resent
         if response.status_code != 200:
             run.errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
             return

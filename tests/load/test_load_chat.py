@@ -30,7 +30,7 @@ from testkit.pgbouncer import pgbouncer_binary, running_pgbouncer
 
 from tests.conftest import create_schema
 from tests.support.chatkit_client import parse_sse
-from tests.support.production import headers_for, stored_rows
+from tests.support.production import headers_for, post_as_a_browser, stored_rows
 
 USERS = 200
 TURNS = [
@@ -52,6 +52,7 @@ class UserRun:
     done: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     refused: int = 0
+    resent: int = 0  # requests whose connection dropped before any answer, sent once more
 
 
 MAX_ATTEMPTS = 60
@@ -63,10 +64,11 @@ async def _chat(http: httpx.AsyncClient, run: UserRun) -> None:
         body = create_body(text) if turn == 0 else message_body(run.thread_id, text)
         for _ in range(MAX_ATTEMPTS):
             try:
-                response = await http.post("/chatkit", json=body, headers=headers)
+                response, resent = await post_as_a_browser(http, "/chatkit", json=body, headers=headers)
             except httpx.HTTPError as exc:
-                run.errors.append(f"turn {turn}: {type(exc).__name__}: {exc}")
+                run.errors.append(f"turn {turn}: {type(exc).__name__}: {exc!r} {exc.__cause__!r}")
                 return
+            run.resent += resent
             if response.status_code != 503 or "retry-after" not in response.headers:
                 break
             run.refused += 1
@@ -133,7 +135,11 @@ async def _load(live_server_factory: Any, fresh_postgres_url: str, database: dic
         await asyncio.gather(*(_chat(http, run) for run in runs))
     seconds = time.monotonic() - started
     refused = sum(run.refused for run in runs)
-    print(f"\n{USERS * len(TURNS)} turns by {USERS} concurrent users in {seconds:.1f} s ({refused} refused, resent)")
+    dropped = sum(run.resent for run in runs)
+    print(
+        f"\n{USERS * len(TURNS)} turns by {USERS} concurrent users in {seconds:.1f} s "
+        f"({refused} refused, resent; {dropped} met a dropped connection, resent)"
+    )
 
     errors = [f"{run.user}: {error}" for run in runs for error in run.errors]
     assert not errors, f"{len(errors)} errors, first: {errors[:5]}"

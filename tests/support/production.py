@@ -131,6 +131,19 @@ class Stream:
         return [e.item for e in self.events if e.type == "thread.item.done"]
 
 
+async def post_as_a_browser(
+    http: httpx.AsyncClient, url: str, *, json: Any, headers: dict[str, str]
+) -> tuple[httpx.Response, int]:
+    """POST, sent once more when the connection dropped before any answer came (a reset or a close
+    under a reused keep-alive connection), as browsers do; the answer and how many were resent (0
+    or 1). A load test that uses it must also check that every stored row is one a user was shown:
+    had the first copy reached TaskPilot after all, its rows would fail that check."""
+    try:
+        return await http.post(url, json=json, headers=headers), 0
+    except (httpx.ReadError, httpx.RemoteProtocolError):
+        return await http.post(url, json=json, headers=headers), 1
+
+
 @asynccontextmanager
 async def open_stream(
     http: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str]
