@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +285,6 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from app.services.feedback import FeedbackExport, export_feedback
-    from app.store.db import build_db_config
 
     since = None
     if args.since:
@@ -295,33 +295,13 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             return 2
         since = since if since.tzinfo else since.replace(tzinfo=dt.UTC)
     options = FeedbackExport(format=args.format, include_text=args.include_text, since=since)
-    settings = _settings()
-    config = build_db_config(settings)
-
-    async def run(out: Any) -> int:
-        try:
-            return await export_feedback(config.create_session_maker(), out, options)
-        finally:
-            await config.get_engine().dispose()
-
-    try:
-        if args.output in (None, "-"):
-            count = asyncio.run(run(sys.stdout))
-        else:
-            with open(args.output, "w", encoding="utf-8", newline="") as out:
-                count = asyncio.run(run(out))
-    except _database_errors() as exc:
-        print(database_failure(settings, exc), file=sys.stderr)
-        return 1
-    print(f"taskpilot: exported {count} feedback row{'s' if count != 1 else ''}", file=sys.stderr)
-    return 0
+    return _write_export(args.output, "feedback", lambda sessions, out: export_feedback(sessions, out, options))
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from app.services.usage import UsageExport, export_usage
-    from app.store.db import build_db_config
 
     since = None
     if args.since:
@@ -331,25 +311,32 @@ def cmd_usage(args: argparse.Namespace) -> int:
             print(f"taskpilot: --since must be a date (YYYY-MM-DD, UTC), not {args.since!r}", file=sys.stderr)
             return 2
     options = UsageExport(format=args.format, include_user=args.include_user, since=since)
+    return _write_export(args.output, "usage", lambda sessions, out: export_usage(sessions, out, options))
+
+
+def _write_export(output: str | None, noun: str, export: Callable[[Any, Any], Awaitable[int]]) -> int:
+    """Run an export (`export(session_maker, out)`) to stdout or `output`; the exit status."""
+    from app.store.db import build_db_config
+
     settings = _settings()
     config = build_db_config(settings)
 
     async def run(out: Any) -> int:
         try:
-            return await export_usage(config.create_session_maker(), out, options)
+            return await export(config.create_session_maker(), out)
         finally:
             await config.get_engine().dispose()
 
     try:
-        if args.output in (None, "-"):
+        if output in (None, "-"):
             count = asyncio.run(run(sys.stdout))
         else:
-            with open(args.output, "w", encoding="utf-8", newline="") as out:
+            with open(output, "w", encoding="utf-8", newline="") as out:
                 count = asyncio.run(run(out))
     except _database_errors() as exc:
         print(database_failure(settings, exc), file=sys.stderr)
         return 1
-    print(f"taskpilot: exported {count} usage row{'s' if count != 1 else ''}", file=sys.stderr)
+    print(f"taskpilot: exported {count} {noun} row{'s' if count != 1 else ''}", file=sys.stderr)
     return 0
 
 
