@@ -5,6 +5,9 @@
 3. bench.overload the provider path offered 3x what admission control admits: refusals, no damage
 4. bench.mint     hosted session minting against calling the openai SDK directly
 5. bench.store    the ChatKit Store's calls against the same SQL sent raw through asyncpg
+6. bench.peer     TaskPilot against OpenAI's own ChatKit sample backend, alternated in one run
+                  (needs `--peer-dir PATH` or BENCH_PEER_DIR: a checkout of the sample backends;
+                  skipped without it)
 
 Each prints its table and writes bench/results/<name>.json; this prints a summary of the
 targets at the end and writes bench/results/summary.json. `--quick` (or BENCH_QUICK=1) is a
@@ -20,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from bench import mint, overload, report, servers, store, streams, turns
+from bench import mint, overload, peer, report, servers, store, streams, turns
 
 SUITE = {
     "turns": turns.run,
@@ -28,6 +31,7 @@ SUITE = {
     "overload": overload.run,
     "mint": mint.run,
     "store": store.run,
+    "peer": peer.run,
 }
 
 
@@ -103,6 +107,9 @@ async def run_all(quick: bool, names: list[str]) -> dict[str, Any]:
             "figure": f"{m['overhead']['latency_p50']}x at p50",
             "overhead": m["overhead"],
         }
+    if "peer" in results and not results["peer"].get("skipped"):
+        for target in results["peer"]["targets"]:
+            summary["targets"][target["target"]] = target
     if "store" in results:
         t = results["store"]["targets"]
         summary["targets"][f"store calls p50 <= {store.TARGET_RATIO:g}x raw asyncpg"] = t["ratio"]
