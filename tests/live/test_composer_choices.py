@@ -368,12 +368,20 @@ def test_the_offline_model_forces_the_tool_before_a_handoff_or_a_time_zone_quest
     assert isinstance(reply, Reply) and "دودھ خریدنا" in reply.text and "شامل" in reply.text
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> str:
+    """The shared server's database kind: SQLite, then PostgreSQL."""
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_url")  # skips (or fails under CI) without PostgreSQL
+    return str(request.param)
+
+
 # ---- "Due today" (`/today`): list_tasks with the day's filter fixed, whatever the model sends ---------
 
 
-async def test_due_today_lists_the_open_tasks_due_on_the_users_date(live_servers: ServerPool) -> None:
+async def test_due_today_lists_the_open_tasks_due_on_the_users_date(live_servers: ServerPool, database: str) -> None:
     pia = unique_user("pia")
-    server = live_servers.get()
+    server = live_servers.get(database=database)
     zone = "Pacific/Kiritimati"  # UTC+14: its date is UTC's tomorrow for most of the day
     today = dt.datetime.now(ZoneInfo(zone)).date()
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
