@@ -17,7 +17,7 @@ from datetime import date
 from typing import Annotated, Any
 
 import openai
-from agents import Agent, ItemHelpers, ModelSettings, RunConfig, Runner, RunResultStreaming, StopAtTools
+from agents import Agent, FunctionTool, ItemHelpers, ModelSettings, RunConfig, Runner, RunResultStreaming, StopAtTools
 from agents.items import TResponseInputItem
 from agents.models.interface import ModelProvider, ModelTracing
 from chatkit.agents import AgentContext, ThreadItemConverter
@@ -34,7 +34,7 @@ from app.agents.chatkit.time_zone import GET_TIME_ZONE, GET_TIME_ZONE_TOOL
 from app.agents.history import TaskPilotConverter, estimate_tokens, item_to_input, plain_text_message
 from app.agents.hooks import ProgressHooks
 from app.agents.messages import Language, say
-from app.agents.tools import TASK_TOOLS, ToolContext
+from app.agents.tools import TASK_TOOLS, ToolContext, with_fixed_arguments
 from app.core.clock import utc_today
 from app.ops import model_calls
 from app.ops.openai_failures import OpenAIFailureKind, describe_openai_failure
@@ -218,6 +218,13 @@ class Assistant:
         orchestrator.handoffs = [urdu]
         if choice.tool is not None:
             orchestrator.model_settings = orchestrator.model_settings.resolve(ModelSettings(tool_choice=choice.tool))
+            if choice.arguments:
+                orchestrator.tools = [
+                    with_fixed_arguments(tool, choice.arguments)
+                    if isinstance(tool, FunctionTool) and tool.name == choice.tool
+                    else tool
+                    for tool in orchestrator.tools
+                ]
         return Runner.run_streamed(
             orchestrator,
             history,
