@@ -16,7 +16,7 @@ tests, bench/ and MCP. Each object is built once here and shared (one `UserLimit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from agents.models.interface import ModelProvider
@@ -24,8 +24,6 @@ from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
-from opentelemetry.trace import Span
 
 from app.agents.assistant import Assistant
 from app.agents.chatkit.actions import TaskActions
@@ -68,6 +66,10 @@ from app.services.usage import UsageBook
 from app.settings import Settings
 from app.store.db import SessionMaker, build_db_config
 from app.store.models import Base
+
+if TYPE_CHECKING:
+    from litestar.plugins.opentelemetry import OpenTelemetryPlugin
+    from opentelemetry.trace import Span
 
 
 def build_chatkit_server(
@@ -233,6 +235,9 @@ def http_tracing_plugins(settings: Settings) -> list[OpenTelemetryPlugin]:
     """The span of each HTTP request (the root of its trace), only when tracing is on."""
     if not settings.tracing_enabled:
         return []
+    # Imported only when tracing is on: the ASGI instrumentation is not loaded by a server that does not trace.
+    from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+
     config = OpenTelemetryConfig(
         exclude=UNTRACED_PATHS,
         # A span per ASGI message would be one per SSE frame of a stream: thousands per turn.

@@ -1,5 +1,5 @@
 """OpenTelemetry traces over real HTTP (issue 32): a live server exports its spans to a local OTLP/HTTP
-receiver (tests/support/otlp_receiver.py), which decodes the protobuf.
+receiver (testkit/otlp_receiver.py), which decodes the protobuf.
 
 A ChatKit turn with two tool round trips and a title is one trace: the request's span, the turn's,
 each model call and each tool call under the turn, the tools' SQL under the tools; an MCP tool call is
@@ -14,13 +14,13 @@ import time
 
 import httpx
 import pytest
+from testkit.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 from app.agents.offline.planner import Reply, ToolCall
 from tests.support.auth import server_token
 from tests.support.chatkit_client import ChatKitClient
 from tests.support.fake_model_server import FakeModelServer
 from tests.support.mcp import call, mcp_client
-from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.support.servers import unique_user
 
 pytestmark = pytest.mark.live
@@ -83,10 +83,10 @@ def _turn_done(spans: list[ReceivedSpan]) -> bool:
 
 
 async def test_a_turn_is_one_trace_of_model_tool_and_sql_spans_without_message_text(
-    live_server_factory, fake_model, otlp_receiver: OtlpReceiver
+    live_server_factory, fake_model, otlp_receiver: OtlpReceiver, server_database_url: str
 ) -> None:
     fake = fake_model(_script(), title="Milk shopping")
-    server = live_server_factory(_env(fake, otlp_receiver))
+    server = live_server_factory(_env(fake, otlp_receiver, DATABASE_URL=server_database_url))
     user = unique_user("traces")
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         alice = ChatKitClient(http, server_token(server.env, user))
@@ -131,7 +131,10 @@ async def test_a_turn_is_one_trace_of_model_tool_and_sql_spans_without_message_t
             "db.collection.name",
             "db.operation.batch.size",
         }
-        assert sql.attributes["db.system.name"] == "sqlite"
+        assert sql.attributes["db.system.name"] == ("sqlite" if "sqlite" in server_database_url else "postgresql")
+    # The Store's statements are traced too (on PostgreSQL its hot ones go straight to asyncpg).
+    store_sql = {s.name for s in trace if s.attributes.get("db.collection.name") in {"chat_items", "chat_threads"}}
+    assert {"INSERT chat_threads", "SELECT chat_items"} <= store_sql, store_sql
     # Model calls come after the turn started, and every span of the trace ends inside the request's.
     assert all(request.start_ns <= s.start_ns and s.end_ns <= request.end_ns for s in trace)
 
@@ -142,8 +145,11 @@ async def test_a_turn_is_one_trace_of_model_tool_and_sql_spans_without_message_t
     print("\n".join(tree(trace, request)))
 
 
-async def test_an_mcp_tool_call_is_a_span_of_its_own(live_server_factory, fake_model, otlp_receiver) -> None:
-    server = live_server_factory(_env(fake_model([]), otlp_receiver))
+async def test_an_mcp_tool_call_is_a_span_of_its_own_and_a_retried_call_counts_its_retry(
+    live_server_factory, fake_model, otlp_receiver
+) -> None:
+    # The model's first answer is a 429: the client retries it once (MODEL calls allow one retry).
+    server = live_server_factory(_env(fake_model([429, Reply("Hello there")]), otlp_receiver))
     user = unique_user("traces-mcp")
     async with mcp_client(server.base_url, user) as client:
         failed, result = await call(client, "add_task", {"title": "Buy groceries"})
@@ -156,9 +162,13 @@ async def test_an_mcp_tool_call_is_a_span_of_its_own(live_server_factory, fake_m
             headers={"Authorization": f"Bearer {server_token(server.env, user)}"},
         )
         assert found.status_code == 200 and len(found.json()["items"]) == 1
+        turn = await ChatKitClient(http, server_token(server.env, user)).create_thread("hi")
+        assert turn.assistant_text() == "Hello there"
     spans = otlp_receiver.wait_for(
-        lambda spans: any(s.name == "mcp.tool_call" for s in spans) and any(s.name == "GET /api/tasks" for s in spans)
+        lambda spans: {"mcp.tool_call", "GET /api/tasks", "chatkit.turn"} <= {s.name for s in spans}
     )
+    [answer] = [s for s in spans if s.attributes.get("taskpilot.model.purpose") == "answer"]
+    assert (answer.attributes["taskpilot.model.status"], answer.attributes["taskpilot.model.retries"]) == ("ok", 1)
     [search] = [s for s in spans if s.name == "GET /api/tasks"]
     assert search.attributes["http.target"] == "/api/tasks"
     [tool] = [s for s in spans if s.name == "mcp.tool_call"]

@@ -88,6 +88,7 @@ async def test_tracing_off_builds_no_provider_no_exporter_no_hooks(env: dict[str
             assert current is None
         assert tracing.start_span(tracing.TURN_SPAN) is None
         assert tracing.ModelCallSpan.start("m", purpose="answer") is None
+        assert tracing.statement("SELECT 1", "postgresql") is tracing.statement("INSERT x", "sqlite")  # one no-op
     finally:
         await worker.stop()
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -225,6 +225,9 @@ class ModelCallSpan:
 def tool_call(name: str, via: str, arguments: Mapping[str, Any]) -> Iterator[Span | None]:
     """A tool call's span (`tool.call` from the assistant, `mcp.tool_call` from an MCP client), current
     while it runs, so its SQL nests under it. The caller sets the outcome with `tool_outcome`."""
+    if _active.tracer is None:
+        yield None
+        return
     span_name = MCP_TOOL_CALL_SPAN if via == "mcp" else TOOL_CALL_SPAN
     attributes = {"gen_ai.tool.name": name, **content_attributes("taskpilot.tool.arguments", dict(arguments))}
     with span(span_name, attributes) as current:
@@ -266,6 +269,37 @@ def statement_span_name(statement: str, tables: frozenset[str]) -> tuple[str, st
     return (f"{kind} {table}" if table else kind), kind, table
 
 
+def _statement_span(active: Tracer, statement: str, system: str, tables: frozenset[str]) -> Span:
+    name, kind, table = statement_span_name(statement, tables)
+    attributes: dict[str, Any] = {"db.system.name": system, "db.operation.name": kind}
+    if table is not None:
+        attributes["db.collection.name"] = table
+    return active.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+
+
+_NO_SPAN = nullcontext()
+
+
+def statement(sql: str, system: str) -> AbstractContextManager[Any]:
+    """A span around one statement sent past SQLAlchemy (the Store's asyncpg lane, app.store.driver),
+    as the cursor events make for every other; nothing (a shared no-op) when tracing is off."""
+    active = _active.tracer
+    if active is None:
+        return _NO_SPAN
+    return _ended(_statement_span(active, sql, system, _SqlSpans.tables))
+
+
+@contextmanager
+def _ended(current: Span) -> Iterator[Span]:
+    try:
+        yield current
+    except BaseException as exc:
+        failed(current, exc)
+        raise
+    finally:
+        current.end()
+
+
 class _SqlSpans:
     """A span per statement, from SQLAlchemy's cursor events (every engine of the process)."""
 
@@ -302,13 +336,10 @@ class _SqlSpans:
         active = _active.tracer
         if active is None or context is None:
             return
-        name, kind, table = statement_span_name(statement, cls.tables)
-        attributes: dict[str, Any] = {"db.system.name": conn.dialect.name, "db.operation.name": kind}
-        if table is not None:
-            attributes["db.collection.name"] = table
-        if executemany:
-            attributes["db.operation.batch.size"] = len(parameters) if isinstance(parameters, list | tuple) else 0
-        setattr(context, _SPAN_ATTRIBUTE, active.start_span(name, kind=SpanKind.CLIENT, attributes=attributes))
+        current = _statement_span(active, statement, conn.dialect.name, cls.tables)
+        if executemany and isinstance(parameters, list | tuple):
+            current.set_attribute("db.operation.batch.size", len(parameters))
+        setattr(context, _SPAN_ATTRIBUTE, current)
 
     @classmethod
     def after(cls, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:

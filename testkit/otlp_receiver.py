@@ -1,12 +1,14 @@
 """A local OpenTelemetry collector stand-in: OTLP/HTTP (protobuf) on a loopback port.
 
 It accepts `POST /v1/traces` (an `ExportTraceServiceRequest`, gzip or not), decodes it with
-`opentelemetry-proto`, and keeps every span as a plain `ReceivedSpan`, for tests and bench/ to read.
+`opentelemetry-proto`, and keeps every span as a plain `ReceivedSpan`: tests/live/test_traces.py reads
+the span tree, bench/tracing.py counts what a traced server sends (so it lives here, shared by both).
 """
 
 from __future__ import annotations
 
 import gzip
+import socketserver
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +22,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tests.support.http_thread import serve_in_thread
+
+def _serve_in_thread(server: socketserver.BaseServer) -> threading.Thread:
+    # A short poll interval: `shutdown()` returns at once instead of after up to half a second.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    return thread
 
 
 def _value(value: AnyValue) -> Any:
@@ -80,7 +87,7 @@ class OtlpReceiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = serve_in_thread(self.server)
+        self.thread = _serve_in_thread(self.server)
 
     def _keep(self, request: ExportTraceServiceRequest, headers: dict[str, str]) -> None:
         received = []
@@ -106,6 +113,10 @@ class OtlpReceiver:
             self.requests += 1
             self.headers.append(headers)
             self.spans.extend(received)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.spans)
 
     def wait_for(self, found: Callable[[list[ReceivedSpan]], bool], timeout: float = 20.0) -> list[ReceivedSpan]:
         """The spans received once `found(spans)` holds (the exporter batches: spans arrive late)."""
