@@ -93,6 +93,10 @@ async def test_tracing_off_builds_no_provider_no_exporter_no_hooks(env: dict[str
         await worker.stop()
 
 
+def test_the_start_up_line_names_the_collector_without_its_credentials() -> None:
+    assert tracing._where("https://user:s3cret@collector.example:4318/otlp") == "https://collector.example:4318"
+
+
 def test_tracing_on_adds_the_http_plugin() -> None:
     [plugin] = http_tracing_plugins(Settings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": ENDPOINT}))
     assert plugin.config.exclude_spans == ["receive", "send"]

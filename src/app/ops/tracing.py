@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anyio
 from opentelemetry import context as otel_context
@@ -123,7 +124,8 @@ class Tracing:
             "tracing on",
             extra={
                 "fields": {
-                    "endpoint": self.settings.otel_exporter_otlp_endpoint,
+                    # Scheme, host and port only: a URL may carry a collector's credentials.
+                    "endpoint": _where(self.settings.otel_exporter_otlp_endpoint),
                     "service": self.settings.otel_service_name,
                 }
             },
@@ -138,6 +140,13 @@ class Tracing:
         _active.tracer = None
         await anyio.to_thread.run_sync(provider.force_flush, FLUSH_TIMEOUT_MILLIS)
         await anyio.to_thread.run_sync(provider.shutdown)
+
+
+def _where(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 # ---- spans ------------------------------------------------------------------------------------------
