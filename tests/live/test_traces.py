@@ -192,3 +192,25 @@ async def test_with_the_sdk_disabled_nothing_is_exported(live_server_factory, fa
     time.sleep(0.2)
     assert otlp_receiver.requests == 0 and otlp_receiver.spans == []
     assert "tracing on" not in server.log()
+
+
+@pytest.mark.postgres
+async def test_each_worker_flushes_its_spans_when_it_stops(
+    live_server_factory, fake_model, otlp_receiver, fresh_postgres_url: str
+) -> None:
+    """Two workers, each with its own exporter; spans still queued when the server is stopped reach
+    the collector (the batch delay is raised past the test's length, so only the shutdown flush sends)."""
+    fake = fake_model(_script(), title="Milk shopping")
+    env = _env(fake, otlp_receiver, DATABASE_URL=fresh_postgres_url, WORKERS="2")
+    # Read by the SDK's batch processor itself (a test knob, not a TaskPilot setting): no timed export.
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"
+    server = live_server_factory(env)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        alice = ChatKitClient(http, server_token(server.env, unique_user("traces-flush")))
+        turn = await alice.create_thread(MESSAGE)
+        assert turn.status == 200 and not turn.of_type("error")
+    assert otlp_receiver.spans == []  # nothing sent yet: the batch waits
+    assert server.stop() == 0
+    spans = otlp_receiver.wait_for(_turn_done, timeout=5)
+    assert [s.name for s in spans].count("chatkit.turn") == 1
+    assert server.log().count("tracing on") == 2  # one provider per worker process
