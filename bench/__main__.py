@@ -9,6 +9,9 @@
                   (needs `--peer-dir PATH` or BENCH_PEER_DIR: a checkout of the sample backends;
                   skipped without it)
 
+Only when asked for (`--only tracing`): bench.tracing, the same turns with OpenTelemetry tracing
+off and on (exporting to a local OTLP receiver), alternating, in one run.
+
 Each prints its table and writes bench/results/<name>.json; this prints a summary of the
 targets at the end and writes bench/results/summary.json. `--quick` (or BENCH_QUICK=1) is a
 smoke run of all three in about a minute; the full run takes about five minutes on two cores.
@@ -23,7 +26,7 @@ import sys
 import time
 from typing import Any
 
-from bench import mint, overload, peer, report, servers, store, streams, turns
+from bench import mint, overload, peer, report, servers, store, streams, tracing, turns
 
 SUITE = {
     "turns": turns.run,
@@ -33,14 +36,16 @@ SUITE = {
     "store": store.run,
     "peer": peer.run,
 }
+# Run only when named with --only (not part of `make bench`'s five-minute run).
+OPT_IN = {"tracing": tracing.run}
 
 
 def _selected(argv: list[str]) -> list[str]:
     for n, arg in enumerate(argv):
         if arg == "--only" and n + 1 < len(argv):
-            return [name.strip() for name in argv[n + 1].split(",") if name.strip() in SUITE]
+            return [name.strip() for name in argv[n + 1].split(",") if name.strip() in SUITE | OPT_IN]
         if arg.startswith("--only="):
-            return [name.strip() for name in arg.split("=", 1)[1].split(",") if name.strip() in SUITE]
+            return [name.strip() for name in arg.split("=", 1)[1].split(",") if name.strip() in SUITE | OPT_IN]
     return list(SUITE)
 
 
@@ -49,7 +54,7 @@ async def run_all(quick: bool, names: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     for name in names:
         print(f"\n===== bench.{name} =====", flush=True)
-        results[name] = await SUITE[name](quick)
+        results[name] = await (SUITE | OPT_IN)[name](quick)
     load = os.getloadavg()
     summary: dict[str, Any] = {
         "quick": quick,

@@ -72,6 +72,7 @@ from app.contracts import (
 from app.core.clock import utc_today
 from app.core.errors import DomainError
 from app.core.text import first_unstorable, unstorable_detail
+from app.ops import tracing
 from app.services.tasks import TaskQuery, TaskService, parse_ref
 from app.store.db import SessionMaker
 
@@ -258,9 +259,16 @@ class TaskOperations:
     def __init__(self, scope: TaskScope) -> None:
         self.scope = scope
 
-    async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """Run the tool `name`; a string argument the database cannot store (NUL) is refused as a
-        failure naming it, before it reaches a query (models and MCP clients both send them)."""
+    async def call(self, name: str, arguments: dict[str, Any], *, via: str = "agent") -> dict[str, Any]:
+        """Run the tool `name` for the assistant (`via="agent"`) or an MCP client (`"mcp"`), in a
+        span of its own (app.ops.tracing); a string argument the database cannot store (NUL) is
+        refused as a failure naming it, before it reaches a query (models and MCP clients both send them)."""
+        with tracing.tool_call(name, via, arguments) as span:
+            result = await self._call(name, arguments)
+            tracing.tool_outcome(span, result)
+            return result
+
+    async def _call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         field = first_unstorable(arguments)
         if field is not None:
             return {"ok": False, "error": unstorable_detail(field), "field": field}

@@ -70,6 +70,15 @@ class Tokens:
         """What the budget counts: input and output (cached and reasoning tokens are parts of them)."""
         return self.input + self.output
 
+    def counts(self) -> dict[str, int]:
+        """By kind: input, cached_input, output, reasoning."""
+        return {
+            "input": self.input,
+            "cached_input": self.cached_input,
+            "output": self.output,
+            "reasoning": self.reasoning,
+        }
+
     def columns(self) -> dict[str, int]:
         return dict(zip(TOKEN_COLUMNS, (self.input, self.cached_input, self.output, self.reasoning), strict=True))
 
