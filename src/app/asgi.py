@@ -110,7 +110,9 @@ def build_chatkit_server(
         provider=provider,
         model_name=model_name,
         context_tokens=settings.model_context_tokens,
-        title_with_model=settings.model_provider != "offline" and model_provider is None,
+        title_with_model=settings.model_provider != "offline"
+        and model_provider is None
+        and settings.thread_titles == "model",
         plain_text_content=settings.model_provider == "openai-compatible",
         agents_tracing=settings.agents_tracing == "openai",
         converter=TaskPilotConverter(

@@ -29,6 +29,7 @@ AppEnv = Literal["development", "production"]
 AuthMode = Literal["dev", "jwt"]
 ModelProvider = Literal["offline", "openai", "openai-compatible"]
 AgentsTracing = Literal["off", "openai"]
+ThreadTitles = Literal["model", "message"]
 
 DEFAULT_DEV_SECRET = "taskpilot-development-secret-change-me-0123456789"
 
@@ -358,6 +359,10 @@ class Settings:
     quota_attachment_bytes_per_user: int = 1 << 30
     # Model tokens (input + output) one user may spend per UTC day: a cap on what one user can cost (0 = none).
     quota_tokens_per_user_per_day: int = 0
+    # A new conversation's title: `model`, one short model call made beside the first answer's (it
+    # never delays the answer), or `message`, the first message's first sentence, with no second
+    # model call. The offline model always titles by the message.
+    thread_titles: ThreadTitles = "model"
     # Longest thread title (threads.update; a generated title is cut to it) and user message.
     max_thread_title_chars: int = 200
     # Longest user message text (400 beyond).
@@ -662,6 +667,7 @@ class Settings:
             quota_tokens_per_user_per_day=r.integer(
                 "QUOTA_TOKENS_PER_USER_PER_DAY", d.quota_tokens_per_user_per_day, minimum=0, maximum=1 << 50
             ),
+            thread_titles=r.choice("THREAD_TITLES", ("model", "message"), d.thread_titles),
             max_thread_title_chars=r.integer(
                 "MAX_THREAD_TITLE_CHARS", d.max_thread_title_chars, minimum=1, maximum=10_000
             ),

@@ -50,6 +50,7 @@ class FakeModelServer:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.usage_sent: list[dict[str, int]] = []
+        self.received_at: list[float] = []  # time.monotonic() of each request's arrival, as `requests`
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,6 +59,7 @@ class FakeModelServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                outer.received_at.append(time.monotonic())
                 outer.requests.append(body)
                 outer.paths.append(self.path)
                 if self.headers.get("Authorization") != f"Bearer {outer.api_key}":
