@@ -93,6 +93,7 @@ def build_chatkit_server(
             base_url=settings.openai_base_url,
             timeout_seconds=settings.openai_timeout_seconds,
             offline_delay_ms=settings.offline_model_delay_ms,
+            transport=settings.model_transport,
         )
     )
     if model_provider is not None:
