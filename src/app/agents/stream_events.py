@@ -44,8 +44,24 @@ def tagged_stream_event(data: dict[str, Any]) -> Any | None:
     except ValidationError:
         member = _STREAM_EVENT_BY_TAG.get(data.get("type"))  # type: ignore[arg-type]
         if member is not None:
-            return construct_type(type_=member, value=data)
+            return construct_type(type_=member, value=_with_annotations(data))
     return None
+
+
+def _with_annotations(value: Any) -> Any:
+    """`value` with `annotations: []` on each `output_text` part that has none.
+
+    Why: OpenAI-compatible servers (the lenient_server golden case) leave out the annotations of a
+    text part; ChatKit iterates them when the part is done, and a missing list failed the turn.
+    """
+    if isinstance(value, dict):
+        fixed = {k: _with_annotations(v) for k, v in value.items()}
+        if fixed.get("type") == "output_text" and fixed.get("annotations") is None:
+            fixed["annotations"] = []
+        return fixed
+    if isinstance(value, list):
+        return [_with_annotations(v) for v in value]
+    return value
 
 
 def parse_stream_event(data: dict[str, Any]) -> ResponseStreamEvent:
