@@ -1,8 +1,9 @@
 """Local stand-ins for a model provider over real HTTP: Chat Completions and Responses, streaming.
 
 Each request pops the next scripted step (`ToolCall`, `ToolCalls` (several in one response, Chat
-Completions), `Reply`, `Recorded` (a recorded Responses stream), or an HTTP status to fail with); `Slow(seconds, step)` answers that step
-after a silence. Requests whose instructions ask for a thread title get `title` instead, so title
+Completions), `Reply`, `Recorded` (a recorded Responses stream, sent as it is), or an HTTP status to
+fail with); `Slow(seconds, step)` answers that step after a
+silence. Requests whose instructions ask for a thread title get `title` instead, so title
 generation never consumes the script. Every request body is recorded.
 
 Every answer reports token `usage` in its API's shape (a Chat Completions stream only when the request
