@@ -204,11 +204,21 @@ def _event_data(block: bytes) -> bytes | None:
 class Transport:
     """One pooled HTTP client per process and the retry loop around a request."""
 
-    def __init__(self, *, base_url: str | None, api_key: str, timeout_seconds: float, max_retries: int) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str | None,
+        api_key: str,
+        timeout_seconds: float,
+        max_retries: int,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`http_transport`: what the HTTP client sends with (tests give a scripted one)."""
         self.base_url = (base_url or "https://api.openai.com/v1").rstrip("/")
         self.api_key = api_key
         self.max_retries = max_retries
         self.timeout = httpx.Timeout(timeout_seconds)
+        self._http_transport = http_transport
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -216,6 +226,7 @@ class Transport:
         # Made on first use, inside the server's event loop, and kept for the process.
         if self._client is None:
             self._client = httpx.AsyncClient(
+                transport=self._http_transport,
                 timeout=self.timeout,
                 limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
             )
