@@ -104,6 +104,7 @@ async def _send(answers: list[httpx.Response | Exception], max_retries: int = 1)
         api_key="k",
         timeout_seconds=5,
         max_retries=max_retries,
+        headers={"OpenAI-Project": "proj_1", "User-Agent": "AsyncOpenAI/Python"},
         http_transport=scripted,
     )
     turn = _Turn()
@@ -124,6 +125,7 @@ async def test_a_429_is_retried_after_the_servers_wait_and_the_turn_is_told_firs
     assert len(scripted.requests) == 2
     sent = scripted.requests[0]
     assert sent.headers["authorization"] == "Bearer k"
+    assert sent.headers["openai-project"] == "proj_1"
     assert json.loads(sent.content) == {"model": "m", "input": []}
 
 

@@ -179,6 +179,7 @@ def build_model_provider(config: ProviderConfig) -> tuple[ModelProvider, str]:
             api_key=config.api_key or "unset",
             timeout_seconds=config.timeout_seconds,
             max_retries=config.max_retries,
+            headers=client.default_headers,
         )
         return LeanResponsesProvider(client, transport), config.model
     if config.provider == "openai":

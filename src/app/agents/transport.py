@@ -215,11 +215,16 @@ class Transport:
         api_key: str,
         timeout_seconds: float,
         max_retries: int,
+        headers: Mapping[str, str] | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """`http_transport`: what the HTTP client sends with (tests give a scripted one)."""
+        """`headers`: sent with every request (the stock client's `default_headers`: its user agent,
+        `OpenAI-Organization` / `OpenAI-Project` when configured); `http_transport`: what the HTTP
+        client sends with (tests give a scripted one)."""
         self.base_url = (base_url or "https://api.openai.com/v1").rstrip("/")
         self.api_key = api_key
+        # (The openai client's own header map marks the headers it leaves out with `Omit`.)
+        self.headers = {k: v for k, v in (headers or {}).items() if isinstance(v, str)}
         self.max_retries = max_retries
         self.timeout = httpx.Timeout(timeout_seconds)
         self._http_transport = http_transport
@@ -246,6 +251,7 @@ class Transport:
         retries the openai client would make; an openai exception when there is no good answer."""
         body = _encode(request_body(create_kwargs))
         headers = {
+            **self.headers,
             "Authorization": f"Bearer {self.api_key}",
             "Content-Type": "application/json",
             "Accept": "text/event-stream" if stream else "application/json",
