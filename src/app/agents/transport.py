@@ -215,7 +215,7 @@ class Transport:
         api_key: str,
         timeout_seconds: float,
         max_retries: int,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, object] | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """`headers`: sent with every request (the stock client's `default_headers`: its user agent,
