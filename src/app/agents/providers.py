@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import Any
 
 from agents import set_tracing_disabled
+from agents.models.default_models import get_default_model
 from agents.models.interface import Model, ModelProvider
 from agents.models.openai_provider import OpenAIProvider
 from openai import AsyncOpenAI, omit
@@ -156,9 +157,12 @@ class LeanResponsesProvider(OpenAIProvider):
         self._client_for_checks = openai_client
 
     def get_model(self, model_name: str | None) -> Model:
-        if model_name is None:
-            return super().get_model(model_name)
-        return LeanResponsesModel(model_name, self._client_for_checks, self.transport)
+        return LeanResponsesModel(
+            model_name if model_name is not None else get_default_model(),
+            self._client_for_checks,
+            self.transport,
+            model_is_explicit=model_name is not None,
+        )
 
 
 def build_model_provider(config: ProviderConfig) -> tuple[ModelProvider, str]:
@@ -175,7 +179,7 @@ def build_model_provider(config: ProviderConfig) -> tuple[ModelProvider, str]:
     )
     if config.provider == "openai" and config.transport == "lean":
         transport = Transport(
-            base_url=config.base_url,
+            base_url=str(client.base_url),  # the client's: OPENAI_BASE_URL or OpenAI's own
             api_key=config.api_key or "unset",
             timeout_seconds=config.timeout_seconds,
             max_retries=config.max_retries,
