@@ -102,6 +102,7 @@ def build_chatkit_server(
             # Only AGENTS_TRACING=openai: OpenTelemetry being on never turns the SDK's own traces on.
             tracing=settings.agents_tracing == "openai",
             tracing_api_key=settings.openai_api_key.get() if settings.openai_api_key else None,
+            transport=settings.model_transport,
         )
     )
     if model_provider is not None:

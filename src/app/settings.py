@@ -30,6 +30,7 @@ AuthMode = Literal["dev", "jwt"]
 ModelProvider = Literal["offline", "openai", "openai-compatible"]
 AgentsTracing = Literal["off", "openai"]
 ThreadTitles = Literal["model", "message"]
+ModelTransport = Literal["lean", "openai"]
 
 DEFAULT_DEV_SECRET = "taskpilot-development-secret-change-me-0123456789"
 
@@ -268,6 +269,10 @@ class Settings:
 
     # `offline` needs no key; `openai` is the Responses API; `openai-compatible` Chat Completions.
     model_provider: ModelProvider = "offline"
+    # How the `openai` provider's Responses requests travel: `lean` (TaskPilot's own transport: one
+    # pooled HTTP client, unvalidated delta events) or `openai` (the openai client, the reference).
+    # `openai-compatible` always uses the openai client.
+    model_transport: ModelTransport = "lean"
     # The model of the `openai` and `openai-compatible` providers.
     model: str = "gpt-5-mini"
     # The models the page's composer offers (`inference_options.model`); empty: only MODEL, no picker.
@@ -493,6 +498,7 @@ class Settings:
         model_provider: ModelProvider = r.choice(
             "MODEL_PROVIDER", ("offline", "openai", "openai-compatible"), default_provider
         )
+        model_transport: ModelTransport = r.choice("MODEL_TRANSPORT", ("lean", "openai"), d.model_transport)
         openai_base_url = r.url("OPENAI_BASE_URL", schemes=("http", "https"))
         if model_provider == "openai" and not openai_api_key:
             raise SettingsError("OPENAI_API_KEY is missing: MODEL_PROVIDER=openai needs an OpenAI API key")
@@ -583,6 +589,7 @@ class Settings:
             ),
             chatkit_domain_key=r.optional("CHATKIT_DOMAIN_KEY"),
             model_provider=model_provider,
+            model_transport=model_transport,
             model=model,
             model_choices=model_choices,
             model_api_key=model_api_key,

@@ -1,8 +1,9 @@
 """Local stand-ins for a model provider over real HTTP: Chat Completions and Responses, streaming.
 
 Each request pops the next scripted step (`ToolCall`, `ToolCalls` (several in one response, Chat
-Completions), `Reply`, or an HTTP status to fail with); `Slow(seconds, step)` answers that step
-after a silence. Requests whose instructions ask for a thread title get `title` instead, so title
+Completions), `Reply`, `Recorded` (a recorded Responses stream, sent as it is), or an HTTP status to
+fail with); `Slow(seconds, step)` answers that step after a
+silence. Requests whose instructions ask for a thread title get `title` instead, so title
 generation never consumes the script. Every request body is recorded.
 
 Every answer reports token `usage` in its API's shape (a Chat Completions stream only when the request
@@ -31,6 +32,13 @@ class ToolCalls:
     """Several tool calls in one model response (as a model acting on many tasks at once sends)."""
 
     calls: list[ToolCall]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A recorded upstream Responses stream, sent byte for byte (tests/data/model_streams/)."""
+
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -237,6 +245,11 @@ class FakeModelServer:
         step = self._next(body)
         if isinstance(step, int):
             handler._json(step, {"error": {"message": f"scripted failure {step}", "type": "server_error"}})
+            return
+        if isinstance(step, Recorded):
+            self._sse_start(handler)
+            handler.wfile.write(step.body)
+            handler.wfile.flush()
             return
 
         async def collect() -> list[Any]:
