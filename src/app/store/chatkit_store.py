@@ -336,8 +336,8 @@ class ChatKitStore(Store[ContextT]):
 
     @_retry_when_no_connection
     async def count_items(self, thread_id: str, context: ContextT) -> int:
-        async with self._autocommit() as session:
-            return await ChatItemRepository(session=session).count_items(user_id=context.user_id, thread_id=thread_id)
+        async with self._rows() as rows:
+            return await rows.count_items(user_id=context.user_id, thread_id=thread_id)
 
     @_retry_when_no_connection
     async def stored_attachment_bytes(self, context: ContextT) -> int:
