@@ -35,6 +35,7 @@ from app.store.chat_sql import (
     ATTACHMENTS,
     CLAIM_TURN,
     COUNT_ITEMS,
+    COUNT_THREADS,
     DELETE_ATTACHMENT,
     DELETE_ITEM,
     FEEDBACK,
@@ -100,12 +101,6 @@ class ChatThreadRepository(_ChatRepository[ChatThread]):
             TOUCH_THREAD, {"b_user_id": user_id, "b_thread_id": thread_id, "b_now": now}
         )
         return rowcount(result) > 0
-
-    async def count_threads(self, *, user_id: str) -> int:
-        result = await self.session.execute(
-            select(func.count()).select_from(THREADS).where(THREADS.c.user_id == user_id)
-        )
-        return int(result.scalar_one())
 
     async def delete_threads(self, *, user_id: str, thread_ids: Sequence[str]) -> int:
         result = await self.session.execute(
@@ -215,6 +210,11 @@ class ChatRows:
 
     async def thread_exists(self, *, user_id: str, thread_id: str) -> bool:
         return bool(await self.runner.fetch(THREAD_EXISTS, {"user_id": user_id, "thread_id": thread_id}))
+
+    async def count_threads(self, *, user_id: str) -> int:
+        """How many threads the user has (the thread quota counts them)."""
+        ((count,),) = await self.runner.fetch(COUNT_THREADS, {"user_id": user_id})
+        return int(count)
 
     async def count_items(self, *, user_id: str, thread_id: str) -> int:
         """How many items the thread holds (the items-per-thread quota counts them)."""

@@ -179,6 +179,8 @@ _ITEM_KEY = (
 )
 GET_ITEM = select(sql_cast(ITEMS.c.data, Text)).where(*_ITEM_KEY)
 DELETE_ITEM = delete(ITEMS).where(*_ITEM_KEY)
+# The thread quota's count, under its lock (`ChatKitStore.reserve_thread`).
+COUNT_THREADS = select(func.count()).select_from(THREADS).where(THREADS.c.user_id == bindparam("user_id"))
 # The items-per-thread quota's count, asked before every turn.
 COUNT_ITEMS = (
     select(func.count())

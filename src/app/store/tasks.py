@@ -25,7 +25,6 @@ from typing import Any, Final, Literal, cast
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     ColumnElement,
     Date,
@@ -55,7 +54,7 @@ from app.store.chat_sql import CompiledOnce
 from app.store.connections import connection_died
 from app.store.driver import DriverConnection, DriverLane
 from app.store.models import TaskRow
-from app.store.quota_locks import lock_quota, quota_lock_key
+from app.store.quota_locks import lock_quota, lock_quota_on_lane
 
 # Concurrent creates for one user race for the same next number and the losers retry. Every
 # round has a winner (under READ COMMITTED a retry sees the winner's commit), so n simultaneous
@@ -273,8 +272,7 @@ _INSERTED_COLUMNS: Final = (
     "completed",
     "completed_at",
 )
-# The same statements `TaskRepository.lock_quota`, `count_owned` and `insert_numbered` send.
-_LOCK_QUOTA = select(func.pg_advisory_xact_lock(param("key", type_=BigInteger)))
+# The same statements `TaskRepository.count_owned` and `insert_numbered` send.
 _NEXT_NUMBER = select(func.coalesce(func.max(TaskRow.number), 0) + 1).where(TaskRow.user_id == param("user_id"))
 _COUNT_AND_NEXT_NUMBER = select(func.count(), func.coalesce(func.max(TaskRow.number), 0) + 1).where(
     TaskRow.user_id == param("user_id")
@@ -317,7 +315,7 @@ async def insert_numbered_on_lane(
                 if admit is None:
                     return await _numbered_insert(connection, user_id, values, counted=None)
                 async with connection.transaction():
-                    await connection.fetch(_LOCK_QUOTA, {"key": quota_lock_key(user_id, "tasks")})
+                    await lock_quota_on_lane(connection, user_id, "tasks")
                     sent_insert = True  # from here on, a lost connection may have committed
                     return await _numbered_insert(connection, user_id, values, counted=admit)
         except Exception as exc:
