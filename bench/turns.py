@@ -116,6 +116,9 @@ async def capture_turn(database_url: str, turns: int) -> dict[str, Any]:
 
     # The Store's hot statements go straight to asyncpg (app.store.driver), past SQLAlchemy's events.
     def on_driver_statement(sql: str, args: Any) -> None:
+        if sql in ("BEGIN", "COMMIT", "ROLLBACK"):  # a lane transaction (`DriverConnection.transaction`)
+            log.append(("tx", sql.lower()))
+            return
         on_statement(None, None, sql, args, None, False)
 
     driver.statement_listeners.append(on_driver_statement)

@@ -181,3 +181,86 @@ async def test_a_session_retry_on_a_dead_connection_keeps_the_objects_it_held(
         await session.commit()
     async with make_session() as session:
         assert (await session.get_one(HostedSession, ("alice", "cksess_1"))).status == "refreshed"
+
+
+# ---- transactions on the lane: the quotas' lock, count and write ----------------------------------
+
+
+async def _kill_pooled_connections(postgres_url: str) -> int:
+    admin = await asyncpg.connect(postgres.asyncpg_dsn(postgres_url))
+    try:
+        killed: int = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    return killed
+
+
+async def test_a_lane_transaction_rolls_back_when_its_block_raises(engine: AsyncEngine) -> None:
+    from app.store.chat_repositories import ChatRows
+    from app.store.driver import DriverLane, statement_listeners
+
+    lane = DriverLane.for_engine(engine)
+    assert lane is not None
+
+    async def write_then_refuse() -> None:
+        async with lane.connection() as connection, connection.transaction():
+            await ChatRows(connection).upsert_thread(
+                user_id="alice",
+                thread_id="thr_1",
+                title=None,
+                created_at=dt.datetime.now(dt.UTC),
+                data=_thread().model_dump_json(),
+                now=dt.datetime.now(dt.UTC),
+            )
+            raise LookupError("refused after the write")
+
+    sent: list[str] = []
+    statement_listeners.append(lambda sql, arguments: sent.append(sql.split(None, 1)[0]))
+    try:
+        with pytest.raises(LookupError):
+            await write_then_refuse()
+    finally:
+        statement_listeners.pop()
+    assert sent == ["BEGIN", "INSERT", "ROLLBACK"]
+    with pytest.raises(NotFoundError):
+        await _store(engine).load_thread("thr_1", ALICE)
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_reserve_thread_counts_and_saves_in_one_lane_transaction(engine: AsyncEngine) -> None:
+    from app.core.errors import QuotaExceeded
+    from app.services.quotas import UserLimits
+    from app.store.driver import statement_listeners
+
+    store = _store(engine)
+    limits = UserLimits(threads_per_user=1)
+    sent: list[str] = []
+    statement_listeners.append(lambda sql, arguments: sent.append(sql.split(None, 1)[0]))
+    try:
+        await store.reserve_thread(_thread("thr_1"), ALICE, admit=limits.check_thread_count)
+        with pytest.raises(QuotaExceeded):
+            await store.reserve_thread(_thread("thr_2"), ALICE, admit=limits.check_thread_count)
+    finally:
+        statement_listeners.pop()
+    # lock, count, upsert; then lock, count, refused
+    assert sent == ["BEGIN", "SELECT", "SELECT", "INSERT", "COMMIT", "BEGIN", "SELECT", "SELECT", "ROLLBACK"]
+    assert (await store.load_threads(10, None, "asc", ALICE)).data[0].id == "thr_1"
+
+
+@pytest.mark.parametrize("max_tasks", [0, 10])
+async def test_a_task_create_on_the_lane_replaces_a_dead_pooled_connection_once(
+    engine: AsyncEngine, postgres_url: str, max_tasks: int
+) -> None:
+    from app.contracts import TaskCreate
+    from app.services.tasks import TaskService
+
+    session_maker = async_sessionmaker(engine)
+    first = await TaskService.create_in(session_maker, "alice", TaskCreate(title="one"), max_tasks=max_tasks)
+    assert await _kill_pooled_connections(postgres_url) >= 1
+    second = await TaskService.create_in(session_maker, "alice", TaskCreate(title="two"), max_tasks=max_tasks)
+    assert (first.number, second.number) == (1, 2)
+    async with TaskService.begin(session_maker, "alice") as service:
+        assert [task.title for task in (await service.list()).items] == ["one", "two"]

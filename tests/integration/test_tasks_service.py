@@ -405,3 +405,123 @@ async def test_today_defaults_to_the_utc_date(session_maker) -> None:
         summary = await service.summary()
     assert summary.today == utc_today
     assert (summary.overdue, summary.due_today) == (1, 1)
+
+
+# ---- `create_in`: the add_task tool's create (the asyncpg lane on PostgreSQL) ------------------------
+
+
+def _task_statements(session_maker: Any) -> tuple[list[str], list[str], Any]:
+    """Lists of the `tasks` statements sent through SQLAlchemy and through the driver lane."""
+    from sqlalchemy import event
+
+    from app.store import driver
+
+    through_sqlalchemy: list[str] = []
+    through_driver: list[str] = []
+    engine = session_maker.kw["bind"].sync_engine
+
+    def on_sqlalchemy(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
+        if " tasks" in sql:
+            through_sqlalchemy.append(sql.split(None, 1)[0])
+
+    def on_driver(sql: str, arguments: Any) -> None:
+        if " tasks" in sql or sql in ("BEGIN", "COMMIT", "ROLLBACK"):
+            through_driver.append(sql.split(None, 1)[0])
+
+    event.listen(engine, "before_cursor_execute", on_sqlalchemy)
+    driver.statement_listeners.append(on_driver)
+
+    def stop() -> None:
+        event.remove(engine, "before_cursor_execute", on_sqlalchemy)
+        driver.statement_listeners.remove(on_driver)
+
+    return through_sqlalchemy, through_driver, stop
+
+
+@pytest.mark.parametrize("max_tasks", [0, 5])
+async def test_create_in_stores_what_create_stores(session_maker, max_tasks: int) -> None:
+    """Same validation, rows and numbering as `create`; on PostgreSQL over asyncpg every statement
+    goes to the driver lane (seen by its listeners), on SQLite through the session."""
+    async with TaskService.begin(session_maker, "alice", max_tasks=max_tasks) as service:
+        first = await service.create(TaskCreate(title="first"))
+    through_sqlalchemy, through_driver, stop = _task_statements(session_maker)
+    try:
+        before = dt.datetime.now(dt.UTC)
+        created = await TaskService.create_in(
+            session_maker,
+            "alice",
+            TaskCreate(
+                title="  Buy milk ",
+                description=" two litres ",
+                priority="high",
+                due_date=dt.date(2025, 3, 11),
+                tags=["Home", "home", " errands "],
+            ),
+            max_tasks=max_tasks,
+        )
+    finally:
+        stop()
+    assert isinstance(created.id, uuid.UUID) and created.id != first.id
+    assert (created.number, created.title, created.description, created.priority) == (
+        2,
+        "Buy milk",
+        "two litres",
+        "high",
+    )
+    assert (created.due_date, created.tags, created.completed, created.completed_at) == (
+        dt.date(2025, 3, 11),
+        ["home", "errands"],
+        False,
+        None,
+    )
+    assert created.created_at == created.updated_at and created.created_at >= before
+    assert created.created_at.utcoffset() == dt.timedelta(0)
+    async with TaskService.begin(session_maker, "alice") as service:
+        assert await service.get(created.id) == created  # what it returned is what is stored
+    postgres = session_maker.kw["bind"].dialect.name == "postgresql"
+    if postgres:
+        assert through_sqlalchemy == []
+        # (the quota's advisory lock names no table) the next number (and count), the insert
+        expected = ["SELECT", "INSERT"]
+        assert through_driver == (["BEGIN", *expected, "COMMIT"] if max_tasks else expected)
+    else:
+        assert through_driver == [] and "INSERT" in through_sqlalchemy
+
+
+async def test_create_in_refuses_bad_input_and_a_full_quota_and_stores_nothing(session_maker) -> None:
+    from app.core.errors import QuotaExceeded
+
+    with pytest.raises(DomainError) as bad:
+        await TaskService.create_in(session_maker, "alice", TaskCreate(title="   "), max_tasks=2)
+    assert bad.value.field == "title"
+    for title in ("one", "two"):
+        await TaskService.create_in(session_maker, "alice", TaskCreate(title=title), max_tasks=2)
+    with pytest.raises(QuotaExceeded) as refused:
+        await TaskService.create_in(session_maker, "alice", TaskCreate(title="three"), max_tasks=2)
+    assert refused.value.quota == "QUOTA_TASKS_PER_USER"
+    assert await numbers(session_maker, limit=100, sort="number") == [1, 2]
+    # The refused transaction was rolled back: its connection serves the next create, which
+    # numbers after the highest number kept.
+    async with TaskService.begin(session_maker, "alice") as service:
+        await service.delete(1)
+    third = await TaskService.create_in(session_maker, "alice", TaskCreate(title="three"), max_tasks=2)
+    assert third.number == 3
+    assert await numbers(session_maker, limit=100, sort="number") == [2, 3]
+
+
+@pytest.mark.parametrize("max_tasks", [0, 4])
+async def test_concurrent_create_in_never_passes_the_quota_nor_repeats_a_number(session_maker, max_tasks: int) -> None:
+    from app.core.errors import QuotaExceeded
+
+    async def create(user: str, i: int) -> int | None:
+        try:
+            return (
+                await TaskService.create_in(session_maker, user, TaskCreate(title=f"t{i}"), max_tasks=max_tasks)
+            ).number
+        except QuotaExceeded:
+            return None
+
+    created = await asyncio.gather(*(create(user, i) for i in range(8) for user in ("alice", "bob")))
+    kept = max_tasks or 8
+    assert sorted(number for number in created if number is not None) == sorted(list(range(1, kept + 1)) * 2)
+    assert await numbers(session_maker, limit=100, sort="number") == list(range(1, kept + 1))

@@ -311,8 +311,10 @@ class TaskOperations:
                 due_date=_optional_date(due_date, self.scope.clock(), "due_date"),
                 tags=list(tags or []),
             )
-            async with self._service() as tasks:
-                task = await tasks.create(data)
+            scope = self.scope
+            task = await TaskService.create_in(
+                scope.session_maker, scope.user_id, data, clock=scope.clock, max_tasks=scope.max_tasks
+            )
         except DomainError as exc:
             return _failure(exc)
         return self._changed(task)

@@ -8,6 +8,11 @@ and MCP run outside the request, e.g. inside a streaming response, and open thei
     TaskService(db_session, context.user_id)
     async with TaskService.begin(session_maker, user_id) as tasks:  # commits on success
         ...
+    await TaskService.create_in(session_maker, user_id, data, max_tasks=...)  # one create, its own commit
+
+`create_in` is the assistant's `add_task` (a chat turn's hot path): on PostgreSQL over asyncpg it
+creates the task on the Store's asyncpg lane without a session (`app.store.tasks.insert_numbered_on_lane`),
+with the same validation, quota and numbering as `create`; elsewhere it is `begin` + `create`.
 
 "Today" (overdue, due today) is the UTC date unless a `clock` is given.
 
@@ -47,8 +52,9 @@ from app.core.errors import DomainError, NotFound
 from app.core.text import is_storable, require_storable
 from app.services.quotas import UserLimits
 from app.store.db import SessionMaker
+from app.store.driver import DriverLane
 from app.store.models import TaskRow
-from app.store.tasks import TaskFilter, TaskRepository, sort_value, to_task
+from app.store.tasks import TaskFilter, TaskRepository, insert_numbered_on_lane, sort_value, to_task
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 200
@@ -142,24 +148,35 @@ class TaskService:
     def session(self) -> AsyncSession:
         return cast("AsyncSession", self.repository.session)
 
+    @classmethod
+    async def create_in(
+        cls,
+        session_maker: SessionMaker,
+        user_id: str,
+        data: TaskCreate,
+        *,
+        clock: Callable[[], dt.date] = utc_today,
+        max_tasks: int = 0,
+    ) -> Task:
+        """`create` in a transaction of its own (module notes): committed when it returns."""
+        lane = DriverLane.for_session_maker(session_maker)
+        if lane is None:
+            async with cls.begin(session_maker, user_id, clock=clock, max_tasks=max_tasks) as tasks:
+                return await tasks.create(data)
+        limits = UserLimits(tasks_per_user=max_tasks)
+        values = _new_task_values(data)
+        return await insert_numbered_on_lane(
+            lane, user_id, values, admit=limits.check_task_count if limits.tasks_per_user else None
+        )
+
     async def create(self, data: TaskCreate) -> Task:
-        require_storable(msgspec.to_builtins(data), "")  # contracts built in code skip decoding
+        values = _new_task_values(data)
         if self.limits.tasks_per_user:
             # Held until this transaction ends, so a concurrent create of the same user counts
             # after this one's row is committed (or rolled back).
             await self.repository.lock_quota()
             self.limits.check_task_count(await self.repository.count_owned())
-        row = await self.repository.insert_numbered(
-            {
-                "title": _title(data.title),
-                "description": _description(data.description),
-                "priority": _priority(data.priority),
-                "due_date": data.due_date,
-                "tags": normalize_tags(data.tags),
-                "completed": False,
-                "completed_at": None,
-            }
-        )
+        row = await self.repository.insert_numbered(values)
         return to_task(row)
 
     async def get(self, ref: TaskRef) -> Task:
@@ -284,6 +301,20 @@ class TaskService:
             tag=_tag(query.tag) if query.tag is not None else None,
             search=search,
         )
+
+
+def _new_task_values(data: TaskCreate) -> dict[str, Any]:
+    """The columns of a new task, validated (a `DomainError` naming the field otherwise)."""
+    require_storable(msgspec.to_builtins(data), "")  # contracts built in code skip decoding
+    return {
+        "title": _title(data.title),
+        "description": _description(data.description),
+        "priority": _priority(data.priority),
+        "due_date": data.due_date,
+        "tags": normalize_tags(data.tags),
+        "completed": False,
+        "completed_at": None,
+    }
 
 
 def parse_ref(ref: TaskRef) -> uuid.UUID | int:

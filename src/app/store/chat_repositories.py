@@ -34,6 +34,8 @@ from app.store.chat_sql import (
     ATTACHMENT_UPSERT,
     ATTACHMENTS,
     CLAIM_TURN,
+    COUNT_ITEMS,
+    COUNT_THREADS,
     DELETE_ATTACHMENT,
     DELETE_ITEM,
     FEEDBACK,
@@ -99,12 +101,6 @@ class ChatThreadRepository(_ChatRepository[ChatThread]):
             TOUCH_THREAD, {"b_user_id": user_id, "b_thread_id": thread_id, "b_now": now}
         )
         return rowcount(result) > 0
-
-    async def count_threads(self, *, user_id: str) -> int:
-        result = await self.session.execute(
-            select(func.count()).select_from(THREADS).where(THREADS.c.user_id == user_id)
-        )
-        return int(result.scalar_one())
 
     async def delete_threads(self, *, user_id: str, thread_ids: Sequence[str]) -> int:
         result = await self.session.execute(
@@ -186,12 +182,6 @@ class ChatItemRepository(_ChatRepository[ChatItem]):
         )
         return int(result.scalar_one())
 
-    async def count_items(self, *, user_id: str, thread_id: str) -> int:
-        result = await self.session.execute(
-            select(func.count()).select_from(ITEMS).where(ITEMS.c.user_id == user_id, ITEMS.c.thread_id == thread_id)
-        )
-        return int(result.scalar_one())
-
     async def delete_item(self, *, user_id: str, thread_id: str, item_id: str) -> bool:
         result = await self.session.execute(
             DELETE_ITEM, {"user_id": user_id, "thread_id": thread_id, "item_id": item_id}
@@ -220,6 +210,16 @@ class ChatRows:
 
     async def thread_exists(self, *, user_id: str, thread_id: str) -> bool:
         return bool(await self.runner.fetch(THREAD_EXISTS, {"user_id": user_id, "thread_id": thread_id}))
+
+    async def count_threads(self, *, user_id: str) -> int:
+        """How many threads the user has (the thread quota counts them)."""
+        ((count,),) = await self.runner.fetch(COUNT_THREADS, {"user_id": user_id})
+        return int(count)
+
+    async def count_items(self, *, user_id: str, thread_id: str) -> int:
+        """How many items the thread holds (the items-per-thread quota counts them)."""
+        ((count,),) = await self.runner.fetch(COUNT_ITEMS, {"user_id": user_id, "thread_id": thread_id})
+        return int(count)
 
     async def claim_turn(
         self, *, user_id: str, thread_id: str, lease: str, now: dt.datetime, expires: dt.datetime

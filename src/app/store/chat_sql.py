@@ -179,6 +179,14 @@ _ITEM_KEY = (
 )
 GET_ITEM = select(sql_cast(ITEMS.c.data, Text)).where(*_ITEM_KEY)
 DELETE_ITEM = delete(ITEMS).where(*_ITEM_KEY)
+# The thread quota's count, under its lock (`ChatKitStore.reserve_thread`).
+COUNT_THREADS = select(func.count()).select_from(THREADS).where(THREADS.c.user_id == bindparam("user_id"))
+# The items-per-thread quota's count, asked before every turn.
+COUNT_ITEMS = (
+    select(func.count())
+    .select_from(ITEMS)
+    .where(ITEMS.c.user_id == bindparam("user_id"), ITEMS.c.thread_id == bindparam("thread_id"))
+)
 _ATTACHMENT_KEY = (ATTACHMENTS.c.user_id == bindparam("user_id"), ATTACHMENTS.c.id == bindparam("id"))
 GET_ATTACHMENT = select(
     sql_cast(ATTACHMENTS.c.data, Text),

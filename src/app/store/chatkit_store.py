@@ -85,7 +85,7 @@ from app.store.chat_sql import Order, SessionRunner
 from app.store.connections import connection_died, database_cause, pool_exhausted
 from app.store.db import SessionMaker
 from app.store.driver import DriverLane
-from app.store.quota_locks import lock_quota
+from app.store.quota_locks import lock_quota, lock_quota_on_lane
 
 __all__ = [
     "AttachmentRecord",
@@ -321,11 +321,9 @@ class ChatKitStore(Store[ContextT]):
         updates this row and keeps its `created_at`.
         """
         created_at, data = _thread_json(thread)
-        async with self._writing() as session:
-            if admit is not None:
-                await lock_quota(session, context.user_id, "threads")
-                admit(await ChatThreadRepository(session=session).count_threads(user_id=context.user_id))
-            await ChatRows(SessionRunner(session)).upsert_thread(
+
+        async def save(rows: ChatRows) -> None:
+            await rows.upsert_thread(
                 user_id=context.user_id,
                 thread_id=thread.id,
                 title=thread.title,
@@ -334,10 +332,26 @@ class ChatKitStore(Store[ContextT]):
                 now=utcnow(),
             )
 
+        if self._lane is not None:  # the same statements and transaction, without a session
+            async with self._lane.connection() as connection:
+                if admit is None:
+                    return await save(ChatRows(connection))
+                async with connection.transaction():
+                    await lock_quota_on_lane(connection, context.user_id, "threads")
+                    rows = ChatRows(connection)
+                    admit(await rows.count_threads(user_id=context.user_id))
+                    return await save(rows)
+        async with self._writing() as session:
+            rows = ChatRows(SessionRunner(session))
+            if admit is not None:
+                await lock_quota(session, context.user_id, "threads")
+                admit(await rows.count_threads(user_id=context.user_id))
+            await save(rows)
+
     @_retry_when_no_connection
     async def count_items(self, thread_id: str, context: ContextT) -> int:
-        async with self._autocommit() as session:
-            return await ChatItemRepository(session=session).count_items(user_id=context.user_id, thread_id=thread_id)
+        async with self._rows() as rows:
+            return await rows.count_items(user_id=context.user_id, thread_id=thread_id)
 
     @_retry_when_no_connection
     async def stored_attachment_bytes(self, context: ContextT) -> int:

@@ -16,7 +16,11 @@ Semantics kept from the session path:
   is the rest of the pool, as SQLAlchemy does on a disconnect;
 - a call cancelled mid-statement closes its connection instead of returning it busy.
 
-Anything else (transactions, SQLite, other drivers) stays on sessions.
+A short transaction of a few statements (a quota's lock, count and insert: `app.store.tasks`) may
+run here too, with `DriverConnection.transaction()`: BEGIN, COMMIT and ROLLBACK go through the same
+listeners, and it always ends before the connection goes back to the pool (a cancelled one closes
+the connection, as above). Anything else (longer transactions, SQLite, other drivers) stays on
+sessions.
 """
 
 from __future__ import annotations
@@ -69,6 +73,24 @@ class DriverConnection:
         with tracing.statement(sql, self._dialect.name):
             return _affected(await self._driver.execute(sql, *arguments))
 
+    async def _command(self, sql: str) -> None:
+        for listener in statement_listeners:
+            listener(sql, ())
+        await self._driver.execute(sql)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """The block's statements in one transaction: committed when it succeeds, rolled back when it
+        raises (a failed ROLLBACK raises instead: the connection is then lost, and the lane says so).
+        A cancelled block sends nothing more: the lane closes the connection, which ends it."""
+        await self._command("BEGIN")
+        try:
+            yield
+        except Exception:
+            await self._command("ROLLBACK")
+            raise
+        await self._command("COMMIT")
+
 
 class DriverLane:
     """Checks connections out of `engine`'s pool and hands out their asyncpg connection."""
@@ -84,6 +106,13 @@ class DriverLane:
         if engine is None or engine.dialect.name != "postgresql" or engine.dialect.driver != "asyncpg":
             return None
         return cls(engine)
+
+    @classmethod
+    def for_session_maker(cls, session_maker: Any) -> DriverLane | None:
+        """The lane of an `async_sessionmaker(engine)`'s engine (Advanced Alchemy's session makers
+        are one); None when it names no engine, or not PostgreSQL over asyncpg."""
+        bind = getattr(session_maker, "kw", {}).get("bind")
+        return cls.for_engine(bind if isinstance(bind, AsyncEngine) else None)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[DriverConnection]:

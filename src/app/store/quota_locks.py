@@ -14,8 +14,9 @@ count only after the first one's transaction has ended, on any worker or instanc
 
 Hold it only around the count and the write: never across a model call or an upstream request.
 It needs a real transaction: an `AsyncSession` (the request's, `TaskService.begin`, or the Store's
-`_writing`), never the Store's asyncpg lane (`app.store.driver`) or an AUTOCOMMIT connection,
-where a transaction-scoped lock would end with its own statement. Behind PgBouncer in
+`_writing`), or on the Store's asyncpg lane (`app.store.driver`) a `DriverConnection.transaction()`
+with `LOCK_QUOTA` (`lock_quota_on_lane`); never a statement in autocommit, where a
+transaction-scoped lock would end with its own statement. Behind PgBouncer in
 `pool_mode = transaction` it holds: the lock lives exactly as long as the transaction.
 """
 
@@ -24,11 +25,14 @@ from __future__ import annotations
 import hashlib
 from typing import Final, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
+
+from app.store.driver import DriverConnection
 
 QuotaKind = Literal["tasks", "threads", "attachment_bytes"]
 _SIGNED_64: Final = 1 << 63
+LOCK_QUOTA: Final = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger)))
 
 
 def quota_lock_key(user_id: str, kind: QuotaKind) -> int:
@@ -55,3 +59,8 @@ async def lock_quota(session: AsyncSession | async_scoped_session[AsyncSession],
             await connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:  # pragma: no cover - settings accept only these two
         raise NotImplementedError(f"quotas support SQLite and PostgreSQL, not {dialect}")
+
+
+async def lock_quota_on_lane(connection: DriverConnection, user_id: str, kind: QuotaKind) -> None:
+    """`lock_quota` inside a `DriverConnection.transaction()` (PostgreSQL's asyncpg lane)."""
+    await connection.fetch(LOCK_QUOTA, {"key": quota_lock_key(user_id, kind)})

@@ -7,13 +7,19 @@ another user's rows), and rows it inserts are stamped with that user.
 
 The repository turns an already validated `TaskFilter` into SQL; what a valid filter, title or
 cursor is, is decided by `app.services.tasks`.
+
+Creating a task is the one task write on a chat turn's hot path (the `add_task` tool). On PostgreSQL
+over asyncpg it skips the session and the ORM unit of work: `insert_numbered_on_lane` sends the same
+SQL (the quota's lock, the count and next number, the insert) straight to asyncpg on a pooled
+connection (`app.store.driver`), and reads the row back from the insert's RETURNING. Everything else,
+and SQLite, goes through the repository.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
@@ -24,6 +30,7 @@ from sqlalchemy import (
     Date,
     Result,
     Select,
+    Table,
     and_,
     case,
     exists,
@@ -34,6 +41,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy import bindparam as param
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import with_loader_criteria
@@ -42,8 +50,11 @@ from app.contracts import SortOrder, Task, TaskPriority, TaskSort
 from app.core.clock import utcnow
 from app.core.errors import Conflict
 from app.core.ids import uuid7
+from app.store.chat_sql import CompiledOnce
+from app.store.connections import connection_died
+from app.store.driver import DriverConnection, DriverLane
 from app.store.models import TaskRow
-from app.store.quota_locks import lock_quota
+from app.store.quota_locks import lock_quota, lock_quota_on_lane
 
 # Concurrent creates for one user race for the same next number and the losers retry. Every
 # round has a winner (under READ COMMITTED a retry sees the winner's commit), so n simultaneous
@@ -247,6 +258,108 @@ class TaskRepository(SQLAlchemyAsyncRepository[TaskRow]):
                     raise RuntimeError("an inserted task could not be read back")
                 return row
         raise Conflict("Too many tasks were created at the same moment; retry the request.")
+
+
+# ---- the asyncpg lane (PostgreSQL): creating a task without the ORM ------------------------------
+
+_TASKS = cast("Table", TaskRow.__table__)
+_INSERTED_COLUMNS: Final = (
+    "title",
+    "description",
+    "priority",
+    "due_date",
+    "tags",
+    "completed",
+    "completed_at",
+)
+# The same statements `TaskRepository.count_owned` and `insert_numbered` send.
+_NEXT_NUMBER = select(func.coalesce(func.max(TaskRow.number), 0) + 1).where(TaskRow.user_id == param("user_id"))
+_COUNT_AND_NEXT_NUMBER = select(func.count(), func.coalesce(func.max(TaskRow.number), 0) + 1).where(
+    TaskRow.user_id == param("user_id")
+)
+_INSERT_NUMBERED = CompiledOnce(
+    lambda _dialect: (
+        postgresql.insert(TaskRow)
+        .values(
+            user_id=param("user_id"),
+            id=param("id"),
+            number=param("number"),
+            created_at=param("created_at"),
+            updated_at=param("updated_at"),
+            **{name: param(name) for name in _INSERTED_COLUMNS},
+        )
+        .on_conflict_do_nothing(index_elements=[TaskRow.user_id, TaskRow.number])
+        .returning(*(column for column in _TASKS.columns if column.name != "user_id"))
+    )
+)
+
+
+async def insert_numbered_on_lane(
+    lane: DriverLane, user_id: str, values: dict[str, Any], *, admit: Callable[[int], None] | None
+) -> Task:
+    """`TaskRepository.insert_numbered` (after `lock_quota` and `admit(count_owned())` when `admit`
+    is given) on the asyncpg lane: same rows, same numbering race rule, same errors.
+
+    With `admit` it is one transaction under the user's task-quota lock (`app.store.quota_locks`);
+    without, each statement runs on its own (the insert's ON CONFLICT keeps numbers unique).
+    A connection found dead before anything was written is replaced once, as `ReconnectingSession`
+    does for the first statement of a transaction; a death after the insert was sent is raised
+    (the task may exist: running it again could add it twice).
+    """
+    if not user_id:
+        raise ValueError("a task is created for a user id")
+    for attempt in range(2):
+        sent_insert = False
+        try:
+            async with lane.connection() as connection:
+                if admit is None:
+                    return await _numbered_insert(connection, user_id, values, counted=None)
+                async with connection.transaction():
+                    await lock_quota_on_lane(connection, user_id, "tasks")
+                    sent_insert = True  # from here on, a lost connection may have committed
+                    return await _numbered_insert(connection, user_id, values, counted=admit)
+        except Exception as exc:
+            if attempt or sent_insert or not connection_died(exc):
+                raise
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+async def _numbered_insert(
+    connection: DriverConnection, user_id: str, values: dict[str, Any], *, counted: Callable[[int], None] | None
+) -> Task:
+    for _ in range(MAX_NUMBER_ATTEMPTS):
+        if counted is None:
+            ((number,),) = await connection.fetch(_NEXT_NUMBER, {"user_id": user_id})
+        else:
+            ((count, number),) = await connection.fetch(_COUNT_AND_NEXT_NUMBER, {"user_id": user_id})
+            counted(int(count))
+            counted = None  # the lock is held: the count cannot change before this insert ends
+        now = utcnow()
+        rows = await connection.fetch(
+            _INSERT_NUMBERED,
+            {"user_id": user_id, "id": uuid7(), "number": int(number), "created_at": now, "updated_at": now, **values},
+        )
+        if rows:
+            return _task_of(rows[0])
+    raise Conflict("Too many tasks were created at the same moment; retry the request.")
+
+
+def _task_of(record: Any) -> Task:
+    """A task from the insert's RETURNING row (asyncpg: its UUID type, aware timestamps, decoded JSON)."""
+    task_id = record["id"]
+    return Task(
+        id=task_id if type(task_id) is uuid.UUID else uuid.UUID(str(task_id)),
+        number=record["number"],
+        title=record["title"],
+        description=record["description"],
+        priority=cast("TaskPriority", record["priority"]),
+        due_date=record["due_date"],
+        tags=list(record["tags"] or []),
+        completed=record["completed"],
+        completed_at=record["completed_at"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+    )
 
 
 def to_task(row: TaskRow) -> Task:
