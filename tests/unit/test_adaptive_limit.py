@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from pathlib import Path
 
 import pytest
 
 from app.core.errors import ServiceUnavailable
 from app.ops import metrics
-from app.ops.adaptive_limit import AdaptiveLimit, LimitRules, LoopLagSampler
+from app.ops.adaptive_limit import AdaptiveLimit, LimitRules, LoopLagSampler, RunQueueWait
 from app.ops.admission import Admission, build_admission
 from app.settings import Settings
 
@@ -26,10 +27,14 @@ def _limit(*, ceiling: int = 1000, floor: int = 20, window: int = 4) -> Adaptive
     return AdaptiveLimit(LimitRules(ceiling=ceiling, floor=floor, target_lag_seconds=TARGET), window=window)
 
 
-def _window(limit: AdaptiveLimit, lag: float, *, open_streams: int, demand: int | None = None) -> int:
+def _window(
+    limit: AdaptiveLimit, lag: float, own_lag: float | None = None, *, open_streams: int, demand: int | None = None
+) -> int:
     """One whole window of identical samples; the limit after its decision."""
     for n in range(limit.window):
-        ended = limit.observe(lag, open_streams=open_streams, demand=open_streams if demand is None else demand)
+        ended = limit.observe(
+            lag, own_lag, open_streams=open_streams, demand=open_streams if demand is None else demand
+        )
         assert ended == (n == limit.window - 1)
     return limit.limit
 
@@ -73,6 +78,21 @@ def test_it_backs_off_multiplicatively_from_the_open_streams_when_the_loop_lags(
     assert limit.lag_seconds == LAGGING
 
 
+def test_lag_from_waiting_for_a_cpu_holds_the_limit_instead_of_backing_off() -> None:
+    limit = _limit()
+    for _ in range(10):
+        _window(limit, SMOOTH, open_streams=limit.limit)
+    grown = limit.limit
+    # Late, but the worker was waiting for the CPU another process had: neither back off nor grow.
+    assert _window(limit, LAGGING, SMOOTH, open_streams=grown) == grown
+    assert limit.lag_seconds == LAGGING and limit.own_lag_seconds == SMOOTH
+    # Late from its own work: back off.
+    assert _window(limit, LAGGING, LAGGING, open_streams=grown) < grown
+    # An own lag above the whole lag is capped at it.
+    limit.observe(SMOOTH, 1.0, open_streams=0, demand=0)
+    assert limit._samples[-1] == (SMOOTH, SMOOTH)
+
+
 def test_never_above_the_ceiling_nor_below_the_floor() -> None:
     limit = _limit(ceiling=60, floor=10)
     for _ in range(50):
@@ -110,28 +130,43 @@ def test_the_rules_reject_bounds_that_cannot_hold() -> None:
 # ---- the sampler, on an injected clock ------------------------------------------------------------------
 
 
-async def test_the_sampler_reports_how_late_each_sleep_woke() -> None:
-    now = [100.0]
-    late_by = [0.0, 0.004, 0.030, 0.0]
-    lags: list[float] = []
+async def test_the_sampler_reports_how_late_each_sleep_woke_and_how_much_of_it_was_its_own() -> None:
+    now, waited = [100.0], [7.0]
+    # (late by, of which waiting for a CPU)
+    samples = [(0.0, 0.0), (0.004, 0.0), (0.030, 0.020), (0.010, 0.050)]
+    seen: list[tuple[float, float]] = []
 
     async def sleep(seconds: float) -> None:
-        now[0] += seconds + late_by[len(lags)]
+        late, waiting = samples[len(seen)]
+        now[0] += seconds + late
+        waited[0] += waiting
 
-    def on_lag(lag: float) -> None:
-        lags.append(lag)
-        if len(lags) == len(late_by):
+    def on_lag(lag: float, own_lag: float) -> None:
+        seen.append((lag, own_lag))
+        if len(seen) == len(samples):
             raise asyncio.CancelledError
 
-    sampler = LoopLagSampler(on_lag, interval=0.05, clock=lambda: now[0], sleep=sleep)
+    sampler = LoopLagSampler(on_lag, interval=0.05, clock=lambda: now[0], waited_clock=lambda: waited[0], sleep=sleep)
     with pytest.raises(asyncio.CancelledError):
         await sampler.run()
-    assert lags == pytest.approx(late_by, abs=1e-9)
+    expected = [(0.0, 0.0), (0.004, 0.004), (0.030, 0.010), (0.010, 0.0)]
+    assert [lag for lag, _ in seen] == pytest.approx([lag for lag, _ in expected], abs=1e-9)
+    assert [own for _, own in seen] == pytest.approx([own for _, own in expected], abs=1e-9)
+
+
+def test_the_run_queue_wait_reads_linux_schedstat_or_nothing(tmp_path: Path) -> None:
+    stat = tmp_path / "schedstat"
+    stat.write_text("123456 2500000000 42\n")
+    clock = RunQueueWait(str(stat))
+    assert clock() == 2.5
+    clock.close()
+    assert clock() == 0.0
+    assert RunQueueWait(str(tmp_path / "missing"))() == 0.0
 
 
 async def test_the_sampler_starts_and_stops_in_the_running_loop() -> None:
     lags: list[float] = []
-    sampler = LoopLagSampler(lags.append, interval=0.001)
+    sampler = LoopLagSampler(lambda lag, own: lags.append(lag), interval=0.001)
     sampler.start()
     sampler.start()  # a second start keeps the one task
     while len(lags) < 3:
@@ -160,6 +195,7 @@ async def test_admission_refuses_beyond_the_adaptive_limit_and_admits_more_once_
     assert admission.limit == 3 and not admission.saturated
     assert metrics.STREAM_CAPACITY._value.get() == 3
     assert metrics.EVENT_LOOP_LAG._value.get() == SMOOTH
+    assert metrics.EVENT_LOOP_OWN_LAG._value.get() == SMOOTH
     slots.append(await admission.admit())
     admission.observe_lag(LAGGING)  # 3 open, lagging: back off to the floor, stop admitting
     assert admission.limit == 2 and admission.saturated

@@ -108,15 +108,18 @@ class Admission:
         """The streams this worker admits now: the adaptive limit's value, or the ceiling."""
         return self.ceiling if self.adaptive is None else self.adaptive.limit
 
-    def observe_lag(self, lag_seconds: float) -> None:
-        """One event-loop lag sample for the adaptive limit (a no-op without one)."""
+    def observe_lag(self, lag_seconds: float, own_lag_seconds: float | None = None) -> None:
+        """One event-loop lag sample (and the part of it this worker spent running) for the
+        adaptive limit; a no-op without one."""
         if self.adaptive is None:
             return
-        if not self.adaptive.observe(lag_seconds, open_streams=self.open, demand=max(self._demand, self.open)):
+        demand = max(self._demand, self.open)
+        if not self.adaptive.observe(lag_seconds, own_lag_seconds, open_streams=self.open, demand=demand):
             return
         self._demand = self.open + len(self._waiters)
         metrics.STREAM_CAPACITY.set(self.adaptive.limit)
         metrics.EVENT_LOOP_LAG.set(self.adaptive.lag_seconds)
+        metrics.EVENT_LOOP_OWN_LAG.set(self.adaptive.own_lag_seconds)
         self._admit_waiters()  # a grown limit has room for the turns waiting now
 
     def start(self) -> None:

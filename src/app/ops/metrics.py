@@ -52,6 +52,12 @@ EVENT_LOOP_LAG = Gauge(
     "How late the event loop woke a sleeper: the 90th percentile of the last half-second's samples",
     multiprocess_mode="livemax",
 )
+EVENT_LOOP_OWN_LAG = Gauge(
+    "taskpilot_event_loop_own_lag_seconds",
+    "Of that lateness, the part the worker spent on its own callbacks (not waiting for a CPU the OS gave "
+    "another process): p90 of the last half-second's samples",
+    multiprocess_mode="livemax",
+)
 STREAMS_WAITING = Gauge(
     "taskpilot_chatkit_streams_waiting", "ChatKit turns waiting for a free stream slot", multiprocess_mode="livesum"
 )
