@@ -56,6 +56,16 @@ TARGET_CPU_PER_DELTA_MS = 0.25
 API_KEY = "sk-bench-overload"
 
 
+LAG_GAUGES = ("taskpilot_event_loop_lag_seconds", "taskpilot_event_loop_own_lag_seconds")
+
+
+def _gauge(exposition: str, name: str) -> float:
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def classify(stream: Stream) -> str:
     if stream.status == 503:
         problem = stream.headers.get("content-type", "").startswith("application/problem+json")
@@ -139,7 +149,8 @@ async def run(quick: bool) -> dict[str, Any]:
 
             # What the answering worker's /ready says its limit is (a new connection each time, so
             # the samples come from either worker): how the adaptive limit moved during the run.
-            limit_timeline: list[tuple[float, int, int]] = []
+            # On the same connection (so the same worker), /metrics says the lags it measured.
+            limit_timeline: list[tuple[float, int, int, float, float]] = []
 
             async def watch_limit() -> None:
                 while True:
@@ -147,7 +158,9 @@ async def run(quick: bool) -> dict[str, Any]:
                     with contextlib.suppress(OSError, loadgen.HttpError, ValueError, KeyError):
                         response = await connection.request("GET", "/ready", b"", {})
                         load = json.loads(response.body)["streams"]
-                        limit_timeline.append((time.perf_counter(), load["limit"], load["open"]))
+                        exposition = (await connection.request("GET", "/metrics", b"", {})).body.decode()
+                        lag, own = (_gauge(exposition, name) for name in LAG_GAUGES)
+                        limit_timeline.append((time.perf_counter(), load["limit"], load["open"], lag, own))
                     await connection.close()
                     await asyncio.sleep(0.5)
 
@@ -232,9 +245,13 @@ async def run(quick: bool) -> dict[str, Any]:
     )
     print(f"refusal answered in (ms): {refusal_ms}")
     if limit_timeline:
+        print("a worker's limit / open streams, lag / own lag in ms (/ready and /metrics, either worker):")
         print(
-            "a worker's limit / open streams (/ready, every 0.5 s, either worker): "
-            + " ".join(f"{t - started:.0f}s:{limit}/{open_}" for t, limit, open_ in limit_timeline[::4])
+            "  "
+            + " ".join(
+                f"{t - started:.0f}s:{limit}/{open_},{1000 * lag:.0f}/{1000 * own:.0f}"
+                for t, limit, open_, lag, own in limit_timeline[::2]
+            )
         )
     if held:
         print(f"hold (every accepted stream streaming): {hold_end - hold_start:.1f} s")
@@ -275,7 +292,10 @@ async def run(quick: bool) -> dict[str, Any]:
         "outcome": dict(outcome),
         "accepted": len(accepted),
         "peak_open": open_peak,
-        "limit_timeline": [(round(t - started, 2), limit, open_) for t, limit, open_ in limit_timeline],
+        "limit_timeline": [
+            (round(t - started, 2), limit, open_, round(1000 * lag, 1), round(1000 * own, 1))
+            for t, limit, open_, lag, own in limit_timeline
+        ],
         "refusal_ms": refusal_ms,
         "hold_s": round(hold_end - hold_start, 2) if held else 0.0,
         "gap_ms_hold": gap_hold,

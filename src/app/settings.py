@@ -301,7 +301,8 @@ class Settings:
     # its event loop lags, and starts from it.
     chatkit_min_streams: int = 20
     # The event-loop lag (90th percentile over half a second) under which the limit grows and
-    # above which it backs off; 0 turns the adaptive limit off (the ceiling is then the limit).
+    # above which it backs off (or holds, when the lag is waiting for a CPU other processes hold);
+    # 0 turns the adaptive limit off (the ceiling is then the limit).
     # Deltas 100 ms apart keep a gap p99 under 150 ms while the loop answers within ~25 ms.
     chatkit_admission_target_lag_ms: int = 25
     # How long a turn beyond the limit may wait for a free slot (0 refuses at once).
