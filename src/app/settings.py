@@ -169,8 +169,8 @@ class _Reader:
 DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS = 30
 # The most concurrent ChatKit streams one worker admits (CHATKIT_MAX_STREAMS): a ceiling over the
 # adaptive limit, which admits what the worker's CPU carries smoothly. It bounds what CPU cannot
-# see: an open stream holds ~150-235 KB (docs/production.md, "Capacity and overload"), so 1,000
-# are ~150-235 MB per worker, and two file descriptors (the client's and the model's connections).
+# see: an open stream holds 150-370 KB (measured; docs/production.md, "Capacity and overload"), so
+# 1,000 are up to ~370 MB per worker, and two file descriptors (the client's and the model's).
 DEFAULT_MAX_STREAMS_PER_WORKER = 1000
 # The default pool's largest size (and overflow) per worker: see `pool_for_streams`.
 POOL_FOR_STREAMS_MAX = 20
