@@ -298,8 +298,9 @@ class Settings:
     # The limit adapts between the floor and this ceiling (app.ops.adaptive_limit).
     chatkit_max_streams: int = DEFAULT_MAX_STREAMS_PER_WORKER
     # The adaptive limit's floor: a worker always admits this many (at most the ceiling), however
-    # its event loop lags, and starts from it.
-    chatkit_min_streams: int = 20
+    # its event loop lags, and starts from it. 50 was the fixed limit measured smooth on 2 cores
+    # (docs/production.md): the limit only goes above what was safe before when measured smooth.
+    chatkit_min_streams: int = 50
     # The event-loop lag (90th percentile over half a second) under which the limit grows and
     # above which it backs off (or holds, when the lag is waiting for a CPU other processes hold);
     # 0 turns the adaptive limit off (the ceiling is then the limit).

@@ -244,7 +244,7 @@ async def test_a_slot_freed_above_a_lowered_limit_is_not_handed_to_a_waiter() ->
 
 def test_the_settings_build_an_adaptive_or_a_fixed_admission() -> None:
     adaptive = build_admission(Settings())
-    assert adaptive.adaptive is not None and adaptive.ceiling == 1000 and adaptive.limit == 20
+    assert adaptive.adaptive is not None and adaptive.ceiling == 1000 and adaptive.limit == 50
     assert adaptive.adaptive.rules.target_lag_seconds == 0.025
     fixed = build_admission(Settings(chatkit_admission_target_lag_ms=0, chatkit_max_streams=50))
     assert fixed.adaptive is None and fixed.limit == 50
