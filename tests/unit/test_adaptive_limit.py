@@ -206,6 +206,22 @@ async def test_admission_refuses_beyond_the_adaptive_limit_and_admits_more_once_
     assert admission.open == 0
 
 
+async def test_as_many_turns_may_wait_as_the_worker_admits_now() -> None:
+    admission = _adaptive_admission(wait_seconds=5)
+    held = [await admission.admit(), await admission.admit()]
+    waiting = [asyncio.create_task(admission.admit()) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    assert admission.max_waiting == admission.limit == 2 and admission.waiting == 2
+    with pytest.raises(ServiceUnavailable):
+        await admission.admit()  # the queue is as long as the limit: full
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    for slot in held:
+        slot.release()
+    assert admission.open == 0 and admission.waiting == 0
+
+
 async def test_a_grown_limit_admits_the_turns_already_waiting() -> None:
     admission = _adaptive_admission(wait_seconds=5)
     held = [await admission.admit(), await admission.admit()]

@@ -92,7 +92,7 @@ class Admission:
         self.per_user = per_user
         self._held: dict[str, int] = {}  # by user: slots open or waited for
         self.wait_seconds = wait_seconds
-        self.max_waiting = ceiling if max_waiting is None else max_waiting
+        self._max_waiting = max_waiting
         self.open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         # The most streams wanted at once since the adaptive limit's last decision (its "in use").
@@ -102,6 +102,11 @@ class Admission:
         self.retry_after = max(1, math.ceil(wait_seconds) + 1)
         metrics.STREAM_CEILING.set(ceiling)
         metrics.STREAM_CAPACITY.set(self.limit)
+
+    @property
+    def max_waiting(self) -> int:
+        """How many turns may wait at once: as given, else as many as the worker admits now."""
+        return self.limit if self._max_waiting is None else self._max_waiting
 
     @property
     def limit(self) -> int:
