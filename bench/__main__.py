@@ -2,7 +2,7 @@
 
 1. bench.turns    the cost of a turn against its floor (1, 16, 64, 256), and on the provider path
 2. bench.streams  1,000 open streams at one delta per 100 ms: event gaps, memory per stream
-3. bench.overload the provider path offered 3x what admission control admits: refusals, no damage
+3. bench.overload the provider path offered 1,000 slow streams: the adaptive limit's refusals, no damage
 4. bench.mint     hosted session minting against calling the openai SDK directly
 5. bench.store    the ChatKit Store's calls against the same SQL sent raw through asyncpg
 6. bench.peer     TaskPilot against OpenAI's own ChatKit sample backend, alternated in one run
@@ -90,7 +90,7 @@ async def run_all(quick: bool, names: list[str]) -> dict[str, Any]:
         }
     if "overload" in results:
         o = results["overload"]
-        summary["targets"]["offered 3x the admission limit: 0 failed or cut after accept"] = {
+        summary["targets"][f"offered {o['offered']} streams: 0 failed or cut after accept"] = {
             "met": o["rules"]["none_failed_or_cut_after_accept"] and o["rules"]["refusals_503_with_retry_after"],
             "figure": f"{o['outcome']}",
             "outcome": o["outcome"],
@@ -99,6 +99,10 @@ async def run_all(quick: bool, names: list[str]) -> dict[str, Any]:
             "met": o["targets"]["gap_p99_under_150ms_at_limit"],
             "figure": f"{o['gap_ms_hold']['p99']} ms",
             "gap_ms_hold": o["gap_ms_hold"],
+        }
+        summary["targets"][f"offered {o['offered']} streams: >= 95% complete"] = {
+            "met": o["targets"]["completed_at_least_95_percent"],
+            "figure": f"{o['outcome'].get('completed', 0)} of {o['offered']}",
         }
         summary["targets"]["provider path: <= 0.25 ms CPU per delta"] = {
             "met": o["targets"]["cpu_per_delta_at_most_0_25ms"],

@@ -52,7 +52,7 @@ from app.http.security import security_headers
 from app.http.timeouts import body_read_timeout_middleware
 from app.http.timezone import provide_time_zone
 from app.ops import metrics
-from app.ops.admission import Admission
+from app.ops.admission import Admission, build_admission
 from app.ops.drain import Drain
 from app.ops.logging import configure_logging
 from app.ops.ratelimit import Limits, build_limits
@@ -178,11 +178,7 @@ class Services:
             authenticator=authenticator,
             limits=limits,
             drain=Drain(settings.shutdown_grace_seconds),
-            admission=Admission(
-                settings.chatkit_max_streams,
-                wait_seconds=settings.chatkit_admission_wait_seconds,
-                per_user=settings.chatkit_max_streams_per_user,
-            ),
+            admission=build_admission(settings),
             attachments=attachments,
             chatkit_server=build_chatkit_server(
                 settings, session_maker, attachments, model_provider, now, transcriber, limits=user_limits
@@ -220,8 +216,10 @@ class Services:
         # Here, not in create_app: this runs in each worker process, after granian started it.
         self.tracing.start()
         self.drain.install_signal_handlers()
+        self.admission.start()  # each worker measures its own event loop
 
     async def on_shutdown(self, _app: Litestar) -> None:
+        await self.admission.stop()
         await self.hosted_chatkit.aclose()
         if self.transcriber is not None:
             await self.transcriber.aclose()

@@ -49,7 +49,7 @@ class Liveness(Struct, kw_only=True):
 
 
 class StreamLoad(Struct, kw_only=True):
-    """The answering worker's ChatKit streams against its admission limit (CHATKIT_MAX_STREAMS)."""
+    """The answering worker's ChatKit streams against its admission limit (adaptive, at most CHATKIT_MAX_STREAMS)."""
 
     open: int
     limit: int

@@ -169,9 +169,13 @@ class _Reader:
 
 
 DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS = 30
-# Concurrent ChatKit streams one worker admits (CHATKIT_MAX_STREAMS). docs/production.md ("Capacity and overload")
-# has the measurement behind it (`python -m bench.overload`, the provider path offered 3x the limit).
-DEFAULT_MAX_STREAMS_PER_WORKER = 50
+# The most concurrent ChatKit streams one worker admits (CHATKIT_MAX_STREAMS): a ceiling over the
+# adaptive limit, which admits what the worker's CPU carries smoothly. It bounds what CPU cannot
+# see: an open stream holds 150-370 KB (measured; docs/production.md, "Capacity and overload"), so
+# 1,000 are up to ~370 MB per worker, and two file descriptors (the client's and the model's).
+DEFAULT_MAX_STREAMS_PER_WORKER = 1000
+# The default pool's largest size (and overflow) per worker: see `pool_for_streams`.
+POOL_FOR_STREAMS_MAX = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,9 +198,9 @@ class Settings:
     # SQLite file for a newcomer; postgresql+asyncpg://... (a primary and standby as several hosts) for real use.
     database_url: str = "sqlite+aiosqlite:///./var/taskpilot.db"
     # Per worker. Unset, both follow from CHATKIT_MAX_STREAMS (see `pool_for_streams`).
-    database_pool_size: int = 10
+    database_pool_size: int = POOL_FOR_STREAMS_MAX
     # Connections a worker may open beyond the pool under a burst (unset: as many as the pool).
-    database_max_overflow: int = 10
+    database_max_overflow: int = POOL_FOR_STREAMS_MAX
     # How long a store call waits for a pooled connection before it is retried.
     database_pool_timeout_seconds: float = 10.0
     # Log every SQL statement (debugging only).
@@ -297,7 +301,17 @@ class Settings:
     stream_keepalive_seconds: float = 15.0
     # Admission control, per worker process: turns beyond the limit wait up to the admission wait
     # for a slot, then get a 503 with Retry-After before any stream opens (see app.ops.admission).
+    # The limit adapts between the floor and this ceiling (app.ops.adaptive_limit).
     chatkit_max_streams: int = DEFAULT_MAX_STREAMS_PER_WORKER
+    # The adaptive limit's floor: a worker always admits this many (at most the ceiling), however
+    # its event loop lags, and starts from it. 50 was the fixed limit measured smooth on 2 cores
+    # (docs/production.md): the limit only goes above what was safe before when measured smooth.
+    chatkit_min_streams: int = 50
+    # The event-loop lag (90th percentile over half a second) under which the limit grows and
+    # above which it backs off (or holds, when the lag is waiting for a CPU other processes hold);
+    # 0 turns the adaptive limit off (the ceiling is then the limit).
+    # Deltas 100 ms apart keep a gap p99 under 150 ms while the loop answers within ~25 ms.
+    chatkit_admission_target_lag_ms: int = 25
     # How long a turn beyond the limit may wait for a free slot (0 refuses at once).
     chatkit_admission_wait_seconds: float = 0.5
     # How long a thread's turn lease lasts unless renewed (the running turn renews it every third
@@ -611,6 +625,10 @@ class Settings:
                 "STREAM_KEEPALIVE_SECONDS", d.stream_keepalive_seconds, minimum=0.05, maximum=15.0
             ),
             chatkit_max_streams=max_streams,
+            chatkit_min_streams=r.integer("CHATKIT_MIN_STREAMS", d.chatkit_min_streams, minimum=1, maximum=100_000),
+            chatkit_admission_target_lag_ms=r.integer(
+                "CHATKIT_ADMISSION_TARGET_LAG_MS", d.chatkit_admission_target_lag_ms, minimum=0, maximum=10_000
+            ),
             chatkit_admission_wait_seconds=r.number(
                 "CHATKIT_ADMISSION_WAIT_SECONDS", d.chatkit_admission_wait_seconds, minimum=0.0, maximum=30.0
             ),
@@ -690,16 +708,18 @@ class Settings:
 
 
 def pool_for_streams(max_streams: int) -> int:
-    """The default pool size (and overflow) of a worker that admits `max_streams` streams.
+    """The default pool size (and overflow) of a worker that admits up to `max_streams` streams.
 
     A stream holds a connection only for each store statement (~1 ms on the hot path, never
-    while the model is thinking), so connections in use stay far below the open streams: at the
-    default limit of 50 (`DEFAULT_MAX_STREAMS_PER_WORKER`) the measured peak is docs/production.md.s
-    "Capacity" figure. One connection per ten admitted streams, never fewer than ten, plus as
-    many again as overflow, leaves room for bursts of turns starting together and for REST
-    requests beside them.
+    while the model is thinking), so connections in use stay far below the open streams: at a
+    limit of 50 the measured peak is docs/production.md's "Capacity" figure. One connection per
+    ten admitted streams, never fewer than ten, plus as many again as overflow, leaves room for
+    bursts of turns starting together and for REST requests beside them. Never more than
+    `POOL_FOR_STREAMS_MAX`: the default ceiling (1,000) is far above what one worker's CPU
+    carries (the adaptive limit settles at a few hundred), and 100 + 100 connections per worker
+    would exhaust PostgreSQL's default `max_connections` with two workers.
     """
-    return max(10, math.ceil(max_streams / 10))
+    return max(10, min(POOL_FOR_STREAMS_MAX, math.ceil(max_streams / 10)))
 
 
 def is_loopback(host: str) -> bool:

@@ -31,11 +31,16 @@ def test_health_ready_and_auth_over_real_http(live_servers: ServerPool) -> None:
 
         ready = _ready_when_idle(client)
         assert ready.status_code == 200
-        assert ready.json() == {
+        body = ready.json()
+        # The adaptive limit starts at CHATKIT_MIN_STREAMS (50) and may have grown while earlier
+        # tests used this shared server; it stays under CHATKIT_MAX_STREAMS (1000).
+        limit = body["streams"].pop("limit")
+        assert 50 <= limit <= 1000, limit
+        assert body == {
             "status": "ready",
             "database": "ok",
             "rate_limits": "ok",
-            "streams": {"open": 0, "limit": 50, "waiting": 0},
+            "streams": {"open": 0, "waiting": 0},
         }
 
         status = client.get("/api/chatkit/health").json()

@@ -10,6 +10,9 @@
   the stream it belongs to.
 - One user's share (CHATKIT_MAX_STREAMS_PER_USER): past it that user gets a 429 before any stream
   opens, while the other users still find free slots and `/ready` stays ready.
+- The adaptive limit (on by default): an idle worker admits its floor, under the ceiling, and
+  `/ready` and `/metrics` report that limit, the ceiling and the measured event-loop lag (its
+  rules are unit-tested on given lag samples: tests/unit/test_adaptive_limit.py).
 """
 
 from __future__ import annotations
@@ -391,3 +394,24 @@ async def test_one_user_cannot_fill_a_worker(live_server_factory: Any) -> None:
 
         exposition = (await http.get("/metrics")).text
     assert _metric(exposition, "taskpilot_chatkit_turns_refused_total", '{reason="user_share"}') == 1
+
+
+# ---- the adaptive limit, as a live worker reports it ---------------------------------------------------
+
+
+async def test_a_worker_starts_at_the_adaptive_floor_under_its_ceiling_and_reports_its_lag(
+    live_server_factory: Any,
+) -> None:
+    server = live_server_factory({"CHATKIT_MIN_STREAMS": "7", "CHATKIT_ADMISSION_WAIT_SECONDS": "0"})
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        # Idle, the limit is not in use: it stays at the floor however smooth the loop is.
+        await asyncio.sleep(1.2)  # two of the sampler's windows
+        ready = await http.get("/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["streams"] == {"open": 0, "limit": 7, "waiting": 0}
+        exposition = (await http.get("/metrics")).text
+    assert _metric(exposition, "taskpilot_chatkit_stream_capacity") == 7
+    assert _metric(exposition, "taskpilot_chatkit_stream_ceiling") == 1000  # the default CHATKIT_MAX_STREAMS
+    # Measured, not asserted against a time: how late the loop is depends on the machine's load.
+    assert "taskpilot_event_loop_lag_seconds " in exposition
+    assert _metric(exposition, "taskpilot_event_loop_lag_seconds") >= 0.0

@@ -4,9 +4,10 @@ Every turn must answer 200 with no `error` event, and the database must then hol
 the users were shown: per user one thread whose stored items are exactly the items streamed as
 done, and exactly the tasks their turns created (the first one completed).
 
-200 concurrent users are more streams than the two workers admit (CHATKIT_MAX_STREAMS): a turn
-refused at the door (503 with Retry-After) is sent again after the wait, as a ChatKit user
-would, and must have left nothing behind (one thread per user, no stray items).
+200 concurrent users are more streams than the two workers admit at first (their adaptive
+limits start at CHATKIT_MIN_STREAMS, 50, and grow only as measured): a turn refused at the door
+(503 with Retry-After) is sent again after the wait, as a ChatKit user would, and must have left
+nothing behind (one thread per user, no stray items).
 
 This is a correctness test under concurrency (pool contention, id generation, ordering), not a
 benchmark: it prints its throughput but asserts no timing (bench/ measures performance).

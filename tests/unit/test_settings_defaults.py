@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from app.settings import DEFAULT_MAX_STREAMS_PER_WORKER, Settings, pool_for_streams
+from app.settings import DEFAULT_MAX_STREAMS_PER_WORKER, POOL_FOR_STREAMS_MAX, Settings, pool_for_streams
 
 
 def test_an_empty_environment_reads_as_the_fields_defaults() -> None:
@@ -19,7 +19,10 @@ def test_an_empty_environment_reads_as_the_fields_defaults() -> None:
     assert not differing, f"the reader's fallback and the field's default disagree (read, field): {differing}"
 
 
-def test_the_pool_default_is_what_the_default_stream_limit_asks_for() -> None:
-    assert Settings().chatkit_max_streams == DEFAULT_MAX_STREAMS_PER_WORKER == 50
+def test_the_pool_default_is_what_the_default_stream_ceiling_asks_for() -> None:
+    assert Settings().chatkit_max_streams == DEFAULT_MAX_STREAMS_PER_WORKER == 1000
     assert Settings().database_pool_size == pool_for_streams(DEFAULT_MAX_STREAMS_PER_WORKER)
-    assert "default limit of 50" in (pool_for_streams.__doc__ or "")
+    assert Settings().database_max_overflow == pool_for_streams(DEFAULT_MAX_STREAMS_PER_WORKER)
+    # The ceiling is far above what a worker carries: the pool stops growing with it.
+    assert pool_for_streams(DEFAULT_MAX_STREAMS_PER_WORKER) == POOL_FOR_STREAMS_MAX == 20
+    assert pool_for_streams(50) == 10 and pool_for_streams(150) == 15

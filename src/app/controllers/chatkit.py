@@ -80,7 +80,8 @@ CHATKIT_RESPONSES = {
         "the audio may have reached OpenAI, so a load balancer must not re-send it (see Retry-After when set)"
     ),
     503: problem_spec(
-        "The server is carrying as many streams as it can (CHATKIT_MAX_STREAMS), is restarting, or its database "
+        "The server is carrying as many streams as it can (its adaptive limit, at most CHATKIT_MAX_STREAMS), is "
+        "restarting, or its database "
         "is unavailable; nothing was done, retry after Retry-After"
     ),
     504: problem_spec("OpenAI did not transcribe the audio within OPENAI_TIMEOUT_SECONDS"),

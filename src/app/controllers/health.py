@@ -31,6 +31,15 @@ def _load(admission: Admission) -> StreamLoad:
     return StreamLoad(open=admission.open, limit=admission.limit, waiting=admission.waiting)
 
 
+def _limit_source(admission: Admission) -> str:
+    if admission.adaptive is None:
+        return "CHATKIT_MAX_STREAMS"
+    return (
+        f"the adaptive limit: event-loop lag {admission.adaptive.lag_seconds * 1000:.0f} ms, "
+        f"ceiling {admission.ceiling} (CHATKIT_MAX_STREAMS)"
+    )
+
+
 class HealthController(Controller):
     tags = ["Health"]
 
@@ -44,9 +53,10 @@ class HealthController(Controller):
         summary="Readiness: the database answers and this worker has a free stream slot",
         description=(
             "200 while the service can work. 503 `saturated` while every ChatKit stream slot of the answering "
-            "worker is taken (CHATKIT_MAX_STREAMS): new turns would be refused, so a load balancer should send "
-            "new conversations elsewhere until it is 200 again; REST and open streams keep working. `streams` "
-            "reports that worker's open streams, limit and waiting turns. `rate_limits` is `degraded (in-memory, "
+            "worker is taken (its adaptive limit, at most CHATKIT_MAX_STREAMS): new turns would be refused, so a "
+            "load balancer should send new conversations elsewhere until it is 200 again; REST and open streams "
+            "keep working. `streams` reports that worker's open streams, current limit and waiting turns. "
+            "`rate_limits` is `degraded (in-memory, "
             "Redis unreachable)` when REDIS_URL is set and Redis does not answer: limits are then enforced per "
             "instance, from memory, until Redis returns."
         ),
@@ -95,7 +105,7 @@ class HealthController(Controller):
                 database="ok",
                 rate_limits=rate_limits,
                 streams=streams,
-                detail=f"all {admission.limit} stream slots of this worker are taken (CHATKIT_MAX_STREAMS); "
+                detail=f"all {streams.limit} stream slots of this worker are taken ({_limit_source(admission)}); "
                 "new turns are refused until open ones end",
             )
             return Response(body, status_code=503, headers={"Retry-After": str(admission.retry_after)})

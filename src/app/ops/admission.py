@@ -11,7 +11,11 @@ database pool for its writes. Past what the worker can carry, deltas arrive late
 pool checkouts time out, and turns that were already streaming fail. Refusing at the door
 keeps the turns already admitted healthy (issue 21 measured what happens without it).
 
-The limit is per worker process (each granian worker has its own event loop and pool).
+The limit is per worker process (each granian worker has its own event loop and pool). It is
+measured, not fixed: with an `AdaptiveLimit` (app.ops.adaptive_limit) the worker admits new
+streams while its event loop keeps the open ones smooth and backs off when it lags; the
+configured count (CHATKIT_MAX_STREAMS) is then only the ceiling. Lowering the limit never ends
+an open stream: it stops admitting (and hands no freed slot to a waiter) until enough have ended.
 
 Within it, one user may hold only a share of the slots (`per_user`, open or waiting): without a
 share, one account with a few long streams could take every slot of a worker and turn `/ready`
@@ -29,6 +33,8 @@ from collections import deque
 
 from app.core.errors import ServiceUnavailable, TooManyRequests
 from app.ops import metrics
+from app.ops.adaptive_limit import AdaptiveLimit, LimitRules, LoopLagSampler
+from app.settings import Settings
 
 REFUSAL_DETAIL = (
     "The assistant is answering as many conversations as this server can carry; "
@@ -61,25 +67,76 @@ class StreamSlot:
 
 class Admission:
     """At most `limit` concurrent streams; up to `max_waiting` more wait `wait_seconds` for a slot.
-    One user holds at most `per_user` of them, open or waiting (0: no share)."""
+    One user holds at most `per_user` of them, open or waiting (0: no share).
+
+    `ceiling` is the most the worker ever admits; with `adaptive`, the limit is that limit's
+    current value (fed by `observe_lag`, from `start`'s sampler), else the ceiling itself."""
 
     def __init__(
-        self, limit: int, *, wait_seconds: float = 0.0, max_waiting: int | None = None, per_user: int = 0
+        self,
+        ceiling: int,
+        *,
+        wait_seconds: float = 0.0,
+        max_waiting: int | None = None,
+        per_user: int = 0,
+        adaptive: AdaptiveLimit | None = None,
     ) -> None:
-        if limit < 1:
+        if ceiling < 1:
             raise ValueError("limit must be at least 1")
         if per_user < 0:
             raise ValueError("per_user must be 0 (no share) or more")
-        self.limit = limit
+        if adaptive is not None and adaptive.rules.ceiling != ceiling:
+            raise ValueError("the adaptive limit's ceiling must be the admission's")
+        self.ceiling = ceiling
+        self.adaptive = adaptive
         self.per_user = per_user
         self._held: dict[str, int] = {}  # by user: slots open or waited for
         self.wait_seconds = wait_seconds
-        self.max_waiting = limit if max_waiting is None else max_waiting
+        self._max_waiting = max_waiting
         self.open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        # The most streams wanted at once since the adaptive limit's last decision (its "in use").
+        self._demand = 0
+        self._sampler: LoopLagSampler | None = None
         # A refused client should come back once some of the open turns have ended, not at once.
         self.retry_after = max(1, math.ceil(wait_seconds) + 1)
-        metrics.STREAM_CAPACITY.set(limit)
+        metrics.STREAM_CEILING.set(ceiling)
+        metrics.STREAM_CAPACITY.set(self.limit)
+
+    @property
+    def max_waiting(self) -> int:
+        """How many turns may wait at once: as given, else as many as the worker admits now."""
+        return self.limit if self._max_waiting is None else self._max_waiting
+
+    @property
+    def limit(self) -> int:
+        """The streams this worker admits now: the adaptive limit's value, or the ceiling."""
+        return self.ceiling if self.adaptive is None else self.adaptive.limit
+
+    def observe_lag(self, lag_seconds: float, own_lag_seconds: float | None = None) -> None:
+        """One event-loop lag sample (and the part of it this worker spent running) for the
+        adaptive limit; a no-op without one."""
+        if self.adaptive is None:
+            return
+        demand = max(self._demand, self.open)
+        if not self.adaptive.observe(lag_seconds, own_lag_seconds, open_streams=self.open, demand=demand):
+            return
+        self._demand = self.open + len(self._waiters)
+        metrics.STREAM_CAPACITY.set(self.adaptive.limit)
+        metrics.EVENT_LOOP_LAG.set(self.adaptive.lag_seconds)
+        metrics.EVENT_LOOP_OWN_LAG.set(self.adaptive.own_lag_seconds)
+        self._admit_waiters()  # a grown limit has room for the turns waiting now
+
+    def start(self) -> None:
+        """Start measuring the event loop's lag (call from the running worker's loop)."""
+        if self.adaptive is not None:
+            if self._sampler is None:
+                self._sampler = LoopLagSampler(self.observe_lag)
+            self._sampler.start()
+
+    async def stop(self) -> None:
+        if self._sampler is not None:
+            await self._sampler.stop()
 
     @property
     def waiting(self) -> int:
@@ -110,6 +167,7 @@ class Admission:
             raise
 
     async def _admit(self, user: str | None) -> StreamSlot:
+        self._demand = max(self._demand, self.open + len(self._waiters) + 1)
         if self.open < self.limit and not self._waiters:
             return self._take(user)
         if self.wait_seconds <= 0 or len(self._waiters) >= self.max_waiting:
@@ -149,14 +207,44 @@ class Admission:
             self._held.pop(user, None)  # the map holds only users with streams: it cannot grow without bound
 
     def _release(self) -> None:
-        # Hand the slot straight to the oldest waiter, so a newcomer cannot jump the queue.
-        while self._waiters:
+        # Hand the slot straight to the oldest waiter, so a newcomer cannot jump the queue; but
+        # only while the worker is within its limit (the adaptive limit may have dropped below
+        # the streams open: then the slot is given up instead).
+        if self.open <= self.limit:
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self.open -= 1
+
+    def _admit_waiters(self) -> None:
+        while self._waiters and self.open < self.limit:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                return
-        self.open -= 1
+                self.open += 1
 
     def _refuse(self) -> ServiceUnavailable:
         metrics.TURNS_REFUSED.labels(reason="capacity").inc()
         return ServiceUnavailable(REFUSAL_DETAIL, retry_after=self.retry_after)
+
+
+def build_admission(settings: Settings) -> Admission:
+    """The worker's admission control as configured: adaptive between CHATKIT_MIN_STREAMS and
+    CHATKIT_MAX_STREAMS, or fixed at CHATKIT_MAX_STREAMS when the target lag is 0."""
+    ceiling = settings.chatkit_max_streams
+    adaptive = None
+    if settings.chatkit_admission_target_lag_ms > 0:
+        rules = LimitRules(
+            ceiling=ceiling,
+            floor=min(settings.chatkit_min_streams, ceiling),
+            target_lag_seconds=settings.chatkit_admission_target_lag_ms / 1000,
+        )
+        adaptive = AdaptiveLimit(rules)
+    return Admission(
+        ceiling,
+        wait_seconds=settings.chatkit_admission_wait_seconds,
+        per_user=settings.chatkit_max_streams_per_user,
+        adaptive=adaptive,
+    )

@@ -38,8 +38,25 @@ ACTIVE_STREAMS = Gauge(
 )
 STREAM_CAPACITY = Gauge(
     "taskpilot_chatkit_stream_capacity",
-    "ChatKit streams the workers admit at once (CHATKIT_MAX_STREAMS per worker)",
+    "ChatKit streams the workers admit at once now: each worker's adaptive limit (or CHATKIT_MAX_STREAMS)",
     multiprocess_mode="livesum",
+)
+STREAM_CEILING = Gauge(
+    "taskpilot_chatkit_stream_ceiling",
+    "The most ChatKit streams the workers ever admit at once (CHATKIT_MAX_STREAMS per worker)",
+    multiprocess_mode="livesum",
+)
+# The adaptive limit's signal, per worker: the worst worker's is what its streams feel.
+EVENT_LOOP_LAG = Gauge(
+    "taskpilot_event_loop_lag_seconds",
+    "How late the event loop woke a sleeper: the 90th percentile of the last half-second's samples",
+    multiprocess_mode="livemax",
+)
+EVENT_LOOP_OWN_LAG = Gauge(
+    "taskpilot_event_loop_own_lag_seconds",
+    "Of that lateness, the part the worker spent on its own callbacks (not waiting for a CPU the OS gave "
+    "another process): p90 of the last half-second's samples",
+    multiprocess_mode="livemax",
 )
 STREAMS_WAITING = Gauge(
     "taskpilot_chatkit_streams_waiting", "ChatKit turns waiting for a free stream slot", multiprocess_mode="livesum"

@@ -68,7 +68,7 @@ export interface paths {
         };
         /**
          * Readiness: the database answers and this worker has a free stream slot
-         * @description 200 while the service can work. 503 `saturated` while every ChatKit stream slot of the answering worker is taken (CHATKIT_MAX_STREAMS): new turns would be refused, so a load balancer should send new conversations elsewhere until it is 200 again; REST and open streams keep working. `streams` reports that worker's open streams, limit and waiting turns. `rate_limits` is `degraded (in-memory, Redis unreachable)` when REDIS_URL is set and Redis does not answer: limits are then enforced per instance, from memory, until Redis returns.
+         * @description 200 while the service can work. 503 `saturated` while every ChatKit stream slot of the answering worker is taken (its adaptive limit, at most CHATKIT_MAX_STREAMS): new turns would be refused, so a load balancer should send new conversations elsewhere until it is 200 again; REST and open streams keep working. `streams` reports that worker's open streams, current limit and waiting turns. `rate_limits` is `degraded (in-memory, Redis unreachable)` when REDIS_URL is set and Redis does not answer: limits are then enforced per instance, from memory, until Redis returns.
          */
         get: operations["GetReadiness"];
         put?: never;
@@ -5927,7 +5927,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The server is carrying as many streams as it can (CHATKIT_MAX_STREAMS), is restarting, or its database is unavailable; nothing was done, retry after Retry-After */
+            /** @description The server is carrying as many streams as it can (its adaptive limit, at most CHATKIT_MAX_STREAMS), is restarting, or its database is unavailable; nothing was done, retry after Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
