@@ -26,6 +26,7 @@ from chatkit.types import (
     ThreadMetadata,
     UserMessageItem,
 )
+from openai.types.shared import Reasoning
 from pydantic import ConfigDict, Field, SkipValidation
 
 from app.agents.chatkit.composer import NO_CHOICE, TurnChoice
@@ -128,6 +129,8 @@ class Assistant:
     history_page: int = 50
     # Chat Completions servers (vLLM, Ollama, ...) may accept only a string as a message's content.
     plain_text_content: bool = False
+    # REASONING_EFFORT / REASONING_SUMMARY (`providers.reasoning_settings`); None: nothing sent.
+    reasoning: Reasoning | None = None
 
     def __post_init__(self) -> None:
         self.urdu = Agent[TurnContext](
@@ -228,7 +231,7 @@ class Assistant:
                 model=choice.model,
                 model_provider=self.provider,
                 # Chat Completions servers send a stream's token counts only when asked.
-                model_settings=ModelSettings(include_usage=True),
+                model_settings=ModelSettings(include_usage=True, reasoning=self.reasoning),
                 tracing_disabled=True,
             ),
         )
