@@ -99,6 +99,8 @@ def test_console_lists_confirms_chooses_and_edits_tasks_in_widgets(
         "the edit saved",
     )
     _one(driver, milk_item, "the list after saving")
+    # Save is a synchronous action (no stream, so no tasks.changed effect): the panel reloads on its answer.
+    wait_for(driver, lambda d: any("Buy oat milk" in el.text for el in css(d, ".tp-task")), "the panel refreshed")
 
     # Several matches: a choice; picking one asks, confirming deletes exactly that one.
     _send(driver, "delete the milk task")

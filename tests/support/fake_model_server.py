@@ -2,7 +2,8 @@
 
 Each request pops the next scripted step (`ToolCall`, `ToolCalls` (several in one response, Chat
 Completions), `Reply`, or an HTTP status to fail with); `Slow(seconds, step)` answers that step
-after a silence. Requests whose instructions ask for a thread title get `title` instead, so title
+after a silence, `Held(step)` once the test releases it, `Reasoned(summary, step)` (Responses) after
+streaming a reasoning summary. Requests whose instructions ask for a thread title get `title` instead, so title
 generation never consumes the script. Every request body is recorded.
 
 Every answer reports token `usage` in its API's shape (a Chat Completions stream only when the request
@@ -13,9 +14,10 @@ reported, as `{"input", "cached_input", "output", "reasoning"}`, for tests to co
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -40,6 +42,16 @@ class Reasoned:
 
     summary: tuple[str, ...]
     step: Any
+
+
+@dataclass(frozen=True)
+class Held:
+    """`step`, answered only once the test sets `release`; `reached` is set when the request arrives
+    (the turn is then provably running, waiting on its model call)."""
+
+    step: Any
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,10 @@ class FakeModelServer:
         step = self.script.popleft() if self.script else Reply("(script exhausted)")
         if isinstance(step, Slow):
             time.sleep(step.seconds)
+            step = step.step
+        if isinstance(step, Held):
+            step.reached.set()
+            step.release.wait(timeout=60)
             step = step.step
         return step
 

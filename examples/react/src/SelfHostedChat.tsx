@@ -8,7 +8,7 @@
 //   task, or on one an answer names, focuses it in the task list.
 
 import { ChatKit, useChatKit } from "@openai/chatkit-react";
-import { answerClientTool, changedTaskIds, composerAttachments, composerChoices, THREAD_ITEM_ACTIONS, withClientTools } from "taskpilot/chatkit-options";
+import { afterSyncActions, answerClientTool, changedTaskIds, composerAttachments, composerChoices, THREAD_ITEM_ACTIONS, withClientTools } from "taskpilot/chatkit-options";
 import { taskEntities } from "taskpilot/entities";
 import { useMemo, useState } from "react";
 
@@ -44,7 +44,9 @@ export function SelfHostedChat({ apiBase, domainKey, apiFetch, api, health, user
       domainKey,
       // apiFetch adds Authorization: Bearer <token> and Time-Zone: <the browser's IANA zone>;
       // ChatKit-Client-Tools: get_time_zone says onClientTool below answers it (else never asked).
-      fetch: (input, init) => apiFetch(input, withClientTools(input, init)),
+      // Done, Reopen and edits are synchronous widget actions (no stream, so no tasks.changed
+      // effect): the task list reloads on their answer.
+      fetch: afterSyncActions((input, init) => apiFetch(input, withClientTools(input, init)), () => onTasksChanged([])),
       uploadStrategy: { type: "two_phase" }, // attachments.create, then a PUT to the signed URL
     },
     composer: {

@@ -263,6 +263,9 @@ export async function mount(root, options = {}) {
   const onEffect = (name, data) => {
     if (name === "tasks.changed") tasks.refresh(changedTaskIds(data));
   };
+  // A synchronous widget action (Done, Reopen, an edit) answers without a stream, so without the
+  // `tasks.changed` effect: the panel reloads on its answer instead.
+  const onSyncAction = () => tasks.refresh();
 
   /** (Re)start the chat in `state.mode`. A later start (a mode switch) supersedes this one. */
   const startChat = async () => {
@@ -283,7 +286,7 @@ export async function mount(root, options = {}) {
         const dictation = options.dictation ?? Boolean(health?.self_hosted?.dictation);
         const composer = options.composer ?? health?.self_hosted?.composer;
         const attachments = options.attachments ?? health?.self_hosted?.attachments;
-        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { domainKey: pageDomainKey(options), dictation, composer, attachments, entities }), {
+        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { domainKey: pageDomainKey(options), dictation, composer, attachments, entities, onSyncAction }), {
           threadKey: `taskpilot.chatkit-thread:${auth.user ?? "anonymous"}`,
           onEffect,
           onError: (message) => showStatus(`ChatKit: ${message}. Reload, or open ${window.location.pathname}?ui=console for the built-in console.`, "error"),
@@ -292,7 +295,7 @@ export async function mount(root, options = {}) {
       } else {
         const reason = forced === "console" ? "Chosen with ?ui=console." : "ChatKit's script could not be loaded from its CDN, so this page uses its built-in console.";
         const composer = composerChoices(options.composer ?? health?.self_hosted?.composer);
-        const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect, onClientTool: answerClientTool, composer, entities });
+        const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect, onSyncAction, onClientTool: answerClientTool, composer, entities });
         chatArea.replaceChildren(chat.element);
         state.chat = chat;
         root.dataset.ui = "console";

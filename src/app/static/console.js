@@ -28,9 +28,10 @@ export class ChatConsole {
    * @param {import("./api.js").Api} api
    * @param {{greeting: string, prompts: {label: string, prompt: string}[], placeholder: string,
    *          user: string|null, reason: string, onEffect(name: string, data: object): void,
-   *          onClientTool({name: string, params: object}): object,
+   *          onSyncAction?(): void, onClientTool({name: string, params: object}): object,
    *          entities?: {onTagSearch(query: string): Promise<object[]>, onClick(entity: object): void}}} options
-   *          onClientTool and entities work as ChatKit's options of those names do
+   *          onClientTool and entities work as ChatKit's options of those names do; onSyncAction runs
+   *          after each synchronous widget action (it has no stream, so no tasks.changed effect)
    */
   constructor(api, options) {
     this.api = api;
@@ -343,6 +344,7 @@ export class ChatConsole {
       try {
         const answer = await this.chatkit.request("threads.sync_custom_action", params);
         if (answer?.updated_item) this.renderItem(answer.updated_item);
+        this.options.onSyncAction?.();
       } catch (error) {
         this.showError(error.message);
       } finally {
