@@ -5,6 +5,12 @@
 3. bench.overload the provider path offered 3x what admission control admits: refusals, no damage
 4. bench.mint     hosted session minting against calling the openai SDK directly
 5. bench.store    the ChatKit Store's calls against the same SQL sent raw through asyncpg
+6. bench.peer     TaskPilot against OpenAI's own ChatKit sample backend, alternated in one run
+                  (needs `--peer-dir PATH` or BENCH_PEER_DIR: a checkout of the sample backends;
+                  skipped without it)
+
+Only when asked for (`--only tracing`): bench.tracing, the same turns with OpenTelemetry tracing
+off and on (exporting to a local OTLP receiver), alternating, in one run.
 
 Each prints its table and writes bench/results/<name>.json; this prints a summary of the
 targets at the end and writes bench/results/summary.json. `--quick` (or BENCH_QUICK=1) is a
@@ -20,7 +26,7 @@ import sys
 import time
 from typing import Any
 
-from bench import mint, overload, report, servers, store, streams, turns
+from bench import mint, overload, peer, report, servers, store, streams, tracing, turns
 
 SUITE = {
     "turns": turns.run,
@@ -28,15 +34,18 @@ SUITE = {
     "overload": overload.run,
     "mint": mint.run,
     "store": store.run,
+    "peer": peer.run,
 }
+# Run only when named with --only (not part of `make bench`'s five-minute run).
+OPT_IN = {"tracing": tracing.run}
 
 
 def _selected(argv: list[str]) -> list[str]:
     for n, arg in enumerate(argv):
         if arg == "--only" and n + 1 < len(argv):
-            return [name.strip() for name in argv[n + 1].split(",") if name.strip() in SUITE]
+            return [name.strip() for name in argv[n + 1].split(",") if name.strip() in SUITE | OPT_IN]
         if arg.startswith("--only="):
-            return [name.strip() for name in arg.split("=", 1)[1].split(",") if name.strip() in SUITE]
+            return [name.strip() for name in arg.split("=", 1)[1].split(",") if name.strip() in SUITE | OPT_IN]
     return list(SUITE)
 
 
@@ -45,7 +54,7 @@ async def run_all(quick: bool, names: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     for name in names:
         print(f"\n===== bench.{name} =====", flush=True)
-        results[name] = await SUITE[name](quick)
+        results[name] = await (SUITE | OPT_IN)[name](quick)
     load = os.getloadavg()
     summary: dict[str, Any] = {
         "quick": quick,
@@ -103,6 +112,9 @@ async def run_all(quick: bool, names: list[str]) -> dict[str, Any]:
             "figure": f"{m['overhead']['latency_p50']}x at p50",
             "overhead": m["overhead"],
         }
+    if "peer" in results and not results["peer"].get("skipped"):
+        for target in results["peer"]["targets"]:
+            summary["targets"][target["target"]] = target
     if "store" in results:
         t = results["store"]["targets"]
         summary["targets"][f"store calls p50 <= {store.TARGET_RATIO:g}x raw asyncpg"] = t["ratio"]

@@ -193,8 +193,11 @@ def live_server_factory(tmp_path: Path) -> Iterator[Any]:
         migrate: bool = True,
         via_cli: bool = False,
         ready_seconds: float = 90,
+        measured: bool = True,
     ) -> LiveServer:
-        server = start_live_server(tmp_path, env or {}, migrate=migrate, via_cli=via_cli, ready_seconds=ready_seconds)
+        server = start_live_server(
+            tmp_path, env or {}, migrate=migrate, via_cli=via_cli, ready_seconds=ready_seconds, measured=measured
+        )
         servers.append(server)
         return server
 

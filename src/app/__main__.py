@@ -427,11 +427,15 @@ def build_parser() -> argparse.ArgumentParser:
     usage_sub = usage.add_subparsers(dest="usage_command", required=True)
     usage_export = usage_sub.add_parser(
         "export",
-        help="write the tokens of every user, UTC day and model (input, cached input, output, reasoning, turns)",
+        help=(
+            "write the tokens of every user, UTC day and model (input, cached input, output, reasoning, turns, "
+            "transcription seconds)"
+        ),
         description=(
-            "Write one row per user, UTC day and model: input, cached input, output and reasoning tokens, and "
-            "turns. The user is a SHA-256 pseudonym unless --include-user. CSV cells a spreadsheet would run "
-            "as a formula are prefixed with a single quote."
+            "Write one row per user, UTC day and model: input, cached input, output and reasoning tokens, "
+            "turns, and the seconds of dictated audio (models billed by duration, such as whisper-1; "
+            "dictations are no turns). The user is a SHA-256 pseudonym unless --include-user. CSV cells a "
+            "spreadsheet would run as a formula are prefixed with a single quote."
         ),
     )
     usage_export.add_argument("--format", choices=("csv", "jsonl"), default="csv")

@@ -16,7 +16,7 @@ tests, bench/ and MCP. Each object is built once here and shared (one `UserLimit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from agents.models.interface import ModelProvider
@@ -57,6 +57,7 @@ from app.ops.drain import Drain
 from app.ops.logging import configure_logging
 from app.ops.ratelimit import Limits, build_limits
 from app.ops.runtime import tune_garbage_collector_on_startup
+from app.ops.tracing import Tracing
 from app.services.attachments.service import AttachmentService
 from app.services.openai_sessions import HostedChatKit
 from app.services.quotas import UserLimits
@@ -64,6 +65,11 @@ from app.services.transcription import Transcriber
 from app.services.usage import UsageBook
 from app.settings import Settings
 from app.store.db import SessionMaker, build_db_config
+from app.store.models import Base
+
+if TYPE_CHECKING:
+    from litestar.plugins.opentelemetry import OpenTelemetryPlugin
+    from opentelemetry.trace import Span
 
 
 def build_chatkit_server(
@@ -93,6 +99,9 @@ def build_chatkit_server(
             base_url=settings.openai_base_url,
             timeout_seconds=settings.openai_timeout_seconds,
             offline_delay_ms=settings.offline_model_delay_ms,
+            # Only AGENTS_TRACING=openai: OpenTelemetry being on never turns the SDK's own traces on.
+            tracing=settings.agents_tracing == "openai",
+            tracing_api_key=settings.openai_api_key.get() if settings.openai_api_key else None,
         )
     )
     if model_provider is not None:
@@ -104,6 +113,7 @@ def build_chatkit_server(
         title_with_model=settings.model_provider != "offline" and model_provider is None,
         plain_text_content=settings.model_provider == "openai-compatible",
         reasoning=reasoning_settings(settings.reasoning_effort, settings.reasoning_summary),
+        agents_tracing=settings.agents_tracing == "openai",
         converter=TaskPilotConverter(
             attachments,
             image_bytes=settings.attachment_model_image_bytes,
@@ -146,6 +156,7 @@ class Services:
     hosted_chatkit: HostedChatKit
     transcriber: Transcriber | None  # None: dictation is not configured, input.transcribe is 501
     mcp: AuthenticatedMCP
+    tracing: Tracing
 
     @classmethod
     def build(cls, settings: Settings, *, model_provider: ModelProvider | None = None, now: Now = utcnow) -> Services:
@@ -176,6 +187,7 @@ class Services:
             ),
             hosted_chatkit=HostedChatKit(settings),
             transcriber=transcriber,
+            tracing=Tracing.from_settings(settings, tables=frozenset(Base.metadata.tables)),
             mcp=AuthenticatedMCP(
                 build_task_mcp_server(
                     session_maker,
@@ -203,6 +215,8 @@ class Services:
         return {name: Provide(_constant(value), sync_to_thread=False) for name, value in provided.items()}
 
     async def on_startup(self, _app: Litestar) -> None:
+        # Here, not in create_app: this runs in each worker process, after granian started it.
+        self.tracing.start()
         self.drain.install_signal_handlers()
 
     async def on_shutdown(self, _app: Litestar) -> None:
@@ -210,6 +224,39 @@ class Services:
         if self.transcriber is not None:
             await self.transcriber.aclose()
         await self.limits.aclose()
+        # Last: the spans of everything above reach the collector before the worker exits.
+        await self.tracing.stop()
+
+
+# Probes and scrapes would be most of the traces and tell nothing.
+UNTRACED_PATHS = ["/health", "/ready", "/metrics"]
+
+
+def http_tracing_plugins(settings: Settings) -> list[OpenTelemetryPlugin]:
+    """The span of each HTTP request (the root of its trace), only when tracing is on."""
+    if not settings.tracing_enabled:
+        return []
+    # Imported only when tracing is on: the ASGI instrumentation is not loaded by a server that does not trace.
+    from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+
+    config = OpenTelemetryConfig(
+        exclude=UNTRACED_PATHS,
+        # A span per ASGI message would be one per SSE frame of a stream: thousands per turn.
+        exclude_spans=["receive", "send"],
+        server_request_hook_handler=without_query,
+    )
+    return [OpenTelemetryPlugin(config)]
+
+
+def without_query(span: Span, scope: dict[str, Any]) -> None:
+    """The request's URL without its query string, whose values may be the user's words (`GET /api/tasks?q=`)."""
+    recorded = getattr(span, "attributes", None) or {}
+    path = scope.get("path", "")
+    for key in ("http.target", "http.url", "url.full"):
+        if key in recorded:
+            span.set_attribute(key, path)
+    if "url.query" in recorded:
+        span.set_attribute("url.query", "")
 
 
 def _constant(value: Any) -> Any:
@@ -276,7 +323,7 @@ def create_app(
     return Litestar(
         route_handlers=[HealthController, api, mcp_route(services.mcp), *page_route_handlers(settings)],
         lifespan=[services.mcp.lifespan],
-        plugins=[SQLAlchemyPlugin(config=services.db_config)],
+        plugins=[SQLAlchemyPlugin(config=services.db_config), *http_tracing_plugins(settings)],
         dependencies={
             **services.dependencies(),
             "authenticate": Provide(_constant(authenticate), sync_to_thread=False),

@@ -77,7 +77,7 @@ class HostedModeStatus(Struct, kw_only=True):
 # The ChatKit icons the composer's tools show: names from `ChatKitIcon` of @openai/chatkit, which is
 # what ChatKit's `composer.tools[].icon` takes. The spec lists them, so examples/react's `tsc` (its
 # client is generated from the spec) fails on a name ChatKit does not know; add one here to use it.
-ComposerToolIcon = Literal["plus", "search", "chart"]
+ComposerToolIcon = Literal["plus", "search", "calendar", "chart"]
 
 
 class ComposerToolOption(Struct, kw_only=True):
@@ -87,6 +87,8 @@ class ComposerToolOption(Struct, kw_only=True):
     label: str
     icon: ComposerToolIcon  # a ChatKit icon name
     placeholder: str
+    # The composer's "/" command that chooses it: "add" for `/add` (ChatKit's `commands` option).
+    command: str
 
 
 class ComposerModelOption(Struct, kw_only=True):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal, TypeVar, get_args
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from app.core.clock import parse_time_zone
 from app.core.errors import DomainError
@@ -30,6 +30,7 @@ AuthMode = Literal["dev", "jwt"]
 ModelProvider = Literal["offline", "openai", "openai-compatible"]
 ReasoningEffort = Literal["off", "minimal", "low", "medium", "high"]
 ReasoningSummary = Literal["off", "auto", "concise", "detailed"]
+AgentsTracing = Literal["off", "openai"]
 
 DEFAULT_DEV_SECRET = "taskpilot-development-secret-change-me-0123456789"
 
@@ -370,6 +371,25 @@ class Settings:
     # Longest user message text (400 beyond).
     max_message_chars: int = 32_000
 
+    # OpenTelemetry traces (app.ops.tracing), off unless this is set: the OTLP/HTTP (protobuf)
+    # collector's base URL, e.g. http://127.0.0.1:4318 (spans go to <url>/v1/traces), as the standard variable says.
+    otel_exporter_otlp_endpoint: str | None = None
+    # Headers sent with every export (`key=value,key2=value2`, the standard variable's form): a
+    # collector's API key, so kept secret.
+    otel_exporter_otlp_headers: Secret | None = None
+    # `service.name` of every span.
+    otel_service_name: str = "taskpilot"
+    # The standard kill switch: true turns traces off even with an endpoint set.
+    otel_sdk_disabled: bool = False
+    # The Agents SDK's own traces, sent to OpenAI's traces dashboard with OPENAI_API_KEY: `openai`
+    # turns them on; `off` (the default) whatever else is set, OpenTelemetry included.
+    agents_tracing: AgentsTracing = "off"
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Whether this process exports OpenTelemetry traces (OTEL_EXPORTER_OTLP_ENDPOINT, not OTEL_SDK_DISABLED)."""
+        return self.otel_exporter_otlp_endpoint is not None and not self.otel_sdk_disabled
+
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
@@ -482,6 +502,12 @@ class Settings:
         if model_provider == "openai-compatible" and not openai_base_url:
             raise SettingsError(
                 "OPENAI_BASE_URL is missing: MODEL_PROVIDER=openai-compatible needs the provider's base URL"
+            )
+
+        agents_tracing: AgentsTracing = r.choice("AGENTS_TRACING", ("off", "openai"), d.agents_tracing)
+        if agents_tracing == "openai" and not openai_api_key:
+            raise SettingsError(
+                "OPENAI_API_KEY is missing: AGENTS_TRACING=openai sends the Agents SDK's traces to OpenAI with it"
             )
 
         log_level = r.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), d.log_level.lower()).upper()
@@ -650,6 +676,11 @@ class Settings:
                 "MAX_THREAD_TITLE_CHARS", d.max_thread_title_chars, minimum=1, maximum=10_000
             ),
             max_message_chars=r.integer("MAX_MESSAGE_CHARS", d.max_message_chars, minimum=1, maximum=1_000_000),
+            otel_exporter_otlp_endpoint=r.url("OTEL_EXPORTER_OTLP_ENDPOINT", schemes=("http", "https")),
+            otel_exporter_otlp_headers=_otlp_headers(r.secret("OTEL_EXPORTER_OTLP_HEADERS")),
+            otel_service_name=r.text("OTEL_SERVICE_NAME", d.otel_service_name),
+            otel_sdk_disabled=r.boolean("OTEL_SDK_DISABLED", d.otel_sdk_disabled),
+            agents_tracing=agents_tracing,
         )
         settings.check_dev_auth_host(settings.host)
         return settings
@@ -792,6 +823,32 @@ def _cors(origins: tuple[str, ...]) -> tuple[str, ...]:
                 f"CORS_ORIGINS contains {origin!r}: accepts comma-separated origins such as https://app.example.com"
             )
     return tuple(o.rstrip("/") for o in origins)
+
+
+def otlp_headers(value: str) -> dict[str, str]:
+    """`key=value,key2=value2` (OTEL_EXPORTER_OTLP_HEADERS) as a dict; values may be percent-encoded."""
+    headers: dict[str, str] = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        key, sep, header_value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(part)
+        headers[key.strip().lower()] = unquote(header_value.strip())
+    return headers
+
+
+def _otlp_headers(secret: Secret | None) -> Secret | None:
+    if secret is not None:
+        try:
+            otlp_headers(secret.get())
+        except ValueError:
+            # The value is not echoed: it carries the collector's key.
+            raise SettingsError(
+                "OTEL_EXPORTER_OTLP_HEADERS is invalid: accepts comma-separated key=value pairs such as "
+                "authorization=Bearer%20abc,x-team=ops"
+            ) from None
+    return secret
 
 
 def _redact_url(url: str) -> str:

@@ -23,6 +23,7 @@ from tests.support.browser import (
     STATIC_DIR,
     STORAGE_KEY,
     WORKFLOW_ID,
+    api_add_task,
     cdn_rules,
     css,
     expire,
@@ -54,6 +55,7 @@ def test_hosted_mode_mints_reuses_within_the_lifetime_refreshes_and_cancels(
     live_server_factory: Callable[..., LiveServer], browser: Callable[..., Any], fake_cdn: int, fake_openai: FakeOpenAI
 ) -> None:
     server = hosted_server(live_server_factory, fake_openai)
+    milk = api_add_task(server, "dana", "Buy milk")
     driver = browser(cdn_rules(fake_cdn), insecure_tls=True)
     driver.get(f"{server.base_url}/")
     sign_in(driver, "dana")
@@ -90,6 +92,17 @@ def test_hosted_mode_mints_reuses_within_the_lifetime_refreshes_and_cancels(
         " prompts: o.startScreen.prompts.length, history: o.history.enabled};"
     )
     assert options == {"keys": ["getClientSecret"], "theme": "light", "prompts": 4, "history": True}
+    # TaskPilot's tasks are unknown to OpenAI's workflow: no tags, previews or "/" commands of them,
+    # and the panel's "Ask" puts the task's number and title in the composer as text.
+    assert (
+        driver.execute_script("const o = window.__chatkit.options; return 'entities' in o || 'commands' in o") is False
+    )
+    ask = wait_for(driver, lambda d: css(d, ".tp-task-ask")[0], "the task panel's Ask")
+    ask.click()
+    wait_for(driver, lambda d: d.execute_script("return window.__chatkit.composerValues.length") == 1, "the prefill")
+    assert driver.execute_script("return window.__chatkit.composerValues") == [
+        {"text": f'About task #{milk["number"]} "Buy milk": '}
+    ]
 
     # A reload within the lifetime reuses the secret this tab holds: no new upstream request.
     driver.refresh()

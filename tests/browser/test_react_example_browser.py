@@ -226,7 +226,7 @@ def test_react_example_wires_both_modes_to_a_live_taskpilot(
         "dictation": {"enabled": False},
         "tools": [tool.id for tool in COMPOSER_TOOLS],
         "models": False,
-        "entities": ["onClick", "onTagSearch"],
+        "entities": ["onClick", "onRequestPreview", "onTagSearch"],
         "clientTool": "function",
     }
     wait_for(driver, lambda d: "Nothing open." in d.find_element("css selector", ".tasks").text, "the empty list")
@@ -481,3 +481,50 @@ def test_react_example_self_hosted_has_the_pages_chatkit_options_over_real_http(
 
     assert driver.execute_script("return window.__cspViolations") == []
     assert severe_console_errors(driver) == []
+
+
+def test_react_example_previews_tasks_offers_slash_commands_and_asks_about_a_task(
+    live_server_factory: Callable[..., LiveServer],
+    browser: Callable[..., Any],
+    fake_cdn: int,
+    site: StaticSite,
+) -> None:
+    server = live_server_factory({"MODEL_PROVIDER": "offline", "CORS_ORIGINS": site.url})
+    serve_example_against(site, server)
+    milk = add_task(server, "lea", "Buy milk", priority="low", due_date="2026-12-24")
+    bobs = add_task(server, "bob", "Buy milk for bob")
+    driver = browser(cdn_rules(fake_cdn), insecure_tls=True)
+    driver.get(f"{site.url}/?mode=self-hosted")
+    dev_sign_in(driver, "lea")
+    wait_for(driver, lambda d: standin_mode(d) == "self-hosted", "ChatKit in self-hosted mode")
+    wait_for(driver, lambda d: task_titles(d) == ["Buy milk"], "the task list")
+
+    # Hover previews (the page's module): lea's task from GET /api/tasks/{id}; bob's: none.
+    (entity,) = call_async(driver, "window.__chatkit.options.entities.onTagSearch('milk')")
+    preview = call_async(driver, "window.__chatkit.options.entities.onRequestPreview(a[0])", entity)["preview"]
+    assert preview["type"] == "Basic"
+    shown = [c.get("label") or c.get("value") for row in preview["children"] for c in row["children"]]
+    assert shown == [f"#{milk['number']}", "Buy milk", "Open", "low priority", "Due 2026-12-24"]
+    other = {"id": bobs["id"], "title": bobs["title"], "data": {"task_id": bobs["id"]}}
+    assert call_async(driver, "window.__chatkit.options.entities.onRequestPreview(a[0])", other) == {"preview": None}
+
+    # "/" commands: the server's composer tools; choosing one selects it through useChatKit.
+    listed = call_async(driver, "window.__chatkit.options.commands.onSearch('')")
+    assert [(c["id"], c["label"]) for c in listed] == [(tool.id, f"/{tool.command}") for tool in COMPOSER_TOOLS]
+    call_async(driver, "window.__chatkit.options.commands.onSelect(a[0])", listed[-1])
+    assert driver.execute_script("return window.__chatkit.composerValues") == [{"selectedToolId": listed[-1]["id"]}]
+
+    # The list's "Ask": the task, tagged, in the composer; sent, the server acts on exactly that task.
+    css(driver, ".task .task-ask")[0].click()
+    wait_for(driver, lambda d: len(d.execute_script("return window.__chatkit.composerValues")) == 2, "the prefill")
+    asked = driver.execute_script("return window.__chatkit.composerValues[1]")
+    assert [part["type"] for part in asked["content"]] == ["input_tag", "input_text"]
+    assert asked["content"][0]["id"] == milk["id"] and asked["content"][0]["text"] == "Buy milk"
+    wait_for(driver, lambda d: d.execute_script("return window.__chatkit.composerFocused") == 1, "the focus")
+    sent = call_async(
+        driver, "window.__chatkit.send([...a[0].content, {type: 'input_text', text: ' mark done'}])", asked
+    )
+    assert sent.get("status") == 200 and "error" not in sent["events"], sent
+    assert {t["id"]: t["completed"] for t in api_tasks(server, "lea")}[milk["id"]] is True
+    assert driver.execute_script("return window.__cspViolations") == []
+    assert severe_console_errors(driver, 404) == []  # bob's task is not lea's

@@ -17,7 +17,15 @@ from typing import Any
 import pytest
 
 from app.core.errors import BudgetExceeded
-from app.services.usage import Tokens, TurnTokens, UsageBook, UsageExport, export_usage, hashed_user
+from app.services.usage import (
+    Tokens,
+    TranscriptionUsage,
+    TurnTokens,
+    UsageBook,
+    UsageExport,
+    export_usage,
+    hashed_user,
+)
 from app.store.usage import tokens_spent
 
 
@@ -59,10 +67,36 @@ async def test_concurrent_turns_add_up_in_one_row_per_model(session_maker: Any) 
         "output_tokens": 81,
         "reasoning_tokens": 16,
         "turns": 9,
+        "transcription_seconds": 0,
     }
     assert (rows["m-title"]["input_tokens"], rows["m-title"]["turns"]) == (7, 0)
     async with session_maker() as session:
         assert await tokens_spent(session, user_id=alice, day=dt.date(2026, 12, 7)) == 801 + 81 + 7
+
+
+async def test_concurrent_dictations_add_their_audio_and_tokens_exactly(session_maker: Any) -> None:
+    """Seconds are kept as whole milliseconds: 0.1 s added ten times is exactly 1 s, on both databases
+    (a float column would drift), into the row of the transcription model, with no turn."""
+    book = UsageBook(session_maker, tokens_per_day=1000, now=Clock(dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)))
+    carol = user()
+    whisper = TranscriptionUsage.of({"type": "duration", "seconds": 0.1})
+    await asyncio.gather(*(book.record_transcription(carol, "whisper-1", whisper) for _ in range(10)))
+    tokens = TranscriptionUsage.of(
+        {"type": "tokens", "input_tokens": 57, "output_tokens": 11, "input_token_details": {"audio_tokens": 52}}
+    )
+    await book.record_transcription(carol, "gpt-4o-transcribe", tokens)
+    await book.record_transcription(carol, "gpt-4o-transcribe", TranscriptionUsage.of(None))  # nothing reported
+    await book.record(carol, turn("gpt-4o-transcribe", 3, 1))  # a turn on the same row adds to it
+    out = io.StringIO()
+    await export_usage(session_maker, out, UsageExport(format="jsonl", include_user=True, since=dt.date(2026, 12, 7)))
+    rows = {r["model"]: r for r in map(json.loads, out.getvalue().splitlines()) if r["user"] == carol}
+    assert rows["whisper-1"]["transcription_seconds"] == 1.0
+    assert (rows["whisper-1"]["input_tokens"], rows["whisper-1"]["turns"]) == (0, 0)
+    transcribe = rows["gpt-4o-transcribe"]
+    assert (transcribe["input_tokens"], transcribe["output_tokens"], transcribe["turns"]) == (60, 12, 1)
+    assert transcribe["transcription_seconds"] == 0
+    async with session_maker() as session:
+        assert await tokens_spent(session, user_id=carol, day=dt.date(2026, 12, 7)) == 72  # the budget counts them
 
 
 async def test_the_budget_refuses_once_spent_and_is_back_the_next_utc_day(session_maker: Any) -> None:

@@ -10,9 +10,11 @@ checked on `Settings.from_env` and on `taskpilot serve`.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -364,3 +366,89 @@ def test_the_offline_model_forces_the_tool_before_a_handoff_or_a_time_zone_quest
     ]
     reply = model.decide(after, tools, urdu)
     assert isinstance(reply, Reply) and "دودھ خریدنا" in reply.text and "شامل" in reply.text
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> str:
+    """The shared server's database kind: SQLite, then PostgreSQL."""
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_url")  # skips (or fails under CI) without PostgreSQL
+    return str(request.param)
+
+
+# ---- "Due today" (`/today`): list_tasks with the day's filter fixed, whatever the model sends ---------
+
+
+async def test_due_today_lists_the_open_tasks_due_on_the_users_date(live_servers: ServerPool, database: str) -> None:
+    pia = unique_user("pia")
+    server = live_servers.get(database=database)
+    zone = "Pacific/Kiritimati"  # UTC+14: its date is UTC's tomorrow for most of the day
+    today = dt.datetime.now(ZoneInfo(zone)).date()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        headers = {"Authorization": f"Bearer {token(pia)}", "Time-Zone": zone}
+
+        async def task(title: str, due: dt.date | None) -> dict[str, Any]:
+            body = {"title": title, "due_date": due.isoformat() if due else None}
+            response = await http.post("/api/tasks", json=body, headers=headers)
+            response.raise_for_status()
+            created: dict[str, Any] = response.json()
+            return created
+
+        milk = await task("Buy milk", today)
+        await task("Buy groceries", today + dt.timedelta(days=1))
+        await task("Buy stamps", None)
+        await task("Pay the overdue bill", today - dt.timedelta(days=1))
+        done = await task("Buy bread", today)
+        (await http.post(f"/api/tasks/{done['id']}/complete", headers=headers)).raise_for_status()
+
+        chat = ChatKitClient(http, token(pia), time_zone=zone)
+        # Words that would list everything ("buy": four tasks) are narrowed to the day's open tasks.
+        listed = await create(chat, "buy", tool_choice={"id": "today"})
+        assert listed.status == 200 and not listed.of_type("error"), listed.raw_frames
+        (widget,) = [e.item for e in listed.of_type("thread.item.done") if e.item.type == "widget"]
+        shown = widget.widget.model_dump_json()
+        assert "Buy milk" in shown
+        for other in ("Buy groceries", "Buy stamps", "Pay the overdue bill", "Buy bread"):
+            assert other not in shown, other
+        assert f"#{milk['number']}" in listed.assistant_text()
+
+        (stored,) = [
+            item
+            for item in (await chat.items(listed.thread_id, limit=50)).body["data"]
+            if item["type"] == "user_message"
+        ]
+        assert stored["inference_options"]["tool_choice"] == {"id": "today"}
+
+
+async def test_due_today_fixes_the_filter_on_the_forced_call_only(
+    live_server_factory: Callable[..., LiveServer], fake_model: Callable[..., FakeModelServer]
+) -> None:
+    from app.agents.offline.planner import Reply, ToolCall
+
+    # The model asks for every task (no dates) on the forced call, and again on its own afterwards.
+    everything = {"status": "all", "search": None, "due_before": None, "due_after": None}
+    fake = fake_model([ToolCall("list_tasks", everything), ToolCall("list_tasks", everything), Reply("Done.")])
+    server = live_server_factory(
+        {"MODEL_PROVIDER": "openai", "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": fake.api_key}
+    )
+    today = dt.datetime.now(dt.UTC).date()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        headers = {"Authorization": f"Bearer {token('quin')}", "Time-Zone": "UTC"}
+        for title, due in (("Due today", today), ("Due later", today + dt.timedelta(days=3))):
+            body = {"title": title, "due_date": due.isoformat()}
+            (await http.post("/api/tasks", json=body, headers=headers)).raise_for_status()
+        chat = ChatKitClient(http, token("quin"), time_zone="UTC")
+        result = await create(chat, "what's on?", tool_choice={"id": "today"})
+        assert result.status == 200 and result.assistant_text() == "Done.", result.raw_frames
+    forced, second, _ = turn_requests(fake)
+    assert forced["tool_choice"] == {"type": "function", "name": "list_tasks"}
+    assert second.get("tool_choice") in (None, "auto")
+    outputs = [
+        json.loads(item["output"])
+        for item in turn_requests(fake)[-1]["input"]
+        if isinstance(item, dict) and item.get("type") == "function_call_output"
+    ]
+    assert [[task["title"] for task in output["tasks"]] for output in outputs] == [
+        ["Due today"],  # the forced call: due today, open, whatever the model asked
+        ["Due today", "Due later"],  # the model's own later call is its own
+    ]

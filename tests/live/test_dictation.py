@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -16,13 +18,16 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from testkit.processes import free_port
 
+from tests.live.test_token_usage import tokens_counted
 from tests.support.auth import server_token
-from tests.support.fake_transcription import FakeTranscription
+from tests.support.chatkit_client import ChatKitClient
+from tests.support.fake_transcription import DURATION, TOKENS, FakeTranscription
 from tests.support.haproxy import haproxy_binary, start_haproxy
 from tests.support.production import listening_workers
-from tests.support.servers import LiveServer
+from tests.support.servers import LiveServer, run_cli, unique_user
 
 KEY = "sk-dictation-test-0123456789abcdef"
 MODEL = "gpt-4o-mini-transcribe"
@@ -219,3 +224,111 @@ async def test_haproxy_never_sends_a_dictation_to_openai_twice(
     finally:
         haproxy.terminate()
         haproxy.wait(timeout=10)
+
+
+def _seconds_counted(text: str, model: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "taskpilot_transcription_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels.get("model") == model
+    )
+
+
+def _usage_rows(server: LiveServer, user: str) -> list[dict[str, Any]]:
+    exported = run_cli(["usage", "export", "--format", "jsonl", "--include-user"], server.env)
+    return [row for row in map(json.loads, exported.stdout.splitlines()) if row["user"] == user]
+
+
+@pytest.mark.parametrize("reported", ["tokens", "duration", "none"])
+async def test_a_dictations_usage_is_recorded_under_the_transcription_model(
+    live_server_factory, fake: FakeTranscription, reported: str
+) -> None:
+    """Two dictations: the metrics grow and the user's `usage` row of the day holds exactly what the
+    fake reported (tokens, or seconds of audio; zero, and still a 200, when it reported nothing)."""
+    fake.usage = {"tokens": TOKENS, "duration": DURATION, "none": None}[reported]
+    server = live_server_factory(_dictation_env(fake.base_url))
+    user = unique_user("dictation")
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30, headers=_headers(server, user)) as http:
+        before = (await http.get("/metrics")).text
+        for _ in range(2):
+            response = await http.post("/chatkit", json=_transcribe(_encoded()))
+            assert response.status_code == 200, response.text
+            assert response.json() == {"text": fake.text}
+        after = (await http.get("/metrics")).text
+        # The health document names the transcription model's last call, as it does the chat model's.
+        calls = (await http.get("/api/chatkit/health")).json()["self_hosted"]["model_calls"]
+        [last] = [call for call in calls if call["model"] == MODEL]
+        assert last["status"] == "ok" and last["latency_ms"] > 0
+    assert 'taskpilot_model_calls_total{model="gpt-4o-mini-transcribe",outcome="ok"} 2.0' in after
+
+    usage = fake.usage or {}
+    input_tokens, output_tokens = 2 * usage.get("input_tokens", 0), 2 * usage.get("output_tokens", 0)
+    seconds = 2 * usage.get("seconds", 0)
+    counted, counted_before = tokens_counted(after, MODEL), tokens_counted(before, MODEL)
+    grown = {kind: counted[kind] - counted_before[kind] for kind in counted}
+    assert grown == {"input": input_tokens, "cached_input": 0, "output": output_tokens, "reasoning": 0}
+    assert _seconds_counted(after, MODEL) - _seconds_counted(before, MODEL) == seconds
+    assert _usage_rows(server, user) == [
+        {
+            "day": dt.datetime.now(dt.UTC).date().isoformat(),
+            "user": user,
+            "model": MODEL,
+            "input_tokens": input_tokens,
+            "cached_input_tokens": 0,
+            "output_tokens": output_tokens,
+            "reasoning_tokens": 0,
+            "turns": 0,  # a dictation is no turn
+            "transcription_seconds": seconds,
+        }
+    ]
+    table = run_cli(["usage", "export", "--format", "csv", "--include-user"], server.env).stdout.splitlines()
+    assert table[0].endswith(",turns,transcription_seconds")
+    [mine] = [line for line in table if user in line]
+    assert mine.endswith(f",0,{float(seconds)}")
+    log = server.log()
+    assert "transcription usage" in log and KEY not in log
+
+
+async def test_a_failed_transcription_shows_in_health_and_counts_nothing(
+    live_server_factory, fake: FakeTranscription
+) -> None:
+    server = live_server_factory(_dictation_env(fake.base_url))
+    user = unique_user("dictation")
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30, headers=_headers(server, user)) as http:
+        fake.fail(500)
+        assert (await http.post("/chatkit", json=_transcribe(_encoded()))).status_code == 502
+        calls = (await http.get("/api/chatkit/health")).json()["self_hosted"]["model_calls"]
+        [last] = [call for call in calls if call["model"] == MODEL]
+        assert last["status"] == "server_error"
+        metrics_text = (await http.get("/metrics")).text
+    assert 'taskpilot_model_calls_total{model="gpt-4o-mini-transcribe",outcome="server_error"} 1.0' in metrics_text
+    assert _usage_rows(server, user) == []  # no answer, no usage reported: nothing billed to record
+
+
+async def test_a_spent_token_budget_refuses_dictation_before_the_upload(
+    live_server_factory, fake: FakeTranscription
+) -> None:
+    """Transcription tokens count against QUOTA_TOKENS_PER_USER_PER_DAY like any others: 68 tokens a
+    dictation, 100 a day, so the third dictation (136 spent) is refused with the turn's 429, before
+    anything reaches OpenAI, and so is a chat turn."""
+    fake.usage = TOKENS
+    server = live_server_factory(_dictation_env(fake.base_url, QUOTA_TOKENS_PER_USER_PER_DAY="100"))
+    user = unique_user("dictation")
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30, headers=_headers(server, user)) as http:
+        for _ in range(2):
+            assert (await http.post("/chatkit", json=_transcribe(_encoded()))).status_code == 200
+        refused = await http.post("/chatkit", json=_transcribe(_encoded()))
+        assert refused.status_code == 429, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert "100-token daily budget" in refused.json()["detail"]
+        assert "QUOTA_TOKENS_PER_USER_PER_DAY" in refused.json()["detail"]
+        assert 0 < int(refused.headers["retry-after"]) <= 86_400
+        assert len(fake.uploads) == 2
+        turn = await ChatKitClient(http, server_token(server.env, user)).create_thread("hello")
+        assert turn.status == 429 and "100-token daily budget" in turn.body["detail"]
+        # Another user's budget is untouched.
+        other = await http.post("/chatkit", json=_transcribe(_encoded()), headers=_headers(server, "bob"))
+        assert other.status_code == 200, other.text
+    assert len(fake.uploads) == 3

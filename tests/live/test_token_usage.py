@@ -130,12 +130,13 @@ async def test_tokens_are_counted_recorded_and_capped_per_day(live_server_factor
             "output_tokens": total["output"],
             "reasoning_tokens": total["reasoning"],
             "turns": 2,
+            "transcription_seconds": 0,  # no dictation
         }
     ]
     hashed = run_cli(["usage", "export", "--format", "csv"], server.env)
     assert user not in hashed.stdout and hashed_user(user) in hashed.stdout
     assert hashed.stdout.splitlines()[0] == (
-        "day,user,model,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,turns"
+        "day,user,model,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,turns,transcription_seconds"
     )
     assert '"turn tokens"' in server.log() or "turn tokens" in server.log()
 

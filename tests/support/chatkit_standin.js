@@ -12,12 +12,16 @@
 //   through `api.fetch`, reads the SSE answer, and dispatches `chatkit.thread.change` for a new
 //   thread and `chatkit.effect` ({name, data}) for every `client_effect` event, as ChatKit does.
 //
+// - `setComposerValue(params)` and `focusComposer()` record their calls (`composerValues`,
+//   `composerFocused`) without showing anything: the tests read what the page asked for.
+//
 // Options the page (or examples/react) passes for the component to call (`onClientTool`,
-// `entities.onTagSearch` and `entities.onClick`) are called by the tests themselves through
-// `window.__chatkit.options`.
+// `entities.onTagSearch`, `entities.onClick`, `entities.onRequestPreview`, `commands.onSearch` and
+// `commands.onSelect`) are called by the tests themselves through `window.__chatkit.options`.
 //
 // What it does not prove: anything about the real component's UI (how it shows the tag search or
-// renders tags and entity annotations), its iframe, its own calls to
+// renders tags, entity annotations, hover previews, the "/" menu or a value set in its composer,
+// and whether its composer accepts a tag set that way), its iframe, its own calls to
 // OpenAI in hosted mode, or exactly when and how often the real one calls getClientSecret. It
 // never logs or renders a secret.
 
@@ -29,6 +33,17 @@ class StandInChatKit extends HTMLElement {
     this.secretCalls = []; // {current, secret} or {current, error}
     this.started = false;
     this.annotations = []; // of the assistant messages `send` received
+    this.composerValues = []; // each setComposerValue(params), in order
+    this.composerFocused = 0;
+  }
+
+  /** ChatKit's `setComposerValue`: recorded, as the real one would fill its composer. */
+  async setComposerValue(params) {
+    this.composerValues.push(JSON.parse(JSON.stringify(params)));
+  }
+
+  async focusComposer() {
+    this.composerFocused += 1;
   }
 
   setOptions(options) {

@@ -3,6 +3,8 @@
 It reads the multipart upload the `openai` SDK sends and refuses one without a `file` part or a
 `model` field (400, as OpenAI does), checks the bearer key (401 with OpenAI's error body, which
 quotes a masked key), records every upload, and can be told to fail with any status or to hang.
+Each answer reports `usage` as OpenAI does: tokens (gpt-4o-transcribe and its kin), the seconds of
+audio (whisper-1), or nothing (a lenient server): set `usage` to `TOKENS`, `DURATION`, None or any body.
 """
 
 from __future__ import annotations
@@ -19,6 +21,16 @@ from typing import Any
 from tests.support.http_thread import serve_in_thread
 
 PATH = "/v1/audio/transcriptions"
+# What OpenAI reports for a token-billed model (input = audio + text prompt tokens) ...
+TOKENS: dict[str, Any] = {
+    "type": "tokens",
+    "input_tokens": 57,
+    "output_tokens": 11,
+    "total_tokens": 68,
+    "input_token_details": {"audio_tokens": 52, "text_tokens": 5},
+}
+# ... and for one billed by the duration of the audio.
+DURATION: dict[str, Any] = {"type": "duration", "seconds": 3.25}
 
 
 @dataclass
@@ -49,9 +61,13 @@ def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | Non
 
 
 class FakeTranscription:
-    def __init__(self, api_key: str, *, text: str = "buy oat milk tomorrow") -> None:
+    def __init__(
+        self, api_key: str, *, text: str = "buy oat milk tomorrow", usage: dict[str, Any] | None = DURATION
+    ) -> None:
         self.api_key = api_key
         self.text = text
+        self.usage = usage
+        self.usage_sent: list[dict[str, Any] | None] = []  # the `usage` of each transcription answered
         self.uploads: list[Upload] = []
         self._failures: deque[int] = deque()
         self._hang_seconds = 0.0
@@ -122,7 +138,10 @@ class FakeTranscription:
         if not upload.model or upload.data is None or not upload.filename:
             self._send(handler, 400, error_body("'file' and 'model' are required", type_="invalid_request_error"))
             return
-        self._send(handler, 200, {"text": self.text, "usage": {"type": "duration", "seconds": 1}})
+        usage = self.usage
+        with self._lock:
+            self.usage_sent.append(usage)
+        self._send(handler, 200, {"text": self.text} if usage is None else {"text": self.text, "usage": usage})
 
     def _send(self, handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
         payload = json.dumps(body).encode()

@@ -75,6 +75,10 @@ def run_cli(args: list[str], env: dict[str, str], *, check: bool = True) -> subp
     return result
 
 
+# What starts coverage in a Python subprocess (coverage's .pth file reads them).
+UNMEASURED = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
+
+
 def start_live_server(
     tmp_path: Path,
     env: dict[str, str],
@@ -82,13 +86,18 @@ def start_live_server(
     migrate: bool = True,
     via_cli: bool = False,
     ready_seconds: float = 90,
+    measured: bool = True,
 ) -> LiveServer:
     """Migrate (optionally) and start `granian --interface asgi` on a free port; wait for /health
     (`ready_seconds`: several workers importing the app on a busy machine take longer; waiting
     longer costs nothing when the server is quick).
 
     `via_cli` starts it the way `make run` does, with `taskpilot serve` (which execs granian with
-    the arguments it builds from the settings), instead of calling granian directly."""
+    the arguments it builds from the settings), instead of calling granian directly.
+
+    `measured=False` leaves the server out of `make test`'s coverage (coverage hands its
+    configuration to subprocesses in COVERAGE_PROCESS_CONFIG): for load tests whose code paths the
+    live layer already covers, where branch tracing would slow every turn of the load."""
     port = free_port()
     server_env = {
         "APP_ENV": "development",
@@ -101,6 +110,9 @@ def start_live_server(
     # The parent's OpenAI variables must never leak into a test server.
     full_env = child_environment()
     full_env.update(server_env)
+    if not measured:
+        for name in UNMEASURED:
+            full_env.pop(name, None)
     if migrate:
         MIGRATED.migrate(full_env)
     log_path = tmp_path / f"server-{port}.log"

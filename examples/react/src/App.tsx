@@ -8,7 +8,7 @@ import { browserTimeZone } from "taskpilot/chatkit-options";
 import { createClientSecretProvider, describeClientSecretError } from "taskpilot/hosted-session";
 import { useCallback, useEffect, useMemo, useState, type FormEvent, type ReactNode } from "react";
 
-import { answered, sessionRoutes, taskPilotClient, type ChatKitHealth, type TaskPilotClient } from "./api/client.ts";
+import { answered, sessionRoutes, taskPilotClient, type ChatKitHealth, type Task, type TaskPilotClient } from "./api/client.ts";
 import { bearerFetch, createTokenSource, devToken, tokenFromUrl, type FetchToken } from "./auth.ts";
 import { loadChatKitScript } from "./chatkit-script.js";
 import { config } from "./config.js";
@@ -59,6 +59,7 @@ export function App() {
   // Each change of the list: a counter (reload) and the task ids the assistant named (marked).
   const [tasksChange, setTasksChange] = useState<TasksChange>({ version: 0, ids: [] });
   const [focus, setFocus] = useState<{ id: string; at: number } | null>(null); // the task an entity click asked for
+  const [ask, setAsk] = useState<{ task: Task; at: number } | null>(null); // the task list's "Ask about this task"
   const [failure, setFailure] = useState<unknown>(null);
 
   useEffect(() => {
@@ -127,6 +128,7 @@ export function App() {
   const onTasksChanged = useCallback((ids: string[] = []) => setTasksChange((c) => ({ version: c.version + 1, ids })), []);
   const onFocusTask = useCallback((id: string) => setFocus({ id: String(id), at: Date.now() }), []);
   const onFailure = useCallback((error: unknown) => setFailure(error), []);
+  const onAsk = useCallback((task: Task) => setAsk({ task, at: Date.now() }), []);
 
   if (healthError) {
     return (
@@ -180,6 +182,7 @@ export function App() {
               onTasksChanged={onTasksChanged}
               onFailure={onFailure}
               onUseSelfHosted={() => setMode("self-hosted")}
+              ask={ask}
             />
           ) : script === "failed" ? (
             <Notice title="ChatKit's script could not load">
@@ -204,12 +207,13 @@ export function App() {
               onTasksChanged={onTasksChanged}
               onFocusTask={onFocusTask}
               onFailure={onFailure}
+              ask={ask}
             />
           ) : (
             <p className="muted center">Loading ChatKit…</p>
           )}
         </main>
-        <TaskList api={api} change={tasksChange} focus={focus} onRefresh={onTasksChanged} />
+        <TaskList api={api} change={tasksChange} focus={focus} onRefresh={onTasksChanged} onAsk={onAsk} />
       </div>
     </Shell>
   );

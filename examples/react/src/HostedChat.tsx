@@ -5,9 +5,11 @@
 
 import { ChatKit, useChatKit } from "@openai/chatkit-react";
 import { changedTaskIds, THREAD_ITEM_ACTIONS } from "taskpilot/chatkit-options";
+import { askAboutTask } from "taskpilot/entities";
 import { describeClientSecretError, type ClientSecretError, type createClientSecretProvider } from "taskpilot/hosted-session";
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 
+import type { Task } from "./api/client.ts";
 import { CHATKIT_SCRIPT } from "./chatkit-script.js";
 import { placeholder, startScreen, theme, threadMemory } from "./look.ts";
 import { Notice, RetryButton } from "./Notice.tsx";
@@ -23,11 +25,12 @@ type Props = {
   onTasksChanged: (ids: string[]) => void;
   onFailure: (error: unknown) => void;
   onUseSelfHosted: () => void;
+  ask: { task: Task; at: number } | null; // the task list's "Ask about this task"
 };
 
 type StartState = { phase: "starting" | "ready"; attempt: number } | { phase: "error"; attempt: number; error: ClientSecretError };
 
-export function HostedChat({ secrets, script, configured, user, onTasksChanged, onFailure, onUseSelfHosted }: Props) {
+export function HostedChat({ secrets, script, configured, user, onTasksChanged, onFailure, onUseSelfHosted, ask }: Props) {
   const [state, setState] = useState<StartState>({ phase: "starting", attempt: 0 });
   // The first secret is fetched before ChatKit is shown, so a failure reads as words rather than
   // as an empty widget; ChatKit's own first call then reuses it.
@@ -84,10 +87,10 @@ export function HostedChat({ secrets, script, configured, user, onTasksChanged, 
       </div>
     );
   }
-  return <HostedChatKit secrets={secrets} user={user} onTasksChanged={onTasksChanged} onFailure={onFailure} />;
+  return <HostedChatKit secrets={secrets} user={user} onTasksChanged={onTasksChanged} onFailure={onFailure} ask={ask} />;
 }
 
-function HostedChatKit({ secrets, user, onTasksChanged, onFailure }: Pick<Props, "secrets" | "user" | "onTasksChanged" | "onFailure">) {
+function HostedChatKit({ secrets, user, onTasksChanged, onFailure, ask }: Pick<Props, "secrets" | "user" | "onTasksChanged" | "onFailure" | "ask">) {
   const [thread] = useState(() => threadMemory(`taskpilot-example.thread:hosted:${user}`));
   const [initialThread] = useState(() => thread.initial());
 
@@ -116,6 +119,17 @@ function HostedChatKit({ secrets, user, onTasksChanged, onFailure }: Pick<Props,
     onError: ({ error }) => onFailure(error),
   });
   // [/readme:hosted]
+
+  // The task list's "Ask": its number and title in the composer (OpenAI's workflow cannot resolve
+  // a tag of TaskPilot's tasks), then focus.
+  // Each press once, and only one made while this chat is shown (not one from before a switch of mode).
+  const asked = useRef(Date.now());
+  useEffect(() => {
+    if (!ask || ask.at <= asked.current) return;
+    asked.current = ask.at;
+    // Resolved even before ChatKit's element is mounted (the hook then only warns).
+    Promise.resolve(chatkit.setComposerValue(askAboutTask(ask.task, { tagged: false }))).then(() => chatkit.focusComposer());
+  }, [ask, chatkit]);
 
   return <ChatKit control={chatkit.control} className="chatkit" />;
 }

@@ -3,6 +3,7 @@
 // user's dates). `change` changes when the assistant reports `tasks.changed` (its ids are marked
 // for a moment); `focus` when a tagged task, or one an answer names, is clicked in the chat: the
 // row is scrolled to, marked and focused, and the list switches to "All" when "Open" hides it.
+// Each row's "Ask" puts the task in the chat's composer (`onAsk`).
 
 import { useEffect, useRef, useState } from "react";
 
@@ -22,12 +23,13 @@ type Props = {
   change: TasksChange;
   focus: { id: string; at: number } | null;
   onRefresh: () => void;
+  onAsk: (task: Task) => void;
 };
 
 type ListState = { loading: boolean; filter: Filter | null; tasks: Task[]; summary: TaskSummary | null; error: string | null };
 type Focused = { id: string; at: number; phase: "pending" | "shown" | "missing" };
 
-export function TaskList({ api, change, focus, onRefresh }: Props) {
+export function TaskList({ api, change, focus, onRefresh, onAsk }: Props) {
   const [filter, setFilter] = useState<Filter>("open");
   const [state, setState] = useState<ListState>({ loading: true, filter: null, tasks: [], summary: null, error: null });
   const [focused, setFocused] = useState<Focused | null>(null);
@@ -108,6 +110,9 @@ export function TaskList({ api, change, focus, onRefresh }: Props) {
           >
             <span className="task-number muted">#{task.number}</span> <span className="task-title">{task.title}</span>
             {task.due_date ? <span className="muted"> · due {task.due_date}</span> : null}
+            <button type="button" className="btn btn-ghost task-ask" title="Ask about this task" aria-label={`Ask about #${task.number} ${task.title}`} onClick={() => onAsk(task)}>
+              ?
+            </button>
           </li>
         ))}
       </ul>

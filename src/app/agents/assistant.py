@@ -17,7 +17,7 @@ from datetime import date
 from typing import Annotated, Any
 
 import openai
-from agents import Agent, ItemHelpers, ModelSettings, RunConfig, Runner, RunResultStreaming, StopAtTools
+from agents import Agent, FunctionTool, ItemHelpers, ModelSettings, RunConfig, Runner, RunResultStreaming, StopAtTools
 from agents.items import TResponseInputItem
 from agents.models.interface import ModelProvider, ModelTracing
 from chatkit.agents import AgentContext, ThreadItemConverter
@@ -36,11 +36,11 @@ from app.agents.chatkit.time_zone import GET_TIME_ZONE, GET_TIME_ZONE_TOOL
 from app.agents.history import TaskPilotConverter, estimate_tokens, item_to_input, plain_text_message
 from app.agents.hooks import ProgressHooks
 from app.agents.messages import Language, say
-from app.agents.tools import TASK_TOOLS, ToolContext
+from app.agents.tools import TASK_TOOLS, ToolContext, with_fixed_arguments
 from app.core.clock import utc_today
-from app.ops import model_calls
+from app.ops import metrics, model_calls, tracing
 from app.ops.openai_failures import OpenAIFailureKind, describe_openai_failure
-from app.services.usage import TurnTokens
+from app.services.usage import Tokens, TurnTokens
 
 log = logging.getLogger("app.assistant")
 
@@ -119,6 +119,9 @@ class TurnContext(AgentContext[Any], ToolContext):
     # hooks record each call's outcome and latency (app.ops.model_calls), the turn a failed one's.
     model: str | None = None
     model_call_started: float | None = None
+    # That call's span (app.ops.tracing.ModelCallSpan) while tracing is on: the hooks start and end
+    # it, the turn ends it when the call fails.
+    model_span: Annotated[Any, SkipValidation] = None
 
 
 @dataclass
@@ -135,6 +138,8 @@ class Assistant:
     plain_text_content: bool = False
     # REASONING_EFFORT / REASONING_SUMMARY (`providers.reasoning_settings`); None: nothing sent.
     reasoning: Reasoning | None = None
+    # The Agents SDK's own traces to OpenAI (AGENTS_TRACING=openai); off unless asked for by name.
+    agents_tracing: bool = False
 
     def __post_init__(self) -> None:
         self.urdu = Agent[TurnContext](
@@ -228,6 +233,13 @@ class Assistant:
         orchestrator.handoffs = [urdu]
         if choice.tool is not None:
             orchestrator.model_settings = orchestrator.model_settings.resolve(ModelSettings(tool_choice=choice.tool))
+            if choice.arguments:
+                orchestrator.tools = [
+                    with_fixed_arguments(tool, choice.arguments)
+                    if isinstance(tool, FunctionTool) and tool.name == choice.tool
+                    else tool
+                    for tool in orchestrator.tools
+                ]
         return Runner.run_streamed(
             orchestrator,
             history,
@@ -239,7 +251,7 @@ class Assistant:
                 model_provider=self.provider,
                 # Chat Completions servers send a stream's token counts only when asked.
                 model_settings=ModelSettings(include_usage=True, reasoning=self.reasoning),
-                tracing_disabled=True,
+                tracing_disabled=not self.agents_tracing,
             ),
         )
 
@@ -257,6 +269,7 @@ class Assistant:
         text = " ".join(getattr(part, "text", "") for part in message.content).strip()
         if self.title_with_model and text:
             started = time.perf_counter()
+            span = tracing.ModelCallSpan.start(model or self.model_name, purpose="title")
             try:
                 # One model call, not an agent run: `Runner.run` around it cost 3.3-3.7 ms of CPU
                 # against 1.8-1.9 ms for the call alone (a title needs no tools, hooks or turns).
@@ -268,7 +281,7 @@ class Assistant:
                         tools=[],
                         output_schema=None,
                         handoffs=[],
-                        tracing=ModelTracing.DISABLED,
+                        tracing=ModelTracing.ENABLED if self.agents_tracing else ModelTracing.DISABLED,
                         previous_response_id=None,
                         conversation_id=None,
                         prompt=None,
@@ -276,6 +289,9 @@ class Assistant:
                     timeout=TITLE_TIMEOUT_SECONDS,
                 )
                 model_calls.record(model or self.model_name, "ok", time.perf_counter() - started)
+                if span is not None:
+                    span.end("ok", Tokens.of(response.usage).counts())
+                    span = None
                 if tokens is not None:
                     tokens.add(model or self.model_name, response.usage)
                 answer = " ".join(filter(None, (ItemHelpers.extract_last_text(item) for item in response.output)))
@@ -284,8 +300,14 @@ class Assistant:
                     return summarize_title(title)
             except Exception as exc:  # a title is a nicety: never fail the turn for it
                 model_calls.failed(model or self.model_name, exc, time.perf_counter() - started)
+                if span is not None:
+                    span.end(metrics.error_kind(exc))
+                    span = None
                 fields, traceback = model_error_log(exc)
                 log.info("title generation failed", exc_info=traceback, extra={"fields": fields})
+            finally:
+                if span is not None:  # cancelled (the client went away) before the call ended
+                    span.end("cancelled")
         return summarize_title(text)
 
 

@@ -23,7 +23,8 @@ from app.agents.chatkit.notices import BATCH_MIN, ToolBatch, TurnNotices
 from app.agents.chatkit.widgets import choice_widget, task_list_widget
 from app.agents.messages import CATALOGUE, Language, counted, say
 from app.core.clock import utc_today
-from app.ops import metrics, model_calls
+from app.ops import metrics, model_calls, tracing
+from app.services.usage import Tokens
 
 log = logging.getLogger("app.assistant")
 
@@ -84,6 +85,10 @@ class ProgressHooks(RunHooks[Any]):
         if hasattr(context.context, "model_call_started"):
             context.context.model_call_started = time.perf_counter()
         notices = _notices(context)
+        if hasattr(context.context, "model_span"):
+            model = getattr(context.context, "model", None) or str(agent.model)
+            retries = notices.retries if notices is not None else 0
+            context.context.model_span = tracing.ModelCallSpan.start(model, purpose="answer", retries_before=retries)
         if notices is not None:
             notices.model_started()
 
@@ -94,6 +99,11 @@ class ProgressHooks(RunHooks[Any]):
             model = getattr(context.context, "model", None) or str(agent.model)
             model_calls.record(model, "ok", time.perf_counter() - started)
         notices = _notices(context)
+        span = getattr(context.context, "model_span", None)
+        if span is not None:
+            context.context.model_span = None
+            retries = notices.retries if notices is not None else None
+            span.end("ok", Tokens.of(response.usage).counts(), retries_after=retries)
         if notices is None:
             return
         notices.model_ended()

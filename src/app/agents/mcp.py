@@ -63,7 +63,7 @@ def build_task_mcp_server(
 
     def mcp_tool(declaration: ToolDeclaration) -> Tool:
         async def run(ctx: Context[Any, Any], **arguments: Any) -> dict[str, Any]:
-            result = await operations(ctx).call(declaration.name, arguments)
+            result = await operations(ctx).call(declaration.name, arguments, via="mcp")
             if not result.get("ok"):
                 raise ToolError(encode_result(result))
             return result

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from agents import set_tracing_disabled
+from agents import set_tracing_disabled, set_tracing_export_api_key
 from agents.models.interface import Model, ModelProvider
 from agents.models.openai_provider import OpenAIProvider
 from openai import AsyncOpenAI, omit
@@ -36,7 +36,9 @@ class ProviderConfig:
     timeout_seconds: float = 30.0
     max_retries: int = 1
     offline_delay_ms: int = 0
+    # The Agents SDK's own traces to OpenAI (AGENTS_TRACING=openai), sent with this key.
     tracing: bool = False
+    tracing_api_key: str | None = None
 
 
 def _stream_event_members() -> tuple[type[Any], ...]:
@@ -190,6 +192,9 @@ def build_model_provider(config: ProviderConfig) -> tuple[ModelProvider, str]:
     """The provider and the model name to run agents with."""
     # The Agents SDK exports traces to OpenAI unless told otherwise; TaskPilot opts in explicitly.
     set_tracing_disabled(not config.tracing)
+    if config.tracing and config.tracing_api_key:
+        # Not MODEL_API_KEY: an OpenAI-compatible provider's key means nothing to OpenAI's traces.
+        set_tracing_export_api_key(config.tracing_api_key)
     if config.provider == "offline":
         return OfflineModelProvider(config.offline_delay_ms), "offline"
     client = ResponsesClient(

@@ -41,12 +41,13 @@ one, so a ChatKit turn can tell the page which tasks to refresh once the run end
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import inspect
 import json
 import typing
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -71,6 +72,7 @@ from app.contracts import (
 from app.core.clock import utc_today
 from app.core.errors import DomainError
 from app.core.text import first_unstorable, unstorable_detail
+from app.ops import tracing
 from app.services.tasks import TaskQuery, TaskService, parse_ref
 from app.store.db import SessionMaker
 
@@ -257,9 +259,16 @@ class TaskOperations:
     def __init__(self, scope: TaskScope) -> None:
         self.scope = scope
 
-    async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """Run the tool `name`; a string argument the database cannot store (NUL) is refused as a
-        failure naming it, before it reaches a query (models and MCP clients both send them)."""
+    async def call(self, name: str, arguments: dict[str, Any], *, via: str = "agent") -> dict[str, Any]:
+        """Run the tool `name` for the assistant (`via="agent"`) or an MCP client (`"mcp"`), in a
+        span of its own (app.ops.tracing); a string argument the database cannot store (NUL) is
+        refused as a failure naming it, before it reaches a query (models and MCP clients both send them)."""
+        with tracing.tool_call(name, via, arguments) as span:
+            result = await self._call(name, arguments)
+            tracing.tool_outcome(span, result)
+            return result
+
+    async def _call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         field = first_unstorable(arguments)
         if field is not None:
             return {"ok": False, "error": unstorable_detail(field), "field": field}
@@ -612,24 +621,64 @@ TASK_TOOLS: tuple[FunctionTool, ...] = tuple(_sdk_tool(declaration) for declarat
 
 @dataclass(frozen=True, slots=True)
 class ComposerTool:
-    """A tool the composer offers. Choosing it forces the turn's first model call to be `tool`."""
+    """A tool the composer offers. Choosing it forces the turn's first model call to be `tool`;
+    `arguments` are fixed on that call, whatever the model put there ("Due today" lists what is due
+    today even when the model left the dates out)."""
 
     id: str  # what the page sends as `inference_options.tool_choice.id`
     tool: str  # the task tool it forces (one of TOOL_NAMES)
     label: str
     icon: ComposerToolIcon  # a ChatKit icon name (the spec lists the ones allowed)
     placeholder: str  # the composer's placeholder while it is chosen
+    command: str  # the composer's "/" command that chooses it (`/add`)
+    arguments: Mapping[str, str] = field(default_factory=dict)
 
     def option(self) -> ComposerToolOption:
-        return ComposerToolOption(id=self.id, label=self.label, icon=self.icon, placeholder=self.placeholder)
+        return ComposerToolOption(
+            id=self.id, label=self.label, icon=self.icon, placeholder=self.placeholder, command=self.command
+        )
 
 
 COMPOSER_TOOLS: tuple[ComposerTool, ...] = (
-    ComposerTool("add_task", "add_task", "Add task", "plus", "What needs doing? e.g. Buy milk tomorrow"),
-    ComposerTool("list_tasks", "list_tasks", "Find tasks", "search", "Which tasks? e.g. groceries, or overdue"),
-    ComposerTool("summary", "task_summary", "Summary", "chart", "Send to get a summary of your tasks"),
+    ComposerTool("add_task", "add_task", "Add task", "plus", "What needs doing? e.g. Buy milk tomorrow", "add"),
+    ComposerTool("list_tasks", "list_tasks", "Find tasks", "search", "Which tasks? e.g. groceries, or overdue", "find"),
+    ComposerTool(
+        "today",
+        "list_tasks",
+        "Due today",
+        "calendar",
+        "Send for what is due today, or add words to narrow it",
+        "today",
+        # "today" is the user's date (the Time-Zone header, else DEFAULT_TIME_ZONE), as the tool reads it.
+        {"status": "open", "due_after": "today", "due_before": "today"},
+    ),
+    ComposerTool("summary", "task_summary", "Summary", "chart", "Send to get a summary of your tasks", "summary"),
 )
 COMPOSER_TOOL_BY_ID: dict[str, ComposerTool] = {tool.id: tool for tool in COMPOSER_TOOLS}
+
+
+def with_fixed_arguments(tool: FunctionTool, arguments: Mapping[str, str]) -> FunctionTool:
+    """A copy of `tool` (for one run) whose first call runs with `arguments` over the model's own:
+    the filter of the composer tool that forced it. Later calls of the run are the model's alone,
+    as the forced choice itself is (the SDK lets the model choose freely once a tool ran)."""
+    if not arguments:
+        return tool
+    invoke = tool.on_invoke_tool
+    first = [True]
+
+    async def invoke_first_with_fixed(context: Any, input_json: str) -> Any:
+        if first:
+            first.clear()
+            try:
+                given = json.loads(input_json or "{}")
+            except ValueError:
+                given = {}  # the SDK's own validation reports a malformed call; here the filter decides
+            input_json = json.dumps({**(given if isinstance(given, dict) else {}), **arguments})
+        return await invoke(context, input_json)
+
+    fixed = copy.copy(tool)
+    fixed.on_invoke_tool = invoke_first_with_fixed
+    return fixed
 
 
 def composer_tool_options() -> list[ComposerToolOption]:

@@ -57,10 +57,16 @@ TURN_DURATION = Histogram(
     "taskpilot_chatkit_turn_duration_seconds", "One assistant turn, model and tools included", buckets=_TURN
 )
 TOOL_CALLS = Counter("taskpilot_tool_calls", "Task tool calls by tool and outcome", ["tool", "outcome"])
-# Tokens the provider reported for every model call (answer, tool round trips, title), by model and
-# kind: input, cached_input (part of input), output, reasoning (part of output). Exposed as *_total.
+# Tokens the provider reported for every model call (answer, tool round trips, title, dictation), by
+# model and kind: input, cached_input (part of input), output, reasoning (part of output). Exposed as *_total.
 MODEL_TOKENS = Counter("taskpilot_model_tokens", "Model tokens used, by model and kind", ["model", "kind"])
-# Every model call (each response of a turn, each title) by model and outcome: `ok` or the kind of error.
+# Seconds of dictated audio a transcription model billed by duration (whisper-1) reported; token-billed
+# ones (gpt-4o-transcribe) report tokens instead (MODEL_TOKENS), and add 0 here.
+TRANSCRIPTION_SECONDS = Counter(
+    "taskpilot_transcription_seconds", "Dictated audio transcribed, in seconds, by model", ["model"]
+)
+# Every model call (each response of a turn, each title, each dictation) by model and outcome: `ok` or
+# the kind of error.
 MODEL_CALLS = Counter(
     "taskpilot_model_calls", "Model calls by model and outcome (ok or kind of error)", ["model", "outcome"]
 )

@@ -1,9 +1,10 @@
 """The last model call of each model, for `GET /api/chatkit/health`, and the calls by outcome
 (`taskpilot_model_calls_total{model,outcome}`).
 
-A call is an answer's model response (each tool round trip is one) or a thread title. The status is
-`ok` or the failure's kind (`app.ops.metrics.error_kind`: `rate_limit`, `timeout`, `auth`, ...), never
-its message. Kept in this process's memory: with several workers each answers for its own calls.
+A call is an answer's model response (each tool round trip is one), a thread title or a dictation's
+transcription. The status is `ok` or the failure's kind (`app.ops.metrics.error_kind`: `rate_limit`,
+`timeout`, `auth`, ...), never its message. Kept in this process's memory: with several workers each
+answers for its own calls.
 """
 
 from __future__ import annotations

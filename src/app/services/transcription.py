@@ -5,7 +5,9 @@ transcribes, the base64 must be well formed and the audio no larger than TRANSCR
 `transcribe()` sends it with one `AsyncOpenAI` client (made on first use, closed on shutdown),
 at OPENAI_BASE_URL when set, within OPENAI_TIMEOUT_SECONDS. Every SDK failure becomes an
 `UpstreamError` whose detail is written here: OpenAI's messages may quote a masked key, and
-neither the key nor the audio ever reaches a response or a log line.
+neither the key nor the audio ever reaches a response or a log line. Each call's outcome and latency
+go to the per-model health (`app.ops.model_calls`), and its answer's `usage` (tokens, or seconds of
+audio) comes back with the text for the caller to account (`app.services.usage`).
 
 No Litestar here: `app.http.problems` maps the errors to statuses.
 """
@@ -16,14 +18,16 @@ import base64
 import binascii
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 import openai
 from openai import AsyncOpenAI
 
 from app.core.errors import PayloadTooLarge, ProtocolError, UnsupportedMediaType, UpstreamError
-from app.ops import metrics
+from app.ops import metrics, model_calls
 from app.ops.openai_failures import OpenAIFailureKind, describe_openai_failure
+from app.services.usage import TranscriptionUsage
 from app.settings import Settings
 
 log = logging.getLogger("app.transcription")
@@ -65,6 +69,14 @@ class Audio:
     @property
     def filename(self) -> str:
         return f"dictation.{AUDIO_TYPES[self.media_type]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    """The text of a dictation and what its transcription cost (zero when the server did not say)."""
+
+    text: str
+    usage: TranscriptionUsage
 
 
 def check_audio(audio_base64: str, mime_type: str, *, max_bytes: int) -> Audio:
@@ -138,7 +150,8 @@ class Transcriber:
         if client is not None:
             await client.close()
 
-    async def transcribe(self, audio: Audio, *, user_id: str | None = None) -> str:
+    async def transcribe(self, audio: Audio, *, user_id: str | None = None) -> Transcription:
+        started = time.perf_counter()
         try:
             result = await self.client().audio.transcriptions.create(
                 model=self.model,
@@ -146,8 +159,13 @@ class Transcriber:
                 response_format="json",
             )
         except openai.OpenAIError as exc:
+            model_calls.failed(self.model, exc, time.perf_counter() - started)
             raise _translate(exc, user_id=user_id) from None
-        return str(getattr(result, "text", "") or "")
+        model_calls.record(self.model, "ok", time.perf_counter() - started)
+        return Transcription(
+            text=str(getattr(result, "text", "") or ""),
+            usage=TranscriptionUsage.of(getattr(result, "usage", None)),
+        )
 
 
 # What each kind of failure (`app.ops.openai_failures`) means for a dictation.

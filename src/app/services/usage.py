@@ -5,6 +5,12 @@ Four kinds of token, as providers bill them: `input`, `cached_input` (the part o
 the prompt cache), `output`, and `reasoning` (the part of output spent thinking). The budget counts
 input + output, every model together, and is back at UTC midnight. Each turn adds its tokens to
 `taskpilot_model_tokens_total{model,kind}`, to its log line, and to the user's `usage` row of the day.
+
+A dictation (`input.transcribe`) is a model call too: TRANSCRIPTION_MODEL's tokens (gpt-4o-transcribe
+and its kin report them) go to the same metric and to the row of that model with no turn; a model
+billed by the duration of the audio (whisper-1) reports seconds instead, which go to
+`taskpilot_transcription_seconds_total{model}` and the row's `transcription_ms`. The budget counts a
+dictation's tokens like any others, and a spent budget refuses a dictation before its upload.
 """
 
 from __future__ import annotations
@@ -64,8 +70,55 @@ class Tokens:
         """What the budget counts: input and output (cached and reasoning tokens are parts of them)."""
         return self.input + self.output
 
+    def counts(self) -> dict[str, int]:
+        """By kind: input, cached_input, output, reasoning."""
+        return {
+            "input": self.input,
+            "cached_input": self.cached_input,
+            "output": self.output,
+            "reasoning": self.reasoning,
+        }
+
     def columns(self) -> dict[str, int]:
         return dict(zip(TOKEN_COLUMNS, (self.input, self.cached_input, self.output, self.reasoning), strict=True))
+
+
+def _reported(usage: Any, name: str) -> Any:
+    # The SDK's model when the answer matched it; a dict (or nothing) when a lenient server's did not.
+    return usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
+
+
+def _amount(value: Any) -> float:
+    """A reported amount, or 0 for anything that is not a finite, non-negative number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return 0
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionUsage:
+    """What one transcription's `usage` reported: tokens (`"type": "tokens"`) or the seconds of audio
+    (`"type": "duration"`), as whole milliseconds; all zero when a server reported nothing usable."""
+
+    tokens: Tokens = field(default_factory=Tokens)
+    audio_ms: int = 0
+    reported: bool = False
+
+    @classmethod
+    def of(cls, usage: Any) -> TranscriptionUsage:
+        """Read leniently: a missing or malformed `usage` is zero, never a failed dictation."""
+        if usage is None:
+            return cls()
+        tokens = Tokens(
+            input=int(_amount(_reported(usage, "input_tokens"))),
+            output=int(_amount(_reported(usage, "output_tokens"))),
+        )
+        audio_ms = round(_amount(_reported(usage, "seconds")) * 1000)
+        return cls(tokens=tokens, audio_ms=audio_ms, reported=bool(tokens.billed or audio_ms))
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.audio_ms / 1000
 
 
 @dataclass(slots=True)
@@ -153,11 +206,30 @@ class UsageBook:
                 )
             await session.commit()
 
+    async def record_transcription(self, user_id: str, model: str, usage: TranscriptionUsage) -> None:
+        """Count a dictation: the metrics, then one upsert into the row of `model` (no turn). A
+        dictation that reported nothing still touches its row: the user dictated with the model that day."""
+        for kind, count in zip(KINDS, usage.tokens.columns().values(), strict=True):
+            if count:
+                metrics.MODEL_TOKENS.labels(model=model, kind=kind).inc(count)
+        metrics.TRANSCRIPTION_SECONDS.labels(model=model).inc(usage.audio_seconds)
+        async with self.session_maker() as session:
+            await add_usage(
+                session,
+                user_id=user_id,
+                day=self.today(),
+                model=model,
+                tokens=usage.tokens.columns(),
+                turns=0,
+                transcription_ms=usage.audio_ms,
+            )
+            await session.commit()
+
 
 # ---- export ----------------------------------------------------------------------------------------
 
 ExportFormat = Literal["csv", "jsonl"]
-FIELDS = ("day", "user", "model", *TOKEN_COLUMNS, "turns")
+FIELDS = ("day", "user", "model", *TOKEN_COLUMNS, "turns", "transcription_seconds")
 DEFAULT_BATCH_SIZE = 500
 
 
@@ -184,6 +256,8 @@ def _record(row: UsageRecord, include_user: bool) -> dict[str, Any]:
         "output_tokens": row.output_tokens,
         "reasoning_tokens": row.reasoning_tokens,
         "turns": row.turns,
+        # Stored as whole milliseconds (exact sums), shown as seconds: 1500 -> 1.5.
+        "transcription_seconds": row.transcription_ms / 1000,
     }
 
 

@@ -15,10 +15,10 @@
 
 import { Api, browserTimeZone, errorFromResponse } from "./api.js";
 import { Auth } from "./auth.js";
-import { answerClientTool, changedTaskIds, composerChoices, GREETING, hostedOptions, PLACEHOLDER, PROMPTS, selfHostedOptions } from "./chatkit-options.js";
+import { answerClientTool, changedTaskIds, composerChoices, composerCommands, GREETING, hostedOptions, PLACEHOLDER, PROMPTS, selfHostedOptions, typedCommand } from "./chatkit-options.js";
 import { ChatConsole } from "./console.js";
 import { h } from "./dom.js";
-import { taskEntities } from "./entities.js";
+import { askAboutTask, taskEntities } from "./entities.js";
 import { createClientSecretProvider, describeClientSecretError } from "./hosted-session.js";
 import { TaskPanel } from "./tasks.js";
 
@@ -116,9 +116,14 @@ export async function mount(root, options = {}) {
   const account = h("div", { class: "tp-account" });
   const modeSwitch = h("div", { class: "tp-mode", role: "group", "aria-label": "ChatKit mode", hidden: true });
   const chatArea = h("main", { class: "tp-chat", "aria-label": "Assistant" });
-  const tasks = new TaskPanel(api);
-  // @-mentions in the composer: the user's tasks from GET /api/tasks?q=; a click focuses the task.
-  const entities = taskEntities((query) => api.json(`/api/tasks?${new URLSearchParams(query)}`), (id) => tasks.focus(id));
+  const tasks = new TaskPanel(api, { onAsk: (task) => askInChat(task) });
+  // @-mentions in the composer: the user's tasks from GET /api/tasks?q=; a click focuses the task;
+  // a hover previews it from GET /api/tasks/{id} (none for a task that is not the user's any more).
+  const entities = taskEntities(
+    (query) => api.json(`/api/tasks?${new URLSearchParams(query)}`),
+    (id) => tasks.focus(id),
+    (id) => api.json(`/api/tasks/${encodeURIComponent(id)}`).catch((error) => (error.status === 404 ? null : Promise.reject(error)))
+  );
   const status = h("div", { class: "tp-status", role: "status", hidden: true });
   root.replaceChildren(
     h(
@@ -260,6 +265,19 @@ export async function mount(root, options = {}) {
     await startChat();
   };
 
+  // The task panel's "Ask about this task": ChatKit's composer gets the task tagged
+  // (`setComposerValue`; in hosted mode its number and title, which OpenAI's workflow can read),
+  // the console's likewise.
+  const askInChat = (task) => {
+    const chat = state.chat;
+    if (!chat) return;
+    if (typeof chat.setComposerValue === "function") {
+      chat.setComposerValue(askAboutTask(task, { tagged: state.mode === "self-hosted" })).then(() => chat.focusComposer?.());
+    } else {
+      chat.prefill?.(task);
+    }
+  };
+
   const onEffect = (name, data) => {
     if (name === "tasks.changed") tasks.refresh(changedTaskIds(data));
   };
@@ -286,7 +304,9 @@ export async function mount(root, options = {}) {
         const dictation = options.dictation ?? Boolean(health?.self_hosted?.dictation);
         const composer = options.composer ?? health?.self_hosted?.composer;
         const attachments = options.attachments ?? health?.self_hosted?.attachments;
-        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { domainKey: pageDomainKey(options), dictation, composer, attachments, entities, onSyncAction }), {
+        // "/add", "/today", ...: choosing one selects that composer tool in ChatKit's composer.
+        const commands = composerCommands(composer, (toolId) => state.chat?.setComposerValue?.({ selectedToolId: toolId }));
+        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { domainKey: pageDomainKey(options), dictation, composer, attachments, entities, commands, onSyncAction }), {
           threadKey: `taskpilot.chatkit-thread:${auth.user ?? "anonymous"}`,
           onEffect,
           onError: (message) => showStatus(`ChatKit: ${message}. Reload, or open ${window.location.pathname}?ui=console for the built-in console.`, "error"),
@@ -294,8 +314,10 @@ export async function mount(root, options = {}) {
         root.dataset.ui = "chatkit";
       } else {
         const reason = forced === "console" ? "Chosen with ?ui=console." : "ChatKit's script could not be loaded from its CDN, so this page uses its built-in console.";
-        const composer = composerChoices(options.composer ?? health?.self_hosted?.composer);
-        const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect, onSyncAction, onClientTool: answerClientTool, composer, entities });
+        const offered = options.composer ?? health?.self_hosted?.composer;
+        const composer = composerChoices(offered);
+        const commandOf = (text) => typedCommand(text, offered);
+        const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect, onSyncAction, onClientTool: answerClientTool, composer, entities, commandOf });
         chatArea.replaceChildren(chat.element);
         state.chat = chat;
         root.dataset.ui = "console";

@@ -10,6 +10,8 @@
 /**
  * @typedef {import("@openai/chatkit").ChatKitOptions} ChatKitOptions
  * @typedef {import("@openai/chatkit").ChatKitIcon} ChatKitIcon
+ * @typedef {import("@openai/chatkit").Command} Command
+ * @typedef {import("@openai/chatkit").CommandsOption} CommandsOption
  * @typedef {import("@openai/chatkit").ComposerOption} ComposerOption
  * @typedef {import("@openai/chatkit").CustomApiConfig} CustomApiConfig
  * @typedef {import("@openai/chatkit").EntitiesOption} EntitiesOption
@@ -97,9 +99,10 @@ export function answerClientTool({ name }) {
 
 /**
  * What the server offers the composer: `self_hosted.composer` of GET /api/chatkit/health
- * (the OpenAPI schema `ComposerOptions`; `icon` is one of ChatKit's icon names).
+ * (the OpenAPI schema `ComposerOptions`; `icon` is one of ChatKit's icon names, `command` the "/"
+ * command that chooses the tool: "add" for `/add`).
  * @typedef {{
- *   tools?: ReadonlyArray<{id: string, label: string, icon: ChatKitIcon, placeholder?: string}>,
+ *   tools?: ReadonlyArray<{id: string, label: string, icon: ChatKitIcon, placeholder?: string, command?: string}>,
  *   models?: ReadonlyArray<{id: string, label: string, default?: boolean}>,
  * }} ServerComposer
  */
@@ -117,6 +120,49 @@ export function composerChoices(composer) {
   /** @type {NonNullable<ComposerOption["models"]>} */
   const models = (composer?.models ?? []).map((model) => ({ id: model.id, label: model.label, default: Boolean(model.default) }));
   return { ...(tools.length ? { tools } : {}), ...(models.length ? { models } : {}) };
+}
+
+/**
+ * ChatKit's `commands` option (the composer's "/" menu): each of the server's composer tools as its
+ * command (`/add`, `/find`, `/today`, `/summary`); choosing one selects that tool in the composer
+ * (`selectTool`, which calls ChatKit's `setComposerValue({selectedToolId})`), as picking it from the
+ * tool menu does, so the message then goes with the same `inference_options.tool_choice`. Null
+ * when the server offers no tool with a command.
+ * @param {ServerComposer | null | undefined} composer
+ * @param {(toolId: string) => unknown} selectTool
+ * @returns {CommandsOption | null}
+ */
+export function composerCommands(composer, selectTool) {
+  const tools = (composer?.tools ?? []).filter((tool) => tool.command);
+  if (!tools.length) return null;
+  /** @type {Command[]} */
+  const commands = tools.map((tool) => ({ id: tool.id, label: `/${tool.command}`, description: tool.label, icon: tool.icon }));
+  return {
+    enabled: true,
+    onSearch: async (query) => {
+      const words = String(query ?? "").trim().replace(/^\//, "").toLowerCase();
+      return commands.filter((command) => command.label.slice(1).startsWith(words) || command.description?.toLowerCase().includes(words));
+    },
+    onSelect: async (command) => {
+      // Only the server's own tools: anything else would be refused with a 400 when sent.
+      if (commands.some((known) => known.id === command.id)) await selectTool(command.id);
+    },
+  };
+}
+
+/**
+ * A message typed as a "/" command ("/add buy milk", "/today"): the composer tool it chooses and
+ * the words after it; null when the text is no command of the server's tools (it is sent as typed).
+ * @param {string} text
+ * @param {ServerComposer | null | undefined} composer
+ * @returns {{toolId: string, label: string, words: string} | null}
+ */
+export function typedCommand(text, composer) {
+  const match = /^\/(\S+)(?:\s+([\s\S]*))?$/.exec(String(text ?? "").trim());
+  if (!match) return null;
+  const name = (match[1] ?? "").toLowerCase();
+  const tool = (composer?.tools ?? []).find((candidate) => candidate.command === name);
+  return tool ? { toolId: tool.id, label: tool.label, words: (match[2] ?? "").trim() } : null;
 }
 
 /**
@@ -205,10 +251,11 @@ export function sharedOptions() {
  * @param {ServerComposer | null} [options.composer]  health's `self_hosted.composer`
  * @param {ServerAttachments | null} [options.attachments]  health's `self_hosted.attachments`
  * @param {EntitiesOption | null} [options.entities]  the user's tasks to tag in a message (entities.js)
+ * @param {CommandsOption | null} [options.commands]  the composer's "/" commands (`composerCommands`)
  * @param {(() => void) | null} [options.onSyncAction]  after each synchronous widget action (refresh the task panel)
  * @returns {ChatKitOptions & {api: CustomApiConfig}}
  */
-export function selfHostedOptions(api, base, { domainKey, dictation = false, composer = null, attachments = null, entities = null, onSyncAction = null }) {
+export function selfHostedOptions(api, base, { domainKey, dictation = false, composer = null, attachments = null, entities = null, commands = null, onSyncAction = null }) {
   return {
     ...sharedOptions(),
     onClientTool: answerClientTool,
@@ -232,6 +279,8 @@ export function selfHostedOptions(api, base, { domainKey, dictation = false, com
     // Self-hosted only: the server resolves each tag to one of the user's tasks (a hosted workflow
     // runs on OpenAI's servers, which know nothing of them).
     ...(entities ? { entities } : {}),
+    // `/add`, `/find`, `/today`, `/summary`: the composer tools above, chosen from the "/" menu.
+    ...(commands ? { commands } : {}),
   };
 }
 

@@ -3,10 +3,12 @@
 // thread list, new thread, send, streamed assistant text, tool progress, the task widget's
 // buttons as actions, feedback on answers, retry after an error, client tools (the server's
 // `get_time_zone`), @-tagging tasks (a picker, tag-picker.js) with tagged tasks and the tasks a
-// reply names linked to the task panel (ChatKit's `entities` option), and readable errors.
+// reply names linked to the task panel (ChatKit's `entities` option), the composer's tools typed as
+// "/" commands (`/add buy milk`, `/today`, `/summary`), a closed or locked conversation's status
+// (its input disabled, as ChatKit's component does), and readable errors.
 
 import { h, richText, formatWhen, directionOf, isolated } from "./dom.js";
-import { entitySources, entityTaskId } from "./entities.js";
+import { entitySources, entityTaskId, taskEntity } from "./entities.js";
 import { ChatKitConnection, userInput } from "./protocol.js";
 import { TagPicker } from "./tag-picker.js";
 import { renderWidget, updateComponent } from "./widgets.js";
@@ -21,6 +23,9 @@ function widgetText(node) {
 
 const HIDDEN_ITEMS = new Set(["end_of_turn", "hidden_context_item", "sdk_hidden_context", "client_tool_call"]);
 const HISTORY_PAGE = 50;
+// Composer tools a bare "/" command cannot run without words (there is nothing to add yet): the
+// command chooses the tool and waits for them, as ChatKit's "/" menu does. The others run at once.
+const NEEDS_WORDS = new Set(["add_task"]);
 const THREAD_PAGE = 30;
 
 export class ChatConsole {
@@ -29,9 +34,11 @@ export class ChatConsole {
    * @param {{greeting: string, prompts: {label: string, prompt: string}[], placeholder: string,
    *          user: string|null, reason: string, onEffect(name: string, data: object): void,
    *          onSyncAction?(): void, onClientTool({name: string, params: object}): object,
-   *          entities?: {onTagSearch(query: string): Promise<object[]>, onClick(entity: object): void}}} options
-   *          onClientTool and entities work as ChatKit's options of those names do; onSyncAction runs
-   *          after each synchronous widget action (it has no stream, so no tasks.changed effect)
+   *          entities?: {onTagSearch(query: string): Promise<object[]>, onClick(entity: object): void},
+   *          commandOf?(text: string): {toolId: string, label: string, words: string} | null}} options
+   *          onClientTool and entities work as ChatKit's options of those names do; commandOf reads
+   *          a typed "/" command (chatkit-options.js `typedCommand`); onSyncAction runs after each
+   *          synchronous widget action (it has no stream, so no tasks.changed effect)
    */
   constructor(api, options) {
     this.api = api;
@@ -54,6 +61,9 @@ export class ChatConsole {
     this.log = h("div", { class: "tp-log", role: "log", "aria-live": "polite", "aria-relevant": "additions text" });
     this.progress = h("div", { class: "tp-progress", hidden: true, role: "status", dir: "auto" });
     this.banner = h("div", { class: "tp-banner", hidden: true, role: "alert" });
+    // A closed or locked conversation (ChatKit's `thread.status`): why, instead of the composer.
+    this.threadStatus = h("div", { class: "tp-thread-status", hidden: true, role: "status", dir: "auto" });
+    this.closed = false;
     this.input = h("textarea", {
       class: "tp-input",
       rows: 1,
@@ -105,6 +115,7 @@ export class ChatConsole {
         this.log,
         this.progress,
         this.banner,
+        this.threadStatus,
         this.picker?.element,
         this.form
       )
@@ -144,6 +155,23 @@ export class ChatConsole {
     if (this.toolSelect?.value) options.tool_choice = { id: this.toolSelect.value };
     if (this.modelSelect?.value) options.model = this.modelSelect.value;
     return options;
+  }
+
+  #chooseTool(toolId) {
+    this.toolSelect.value = toolId;
+    this.toolSelect.dispatchEvent(new Event("change"));
+  }
+
+  /** "Ask about this task" (the task panel): the composer starts with the task tagged, as if
+   * chosen from the @ picker, ready for the question. */
+  prefill(task) {
+    if (this.closed) this.newThread();
+    this.input.value = this.picker ? `@${task.title} ` : `About task #${task.number} ${task.title}: `;
+    const entity = taskEntity(task);
+    this.picker?.restore([{ id: entity.id, text: entity.title, data: entity.data ?? {} }]);
+    this.#autosize();
+    this.input.focus();
+    this.input.setSelectionRange(this.input.value.length, this.input.value.length);
   }
 
   #resetTool() {
@@ -211,8 +239,24 @@ export class ChatConsole {
     const meta = { id: thread.id, title: thread.title, created_at: thread.created_at, status: thread.status };
     if (index === -1) this.threads.unshift(meta);
     else this.threads[index] = { ...this.threads[index], ...meta };
-    if (thread.id === this.threadId) this.title.textContent = thread.title || "New conversation";
+    if (thread.id === this.threadId) {
+      this.title.textContent = thread.title || "New conversation";
+      this.#showStatus(thread.status);
+    }
     this.#renderThreads();
+  }
+
+  /** A conversation the server closed (`QUOTA_ITEMS_PER_THREAD`) or locked takes no message: its
+   * reason is shown and the composer is disabled; an active one (or a new chat) takes them again. */
+  #showStatus(status) {
+    const type = status?.type ?? "active";
+    this.closed = type === "closed" || type === "locked";
+    this.threadStatus.hidden = !this.closed;
+    this.threadStatus.dataset.status = type;
+    const said = type === "locked" ? "This conversation is locked." : "This conversation is closed.";
+    this.threadStatus.replaceChildren(h("strong", {}, said), " ", ...isolated(status?.reason ?? ""), " ", h("button", { type: "button", class: "tp-link-btn", onClick: () => this.newThread() }, "Start a new chat"));
+    this.element.classList.toggle("tp-console--closed", this.closed);
+    for (const control of [this.input, this.sendButton, this.toolSelect, this.modelSelect]) if (control) control.disabled = this.closed;
   }
 
   #remember(threadId) {
@@ -231,6 +275,7 @@ export class ChatConsole {
     this.olderAfter = null;
     this.#remember(null);
     this.title.textContent = "New conversation";
+    this.#showStatus(null);
     this.clearBanner();
     this.log.replaceChildren(this.#startScreen());
     this.#renderThreads();
@@ -263,6 +308,7 @@ export class ChatConsole {
       this.items.clear();
       this.log.replaceChildren();
       this.title.textContent = thread.title || "New conversation";
+      this.#showStatus(thread.status);
       this.olderAfter = page.has_more ? page.after ?? page.data.at(-1)?.id : null;
       if (this.olderAfter) this.log.append(this.#olderButton());
       for (const item of [...page.data].reverse()) this.renderItem(item);
@@ -308,7 +354,21 @@ export class ChatConsole {
 
   async send(text) {
     text = String(text ?? "").trim();
-    if (!text || this.busy) return;
+    if (!text || this.busy || this.closed) return;
+    const typed = text;
+    const command = this.options.commandOf?.(text) ?? null;
+    if (command && this.toolSelect) {
+      // "/add buy milk": the Add task tool with "buy milk", as if chosen in the tool select.
+      this.#chooseTool(command.toolId);
+      if (!command.words && NEEDS_WORDS.has(command.toolId)) {
+        this.input.value = "";
+        this.#autosize();
+        this.input.focus();
+        return;
+      }
+      // A bare "/today" or "/summary" says what it asks in the tool's own words.
+      text = command.words || command.label;
+    }
     this.input.value = "";
     this.#autosize();
     const tool = this.toolSelect?.value ?? "";
@@ -325,7 +385,7 @@ export class ChatConsole {
     // Refused before any stream opened (a 429, a 503 while restarting, a 4xx): nothing was saved,
     // so the text goes back into the composer instead of being lost.
     if (refused?.status && !this.input.value) {
-      this.input.value = text;
+      this.input.value = typed;
       this.picker?.restore(tags);
       this.#autosize();
       if (this.toolSelect) {
@@ -406,7 +466,7 @@ export class ChatConsole {
     } finally {
       this.busy = null;
       this.element.classList.remove("tp-console--busy");
-      this.sendButton.disabled = false;
+      this.sendButton.disabled = this.closed;
       this.stopButton.hidden = true;
       this.#hideProgress();
       for (const { item, el } of this.items.values()) {

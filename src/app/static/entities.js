@@ -10,7 +10,10 @@
  * @typedef {import("@openai/chatkit").Entity} Entity
  * @typedef {import("@openai/chatkit").EntitiesOption} EntitiesOption
  * @typedef {import("@openai/chatkit").UserMessageContent} UserMessageContent
+ * @typedef {import("@openai/chatkit").Widgets.BasicRoot} BasicRoot
+ * @typedef {import("@openai/chatkit").Widgets.WidgetComponent} WidgetComponent
  * @typedef {{id: string, title: string, number: number, completed: boolean}} TaskLike  a task of GET /api/tasks (what an entity needs of it)
+ * @typedef {TaskLike & {due_date?: string | null, priority: string}} TaskDetails  a task of GET /api/tasks/{id} (what a preview shows)
  */
 
 export const TAG_SEARCH_LIMIT = 8;
@@ -69,18 +72,97 @@ export function entityTaskId(entity) {
 }
 
 /**
- * ChatKit's `entities` option: tag search from the REST API, clicks focus the task.
+ * One of the user's tasks (GET /api/tasks/{id}), or null when it is not theirs or no longer exists
+ * (404): how each front end calls its REST API.
+ * @typedef {(taskId: string) => Promise<TaskDetails | null>} GetTask
+ */
+
+const PRIORITY_BADGE = /** @type {const} */ ({ high: "danger", medium: "secondary", low: "info" });
+
+/**
+ * A task's hover preview (ChatKit's `entities.onRequestPreview` answers a `Basic` widget root):
+ * its number and title, then whether it is done, its priority and its due date.
+ * @param {TaskDetails} task
+ * @returns {BasicRoot}
+ */
+export function taskPreview(task) {
+  const priority = /** @type {keyof typeof PRIORITY_BADGE} */ (task.priority in PRIORITY_BADGE ? task.priority : "medium");
+  /** @type {WidgetComponent[]} */
+  const facts = [
+    { type: "Badge", label: task.completed ? "Done" : "Open", color: task.completed ? "success" : "secondary", variant: "soft" },
+    { type: "Badge", label: `${priority} priority`, color: PRIORITY_BADGE[priority], variant: "outline" },
+    { type: "Caption", value: task.due_date ? `Due ${task.due_date}` : "No due date" },
+  ];
+  return {
+    type: "Basic",
+    direction: "col",
+    gap: 2,
+    padding: 3,
+    children: [
+      {
+        type: "Row",
+        gap: 2,
+        align: "baseline",
+        children: [
+          { type: "Caption", value: `#${task.number}`, color: "secondary" },
+          { type: "Text", value: task.title, weight: "semibold", lineThrough: task.completed, maxLines: 2 },
+        ],
+      },
+      { type: "Row", gap: 2, align: "center", wrap: "wrap", children: facts },
+    ],
+  };
+}
+
+/**
+ * ChatKit's `entities.onRequestPreview` for a task entity: the task as the REST API has it now, or
+ * no preview (`{preview: null}`) when it is not the user's, was deleted, or could not be read (a
+ * preview is a nicety: hovering never shows an error).
+ * @param {GetTask} getTask
+ * @param {Entity} entity
+ * @returns {Promise<{preview: BasicRoot | null}>}
+ */
+export async function previewTaskEntity(getTask, entity) {
+  const id = entityTaskId(entity);
+  if (!id) return { preview: null };
+  try {
+    const task = await getTask(id);
+    return { preview: task ? taskPreview(task) : null };
+  } catch {
+    return { preview: null };
+  }
+}
+
+/**
+ * What "Ask about this task" puts in the composer (ChatKit's `setComposerValue`): the task tagged,
+ * as the tag menu would (the server resolves the tag to this task), then a space to type after. For
+ * hosted mode (`tagged: false`, OpenAI's workflow knows nothing of TaskPilot's tasks), its number
+ * and title as text.
+ * @param {TaskLike} task
+ * @param {{tagged?: boolean}} [options]
+ * @returns {{content: UserMessageContent[]} | {text: string}}
+ */
+export function askAboutTask(task, { tagged = true } = {}) {
+  if (!tagged) return { text: `About task #${task.number} "${task.title}": ` };
+  const entity = taskEntity(task);
+  return { content: [{ type: "input_tag", id: entity.id, text: entity.title, data: entity.data ?? {}, interactive: true }, { type: "input_text", text: " " }] };
+}
+
+/**
+ * ChatKit's `entities` option: tag search from the REST API, clicks focus the task, and a hover
+ * previews it (when `getTask` is given).
  * @param {ListTasks} listTasks
  * @param {(taskId: string) => void} focusTask
+ * @param {GetTask} [getTask]
  * @returns {EntitiesOption}
  */
-export function taskEntities(listTasks, focusTask) {
+export function taskEntities(listTasks, focusTask, getTask) {
   return {
     onTagSearch: (query) => searchTaskEntities(listTasks, query),
     onClick: (entity) => {
       const id = entityTaskId(entity);
       if (id) focusTask(id);
     },
+    ...(getTask ? { onRequestPreview: (entity) => previewTaskEntity(getTask, entity) } : {}),
   };
 }
 

@@ -1,5 +1,6 @@
 // The task panel beside the chat: the signed-in user's tasks through the REST API, refreshed when
-// the assistant reports a `tasks.changed` client effect (and after its own edits).
+// the assistant reports a `tasks.changed` client effect (and after its own edits). Each task's "Ask"
+// button puts it in the chat's composer (`onAsk`), tagged, ready for a question about it.
 
 import { h, formatDay } from "./dom.js";
 
@@ -11,9 +12,13 @@ const FILTERS = [
 const PAGE = 100;
 
 export class TaskPanel {
-  /** @param {import("./api.js").Api} api */
-  constructor(api) {
+  /**
+   * @param {import("./api.js").Api} api
+   * @param {{onAsk?(task: object): void}} [options]  onAsk: "Ask about this task" was pressed
+   */
+  constructor(api, { onAsk } = {}) {
     this.api = api;
+    this.onAsk = onAsk ?? null;
     this.filter = "open";
     this.highlight = new Set();
     this.focused = null; // the task an entity click asked for (`focus`)
@@ -175,6 +180,9 @@ export class TaskPanel {
         meta.length ? h("div", { class: "tp-task-meta" }, meta) : null
       ),
       task.priority !== "medium" ? h("span", { class: ["tp-badge", "tp-badge--soft", task.priority === "high" ? "tp-badge--danger" : "tp-badge--secondary"] }, task.priority) : null,
+      this.onAsk
+        ? h("button", { type: "button", class: "tp-icon-btn tp-task-ask", title: "Ask about this task", "aria-label": `Ask about #${task.number} ${task.title}`, onClick: () => this.onAsk(task) }, "?")
+        : null,
       h("button", { type: "button", class: "tp-icon-btn tp-task-delete", title: "Delete", "aria-label": `Delete #${task.number} ${task.title}`, onClick: (e) => this.#askToDelete(task, e.currentTarget.closest("li")) }, "×")
     );
   }

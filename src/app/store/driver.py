@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
+from app.ops import tracing
 from app.store.chat_sql import Runnable, prepared_for
 
 StatementListener = Callable[[str, Sequence[Any]], None]
@@ -59,12 +60,14 @@ class DriverConnection:
 
     async def fetch(self, statement: Runnable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         sql, arguments = self._arguments(statement, params)
-        rows: Sequence[Sequence[Any]] = await self._driver.fetch(sql, *arguments)
+        with tracing.statement(sql, self._dialect.name):
+            rows: Sequence[Sequence[Any]] = await self._driver.fetch(sql, *arguments)
         return rows
 
     async def execute(self, statement: Runnable, params: Mapping[str, Any]) -> int:
         sql, arguments = self._arguments(statement, params)
-        return _affected(await self._driver.execute(sql, *arguments))
+        with tracing.statement(sql, self._dialect.name):
+            return _affected(await self._driver.execute(sql, *arguments))
 
 
 class DriverLane:

@@ -210,7 +210,7 @@ class TaskRow(Base):
 class UsageRow(Base):
     """The model tokens one user spent on one UTC day with one model, and in how many turns: what
     `QUOTA_TOKENS_PER_USER_PER_DAY` compares and `taskpilot usage export` bills. Added to by an
-    upsert after each turn (`app.store.usage`), never rewritten."""
+    upsert after each turn and each dictation (`app.store.usage`), never rewritten."""
 
     __tablename__ = "usage"
 
@@ -224,6 +224,10 @@ class UsageRow(Base):
     # Part of output_tokens, spent on reasoning the user never sees.
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
     turns: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    # The audio dictated with a model billed by duration (whisper-1), in whole milliseconds: an
+    # integer adds exactly in the upsert on every database (a float sum would drift), and the
+    # export shows seconds. Token-billed transcription models count in the token columns instead.
+    transcription_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0", nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTimeUTC(timezone=True), default=utcnow, onupdate=utcnow, nullable=False
     )

@@ -1,5 +1,5 @@
-"""Model tokens per user per UTC day (`usage`): added to after each turn, read by the daily budget
-and by `taskpilot usage export`.
+"""Model tokens (and dictated audio) per user per UTC day (`usage`): added to after each turn and
+each dictation, read by the daily budget and by `taskpilot usage export`.
 
 One upsert adds a turn's tokens to its row (`INSERT ... ON CONFLICT (user_id, day, model) DO UPDATE
 SET x = usage.x + excluded.x`): PostgreSQL and SQLite share the syntax, so concurrent turns of one
@@ -22,6 +22,7 @@ from app.store.models import UsageRow
 
 USAGE = UsageRow.__table__
 TOKEN_COLUMNS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
+ADDED_COLUMNS = (*TOKEN_COLUMNS, "turns", "transcription_ms")  # what the upsert adds to an existing row
 UsageKey = tuple[dt.date, str, str]  # (day, user_id, model): the export's keyset
 
 
@@ -37,6 +38,7 @@ class UsageRecord:
     output_tokens: int
     reasoning_tokens: int
     turns: int
+    transcription_ms: int
 
     @property
     def key(self) -> UsageKey:
@@ -44,21 +46,30 @@ class UsageRecord:
 
 
 async def add_usage(
-    session: AsyncSession, *, user_id: str, day: dt.date, model: str, tokens: dict[str, int], turns: int
+    session: AsyncSession,
+    *,
+    user_id: str,
+    day: dt.date,
+    model: str,
+    tokens: dict[str, int],
+    turns: int,
+    transcription_ms: int = 0,
 ) -> None:
-    """Add `tokens` (the four `TOKEN_COLUMNS`) and `turns` to the user's row of `day` and `model`."""
+    """Add `tokens` (the four `TOKEN_COLUMNS`), `turns` and `transcription_ms` to the user's row of
+    `day` and `model`."""
     values: dict[str, Any] = {
         "user_id": user_id,
         "day": day,
         "model": model,
         "turns": turns,
+        "transcription_ms": transcription_ms,
         "updated_at": utcnow(),
         **{name: int(tokens.get(name, 0)) for name in TOKEN_COLUMNS},
     }
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(UsageRow).values(**values)
-    added = {name: USAGE.c[name] + statement.excluded[name] for name in (*TOKEN_COLUMNS, "turns")}
+    added = {name: USAGE.c[name] + statement.excluded[name] for name in ADDED_COLUMNS}
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=[USAGE.c.user_id, USAGE.c.day, USAGE.c.model],
@@ -82,7 +93,7 @@ async def scan_usage(
     (`taskpilot usage export`): a marked cross-user read that locks nothing."""
     key = (USAGE.c.day, USAGE.c.user_id, USAGE.c.model)
     statement = (
-        select(*key, *(USAGE.c[name] for name in TOKEN_COLUMNS), USAGE.c.turns)
+        select(*key, *(USAGE.c[name] for name in TOKEN_COLUMNS), USAGE.c.turns, USAGE.c.transcription_ms)
         .prefix_with(scan_hint("usage.export"))
         .order_by(*key)
         .limit(bindparam("limit"))

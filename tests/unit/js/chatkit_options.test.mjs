@@ -11,8 +11,10 @@ import {
   browserTimeZone,
   CLIENT_TOOLS_HEADER,
   composerChoices,
+  composerCommands,
   isSyncAction,
   THREAD_ITEM_ACTIONS,
+  typedCommand,
   withClientTools,
 } from "../../../src/app/static/chatkit-options.js";
 
@@ -89,4 +91,40 @@ test("a synchronous widget action's answer refreshes the task panel; nothing els
   await wrapped("https://t.example/chatkit", { method: "POST", body: sync });
   assert.equal(refreshed, 1);
   assert.equal(afterSyncActions(fetchImpl, null), fetchImpl);
+});
+
+const SERVER_TOOLS = {
+  tools: [
+    { id: "add_task", label: "Add task", icon: "plus", placeholder: "What needs doing?", command: "add" },
+    { id: "today", label: "Due today", icon: "calendar", placeholder: "Send", command: "today" },
+    { id: "summary", label: "Summary", icon: "chart", placeholder: "Send", command: "summary" },
+  ],
+};
+
+test("the composer's tools are '/' commands; choosing one selects that tool, and nothing else", async () => {
+  const selected = [];
+  const commands = composerCommands(SERVER_TOOLS, (id) => selected.push(id));
+  assert.equal(commands.enabled, true);
+  assert.deepEqual(await commands.onSearch(""), [
+    { id: "add_task", label: "/add", description: "Add task", icon: "plus" },
+    { id: "today", label: "/today", description: "Due today", icon: "calendar" },
+    { id: "summary", label: "/summary", description: "Summary", icon: "chart" },
+  ]);
+  assert.deepEqual((await commands.onSearch("/su")).map((c) => c.id), ["summary"]);
+  assert.deepEqual((await commands.onSearch("due")).map((c) => c.id), ["today"]);
+  assert.deepEqual(await commands.onSearch("zzz"), []);
+  await commands.onSelect({ id: "today", label: "/today" });
+  await commands.onSelect({ id: "delete_everything", label: "/x" });
+  assert.deepEqual(selected, ["today"]);
+  assert.equal(composerCommands({ tools: [] }, () => {}), null);
+  assert.equal(composerCommands(null, () => {}), null);
+});
+
+test("a typed '/' command names its tool and the words after it; other text is no command", () => {
+  assert.deepEqual(typedCommand("/add buy milk tomorrow", SERVER_TOOLS), { toolId: "add_task", label: "Add task", words: "buy milk tomorrow" });
+  assert.deepEqual(typedCommand("  /TODAY ", SERVER_TOOLS), { toolId: "today", label: "Due today", words: "" });
+  assert.deepEqual(typedCommand("/summary\nplease", SERVER_TOOLS), { toolId: "summary", label: "Summary", words: "please" });
+  assert.equal(typedCommand("/launch rockets", SERVER_TOOLS), null);
+  assert.equal(typedCommand("buy milk /add", SERVER_TOOLS), null);
+  assert.equal(typedCommand("/add buy milk", null), null);
 });

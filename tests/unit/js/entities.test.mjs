@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { entitySources, entityTaskId, searchTaskEntities, taggedContent, taskEntities, taskEntity } from "../../../src/app/static/entities.js";
+import { askAboutTask, entitySources, entityTaskId, previewTaskEntity, searchTaskEntities, taggedContent, taskEntities, taskEntity, taskPreview } from "../../../src/app/static/entities.js";
 
 const milk1 = { id: "0193a000-0000-7000-8000-000000000001", text: "Buy milk", data: { type: "task", task_id: "0193a000-0000-7000-8000-000000000001", number: "1" } };
 const milk2 = { id: "0193a000-0000-7000-8000-000000000002", text: "Buy milk", data: { type: "task", task_id: "0193a000-0000-7000-8000-000000000002", number: "2" } };
@@ -65,4 +65,42 @@ test("an answer's entity sources are listed once each, in order", () => {
   const source = (id) => ({ type: "annotation", index: 3, source: { type: "entity", id, title: `#${id}` } });
   const item = { content: [{ text: "a", annotations: [source("1"), source("2")] }, { text: "b", annotations: [source("1"), { source: { type: "url", url: "x" } }] }] };
   assert.deepEqual(entitySources(item).map((s) => s.id), ["1", "2"]);
+});
+
+const task = { id: milk1.id, number: 1, title: "Buy milk", completed: false, priority: "high", due_date: "2026-12-24" };
+
+test("a task's preview is a Basic widget: number, title, open or done, priority, due date", () => {
+  const preview = taskPreview(task);
+  assert.equal(preview.type, "Basic");
+  const [heading, facts] = preview.children;
+  assert.deepEqual(heading.children.map((c) => c.value), ["#1", "Buy milk"]);
+  assert.equal(heading.children[1].lineThrough, false);
+  assert.deepEqual(facts.children.map((c) => c.label ?? c.value), ["Open", "high priority", "Due 2026-12-24"]);
+  const done = taskPreview({ ...task, completed: true, priority: "weird", due_date: null });
+  assert.deepEqual(done.children[1].children.map((c) => c.label ?? c.value), ["Done", "medium priority", "No due date"]);
+  assert.equal(done.children[0].children[1].lineThrough, true);
+});
+
+test("a preview asks for the entity's task; none when it is gone, not the user's, or unreadable", async () => {
+  const asked = [];
+  const getTask = async (id) => {
+    asked.push(id);
+    if (id === milk1.id) return task;
+    if (id === "broken") throw new Error("HTTP 500");
+    return null;
+  };
+  assert.deepEqual(await previewTaskEntity(getTask, { id: "x", title: "Buy milk", data: { task_id: milk1.id } }), { preview: taskPreview(task) });
+  assert.deepEqual(await previewTaskEntity(getTask, { id: "someone-elses", title: "?" }), { preview: null });
+  assert.deepEqual(await previewTaskEntity(getTask, { id: "broken", title: "?" }), { preview: null });
+  assert.deepEqual(asked, [milk1.id, "someone-elses", "broken"]);
+  const entities = taskEntities(async () => ({ items: [] }), () => {}, getTask);
+  assert.deepEqual(await entities.onRequestPreview({ id: milk1.id, title: "Buy milk" }), { preview: taskPreview(task) });
+  assert.equal("onRequestPreview" in taskEntities(async () => ({ items: [] }), () => {}), false);
+});
+
+test("'Ask about this task' fills the composer with the task tagged, or named in hosted mode", () => {
+  assert.deepEqual(askAboutTask(task), {
+    content: [{ type: "input_tag", id: milk1.id, text: "Buy milk", data: { type: "task", task_id: milk1.id, number: "1" }, interactive: true }, { type: "input_text", text: " " }],
+  });
+  assert.deepEqual(askAboutTask(task, { tagged: false }), { text: 'About task #1 "Buy milk": ' });
 });

@@ -41,6 +41,17 @@ export async function answered<T>(call: Promise<{ data?: T; error?: unknown; res
 }
 
 /**
+ * One of the user's tasks (GET /api/tasks/{task_id}), or null when TaskPilot knows no such task of
+ * theirs (404: another user's, or deleted): what a hover preview shows.
+ */
+export async function taskOrNone(client: TaskPilotClient, taskId: string): Promise<Task | null> {
+  const { data, error, response } = await client.GET("/api/tasks/{task_id}", { params: { path: { task_id: taskId } } });
+  if (response.status === 404) return null;
+  if (!response.ok || data === undefined) throw new Error(problemMessage(error, response));
+  return data;
+}
+
+/**
  * Hosted mode's session routes for TaskPilot's shared provider (`taskpilot/hosted-session`, whose
  * rules decide when to mint, refresh or cancel): the same three calls, typed by the spec. `client`
  * sends no credentials of its own; each call carries the bearer token the provider passes.

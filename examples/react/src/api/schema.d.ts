@@ -4518,8 +4518,9 @@ export interface components {
             id: string;
             label: string;
             /** @enum {string} */
-            icon: "plus" | "search" | "chart";
+            icon: "plus" | "search" | "calendar" | "chart";
             placeholder: string;
+            command: string;
         };
         /** DevToken */
         DevToken: {

@@ -8,7 +8,8 @@ field), never silently ignored: a user who picked "gpt-5" must not get another m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from chatkit.types import InferenceOptions
 
@@ -20,11 +21,13 @@ OPTIONS_FIELD = "params.input.inference_options"
 
 @dataclass(frozen=True, slots=True)
 class TurnChoice:
-    """What a turn runs with: `tool`, a task tool its first model call must make; `model`, the
-    model for every call of the run. None: the assistant's own (no forced tool, MODEL)."""
+    """What a turn runs with: `tool`, a task tool its first model call must make, with `arguments`
+    fixed on that call (the composer tool's filter: "Due today"'s dates); `model`, the model for
+    every call of the run. None: the assistant's own (no forced tool, MODEL)."""
 
     tool: str | None = None
     model: str | None = None
+    arguments: Mapping[str, str] = field(default_factory=dict)
 
 
 NO_CHOICE = TurnChoice()
@@ -49,6 +52,7 @@ class ComposerChoices:
             return NO_CHOICE
         problems: list[tuple[str, str]] = []
         tool: str | None = None
+        arguments: Mapping[str, str] = {}
         if options.tool_choice is not None:
             composer_tool = COMPOSER_TOOL_BY_ID.get(options.tool_choice.id)
             if composer_tool is None:
@@ -61,7 +65,7 @@ class ComposerChoices:
                     )
                 )
             else:
-                tool = composer_tool.tool
+                tool, arguments = composer_tool.tool, composer_tool.arguments
         model = options.model
         if model is not None and model not in self.allowed_models:
             if self.models:
@@ -80,4 +84,4 @@ class ComposerChoices:
                 " ".join(detail for _, detail in problems),
                 errors=[{"field": where, "message": detail, "source": "body"} for where, detail in problems],
             )
-        return TurnChoice(tool=tool, model=model if model != self.default_model else None)
+        return TurnChoice(tool=tool, model=model if model != self.default_model else None, arguments=arguments)

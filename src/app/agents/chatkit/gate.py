@@ -88,9 +88,10 @@ class Gate:
     async def budget(self, request: ChatKitReq, context: Any) -> Any:
         """The context a request that starts a turn runs with, carrying the user's use of their daily
         token budget; once it is spent, a 429 naming the budget and when it resets (before the thread
-        of a `threads.create` is reserved)."""
+        of a `threads.create` is reserved, before a dictation's audio is uploaded: a transcription
+        spends tokens too)."""
         if self.usage is None or not isinstance(
-            request, ThreadsCreateReq | ThreadsAddUserMessageReq | ThreadsRetryAfterItemReq
+            request, ThreadsCreateReq | ThreadsAddUserMessageReq | ThreadsRetryAfterItemReq | InputTranscribeReq
         ):
             return context
         use = await self.usage.check(context.user_id)

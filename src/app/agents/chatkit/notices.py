@@ -86,6 +86,8 @@ class TurnNotices:
         self.slow = SlowModelWatch(slow_after, clock)
         self._changed = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
+        # Retries the provider's client made for this turn so far: each model call's span counts its own.
+        self.retries = 0
 
     def start(self) -> None:
         self._watcher = asyncio.create_task(self._watch())
@@ -126,6 +128,7 @@ class TurnNotices:
 
     async def retrying(self, *, attempt: int, of: int, wait: float, status: int | None) -> None:
         """The provider's client is about to retry a failed model call, after `wait` seconds."""
+        self.retries += 1
         if status == 429:
             reason = say("notice.retry.rate_limited", self.lang)
         elif status is None:

@@ -17,6 +17,7 @@ A request goes one way through this room:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
@@ -60,8 +61,10 @@ from app.core.clock import Now, utcnow
 from app.core.errors import ProtocolError, Unsupported
 from app.ops import metrics
 from app.services.quotas import UserLimits
-from app.services.transcription import Audio, Transcriber
+from app.services.transcription import Audio, Transcriber, Transcription
 from app.services.usage import UsageBook
+
+log = logging.getLogger("app.chatkit")
 
 
 class TaskPilotChatKitServer(ChatKitServer[Any]):
@@ -92,6 +95,8 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         self.task_actions = task_actions
         self.keepalive_seconds = keepalive_seconds
         self.transcriber = transcriber
+        # Where each turn's and each dictation's tokens are recorded; None: only logged.
+        self.usage = usage
         # The composer's tools and models (inference_options), checked before a stream opens.
         self.composer = composer or ComposerChoices(default_model=assistant.model_name)
         # The client tools this server may ask for, each with the check of its answer's shape.
@@ -197,8 +202,32 @@ class TaskPilotChatKitServer(ChatKitServer[Any]):
         if self.transcriber is None:
             raise dictation_not_configured()
         audio = Audio(data=audio_input.data, media_type=audio_input.media_type.strip().lower())
-        text = await self.transcriber.transcribe(audio, user_id=getattr(context, "user_id", None))
-        return TranscriptionResult(text=text)
+        user_id = getattr(context, "user_id", None)
+        transcription = await self.transcriber.transcribe(audio, user_id=user_id)
+        # Shielded: the call is billed even if the person gave up waiting for its text.
+        with anyio.CancelScope(shield=True):
+            await self._account_transcription(user_id, transcription)
+        return TranscriptionResult(text=transcription.text)
+
+    async def _account_transcription(self, user_id: str | None, transcription: Transcription) -> None:
+        assert self.transcriber is not None
+        usage = transcription.usage
+        fields = {
+            "model": self.transcriber.model,
+            "user_id": user_id,
+            "input_tokens": usage.tokens.input,
+            "output_tokens": usage.tokens.output,
+            "audio_seconds": usage.audio_seconds,
+            "usage_reported": usage.reported,
+        }
+        log.info("transcription usage", extra={"fields": fields})
+        if self.usage is None or user_id is None:
+            return
+        try:
+            await self.usage.record_transcription(user_id, self.transcriber.model, usage)
+        except Exception as exc:  # the text is already transcribed: a lost count must not fail the dictation
+            fields["error"] = type(exc).__name__
+            log.warning("could not record transcription usage", extra={"fields": fields})
 
     async def handle_stream_cancelled(
         self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: Any

@@ -29,6 +29,7 @@ from chatkit.types import (
     ThreadStreamEvent,
     UserMessageItem,
 )
+from opentelemetry.trace import Span
 
 from app.agents.assistant import Assistant, TurnContext, describe_model_error, model_error_log
 from app.agents.chatkit import notices
@@ -40,7 +41,7 @@ from app.agents.chatkit.time_zone import GET_TIME_ZONE, answered_zone, remember_
 from app.agents.messages import say
 from app.core.clock import Now, zone_clock
 from app.core.errors import ProtocolError
-from app.ops import metrics, model_calls
+from app.ops import metrics, model_calls, tracing
 from app.services.quotas import UserLimits
 from app.services.usage import TurnTokens, UsageBook
 
@@ -75,12 +76,28 @@ class TurnRunner:
         """The turn's events; then, however it ended (a failure or a disconnect included), its tokens
         are logged and recorded: they were billed either way."""
         tokens = TurnTokens(model=self.assistant.model_name)
+        # Not made current here (a generator's context is its caller's between yields): `_respond`
+        # makes it current around the awaits that start model calls, tools and SQL.
+        span = tracing.start_span(
+            tracing.TURN_SPAN, {"chatkit.thread.id": thread.id, "taskpilot.turn.resumed": input_user_message is None}
+        )
         try:
-            async for event in self._respond(thread, input_user_message, context, tokens):
+            async for event in self._respond(thread, input_user_message, context, tokens, span):
                 yield event
+        except BaseException as exc:
+            if span is not None:
+                tracing.failed(
+                    span, "cancelled" if isinstance(exc, GeneratorExit | anyio.get_cancelled_exc_class()) else exc
+                )
+            raise
         finally:
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True), tracing.within(span):
                 await self._account(thread, context, tokens)
+            if span is not None:
+                span.set_attribute("gen_ai.request.model", tokens.model)
+                for kind, count in tokens.total().counts().items():
+                    span.set_attribute(f"gen_ai.usage.{kind}_tokens", count)
+                span.end()
 
     async def _account(self, thread: ThreadMetadata, context: Any, tokens: TurnTokens) -> None:
         total = tokens.total()
@@ -101,7 +118,12 @@ class TurnRunner:
             log.warning("could not record token usage", extra={"fields": {**fields, "error": type(exc).__name__}})
 
     async def _respond(
-        self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: Any, tokens: TurnTokens
+        self,
+        thread: ThreadMetadata,
+        input_user_message: UserMessageItem | None,
+        context: Any,
+        tokens: TurnTokens,
+        span: Span | None = None,
     ) -> AsyncIterator[ThreadStreamEvent]:
         zone = await self._time_zone(thread, input_user_message, context)
         default_zone = zone is None and GET_TIME_ZONE not in getattr(context, "client_tools", ())
@@ -139,11 +161,12 @@ class TurnRunner:
             if attached:
                 # Their bytes are read (from blob storage) into the model's input before it runs.
                 yield ProgressUpdateEvent(text=notices.reading_attachments_text(attached, lang), icon="document")
-            choice = await self._turn_choice(thread, input_user_message, context)
-            tokens.model = turn.model = choice.model or self.assistant.model_name
             # Up to and including the message this turn answers, whatever was stored after it.
             up_to = input_user_message.id if input_user_message is not None else None
-            result = await self.assistant.run(thread, turn, choice, up_to=up_to)
+            with tracing.within(span):  # the run's task, started inside, carries the turn's span
+                choice = await self._turn_choice(thread, input_user_message, context)
+                tokens.model = turn.model = choice.model or self.assistant.model_name
+                result = await self.assistant.run(thread, turn, choice, up_to=up_to)
             async for event in stream_agent_response(turn, result):
                 turn_notices.output()
                 event = ids.remap(event)
@@ -166,6 +189,9 @@ class TurnRunner:
             metrics.MODEL_ERRORS.labels(kind=metrics.error_kind(exc)).inc()
             if turn.model_call_started is not None:  # the model call in flight is what failed
                 model_calls.failed(tokens.model, exc, time.perf_counter() - turn.model_call_started)
+            if turn.model_span is not None:
+                turn.model_span.end(metrics.error_kind(exc), retries_after=turn_notices.retries)
+                turn.model_span = None
             message, retry = describe_model_error(exc, lang)
             fields, traceback = model_error_log(exc)
             log.warning("turn failed", exc_info=traceback, extra={"fields": {"thread_id": thread.id, **fields}})
@@ -173,6 +199,9 @@ class TurnRunner:
         finally:
             if result is not None:  # every model call of the run: the answer and each tool round trip
                 tokens.add(tokens.model, result.context_wrapper.usage)
+            if turn.model_span is not None:  # cancelled (the client went away) during a model call
+                turn.model_span.end("cancelled", retries_after=turn_notices.retries)
+                turn.model_span = None
             turn_notices.close()
             with contextlib.suppress(ValueError):  # closed from another context: nothing to restore
                 notices.current.reset(current_notices)
@@ -191,7 +220,8 @@ class TurnRunner:
         if failure is not None:
             raise failure
         if thread.title is None and input_user_message is not None:
-            title = await self.assistant.title(input_user_message, thread, choice.model, tokens=tokens)
+            with tracing.within(span):
+                title = await self.assistant.title(input_user_message, thread, choice.model, tokens=tokens)
             if title == say("title.new_chat"):
                 title = say("title.new_chat", lang)
             thread.title = self.limits.cut_title(title)
