@@ -111,3 +111,27 @@ def test_console_lists_confirms_chooses_and_edits_tasks_in_widgets(
     wait_for(driver, lambda d: [t["title"] for t in api_tasks(server, "wendy")] == ["Buy oat milk"], "goat deleted")
     _one(driver, '[data-key="deleted"]', "the deleted card")
     assert severe_console_errors(driver) == []
+
+
+def test_console_asks_which_priority_with_choices_and_adds_the_task_with_the_one_picked(
+    live_server_factory: Callable[..., LiveServer], browser: Callable[..., Any]
+) -> None:
+    server = live_server_factory()
+    driver = browser()
+    driver.get(f"{server.base_url}/?ui=console")
+    sign_in(driver, "xena")
+    _send(driver, "add a task to buy milk, which priority should I use?")
+    asked = _one(driver, ".tp-structured", "the structured input")
+    assert "Which priority should “Buy milk” have?" in asked.text
+    assert [b.text for b in asked.find_elements("css selector", "button")] == ["high", "medium", "low", "Skip"]
+    assert api_tasks(server, "xena") == []
+    screenshot(driver, "structured-input.png")
+    asked.find_element("css selector", 'button[data-choice="high"]').click()
+    wait_for(
+        driver,
+        lambda d: [(t["title"], t["priority"]) for t in api_tasks(server, "xena")] == [("Buy milk", "high")],
+        "the task added",
+    )
+    wait_for(driver, lambda d: not css(d, ".tp-structured button"), "the question answered")
+    assert "high" in css(driver, ".tp-structured")[0].text
+    assert severe_console_errors(driver) == []
