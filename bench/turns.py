@@ -57,6 +57,8 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 # TaskPilot's defaults (DATABASE_POOL_SIZE=10, DATABASE_MAX_OVERFLOW=10); the floor gets the same 20.
 POOL_SIZE = int(os.environ.get("BENCH_DB_POOL_SIZE", "10"))
 MAX_OVERFLOW = int(os.environ.get("BENCH_DB_MAX_OVERFLOW", "10"))
+# The provider path's MODEL_TRANSPORT: lean (the default) or openai (the stock client), to compare.
+MODEL_TRANSPORT = os.environ.get("BENCH_MODEL_TRANSPORT", "lean")
 # Issue 16: server CPU per turn at most 15x the floor's, at concurrency 16 (checked in one run).
 TARGET_CPU_VS_FLOOR = 15.0
 # Issue 16: half the CPU per turn of OpenAI's ChatKit sample backend on this machine kind (27.1 ms).
@@ -397,13 +399,14 @@ async def provider_turns(
         "DATABASE_POOL_SIZE": str(POOL_SIZE),
         "DATABASE_MAX_OVERFLOW": str(MAX_OVERFLOW),
         "MODEL_PROVIDER": "openai",
+        "MODEL_TRANSPORT": MODEL_TRANSPORT,
         "OPENAI_API_KEY": PROVIDER_KEY,
         "OPENAI_BASE_URL": f"http://127.0.0.1:{fake.port}/v1",
         "CHATKIT_MAX_STREAMS": str(PROVIDER_CONCURRENCY),
         **servers.UNTRIPPED_LIMITS,
     }
     tp = servers.start_server("taskpilot-openai", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)
-    out: dict[str, Any] = {"concurrency": PROVIDER_CONCURRENCY, "deltas_per_answer": 20}
+    out: dict[str, Any] = {"concurrency": PROVIDER_CONCURRENCY, "deltas_per_answer": 20, "transport": MODEL_TRANSPORT}
     try:
         creators = loadgen.dev_tokens("ptc", PROVIDER_CONCURRENCY)
         writers = loadgen.dev_tokens("ptm", PROVIDER_CONCURRENCY)
@@ -655,8 +658,8 @@ async def run(quick: bool) -> dict[str, Any]:
         )
     at16 = next((row for row in levels if row["concurrency"] == 16), None)
     print(
-        f"\nprovider path (MODEL_PROVIDER=openai at a local Responses stand-in, 20 deltas, title answered), "
-        f"concurrency {PROVIDER_CONCURRENCY}:"
+        f"\nprovider path (MODEL_PROVIDER=openai, MODEL_TRANSPORT={provider['transport']}, at a local Responses "
+        f"stand-in, 20 deltas, title answered), concurrency {PROVIDER_CONCURRENCY}:"
     )
     for kind in ("threads.create", "add_user_message"):
         k = provider[kind]

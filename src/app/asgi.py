@@ -102,6 +102,7 @@ def build_chatkit_server(
             # Only AGENTS_TRACING=openai: OpenTelemetry being on never turns the SDK's own traces on.
             tracing=settings.agents_tracing == "openai",
             tracing_api_key=settings.openai_api_key.get() if settings.openai_api_key else None,
+            transport=settings.model_transport,
         )
     )
     if model_provider is not None:
@@ -110,7 +111,9 @@ def build_chatkit_server(
         provider=provider,
         model_name=model_name,
         context_tokens=settings.model_context_tokens,
-        title_with_model=settings.model_provider != "offline" and model_provider is None,
+        title_with_model=settings.model_provider != "offline"
+        and model_provider is None
+        and settings.thread_titles == "model",
         plain_text_content=settings.model_provider == "openai-compatible",
         reasoning=reasoning_settings(settings.reasoning_effort, settings.reasoning_summary),
         agents_tracing=settings.agents_tracing == "openai",

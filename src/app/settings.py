@@ -31,6 +31,8 @@ ModelProvider = Literal["offline", "openai", "openai-compatible"]
 ReasoningEffort = Literal["off", "minimal", "low", "medium", "high"]
 ReasoningSummary = Literal["off", "auto", "concise", "detailed"]
 AgentsTracing = Literal["off", "openai"]
+ThreadTitles = Literal["model", "message"]
+ModelTransport = Literal["lean", "openai"]
 
 DEFAULT_DEV_SECRET = "taskpilot-development-secret-change-me-0123456789"
 
@@ -269,6 +271,10 @@ class Settings:
 
     # `offline` needs no key; `openai` is the Responses API; `openai-compatible` Chat Completions.
     model_provider: ModelProvider = "offline"
+    # How the `openai` provider's Responses requests travel: `lean` (TaskPilot's own transport: one
+    # pooled HTTP client, unvalidated delta events) or `openai` (the openai client, the reference).
+    # `openai-compatible` always uses the openai client.
+    model_transport: ModelTransport = "lean"
     # The model of the `openai` and `openai-compatible` providers.
     model: str = "gpt-5-mini"
     # The models the page's composer offers (`inference_options.model`); empty: only MODEL, no picker.
@@ -366,6 +372,10 @@ class Settings:
     quota_attachment_bytes_per_user: int = 1 << 30
     # Model tokens (input + output) one user may spend per UTC day: a cap on what one user can cost (0 = none).
     quota_tokens_per_user_per_day: int = 0
+    # A new conversation's title: `model`, one short model call made beside the first answer's (it
+    # never delays the answer), or `message`, the first message's first sentence, with no second
+    # model call. The offline model always titles by the message.
+    thread_titles: ThreadTitles = "model"
     # Longest thread title (threads.update; a generated title is cut to it) and user message.
     max_thread_title_chars: int = 200
     # Longest user message text (400 beyond).
@@ -496,6 +506,7 @@ class Settings:
         model_provider: ModelProvider = r.choice(
             "MODEL_PROVIDER", ("offline", "openai", "openai-compatible"), default_provider
         )
+        model_transport: ModelTransport = r.choice("MODEL_TRANSPORT", ("lean", "openai"), d.model_transport)
         openai_base_url = r.url("OPENAI_BASE_URL", schemes=("http", "https"))
         if model_provider == "openai" and not openai_api_key:
             raise SettingsError("OPENAI_API_KEY is missing: MODEL_PROVIDER=openai needs an OpenAI API key")
@@ -586,6 +597,7 @@ class Settings:
             ),
             chatkit_domain_key=r.optional("CHATKIT_DOMAIN_KEY"),
             model_provider=model_provider,
+            model_transport=model_transport,
             model=model,
             model_choices=model_choices,
             model_api_key=model_api_key,
@@ -672,6 +684,7 @@ class Settings:
             quota_tokens_per_user_per_day=r.integer(
                 "QUOTA_TOKENS_PER_USER_PER_DAY", d.quota_tokens_per_user_per_day, minimum=0, maximum=1 << 50
             ),
+            thread_titles=r.choice("THREAD_TITLES", ("model", "message"), d.thread_titles),
             max_thread_title_chars=r.integer(
                 "MAX_THREAD_TITLE_CHARS", d.max_thread_title_chars, minimum=1, maximum=10_000
             ),

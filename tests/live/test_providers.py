@@ -10,7 +10,7 @@ import pytest
 from app.agents.offline.planner import Reply, ToolCall
 from tests.support.auth import server_token
 from tests.support.chatkit_client import ChatKitClient, user_input
-from tests.support.fake_model_server import FakeModelServer, turn_requests
+from tests.support.fake_model_server import TITLE_MARKER, FakeModelServer, Slow, turn_requests
 from tests.support.servers import ServerPool, unique_user
 
 
@@ -191,3 +191,30 @@ async def test_a_quote_reaches_the_model_with_its_own_message_only(live_server_f
     assert [copies(body, second_quote) for body in turns] == [0, 0, 1]
     # The messages themselves all reach the model on the last turn.
     assert all(text in json.dumps(turns[-1]) for text in ("What about this?", "Thanks", "And this?"))
+
+
+async def test_the_title_is_asked_for_beside_the_answer_not_after_it(live_server_factory, fake_model) -> None:
+    """The first turn's title call starts with the turn: it reaches the model while the answer is
+    still being written (here: a model silent for 3 s), so the stream ends with the answer."""
+    fake = fake_model([Slow(3.0, Reply("Done."))], title="Slow answer")
+    server = live_server_factory(_env("openai", fake))
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        result = await ChatKitClient(http, server_token(server.env, unique_user())).create_thread("plan my week")
+    assert result.status == 200 and result.assistant_text() == "Done."
+    assert result.of_type("thread.updated")[-1].thread.title == "Slow answer"
+    titled = [TITLE_MARKER in json.dumps(r) for r in fake.requests]
+    assert sorted(titled) == [False, True]
+    answer_at, title_at = (fake.received_at[titled.index(flag)] for flag in (False, True))
+    # Asked after the answer, it would arrive 3 s after the answer's request at the earliest.
+    assert title_at - answer_at < 2.0, (answer_at, title_at)
+
+
+async def test_thread_titles_message_makes_no_title_call(live_server_factory, fake_model) -> None:
+    fake = fake_model([Reply("Noted.")], title="A model's title")
+    server = live_server_factory({**_env("openai", fake), "THREAD_TITLES": "message"})
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        client = ChatKitClient(http, server_token(server.env, unique_user()))
+        result = await client.create_thread("Call the plumber about the leak. It is urgent.")
+    assert result.status == 200 and result.assistant_text() == "Noted."
+    assert result.of_type("thread.updated")[-1].thread.title == "Call the plumber about the leak"
+    assert len(fake.requests) == 1 and TITLE_MARKER not in json.dumps(fake.requests[0])

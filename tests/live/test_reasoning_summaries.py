@@ -1,12 +1,13 @@
 """Reasoning summaries over real HTTP: REASONING_EFFORT / REASONING_SUMMARY reach the Responses
 request, and the summary the model streams is ChatKit's reasoning workflow (its `ThoughtTask`s),
-streamed and stored; unset, the request carries no `reasoning` at all."""
+streamed and stored (through both model transports); unset, the request carries no `reasoning` at all."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
+import pytest
 
 from app.agents.offline.planner import Reply, ToolCall
 from tests.support.auth import server_token
@@ -31,7 +32,10 @@ def _workflows(events: list[Any]) -> list[Any]:
     return [e.item for e in events if e.type == "thread.item.done" and e.item.type == "workflow"]
 
 
-async def test_the_reasoning_summary_streams_as_a_reasoning_workflow(live_server_factory, fake_model) -> None:
+@pytest.mark.parametrize("transport", ["lean", "openai"])
+async def test_the_reasoning_summary_streams_as_a_reasoning_workflow(
+    live_server_factory, fake_model, transport: str
+) -> None:
     add_milk = {"title": "Buy milk", "description": None, "priority": "high", "due_date": None, "tags": None}
     fake = fake_model(
         [
@@ -39,7 +43,9 @@ async def test_the_reasoning_summary_streams_as_a_reasoning_workflow(live_server
             Reasoned((SECOND_THOUGHT,), Reply("Added #1 Buy milk.")),
         ]
     )
-    server = live_server_factory(_responses(fake, REASONING_EFFORT="low", REASONING_SUMMARY="detailed"))
+    server = live_server_factory(
+        _responses(fake, REASONING_EFFORT="low", REASONING_SUMMARY="detailed", MODEL_TRANSPORT=transport)
+    )
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         alice = ChatKitClient(http, server_token(server.env, "alice"))
         result = await alice.create_thread("add buy milk, high priority")

@@ -106,13 +106,15 @@ async def test_a_turn_is_one_trace_of_model_tool_and_sql_spans_without_message_t
     under_turn = children(trace, turn_span)
     models = [s for s in under_turn if s.name == "model.call"]
     tools = [s for s in under_turn if s.name == "tool.call"]
-    assert [m.attributes["taskpilot.model.purpose"] for m in models] == ["answer", "answer", "answer", "title"]
+    # The title's call runs beside the answer's (started with the turn), so its place among them varies.
+    answers = [m for m in models if m.attributes["taskpilot.model.purpose"] == "answer"]
+    assert sorted(m.attributes["taskpilot.model.purpose"] for m in models) == ["answer", "answer", "answer", "title"]
     assert {m.attributes["gen_ai.request.model"] for m in models} == {"mimo-v2-flash"}
     assert all(m.attributes["taskpilot.model.status"] == "ok" for m in models)
-    assert [m.attributes["taskpilot.model.retries"] for m in models[:3]] == [0, 0, 0]
-    # Each call's tokens are what the fake reported for it, in order (the title last).
+    assert [m.attributes["taskpilot.model.retries"] for m in answers] == [0, 0, 0]
+    # Each call's tokens are what the fake reported for it.
     reported = [{k: m.attributes[f"gen_ai.usage.{k}_tokens"] for k in fake.usage_sent[0]} for m in models]
-    assert reported == fake.usage_sent
+    assert sorted(reported, key=str) == sorted(fake.usage_sent, key=str)
     total = {k: sum(u[k] for u in fake.usage_sent) for k in fake.usage_sent[0]}
     assert {k: turn_span.attributes[f"gen_ai.usage.{k}_tokens"] for k in total} == total
 

@@ -1,9 +1,10 @@
 """Local stand-ins for a model provider over real HTTP: Chat Completions and Responses, streaming.
 
 Each request pops the next scripted step (`ToolCall`, `ToolCalls` (several in one response, Chat
-Completions), `Reply`, or an HTTP status to fail with); `Slow(seconds, step)` answers that step
-after a silence, `Held(step)` once the test releases it, `Reasoned(summary, step)` (Responses) after
-streaming a reasoning summary. Requests whose instructions ask for a thread title get `title` instead, so title
+Completions), `Reply`, `Recorded` (a recorded Responses stream, sent as it is), or an HTTP status to
+fail with); `Slow(seconds, step)` answers that step after a silence, `Held(step)` once the test
+releases it, `Reasoned(summary, step)` (Responses) after streaming a reasoning summary. Requests whose
+instructions ask for a thread title get `title` instead, so title
 generation never consumes the script. Every request body is recorded.
 
 Every answer reports token `usage` in its API's shape (a Chat Completions stream only when the request
@@ -55,6 +56,13 @@ class Held:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """A recorded upstream Responses stream, sent byte for byte (tests/data/model_streams/)."""
+
+    body: bytes
+
+
+@dataclass(frozen=True)
 class Slow:
     """`step`, answered only after `seconds` of silence (a slow model: not even the headers)."""
 
@@ -71,6 +79,7 @@ class FakeModelServer:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.usage_sent: list[dict[str, int]] = []
+        self.received_at: list[float] = []  # time.monotonic() of each request's arrival, as `requests`
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,6 +88,7 @@ class FakeModelServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                outer.received_at.append(time.monotonic())
                 outer.requests.append(body)
                 outer.paths.append(self.path)
                 if self.headers.get("Authorization") != f"Bearer {outer.api_key}":
@@ -260,6 +270,11 @@ class FakeModelServer:
         step = self._next(body)
         if isinstance(step, int):
             handler._json(step, {"error": {"message": f"scripted failure {step}", "type": "server_error"}})
+            return
+        if isinstance(step, Recorded):
+            self._sse_start(handler)
+            handler.wfile.write(step.body)
+            handler.wfile.flush()
             return
 
         reasoning = step.summary if isinstance(step, Reasoned) else None

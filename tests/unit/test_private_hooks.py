@@ -102,6 +102,56 @@ HOOKS = [
         "sync",
         "ResponsesClient._sleep_for_retry calls it to say how long the retry waits",
     ),
+    # Agents SDK: the lean transport (app.agents.transport) replaces only the Responses model's
+    # transport, at the seam the SDK's own websocket model overrides.
+    Hook(
+        "openai-agents",
+        "agents.models.openai_responses:OpenAIResponsesModel",
+        "_fetch_response",
+        (
+            "self",
+            "system_instructions",
+            "input",
+            "model_settings",
+            "tools",
+            "output_schema",
+            "handoffs",
+            "previous_response_id",
+            "conversation_id",
+            "stream",
+            "prompt",
+        ),
+        "coroutine",
+        "LeanResponsesModel overrides it (the request sent by our transport, not the openai client)",
+    ),
+    Hook(
+        "openai-agents",
+        "agents.models.openai_responses:OpenAIResponsesModel",
+        "_build_response_create_kwargs",
+        (
+            "self",
+            "system_instructions",
+            "input",
+            "model_settings",
+            "tools",
+            "output_schema",
+            "handoffs",
+            "previous_response_id",
+            "conversation_id",
+            "stream",
+            "prompt",
+        ),
+        "sync",
+        "LeanResponsesModel calls it: the request body is the SDK's own",
+    ),
+    Hook(
+        "openai-agents",
+        "agents.models.openai_responses:_ResponseStreamWithRequestId",
+        "__init__",
+        ("self", "stream", "*", "request_id", "cleanup"),
+        "sync",
+        "LeanResponsesModel wraps its events in it (request id, usage accounting, one close)",
+    ),
     # Advanced Alchemy: every read of a TaskRepository goes through it (user isolation).
     Hook(
         "advanced-alchemy",
@@ -170,3 +220,27 @@ def test_construct_type_keeps_its_keywords() -> None:
         f"openai {version}: openai._models.construct_type no longer takes value= and type_=; review "
         "ResponsesClient._process_response_data, then the upper bound in pyproject.toml."
     )
+
+
+@pytest.mark.parametrize(
+    ("module_name", "name", "parameters"),
+    [
+        ("agents.models.openai_responses", "_mark_transport_request_without_usage", ("response",)),
+        ("agents.models._retry_runtime", "should_disable_provider_managed_retries", ()),
+        ("agents.models._response_terminal", "response_terminal_failure_error", ("event_type", "response")),
+        ("agents.run_internal.tool_execution", "_FunctionToolBatchExecutor", None),
+    ],
+)
+def test_the_agents_sdk_functions_the_lean_transport_calls_are_still_there(
+    module_name: str, name: str, parameters: tuple[str, ...] | None
+) -> None:
+    """`app.agents.transport` calls these private functions of the Agents SDK as its own Responses
+    model does (the golden test of the transports patches `_FunctionToolBatchExecutor`)."""
+    version = importlib.metadata.version("openai-agents")
+    function = getattr(importlib.import_module(module_name), name, None)
+    assert function is not None, f"openai-agents {version}: {module_name}.{name} is gone; review app.agents.transport."
+    if parameters is not None:
+        assert _parameters(function) == parameters, (
+            f"openai-agents {version}: {module_name}.{name} now takes {_parameters(function)}; "
+            "review app.agents.transport."
+        )

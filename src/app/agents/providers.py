@@ -8,21 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Any
 
 from agents import set_tracing_disabled, set_tracing_export_api_key
+from agents.models.default_models import get_default_model
 from agents.models.interface import Model, ModelProvider
 from agents.models.openai_provider import OpenAIProvider
 from openai import AsyncOpenAI, omit
-from openai._models import construct_type
 from openai.resources.chat import AsyncChat, AsyncCompletions
 from openai.resources.responses import AsyncResponses
 from openai.types.responses import ResponseStreamEvent
 from openai.types.shared import Reasoning
-from pydantic import Field, TypeAdapter, ValidationError
 
 from app.agents.chatkit import notices
 from app.agents.offline.model import OfflineModel
+from app.agents.stream_events import tagged_stream_event
+from app.agents.transport import LeanResponsesModel, Transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,29 +40,8 @@ class ProviderConfig:
     # The Agents SDK's own traces to OpenAI (AGENTS_TRACING=openai), sent with this key.
     tracing: bool = False
     tracing_api_key: str | None = None
-
-
-def _stream_event_members() -> tuple[type[Any], ...]:
-    union = get_args(ResponseStreamEvent)[0] if get_origin(ResponseStreamEvent) is Annotated else ResponseStreamEvent
-    return get_args(union)
-
-
-def _tagged_stream_events() -> TypeAdapter[Any]:
-    """`ResponseStreamEvent` as a union pydantic picks the member of by its `type` tag."""
-    tagged: Any = Annotated[Union[_stream_event_members()], Field(discriminator="type")]  # noqa: UP007 (runtime tuple)
-    return TypeAdapter(tagged)
-
-
-_STREAM_EVENT = _tagged_stream_events()
-# Each member by its `type` tag, for events a lenient server sends without a field the SDK's types
-# require (an OpenAI-compatible server, or an older API version: `logprobs` on text events,
-# `usage.input_tokens_details.cache_write_tokens`).
-_STREAM_EVENT_BY_TAG: dict[str, type[Any]] = {
-    tag: member
-    for member in _stream_event_members()
-    for tag in get_args(member.model_fields["type"].annotation)
-    if isinstance(tag, str)
-}
+    # lean: our own Responses transport (`app.agents.transport`); openai: the openai client's.
+    transport: str = "openai"
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
@@ -157,12 +137,9 @@ class ResponsesClient(AsyncOpenAI):
 
     def _process_response_data(self, *, data: object, cast_to: Any, response: Any) -> Any:
         if cast_to is ResponseStreamEvent and isinstance(data, dict):
-            try:
-                return _STREAM_EVENT.validate_python(data)
-            except ValidationError:
-                member = _STREAM_EVENT_BY_TAG.get(data.get("type"))  # type: ignore[arg-type]
-                if member is not None:
-                    return construct_type(type_=member, value=data)
+            event = tagged_stream_event(data)
+            if event is not None:
+                return event
         return super()._process_response_data(data=data, cast_to=cast_to, response=response)
 
 
@@ -188,6 +165,23 @@ def reasoning_settings(effort: str, summary: str) -> Reasoning | None:
     return Reasoning(effort=effort, summary=summary)  # type: ignore[arg-type]
 
 
+class LeanResponsesProvider(OpenAIProvider):
+    """The `openai` provider with its Responses requests sent by the lean transport."""
+
+    def __init__(self, openai_client: AsyncOpenAI, transport: Transport) -> None:
+        super().__init__(openai_client=openai_client, use_responses=True)
+        self.transport = transport
+        self._client_for_checks = openai_client
+
+    def get_model(self, model_name: str | None) -> Model:
+        return LeanResponsesModel(
+            model_name if model_name is not None else get_default_model(),
+            self._client_for_checks,
+            self.transport,
+            model_is_explicit=model_name is not None,
+        )
+
+
 def build_model_provider(config: ProviderConfig) -> tuple[ModelProvider, str]:
     """The provider and the model name to run agents with."""
     # The Agents SDK exports traces to OpenAI unless told otherwise; TaskPilot opts in explicitly.
@@ -203,6 +197,15 @@ def build_model_provider(config: ProviderConfig) -> tuple[ModelProvider, str]:
         timeout=config.timeout_seconds,
         max_retries=config.max_retries,
     )
+    if config.provider == "openai" and config.transport == "lean":
+        transport = Transport(
+            base_url=str(client.base_url),  # the client's: OPENAI_BASE_URL or OpenAI's own
+            api_key=config.api_key or "unset",
+            timeout_seconds=config.timeout_seconds,
+            max_retries=config.max_retries,
+            headers=client.default_headers,
+        )
+        return LeanResponsesProvider(client, transport), config.model
     if config.provider == "openai":
         return OpenAIProvider(openai_client=client, use_responses=True), config.model
     if config.provider == "openai-compatible":

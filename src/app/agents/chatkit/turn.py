@@ -9,6 +9,7 @@ events say what silence would not (`app.agents.chatkit.notices`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -156,6 +157,7 @@ class TurnRunner:
         turn_notices.start()
         choice = NO_CHOICE
         result = None
+        title: asyncio.Future[str] | None = None
         try:
             attached = len(input_user_message.attachments) if input_user_message is not None else 0
             if attached:
@@ -166,6 +168,12 @@ class TurnRunner:
             with tracing.within(span):  # the run's task, started inside, carries the turn's span
                 choice = await self._turn_choice(thread, input_user_message, context)
                 tokens.model = turn.model = choice.model or self.assistant.model_name
+                if thread.title is None and input_user_message is not None and self.assistant.title_with_model:
+                    # The title's model call runs beside the answer's, not after it: the stream
+                    # ends as soon as the answer does instead of one more round trip later.
+                    title = asyncio.ensure_future(
+                        self.assistant.title(input_user_message, thread, choice.model, tokens=tokens)
+                    )
                 result = await self.assistant.run(thread, turn, choice, up_to=up_to)
             async for event in stream_agent_response(turn, result):
                 turn_notices.output()
@@ -196,6 +204,10 @@ class TurnRunner:
             fields, traceback = model_error_log(exc)
             log.warning("turn failed", exc_info=traceback, extra={"fields": {"thread_id": thread.id, **fields}})
             failure = CustomStreamError(message, allow_retry=retry)
+        except BaseException:  # cancelled (the client went away): the title is not wanted either
+            if title is not None:
+                title.cancel()
+            raise
         finally:
             if result is not None:  # every model call of the run: the answer and each tool round trip
                 tokens.add(tokens.model, result.context_wrapper.usage)
@@ -218,13 +230,15 @@ class TurnRunner:
             # A host page listens for this to refresh its own task list.
             yield ClientEffectEvent(name="tasks.changed", data={"ids": sorted(turn.changed_task_ids)})
         if failure is not None:
+            if title is not None:
+                title.cancel()
             raise failure
         if thread.title is None and input_user_message is not None:
-            with tracing.within(span):
-                title = await self.assistant.title(input_user_message, thread, choice.model, tokens=tokens)
-            if title == say("title.new_chat"):
-                title = say("title.new_chat", lang)
-            thread.title = self.limits.cut_title(title)
+            # Without a model for titles: the message's first sentence, made here.
+            text = await (title or self.assistant.title(input_user_message, thread, choice.model, tokens=tokens))
+            if text == say("title.new_chat"):
+                text = say("title.new_chat", lang)
+            thread.title = self.limits.cut_title(text)
 
     async def _turn_choice(self, thread: ThreadMetadata, message: UserMessageItem | None, context: Any) -> TurnChoice:
         """The composer's choice for this turn (checked by the gate). A turn resumed without a

@@ -1,0 +1,376 @@
+"""The lean model transport (`MODEL_TRANSPORT=lean`): the Responses API over one pooled HTTP client.
+
+Why: the stock path (the openai client under the Agents SDK's `OpenAIResponsesModel`) spends most
+of a streamed text delta's CPU in the client: its SSE decoder, httpx2/anyio streaming, and a
+validated pydantic event per delta (0.38-0.55 ms per delta, the performance issue's profile). And
+it only gets that far through private methods of the client (`providers.ResponsesClient`).
+
+What stays the SDK's: `LeanResponsesModel` is the SDK's `OpenAIResponsesModel` with only its
+transport (`_fetch_response`, the seam the SDK's own websocket model overrides) replaced, so the
+request body, the run loop's handling of terminal events, spans and usage are the SDK's own code.
+What is ours: the HTTP request (`httpx.AsyncClient`, one per process), one SSE parser, msgspec
+for each event's JSON, and the event objects: the per-token deltas built with `model_construct`
+(no validation), every other event (a handful per response) parsed exactly as the stock path
+parses it (`stream_events.parse_stream_event`). Failures are the openai package's own exception
+classes, built as its client builds them, so `ops.openai_failures` reads them unchanged; the
+retry rule (429, 408, 409, 5xx, a dropped connection; Retry-After honoured up to two minutes)
+and the turn's retry notice are the stock path's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Final, Literal, cast
+
+import httpx
+import msgspec
+import openai
+import pydantic
+from agents.models._response_terminal import response_terminal_failure_error
+from agents.models._retry_runtime import should_disable_provider_managed_retries
+from agents.models.openai_responses import (
+    OpenAIResponsesModel,
+    _mark_transport_request_without_usage,
+    _ResponseStreamWithRequestId,
+)
+from openai import APIConnectionError, APIError, APIStatusError, APITimeoutError, Omit
+from openai._models import construct_type
+from openai.types.responses import (
+    Response,
+    ResponseFunctionCallArgumentsDeltaEvent,
+    ResponseReasoningSummaryTextDeltaEvent,
+    ResponseReasoningTextDeltaEvent,
+    ResponseRefusalDeltaEvent,
+    ResponseStreamEvent,
+    ResponseTextDeltaEvent,
+)
+
+from app.agents.chatkit import notices
+from app.agents.stream_events import parse_stream_event
+
+logger = logging.getLogger(__name__)
+
+# The openai client's retry rule (its `_calculate_retry_timeout`, `_should_retry`).
+INITIAL_RETRY_DELAY: Final = 0.5
+MAX_RETRY_DELAY: Final = 8.0
+MAX_RETRY_AFTER_DELAY: Final = 120.0
+
+# The per-token events: flat (no nested model to build), most of a stream, and built unvalidated.
+_DELTAS: Final[dict[str, type[Any]]] = {
+    "response.output_text.delta": ResponseTextDeltaEvent,
+    "response.function_call_arguments.delta": ResponseFunctionCallArgumentsDeltaEvent,
+    "response.reasoning_summary_text.delta": ResponseReasoningSummaryTextDeltaEvent,
+    "response.reasoning_text.delta": ResponseReasoningTextDeltaEvent,
+    "response.refusal.delta": ResponseRefusalDeltaEvent,
+}
+# Request options the SDK passes to the openai client beside the body.
+_CONTROL_KEYS: Final = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+# pydantic's own `model_construct`: the openai package's models override it with a walk that builds
+# each nested value by its type (~130 us a delta; a delta has nothing nested to build but `logprobs`,
+# left as the JSON's lists and dicts, which neither the SDK nor ChatKit reads).
+_construct = pydantic.BaseModel.model_construct.__func__  # type: ignore[attr-defined]
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` as the openai client writes it into a body: pydantic models dumped the way its
+    request transform dumps them; the plain JSON the SDK builds (the bulk) left as it is."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(exclude_unset=True, mode="json", exclude=getattr(value, "__api_exclude__", None))
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items() if not isinstance(v, Omit)}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def request_body(create_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON body the openai client would send for `responses.create(**create_kwargs)`."""
+    body = {k: _jsonable(v) for k, v in create_kwargs.items() if k not in _CONTROL_KEYS and not isinstance(v, Omit)}
+    extra_body = create_kwargs.get("extra_body")
+    if isinstance(extra_body, Mapping):
+        body.update(extra_body)
+    return body
+
+
+def _retry_after(headers: httpx.Headers | None) -> float | None:
+    """Seconds a `retry-after-ms` / `retry-after` header asks for (number or HTTP date)."""
+    if headers is None:
+        return None
+    for name, divisor in (("retry-after-ms", 1000), ("retry-after", 1)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return float(value) / divisor
+        except ValueError:
+            continue
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    parsed = email.utils.parsedate_tz(value)
+    if parsed is None:
+        return None
+    return float(email.utils.mktime_tz(parsed) - time.time())
+
+
+def retry_wait(retries_taken: int, headers: httpx.Headers | None) -> float:
+    """How long to wait before retry `retries_taken + 1`: the server's word up to two minutes,
+    else exponential backoff from 0.5 s (at most 8 s) less up to 25% jitter."""
+    after = _retry_after(headers)
+    if after is not None and math.isfinite(after) and 0 < after <= MAX_RETRY_AFTER_DELAY:
+        return after
+    backoff = min(INITIAL_RETRY_DELAY * 2.0 ** min(retries_taken, 1000), MAX_RETRY_DELAY)
+    return max(0.0, backoff * (1 - 0.25 * random.random()))
+
+
+def should_retry(response: httpx.Response) -> bool:
+    after = _retry_after(response.headers)
+    if after is not None and math.isfinite(after) and after > MAX_RETRY_AFTER_DELAY:
+        return False
+    explicit: str | None = response.headers.get("x-should-retry")
+    if explicit in ("true", "false"):
+        return explicit == "true"
+    return response.status_code in (408, 409, 429) or response.status_code >= 500
+
+
+def status_error(response: httpx.Response, raw: bytes) -> APIStatusError:
+    """The openai package's exception for an error answer, built as its client builds it."""
+    text = raw.decode(errors="replace").strip()
+    body: object = text
+    try:
+        body = _decode(raw) if raw else text
+    except msgspec.DecodeError:
+        body = text
+    message = f"Error code: {response.status_code} - {body}"
+    data = body.get("error", body) if isinstance(body, Mapping) else body
+    by_status: dict[int, type[APIStatusError]] = {
+        400: openai.BadRequestError,
+        401: openai.AuthenticationError,
+        403: openai.PermissionDeniedError,
+        404: openai.NotFoundError,
+        409: openai.ConflictError,
+        422: openai.UnprocessableEntityError,
+        429: openai.RateLimitError,
+    }
+    kind = by_status.get(response.status_code) or (
+        openai.InternalServerError if response.status_code >= 500 else APIStatusError
+    )
+    # openai types `response` as its httpx2 fork's; it reads only `request`, `status_code`, `headers`.
+    return kind(message, response=cast(Any, response), body=data)
+
+
+def stream_event(data: dict[str, Any]) -> ResponseStreamEvent:
+    """One Responses stream event from its decoded JSON."""
+    member = _DELTAS.get(data.get("type"))  # type: ignore[arg-type]
+    if member is not None:
+        return cast(ResponseStreamEvent, _construct(member, **data))
+    return parse_stream_event(data)
+
+
+async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The `data` of each server-sent event in a byte stream (multi-line data joined by "\\n";
+    `event:`, `id:` and comment lines ignored: each Responses event names its type in its data)."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer = buffer + chunk if buffer else chunk
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        start = 0
+        while (end := buffer.find(b"\n\n", start)) != -1:
+            data = _event_data(buffer[start:end])
+            start = end + 2
+            if data is not None:
+                yield data
+        buffer = buffer[start:]
+    if buffer.strip():
+        data = _event_data(buffer)
+        if data is not None:
+            yield data
+
+
+def _event_data(block: bytes) -> bytes | None:
+    lines = [
+        line[5:].removeprefix(b" ") if line.startswith(b"data:") else None
+        for line in block.split(b"\n")
+        if line.startswith(b"data:")
+    ]
+    return b"\n".join(cast(list[bytes], lines)) if lines else None
+
+
+class Transport:
+    """One pooled HTTP client per process and the retry loop around a request."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None,
+        api_key: str,
+        timeout_seconds: float,
+        max_retries: int,
+        headers: Mapping[str, object] | None = None,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`headers`: sent with every request (the stock client's `default_headers`: its user agent,
+        `OpenAI-Organization` / `OpenAI-Project` when configured); `http_transport`: what the HTTP
+        client sends with (tests give a scripted one)."""
+        self.base_url = (base_url or "https://api.openai.com/v1").rstrip("/")
+        self.api_key = api_key
+        # (The openai client's own header map marks the headers it leaves out with `Omit`.)
+        self.headers = {k: v for k, v in (headers or {}).items() if isinstance(v, str)}
+        self.max_retries = max_retries
+        self.timeout = httpx.Timeout(timeout_seconds)
+        self._http_transport = http_transport
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        # Made on first use, inside the server's event loop, and kept for the process.
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=self._http_transport,
+                timeout=self.timeout,
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def send(self, path: str, create_kwargs: Mapping[str, Any], *, stream: bool) -> httpx.Response:
+        """The answer's response (headers read; the body not yet when `stream`), after the
+        retries the openai client would make; an openai exception when there is no good answer."""
+        body = _encode(request_body(create_kwargs))
+        headers = {
+            **self.headers,
+            "Authorization": f"Bearer {self.api_key}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if stream else "application/json",
+            **{k: v for k, v in (create_kwargs.get("extra_headers") or {}).items() if isinstance(v, str)},
+        }
+        query = create_kwargs.get("extra_query") or None
+        request = self.client.build_request(
+            "POST", f"{self.base_url}{path}", content=body, headers=headers, params=query
+        )
+        max_retries = 0 if should_disable_provider_managed_retries() else self.max_retries
+        retries_taken = 0
+        while True:
+            response: httpx.Response | None = None
+            failure: Exception
+            try:
+                response = await self.client.send(request, stream=True)
+            except httpx.TimeoutException as exc:
+                failure = APITimeoutError(request=cast(Any, request))
+                failure.__cause__ = exc
+            except httpx.TransportError as exc:
+                failure = APIConnectionError(request=cast(Any, request))
+                failure.__cause__ = exc
+            else:
+                if response.status_code < 400:
+                    return response
+                raw = await response.aread()
+                await response.aclose()
+                failure = status_error(response, raw)
+                if not should_retry(response):
+                    raise failure
+            if retries_taken >= max_retries:
+                raise failure
+            headers_seen = response.headers if response is not None else None
+            wait = retry_wait(retries_taken, headers_seen)
+            turn = notices.current.get()
+            if turn is not None:
+                status = response.status_code if response is not None else None
+                await turn.retrying(attempt=retries_taken + 1, of=max_retries, wait=wait, status=status)
+            logger.info("retrying model request (%s of %s) in %.2f s", retries_taken + 1, max_retries, wait)
+            await asyncio.sleep(wait)
+            retries_taken += 1
+
+
+class LeanResponsesModel(OpenAIResponsesModel):
+    """The SDK's Responses model, its requests sent by `Transport` (see the module's docstring).
+
+    `openai_client` is still given: the SDK asks it whether the endpoint is OpenAI's own (for the
+    prompt cache key and the tracing of response ids); it sends nothing.
+    """
+
+    def __init__(
+        self, model: str, openai_client: openai.AsyncOpenAI, transport: Transport, *, model_is_explicit: bool = True
+    ) -> None:
+        super().__init__(model, openai_client, model_is_explicit=model_is_explicit)
+        self.transport = transport
+
+    async def _fetch_response(  # type: ignore[override]
+        self,
+        system_instructions: str | None,
+        input: Any,
+        model_settings: Any,
+        tools: Any,
+        output_schema: Any,
+        handoffs: Any,
+        previous_response_id: str | None = None,
+        conversation_id: str | None = None,
+        stream: Literal[True] | Literal[False] = False,
+        prompt: Any = None,
+    ) -> Response | AsyncIterator[ResponseStreamEvent]:
+        create_kwargs = self._build_response_create_kwargs(
+            system_instructions=system_instructions,
+            input=input,
+            model_settings=model_settings,
+            tools=tools,
+            output_schema=output_schema,
+            handoffs=handoffs,
+            previous_response_id=previous_response_id,
+            conversation_id=conversation_id,
+            stream=stream,
+            prompt=prompt,
+        )
+        response = await self.transport.send("/responses", create_kwargs, stream=stream)
+        request_id = response.headers.get("x-request-id")
+        if not stream:
+            try:
+                raw = await response.aread()
+            finally:
+                await response.aclose()
+            parsed = cast(Response, construct_type(type_=Response, value=_decode(raw)))
+            parsed._request_id = request_id
+            if parsed.status in {"failed", "incomplete"}:
+                raise response_terminal_failure_error(f"response.{parsed.status}", parsed)
+            _mark_transport_request_without_usage(parsed)
+            return parsed
+        # The SDK's own wrapper: the request id on the terminal response, a completed response
+        # without usage counted as the stock path counts it, and the stream closed once.
+        return _ResponseStreamWithRequestId(self._events(response), request_id=request_id, cleanup=response.aclose)
+
+    async def _events(self, response: httpx.Response) -> AsyncIterator[ResponseStreamEvent]:
+        try:
+            async for data in sse_data(response.aiter_bytes()):
+                if data.startswith(b"[DONE]"):
+                    break
+                payload = _decode(data)
+                if isinstance(payload, dict) and payload.get("error"):
+                    # What the openai client raises for an `{"error": ...}` event.
+                    error = payload["error"]
+                    message = error.get("message") if isinstance(error, Mapping) else None
+                    if not isinstance(message, str) or not message:
+                        message = "An error occurred during streaming"
+                    raise APIError(
+                        message=message,
+                        request=cast(Any, response.request),
+                        body=error,
+                    )
+                yield stream_event(payload)
+        except httpx.TimeoutException as exc:
+            raise APITimeoutError(request=cast(Any, response.request)) from exc
+        except httpx.TransportError as exc:
+            raise APIConnectionError(request=cast(Any, response.request)) from exc
+        finally:
+            await response.aclose()
