@@ -32,7 +32,7 @@ from app.agents.chatkit.server import TaskPilotChatKitServer
 from app.agents.chatkit.turns import TurnLocks
 from app.agents.history import TaskPilotConverter
 from app.agents.mcp import build_task_mcp_server
-from app.agents.providers import ProviderConfig, build_model_provider
+from app.agents.providers import ProviderConfig, build_model_provider, reasoning_settings
 from app.controllers.attachments import AttachmentController
 from app.controllers.chatkit import ChatKitController
 from app.controllers.health import HealthController
@@ -115,6 +115,7 @@ def build_chatkit_server(
         and model_provider is None
         and settings.thread_titles == "model",
         plain_text_content=settings.model_provider == "openai-compatible",
+        reasoning=reasoning_settings(settings.reasoning_effort, settings.reasoning_summary),
         agents_tracing=settings.agents_tracing == "openai",
         converter=TaskPilotConverter(
             attachments,

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, get_args
 from urllib.parse import unquote, urlsplit
 
 from app.core.clock import parse_time_zone
@@ -28,6 +28,8 @@ N = TypeVar("N", int, float)
 AppEnv = Literal["development", "production"]
 AuthMode = Literal["dev", "jwt"]
 ModelProvider = Literal["offline", "openai", "openai-compatible"]
+ReasoningEffort = Literal["off", "minimal", "low", "medium", "high"]
+ReasoningSummary = Literal["off", "auto", "concise", "detailed"]
 AgentsTracing = Literal["off", "openai"]
 ThreadTitles = Literal["model", "message"]
 ModelTransport = Literal["lean", "openai"]
@@ -289,6 +291,12 @@ class Settings:
     offline_model_delay_ms: int = 0
     # A model call silent this long gets one `notice` per turn ("taking longer than usual").
     model_slow_notice_seconds: float = 8.0
+    # How hard a reasoning model thinks (`reasoning.effort`); `off` sends no reasoning settings (the
+    # model's own default). An `openai-compatible` server gets it as `reasoning_effort`; offline ignores it.
+    reasoning_effort: ReasoningEffort = "off"
+    # With REASONING_EFFORT set, the summary of its reasoning the Responses API writes (`reasoning.summary`),
+    # shown as ChatKit's reasoning workflow while the model thinks; `off` asks for none.
+    reasoning_summary: ReasoningSummary = "auto"
     # The IANA zone of "today", "tomorrow" and "overdue" for a request without a `Time-Zone` header
     # (a stock ChatKit front end sends none); replies that used it say so.
     default_time_zone: str = "UTC"
@@ -616,6 +624,8 @@ class Settings:
             model_slow_notice_seconds=r.number(
                 "MODEL_SLOW_NOTICE_SECONDS", d.model_slow_notice_seconds, minimum=0.01, maximum=600.0
             ),
+            reasoning_effort=r.choice("REASONING_EFFORT", get_args(ReasoningEffort), d.reasoning_effort),
+            reasoning_summary=r.choice("REASONING_SUMMARY", get_args(ReasoningSummary), d.reasoning_summary),
             default_time_zone=default_time_zone,
             transcription_model=r.optional("TRANSCRIPTION_MODEL"),
             transcription_max_bytes=r.integer(

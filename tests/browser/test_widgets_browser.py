@@ -99,6 +99,8 @@ def test_console_lists_confirms_chooses_and_edits_tasks_in_widgets(
         "the edit saved",
     )
     _one(driver, milk_item, "the list after saving")
+    # Save is a synchronous action (no stream, so no tasks.changed effect): the panel reloads on its answer.
+    wait_for(driver, lambda d: any("Buy oat milk" in el.text for el in css(d, ".tp-task")), "the panel refreshed")
 
     # Several matches: a choice; picking one asks, confirming deletes exactly that one.
     _send(driver, "delete the milk task")
@@ -108,4 +110,28 @@ def test_console_lists_confirms_chooses_and_edits_tasks_in_widgets(
     _one(driver, '[role="alertdialog"] button[data-action="task.delete.confirm"]', "the confirm dialog").click()
     wait_for(driver, lambda d: [t["title"] for t in api_tasks(server, "wendy")] == ["Buy oat milk"], "goat deleted")
     _one(driver, '[data-key="deleted"]', "the deleted card")
+    assert severe_console_errors(driver) == []
+
+
+def test_console_asks_which_priority_with_choices_and_adds_the_task_with_the_one_picked(
+    live_server_factory: Callable[..., LiveServer], browser: Callable[..., Any]
+) -> None:
+    server = live_server_factory()
+    driver = browser()
+    driver.get(f"{server.base_url}/?ui=console")
+    sign_in(driver, "xena")
+    _send(driver, "add a task to buy milk, which priority should I use?")
+    asked = _one(driver, ".tp-structured", "the structured input")
+    assert "Which priority should “Buy milk” have?" in asked.text
+    assert [b.text for b in asked.find_elements("css selector", "button")] == ["high", "medium", "low", "Skip"]
+    assert api_tasks(server, "xena") == []
+    screenshot(driver, "structured-input.png")
+    asked.find_element("css selector", 'button[data-choice="high"]').click()
+    wait_for(
+        driver,
+        lambda d: [(t["title"], t["priority"]) for t in api_tasks(server, "xena")] == [("Buy milk", "high")],
+        "the task added",
+    )
+    wait_for(driver, lambda d: not css(d, ".tp-structured button"), "the question answered")
+    assert "high" in css(driver, ".tp-structured")[0].text
     assert severe_console_errors(driver) == []

@@ -56,7 +56,10 @@ class Answer:
         return "\n".join(part["text"] for item in self.done("assistant_message") for part in item["content"])
 
     def widget(self) -> dict[str, Any]:
-        """The widget item this answer drew: a new one, or the one an action replaced."""
+        """The widget item this answer drew: a new one, the one an action replaced, or the one a
+        synchronous action answered with."""
+        if isinstance(self.body, dict) and self.body.get("updated_item"):
+            return dict(self.body["updated_item"])
         replaced = [e["item"] for e in self.events if e["type"] == "thread.item.replaced"]
         (item,) = replaced or self.done("widget")
         return dict(item)
@@ -101,9 +104,11 @@ class StockClient:
 
     def act(self, thread: str, item: dict[str, Any], action: dict[str, Any], **form: Any) -> Answer:
         """A widget's action as the component sends it: the action the widget carries, from that
-        widget's item, with a form's values merged into the payload."""
+        widget's item, with a form's values merged into the payload; synchronously (no stream) when
+        the action says `streaming: false`."""
         sent = {"type": action["type"], "payload": {**action.get("payload", {}), **form}}
-        return self.post("threads.custom_action", {"thread_id": thread, "item_id": item["id"], "action": sent})
+        kind = "threads.sync_custom_action" if action.get("streaming") is False else "threads.custom_action"
+        return self.post(kind, {"thread_id": thread, "item_id": item["id"], "action": sent})
 
 
 def button(widget: dict[str, Any], title: str, label: str) -> dict[str, Any]:
@@ -139,6 +144,7 @@ def test_a_stock_chatkit_client_through_a_whole_session(server: LiveServer) -> N
         listed = stock.say(thread, "show my tasks").widget()
         assert listed["widget"]["type"] == "ListView" and len(find(listed["widget"], "ListViewItem")) == 2
         done = stock.act(thread, listed, button(listed, "Buy milk", "Done"))
+        assert done.body is not None and not done.events  # synchronous: JSON, no stream
         assert tasks(http, token)["Buy milk"]["completed"] is True
         listed = done.widget()
 

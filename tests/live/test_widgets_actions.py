@@ -255,6 +255,59 @@ async def test_actions_naming_another_users_task_do_not_touch_it(server: LiveSer
     assert await gus.titles() == ["Gus's own"]
 
 
+async def test_complete_reopen_and_edit_are_synchronous_and_answer_the_redrawn_widget(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    hal = _user(server, http, "hal")
+    milk = await hal.add("Buy milk")
+    thread, widget = await _listed(hal)
+    buttons = {b["label"]: b["onClickAction"] for b in find(tree(widget.widget), "Button")}
+    # What ChatKit's component reads to send threads.sync_custom_action instead of a stream.
+    assert {label: action.get("streaming") for label, action in buttons.items()} == {
+        "Done": False,
+        "Edit": False,
+        "Delete": True,  # the delete flow streams (its confirmation's tasks.changed effect)
+    }
+
+    async def sync(kind: str, **payload: Any) -> dict[str, Any]:
+        answer = await hal.chat.request(
+            "threads.sync_custom_action",
+            {"thread_id": thread, "item_id": widget.id, "action": {"type": kind, "payload": payload}},
+        )
+        assert answer.status == 200, answer.body
+        assert answer.headers["content-type"].startswith("application/json")
+        updated = answer.body["updated_item"]
+        assert updated["id"] == widget.id
+        return dict(updated["widget"])
+
+    done = await sync("task.complete", id=milk["id"])
+    assert (await hal.task(milk["id"])).json()["completed"] is True
+    (reopen,) = [b for b in find(done, "Button") if b["label"] == "Reopen"]
+    assert {k: reopen["onClickAction"][k] for k in ("type", "payload", "streaming")} == {
+        "type": "task.reopen",
+        "payload": {"id": milk["id"]},
+        "streaming": False,
+    }
+    await sync("task.reopen", id=milk["id"])
+    assert (await hal.task(milk["id"])).json()["completed"] is False
+
+    form = await sync("task.edit", id=milk["id"])
+    (submit,) = find(form, "Form")
+    (cancel,) = [b for b in find(form, "Button") if b.get("onClickAction")]
+    assert submit["onSubmitAction"]["streaming"] is False and cancel["onClickAction"]["streaming"] is False
+    refused = await sync("task.edit.save", **submit["onSubmitAction"]["payload"], title="Buy oat milk", priority="x")
+    assert "Not saved: " in json.dumps(refused) and find(refused, "Form")
+    saved = await sync("task.edit.save", **submit["onSubmitAction"]["payload"], title="Buy oat milk", priority="high")
+    assert saved["type"] == "ListView" and "#1 Buy oat milk" in json.dumps(saved)
+    stored = (await hal.task(milk["id"])).json()
+    assert (stored["title"], stored["priority"]) == ("Buy oat milk", "high")
+
+    # The redrawn widget is stored: a reload shows it.
+    items = (await hal.chat.items(thread, order="asc", limit=50)).body["data"]
+    (reloaded,) = [item for item in items if item["id"] == widget.id]
+    assert reloaded["widget"]["type"] == "ListView" and "#1 Buy oat milk" in json.dumps(reloaded["widget"])
+
+
 def test_a_task_list_stored_before_list_views_still_gives_its_title_and_tasks() -> None:
     """Threads saved before the list was a ListView hold a Card of Rows; its buttons still work."""
     old = {

@@ -2,8 +2,9 @@
 
 Each request pops the next scripted step (`ToolCall`, `ToolCalls` (several in one response, Chat
 Completions), `Reply`, `Recorded` (a recorded Responses stream, sent as it is), or an HTTP status to
-fail with); `Slow(seconds, step)` answers that step after a
-silence. Requests whose instructions ask for a thread title get `title` instead, so title
+fail with); `Slow(seconds, step)` answers that step after a silence, `Held(step)` once the test
+releases it, `Reasoned(summary, step)` (Responses) after streaming a reasoning summary. Requests whose
+instructions ask for a thread title get `title` instead, so title
 generation never consumes the script. Every request body is recorded.
 
 Every answer reports token `usage` in its API's shape (a Chat Completions stream only when the request
@@ -14,9 +15,10 @@ reported, as `{"input", "cached_input", "output", "reasoning"}`, for tests to co
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -32,6 +34,25 @@ class ToolCalls:
     """Several tool calls in one model response (as a model acting on many tasks at once sends)."""
 
     calls: list[ToolCall]
+
+
+@dataclass(frozen=True)
+class Reasoned:
+    """`step` (a Responses answer) after a reasoning item whose summary parts stream as
+    `response.reasoning_summary_text.delta` events, as a reasoning model asked for a summary sends."""
+
+    summary: tuple[str, ...]
+    step: Any
+
+
+@dataclass(frozen=True)
+class Held:
+    """`step`, answered only once the test sets `release`; `reached` is set when the request arrives
+    (the turn is then provably running, waiting on its model call)."""
+
+    step: Any
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)
@@ -110,6 +131,10 @@ class FakeModelServer:
         step = self.script.popleft() if self.script else Reply("(script exhausted)")
         if isinstance(step, Slow):
             time.sleep(step.seconds)
+            step = step.step
+        if isinstance(step, Held):
+            step.reached.set()
+            step.release.wait(timeout=60)
             step = step.step
         return step
 
@@ -252,23 +277,61 @@ class FakeModelServer:
             handler.wfile.flush()
             return
 
-        async def collect() -> list[Any]:
-            return [event async for event in step_events(step)]
+        reasoning = step.summary if isinstance(step, Reasoned) else None
+        answer = step.step if isinstance(step, Reasoned) else step
 
-        events = asyncio.run(collect())
+        async def collect() -> list[Any]:
+            return [event async for event in step_events(answer)]
+
+        events = [json.loads(event.model_dump_json(exclude_none=True)) for event in asyncio.run(collect())]
+        if reasoning is not None:
+            events = _with_reasoning(events, reasoning, len(self.requests))
         if not body.get("stream"):
-            response = json.loads(events[-1].response.model_dump_json(exclude_none=True))
-            handler._json(200, {**response, "usage": self._responses_usage()})
+            handler._json(200, {**events[-1]["response"], "usage": self._responses_usage()})
             return
         self._sse_start(handler)
-        for event in events:
-            data = event.model_dump_json(exclude_none=True)
-            if event.type == "response.completed":
-                payload = json.loads(data)
+        for payload in events:
+            if payload["type"] == "response.completed":
                 payload["response"]["usage"] = self._responses_usage()
-                data = json.dumps(payload)
-            handler.wfile.write(f"event: {event.type}\ndata: {data}\n\n".encode())
+            handler.wfile.write(f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode())
         handler.wfile.flush()
+
+
+def _with_reasoning(events: list[dict[str, Any]], summary: tuple[str, ...], n: int) -> list[dict[str, Any]]:
+    """`events` (one answer's, as JSON) preceded by a reasoning item with `summary`, streamed part by
+    part and delta by delta; the answer's items move one output index down, as the API numbers them."""
+    item_id = f"rs_fake_{n}"
+    done_item = {"id": item_id, "type": "reasoning", "summary": [{"type": "summary_text", "text": t} for t in summary]}
+    where = {"item_id": item_id, "output_index": 0}
+    added: list[dict[str, Any]] = [
+        {"type": "response.output_item.added", "output_index": 0, "item": {**done_item, "summary": []}}
+    ]
+    for index, text in enumerate(summary):
+        part = {"type": "summary_text", "text": ""}
+        added.append({"type": "response.reasoning_summary_part.added", **where, "summary_index": index, "part": part})
+        for delta in _chunks(text):
+            added.append(
+                {"type": "response.reasoning_summary_text.delta", **where, "summary_index": index, "delta": delta}
+            )
+        added.append({"type": "response.reasoning_summary_text.done", **where, "summary_index": index, "text": text})
+        added.append(
+            {
+                "type": "response.reasoning_summary_part.done",
+                **where,
+                "summary_index": index,
+                "part": {**part, "text": text},
+            }
+        )
+    added.append({"type": "response.output_item.done", "output_index": 0, "item": done_item})
+    for event in events:
+        if "output_index" in event:
+            event["output_index"] += 1
+        if event["type"] == "response.completed":
+            event["response"]["output"] = [done_item, *event["response"]["output"]]
+    merged = [events[0], *added, *events[1:]]  # after response.created
+    for number, event in enumerate(merged):
+        event["sequence_number"] = number
+    return merged
 
 
 def turn_requests(fake: FakeModelServer) -> list[dict[str, Any]]:

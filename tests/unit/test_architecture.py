@@ -42,9 +42,11 @@ RANK = {
     "__main__": 8,
 }
 # What the rest of agents/ may import from agents/chatkit: the protocol's vocabulary (task tags, the
-# turn's notices, the widgets a tool result is shown as, the composer's choice, the time-zone tool).
+# turn's notices, the widgets a tool result is shown as, the composer's choice, the time-zone tool,
+# the tool that asks the user with choices).
 CHATKIT_VOCABULARY = frozenset(
-    f"app.agents.chatkit.{name}" for name in ("entities", "notices", "widgets", "composer", "time_zone")
+    f"app.agents.chatkit.{name}"
+    for name in ("entities", "notices", "widgets", "composer", "time_zone", "structured_input")
 )
 
 

@@ -42,6 +42,11 @@ def test_defaults_run_with_nothing_set() -> None:
         ({"CHATKIT_MAX_STREAMS_PER_USER": "four"}, "CHATKIT_MAX_STREAMS_PER_USER='four' is invalid"),
         ({"TRANSCRIPTION_MAX_BYTES": "26000000"}, "TRANSCRIPTION_MAX_BYTES='26000000' is invalid: accepts an integer"),
         ({"TRANSCRIPTION_MAX_BYTES": "ten"}, "TRANSCRIPTION_MAX_BYTES='ten' is invalid"),
+        (
+            {"REASONING_EFFORT": "max"},
+            "REASONING_EFFORT='max' is invalid: accepts one of off, minimal, low, medium, high",
+        ),
+        ({"REASONING_SUMMARY": "short"}, "REASONING_SUMMARY='short' is invalid: accepts one of off, auto, concise"),
     ],
 )
 def test_bad_value_names_the_variable(env: dict[str, str], message: str) -> None:

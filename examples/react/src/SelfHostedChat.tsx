@@ -11,7 +11,7 @@
 //   selects that tool in the composer, as the tool menu does.
 
 import { ChatKit, useChatKit, type UseChatKitReturn } from "@openai/chatkit-react";
-import { answerClientTool, changedTaskIds, composerAttachments, composerChoices, composerCommands, THREAD_ITEM_ACTIONS, withClientTools } from "taskpilot/chatkit-options";
+import { afterSyncActions, answerClientTool, changedTaskIds, composerAttachments, composerChoices, composerCommands, THREAD_ITEM_ACTIONS, withClientTools } from "taskpilot/chatkit-options";
 import { askAboutTask, taskEntities } from "taskpilot/entities";
 import { useEffect, useMemo, useRef, useState } from "react";
 
@@ -55,7 +55,9 @@ export function SelfHostedChat({ apiBase, domainKey, apiFetch, api, health, user
       domainKey,
       // apiFetch adds Authorization: Bearer <token> and Time-Zone: <the browser's IANA zone>;
       // ChatKit-Client-Tools: get_time_zone says onClientTool below answers it (else never asked).
-      fetch: (input, init) => apiFetch(input, withClientTools(input, init)),
+      // Done, Reopen and edits are synchronous widget actions (no stream, so no tasks.changed
+      // effect): the task list reloads on their answer.
+      fetch: afterSyncActions((input, init) => apiFetch(input, withClientTools(input, init)), () => onTasksChanged([])),
       uploadStrategy: { type: "two_phase" }, // attachments.create, then a PUT to the signed URL
     },
     composer: {

@@ -26,10 +26,12 @@ from chatkit.types import (
     ThreadMetadata,
     UserMessageItem,
 )
+from openai.types.shared import Reasoning
 from pydantic import ConfigDict, Field, SkipValidation
 
 from app.agents.chatkit.composer import NO_CHOICE, TurnChoice
 from app.agents.chatkit.entities import resolve_tags
+from app.agents.chatkit.structured_input import ASK_USER, ASK_USER_TOOL
 from app.agents.chatkit.time_zone import GET_TIME_ZONE, GET_TIME_ZONE_TOOL
 from app.agents.history import TaskPilotConverter, estimate_tokens, item_to_input, plain_text_message
 from app.agents.hooks import ProgressHooks
@@ -42,7 +44,7 @@ from app.services.usage import Tokens, TurnTokens
 
 log = logging.getLogger("app.assistant")
 
-INSTRUCTIONS_VERSION = "2026-12-07.2"
+INSTRUCTIONS_VERSION = "2026-12-07.3"
 
 ORCHESTRATOR_INSTRUCTIONS = f"""\
 You are TaskPilot, a concise assistant that manages the signed-in user's tasks (instructions v{INSTRUCTIONS_VERSION}).
@@ -52,6 +54,8 @@ You are TaskPilot, a concise assistant that manages the signed-in user's tasks (
 - To delete a task named by words of its title, pass those words to delete_task: when several tasks
   match, the user is shown them to pick one, so do not ask which one in text.
 - After changing tasks, say briefly what changed. Keep answers short; use lists for several tasks.
+- When the user asks you which priority (or due date) to give a task, or a request leaves open something
+  a few options settle, call ask_user with those options instead of asking in text; then act on the answer.
 - If the user writes in Urdu (in Urdu script, or Urdu in Latin letters such as "kal doodh lena hai"),
   hand off to the Urdu specialist.
 """
@@ -71,6 +75,7 @@ in the script the user writes: Urdu script, or Latin letters if they write Urdu 
 - Before deleting, confirm unless the user explicitly asked to delete that specific task.
 - To delete a task named by words of its title, pass those words to delete_task (several matches
   are shown to the user to pick one).
+- When the user asks which priority to use, call ask_user with the choices (in Urdu) instead of asking in text.
 - Keep answers short and polite.
 """
 
@@ -131,6 +136,8 @@ class Assistant:
     history_page: int = 50
     # Chat Completions servers (vLLM, Ollama, ...) may accept only a string as a message's content.
     plain_text_content: bool = False
+    # REASONING_EFFORT / REASONING_SUMMARY (`providers.reasoning_settings`); None: nothing sent.
+    reasoning: Reasoning | None = None
     # The Agents SDK's own traces to OpenAI (AGENTS_TRACING=openai); off unless asked for by name.
     agents_tracing: bool = False
 
@@ -139,13 +146,16 @@ class Assistant:
             name="Urdu specialist",
             handoff_description="Answers users who write in Urdu, in Urdu, and manages their tasks.",
             instructions=_dated(URDU_INSTRUCTIONS),
-            tools=list(TASK_TOOLS),
+            tools=[*TASK_TOOLS, ASK_USER_TOOL],
+            # ask_user shows a structured input: the turn ends there, and the answer resumes it.
+            tool_use_behavior=StopAtTools(stop_at_tool_names=[ASK_USER]),
             model=self.model_name,
         )
         self.orchestrator = Agent[TurnContext](
             name="TaskPilot",
             instructions=_dated(ORCHESTRATOR_INSTRUCTIONS),
-            tools=list(TASK_TOOLS),
+            tools=[*TASK_TOOLS, ASK_USER_TOOL],
+            tool_use_behavior=StopAtTools(stop_at_tool_names=[ASK_USER]),
             handoffs=[self.urdu],
             model=self.model_name,
         )
@@ -240,7 +250,7 @@ class Assistant:
                 model=choice.model,
                 model_provider=self.provider,
                 # Chat Completions servers send a stream's token counts only when asked.
-                model_settings=ModelSettings(include_usage=True),
+                model_settings=ModelSettings(include_usage=True, reasoning=self.reasoning),
                 tracing_disabled=not self.agents_tracing,
             ),
         )

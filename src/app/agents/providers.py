@@ -18,6 +18,7 @@ from openai import AsyncOpenAI, omit
 from openai.resources.chat import AsyncChat, AsyncCompletions
 from openai.resources.responses import AsyncResponses
 from openai.types.responses import ResponseStreamEvent
+from openai.types.shared import Reasoning
 
 from app.agents.chatkit import notices
 from app.agents.offline.model import OfflineModel
@@ -148,6 +149,20 @@ class OfflineModelProvider(ModelProvider):
 
     def get_model(self, model_name: str | None) -> Model:
         return self._model
+
+
+def reasoning_settings(effort: str, summary: str) -> Reasoning | None:
+    """The model's reasoning settings (REASONING_EFFORT, REASONING_SUMMARY); None sends none, so the
+    model reasons as it does by default and nothing about reasoning is in the request.
+
+    The Responses API takes both (its summary deltas become ChatKit's reasoning workflow in
+    `chatkit.agents.stream_agent_response`); the Agents SDK sends Chat Completions only the effort.
+    """
+    if effort == "off":
+        return None
+    if summary == "off":
+        return Reasoning(effort=effort)  # type: ignore[arg-type]
+    return Reasoning(effort=effort, summary=summary)  # type: ignore[arg-type]
 
 
 class LeanResponsesProvider(OpenAIProvider):

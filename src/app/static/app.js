@@ -281,6 +281,9 @@ export async function mount(root, options = {}) {
   const onEffect = (name, data) => {
     if (name === "tasks.changed") tasks.refresh(changedTaskIds(data));
   };
+  // A synchronous widget action (Done, Reopen, an edit) answers without a stream, so without the
+  // `tasks.changed` effect: the panel reloads on its answer instead.
+  const onSyncAction = () => tasks.refresh();
 
   /** (Re)start the chat in `state.mode`. A later start (a mode switch) supersedes this one. */
   const startChat = async () => {
@@ -303,7 +306,7 @@ export async function mount(root, options = {}) {
         const attachments = options.attachments ?? health?.self_hosted?.attachments;
         // "/add", "/today", ...: choosing one selects that composer tool in ChatKit's composer.
         const commands = composerCommands(composer, (toolId) => state.chat?.setComposerValue?.({ selectedToolId: toolId }));
-        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { domainKey: pageDomainKey(options), dictation, composer, attachments, entities, commands }), {
+        state.chat = mountChatKit(chatArea, selfHostedOptions(api, base, { domainKey: pageDomainKey(options), dictation, composer, attachments, entities, commands, onSyncAction }), {
           threadKey: `taskpilot.chatkit-thread:${auth.user ?? "anonymous"}`,
           onEffect,
           onError: (message) => showStatus(`ChatKit: ${message}. Reload, or open ${window.location.pathname}?ui=console for the built-in console.`, "error"),
@@ -314,7 +317,7 @@ export async function mount(root, options = {}) {
         const offered = options.composer ?? health?.self_hosted?.composer;
         const composer = composerChoices(offered);
         const commandOf = (text) => typedCommand(text, offered);
-        const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect, onClientTool: answerClientTool, composer, entities, commandOf });
+        const chat = new ChatConsole(api, { greeting: GREETING, prompts: PROMPTS, placeholder: PLACEHOLDER, user: auth.user, reason, onEffect, onSyncAction, onClientTool: answerClientTool, composer, entities, commandOf });
         chatArea.replaceChildren(chat.element);
         state.chat = chat;
         root.dataset.ui = "console";

@@ -52,6 +52,41 @@ export function withClientTools(input, init = {}) {
   return { ...init, headers };
 }
 
+/** The request a widget action whose config says `streaming: false` is sent as (no stream). */
+export const SYNC_ACTION = "threads.sync_custom_action";
+
+/**
+ * Whether a /chatkit request body is a synchronous widget action.
+ * @param {BodyInit | null | undefined} body
+ * @returns {boolean}
+ */
+export function isSyncAction(body) {
+  if (typeof body !== "string" || !body.includes(SYNC_ACTION)) return false;
+  try {
+    return JSON.parse(body)?.type === SYNC_ACTION;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * ChatKit's `api.fetch`, calling `onSyncAction` once the server has answered a synchronous widget
+ * action (Done, Reopen, an edit: `streaming: false` on the widget's action). Such an action may
+ * change a task, but its answer is one redrawn widget, with no stream to carry the `tasks.changed`
+ * client effect that a streamed turn sends; so the page refreshes its task panel on the answer.
+ * @param {(input: RequestInfo | URL, init?: RequestInit) => Promise<Response>} fetchImpl
+ * @param {(() => void) | null} [onSyncAction]
+ * @returns {(input: RequestInfo | URL, init?: RequestInit) => Promise<Response>}
+ */
+export function afterSyncActions(fetchImpl, onSyncAction = null) {
+  if (!onSyncAction) return fetchImpl;
+  return async (input, init) => {
+    const response = await fetchImpl(input, init);
+    if (response.ok && isSyncAction(init?.body)) onSyncAction();
+    return response;
+  };
+}
+
 /**
  * ChatKit's `onClientTool`: `get_time_zone` gets the browser's IANA time zone.
  * @param {Parameters<NonNullable<ChatKitOptions["onClientTool"]>>[0]} toolCall
@@ -217,9 +252,10 @@ export function sharedOptions() {
  * @param {ServerAttachments | null} [options.attachments]  health's `self_hosted.attachments`
  * @param {EntitiesOption | null} [options.entities]  the user's tasks to tag in a message (entities.js)
  * @param {CommandsOption | null} [options.commands]  the composer's "/" commands (`composerCommands`)
+ * @param {(() => void) | null} [options.onSyncAction]  after each synchronous widget action (refresh the task panel)
  * @returns {ChatKitOptions & {api: CustomApiConfig}}
  */
-export function selfHostedOptions(api, base, { domainKey, dictation = false, composer = null, attachments = null, entities = null, commands = null }) {
+export function selfHostedOptions(api, base, { domainKey, dictation = false, composer = null, attachments = null, entities = null, commands = null, onSyncAction = null }) {
   return {
     ...sharedOptions(),
     onClientTool: answerClientTool,
@@ -227,7 +263,8 @@ export function selfHostedOptions(api, base, { domainKey, dictation = false, com
       url: new URL("/chatkit", base).toString(),
       domainKey,
       // Says this page answers get_time_zone (onClientTool above): only then may the server ask it.
-      fetch: (input, init) => api.fetch(input, withClientTools(input, init)),
+      // A synchronous widget action (no stream, so no `tasks.changed` effect) calls onSyncAction.
+      fetch: afterSyncActions((input, init) => api.fetch(input, withClientTools(input, init)), onSyncAction),
       // attachments.create answers with a signed upload URL on this server (PUT, no headers needed).
       uploadStrategy: { type: "two_phase" },
     },

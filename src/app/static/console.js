@@ -33,11 +33,12 @@ export class ChatConsole {
    * @param {import("./api.js").Api} api
    * @param {{greeting: string, prompts: {label: string, prompt: string}[], placeholder: string,
    *          user: string|null, reason: string, onEffect(name: string, data: object): void,
-   *          onClientTool({name: string, params: object}): object,
+   *          onSyncAction?(): void, onClientTool({name: string, params: object}): object,
    *          entities?: {onTagSearch(query: string): Promise<object[]>, onClick(entity: object): void},
    *          commandOf?(text: string): {toolId: string, label: string, words: string} | null}} options
    *          onClientTool and entities work as ChatKit's options of those names do; commandOf reads
-   *          a typed "/" command (chatkit-options.js `typedCommand`)
+   *          a typed "/" command (chatkit-options.js `typedCommand`); onSyncAction runs after each
+   *          synchronous widget action (it has no stream, so no tasks.changed effect)
    */
   constructor(api, options) {
     this.api = api;
@@ -403,6 +404,7 @@ export class ChatConsole {
       try {
         const answer = await this.chatkit.request("threads.sync_custom_action", params);
         if (answer?.updated_item) this.renderItem(answer.updated_item);
+        this.options.onSyncAction?.();
       } catch (error) {
         this.showError(error.message);
       } finally {
@@ -608,7 +610,7 @@ export class ChatConsole {
                 "li",
                 { class: ["tp-step", `tp-step--${task.status_indicator ?? "none"}`], dir: "auto" },
                 h("span", { class: "tp-step-icon", "aria-hidden": "true" }),
-                isolated(task.title ?? task.type)
+                isolated(task.title ?? task.content ?? task.type)
               )
             )
           ),
@@ -621,6 +623,31 @@ export class ChatConsole {
           "div",
           { class: "tp-workflow", dataset: data },
           h("ul", {}, h("li", { class: ["tp-step", `tp-step--${task.status_indicator ?? "none"}`], dir: "auto" }, h("span", { class: "tp-step-icon", "aria-hidden": "true" }), isolated(task.title ?? task.type)))
+        );
+      }
+      case "structured_input": {
+        // ChatKit's structured input (the assistant's `ask_user`): its question, one button per
+        // option while it is pending, and Skip; the answer (threads.add_structured_input) resumes the turn.
+        const [question] = item.inputs ?? [];
+        if (!question) return null;
+        const answer = question.answer?.skipped ? "Skipped" : (question.answer?.values ?? []).join(", ");
+        const submit = (values, status) =>
+          this.busy ? null : this.#run("threads.add_structured_input", { thread_id: this.threadId, item_id: item.id, input: { status, answers: values.length ? { [question.id]: { values } } : {} } });
+        const options = item.status === "pending" && question.type === "multiple_choice" ? question.options : [];
+        const choices =
+          item.status === "pending"
+            ? h(
+                "div",
+                { class: "tp-choices" },
+                options.map((option) => h("button", { type: "button", class: "tp-btn", dataset: { choice: option.value }, onClick: () => submit([option.value], "answered") }, option.value)),
+                h("button", { type: "button", class: "tp-btn", dataset: { choice: "" }, onClick: () => submit([], "skipped") }, "Skip")
+              )
+            : null;
+        return h(
+          "div",
+          { class: "tp-msg tp-msg--assistant tp-structured", dataset: data },
+          h("div", { class: "tp-bubble", dir: directionOf(question.question) }, isolated(question.question), answer ? h("div", { class: "tp-step-summary" }, isolated(answer)) : null),
+          choices
         );
       }
       case "widget": {

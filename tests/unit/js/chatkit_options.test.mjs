@@ -6,11 +6,13 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
+  afterSyncActions,
   answerClientTool,
   browserTimeZone,
   CLIENT_TOOLS_HEADER,
   composerChoices,
   composerCommands,
+  isSyncAction,
   THREAD_ITEM_ACTIONS,
   typedCommand,
   withClientTools,
@@ -62,6 +64,33 @@ test("choices the server does not offer are left out, not sent empty", () => {
   assert.deepEqual(composerChoices({ tools: [], models: [] }), {});
   assert.deepEqual(composerChoices(undefined), {});
   assert.deepEqual(Object.keys(composerChoices({ tools: [{ id: "summary", label: "Summary", icon: "chart" }], models: [] })), ["tools"]);
+});
+
+test("a synchronous widget action's answer refreshes the task panel; nothing else does", async () => {
+  const sync = JSON.stringify({ type: "threads.sync_custom_action", params: { thread_id: "t", item_id: "w", action: { type: "task.complete", payload: { id: "1" } } } });
+  const streamed = JSON.stringify({ type: "threads.custom_action", params: { thread_id: "t", item_id: "w", action: { type: "task.delete", payload: { id: "1" } } } });
+  const quoting = JSON.stringify({ type: "threads.add_user_message", params: { input: { content: [{ type: "input_text", text: "what is threads.sync_custom_action?" }] } } });
+  assert.equal(isSyncAction(sync), true);
+  assert.equal(isSyncAction(streamed), false);
+  assert.equal(isSyncAction(quoting), false);
+  assert.equal(isSyncAction("{not json threads.sync_custom_action"), false);
+  assert.equal(isSyncAction(undefined), false);
+
+  let refreshed = 0;
+  let status = 200;
+  const sent = [];
+  const fetchImpl = async (input, init) => {
+    sent.push([input, init]);
+    return new Response("{}", { status });
+  };
+  const wrapped = afterSyncActions(fetchImpl, () => refreshed++);
+  for (const body of [sync, streamed, quoting]) await wrapped("https://t.example/chatkit", { method: "POST", body });
+  assert.equal(refreshed, 1);
+  assert.equal(sent.length, 3); // every request still goes out, as given
+  status = 400; // refused: nothing changed
+  await wrapped("https://t.example/chatkit", { method: "POST", body: sync });
+  assert.equal(refreshed, 1);
+  assert.equal(afterSyncActions(fetchImpl, null), fetchImpl);
 });
 
 const SERVER_TOOLS = {

@@ -37,6 +37,11 @@ CHOICE_KEY = "choice:delete"
 _PRIORITY_COLOR = {"high": "danger", "medium": "warning", "low": "secondary"}
 MAX_ROWS = 20
 ListKind = Literal["tasks", "choice"]
+# Actions that only change one task and redraw their own widget: they carry `streaming: false`, so
+# ChatKit's component sends them as `threads.sync_custom_action` (answered with the redrawn widget, no
+# stream), which it does even while a reply streams on the thread (it holds streamed actions back then).
+# The others stream (`threads.custom_action`): a deletion's `tasks.changed` client effect needs a stream.
+SYNC_ACTIONS = frozenset({"task.complete", "task.reopen", "task.edit", "task.edit.save", "task.edit.cancel"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +92,18 @@ def _summary(task: dict[str, Any], *, strike: bool = False, lang: Language = "en
     }
 
 
+def _action(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A widget's action config: synchronous for `SYNC_ACTIONS`, streamed otherwise."""
+    return {"type": kind, "payload": payload, **({"streaming": False} if kind in SYNC_ACTIONS else {})}
+
+
 def _button(label: str, action: str, task_id: str, **style: Any) -> dict[str, Any]:
     return {
         "type": "Button",
         "label": label,
         "size": "sm",
         **style,
-        "onClickAction": {"type": action, "payload": {"id": task_id}},
+        "onClickAction": _action(action, {"id": task_id}),
     }
 
 
@@ -268,7 +278,7 @@ def edit_card(
                     "type": "Button",
                     "label": say("button.cancel", lang),
                     "variant": "outline",
-                    "onClickAction": {"type": "task.edit.cancel", "payload": payload},
+                    "onClickAction": _action("task.edit.cancel", payload),
                 },
                 {"type": "Button", "label": say("button.save", lang), "submit": True},
             ],
@@ -285,7 +295,7 @@ def edit_card(
                     "type": "Form",
                     "direction": "col",
                     "gap": 2,
-                    "onSubmitAction": {"type": "task.edit.save", "payload": payload},
+                    "onSubmitAction": _action("task.edit.save", payload),
                     "children": fields,
                 },
             ],

@@ -861,3 +861,23 @@ def _parse_roman_urdu(text: str, today: date) -> Intent | None:
     if _RU_ADD.search(lowered) or re.search(r"\w(?:na|ni|ne)\s+(?:hai|he|ha|hain|hoga|hogi|parega|paregi)\b", lowered):
         return _roman_urdu_add_intent(text, today)
     return None
+
+
+# ---- "which priority should I use?" ------------------------------------------------------------
+
+# An add request that leaves its priority to a question ("add buy milk, which priority should I use?"):
+# the assistant asks with the choices (a ChatKit structured input) instead of taking the default.
+_PRIORITY_QUESTION = re.compile(
+    r"[\s,;.:–—-]*\b(?:which|what)\s+priority\s+(?:should|shall|do|would|could)\s+(?:i|we|it|this|that)\b"
+    r"(?:\s+(?:use|give(?:\s+it)?|pick|choose|set|have|get|be))?\s*\??",
+    re.I,
+)
+PRIORITY_CHOICES = ("high", "medium", "low")
+
+
+def priority_question(text: str) -> str | None:
+    """`text` without its question of which priority to use, or None when it asks none."""
+    match = _PRIORITY_QUESTION.search(text)
+    if match is None:
+        return None
+    return (text[: match.start()] + " " + text[match.end() :]).strip(" ,;.:?")

@@ -46,11 +46,27 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
+from app.agents.chatkit.structured_input import ASK_USER
 from app.agents.chatkit.time_zone import GET_TIME_ZONE
 from app.agents.offline import replies
-from app.agents.offline.intents import Intent, forced_intent, language_of, parse, parse_tagged
+from app.agents.offline.intents import (
+    PRIORITY_CHOICES,
+    Intent,
+    forced_intent,
+    language_of,
+    parse,
+    parse_tagged,
+    priority_question,
+)
 from app.agents.offline.planner import Reply, Step, ToolCall, plan
-from app.agents.offline.transcript import Done, as_dict, read_turn, turn_attachments, turn_tags
+from app.agents.offline.transcript import (
+    Done,
+    as_dict,
+    read_turn,
+    structured_answer,
+    turn_attachments,
+    turn_tags,
+)
 from app.core.ids import prefixed_id
 
 DELTA_CHARS = 12
@@ -143,6 +159,10 @@ class OfflineModel(Model):
             return Reply(replies.nothing_to_do("en"))
         today = self.today(instructions)
         tags = [(note.text, note.task_id) for note in turn_tags(items)]
+        # "..., which priority should I use?": the request without the question, which `ask_user` settles.
+        without_question = priority_question(user_text)
+        if without_question is not None:
+            user_text = without_question
 
         def read(on: date) -> Intent:
             return parse_tagged(user_text, tags, on) if tags else parse(user_text, on)
@@ -167,6 +187,13 @@ class OfflineModel(Model):
         ):
             # The user's zone is unknown and the answer depends on their date: ask the page first.
             return ToolCall(GET_TIME_ZONE, {})
+        if without_question is not None and intent.kind == "add" and not intent.problem and not intent.priority:
+            answer = structured_answer(items)
+            if answer is None and ASK_USER in available and forced is None and not done:
+                question = replies.which_priority(intent.title)
+                return ToolCall(ASK_USER, {"question": question, "choices": list(PRIORITY_CHOICES)})
+            # Answered: that priority (a choice, or one typed in its words); skipped: the default.
+            intent.priority = next((p for p in PRIORITY_CHOICES if p in (answer or "").lower().split()), None)
         step = plan(intent, done)
         if isinstance(step, ToolCall):
             tool = available.get(step.name)

@@ -178,6 +178,11 @@ def which_task(intent: Intent, lang: Language) -> str:
     return f"Which task should I {verb}? Give its number (e.g. “{verb} 3”) or part of its title."
 
 
+def which_priority(title: str | None) -> str:
+    """The question of a new task's priority, asked with the choices (`ask_user`)."""
+    return f"Which priority should “{title}” have?" if title else "Which priority should the task have?"
+
+
 def after_add(output: Any, lang: Language) -> str:
     error = error_of(output)
     if error:

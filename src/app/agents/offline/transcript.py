@@ -13,8 +13,10 @@ from app.agents.offline import replies
 
 # Conversions of non-user items (widgets, hidden context) also arrive as role=user messages;
 # these prefixes mark them so the model does not mistake them for what the person typed.
+STRUCTURED_INPUT_PREFIX = "A structured input request was displayed"
 CONTEXT_PREFIXES = (
     "Hidden context for the agent",
+    STRUCTURED_INPUT_PREFIX,
     "The following graphical UI widget",
     "A message was displayed to the user",
     "The user is referring to this",
@@ -137,3 +139,24 @@ def read_turn(items: list[dict[str, Any]]) -> tuple[str, list[Done], bool]:
                 arguments = {}
             done.append(Done(name=name, arguments=arguments, output=_parse_output(item.get("output"))))
     return user_text, done, handed_off
+
+
+def structured_answer(items: list[dict[str, Any]]) -> str | None:
+    """The user's answer to the structured input asked since their last message (the library's
+    `structured_input_to_input` text: "- <question>: <answer>"): the value chosen, "" when they
+    skipped it, None when nothing was asked and answered since."""
+    last_user = _last_user_message(items)
+    for item in items[last_user + 1 :]:
+        text = _text_of(item.get("content")) if item.get("role") == "user" else ""
+        if not text.startswith(STRUCTURED_INPUT_PREFIX):
+            continue
+        status = text.split("\n", 1)[0].rsplit(":", 1)[-1].strip()
+        if status == "skipped":
+            return ""
+        if status != "answered":
+            continue
+        for line in text.splitlines():
+            if line.startswith("- ") and ": " in line:
+                answer = line.rsplit(": ", 1)[1].strip()
+                return "" if answer in {"skipped", "unanswered"} else answer
+    return None
