@@ -325,10 +325,10 @@ class Gate:
     async def _check_limits(self, request: ChatKitReq, context: Any) -> None:
         limits, store = self.limits, self.counting_store
         match request:
+            # A widget action, streamed or synchronous, adds no item: it works in a full (closed) thread.
             case (
                 ThreadsAddUserMessageReq()
                 | ThreadsRetryAfterItemReq()
-                | ThreadsCustomActionReq()
                 | ThreadsAddClientToolOutputReq()
                 | ThreadsAddStructuredInputReq()
             ):
