@@ -105,3 +105,18 @@ async def test_another_users_question_is_a_404_and_answers_nothing(chat: Chat) -
     assert await chat.titles("alice") == [] and await chat.titles("bob") == []
     stored = (await chat.alice.items(asked.thread_id, order="asc", limit=20)).body["data"]
     assert [i.get("status") for i in stored if i["type"] == "structured_input"] == ["pending"]
+
+
+async def test_answers_to_questions_the_item_does_not_ask_are_refused_naming_the_field(
+    chat: Chat, caplog: pytest.LogCaptureFixture
+) -> None:
+    asked = await chat.alice.create_thread(ASK)
+    question = _question(asked)
+    # A crafted body of many unknown ids: the library logged them all in one warning line.
+    answers = {f"q{i}": {"values": []} for i in range(2000)} | {"answer": {"values": ["high"]}}
+    body = {"thread_id": asked.thread_id, "item_id": question.id, "input": {"status": "answered", "answers": answers}}
+    refused = await chat.alice.request("threads.add_structured_input", body)
+    assert refused.status == 400, refused.body
+    assert refused.body["errors"][0]["field"] == "params.input.answers"
+    assert "q1999" not in caplog.text
+    assert await chat.titles("alice") == []

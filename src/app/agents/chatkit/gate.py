@@ -264,8 +264,17 @@ class Gate:
                         "send the id of the user message whose answer to retry.",
                         field="params.item_id",
                     )
-                if isinstance(request, ThreadsAddStructuredInputReq) and not isinstance(item, StructuredInputItem):
-                    raise ProtocolError("params.item_id must name a structured input item.")
+                if isinstance(request, ThreadsAddStructuredInputReq):
+                    if not isinstance(item, StructuredInputItem):
+                        raise ProtocolError("params.item_id must name a structured input item.")
+                    # The library logs every unknown id (a whole body of them, one line): refused here.
+                    unknown = set(request.params.input.answers) - {question.id for question in item.inputs}
+                    if unknown:
+                        raise ProtocolError(
+                            f"params.input.answers names {len(unknown)} id(s) that are no question of this "
+                            f"structured input; its questions are: {', '.join(q.id for q in item.inputs)}.",
+                            field="params.input.answers",
+                        )
             case ThreadsCustomActionReq() | ThreadsSyncCustomActionReq():
                 if request.params.item_id:
                     item = await self.store.load_item(request.params.thread_id, request.params.item_id, context)
