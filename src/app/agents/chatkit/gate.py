@@ -66,6 +66,11 @@ TOOL_CALL_ANSWERED = (
     "(this one was sent twice), or it was answered before."
 )
 
+QUESTION_SUPERSEDED = (
+    "This structured input was left unanswered: the conversation went on with a later message. "
+    "Say your answer in a new message instead."
+)
+
 
 @dataclass
 class Gate:
@@ -179,9 +184,18 @@ class Gate:
         if isinstance(request, ThreadsAddClientToolOutputReq):
             await self._pending_tool_call(request.params.thread_id, context, TOOL_CALL_ANSWERED)
             return
-        item = await self.store.load_item(request.params.thread_id, request.params.item_id, context)
+        thread_id = request.params.thread_id
+        item = await self.store.load_item(thread_id, request.params.item_id, context)
         if isinstance(item, StructuredInputItem) and item.status != "pending":
             raise Conflict("This structured input was already answered: a turn is already running with it.")
+        # The turn it resumes answers the newest user message: once the user wrote another one, the
+        # question's turn is over, and resuming would act on that later message a second time.
+        after: str | None = item.id
+        while after is not None:
+            page = await self.store.load_thread_items(thread_id, after, 50, "asc", context)
+            if any(isinstance(later, UserMessageItem) for later in page.data):
+                raise Conflict(QUESTION_SUPERSEDED)
+            after = page.after if page.has_more else None
 
     async def _pending_tool_call(self, thread_id: str, context: Any, refusal: str) -> ClientToolCallItem:
         page = await self.store.load_thread_items(thread_id, None, 1, "desc", context)
@@ -250,8 +264,17 @@ class Gate:
                         "send the id of the user message whose answer to retry.",
                         field="params.item_id",
                     )
-                if isinstance(request, ThreadsAddStructuredInputReq) and not isinstance(item, StructuredInputItem):
-                    raise ProtocolError("params.item_id must name a structured input item.")
+                if isinstance(request, ThreadsAddStructuredInputReq):
+                    if not isinstance(item, StructuredInputItem):
+                        raise ProtocolError("params.item_id must name a structured input item.")
+                    # The library logs every unknown id (a whole body of them, one line): refused here.
+                    unknown = set(request.params.input.answers) - {question.id for question in item.inputs}
+                    if unknown:
+                        raise ProtocolError(
+                            f"params.input.answers names {len(unknown)} id(s) that are no question of this "
+                            f"structured input; its questions are: {', '.join(q.id for q in item.inputs)}.",
+                            field="params.input.answers",
+                        )
             case ThreadsCustomActionReq() | ThreadsSyncCustomActionReq():
                 if request.params.item_id:
                     item = await self.store.load_item(request.params.thread_id, request.params.item_id, context)
@@ -311,10 +334,10 @@ class Gate:
     async def _check_limits(self, request: ChatKitReq, context: Any) -> None:
         limits, store = self.limits, self.counting_store
         match request:
+            # A widget action, streamed or synchronous, adds no item: it works in a full (closed) thread.
             case (
                 ThreadsAddUserMessageReq()
                 | ThreadsRetryAfterItemReq()
-                | ThreadsCustomActionReq()
                 | ThreadsAddClientToolOutputReq()
                 | ThreadsAddStructuredInputReq()
             ):
@@ -324,3 +347,7 @@ class Gate:
         if isinstance(request, ThreadsCreateReq | ThreadsAddUserMessageReq):
             length = sum(len(getattr(part, "text", "")) for part in request.params.input.content)
             limits.check_message(length, "params.input.content")
+        if isinstance(request, ThreadsAddStructuredInputReq):
+            # The answer is stored and sent to the model on every later turn, as a message is.
+            answers = request.params.input.answers.values()
+            limits.check_message(sum(len(v) for a in answers for v in a.values), "params.input.answers")

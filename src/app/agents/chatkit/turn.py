@@ -127,7 +127,10 @@ class TurnRunner:
         span: Span | None = None,
     ) -> AsyncIterator[ThreadStreamEvent]:
         zone = await self._time_zone(thread, input_user_message, context)
-        default_zone = zone is None and GET_TIME_ZONE not in getattr(context, "client_tools", ())
+        # A composer tool forces the turn's first call ("Due today" lists today's tasks at once): the
+        # model cannot ask the page for its zone before it, so that call's dates are the default zone's, said.
+        forced = input_user_message is not None and input_user_message.inference_options.tool_choice is not None
+        default_zone = zone is None and (forced or GET_TIME_ZONE not in getattr(context, "client_tools", ()))
         if default_zone:
             zone = self.default_time_zone
         # The conversation's language, from the user's messages: the language of the turn's fixed strings.
