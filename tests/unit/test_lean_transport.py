@@ -40,6 +40,16 @@ async def test_events_split_anywhere_across_reads_come_out_whole() -> None:
     assert await _parsed(b"data: {}") == [b"{}"]
 
 
+async def test_a_crlf_split_between_reads_ends_one_line_not_two() -> None:
+    # A server ending its lines with "\r\n", a read ending between the "\r" and the "\n".
+    body = b'data: {"y":\r\ndata: 2}\r\n\r\ndata: {"z": 3}\r\n\r\n'
+    whole = await _parsed(body)
+    assert whole == [b'{"y":\n2}', b'{"z": 3}']
+    for cut in range(1, len(body)):
+        assert await _parsed(body[:cut], body[cut:]) == whole, cut
+    assert await _parsed(b"data: {}\r") == [b"{}"]
+
+
 def test_a_delta_is_built_unvalidated_and_anything_else_as_the_stock_path_builds_it() -> None:
     delta = stream_event(
         {"type": "response.output_text.delta", "item_id": "m", "output_index": 0, "content_index": 0, "delta": "hi"}

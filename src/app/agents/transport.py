@@ -182,7 +182,12 @@ async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     async for chunk in chunks:
         buffer = buffer + chunk if buffer else chunk
         if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            # A "\r" that ends this read may be the first half of a "\r\n" the next read ends:
+            # left as it is until then, or it would end one line and the "\n" another.
+            held = buffer.endswith(b"\r")
+            buffer = (buffer[:-1] if held else buffer).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if held:
+                buffer += b"\r"
         start = 0
         while (end := buffer.find(b"\n\n", start)) != -1:
             data = _event_data(buffer[start:end])
@@ -191,7 +196,7 @@ async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
                 yield data
         buffer = buffer[start:]
     if buffer.strip():
-        data = _event_data(buffer)
+        data = _event_data(buffer.replace(b"\r", b"\n"))
         if data is not None:
             yield data
 
