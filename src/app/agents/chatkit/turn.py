@@ -82,8 +82,10 @@ class TurnRunner:
         span = tracing.start_span(
             tracing.TURN_SPAN, {"chatkit.thread.id": thread.id, "taskpilot.turn.resumed": input_user_message is None}
         )
+        # The title's model call, started beside the answer's (`_respond` adds it here).
+        titles: list[asyncio.Future[str]] = []
         try:
-            async for event in self._respond(thread, input_user_message, context, tokens, span):
+            async for event in self._respond(thread, input_user_message, context, tokens, span, titles):
                 yield event
         except BaseException as exc:
             if span is not None:
@@ -93,6 +95,7 @@ class TurnRunner:
             raise
         finally:
             with anyio.CancelScope(shield=True), tracing.within(span):
+                await _settle(titles)
                 await self._account(thread, context, tokens)
             if span is not None:
                 span.set_attribute("gen_ai.request.model", tokens.model)
@@ -125,6 +128,7 @@ class TurnRunner:
         context: Any,
         tokens: TurnTokens,
         span: Span | None = None,
+        titles: list[asyncio.Future[str]] | None = None,
     ) -> AsyncIterator[ThreadStreamEvent]:
         zone = await self._time_zone(thread, input_user_message, context)
         default_zone = zone is None and GET_TIME_ZONE not in getattr(context, "client_tools", ())
@@ -174,6 +178,8 @@ class TurnRunner:
                     title = asyncio.ensure_future(
                         self.assistant.title(input_user_message, thread, choice.model, tokens=tokens)
                     )
+                    if titles is not None:
+                        titles.append(title)
                 result = await self.assistant.run(thread, turn, choice, up_to=up_to)
             async for event in stream_agent_response(turn, result):
                 turn_notices.output()
@@ -204,10 +210,6 @@ class TurnRunner:
             fields, traceback = model_error_log(exc)
             log.warning("turn failed", exc_info=traceback, extra={"fields": {"thread_id": thread.id, **fields}})
             failure = CustomStreamError(message, allow_retry=retry)
-        except BaseException:  # cancelled (the client went away): the title is not wanted either
-            if title is not None:
-                title.cancel()
-            raise
         finally:
             if result is not None:  # every model call of the run: the answer and each tool round trip
                 tokens.add(tokens.model, result.context_wrapper.usage)
@@ -230,8 +232,6 @@ class TurnRunner:
             # A host page listens for this to refresh its own task list.
             yield ClientEffectEvent(name="tasks.changed", data={"ids": sorted(turn.changed_task_ids)})
         if failure is not None:
-            if title is not None:
-                title.cancel()
             raise failure
         if thread.title is None and input_user_message is not None:
             # Without a model for titles: the message's first sentence, made here.
@@ -269,3 +269,12 @@ class TurnRunner:
                 remember_zone(thread, answered)
                 return answered
         return remembered_zone(thread)
+
+
+async def _settle(titles: list[asyncio.Future[str]]) -> None:
+    """End a turn's title call: cancelled when the turn ended without reading it (a failure, or
+    the client gone at any point, a `yield` included), then waited for, so the tokens it was
+    billed for before that are in the turn's count (`respond` counts them next)."""
+    for title in titles:
+        title.cancel()  # (a no-op once it is done)
+    await asyncio.gather(*titles, return_exceptions=True)
