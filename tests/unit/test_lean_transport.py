@@ -171,6 +171,21 @@ async def test_failures_are_the_openai_packages_exceptions_and_keep_their_kind(
     assert len(scripted.requests) == len(answers) and len(turn.retries) == len(answers) - 1
 
 
+class _BrokenBody(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b'{"error": {"mess'
+        raise httpx.ReadError("connection reset")
+
+
+async def test_an_error_answer_whose_body_breaks_off_keeps_its_status_and_kind() -> None:
+    broken = httpx.Response(503, headers={"retry-after-ms": "1"}, stream=_BrokenBody())
+    failure, turn, scripted = await _send([broken, _error(500)])
+    assert type(failure) is openai.InternalServerError
+    assert len(scripted.requests) == 2 and len(turn.retries) == 1  # retried as a 503 is
+    failure, _, _ = await _send([httpx.Response(401, stream=_BrokenBody())])
+    assert type(failure) is openai.AuthenticationError
+
+
 async def test_a_non_streamed_answer_is_the_same_on_both_transports() -> None:
     fake = FakeModelServer([Reply("First answer."), Reply("First answer.")])
     try:

@@ -282,8 +282,12 @@ class Transport:
             else:
                 if response.status_code < 400:
                     return response
-                raw = await response.aread()
-                await response.aclose()
+                try:
+                    raw = await response.aread()
+                except httpx.TransportError:
+                    raw = b""  # the status still says what failed; the body broke off
+                finally:
+                    await response.aclose()
                 failure = status_error(response, raw)
                 if not should_retry(response):
                     raise failure
