@@ -50,6 +50,14 @@ async def test_a_crlf_split_between_reads_ends_one_line_not_two() -> None:
     assert await _parsed(b"data: {}\r") == [b"{}"]
 
 
+async def test_events_read_a_byte_at_a_time_come_out_whole() -> None:
+    # Every boundary at once: each "\r", "\n" and multi-byte character split from its neighbours.
+    body = 'data: {"y":\r\ndata: "é€😀"}\r\n\r\n: ping\n\ndata: {"z": 3}\r\rdata: [DONE]\n\n'.encode()
+    whole = await _parsed(body)
+    assert whole == ['{"y":\n"é€😀"}'.encode(), b'{"z": 3}', b"[DONE]"]
+    assert await _parsed(*(body[i : i + 1] for i in range(len(body)))) == whole
+
+
 def test_a_delta_is_built_unvalidated_and_anything_else_as_the_stock_path_builds_it() -> None:
     delta = stream_event(
         {"type": "response.output_text.delta", "item_id": "m", "output_index": 0, "content_index": 0, "delta": "hi"}

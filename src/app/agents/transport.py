@@ -178,25 +178,38 @@ def stream_event(data: dict[str, Any]) -> ResponseStreamEvent:
 async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The `data` of each server-sent event in a byte stream (multi-line data joined by "\\n";
     `event:`, `id:` and comment lines ignored: each Responses event names its type in its data)."""
-    buffer = b""
+    # What was read since the last event's end; joined only once the next end has arrived, so an
+    # event that comes in many reads (a long completed response) costs its length once, not per read.
+    parts: list[bytes] = []
+    ends_with_lf = False
+    after_cr = False  # the last read ended with "\r": a "\n" opening the next one is its pair
     async for chunk in chunks:
-        buffer = buffer + chunk if buffer else chunk
-        if b"\r" in buffer:
-            # A "\r" that ends this read may be the first half of a "\r\n" the next read ends:
-            # left as it is until then, or it would end one line and the "\n" another.
-            held = buffer.endswith(b"\r")
-            buffer = (buffer[:-1] if held else buffer).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if held:
-                buffer += b"\r"
+        if not chunk:
+            continue
+        if after_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        after_cr = chunk.endswith(b"\r")
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        ended = b"\n\n" in chunk or (ends_with_lf and chunk.startswith(b"\n"))
+        if chunk:
+            parts.append(chunk)
+            ends_with_lf = chunk.endswith(b"\n")
+        if not ended:
+            continue
+        buffer = parts[0] if len(parts) == 1 else b"".join(parts)
         start = 0
         while (end := buffer.find(b"\n\n", start)) != -1:
             data = _event_data(buffer[start:end])
             start = end + 2
             if data is not None:
                 yield data
-        buffer = buffer[start:]
+        rest = buffer[start:]
+        parts = [rest] if rest else []
+        ends_with_lf = rest.endswith(b"\n")
+    buffer = b"".join(parts)
     if buffer.strip():
-        data = _event_data(buffer.replace(b"\r", b"\n"))
+        data = _event_data(buffer)
         if data is not None:
             yield data
 
