@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from chatkit.types import ClientEffectEvent, InferenceOptions, ThreadMetadata, UserMessageItem, UserMessageTextContent
 
+from app.agents.chatkit import notices
 from app.agents.chatkit import turn as turn_module
 from app.agents.chatkit.composer import NO_CHOICE
 from app.agents.chatkit.turn import TurnRunner
@@ -28,8 +29,11 @@ class _SilentTitleAssistant:
     def __init__(self) -> None:
         self.title_started = asyncio.Event()
         self.title_cancelled = False
+        self.title_notices: object = "unset"
 
     async def title(self, *_: Any, **__: Any) -> str:
+        # Whom the model transport would tell of this call's retries.
+        self.title_notices = notices.current.get()
         self.title_started.set()
         try:
             await asyncio.Event().wait()
@@ -64,10 +68,7 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> tuple[TurnRunner, _SilentTitleAss
     return runner, assistant
 
 
-async def test_a_client_gone_at_the_tasks_changed_effect_cancels_the_title(
-    runner: tuple[TurnRunner, _SilentTitleAssistant],
-) -> None:
-    turn_runner, assistant = runner
+def _first_turn(turn_runner: TurnRunner) -> AsyncIterator[Any]:
     at = dt.datetime(2026, 12, 7, tzinfo=dt.UTC)
     thread = ThreadMetadata(id="thr_1", created_at=at)
     message = UserMessageItem(
@@ -78,7 +79,14 @@ async def test_a_client_gone_at_the_tasks_changed_effect_cancels_the_title(
         inference_options=InferenceOptions(),
     )
     context = SimpleNamespace(user_id="alice", time_zone="UTC", client_tools=())
-    events = turn_runner.respond(thread, message, context)
+    return turn_runner.respond(thread, message, context)
+
+
+async def test_a_client_gone_at_the_tasks_changed_effect_cancels_the_title(
+    runner: tuple[TurnRunner, _SilentTitleAssistant],
+) -> None:
+    turn_runner, assistant = runner
+    events = _first_turn(turn_runner)
     first = await events.__anext__()
     assert isinstance(first, ClientEffectEvent) and first.name == "tasks.changed"
     await asyncio.wait_for(assistant.title_started.wait(), 5)  # the title's call is in flight
@@ -86,3 +94,16 @@ async def test_a_client_gone_at_the_tasks_changed_effect_cancels_the_title(
     for _ in range(3):
         await asyncio.sleep(0)
     assert assistant.title_cancelled
+
+
+async def test_the_titles_retries_are_not_announced_in_the_answers_stream(
+    runner: tuple[TurnRunner, _SilentTitleAssistant],
+) -> None:
+    """The transport tells `notices.current` of each retry: a retried title call would show a
+    "retrying" notice about a request the user never made, and count as the answer's retry."""
+    turn_runner, assistant = runner
+    events = _first_turn(turn_runner)
+    await events.__anext__()
+    await asyncio.wait_for(assistant.title_started.wait(), 5)
+    await events.aclose()
+    assert assistant.title_notices is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -175,8 +176,13 @@ class TurnRunner:
                 if thread.title is None and input_user_message is not None and self.assistant.title_with_model:
                     # The title's model call runs beside the answer's, not after it: the stream
                     # ends as soon as the answer does instead of one more round trip later.
-                    title = asyncio.ensure_future(
-                        self.assistant.title(input_user_message, thread, choice.model, tokens=tokens)
+                    # Its retries are not the answer's: the user is not told of them, nor is the
+                    # answer's span (the transport tells `notices.current`, unset in its context).
+                    title_context = contextvars.copy_context()
+                    title_context.run(notices.current.set, None)
+                    title = asyncio.get_running_loop().create_task(
+                        self.assistant.title(input_user_message, thread, choice.model, tokens=tokens),
+                        context=title_context,
                     )
                     if titles is not None:
                         titles.append(title)
