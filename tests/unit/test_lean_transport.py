@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from agents import Agent, RunConfig, Runner
+from agents import Agent, ModelSettings, RunConfig, Runner
 from openai.types.responses import ResponseTextDeltaEvent
 
 from app.agents.chatkit import notices
 from app.agents.offline.planner import Reply
 from app.agents.providers import ProviderConfig, build_model_provider
-from app.agents.transport import Transport, retry_wait, sse_data, stream_event
+from app.agents.transport import LeanResponsesModel, Transport, retry_wait, sse_data, stream_event
 from app.ops.openai_failures import describe_openai_failure
 from tests.support.fake_model_server import FakeModelServer
 
@@ -216,3 +216,22 @@ async def test_a_non_streamed_answer_is_the_same_on_both_transports() -> None:
         assert fake.requests[0] == fake.requests[1]
     finally:
         fake.close()
+
+
+async def test_a_non_streamed_answer_whose_body_breaks_off_is_a_connection_failure() -> None:
+    transport = Transport(
+        base_url="http://model.test/v1",
+        api_key="k",
+        timeout_seconds=5,
+        max_retries=0,
+        http_transport=_Scripted([httpx.Response(200, stream=_BrokenBody())]),
+    )
+    client = openai.AsyncOpenAI(api_key="k", base_url="http://model.test/v1")
+    model = LeanResponsesModel("m", client, transport)
+    try:
+        with pytest.raises(openai.APIConnectionError) as raised:
+            await model._fetch_response(None, "hello", ModelSettings(), [], None, [], stream=False)
+        assert describe_openai_failure(raised.value).kind == "unreachable"  # type: ignore[union-attr]
+    finally:
+        await transport.aclose()
+        await client.close()

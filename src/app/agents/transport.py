@@ -360,6 +360,10 @@ class LeanResponsesModel(OpenAIResponsesModel):
         if not stream:
             try:
                 raw = await response.aread()
+            except httpx.TimeoutException as exc:  # as the streamed answer's (`_events`)
+                raise APITimeoutError(request=cast(Any, response.request)) from exc
+            except httpx.TransportError as exc:
+                raise APIConnectionError(request=cast(Any, response.request)) from exc
             finally:
                 await response.aclose()
             parsed = cast(Response, construct_type(type_=Response, value=_decode(raw)))
