@@ -68,9 +68,12 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> tuple[TurnRunner, _SilentTitleAss
     return runner, assistant
 
 
-def _first_turn(turn_runner: TurnRunner) -> AsyncIterator[Any]:
-    at = dt.datetime(2026, 12, 7, tzinfo=dt.UTC)
-    thread = ThreadMetadata(id="thr_1", created_at=at)
+AT = dt.datetime(2026, 12, 7, tzinfo=dt.UTC)
+
+
+def _first_turn(turn_runner: TurnRunner, thread: ThreadMetadata | None = None) -> AsyncIterator[Any]:
+    at = AT
+    thread = thread or ThreadMetadata(id="thr_1", created_at=at)
     message = UserMessageItem(
         id="msg_u",
         thread_id=thread.id,
@@ -107,3 +110,19 @@ async def test_the_titles_retries_are_not_announced_in_the_answers_stream(
     await asyncio.wait_for(assistant.title_started.wait(), 5)
     await events.aclose()
     assert assistant.title_notices is None
+
+
+async def test_a_turn_that_ends_well_takes_its_title_from_the_call(
+    runner: tuple[TurnRunner, _SilentTitleAssistant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    turn_runner, assistant = runner
+
+    async def title(*_: Any, **__: Any) -> str:
+        await asyncio.sleep(0)
+        return "Buy milk"
+
+    monkeypatch.setattr(assistant, "title", title)
+    thread = ThreadMetadata(id="thr_1", created_at=AT)
+    events = _first_turn(turn_runner, thread)
+    assert [type(event).__name__ async for event in events] == ["ClientEffectEvent"]
+    assert thread.title == "Buy milk"
