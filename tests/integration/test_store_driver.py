@@ -264,3 +264,34 @@ async def test_a_task_create_on_the_lane_replaces_a_dead_pooled_connection_once(
     assert (first.number, second.number) == (1, 2)
     async with TaskService.begin(session_maker, "alice") as service:
         assert [task.title for task in (await service.list()).items] == ["one", "two"]
+
+
+async def test_a_task_create_without_a_quota_is_not_sent_again_after_its_insert(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a quota each statement commits on its own: a connection lost once the insert was sent
+    may have added the task, and running the create again would add it twice."""
+    from app.contracts import TaskCreate
+    from app.services.tasks import TaskService
+    from app.store import tasks as task_rows
+    from app.store.driver import DriverConnection
+
+    sent = DriverConnection.fetch
+    inserts = 0
+
+    async def lost_after_the_insert(self: DriverConnection, statement: object, params: dict[str, object]) -> object:
+        nonlocal inserts
+        rows = await sent(self, statement, params)  # type: ignore[arg-type]
+        if statement is task_rows._INSERT_NUMBERED:
+            inserts += 1
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        return rows
+
+    monkeypatch.setattr(DriverConnection, "fetch", lost_after_the_insert)
+    session_maker = async_sessionmaker(engine)
+    with pytest.raises(DBAPIError):
+        await TaskService.create_in(session_maker, "alice", TaskCreate(title="once"), max_tasks=0)
+    monkeypatch.undo()
+    assert inserts == 1
+    async with TaskService.begin(session_maker, "alice") as service:
+        assert [task.title for task in (await service.list()).items] == ["once"]

@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from agents import Agent, RunConfig, Runner
+from agents import Agent, ModelSettings, RunConfig, Runner
 from openai.types.responses import ResponseTextDeltaEvent
 
 from app.agents.chatkit import notices
 from app.agents.offline.planner import Reply
 from app.agents.providers import ProviderConfig, build_model_provider
-from app.agents.transport import Transport, retry_wait, sse_data, stream_event
+from app.agents.transport import LeanResponsesModel, Transport, retry_wait, sse_data, stream_event
 from app.ops.openai_failures import describe_openai_failure
 from tests.support.fake_model_server import FakeModelServer
 
@@ -38,6 +38,24 @@ async def test_events_split_anywhere_across_reads_come_out_whole() -> None:
         assert await _parsed(body[:cut], body[cut:]) == whole, cut
     # A last event without its blank line still counts (a server that closes right after it).
     assert await _parsed(b"data: {}") == [b"{}"]
+
+
+async def test_a_crlf_split_between_reads_ends_one_line_not_two() -> None:
+    # A server ending its lines with "\r\n", a read ending between the "\r" and the "\n".
+    body = b'data: {"y":\r\ndata: 2}\r\n\r\ndata: {"z": 3}\r\n\r\n'
+    whole = await _parsed(body)
+    assert whole == [b'{"y":\n2}', b'{"z": 3}']
+    for cut in range(1, len(body)):
+        assert await _parsed(body[:cut], body[cut:]) == whole, cut
+    assert await _parsed(b"data: {}\r") == [b"{}"]
+
+
+async def test_events_read_a_byte_at_a_time_come_out_whole() -> None:
+    # Every boundary at once: each "\r", "\n" and multi-byte character split from its neighbours.
+    body = 'data: {"y":\r\ndata: "é€😀"}\r\n\r\n: ping\n\ndata: {"z": 3}\r\rdata: [DONE]\n\n'.encode()
+    whole = await _parsed(body)
+    assert whole == ['{"y":\n"é€😀"}'.encode(), b'{"z": 3}', b"[DONE]"]
+    assert await _parsed(*(body[i : i + 1] for i in range(len(body)))) == whole
 
 
 def test_a_delta_is_built_unvalidated_and_anything_else_as_the_stock_path_builds_it() -> None:
@@ -161,6 +179,21 @@ async def test_failures_are_the_openai_packages_exceptions_and_keep_their_kind(
     assert len(scripted.requests) == len(answers) and len(turn.retries) == len(answers) - 1
 
 
+class _BrokenBody(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b'{"error": {"mess'
+        raise httpx.ReadError("connection reset")
+
+
+async def test_an_error_answer_whose_body_breaks_off_keeps_its_status_and_kind() -> None:
+    broken = httpx.Response(503, headers={"retry-after-ms": "1"}, stream=_BrokenBody())
+    failure, turn, scripted = await _send([broken, _error(500)])
+    assert type(failure) is openai.InternalServerError
+    assert len(scripted.requests) == 2 and len(turn.retries) == 1  # retried as a 503 is
+    failure, _, _ = await _send([httpx.Response(401, stream=_BrokenBody())])
+    assert type(failure) is openai.AuthenticationError
+
+
 async def test_a_non_streamed_answer_is_the_same_on_both_transports() -> None:
     fake = FakeModelServer([Reply("First answer."), Reply("First answer.")])
     try:
@@ -183,3 +216,22 @@ async def test_a_non_streamed_answer_is_the_same_on_both_transports() -> None:
         assert fake.requests[0] == fake.requests[1]
     finally:
         fake.close()
+
+
+async def test_a_non_streamed_answer_whose_body_breaks_off_is_a_connection_failure() -> None:
+    transport = Transport(
+        base_url="http://model.test/v1",
+        api_key="k",
+        timeout_seconds=5,
+        max_retries=0,
+        http_transport=_Scripted([httpx.Response(200, stream=_BrokenBody())]),
+    )
+    client = openai.AsyncOpenAI(api_key="k", base_url="http://model.test/v1")
+    model = LeanResponsesModel("m", client, transport)
+    try:
+        with pytest.raises(openai.APIConnectionError) as raised:
+            await model._fetch_response(None, "hello", ModelSettings(), [], None, [], stream=False)
+        assert describe_openai_failure(raised.value).kind == "unreachable"  # type: ignore[union-attr]
+    finally:
+        await transport.aclose()
+        await client.close()

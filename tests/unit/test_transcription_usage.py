@@ -45,6 +45,7 @@ def test_seconds_as_the_sdk_parses_them_are_whole_milliseconds() -> None:
         {"type": "duration", "seconds": float("nan")},
         {"type": "duration", "seconds": float("inf")},
         {"type": "duration", "seconds": -4},
+        {"type": "duration", "seconds": 1e308},  # finite, but not in milliseconds
         {"type": "tokens", "input_tokens": True, "output_tokens": -1},
         {"type": "tokens", "input_tokens": None},
         "unexpected",

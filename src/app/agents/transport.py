@@ -178,18 +178,36 @@ def stream_event(data: dict[str, Any]) -> ResponseStreamEvent:
 async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The `data` of each server-sent event in a byte stream (multi-line data joined by "\\n";
     `event:`, `id:` and comment lines ignored: each Responses event names its type in its data)."""
-    buffer = b""
+    # What was read since the last event's end; joined only once the next end has arrived, so an
+    # event that comes in many reads (a long completed response) costs its length once, not per read.
+    parts: list[bytes] = []
+    ends_with_lf = False
+    after_cr = False  # the last read ended with "\r": a "\n" opening the next one is its pair
     async for chunk in chunks:
-        buffer = buffer + chunk if buffer else chunk
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if not chunk:
+            continue
+        if after_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        after_cr = chunk.endswith(b"\r")
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        ended = b"\n\n" in chunk or (ends_with_lf and chunk.startswith(b"\n"))
+        if chunk:
+            parts.append(chunk)
+            ends_with_lf = chunk.endswith(b"\n")
+        if not ended:
+            continue
+        buffer = parts[0] if len(parts) == 1 else b"".join(parts)
         start = 0
         while (end := buffer.find(b"\n\n", start)) != -1:
             data = _event_data(buffer[start:end])
             start = end + 2
             if data is not None:
                 yield data
-        buffer = buffer[start:]
+        rest = buffer[start:]
+        parts = [rest] if rest else []
+        ends_with_lf = rest.endswith(b"\n")
+    buffer = b"".join(parts)
     if buffer.strip():
         data = _event_data(buffer)
         if data is not None:
@@ -277,8 +295,12 @@ class Transport:
             else:
                 if response.status_code < 400:
                     return response
-                raw = await response.aread()
-                await response.aclose()
+                try:
+                    raw = await response.aread()
+                except httpx.TransportError:
+                    raw = b""  # the status still says what failed; the body broke off
+                finally:
+                    await response.aclose()
                 failure = status_error(response, raw)
                 if not should_retry(response):
                     raise failure
@@ -338,6 +360,10 @@ class LeanResponsesModel(OpenAIResponsesModel):
         if not stream:
             try:
                 raw = await response.aread()
+            except httpx.TimeoutException as exc:  # as the streamed answer's (`_events`)
+                raise APITimeoutError(request=cast(Any, response.request)) from exc
+            except httpx.TransportError as exc:
+                raise APIConnectionError(request=cast(Any, response.request)) from exc
             finally:
                 await response.aclose()
             parsed = cast(Response, construct_type(type_=Response, value=_decode(raw)))

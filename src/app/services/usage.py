@@ -113,7 +113,8 @@ class TranscriptionUsage:
             input=int(_amount(_reported(usage, "input_tokens"))),
             output=int(_amount(_reported(usage, "output_tokens"))),
         )
-        audio_ms = round(_amount(_reported(usage, "seconds")) * 1000)
+        # (In milliseconds before it is checked: a finite number of seconds can overflow to infinity.)
+        audio_ms = round(_amount(_amount(_reported(usage, "seconds")) * 1000))
         return cls(tokens=tokens, audio_ms=audio_ms, reported=bool(tokens.billed or audio_ms))
 
     @property

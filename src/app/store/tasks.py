@@ -308,15 +308,21 @@ async def insert_numbered_on_lane(
     """
     if not user_id:
         raise ValueError("a task is created for a user id")
+    sent_insert = False
+
+    def sending_insert() -> None:
+        nonlocal sent_insert
+        sent_insert = True  # from here on, a lost connection may have committed
+
     for attempt in range(2):
-        sent_insert = False
         try:
             async with lane.connection() as connection:
                 if admit is None:
-                    return await _numbered_insert(connection, user_id, values, counted=None)
+                    # Each statement commits on its own: the insert's, once sent, may have.
+                    return await _numbered_insert(connection, user_id, values, counted=None, sending=sending_insert)
                 async with connection.transaction():
                     await lock_quota_on_lane(connection, user_id, "tasks")
-                    sent_insert = True  # from here on, a lost connection may have committed
+                    sending_insert()
                     return await _numbered_insert(connection, user_id, values, counted=admit)
         except Exception as exc:
             if attempt or sent_insert or not connection_died(exc):
@@ -325,8 +331,14 @@ async def insert_numbered_on_lane(
 
 
 async def _numbered_insert(
-    connection: DriverConnection, user_id: str, values: dict[str, Any], *, counted: Callable[[int], None] | None
+    connection: DriverConnection,
+    user_id: str,
+    values: dict[str, Any],
+    *,
+    counted: Callable[[int], None] | None,
+    sending: Callable[[], None] | None = None,
 ) -> Task:
+    """`sending`: called before the insert is sent."""
     for _ in range(MAX_NUMBER_ATTEMPTS):
         if counted is None:
             ((number,),) = await connection.fetch(_NEXT_NUMBER, {"user_id": user_id})
@@ -335,6 +347,8 @@ async def _numbered_insert(
             counted(int(count))
             counted = None  # the lock is held: the count cannot change before this insert ends
         now = utcnow()
+        if sending is not None:
+            sending()
         rows = await connection.fetch(
             _INSERT_NUMBERED,
             {"user_id": user_id, "id": uuid7(), "number": int(number), "created_at": now, "updated_at": now, **values},

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -82,8 +83,10 @@ class TurnRunner:
         span = tracing.start_span(
             tracing.TURN_SPAN, {"chatkit.thread.id": thread.id, "taskpilot.turn.resumed": input_user_message is None}
         )
+        # The title's model call, started beside the answer's (`_respond` adds it here).
+        titles: list[asyncio.Future[str]] = []
         try:
-            async for event in self._respond(thread, input_user_message, context, tokens, span):
+            async for event in self._respond(thread, input_user_message, context, tokens, span, titles):
                 yield event
         except BaseException as exc:
             if span is not None:
@@ -93,6 +96,7 @@ class TurnRunner:
             raise
         finally:
             with anyio.CancelScope(shield=True), tracing.within(span):
+                await _settle(titles)
                 await self._account(thread, context, tokens)
             if span is not None:
                 span.set_attribute("gen_ai.request.model", tokens.model)
@@ -125,6 +129,7 @@ class TurnRunner:
         context: Any,
         tokens: TurnTokens,
         span: Span | None = None,
+        titles: list[asyncio.Future[str]] | None = None,
     ) -> AsyncIterator[ThreadStreamEvent]:
         zone = await self._time_zone(thread, input_user_message, context)
         # A composer tool forces the turn's first call ("Due today" lists today's tasks at once): the
@@ -174,9 +179,16 @@ class TurnRunner:
                 if thread.title is None and input_user_message is not None and self.assistant.title_with_model:
                     # The title's model call runs beside the answer's, not after it: the stream
                     # ends as soon as the answer does instead of one more round trip later.
-                    title = asyncio.ensure_future(
-                        self.assistant.title(input_user_message, thread, choice.model, tokens=tokens)
+                    # Its retries are not the answer's: the user is not told of them, nor is the
+                    # answer's span (the transport tells `notices.current`, unset in its context).
+                    title_context = contextvars.copy_context()
+                    title_context.run(notices.current.set, None)
+                    title = asyncio.get_running_loop().create_task(
+                        self.assistant.title(input_user_message, thread, choice.model, tokens=tokens),
+                        context=title_context,
                     )
+                    if titles is not None:
+                        titles.append(title)
                 result = await self.assistant.run(thread, turn, choice, up_to=up_to)
             async for event in stream_agent_response(turn, result):
                 turn_notices.output()
@@ -207,10 +219,6 @@ class TurnRunner:
             fields, traceback = model_error_log(exc)
             log.warning("turn failed", exc_info=traceback, extra={"fields": {"thread_id": thread.id, **fields}})
             failure = CustomStreamError(message, allow_retry=retry)
-        except BaseException:  # cancelled (the client went away): the title is not wanted either
-            if title is not None:
-                title.cancel()
-            raise
         finally:
             if result is not None:  # every model call of the run: the answer and each tool round trip
                 tokens.add(tokens.model, result.context_wrapper.usage)
@@ -233,8 +241,6 @@ class TurnRunner:
             # A host page listens for this to refresh its own task list.
             yield ClientEffectEvent(name="tasks.changed", data={"ids": sorted(turn.changed_task_ids)})
         if failure is not None:
-            if title is not None:
-                title.cancel()
             raise failure
         if thread.title is None and input_user_message is not None:
             # Without a model for titles: the message's first sentence, made here.
@@ -272,3 +278,12 @@ class TurnRunner:
                 remember_zone(thread, answered)
                 return answered
         return remembered_zone(thread)
+
+
+async def _settle(titles: list[asyncio.Future[str]]) -> None:
+    """End a turn's title call: cancelled when the turn ended without reading it (a failure, or
+    the client gone at any point, a `yield` included), then waited for, so the tokens it was
+    billed for before that are in the turn's count (`respond` counts them next)."""
+    for title in titles:
+        title.cancel()  # (a no-op once it is done)
+    await asyncio.gather(*titles, return_exceptions=True)
