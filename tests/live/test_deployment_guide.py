@@ -304,6 +304,7 @@ def test_health_never_contains_a_secret_value(tmp_path: Path) -> None:
         "ATTACHMENT_S3_ACCESS_KEY_ID": "HealthSecretValue-S3Id-0008",
         "ATTACHMENT_S3_SECRET_ACCESS_KEY": "HealthSecretValue-S3Secret-0009",
         "ATTACHMENT_SIGNING_SECRET": "HealthSecretValue-Signing-0010-padding-padding",
+        "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20HealthSecretValue-Otel-0011",
     }
     for provider in ("offline", "openai"):
         settings = make_settings(tmp_path, MODEL_PROVIDER=provider, **secrets)
