@@ -264,9 +264,10 @@ async def test_a_worker_refuses_beyond_its_limit_before_any_stream_and_completes
         assert await _items_of(server_database_url, prefix) >= 2 * LIMIT
 
         assert saturated_seen, "/ready never reported the worker saturated"
-        # A stream that held its connection while waiting would show all LIMIT in use, in every
-        # sample; a store write of one of them may be caught in one sample or two.
-        assert len(pool_in_use) == 10 and max(pool_in_use) < LIMIT, pool_in_use
+        # A stream that held its connection while waiting would show it in use in every sample.
+        # A sample may catch store writes in flight: on SQLite the streams' opening writes queue on
+        # its one writer, so the first sample once caught all LIMIT of them (CI, 2026-12-07).
+        assert len(pool_in_use) == 10, pool_in_use
         assert pool_in_use.count(0.0) >= 7, f"streams held database connections while waiting: {pool_in_use}"
         seen = saturated_seen[0]
         assert seen["body"]["streams"]["limit"] == LIMIT and seen["body"]["streams"]["open"] == LIMIT
