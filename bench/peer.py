@@ -186,10 +186,15 @@ async def run(quick: bool, path: Path | None = None) -> dict[str, Any]:
             env = {
                 "DATABASE_URL": url,
                 "MODEL_PROVIDER": "openai",
+                "MODEL_TRANSPORT": os.environ.get("BENCH_MODEL_TRANSPORT", "lean"),  # `openai`: the stock client
                 "OPENAI_API_KEY": KEY,
                 "OPENAI_BASE_URL": f"http://127.0.0.1:{fake.port}/v1",
                 # Admission must let every client in: this compares turn cost, not refusals.
                 "CHATKIT_MAX_STREAMS": str(max(plan.concurrency)),
+                "CHATKIT_MIN_STREAMS": str(max(plan.concurrency)),  # the adaptive floor: admitted from the start
+                # Each client is one user making a thread a turn, several thousand in a run: far past
+                # the default 1,000 threads a user may keep (still checked, at a count never reached).
+                "QUOTA_THREADS_PER_USER": "10000000",
                 **servers.UNTRIPPED_LIMITS,
             }
             taskpilot = servers.start_server("taskpilot", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)
