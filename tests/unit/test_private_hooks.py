@@ -35,6 +35,22 @@ class Hook:
         return f"{self.owner.split(':')[1]}.{self.name}"
 
 
+# The parameters of the SDK Responses model's request methods the lean transport overrides and calls.
+_RESPONSES_MODEL_REQUEST = (
+    "self",
+    "system_instructions",
+    "input",
+    "model_settings",
+    "tools",
+    "output_schema",
+    "handoffs",
+    "previous_response_id",
+    "conversation_id",
+    "stream",
+    "prompt",
+)
+
+
 HOOKS = [
     # ChatKit: the server's request path (TaskPilotChatKitServer).
     Hook(
@@ -108,19 +124,7 @@ HOOKS = [
         "openai-agents",
         "agents.models.openai_responses:OpenAIResponsesModel",
         "_fetch_response",
-        (
-            "self",
-            "system_instructions",
-            "input",
-            "model_settings",
-            "tools",
-            "output_schema",
-            "handoffs",
-            "previous_response_id",
-            "conversation_id",
-            "stream",
-            "prompt",
-        ),
+        _RESPONSES_MODEL_REQUEST,
         "coroutine",
         "LeanResponsesModel overrides it (the request sent by our transport, not the openai client)",
     ),
@@ -128,19 +132,7 @@ HOOKS = [
         "openai-agents",
         "agents.models.openai_responses:OpenAIResponsesModel",
         "_build_response_create_kwargs",
-        (
-            "self",
-            "system_instructions",
-            "input",
-            "model_settings",
-            "tools",
-            "output_schema",
-            "handoffs",
-            "previous_response_id",
-            "conversation_id",
-            "stream",
-            "prompt",
-        ),
+        _RESPONSES_MODEL_REQUEST,
         "sync",
         "LeanResponsesModel calls it: the request body is the SDK's own",
     ),

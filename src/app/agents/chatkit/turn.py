@@ -128,8 +128,8 @@ class TurnRunner:
         input_user_message: UserMessageItem | None,
         context: Any,
         tokens: TurnTokens,
-        span: Span | None = None,
-        titles: list[asyncio.Future[str]] | None = None,
+        span: Span | None,
+        titles: list[asyncio.Future[str]],
     ) -> AsyncIterator[ThreadStreamEvent]:
         zone = await self._time_zone(thread, input_user_message, context)
         # A composer tool forces the turn's first call ("Due today" lists today's tasks at once): the
@@ -187,8 +187,7 @@ class TurnRunner:
                         self.assistant.title(input_user_message, thread, choice.model, tokens=tokens),
                         context=title_context,
                     )
-                    if titles is not None:
-                        titles.append(title)
+                    titles.append(title)
                 result = await self.assistant.run(thread, turn, choice, up_to=up_to)
             async for event in stream_agent_response(turn, result):
                 turn_notices.output()
