@@ -90,6 +90,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("db driver (asyncpg)", ("asyncpg/",)),
     ("sqlalchemy + advanced_alchemy", ("sqlalchemy/", "advanced_alchemy/")),
     ("pydantic (validate/serialise)", ("pydantic/", "pydantic_core/")),
+    ("HTTP client (httpx, httpcore, h11, anyio)", ("httpx/", "httpcore/", "h11/", "anyio/", "sniffio/")),
     ("openai types", ("openai/",)),
     ("agents SDK", ("agents/",)),
     ("chatkit library", ("chatkit/",)),
@@ -97,7 +98,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("auth (pyjwt, cryptography)", ("jwt/", "cryptography/")),
     ("logging / json", ("logging/", "json/")),
     ("asyncio event loop", ("asyncio/", "uvloop/")),
-    ("app code (src/app)", ("/app/",)),
+    ("app code (src/app)", ("app/",)),
 ]
 
 
@@ -107,12 +108,23 @@ def _frame_file(frame: str) -> str:
     return frame[start + 1 :] if start >= 0 else frame
 
 
+def _package_path(where: str) -> str:
+    """The frame's file from its top-level package on: py-spy prints "agents/run.py:12" for an
+    installed package and "app/agents/stream.py:40" for ours; a full path is cut after
+    site-packages/ or src/. Matching from the start keeps our app/agents/ and app/agents/chatkit/
+    apart from the Agents SDK (agents/) and the ChatKit library (chatkit/)."""
+    for root in ("/site-packages/", "/src/", "/lib/python3."):
+        if root in where:
+            where = where.rsplit(root, 1)[1]
+            if root == "/lib/python3.":
+                where = where.partition("/")[2]
+    return where
+
+
 def _classify(frame: str) -> str | None:
-    where = _frame_file(frame)
+    where = _package_path(_frame_file(frame))
     for stage, needles in STAGES:
-        if any(needle in where for needle in needles):
-            if stage == "app code (src/app)" and "/src/app/" not in where and "site-packages" in where:
-                continue
+        if where.startswith(needles):
             return stage
     return None
 
