@@ -27,12 +27,14 @@ run: $(STAMP)
 COVERAGE_FLOOR ?= 93
 PYTEST_PARALLEL ?= -n auto
 COVERAGE := --cov=app --cov-branch
+# The slowest tests of each phase are printed at its end: where the next minute of `make test` is.
+DURATIONS ?= --durations=15
 test: $(STAMP)
 	@rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not load and not alone" $(COVERAGE) --cov-report= $(PYTEST_ARGS); \
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not load and not alone" $(COVERAGE) --cov-report= $(DURATIONS) $(PYTEST_ARGS); \
 	parallel=$$?; \
 	$(BIN)/python -m pytest -m "load or alone" $(COVERAGE) --cov-append --cov-report=term:skip-covered --cov-report=xml \
-		--cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS); \
+		--cov-fail-under=$(COVERAGE_FLOOR) $(DURATIONS) $(PYTEST_ARGS); \
 	alone=$$?; \
 	test $$parallel -eq 0 -a $$alone -eq 0
 
