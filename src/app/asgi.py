@@ -221,6 +221,9 @@ class Services:
 
     async def on_shutdown(self, _app: Litestar) -> None:
         await self.admission.stop()
+        # The model provider's pooled upstream connections (the lean transport's and the openai
+        # client's), closed here rather than left to the process's exit.
+        await self.chatkit_server.assistant.provider.aclose()
         await self.hosted_chatkit.aclose()
         if self.transcriber is not None:
             await self.transcriber.aclose()

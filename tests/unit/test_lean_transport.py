@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import openai
@@ -214,6 +214,31 @@ async def test_a_non_streamed_answer_is_the_same_on_both_transports() -> None:
             results.append((result.final_output, result.context_wrapper.usage.output_tokens > 0))
         assert results[0] == results[1] == ("First answer.", True)
         assert fake.requests[0] == fake.requests[1]
+    finally:
+        fake.close()
+
+
+@pytest.mark.parametrize(
+    ("provider", "transport"), [("openai", "lean"), ("openai", "openai"), ("openai-compatible", "lean")]
+)
+async def test_closing_the_provider_closes_the_upstream_connections_it_opened(provider: str, transport: str) -> None:
+    """A worker's shutdown (`Services.on_shutdown`) closes the provider: the lean transport's pool
+    and the openai client built for it, not left open until the process exits."""
+    fake = FakeModelServer([Reply("First answer.")])
+    try:
+        built, name = build_model_provider(
+            ProviderConfig(
+                provider=provider, model="gpt-5-mini", api_key=fake.api_key, base_url=fake.base_url, transport=transport
+            )
+        )
+        await Runner.run(
+            Agent(name="a", instructions="i"), "hello", run_config=RunConfig(model_provider=built, model=name)
+        )
+        await built.aclose()
+        client = cast(Any, built).owned_client
+        assert client.is_closed()
+        lean = getattr(built, "transport", None)
+        assert lean is None or lean._client is None  # a later call would open a new pool
     finally:
         fake.close()
 

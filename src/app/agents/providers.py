@@ -165,13 +165,37 @@ def reasoning_settings(effort: str, summary: str) -> Reasoning | None:
     return Reasoning(effort=effort, summary=summary)  # type: ignore[arg-type]
 
 
-class LeanResponsesProvider(OpenAIProvider):
+class OwnedClientProvider(OpenAIProvider):
+    """`OpenAIProvider` over an `AsyncOpenAI` client built for it alone, closed with it.
+
+    The SDK's own `aclose` leaves the client open (it may be shared process-wide); ours is
+    not shared, so a worker's shutdown closes its pooled upstream connections too.
+    """
+
+    def __init__(self, openai_client: AsyncOpenAI, *, use_responses: bool) -> None:
+        super().__init__(openai_client=openai_client, use_responses=use_responses)
+        self.owned_client = openai_client
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            await self.owned_client.close()
+
+
+class LeanResponsesProvider(OwnedClientProvider):
     """The `openai` provider with its Responses requests sent by the lean transport."""
 
     def __init__(self, openai_client: AsyncOpenAI, transport: Transport) -> None:
-        super().__init__(openai_client=openai_client, use_responses=True)
+        super().__init__(openai_client, use_responses=True)
         self.transport = transport
         self._client_for_checks = openai_client
+
+    async def aclose(self) -> None:
+        try:
+            await self.transport.aclose()
+        finally:
+            await super().aclose()
 
     def get_model(self, model_name: str | None) -> Model:
         return LeanResponsesModel(
@@ -207,7 +231,7 @@ def build_model_provider(config: ProviderConfig) -> tuple[ModelProvider, str]:
         )
         return LeanResponsesProvider(client, transport), config.model
     if config.provider == "openai":
-        return OpenAIProvider(openai_client=client, use_responses=True), config.model
+        return OwnedClientProvider(client, use_responses=True), config.model
     if config.provider == "openai-compatible":
-        return OpenAIProvider(openai_client=client, use_responses=False), config.model
+        return OwnedClientProvider(client, use_responses=False), config.model
     raise ValueError(f"unknown model provider {config.provider!r}")
