@@ -107,7 +107,7 @@ async def run(quick: bool) -> dict[str, Any]:
                 "MODEL_PROVIDER": "offline",
                 **servers.UNTRIPPED_LIMITS,
             }
-            tp = servers.start_server("taskpilot", "app.asgi:create_app", env, log_dir=scratch)
+            tp = servers.start_server("taskpilot", "app.worker:create_app", env, log_dir=scratch)
             settings = Settings.from_env(env)
             hosted = HostedChatKit(settings)
             # The client TaskPilot builds, with the same options (timeout, retries, base URL).

@@ -129,7 +129,7 @@ async def run(quick: bool) -> dict[str, Any]:
                 **({"CHATKIT_ADMISSION_TARGET_LAG_MS": TARGET_LAG_MS} if TARGET_LAG_MS is not None else {}),
                 **servers.UNTRIPPED_LIMITS,
             }
-            server = servers.start_server("taskpilot", "app.asgi:create_app", env, workers=workers, log_dir=scratch)
+            server = servers.start_server("taskpilot", "app.worker:create_app", env, workers=workers, log_dir=scratch)
             tokens = loadgen.dev_tokens("overload", max(10, offered // 4))
             # Warm every worker (imports, the openai client, prepared statements), one at a time.
             for n in range(2 * workers):

@@ -197,7 +197,9 @@ async def run(quick: bool, path: Path | None = None) -> dict[str, Any]:
                 "QUOTA_THREADS_PER_USER": "10000000",
                 **servers.UNTRIPPED_LIMITS,
             }
-            taskpilot = servers.start_server("taskpilot", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)
+            taskpilot = servers.start_server(
+                "taskpilot", "app.worker:create_app", env, workers=WORKERS, log_dir=scratch
+            )
             started.append(taskpilot)
             sample = start_sample(python, backend, fake.port, scratch)
             started.append(sample)

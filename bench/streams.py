@@ -177,7 +177,7 @@ async def run(quick: bool) -> dict[str, Any]:
                 "CHATKIT_MAX_STREAMS": str(plan.streams),
                 **servers.UNTRIPPED_LIMITS,
             }
-            server = servers.start_server("taskpilot", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)
+            server = servers.start_server("taskpilot", "app.worker:create_app", env, workers=WORKERS, log_dir=scratch)
             if plan.seed:
                 await seed(server, tokens)
             # Warm every worker up (imports, adapters, prepared statements) before the baseline.

@@ -80,11 +80,11 @@ async def run(quick: bool) -> dict[str, Any]:
                 **servers.UNTRIPPED_LIMITS,
             }
             off = servers.start_server(
-                "tracing-off", "app.asgi:create_app", env, workers=turns.WORKERS, log_dir=scratch
+                "tracing-off", "app.worker:create_app", env, workers=turns.WORKERS, log_dir=scratch
             )
             traced_env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "bench"}
             on = servers.start_server(
-                "tracing-on", "app.asgi:create_app", traced_env, workers=turns.WORKERS, log_dir=scratch
+                "tracing-on", "app.worker:create_app", traced_env, workers=turns.WORKERS, log_dir=scratch
             )
             connection = loadgen.HttpConnection(off.host, off.port)
             sample = await connection.request(

@@ -408,7 +408,7 @@ async def provider_turns(
         "CHATKIT_MAX_STREAMS": str(PROVIDER_CONCURRENCY),
         **servers.UNTRIPPED_LIMITS,
     }
-    tp = servers.start_server("taskpilot-openai", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)
+    tp = servers.start_server("taskpilot-openai", "app.worker:create_app", env, workers=WORKERS, log_dir=scratch)
     out: dict[str, Any] = {"concurrency": PROVIDER_CONCURRENCY, "deltas_per_answer": 20, "transport": MODEL_TRANSPORT}
     try:
         creators = loadgen.dev_tokens("ptc", PROVIDER_CONCURRENCY)
@@ -594,7 +594,7 @@ async def run(quick: bool) -> dict[str, Any]:
                 "CHATKIT_MAX_STREAMS": str(max(plan.concurrency)),
                 **servers.UNTRIPPED_LIMITS,
             }
-            tp = servers.start_server("taskpilot", "app.asgi:create_app", env, workers=WORKERS, log_dir=scratch)
+            tp = servers.start_server("taskpilot", "app.worker:create_app", env, workers=WORKERS, log_dir=scratch)
             # One real response body, replayed by the floor.
             connection = loadgen.HttpConnection(tp.host, tp.port)
             sample = await connection.request(

@@ -4,7 +4,7 @@ and no import cycles (docs/architecture.md draws the same picture).
 Rooms, lowest first; a module may import its own room and the ones below it, never above:
 
     core  <-  settings, contracts, ops  <-  store  <-  services  <-  agents  <-  agents/chatkit  <-  http
-          <-  controllers  <-  asgi
+          <-  controllers  <-  asgi  <-  worker
 
 `agents/chatkit` (the ChatKit protocol: the server, its gate, the library shims, notices, entities,
 widgets and their actions) runs the assistant, so it stands above the rest of `agents`; the assistant,
@@ -40,6 +40,7 @@ RANK = {
     "controllers": 7,
     "asgi": 8,
     "__main__": 8,
+    "worker": 9,
 }
 # What the rest of agents/ may import from agents/chatkit: the protocol's vocabulary (task tags, the
 # turn's notices, the widgets a tool result is shown as, the composer's choice, the time-zone tool,
@@ -60,7 +61,7 @@ def in_chatkit_vocabulary(imported: str) -> bool:
 
 # The Litestar integration of Advanced Alchemy is Litestar too.
 FRAMEWORK_MODULES = ("litestar", "advanced_alchemy.extensions.litestar")
-FRAMEWORK_ROOMS = {"controllers", "http", "ops", "asgi"}
+FRAMEWORK_ROOMS = {"controllers", "http", "ops", "asgi", "worker"}
 
 
 def module_name(path: Path) -> str:
@@ -146,7 +147,9 @@ def test_no_room_imports_a_higher_room() -> None:
 
 def test_litestar_only_in_the_web_rooms() -> None:
     violations = framework_violations(app_modules())
-    assert not violations, "Litestar outside controllers/, http/, ops/ and asgi.py:\n" + "\n".join(violations)
+    assert not violations, "Litestar outside controllers/, http/, ops/, asgi.py and worker.py:\n" + "\n".join(
+        violations
+    )
 
 
 def test_there_is_no_import_cycle() -> None:

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from app.agents.providers import ProviderConfig, build_model_provider
+from app.agents.providers import ProviderConfig, _SdkTraceProvider, build_model_provider
 from app.asgi import Services, http_tracing_plugins
 from app.ops import tracing
 from app.ops.tracing import Tracing, _SqlSpans, build_tracer_provider, statement_span_name
@@ -157,3 +157,24 @@ def test_the_agents_sdk_traces_only_with_agents_tracing_openai(env: dict[str, st
         # Leave the process as the suite expects it: the SDK's tracing off.
         build_model_provider(ProviderConfig(provider="offline", model="offline"))
     assert get_trace_provider()._disabled
+
+
+def test_the_sdk_trace_exporter_is_built_only_once_its_tracing_is_on() -> None:
+    """Off builds no exporter (an HTTP client: ~0.2 s of each worker's start-up); on adds the SDK's
+    default processor once, and it stays through off and on again."""
+    from agents.tracing.processors import default_processor
+
+    build_model_provider(ProviderConfig(provider="offline", model="offline"))
+    provider = get_trace_provider()
+    assert isinstance(provider, _SdkTraceProvider)
+    try:
+        build_model_provider(ProviderConfig(provider="offline", model="offline", tracing=True, tracing_api_key="sk-t"))
+        assert get_trace_provider() is provider
+        assert provider.exporting and not provider._disabled
+        assert provider._multi_processor._processors == (default_processor(),)
+        build_model_provider(ProviderConfig(provider="offline", model="offline"))
+        build_model_provider(ProviderConfig(provider="offline", model="offline", tracing=True))
+        assert provider._multi_processor._processors == (default_processor(),)
+    finally:
+        build_model_provider(ProviderConfig(provider="offline", model="offline"))
+    assert provider._disabled

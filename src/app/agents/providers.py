@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from agents import set_tracing_disabled, set_tracing_export_api_key
+from agents import set_tracing_export_api_key
 from agents.models.default_models import get_default_model
 from agents.models.interface import Model, ModelProvider
 from agents.models.openai_provider import OpenAIProvider
+from agents.tracing import get_trace_provider, set_trace_provider
+from agents.tracing.processors import default_processor
+from agents.tracing.provider import DefaultTraceProvider
 from openai import AsyncOpenAI, omit
 from openai.resources.chat import AsyncChat, AsyncCompletions
 from openai.resources.responses import AsyncResponses
@@ -206,13 +209,46 @@ class LeanResponsesProvider(OwnedClientProvider):
         )
 
 
+class _SdkTraceProvider(DefaultTraceProvider):
+    """The Agents SDK's default trace provider, given the SDK's exporter only once its tracing is on.
+
+    The SDK's own provider builds its exporter to OpenAI (an HTTP client, which loads httpcore2 and
+    trio) the first time anything asks for the provider, tracing on or off: ~0.2 s of CPU in every
+    server worker, for traces a worker with AGENTS_TRACING=off never sends.
+    """
+
+    exporting = False
+
+    def export(self) -> None:
+        if not self.exporting:
+            self.register_processor(default_processor())
+            self.exporting = True
+
+
+_sdk_trace_provider: _SdkTraceProvider | None = None
+
+
+def configure_sdk_tracing(enabled: bool, api_key: str | None) -> None:
+    """The Agents SDK's own traces to OpenAI: off, or on and sent with `api_key`.
+
+    The SDK exports traces to OpenAI unless told otherwise; TaskPilot opts in explicitly.
+    """
+    global _sdk_trace_provider
+    if _sdk_trace_provider is None:
+        _sdk_trace_provider = _SdkTraceProvider()
+        set_trace_provider(_sdk_trace_provider)
+    provider = get_trace_provider()  # ours, unless something replaced it since
+    if enabled and isinstance(provider, _SdkTraceProvider):
+        provider.export()
+    provider.set_disabled(not enabled)
+    if enabled and api_key:
+        # Not MODEL_API_KEY: an OpenAI-compatible provider's key means nothing to OpenAI's traces.
+        set_tracing_export_api_key(api_key)
+
+
 def build_model_provider(config: ProviderConfig) -> tuple[ModelProvider, str]:
     """The provider and the model name to run agents with."""
-    # The Agents SDK exports traces to OpenAI unless told otherwise; TaskPilot opts in explicitly.
-    set_tracing_disabled(not config.tracing)
-    if config.tracing and config.tracing_api_key:
-        # Not MODEL_API_KEY: an OpenAI-compatible provider's key means nothing to OpenAI's traces.
-        set_tracing_export_api_key(config.tracing_api_key)
+    configure_sdk_tracing(config.tracing, config.tracing_api_key)
     if config.provider == "offline":
         return OfflineModelProvider(config.offline_delay_ms), "offline"
     client = ResponsesClient(

@@ -10,7 +10,7 @@ import sys
 
 from app.settings import DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS
 
-APP_FACTORY = "app.asgi:create_app"
+APP_FACTORY = "app.worker:create_app"
 
 
 def granian_argv(
