@@ -24,8 +24,8 @@ from tests.support.fake_model_server import FakeModelServer
 from tests.support.servers import run_cli, unique_user
 
 KINDS = ("input", "cached_input", "output", "reasoning")
-# First turn: 3 model calls and a title (requests 1-4 of the fake): 4,070 input + 210 output tokens.
-# Second turn: 1 call (request 5): 1,035 + 65. So after the first turn 85.6% of 5,000 is spent (a
+# First turn: 3 model calls and a title (answers 1-4 of the fake): 4,070 input + 210 output tokens.
+# Second turn: 1 call (answer 5): 1,035 + 65. So after the first turn 85.6% of 5,000 is spent (a
 # notice), after the second 5,380 (the third is refused).
 BUDGET = 5000
 

@@ -79,6 +79,7 @@ class FakeModelServer:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.usage_sent: list[dict[str, int]] = []
+        self._usage_lock = threading.Lock()
         self.received_at: list[float] = []  # time.monotonic() of each request's arrival, as `requests`
         outer = self
 
@@ -139,10 +140,14 @@ class FakeModelServer:
         return step
 
     def _usage(self) -> dict[str, int]:
-        """This request's token counts (distinct per request), recorded as sent."""
-        n = len(self.requests)
-        usage = {"input": 1000 + 7 * n, "cached_input": 3 * n, "output": 40 + 5 * n, "reasoning": 2 * n}
-        self.usage_sent.append(usage)
+        """This answer's token counts (distinct per answer: the nth answered has n in it), recorded
+        as sent. Numbered by answers, not by requests received: a title's request runs beside the
+        answer's, so how many had arrived when one is answered is a race, and the sum of a turn's
+        counts would be too."""
+        with self._usage_lock:
+            n = len(self.usage_sent) + 1
+            usage = {"input": 1000 + 7 * n, "cached_input": 3 * n, "output": 40 + 5 * n, "reasoning": 2 * n}
+            self.usage_sent.append(usage)
         return usage
 
     def _chat_usage(self) -> dict[str, Any]:
