@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
 from app.store.chat_sql import CompiledOnce, SessionRunner, StatementRunner, dialect_insert
+from app.store.connections import connection_died
 from app.store.db import SessionMaker
 from app.store.distribution import scan_hint
 from app.store.driver import DriverLane
@@ -140,7 +141,12 @@ class UsageLedger:
         self._lane = DriverLane.for_session_maker(session_maker)
 
     async def add(self, *, user_id: str, day: dt.date, additions: Sequence[UsageAddition]) -> None:
-        """Add each of `additions` (distinct models) to the user's rows of `day`, all or none."""
+        """Add each of `additions` (distinct models) to the user's rows of `day`, all or none.
+
+        On the lane, in one transaction that runs again, once, on a fresh connection when its pooled
+        one turns out to be dead before COMMIT was sent (what `ReconnectingSession` does for the
+        session path): nothing was added then, so nothing is added twice. A death during COMMIT is
+        raised (the tokens may be counted)."""
         if not additions:
             return
         if self._lane is None:
@@ -148,20 +154,31 @@ class UsageLedger:
                 await _add(SessionRunner(session), user_id, day, additions)
                 await session.commit()
             return
-        async with self._lane.connection() as connection:
-            if len(additions) == 1:  # one statement: atomic in autocommit, no BEGIN/COMMIT round trips
-                await _add(connection, user_id, day, additions)
+        committing = False
+        for attempt in range(2):
+            try:
+                async with self._lane.connection() as connection, connection.transaction():
+                    await _add(connection, user_id, day, additions)
+                    committing = True
                 return
-            async with connection.transaction():
-                await _add(connection, user_id, day, additions)
+            except Exception as exc:
+                if attempt or committing or not connection_died(exc):
+                    raise
 
     async def spent(self, *, user_id: str, day: dt.date) -> int:
-        """`tokens_spent`: the user's input and output tokens of `day`."""
+        """`tokens_spent`: the user's input and output tokens of `day` (read again, once, on a fresh
+        connection when the pooled one was dead)."""
         if self._lane is None:
             async with self._session_maker() as session:
                 return await _spent(SessionRunner(session), user_id, day)
-        async with self._lane.connection() as connection:
-            return await _spent(connection, user_id, day)
+        for attempt in range(2):
+            try:
+                async with self._lane.connection() as connection:
+                    return await _spent(connection, user_id, day)
+            except Exception as exc:
+                if attempt or not connection_died(exc):
+                    raise
+        raise AssertionError("unreachable")  # the loop returns or raises
 
 
 async def scan_usage(
