@@ -667,6 +667,37 @@ async def test_a_threads_turn_lease_is_held_by_one_turn_until_released_or_expire
         await store.claim_turn("thr_nope", "turn-d", 30, ALICE)
 
 
+@pytest.mark.parametrize("quota", [0, 5])
+async def test_a_reserved_thread_can_be_saved_holding_its_first_turns_lease(
+    store: ChatKitStore[RequestContext], quota: int
+) -> None:
+    """`reserve_thread(turn=...)` saves the new thread already holding the lease, as `claim_turn`
+    would have taken it (with or without the thread quota's count): the same token claims it again,
+    another does not until it is released or expires; the library's later save keeps it."""
+    from app.services.quotas import UserLimits
+
+    limits = UserLimits(threads_per_user=quota)
+    admit = limits.check_thread_count if quota else None
+    await store.reserve_thread(make_thread(), ALICE, admit=admit, turn=("turn-a", 30))
+    assert not await store.claim_turn("thr_1", "turn-b", 30, ALICE)
+    assert await store.renew_turn("thr_1", "turn-a", 30, ALICE)
+    await store.save_thread(make_thread(title="Saved"), ALICE)
+    assert not await store.claim_turn("thr_1", "turn-b", 30, ALICE)
+    assert await store.claim_turn("thr_1", "turn-a", 30, ALICE)  # a retried claim of the holder
+    await store.release_turn("thr_1", "turn-a", ALICE)
+    assert await store.claim_turn("thr_1", "turn-b", 30, ALICE)
+    assert (await store.load_thread("thr_1", ALICE)).title == "Saved"
+    # Without `turn`: free, as before; the lease of a reservation expires like any other.
+    await store.reserve_thread(make_thread("thr_2"), ALICE, admit=admit)
+    assert await store.claim_turn("thr_2", "turn-c", 30, ALICE)
+    await store.reserve_thread(make_thread("thr_3"), ALICE, admit=admit, turn=("turn-d", -1))
+    assert await store.claim_turn("thr_3", "turn-e", 30, ALICE)
+    # Another user's reservation of the same id is another thread.
+    await store.reserve_thread(make_thread(), BOB, admit=admit, turn=("turn-f", 30))
+    assert not await store.claim_turn("thr_1", "turn-g", 30, BOB)
+    assert await store.renew_turn("thr_1", "turn-b", 30, ALICE)
+
+
 async def test_delete_thread_item_removes_one_item(store: ChatKitStore[RequestContext], session_maker: Any) -> None:
     await store.save_thread(make_thread(), ALICE)
     await store.add_thread_items("thr_1", [message("msg_a"), message("msg_b"), message("msg_c")], ALICE)

@@ -157,3 +157,83 @@ async def test_the_export_pages_hashes_users_and_keeps_csv_cells_from_running(se
     later = io.StringIO()
     await export_usage(session_maker, later, UsageExport(format="jsonl", since=day + dt.timedelta(days=1)))
     assert not any(json.loads(line)["user"] in mine for line in later.getvalue().splitlines())
+
+
+async def test_the_ledger_writes_on_the_driver_lane_on_postgres_and_through_a_session_on_sqlite(
+    session_maker: Any,
+) -> None:
+    """Every turn records its usage and a budgeted turn reads it first: on PostgreSQL over asyncpg
+    both go to the Store's driver lane (no session, no ORM), a turn's upserts in one transaction;
+    on SQLite (no lane) through a session. Same rows either way."""
+    from sqlalchemy import event
+
+    from app.store import driver
+
+    engine = session_maker.kw["bind"].sync_engine
+    through_sqlalchemy: list[str] = []
+    through_driver: list[str] = []
+
+    def on_sqlalchemy(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
+        if " usage" in sql:
+            through_sqlalchemy.append(sql.split(None, 1)[0])
+
+    def on_driver(sql: str, arguments: Any) -> None:
+        if " usage" in sql or sql in ("BEGIN", "COMMIT", "ROLLBACK"):
+            through_driver.append(sql.split(None, 1)[0])
+
+    book = UsageBook(session_maker, tokens_per_day=10_000, now=Clock(dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)))
+    dave = user()
+    titled = turn("m1", 5, 1)
+    titled.add("m-title", None)
+    titled.by_model["m-title"].output = 3
+    event.listen(engine, "before_cursor_execute", on_sqlalchemy)
+    driver.statement_listeners.append(on_driver)
+    try:
+        await book.record(dave, turn("m1", 100, 10))
+        await book.record(dave, titled)
+        use = await book.check(dave)
+    finally:
+        event.remove(engine, "before_cursor_execute", on_sqlalchemy)
+        driver.statement_listeners.remove(on_driver)
+    assert use is not None and use.spent == 100 + 10 + 5 + 1 + 3
+    if engine.dialect.name == "postgresql":
+        assert through_sqlalchemy == []
+        assert through_driver == ["BEGIN", "INSERT", "COMMIT", "BEGIN", "INSERT", "INSERT", "COMMIT", "SELECT"]
+    else:
+        assert through_driver == []
+        assert through_sqlalchemy == ["INSERT", "INSERT", "INSERT", "SELECT"]
+    out = io.StringIO()
+    await export_usage(session_maker, out, UsageExport(format="jsonl", include_user=True, since=dt.date(2026, 12, 7)))
+    rows = {r["model"]: r for r in map(json.loads, out.getvalue().splitlines()) if r["user"] == dave}
+    assert (rows["m1"]["input_tokens"], rows["m1"]["output_tokens"], rows["m1"]["turns"]) == (105, 11, 2)
+    assert (rows["m-title"]["output_tokens"], rows["m-title"]["turns"]) == (3, 0)
+
+
+@pytest.mark.postgres
+async def test_a_dead_pooled_connection_neither_loses_nor_doubles_a_turns_usage(
+    session_maker: Any, postgres_url: str
+) -> None:
+    """After a restart (every backend terminated), the first usage write meets a dead pooled
+    connection: it runs again on a fresh one, and the turn is counted once; so is the budget's read."""
+    import asyncpg
+    from testkit import postgres
+
+    if session_maker.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("the driver lane is PostgreSQL's")
+    book = UsageBook(session_maker, tokens_per_day=10_000, now=Clock(dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)))
+    erin = user()
+    await book.record(erin, turn("m1", 100, 10))  # a pooled connection
+    for step in ("record", "check"):
+        admin = await asyncpg.connect(postgres.asyncpg_dsn(postgres_url))
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        if step == "record":
+            await book.record(erin, turn("m1", 100, 10))
+        else:
+            use = await book.check(erin)
+            assert use is not None and use.spent == 220

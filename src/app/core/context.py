@@ -42,6 +42,9 @@ class RequestContext:
     # The id of a thread saved under the user's thread quota before a `threads.create` stream
     # opened (`UserLimits.reserve_new_thread`): the thread that request creates takes this id.
     reserved_thread_id: str | None = field(default=None, compare=False)
+    # The turn lease that thread was saved holding (`app.agents.chatkit.turns.TurnLease`): the
+    # request's turn runs under it without claiming it again.
+    reserved_turn: Any = field(default=None, compare=False, repr=False)
     # What the user had spent of their daily token budget when the gate let this turn through
     # (`app.services.usage.BudgetUse`; None without a budget): the stream warns when it is nearly spent.
     token_budget: Any = field(default=None, compare=False)

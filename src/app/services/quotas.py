@@ -30,7 +30,12 @@ class CountingStore(Protocol):
     async def stored_attachment_bytes(self, context: Any) -> int: ...
     def generate_thread_id(self, context: Any) -> str: ...
     async def reserve_thread(
-        self, thread: ThreadMetadata, context: Any, *, admit: Callable[[int], None] | None
+        self,
+        thread: ThreadMetadata,
+        context: Any,
+        *,
+        admit: Callable[[int], None] | None,
+        turn: tuple[str, float] | None = None,
     ) -> None: ...
 
 
@@ -54,15 +59,24 @@ class UserLimits:
             max_message_chars=settings.max_message_chars,
         )
 
-    async def reserve_new_thread(self, store: CountingStore, context: Any) -> str:
-        """Save the thread a `threads.create` will fill, within the thread quota; its id.
+    async def reserve_new_thread(
+        self,
+        store: CountingStore,
+        context: Any,
+        *,
+        thread_id: str | None = None,
+        turn: tuple[str, float] | None = None,
+    ) -> str:
+        """Save the thread a `threads.create` will fill (`thread_id`, or a new id), within the
+        thread quota; its id.
 
         Counted and saved atomically before the stream opens, so a refusal is a 429 and never a
         broken stream, and no lock is held while the model answers. Saved without a quota too:
-        the new turn takes the thread's lease before its id is streamed (`app.agents.chatkit.server`)."""
-        thread = ThreadMetadata(id=store.generate_thread_id(context), created_at=utcnow())
+        the new turn holds the thread's lease before its id is streamed (`app.agents.chatkit.server`),
+        saved with it when `turn` (`(lease, seconds)`) is given."""
+        thread = ThreadMetadata(id=thread_id or store.generate_thread_id(context), created_at=utcnow())
         admit = self.check_thread_count if self.threads_per_user else None
-        await store.reserve_thread(thread, context, admit=admit)
+        await store.reserve_thread(thread, context, admit=admit, turn=turn)
         return thread.id
 
     def check_thread_count(self, count: int) -> None:

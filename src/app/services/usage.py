@@ -30,7 +30,7 @@ from app.core.limits import NEAR_LIMIT_FRACTION
 from app.ops import metrics
 from app.services.feedback import spreadsheet_safe
 from app.store.db import SessionMaker
-from app.store.usage import TOKEN_COLUMNS, UsageKey, UsageRecord, add_usage, scan_usage, tokens_spent
+from app.store.usage import TOKEN_COLUMNS, UsageAddition, UsageKey, UsageLedger, UsageRecord, scan_usage
 
 log = logging.getLogger("app.usage")
 
@@ -164,6 +164,10 @@ class UsageBook:
     session_maker: SessionMaker
     tokens_per_day: int = 0  # QUOTA_TOKENS_PER_USER_PER_DAY; 0 = no budget
     now: Now = utcnow
+    ledger: UsageLedger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ledger = UsageLedger(self.session_maker)
 
     def today(self) -> dt.date:
         return self.now().astimezone(dt.UTC).date()
@@ -172,8 +176,7 @@ class UsageBook:
         """The user's use of the budget (None without one); `BudgetExceeded` (429) once it is spent."""
         if not self.tokens_per_day:
             return None
-        async with self.session_maker() as session:
-            spent = await tokens_spent(session, user_id=user_id, day=self.today())
+        spent = await self.ledger.spent(user_id=user_id, day=self.today())
         now = self.now()
         resets_at = next_utc_midnight(now)
         if spent >= self.tokens_per_day:
@@ -187,25 +190,18 @@ class UsageBook:
         return BudgetUse(spent=spent, budget=self.tokens_per_day, resets_at=resets_at)
 
     async def record(self, user_id: str, turn: TurnTokens) -> None:
-        """Count a finished turn: the metric, then one upsert per model in one transaction."""
+        """Count a finished turn: the metric, then one upsert per model (in one transaction)."""
         for model, tokens in turn.by_model.items():
             for kind, count in zip(KINDS, tokens.columns().values(), strict=True):
                 if count:
                     metrics.MODEL_TOKENS.labels(model=model, kind=kind).inc(count)
         if not turn.by_model:
             return
-        day = self.today()
-        async with self.session_maker() as session:
-            for model, tokens in sorted(turn.by_model.items()):
-                await add_usage(
-                    session,
-                    user_id=user_id,
-                    day=day,
-                    model=model,
-                    tokens=tokens.columns(),
-                    turns=int(model == turn.model),
-                )
-            await session.commit()
+        additions = [
+            UsageAddition(model=model, tokens=tokens.columns(), turns=int(model == turn.model))
+            for model, tokens in sorted(turn.by_model.items())
+        ]
+        await self.ledger.add(user_id=user_id, day=self.today(), additions=additions)
 
     async def record_transcription(self, user_id: str, model: str, usage: TranscriptionUsage) -> None:
         """Count a dictation: the metrics, then one upsert into the row of `model` (no turn). A
@@ -214,17 +210,8 @@ class UsageBook:
             if count:
                 metrics.MODEL_TOKENS.labels(model=model, kind=kind).inc(count)
         metrics.TRANSCRIPTION_SECONDS.labels(model=model).inc(usage.audio_seconds)
-        async with self.session_maker() as session:
-            await add_usage(
-                session,
-                user_id=user_id,
-                day=self.today(),
-                model=model,
-                tokens=usage.tokens.columns(),
-                turns=0,
-                transcription_ms=usage.audio_ms,
-            )
-            await session.commit()
+        addition = UsageAddition(model=model, tokens=usage.tokens.columns(), turns=0, transcription_ms=usage.audio_ms)
+        await self.ledger.add(user_id=user_id, day=self.today(), additions=[addition])
 
 
 # ---- export ----------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from app.store.chat_sql import (
     RENEW_TURN,
     SUPPORTED_DIALECTS,
     THREAD_EXISTS,
+    THREAD_RESERVE,
     THREAD_UPSERT,
     THREADS,
     TOUCH_THREAD,
@@ -270,6 +271,34 @@ class ChatRows:
                 "created_at": created_at,
                 "updated_at": now,
                 "data": data,
+            },
+        )
+
+    async def reserve_thread(
+        self,
+        *,
+        user_id: str,
+        thread_id: str,
+        title: str | None,
+        created_at: dt.datetime,
+        data: str,
+        now: dt.datetime,
+        lease: str | None,
+        lease_expires: dt.datetime | None,
+    ) -> None:
+        """Insert a new thread holding the turn lease `lease` until `lease_expires` (or none)."""
+        await self.runner.execute(
+            THREAD_RESERVE,
+            {
+                "user_id": user_id,
+                "id": thread_id,
+                "seq": next_seq(),
+                "title": title,
+                "created_at": created_at,
+                "updated_at": now,
+                "data": data,
+                "turn_lease": lease,
+                "turn_lease_expires_at": lease_expires,
             },
         )
 

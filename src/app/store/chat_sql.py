@@ -346,6 +346,33 @@ def _thread_upsert(dialect_name: str) -> Any:
     )
 
 
+def _thread_reserve(dialect_name: str) -> Any:
+    """Save a new thread holding a turn lease (or none): the thread a `threads.create` reserves,
+    whose turn then claims nothing more (`ChatKitStore.reserve_thread`). A conflict is the same
+    reservation run again after its connection died: the row is this reservation's."""
+    statement = dialect_insert(THREADS, dialect_name).values(
+        user_id=bindparam("user_id"),
+        id=bindparam("id"),
+        seq=bindparam("seq"),
+        title=bindparam("title"),
+        created_at=bindparam("created_at", type_=DateTimeUTC()),
+        updated_at=bindparam("updated_at", type_=DateTimeUTC()),
+        data=_json_param("data", dialect_name),
+        turn_lease=bindparam("turn_lease", type_=String),
+        turn_lease_expires_at=bindparam("turn_lease_expires_at", type_=DateTimeUTC()),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[THREADS.c.user_id, THREADS.c.id],
+        set_={
+            "title": statement.excluded.title,
+            "data": statement.excluded.data,
+            "updated_at": statement.excluded.updated_at,
+            "turn_lease": statement.excluded.turn_lease,
+            "turn_lease_expires_at": statement.excluded.turn_lease_expires_at,
+        },
+    )
+
+
 def _on_item_conflict(statement: Any) -> Any:
     """An item written again keeps its `seq` and its thread: only its content is replaced, and a
     row of the same id in another thread is left alone (the statement then writes 0 rows)."""
@@ -433,6 +460,7 @@ def _attachment_upsert(dialect_name: str) -> Any:
 
 
 THREAD_UPSERT = CompiledOnce(_thread_upsert)
+THREAD_RESERVE = CompiledOnce(_thread_reserve)
 ITEM_UPSERT = CompiledOnce(_item_upsert)
 ITEM_ADD_POSTGRESQL = CompiledOnce(_item_add_postgresql)
 ATTACHMENT_UPSERT = CompiledOnce(_attachment_upsert)

@@ -310,7 +310,12 @@ class ChatKitStore(Store[ContextT]):
 
     @_retry_when_no_connection  # a failed attempt's transaction rolled back whole: nothing is repeated
     async def reserve_thread(
-        self, thread: ThreadMetadata, context: ContextT, *, admit: Callable[[int], None] | None
+        self,
+        thread: ThreadMetadata,
+        context: ContextT,
+        *,
+        admit: Callable[[int], None] | None,
+        turn: tuple[str, float] | None = None,
     ) -> None:
         """Save a new thread if `admit(the number of threads the user has)` does not raise (no
         count, no lock without `admit`: no quota).
@@ -319,17 +324,23 @@ class ChatKitStore(Store[ContextT]):
         (`app.store.quota_locks`), so concurrent creates on any worker cannot pass the quota
         together. A later `save_thread` of the same id (the library's, once the stream runs)
         updates this row and keeps its `created_at`.
+
+        `turn`, `(lease, seconds)`: the thread is saved holding that turn lease, as `claim_turn`
+        would take it, so the turn that creates it needs no claim of its own.
         """
         created_at, data = _thread_json(thread)
 
         async def save(rows: ChatRows) -> None:
-            await rows.upsert_thread(
+            now = utcnow()
+            await rows.reserve_thread(
                 user_id=context.user_id,
                 thread_id=thread.id,
                 title=thread.title,
                 created_at=created_at,
                 data=data,
-                now=utcnow(),
+                now=now,
+                lease=turn[0] if turn is not None else None,
+                lease_expires=now + dt.timedelta(seconds=turn[1]) if turn is not None else None,
             )
 
         if self._lane is not None:  # the same statements and transaction, without a session

@@ -104,11 +104,20 @@ class Gate:
 
     async def reserve(self, request: ChatKitReq, context: Any) -> Any:
         """The context a `threads.create` runs with: its thread reserved (and counted against the
-        user's thread quota). Last, once every other check has passed: it saves the thread."""
+        user's thread quota), saved holding the turn lease its stream runs under (`take_turn`).
+        Last, once every other check has passed: it saves the thread."""
         if not isinstance(request, ThreadsCreateReq):
             return context
-        reserved = await self.limits.reserve_new_thread(self.counting_store, context)
-        return replace(context, reserved_thread_id=reserved)
+        store = self.counting_store
+        thread_id = store.generate_thread_id(context)
+        # Saved holding the new turn's lease (`take_turn`): nobody else knows the id yet.
+        lease = self.turns.lease(thread_id, context)
+
+        async def save(token: str, seconds: float) -> None:
+            await self.limits.reserve_new_thread(store, context, thread_id=thread_id, turn=(token, seconds))
+
+        await lease.hold_from(save)
+        return replace(context, reserved_thread_id=thread_id, reserved_turn=lease)
 
     async def drop_reserved_thread(self, context: Any) -> None:
         """Delete the thread reserved for a `threads.create` whose stream failed before the page
@@ -149,6 +158,9 @@ class Gate:
         try:
             match request:
                 case ThreadsCreateReq():
+                    reserved: TurnLease | None = getattr(context, "reserved_turn", None)
+                    if reserved is not None and reserved.held:  # saved with the thread (`reserve`)
+                        return reserved
                     lease = self.turns.lease(context.reserved_thread_id, context)
                     if not await lease.try_claim():  # pragma: no cover - nobody else knows the id yet
                         raise Conflict(TURN_RUNNING)

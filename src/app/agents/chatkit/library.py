@@ -4,6 +4,9 @@
   with it; TaskPilot keeps UTC. `LibraryClockStore` shows the library stored items in its own naive
   local time, `with_utc_timestamps` shows the client streamed ones in UTC: both through the one
   normalisation in `app.core.clock` (`to_library_time`, `to_utc`), which the Store applies too.
+- A read the turn already made: `stream_agent_response` loads the thread's two newest items right
+  after the assistant loaded the newest page for its history; `LibraryClockStore` answers it from
+  that page (one query and one pool checkout fewer per turn).
 - Message ids: Chat Completions providers stream every assistant message as `__fake_id__`;
   `MessageIds` gives each a store-generated id.
 """
@@ -38,28 +41,64 @@ def as_library_time(item: ThreadItem) -> ThreadItem:
 
 
 class LibraryClockStore:
-    """The store as openai-chatkit's agent helpers see it: items with naive local timestamps.
+    """The store as openai-chatkit's agent helpers see it during one turn: items with naive local
+    timestamps, and the newest items read once.
 
     `stream_agent_response` resumes a workflow from the last stored items and later subtracts its
     naive `datetime.now()` from that item's `created_at` (`end_workflow`); the store returns UTC-
     aware times, and naive minus aware is a TypeError. Naive local time is the same instant (the
     store reads naive values as local time), so saving such an item back changes nothing.
+
+    The turn's first read of a thread's newest page (no cursor, newest first) is kept until the
+    next read of that thread's newest items, which it answers when it holds them: the assistant's
+    history read followed by `stream_agent_response`'s read of the two newest items, with nothing
+    stored between them (the library stores a turn's items only as it streams them, after that
+    read, and not through this store). Reads of older pages of the thread keep it; any other call
+    through this store forgets it; once asked for, answered or not, no page is kept again.
     """
 
     def __init__(self, store: Store[Any]) -> None:
         self._store = store
+        self._newest: tuple[str, Page[ThreadItem]] | None = None
+        self._kept = False  # a newest page was kept and has been asked for: none is kept again
 
     def __getattr__(self, name: str) -> Any:
+        self._newest = None  # a write (or any other call) may change what the page holds
         return getattr(self._store, name)
 
     async def load_thread_items(
         self, thread_id: str, after: str | None, limit: int, order: str, context: Any
     ) -> Page[ThreadItem]:
+        first = after is None and order == "desc"
+        newest = self._newest if self._newest is not None and self._newest[0] == thread_id else None
+        self._newest = None
+        if first and newest is not None:
+            # Once, answered or not: the turn's own items are stored from here on.
+            self._kept = True
+            held = _head(newest[1], limit)
+            if held is not None:
+                return held
         page = await self._store.load_thread_items(thread_id, after, limit, order, context)
-        return page.model_copy(update={"data": [as_library_time(item) for item in page.data]})
+        page = page.model_copy(update={"data": [as_library_time(item) for item in page.data]})
+        if first and not self._kept:
+            self._newest = (thread_id, page)
+        elif not first:
+            self._newest = newest  # older pages of the same thread (the rest of the history) keep it
+        return page
 
     async def load_item(self, thread_id: str, item_id: str, context: Any) -> ThreadItem:
         return as_library_time(await self._store.load_item(thread_id, item_id, context))
+
+
+def _head(page: Page[ThreadItem], limit: int) -> Page[ThreadItem] | None:
+    """The page the store returns for `limit` items from the start of `page` (a first page), or None
+    when `page` does not hold them all."""
+    limit = max(1, limit)  # the store reads a limit below 1 as 1
+    if limit > len(page.data) and page.has_more:
+        return None
+    data = page.data[:limit]
+    has_more = len(page.data) > limit or page.has_more
+    return Page(data=data, has_more=has_more, after=data[-1].id if has_more and data else None)
 
 
 def with_utc_timestamps(event: ThreadStreamEvent) -> ThreadStreamEvent:

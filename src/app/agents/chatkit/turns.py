@@ -127,6 +127,16 @@ class TurnLease:
             self._unsure = False
         return self.held
 
+    async def hold_from(self, save: Callable[[str, float], Awaitable[None]]) -> None:
+        """Hold the lease from the write that creates its thread: `save(token, seconds)` saves the
+        new thread already holding it (`ChatKitStore.reserve_thread(turn=...)`), one statement fewer
+        than saving it and then claiming it. Until `save` returns, the lease may be ours (`release`
+        frees it then)."""
+        self._unsure = True
+        await save(self._token, self._locks.lease_seconds)
+        self.held = True
+        self._unsure = False
+
     async def claim(self, still_wanted: Callable[[], Awaitable[None]] | None = None) -> None:
         """Wait until this turn holds the lease. `still_wanted` runs between attempts and raises
         to give up (the turn it waits behind may have made this one pointless)."""
