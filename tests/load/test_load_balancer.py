@@ -3,8 +3,9 @@ serve` instances (2 workers each, one PostgreSQL, one Redis, PROMETHEUS_MULTIPRO
 
 100 users x 3 turns go through HAProxy while instance two gets SIGTERM a third of the way in:
 every turn must answer 200 without an error event (HAProxy stops routing to the draining
-instance on its /ready check, and sends again what a draining instance refused), and every
-stored row must be one a user was shown. A burst of 5 messages by one user, spread over both
+instance on its /ready check, and sends again what a draining instance refused; a turn the
+instance left refuses at capacity, 503 + Retry-After before any byte, is sent again after the
+wait, as a ChatKit user would), and every stored row must be one a user was shown. A burst of 5 messages by one user, spread over both
 instances, must get exactly the limit of 3 through (one Redis budget). Hosted sessions are
 minted, refreshed and cancelled through HAProxy; attachments are created on one instance,
 uploaded (signed URL) on the other, and their signed preview URL minted on that one is fetched
@@ -33,6 +34,7 @@ from testkit.chatkit import add_user_message as message_body
 from testkit.chatkit import threads_create as create_body
 from testkit.processes import free_port
 
+from app.ops.admission import REFUSAL_DETAIL
 from tests.conftest import create_schema
 from tests.support.chatkit_client import parse_sse
 from tests.support.fake_openai import FakeOpenAI
@@ -47,6 +49,7 @@ USERS = 100
 TURNS = ["add a task to buy milk", "show my tasks", "mark 1 done"]
 LIMIT = len(TURNS)  # chat messages per user per minute: a user's 3 turns pass, a burst of 5 gets 3
 LIMIT_USERS = 10
+MAX_REFUSALS = 2_000  # over the whole load: a bound on the loop, far beyond what a run meets
 HOSTED_USERS = 10
 ATTACHMENT_USERS = 5
 
@@ -66,17 +69,32 @@ class Tally:
     cut: int = 0  # streams that ended with an error event or broke (each is resent once)
     resumed: int = 0
     transport_resent: int = 0  # requests met by a closed connection, sent again once
+    refused: int = 0  # 503 + Retry-After at the door (a worker at its admission limit), sent again after the wait
 
 
 async def _turn(http: httpx.AsyncClient, run: UserRun, body: dict[str, Any], tally: Tally) -> None:
     headers = headers_for(run.user)
-    for attempt in range(2):
+    attempt = 0
+    while attempt < 2:
         try:
             response, resent = await post_as_a_browser(http, "/chatkit", json=body, headers=headers)
         except httpx.HTTPError as exc:
             run.errors.append(f"{type(exc).__name__}: {exc!r} {exc.__cause__!r}")
             return
         tally.transport_resent += resent
+        if (
+            response.status_code == 503
+            and "retry-after" in response.headers
+            and response.json().get("detail") == REFUSAL_DETAIL  # at capacity, not draining
+            and tally.refused < MAX_REFUSALS
+        ):
+            # Refused before any byte by the one instance left while the other drains (all its
+            # workers at their admission limit; HAProxy's retries met the same): nothing was
+            # stored, and a ChatKit user sends it again after the wait.
+            tally.refused += 1
+            await asyncio.sleep(float(response.headers["retry-after"]))
+            continue
+        attempt += 1  # a stream that answered: the first, or the one resend after a cut
         if response.status_code != 200:
             run.errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
             return
@@ -84,7 +102,7 @@ async def _turn(http: httpx.AsyncClient, run: UserRun, body: dict[str, Any], tal
         if any(event["type"] == "error" for event in events):
             # A stream cut by a drain ends with an error event saying to resend: resend once.
             tally.cut += 1
-            if attempt == 0:
+            if attempt == 1:
                 tally.resumed += 1
                 continue
             run.errors.append(f"error event after a resend: {[e for e in events if e['type'] == 'error']}")
@@ -244,7 +262,8 @@ async def test_two_instances_behind_haproxy_lose_nothing_through_a_sigterm(
         print(
             f"LB: {tally.turns} turns by {USERS} users in {seconds:.1f} s = {tally.turns / seconds:.1f} turns/s; "
             f"errors {len(errors)}; streams cut {tally.cut}, resumed {tally.resumed}; "
-            f"resent after a closed connection {tally.transport_resent}; instance two exit {two_exit}"
+            f"resent after a closed connection {tally.transport_resent}; refused and resent after Retry-After "
+            f"{tally.refused}; instance two exit {two_exit}"
         )
         balancer_log = (tmp_path / "haproxy.log").read_text(errors="replace")
         # httplog's termination state is `----` for a request that ended normally.
