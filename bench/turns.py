@@ -590,8 +590,10 @@ async def run(quick: bool) -> dict[str, Any]:
                 "DATABASE_MAX_OVERFLOW": str(MAX_OVERFLOW),
                 "OFFLINE_MODEL_DELAY_MS": "0",
                 "MODEL_PROVIDER": "offline",
-                # Turn cost at every concurrency, 256 included: admission control must admit them all.
+                # Turn cost at every concurrency, 256 included: admission control must admit them all,
+                # from the first turn (the adaptive floor, 50 by default, refused some at 64 and 256).
                 "CHATKIT_MAX_STREAMS": str(max(plan.concurrency)),
+                "CHATKIT_MIN_STREAMS": str(max(plan.concurrency)),
                 **servers.UNTRIPPED_LIMITS,
             }
             tp = servers.start_server("taskpilot", "app.worker:create_app", env, workers=WORKERS, log_dir=scratch)
