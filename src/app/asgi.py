@@ -15,6 +15,7 @@ tests, bench/ and MCP. Each object is built once here and shared (one `UserLimit
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -68,8 +69,12 @@ from app.store.db import SessionMaker, build_db_config
 from app.store.models import Base
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from litestar.plugins.opentelemetry import OpenTelemetryPlugin
     from opentelemetry.trace import Span
+
+log = logging.getLogger("app")
 
 
 def build_chatkit_server(
@@ -220,16 +225,24 @@ class Services:
         self.admission.start()  # each worker measures its own event loop
 
     async def on_shutdown(self, _app: Litestar) -> None:
-        await self.admission.stop()
-        # The model provider's pooled upstream connections (the lean transport's and the openai
-        # client's), closed here rather than left to the process's exit.
-        await self.chatkit_server.assistant.provider.aclose()
-        await self.hosted_chatkit.aclose()
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("admission", self.admission.stop),
+            # The model provider's pooled upstream connections (the lean transport's and the openai
+            # client's), closed here rather than left to the process's exit.
+            ("model provider", self.chatkit_server.assistant.provider.aclose),
+            ("hosted sessions", self.hosted_chatkit.aclose),
+        ]
         if self.transcriber is not None:
-            await self.transcriber.aclose()
-        await self.limits.aclose()
+            steps.append(("transcriber", self.transcriber.aclose))
+        steps.append(("rate limits", self.limits.aclose))
         # Last: the spans of everything above reach the collector before the worker exits.
-        await self.tracing.stop()
+        steps.append(("tracing", self.tracing.stop))
+        for name, step in steps:
+            # Each step whatever the others did: one that raised skipped the rest (the traces' last flush).
+            try:
+                await step()
+            except Exception as exc:
+                log.warning("a shutdown step failed", extra={"fields": {"step": name, "error": type(exc).__name__}})
 
 
 # Probes and scrapes would be most of the traces and tell nothing.

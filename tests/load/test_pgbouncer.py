@@ -123,6 +123,10 @@ async def test_everything_runs_through_pgbouncer_in_transaction_mode_without_the
             fresh_postgres_url, "SELECT status FROM hosted_sessions WHERE user_id = $1 ORDER BY created_at", user
         )
         assert len(sessions) == 2, (user, sessions)  # minted, then refreshed (and cancelled)
+        # Both turns counted, on the usage lane (its own transaction, through PgBouncer): a failure
+        # there is only a warning in the log, never an error the turn shows.
+        usage = await db_fetch(fresh_postgres_url, "SELECT sum(turns) AS turns FROM usage WHERE user_id = $1", user)
+        assert usage[0]["turns"] == 2, (user, usage)
 
 
 async def test_with_the_statement_cache_on_a_transaction_pooler_fails_naming_the_setting(

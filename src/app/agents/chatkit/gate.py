@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import anyio
 import msgspec
-from chatkit.store import Store
+from chatkit.store import NotFoundError, Store
 from chatkit.types import (
     AttachmentsDeleteReq,
     ChatKitReq,
@@ -116,20 +116,38 @@ class Gate:
         async def save(token: str, seconds: float) -> None:
             await self.limits.reserve_new_thread(store, context, thread_id=thread_id, turn=(token, seconds))
 
-        await lease.hold_from(save)
-        return replace(context, reserved_thread_id=thread_id, reserved_turn=lease)
+        reserved = replace(context, reserved_thread_id=thread_id, reserved_turn=lease)
+        try:
+            await lease.hold_from(save)
+        except QuotaExceeded:
+            raise  # refused inside the transaction, rolled back: nothing was saved
+        except BaseException:
+            # The row may have committed before the call failed (the connection died during
+            # COMMIT, the request was cancelled): an empty thread holding this turn's lease would
+            # sit in the user's list, counted against the quota and refusing every turn ("a turn
+            # is running") until the lease expired. Deleted as a failed stream's is; gone with it.
+            await self.drop_reserved_thread(reserved, unsure=True)
+            raise
+        return reserved
 
-    async def drop_reserved_thread(self, context: Any) -> None:
+    async def drop_reserved_thread(self, context: Any, *, unsure: bool = False) -> None:
         """Delete the thread reserved for a `threads.create` whose stream failed before the page
         learned its id: nobody can use it, and it counts against the thread quota. (A 503 here is
         re-sent by a load balancer, which reserves another: without this, empty threads pile up.)
-        Shielded: a disconnect must not cut it short."""
+        Shielded: a disconnect must not cut it short. `unsure`: the reservation itself failed, and
+        the thread may never have been saved."""
         reserved = getattr(context, "reserved_thread_id", None)
         if reserved is None:
             return
         try:
             with anyio.CancelScope(shield=True):
                 await self.store.delete_thread(reserved, context)
+        except NotFoundError:
+            if not unsure:
+                log.warning(
+                    "could not delete an unused new thread",
+                    extra={"fields": {"thread_id": reserved, "error": "NotFoundError"}},
+                )
         except Exception as exc:  # the store may be what failed: the empty thread then stays until deleted
             log.warning(
                 "could not delete an unused new thread",
