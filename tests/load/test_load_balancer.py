@@ -4,9 +4,10 @@ serve` instances (2 workers each, one PostgreSQL, one Redis, PROMETHEUS_MULTIPRO
 100 users x 3 turns go through HAProxy while instance two gets SIGTERM a third of the way in:
 every turn must answer 200 without an error event (HAProxy stops routing to the draining
 instance on its /ready check, and sends again what a draining instance refused; a turn the
-instance left refuses at capacity, 503 + Retry-After before any byte, is sent again after the
-wait, as a ChatKit user would), and every stored row must be one a user was shown. A burst of 5 messages by one user, spread over both
-instances, must get exactly the limit of 3 through (one Redis budget). Hosted sessions are
+instance left refuses at capacity, 503 + Retry-After before any byte, is sent again after
+the wait, as a ChatKit user would), and every stored row must be one a user was shown. A
+burst of 5 messages by one user, spread over both instances, must get exactly the limit of 3
+through (one Redis budget). Hosted sessions are
 minted, refreshed and cancelled through HAProxy; attachments are created on one instance,
 uploaded (signed URL) on the other, and their signed preview URL minted on that one is fetched
 from the first.
