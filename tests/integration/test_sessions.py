@@ -680,11 +680,15 @@ async def test_a_200_without_a_usable_session_is_502_and_records_nothing(
     hosted_db: Hosted, fake_openai: FakeOpenAI, body: dict[str, object]
 ) -> None:
     fake_openai.fail("create", 200, body=body)
-    async with hosted_db() as (client, app):
+    # The injected answer serves one request only. With hosted_env's 5 s timeout, a fake thread
+    # starved that long on a loaded machine timed the first attempt out after it took the bad
+    # body; the SDK's retry then got a real session: 200 and a row (flaky under load).
+    async with hosted_db(OPENAI_TIMEOUT_SECONDS="60") as (client, app):
         response = await client.post("/api/chatkit/sessions", headers=headers_for(app, "alice"))
         recorded = await rows(db_url(app))
     problem = assert_problem(response, 502)
     assert "no usable session" in problem["detail"] and "OPENAI_BASE_URL" in problem["detail"]
+    assert len(fake_openai.creates()) == 1  # a 200 is not retried, whatever its body
     assert recorded == []
 
 
