@@ -212,7 +212,8 @@ def test_hosted_mode_shows_each_session_error_in_words_never_a_blank_widget(
     next(el for el in css(driver, ".tp-account button") if el.text == "Switch user").click()
     fake_openai.delay(4, times=2)
     sign_in(driver, "gil")
-    assert ui(driver) == "hosted-error"
+    assert ui(driver) == "hosted-error", [(r.path, (r.body or {}).get("user")) for r in fake_openai.requests]
+    assert [r.body["user"] for r in fake_openai.creates()[2:]] == ["gil", "gil"], "one mint, tried twice"
     assert notice_text(driver).startswith("Gateway Timeout: OpenAI did not answer in time"), notice_text(driver)
     assert retry_button(driver).is_enabled() and retry_button(driver).text == "Retry"
     retry_button(driver).click()

@@ -60,7 +60,7 @@ class FakeOpenAI:
         self.requests: list[Recorded] = []
         self.sessions: dict[str, dict[str, Any]] = {}
         self._failures: dict[str, deque[Failure]] = {"create": deque(), "cancel": deque()}
-        self._delays: deque[float] = deque()
+        self._delays: dict[str, deque[float]] = {"create": deque(), "cancel": deque()}
         self._before_create: deque[Callable[[], None]] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -98,10 +98,12 @@ class FakeOpenAI:
             for _ in range(times):
                 self._failures[operation].append(Failure(status, body, dict(headers or {})))
 
-    def delay(self, seconds: float, *, times: int = 1) -> None:
-        """Make the next `times` requests wait `seconds` before answering."""
+    def delay(self, seconds: float, *, times: int = 1, operation: str = "create") -> None:
+        """Make the next `times` requests of `operation` ("create" or "cancel") wait `seconds`
+        before answering. Per operation, so a sign-out's cancel never takes a delay meant for a
+        mint."""
         with self._lock:
-            self._delays.extend([seconds] * times)
+            self._delays[operation].extend([seconds] * times)
 
     def before_next_create(self, action: Callable[[], None]) -> None:
         """Run `action` (on the fake's thread) when the next create arrives, before it is answered
@@ -133,9 +135,11 @@ class FakeOpenAI:
             body = raw.decode(errors="replace")
         headers = {k.lower(): v for k, v in handler.headers.items()}
         path = handler.path.split("?", 1)[0]
+        kind = "create" if path == "/v1/chatkit/sessions" else "cancel" if _CANCEL_PATH.match(path) else None
         with self._lock:
             self.requests.append(Recorded("POST", path, headers, body))
-            wait = self._delays.popleft() if self._delays else 0.0
+            delays = self._delays[kind] if kind else None
+            wait = delays.popleft() if delays else 0.0
         if wait:
             self._stopping.wait(wait)
 
