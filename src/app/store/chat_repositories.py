@@ -261,18 +261,7 @@ class ChatRows:
         now: dt.datetime,
     ) -> None:
         """Insert or update; an update keeps `created_at` and `seq` and bumps `updated_at`."""
-        await self.runner.execute(
-            THREAD_UPSERT,
-            {
-                "user_id": user_id,
-                "id": thread_id,
-                "seq": next_seq(),
-                "title": title,
-                "created_at": created_at,
-                "updated_at": now,
-                "data": data,
-            },
-        )
+        await self.runner.execute(THREAD_UPSERT, _thread_row(user_id, thread_id, title, created_at, data, now))
 
     async def reserve_thread(
         self,
@@ -287,20 +276,8 @@ class ChatRows:
         lease_expires: dt.datetime | None,
     ) -> None:
         """Insert a new thread holding the turn lease `lease` until `lease_expires` (or none)."""
-        await self.runner.execute(
-            THREAD_RESERVE,
-            {
-                "user_id": user_id,
-                "id": thread_id,
-                "seq": next_seq(),
-                "title": title,
-                "created_at": created_at,
-                "updated_at": now,
-                "data": data,
-                "turn_lease": lease,
-                "turn_lease_expires_at": lease_expires,
-            },
-        )
+        row = _thread_row(user_id, thread_id, title, created_at, data, now)
+        await self.runner.execute(THREAD_RESERVE, {**row, "turn_lease": lease, "turn_lease_expires_at": lease_expires})
 
     async def get_item(self, *, user_id: str, thread_id: str, item_id: str) -> str | None:
         """The item's JSON text, or None."""
@@ -672,3 +649,18 @@ async def purge_threads(session: AsyncSession, user_id: str, thread_ids: Sequenc
         attachments=len(storage_keys),
         storage_keys=tuple(key for key in storage_keys if key),
     )
+
+
+def _thread_row(
+    user_id: str, thread_id: str, title: str | None, created_at: dt.datetime, data: str, now: dt.datetime
+) -> dict[str, Any]:
+    """The parameters every thread write sends (`THREAD_UPSERT`, `THREAD_RESERVE`)."""
+    return {
+        "user_id": user_id,
+        "id": thread_id,
+        "seq": next_seq(),
+        "title": title,
+        "created_at": created_at,
+        "updated_at": now,
+        "data": data,
+    }

@@ -325,51 +325,31 @@ class StatementRunner(Protocol):
     async def execute(self, statement: Runnable, params: Mapping[str, Any]) -> int: ...
 
 
-def _thread_upsert(dialect_name: str) -> Any:
-    """Insert or update a thread; an update keeps `created_at` and `seq` and bumps `updated_at`."""
-    statement = dialect_insert(THREADS, dialect_name).values(
-        user_id=bindparam("user_id"),
-        id=bindparam("id"),
-        seq=bindparam("seq"),
-        title=bindparam("title"),
-        created_at=bindparam("created_at", type_=DateTimeUTC()),
-        updated_at=bindparam("updated_at", type_=DateTimeUTC()),
-        data=_json_param("data", dialect_name),
-    )
+def _thread_write(dialect_name: str, *, with_lease: bool) -> Any:
+    """Insert or update a thread; an update keeps `created_at` and `seq` and bumps `updated_at`.
+
+    `with_lease` also writes the row's turn lease (NULL for none): the thread a `threads.create`
+    reserves, whose turn then claims nothing more (`ChatKitStore.reserve_thread`); a conflict there
+    is the same reservation run again after its connection died, so the row is this reservation's.
+    Without it an update leaves the lease alone: the library saves the thread mid-turn."""
+    columns: dict[str, Any] = {
+        "user_id": bindparam("user_id"),
+        "id": bindparam("id"),
+        "seq": bindparam("seq"),
+        "title": bindparam("title"),
+        "created_at": bindparam("created_at", type_=DateTimeUTC()),
+        "updated_at": bindparam("updated_at", type_=DateTimeUTC()),
+        "data": _json_param("data", dialect_name),
+    }
+    updated = ["title", "data", "updated_at"]
+    if with_lease:
+        columns["turn_lease"] = bindparam("turn_lease", type_=String)
+        columns["turn_lease_expires_at"] = bindparam("turn_lease_expires_at", type_=DateTimeUTC())
+        updated += ["turn_lease", "turn_lease_expires_at"]
+    statement = dialect_insert(THREADS, dialect_name).values(**columns)
     return statement.on_conflict_do_update(
         index_elements=[THREADS.c.user_id, THREADS.c.id],
-        set_={
-            "title": statement.excluded.title,
-            "data": statement.excluded.data,
-            "updated_at": statement.excluded.updated_at,
-        },
-    )
-
-
-def _thread_reserve(dialect_name: str) -> Any:
-    """Save a new thread holding a turn lease (or none): the thread a `threads.create` reserves,
-    whose turn then claims nothing more (`ChatKitStore.reserve_thread`). A conflict is the same
-    reservation run again after its connection died: the row is this reservation's."""
-    statement = dialect_insert(THREADS, dialect_name).values(
-        user_id=bindparam("user_id"),
-        id=bindparam("id"),
-        seq=bindparam("seq"),
-        title=bindparam("title"),
-        created_at=bindparam("created_at", type_=DateTimeUTC()),
-        updated_at=bindparam("updated_at", type_=DateTimeUTC()),
-        data=_json_param("data", dialect_name),
-        turn_lease=bindparam("turn_lease", type_=String),
-        turn_lease_expires_at=bindparam("turn_lease_expires_at", type_=DateTimeUTC()),
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[THREADS.c.user_id, THREADS.c.id],
-        set_={
-            "title": statement.excluded.title,
-            "data": statement.excluded.data,
-            "updated_at": statement.excluded.updated_at,
-            "turn_lease": statement.excluded.turn_lease,
-            "turn_lease_expires_at": statement.excluded.turn_lease_expires_at,
-        },
+        set_={name: statement.excluded[name] for name in updated},
     )
 
 
@@ -459,8 +439,8 @@ def _attachment_upsert(dialect_name: str) -> Any:
     )
 
 
-THREAD_UPSERT = CompiledOnce(_thread_upsert)
-THREAD_RESERVE = CompiledOnce(_thread_reserve)
+THREAD_UPSERT = CompiledOnce(functools.partial(_thread_write, with_lease=False))
+THREAD_RESERVE = CompiledOnce(functools.partial(_thread_write, with_lease=True))
 ITEM_UPSERT = CompiledOnce(_item_upsert)
 ITEM_ADD_POSTGRESQL = CompiledOnce(_item_add_postgresql)
 ATTACHMENT_UPSERT = CompiledOnce(_attachment_upsert)
