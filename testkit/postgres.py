@@ -46,3 +46,15 @@ async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
         return list(await connection.fetch(query, *args))
     finally:
         await connection.close()
+
+
+async def terminate_other_connections(url: str) -> int:
+    """End every other connection to `url`'s database (`pg_terminate_backend`), as a restart or an
+    idle-connection reaper would; how many were ended."""
+    rows = await fetch(
+        url,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    killed: int = rows[0][0]
+    return killed

@@ -84,15 +84,7 @@ async def test_lost_connections_are_retried_and_the_rest_of_the_pool_is_replaced
     await store.save_thread(_thread(), ALICE)
     # Three pooled connections, all checked in.
     await asyncio.gather(*(store.load_thread_items("thr_1", None, 20, "asc", ALICE) for _ in range(3)))
-    admin = await asyncpg.connect(postgres.asyncpg_dsn(postgres_url))
-    try:
-        killed = await admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-    finally:
-        await admin.close()
-    assert killed >= 3
+    assert await postgres.terminate_other_connections(postgres_url) >= 3
     retries = metrics.STORE_RETRIES.labels(reason="connection_lost")
     before = retries._value.get()
     await store.add_thread_item("thr_1", _reply(1), ALICE)
@@ -167,14 +159,7 @@ async def test_a_session_retry_on_a_dead_connection_keeps_the_objects_it_held(
         await session.commit()
         row = await session.get_one(HostedSession, ("alice", "cksess_1"))
         await session.commit()  # the connection goes back to the pool, where it dies
-        admin = await asyncpg.connect(postgres.asyncpg_dsn(postgres_url))
-        try:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await admin.close()
+        await postgres.terminate_other_connections(postgres_url)
         assert await session.scalar(select(func.count()).select_from(HostedSession)) == 1  # retried
         assert row.status == "active"  # still loaded: no lazy load outside an await
         row.status = "refreshed"  # still tracked: the change is flushed
@@ -184,18 +169,6 @@ async def test_a_session_retry_on_a_dead_connection_keeps_the_objects_it_held(
 
 
 # ---- transactions on the lane: the quotas' lock, count and write ----------------------------------
-
-
-async def _kill_pooled_connections(postgres_url: str) -> int:
-    admin = await asyncpg.connect(postgres.asyncpg_dsn(postgres_url))
-    try:
-        killed: int = await admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-    finally:
-        await admin.close()
-    return killed
 
 
 async def test_a_lane_transaction_rolls_back_when_its_block_raises(engine: AsyncEngine) -> None:
@@ -259,7 +232,7 @@ async def test_a_task_create_on_the_lane_replaces_a_dead_pooled_connection_once(
 
     session_maker = async_sessionmaker(engine)
     first = await TaskService.create_in(session_maker, "alice", TaskCreate(title="one"), max_tasks=max_tasks)
-    assert await _kill_pooled_connections(postgres_url) >= 1
+    assert await postgres.terminate_other_connections(postgres_url) >= 1
     second = await TaskService.create_in(session_maker, "alice", TaskCreate(title="two"), max_tasks=max_tasks)
     assert (first.number, second.number) == (1, 2)
     async with TaskService.begin(session_maker, "alice") as service:

@@ -216,7 +216,6 @@ async def test_a_dead_pooled_connection_neither_loses_nor_doubles_a_turns_usage(
 ) -> None:
     """After a restart (every backend terminated), the first usage write meets a dead pooled
     connection: it runs again on a fresh one, and the turn is counted once; so is the budget's read."""
-    import asyncpg
     from testkit import postgres
 
     assert session_maker.kw["bind"].dialect.name == "postgresql"
@@ -224,14 +223,7 @@ async def test_a_dead_pooled_connection_neither_loses_nor_doubles_a_turns_usage(
     erin = user()
     await book.record(erin, turn("m1", 100, 10))  # a pooled connection
     for step in ("record", "check"):
-        admin = await asyncpg.connect(postgres.asyncpg_dsn(postgres_url))
-        try:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await admin.close()
+        await postgres.terminate_other_connections(postgres_url)
         if step == "record":
             await book.record(erin, turn("m1", 100, 10))
         else:
