@@ -145,13 +145,16 @@ async def run(
         await database.drop_database(name)
     result: dict[str, Any] = {"rounds": rounds, "delay_ms": delay_ms, "turns_per_round": turns, "frames": frames}
     for arm, samples in cpu.items():
-        per_delta = sorted(
+        rounds_per_delta = [
             (long - short) / (LONG - SHORT) for short, long in zip(samples[SHORT], samples[LONG], strict=True)
-        )
+        ]
+        per_delta = sorted(rounds_per_delta)
         figures = {
             "cpu_ms_per_turn": {str(n): round(statistics.median(v) * 1000, 2) for n, v in samples.items()},
             "cpu_ms_per_delta": round(statistics.median(per_delta) * 1000, 4),
             "cpu_ms_per_delta_range": [round(per_delta[0] * 1000, 4), round(per_delta[-1] * 1000, 4)],
+            # In round order: arms measured in the same round saw the same machine (pair them).
+            "cpu_ms_per_delta_rounds": [round(v * 1000, 4) for v in rounds_per_delta],
         }
         result[arm or "figures"] = figures
         print(
