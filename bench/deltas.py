@@ -1,6 +1,7 @@
 """CPU per text delta of a provider-path turn, in-process, without HTTP in front of the server.
 
     python -m bench.deltas [--rounds N] [--turns N] [--delay-ms MS] [--profile DIR]
+    python -m bench.deltas --merge     # the event merge alone: openai-chatkit's against ours
 
 One turn is `threads.create` through the app's own ChatKit server (`handle`, then the controller's
 `with_keepalive`), PostgreSQL behind it, the lean model transport reading `bench/fake_upstream.py`
@@ -234,13 +235,84 @@ def delta_stages(directory: Path, turns: int, cpu_ms_per_delta: float) -> dict[s
     return {stage: round(seconds * scale * 1000, 4) for stage, seconds in stages.items()}
 
 
+async def merge_cost(rounds: int = 15, events: int = 5000) -> dict[str, float]:
+    """CPU per event of the turn's event merge alone, openai-chatkit's `_merge_generators` (as it
+    ships) against `app.agents.chatkit.merge.merged`, alternating: one event at a time through a
+    queue-backed source (as the SDK's stream and ChatKit's tool queue are), the other idle. The
+    figures include this harness's own hand-off (an `asyncio.Event` per event: the "none" arm, the
+    source read directly)."""
+    import importlib.util
+
+    from app.agents.chatkit import merge
+
+    spec = importlib.util.find_spec("chatkit.agents")
+    assert spec is not None
+    assert spec.loader is not None
+    shipped = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shipped)
+    # "none": the source read directly, no merge (what the harness itself costs).
+    merges = {"chatkit": shipped._merge_generators, "ours": merge.merged, "none": lambda source, idle: source}
+
+    class QueueSource:
+        def __init__(self) -> None:
+            self.queue: asyncio.Queue[int | None] = asyncio.Queue()
+
+        def __aiter__(self) -> QueueSource:
+            return self
+
+        async def __anext__(self) -> int:
+            item = await self.queue.get()
+            if item is None:
+                raise StopAsyncIteration
+            return item
+
+    async def once(merged: Callable[..., Any]) -> float:
+        source, idle = QueueSource(), QueueSource()
+        got = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in merged(source, idle):
+                got.set()
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0)
+        started = time.process_time()
+        for n in range(events):
+            source.queue.put_nowait(n)
+            await got.wait()
+            got.clear()
+        cpu = time.process_time() - started
+        source.queue.put_nowait(None)
+        await consumer
+        return cpu / events
+
+    samples: dict[str, list[float]] = {name: [] for name in merges}
+    for r in range(rounds):
+        for name in list(merges) if r % 2 == 0 else list(reversed(merges)):
+            samples[name].append(await once(merges[name]))
+    result = {f"{name}_us_per_event": round(statistics.median(v) * 1e6, 2) for name, v in samples.items()}
+    paired = [ours / chatkit for ours, chatkit in zip(samples["ours"], samples["chatkit"], strict=True)]
+    result["ours_over_chatkit"] = round(statistics.median(paired), 3)
+    print(
+        f"event merge, CPU per event: chatkit {result['chatkit_us_per_event']} us, "
+        f"ours {result['ours_us_per_event']} us (paired median ratio {result['ours_over_chatkit']}); "
+        f"the harness alone {result['none_us_per_event']} us",
+        flush=True,
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--delay-ms", type=int, default=2)
     parser.add_argument("--profile", default=None)
+    parser.add_argument("--merge", action="store_true", help="measure the event merge alone")
     args = parser.parse_args()
+    if args.merge:
+        asyncio.run(merge_cost())
+        return
     asyncio.run(run(args.rounds, args.turns, args.delay_ms, args.profile))
 
 
