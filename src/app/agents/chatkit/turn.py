@@ -34,7 +34,7 @@ from chatkit.types import (
 from opentelemetry.trace import Span
 
 from app.agents.assistant import Assistant, TurnContext, describe_model_error, model_error_log
-from app.agents.chatkit import notices
+from app.agents.chatkit import merge, notices
 from app.agents.chatkit.composer import NO_CHOICE, ComposerChoices, TurnChoice
 from app.agents.chatkit.entities import annotate
 from app.agents.chatkit.language import note_message, thread_language
@@ -48,6 +48,9 @@ from app.services.quotas import UserLimits
 from app.services.usage import TurnTokens, UsageBook
 
 log = logging.getLogger("app.chatkit")
+
+# `stream_agent_response` merges the SDK's events with the tools' without a task per event.
+merge.install()
 
 # How many of the newest items a resumed turn looks through for the user message it answers.
 RESUME_LOOKBACK = 20

@@ -1,0 +1,320 @@
+"""CPU per text delta of a provider-path turn, in-process, without HTTP in front of the server.
+
+    python -m bench.deltas [--rounds N] [--turns N] [--delay-ms MS] [--profile DIR]
+    python -m bench.deltas --merge     # the event merge alone: openai-chatkit's against ours
+
+One turn is `threads.create` through the app's own ChatKit server (`handle`, then the controller's
+`with_keepalive`), PostgreSQL behind it, the lean model transport reading `bench/fake_upstream.py`
+(a process of its own, so its CPU is not counted). Two fakes answer the same turn with SHORT and
+LONG text deltas; rounds alternate between them. CPU per delta is the slope
+(CPU per LONG turn - CPU per SHORT turn) / (LONG - SHORT): everything a turn pays once (auth aside:
+the title call, the store's writes, the run's setup) cancels out. Medians over the rounds.
+`--delay-ms` (default 2) spaces the deltas as a model does: each then travels the whole path on
+its own, as in a real stream (with 0 they arrive together and share their wake-ups).
+`--profile DIR` then profiles SHORT and LONG turns (cProfile on CPU time; `short.prof`, `long.prof`
+in DIR) and prints where one delta's CPU goes, stage by stage along the path (the LONG turns'
+inclusive time of each stage less the SHORT turns', per extra delta; each stage's share of that
+profiled figure applied to the unprofiled CPU per delta: cProfile inflates call-heavy code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import database, loadgen, report, servers
+
+KEY = "sk-bench-deltas"
+SHORT, LONG = 20, 220
+MESSAGE = "what should I do first today?"
+
+
+async def _turns(server: Any, context_for: Any, count: int, expect_frames: int | None) -> tuple[float, int]:
+    """CPU seconds of this process for `count` turns one after another; frames of the last turn."""
+    from chatkit.server import StreamingResult
+
+    from app.http.sse import with_keepalive
+
+    body = loadgen.threads_create(MESSAGE)
+    frames = 0
+    started = time.process_time()
+    for _ in range(count):
+        request = server.parse(body)
+        result = await server.handle(request, context_for())
+        assert isinstance(result, StreamingResult)
+        frames = 0
+        async for chunk in with_keepalive(result.json_events, 15.0):
+            frames += chunk.count(b"\n\n")
+    cpu = time.process_time() - started
+    if expect_frames is not None and frames != expect_frames:
+        raise RuntimeError(f"expected {expect_frames} frames, got {frames}")
+    return cpu, frames
+
+
+async def run(
+    rounds: int,
+    turns: int,
+    delay_ms: int,
+    profile: str | None,
+    arms: dict[str, Callable[[], None]] | None = None,
+) -> dict[str, Any]:
+    """`arms`: named set-ups measured in turn within each round (an A/B in one process, so both
+    see the same machine); by default one arm that changes nothing."""
+    arms = arms or {"": lambda: None}
+    from app.asgi import build_chatkit_server
+    from app.core.context import RequestContext
+    from app.services.attachments.service import AttachmentService
+    from app.settings import Settings
+    from app.store.db import build_db_config
+
+    info = report.machine()
+    print(f"bench.deltas: {report.describe_machine(info)}; deltas {delay_ms} ms apart", flush=True)
+    name = "taskpilot_bench_deltas"
+    url = await database.create_database(name)
+    try:
+        database.migrate(url)
+        with servers.scratch_dir("taskpilot-bench-deltas-") as scratch:
+            fakes = {
+                n: servers.start_server(
+                    f"fake-openai-{n}",
+                    "bench.fake_upstream:create_app",
+                    {"FAKE_OPENAI_KEY": KEY, "FAKE_RESPONSES_DELTAS": str(n), "FAKE_RESPONSES_DELAY_MS": str(delay_ms)},
+                    log_dir=Path(scratch),
+                )
+                for n in (SHORT, LONG)
+            }
+            try:
+                chatkit_servers = {}
+                engines = []
+                for n, fake in fakes.items():
+                    settings = Settings.from_env(
+                        {
+                            "DATABASE_URL": url,
+                            "MODEL_PROVIDER": "openai",
+                            "OPENAI_API_KEY": KEY,
+                            "OPENAI_BASE_URL": f"http://127.0.0.1:{fake.port}/v1",
+                            "MODEL_TRANSPORT": "lean",
+                            **servers.UNTRIPPED_LIMITS,
+                        }
+                    )
+                    db_config = build_db_config(settings)
+                    session_maker = db_config.create_session_maker()
+                    engines.append(db_config.get_engine())
+                    chatkit_servers[n] = build_chatkit_server(
+                        settings, session_maker, AttachmentService.from_settings(settings, session_maker)
+                    )
+                users = iter(range(10**9))
+
+                def context_for() -> RequestContext:
+                    # A user per turn: no thread quota fills up over a run.
+                    return RequestContext(user_id=f"deltas{next(users):07d}", time_zone="UTC")
+
+                frames: dict[int, int] = {}
+                for n, server in chatkit_servers.items():  # warm: connections, imports, caches
+                    _, frames[n] = await _turns(server, context_for, 3, None)
+                if frames[LONG] - frames[SHORT] != LONG - SHORT:
+                    raise RuntimeError(f"frames per turn: {frames}")
+                cpu: dict[str, dict[int, list[float]]] = {arm: {SHORT: [], LONG: []} for arm in arms}
+                for r in range(rounds):
+                    order = (SHORT, LONG) if r % 2 == 0 else (LONG, SHORT)
+                    names = list(arms) if r % 2 == 0 else list(reversed(arms))
+                    for arm in names:
+                        arms[arm]()
+                        for n in order:
+                            seconds, _ = await _turns(chatkit_servers[n], context_for, turns, frames[n])
+                            cpu[arm][n].append(seconds / turns)
+                if profile:
+                    Path(profile).mkdir(parents=True, exist_ok=True)
+                    for n, label in ((SHORT, "short"), (LONG, "long")):
+                        profiler = cProfile.Profile(time.process_time)
+                        profiler.enable()
+                        await _turns(chatkit_servers[n], context_for, turns, frames[n])
+                        profiler.disable()
+                        profiler.dump_stats(Path(profile) / f"{label}.prof")
+                for engine in engines:
+                    await engine.dispose()
+            finally:
+                for fake in fakes.values():
+                    fake.stop()
+    finally:
+        await database.drop_database(name)
+    result: dict[str, Any] = {"rounds": rounds, "delay_ms": delay_ms, "turns_per_round": turns, "frames": frames}
+    for arm, samples in cpu.items():
+        rounds_per_delta = [
+            (long - short) / (LONG - SHORT) for short, long in zip(samples[SHORT], samples[LONG], strict=True)
+        ]
+        per_delta = sorted(rounds_per_delta)
+        figures = {
+            "cpu_ms_per_turn": {str(n): round(statistics.median(v) * 1000, 2) for n, v in samples.items()},
+            "cpu_ms_per_delta": round(statistics.median(per_delta) * 1000, 4),
+            "cpu_ms_per_delta_range": [round(per_delta[0] * 1000, 4), round(per_delta[-1] * 1000, 4)],
+            # In round order: arms measured in the same round saw the same machine (pair them).
+            "cpu_ms_per_delta_rounds": [round(v * 1000, 4) for v in rounds_per_delta],
+        }
+        result[arm or "figures"] = figures
+        print(
+            f"{arm + ': ' if arm else ''}CPU per turn: {figures['cpu_ms_per_turn'][str(SHORT)]} ms ({SHORT} deltas), "
+            f"{figures['cpu_ms_per_turn'][str(LONG)]} ms ({LONG} deltas); per delta {figures['cpu_ms_per_delta']} ms "
+            f"(rounds {figures['cpu_ms_per_delta_range'][0]}..{figures['cpu_ms_per_delta_range'][1]})",
+            flush=True,
+        )
+    if profile:
+        figures = result.get(list(arms)[-1] or "figures")
+        stages = delta_stages(Path(profile), turns, figures["cpu_ms_per_delta"])
+        result["stages_ms_per_delta"] = stages
+        print("where one delta's CPU goes (ms, cProfile shares applied to the unprofiled figure):")
+        for stage, ms in stages.items():
+            print(f"  {ms:7.4f}  {stage}")
+    return result
+
+
+# The stages of a text delta's path, each the inclusive time of its entry functions (`file:function`,
+# summed) less that of the next stage's, which it calls. The path runs in three tasks: the SDK's run
+# loop (the model's bytes to the SDK's queue), the merge's reads of that queue, and the stream's
+# producer (ChatKit's conversion to the frame), then the keepalive side hands each frame on.
+_CHAINS: list[list[tuple[str, tuple[str, ...]]]] = [
+    [
+        ("SDK run loop (per event, its queue's put)", ("run_loop.py:run_single_turn_streamed",)),
+        ("lean transport: SSE parse, JSON, event objects", ("transport.py:_events",)),
+        ("HTTP client read (httpx, httpcore, h11, anyio)", ("_models.py:aiter_bytes",)),
+    ],
+    [
+        (
+            "merge: chatkit's _merge_generators / ours",
+            ("agents.py:_merge_generators", "merge.py:merged", "merge.py:fetch"),
+        ),
+        ("SDK stream_events (its queue's get)", ("result.py:stream_events",)),
+    ],
+    [
+        ("keepalive producer (queue put)", ("sse.py:produce",)),
+        ("gate.holding (turn lease)", ("gate.py:holding",)),
+        ("_frames: event to SSE bytes (pydantic dump)", ("server.py:_frames",)),
+        ("StreamGuard (pending text, UTC stamps)", ("stream.py:events",)),
+        ("chatkit server: _process_events (pending items, store)", ("server.py:_process_streaming_impl",)),
+        ("TaskPilot turn: respond (ids, notices, annotations)", ("server.py:respond",)),
+        ("chatkit stream_agent_response: SDK event to ChatKit event", ("agents.py:stream_agent_response",)),
+        ("merge (consumer side, counted above)", ("agents.py:_merge_generators", "merge.py:merged")),
+    ],
+    [("keepalive consumer (queue get, timeout)", ("sse.py:with_keepalive",))],
+]
+
+
+def _inclusive(stats: Any, entries: tuple[str, ...]) -> float:
+    total = 0.0
+    for (filename, _, function), (_, _, _, cumulative, _) in stats.stats.items():
+        if f"{Path(filename).name}:{function}" in entries:
+            total += cumulative
+    return total
+
+
+def delta_stages(directory: Path, turns: int, cpu_ms_per_delta: float) -> dict[str, float]:
+    """Per-stage CPU of one extra text delta, from the SHORT and LONG profiles in `directory`."""
+    import pstats
+
+    profiles = {n: pstats.Stats(str(directory / f"{label}.prof")) for n, label in ((SHORT, "short"), (LONG, "long"))}
+
+    def per_delta(entries: tuple[str, ...]) -> float:
+        return (_inclusive(profiles[LONG], entries) - _inclusive(profiles[SHORT], entries)) / turns / (LONG - SHORT)
+
+    stages: dict[str, float] = {}
+    for chain in _CHAINS:
+        for (stage, entries), following in zip(chain, [*chain[1:], None], strict=True):
+            if stage.endswith("counted above)"):
+                continue
+            stages[stage] = per_delta(entries) - (per_delta(following[1]) if following else 0.0)
+    totals = {n: sum(row[2] for row in p.stats.values()) for n, p in profiles.items()}  # tottime
+    profiled = (totals[LONG] - totals[SHORT]) / turns / (LONG - SHORT)
+    stages["asyncio loop and the rest (select, handles, callbacks)"] = profiled - sum(stages.values())
+    scale = cpu_ms_per_delta / 1000 / profiled if profiled > 0 else 0.0
+    return {stage: round(seconds * scale * 1000, 4) for stage, seconds in stages.items()}
+
+
+async def merge_cost(rounds: int = 15, events: int = 5000) -> dict[str, float]:
+    """CPU per event of the turn's event merge alone, openai-chatkit's `_merge_generators` (as it
+    ships) against `app.agents.chatkit.merge.merged`, alternating: one event at a time through a
+    queue-backed source (as the SDK's stream and ChatKit's tool queue are), the other idle. The
+    figures include this harness's own hand-off (an `asyncio.Event` per event: the "none" arm, the
+    source read directly)."""
+    import importlib.util
+
+    from app.agents.chatkit import merge
+
+    spec = importlib.util.find_spec("chatkit.agents")
+    assert spec is not None
+    assert spec.loader is not None
+    shipped = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shipped)
+    # "none": the source read directly, no merge (what the harness itself costs).
+    merges = {"chatkit": shipped._merge_generators, "ours": merge.merged, "none": lambda source, idle: source}
+
+    class QueueSource:
+        def __init__(self) -> None:
+            self.queue: asyncio.Queue[int | None] = asyncio.Queue()
+
+        def __aiter__(self) -> QueueSource:
+            return self
+
+        async def __anext__(self) -> int:
+            item = await self.queue.get()
+            if item is None:
+                raise StopAsyncIteration
+            return item
+
+    async def once(merged: Callable[..., Any]) -> float:
+        source, idle = QueueSource(), QueueSource()
+        got = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in merged(source, idle):
+                got.set()
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0)
+        started = time.process_time()
+        for n in range(events):
+            source.queue.put_nowait(n)
+            await got.wait()
+            got.clear()
+        cpu = time.process_time() - started
+        source.queue.put_nowait(None)
+        await consumer
+        return cpu / events
+
+    samples: dict[str, list[float]] = {name: [] for name in merges}
+    for r in range(rounds):
+        for name in list(merges) if r % 2 == 0 else list(reversed(merges)):
+            samples[name].append(await once(merges[name]))
+    result = {f"{name}_us_per_event": round(statistics.median(v) * 1e6, 2) for name, v in samples.items()}
+    paired = [ours / chatkit for ours, chatkit in zip(samples["ours"], samples["chatkit"], strict=True)]
+    result["ours_over_chatkit"] = round(statistics.median(paired), 3)
+    print(
+        f"event merge, CPU per event: chatkit {result['chatkit_us_per_event']} us, "
+        f"ours {result['ours_us_per_event']} us (paired median ratio {result['ours_over_chatkit']}); "
+        f"the harness alone {result['none_us_per_event']} us",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--delay-ms", type=int, default=2)
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--merge", action="store_true", help="measure the event merge alone")
+    args = parser.parse_args()
+    if args.merge:
+        asyncio.run(merge_cost())
+        return
+    asyncio.run(run(args.rounds, args.turns, args.delay_ms, args.profile))
+
+
+if __name__ == "__main__":
+    main()
