@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -60,7 +61,14 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def answers_ok(url: str, process: subprocess.Popen[bytes], seconds: float) -> bool:
+class Process(Protocol):
+    """What `answers_ok` needs of a process: `subprocess.Popen`, or a server forked by the tests'
+    server template."""
+
+    def poll(self) -> int | None: ...
+
+
+def answers_ok(url: str, process: subprocess.Popen[bytes] | Process, seconds: float) -> bool:
     """Poll `url` until it answers 200 (True), `process` exits or `seconds` pass (False)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and process.poll() is None:

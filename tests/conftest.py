@@ -34,6 +34,7 @@ from tests.support.browser import browser, browser_pool, fake_cdn  # noqa: F401 
 from tests.support.fake_model_server import FakeModelServer
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.hosted import API_KEY
+from tests.support.server_template import TEMPLATE
 from tests.support.servers import MIGRATED, POSTGRES_ADMIN_URL, LiveServer, ServerPool, start_live_server
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES", "") in {"1", "true", "yes"}
@@ -246,6 +247,8 @@ def migrated_databases() -> Iterator[None]:
     """The migrated SQLite file and PostgreSQL template that server starts copy; removed at the end."""
     yield
     MIGRATED.close()
+    # After every server it forked was stopped (function and session fixtures end before this one).
+    TEMPLATE.close()
 
 
 __all__ = ["auth_headers", "create_async_engine", "make_settings", "token_for"]

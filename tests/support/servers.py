@@ -32,11 +32,13 @@ from testkit.processes import PROJECT_ROOT, answers_ok, child_environment, free_
 
 from app.ops.serving import granian_argv
 from app.settings import Settings
+from tests.support.server_template import TEMPLATE, TemplateChild
 
 
 @dataclass
 class LiveServer:
-    process: subprocess.Popen[bytes]
+    # A fresh process, or a child of the server template (tests/support/server_template.py).
+    process: subprocess.Popen[bytes] | TemplateChild
     base_url: str
     env: dict[str, str]
     log_path: Path
@@ -79,6 +81,20 @@ def run_cli(args: list[str], env: dict[str, str], *, check: bool = True) -> subp
 UNMEASURED = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
 
 
+# TEST_SERVER_TEMPLATE=0 starts every server as a fresh process (to compare, or to rule the template out).
+SERVER_TEMPLATE_ON = os.environ.get("TEST_SERVER_TEMPLATE", "1") != "0"
+
+
+def template_environment() -> dict[str, str]:
+    """What the server template imports the app with: a server's environment before a test adds to
+    it, unmeasured (coverage starts in each forked server that asks for it)."""
+    env = child_environment()
+    env.update({"APP_ENV": "development", "LOG_LEVEL": "info"})
+    for name in UNMEASURED:
+        env.pop(name, None)
+    return env
+
+
 def start_live_server(
     tmp_path: Path,
     env: dict[str, str],
@@ -116,7 +132,6 @@ def start_live_server(
     if migrate:
         MIGRATED.migrate(full_env)
     log_path = tmp_path / f"server-{port}.log"
-    log_file = log_path.open("wb")
     command = (
         [sys.executable, "-m", "app", "serve"]
         if via_cli
@@ -127,14 +142,23 @@ def start_live_server(
             header_read_timeout_seconds=Settings.from_env(full_env).http_header_read_timeout_seconds,
         )
     )
-    process = subprocess.Popen(
-        command,
-        env=full_env,
-        cwd=PROJECT_ROOT,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, so `stop` can end every worker it left
-    )
+    process: subprocess.Popen[bytes] | TemplateChild
+    if not via_cli and SERVER_TEMPLATE_ON and TEMPLATE.can_serve(full_env, template_environment()):
+        # The same granian command line, forked from a process that has imported the app already:
+        # the workers skip the import (most of a server start; tests/support/server_template.py).
+        process = TEMPLATE.start(command[3:], full_env, PROJECT_ROOT, log_path)
+    else:
+        # `taskpilot serve` is itself under test (it execs granian), or the environment changes
+        # what importing the app does: a fresh process.
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                command,
+                env=full_env,
+                cwd=PROJECT_ROOT,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so `stop` can end every worker it left
+            )
     base_url = f"http://127.0.0.1:{port}"
     server = LiveServer(process=process, base_url=base_url, env=full_env, log_path=log_path)
     if answers_ok(f"{base_url}/health", process, ready_seconds):

@@ -60,10 +60,14 @@ def _drop_library_handlers() -> None:
 
     `chatkit/logger.py`, when first imported with LOG_LEVEL set (the variable we read too), adds
     its own plain-text StreamHandler to the `chatkit` logger, so each of its records was printed
-    twice, once not as JSON. Importing it here first makes sure that handler exists to remove."""
+    twice, once not as JSON. Importing it here first makes sure that handler exists to remove.
+    The level it set from LOG_LEVEL goes too: the root's (`settings.log_level`) decides, whatever
+    the environment held when chatkit was imported (LOG_LEVEL from a .env file is read later, and the
+    tests' servers are forked from a process that imported chatkit once: tests/support/server_template.py)."""
     import chatkit.logger  # noqa: F401  (its import-time handler is what is removed below)
 
     chatkit_logger = logging.getLogger("chatkit")
     for handler in list(chatkit_logger.handlers):
         chatkit_logger.removeHandler(handler)
+    chatkit_logger.setLevel(logging.NOTSET)
     chatkit_logger.propagate = True
