@@ -162,7 +162,9 @@ def test_several_workers_without_a_metrics_dir_get_a_private_one_removed_at_exit
     live_server_factory: Any, fresh_postgres_url: str
 ) -> None:
     server: LiveServer = live_server_factory(
-        {"DATABASE_URL": fresh_postgres_url, "WORKERS": "2", "LOG_LEVEL": "warning"},
+        # LOG_LEVEL info (the default): granian says when each worker started, which the server's
+        # start waits for (`LiveServer.all_workers_started`) before the metrics files are read.
+        {"DATABASE_URL": fresh_postgres_url, "WORKERS": "2"},
         via_cli=True,
         ready_seconds=120,
     )

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,28 @@ class LiveServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def all_workers_started(self, seconds: float) -> bool:
+        """Wait until granian says each of WORKERS workers started (its `[INFO] Started worker-N`).
+
+        One worker answering /health says nothing of the others. A SIGTERM that reaches granian
+        while a worker is still starting leaves it waiting on that worker forever (seen with 2
+        workers: worker-1 stopped, then "Started worker-2", then nothing), and a test reading
+        what every worker wrote reads too early. Below LOG_LEVEL=info granian does not say it:
+        nothing to wait for."""
+        workers = int(self.env.get("WORKERS", "1"))
+        if workers < 2 or self.env.get("LOG_LEVEL", "info").lower() not in {"info", "debug"}:
+            return True
+        expected = [f"Started worker-{n}" for n in range(1, workers + 1)]
+        deadline = time.monotonic() + seconds
+        while self.process.poll() is None:
+            log = self.log()
+            if all(line in log for line in expected):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return False
 
 
 def run_cli(args: list[str], env: dict[str, str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -161,7 +184,7 @@ def start_live_server(
             )
     base_url = f"http://127.0.0.1:{port}"
     server = LiveServer(process=process, base_url=base_url, env=full_env, log_path=log_path)
-    if answers_ok(f"{base_url}/health", process, ready_seconds):
+    if answers_ok(f"{base_url}/health", process, ready_seconds) and server.all_workers_started(ready_seconds):
         return server
     if process.poll() is not None:
         raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
