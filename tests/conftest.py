@@ -35,7 +35,7 @@ from tests.support.fake_model_server import FakeModelServer
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.hosted import API_KEY
 from tests.support.server_template import TEMPLATE
-from tests.support.servers import MIGRATED, POSTGRES_ADMIN_URL, LiveServer, ServerPool, start_live_server
+from tests.support.servers import MIGRATED, POSTGRES_ADMIN_URL, LiveServer, ServerPool, start_live_server, stop_all
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES", "") in {"1", "true", "yes"}
 
@@ -203,8 +203,7 @@ def live_server_factory(tmp_path: Path) -> Iterator[Any]:
         return server
 
     yield start
-    for server in servers:
-        server.stop()
+    stop_all(servers)
 
 
 # ---- fakes of the services TaskPilot calls (one fixture each) -------------------------------------

@@ -22,10 +22,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.engine import make_url
 from testkit.postgres import create_database, drop_database, fetch, scratch_name
@@ -45,18 +45,26 @@ class LiveServer:
     log_path: Path
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        self.signal_stop(sig)
+        return self.finish_stop(timeout)
+
+    def signal_stop(self, sig: int = signal.SIGTERM) -> None:
+        """Ask the server to stop (`finish_stop` waits): several servers then stop side by side."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+
+    def finish_stop(self, timeout: float = 15) -> int:
+        """Wait for a server asked to stop; killed after `timeout` seconds. Its exit status."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
         # A worker granian respawned after a test killed one can outlive its main process (seen as
         # an orphan after tests/load/test_worker_death.py): end whatever is left of the server's group.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        return self.process.returncode
+        return cast(int, self.process.returncode)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -82,6 +90,16 @@ class LiveServer:
                 return False
             time.sleep(0.05)
         return False
+
+
+def stop_all(servers: Iterable[LiveServer]) -> None:
+    """Stop `servers` side by side: all are asked, then each is waited for. One after another, a
+    test process's session pool took seconds per server at its end."""
+    servers = list(servers)
+    for server in servers:
+        server.signal_stop()
+    for server in servers:
+        server.finish_stop()
 
 
 def run_cli(args: list[str], env: dict[str, str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -326,8 +344,7 @@ class ServerPool:
         return server
 
     def close(self) -> None:
-        for server in self.servers.values():
-            server.stop()
+        stop_all(self.servers.values())
         self.servers.clear()
         for name in self.databases:
             _run(drop_database(POSTGRES_ADMIN_URL, name))
