@@ -39,6 +39,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from testkit.processes import PROJECT_ROOT
+
 # What a worker spends its start importing (granian's command line, the app and every library it
 # pulls in). Not `create_app`: it builds engines and services from the environment of one server.
 HEAVY_MODULES = ("granian.cli", "app.asgi", "app.worker")
@@ -304,7 +306,7 @@ class ServerTemplate:
                 self._process = subprocess.Popen(
                     [sys.executable, "-m", "tests.support.server_template"],
                     env=dict(base_env),
-                    cwd=Path(__file__).resolve().parents[2],
+                    cwd=PROJECT_ROOT,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=(self._workdir / "template.log").open("wb"),

@@ -39,19 +39,6 @@ _END: Final = 1
 _FAILED: Final = 2
 
 
-class _Closing:
-    """Whether the merge is ending (one source ended, or the consumer left): read by its readers."""
-
-    def __init__(self) -> None:
-        self._stopping = False
-
-    def stop(self) -> None:
-        self._stopping = True
-
-    def stopping(self) -> bool:  # a method: the readers ask again after each await
-        return self._stopping
-
-
 async def merged(a: AsyncIterator[T1], b: AsyncIterator[T2]) -> AsyncIterator[T1 | T2]:
     """The items of `a` and `b` as they come, until either ends (see the module). (The library's
     signature, parameter names included.)"""
@@ -63,7 +50,7 @@ async def merged(a: AsyncIterator[T1], b: AsyncIterator[T2]) -> AsyncIterator[T1
     grants: list[asyncio.Future[None]] = [loop.create_future(), loop.create_future()]
     for grant in grants:
         grant.set_result(None)
-    closing = _Closing()
+    closing = asyncio.Event()  # set when the merge is ending (a source ended, or the consumer left)
 
     def deliver(entry: tuple[int, int, Any]) -> None:
         ready.append(entry)
@@ -74,7 +61,7 @@ async def merged(a: AsyncIterator[T1], b: AsyncIterator[T2]) -> AsyncIterator[T1
         source = sources[index]
         while True:
             await grants[index]
-            if closing.stopping():
+            if closing.is_set():
                 return
             try:
                 value = await source.__anext__()
@@ -82,13 +69,13 @@ async def merged(a: AsyncIterator[T1], b: AsyncIterator[T2]) -> AsyncIterator[T1
                 deliver((index, _END, None))
                 return
             except asyncio.CancelledError as exc:
-                if not closing.stopping():  # not ours: the consumer sees it, as the library's `task.result()` raised it
+                if not closing.is_set():  # not ours: the consumer sees it, as the library's `task.result()` raised it
                     deliver((index, _FAILED, exc))
                 raise
             except Exception as exc:
                 deliver((index, _FAILED, exc))
                 return
-            if closing.stopping():
+            if closing.is_set():
                 return
             grants[index] = loop.create_future()
             deliver((index, _ITEM, value))
@@ -112,7 +99,7 @@ async def merged(a: AsyncIterator[T1], b: AsyncIterator[T2]) -> AsyncIterator[T1
             else:
                 # One source ended: what the other already fetched is still yielded, its fetch in
                 # flight cancelled.
-                closing.stop()
+                closing.set()
                 other = readers[1 - index]
                 while ready:
                     _, kind, value = ready.popleft()
@@ -123,7 +110,7 @@ async def merged(a: AsyncIterator[T1], b: AsyncIterator[T2]) -> AsyncIterator[T1
                 other.cancel()
                 return
     finally:
-        closing.stop()
+        closing.set()
         for index, reader in enumerate(readers):
             if not grants[index].done():
                 reader.cancel()  # waiting for a grant: holds nothing
