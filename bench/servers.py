@@ -163,6 +163,7 @@ def start_server(
     full_env = {**clean_env(), **env, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers)}
     log_path = log_dir / f"{name}-{port}.log"
     log_file = log_path.open("wb")
+    settings = Settings.from_env(full_env)
     process = subprocess.Popen(
         granian_argv(
             host="127.0.0.1",
@@ -170,7 +171,8 @@ def start_server(
             workers=workers,
             log_level="warning",
             target=target,
-            header_read_timeout_seconds=Settings.from_env(full_env).http_header_read_timeout_seconds,
+            header_read_timeout_seconds=settings.http_header_read_timeout_seconds,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
         ),
         env=full_env,
         cwd=PROJECT_ROOT,

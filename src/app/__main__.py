@@ -61,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=workers,
         log_level=settings.log_level,
         header_read_timeout_seconds=settings.http_header_read_timeout_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
     )
     try:
         metrics_dir, private_metrics = startup.metrics_dir_for(settings, workers)

@@ -227,6 +227,7 @@ class Services:
     async def on_shutdown(self, _app: Litestar) -> None:
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("admission", self.admission.stop),
+            ("turn leases", self.chatkit_server.gate.turns.aclose),
             # The model provider's pooled upstream connections (the lean transport's and the openai
             # client's), closed here rather than left to the process's exit.
             ("model provider", self.chatkit_server.assistant.provider.aclose),

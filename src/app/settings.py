@@ -171,6 +171,8 @@ class _Reader:
 
 
 DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS = 30
+# On SIGTERM, how long open streams may finish before they are cut (also granian's stop timeout).
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 20.0
 # The most concurrent ChatKit streams one worker admits (CHATKIT_MAX_STREAMS): a ceiling over the
 # adaptive limit, which admits what the worker's CPU carries smoothly. It bounds what CPU cannot
 # see: an open stream holds 150-370 KB (measured; docs/production.md, "Capacity and overload"), so
@@ -374,7 +376,7 @@ class Settings:
     # Unset with WORKERS > 1, `taskpilot serve` makes a private one for the run (app.ops.startup).
     prometheus_multiproc_dir: str | None = None
     # On SIGTERM, how long open streams may finish before they are cut (and saved).
-    shutdown_grace_seconds: float = 20.0
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
 
     # Per-user quotas (0 = no quota): what one user may keep, whatever the rate limits let through.
     quota_threads_per_user: int = 1_000

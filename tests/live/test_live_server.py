@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
+from typing import Any
 
 import httpx
+from testkit.processes import child_pids
 
 from tests.support.servers import LiveServer, ServerPool, run_cli, unique_user
 
@@ -83,3 +88,25 @@ def test_dev_token_from_cli_is_accepted(live_servers: ServerPool) -> None:
     # The CLI and the server share the development secret, so the server accepts it.
     response = httpx.get(f"{server.base_url}/api/tasks", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert response.status_code != 401
+
+
+def test_a_worker_that_does_not_stop_is_killed_and_the_instance_stops(live_server_factory: Any) -> None:
+    """A SIGTERM that reaches a worker still starting is lost (granian's respawn after a crash, or
+    the instance's start), and granian then waited on that worker until an orchestrator's SIGKILL.
+    A stopped worker is the same worker, without the race: the instance must still stop, by
+    granian's kill after SHUTDOWN_GRACE_SECONDS and the margin (app.ops.serving)."""
+    server: LiveServer = live_server_factory({"WORKERS": "2", "SHUTDOWN_GRACE_SECONDS": "0", "LOG_LEVEL": "info"})
+    assert server.all_workers_started(60), server.log()[-2000:]
+    stuck = sorted(child_pids(server.process.pid))[0]
+    os.kill(stuck, signal.SIGSTOP)
+    server.signal_stop()
+    try:
+        # Bounded, not timed: without the kill timeout granian waits forever (the stop's default
+        # 15 s would then kill it, and the status says so).
+        status = server.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"granian did not stop: {server.log()[-2000:]}") from None
+    finally:
+        server.stop()
+    assert status == 0, server.log()[-2000:]
+    assert "refused to gracefully stop" in server.log()

@@ -463,3 +463,58 @@ async def test_a_thread_queues_one_turn_per_process(session_maker: Any) -> None:
     await second.release()  # a queued turn that gives up leaves the queue too
     assert not locks._queued
     await first.release()
+
+
+class _ReleaseFailsTwice:
+    """The real store, except that the first two releases fail (the database away as a turn ends)."""
+
+    def __init__(self, store: ChatKitStore[RequestContext]) -> None:
+        self.store = store
+        self.failed = 0
+
+    async def claim_turn(self, thread_id: str, lease: str, seconds: float, context: Any) -> bool:
+        return await self.store.claim_turn(thread_id, lease, seconds, context)
+
+    async def renew_turn(self, thread_id: str, lease: str, seconds: float, context: Any) -> bool:
+        return await self.store.renew_turn(thread_id, lease, seconds, context)
+
+    async def release_turn(self, thread_id: str, lease: str, context: Any) -> None:
+        if self.failed < 2:
+            self.failed += 1
+            raise ConnectionResetError("the database went away")
+        await self.store.release_turn(thread_id, lease, context)
+
+
+async def test_a_release_that_failed_is_tried_again_before_the_lease_expires(session_maker: Any) -> None:
+    store: ChatKitStore[RequestContext] = ChatKitStore(session_maker)
+    alice = RequestContext(user_id="alice")
+    await store.save_thread(ThreadMetadata(id="thr_rel", created_at=dt.datetime.now(dt.UTC)), alice)
+    flaky = _ReleaseFailsTwice(store)
+    # A lease far longer than the test may wait: the thread must come free by the retried release.
+    locks = TurnLocks(flaky, lease_seconds=600)
+    running, waiting = locks.lease("thr_rel", alice), locks.lease("thr_rel", alice)
+    assert await running.try_claim()
+    async with running.kept():
+        pass  # the turn ends; its release fails and is tried again in the background
+    assert flaky.failed == 1 and len(locks._releasing) == 1
+    async with asyncio.timeout(10):
+        await waiting.claim()  # woken by the later release, not by the lease's expiry
+    assert flaky.failed == 2 and waiting.held and not locks._releasing
+    await waiting.release()
+
+
+async def test_releases_still_being_tried_stop_at_shutdown(session_maker: Any) -> None:
+    class _ReleaseNeverWorks(_ReleaseFailsTwice):
+        async def release_turn(self, thread_id: str, lease: str, context: Any) -> None:
+            raise ConnectionResetError("the database went away")
+
+    store: ChatKitStore[RequestContext] = ChatKitStore(session_maker)
+    alice = RequestContext(user_id="alice")
+    await store.save_thread(ThreadMetadata(id="thr_down", created_at=dt.datetime.now(dt.UTC)), alice)
+    locks = TurnLocks(_ReleaseNeverWorks(store), lease_seconds=600)
+    lease = locks.lease("thr_down", alice)
+    assert await lease.try_claim()
+    await lease.release()
+    (retrying,) = locks._releasing
+    await locks.aclose()
+    assert retrying.cancelled() and not locks._releasing

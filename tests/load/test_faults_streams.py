@@ -213,7 +213,9 @@ async def test_client_disconnect_keeps_the_partial_answer_on_postgres(
 async def test_sigkill_mid_stream_keeps_every_item_the_client_saw_done(
     live_server_factory, fresh_postgres_url: str
 ) -> None:
-    env = {"DATABASE_URL": fresh_postgres_url, "LOG_LEVEL": "warning"}
+    # The killed server's turn leaves its thread's lease to expire: the shortest lease allowed, so
+    # the next turn on the thread (below) waits 3 s for it rather than the default 30.
+    env = {"DATABASE_URL": fresh_postgres_url, "LOG_LEVEL": "warning", "CHATKIT_TURN_LEASE_SECONDS": "3"}
     await create_schema(fresh_postgres_url)
     server = live_server_factory({**env, "OFFLINE_MODEL_DELAY_MS": "50"}, migrate=False)
     user = f"sigkill-{uuid.uuid4().hex[:8]}"

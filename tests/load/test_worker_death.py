@@ -98,7 +98,8 @@ async def test_a_killed_worker_is_respawned_and_the_instance_keeps_answering(
             "WORKERS": "2",
             # Slow deltas hold the stream open while its worker is killed.
             "OFFLINE_MODEL_DELAY_MS": "300",
-            "LOG_LEVEL": "warning",
+            # granian says "Started worker-N" at info: the test waits for both replacements.
+            "LOG_LEVEL": "info",
         },
         migrate=False,
         via_cli=True,
@@ -177,6 +178,12 @@ async def test_a_killed_worker_is_respawned_and_the_instance_keeps_answering(
                 headers=headers_for(user),
             )
             assert loaded.status_code == 200, loaded.text
+
+            # Both replacements up before the stop: a SIGTERM reaching one still starting would
+            # be lost, and the stop would end only by granian's kill (app.ops.serving).
+            while server.log().count("Started worker-") < 4:
+                assert time.monotonic() < deadline + 120, server.log()[-3000:]
+                await asyncio.sleep(0.2)
     finally:
         load.stop.set()
         await asyncio.gather(*loops)

@@ -173,6 +173,7 @@ def start_live_server(
     if migrate:
         MIGRATED.migrate(full_env)
     log_path = tmp_path / f"server-{port}.log"
+    settings = Settings.from_env(full_env)
     command = (
         [sys.executable, "-m", "app", "serve"]
         if via_cli
@@ -180,7 +181,8 @@ def start_live_server(
             host="127.0.0.1",
             port=port,
             workers=int(server_env.get("WORKERS", "1")),
-            header_read_timeout_seconds=Settings.from_env(full_env).http_header_read_timeout_seconds,
+            header_read_timeout_seconds=settings.http_header_read_timeout_seconds,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
         )
     )
     process: subprocess.Popen[bytes] | TemplateChild

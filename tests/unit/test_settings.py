@@ -132,5 +132,10 @@ def test_the_header_timeout_reaches_granians_command_line() -> None:
     assert argv[argv.index("--http") + 1] == "1"
     # Without it granian exits when one worker dies (tests/load/test_worker_death.py has the live run).
     assert "--respawn-failed-workers" in argv
+    # A worker that does not stop (a SIGTERM lost while it started) is killed after the grace and a
+    # margin, so the instance's stop ends (tests/live/test_live_server.py has the run).
+    assert argv[argv.index("--workers-kill-timeout") + 1] == "30"
+    graced = granian_argv(host="127.0.0.1", port=8000, workers=1, shutdown_grace_seconds=2.5)
+    assert graced[graced.index("--workers-kill-timeout") + 1] == "13"
     assert Settings.from_env({}).http_header_read_timeout_seconds == 30
     assert Settings.from_env({}).http_body_read_timeout_seconds == 30.0

@@ -6,11 +6,15 @@ flags live here and nowhere else.
 
 from __future__ import annotations
 
+import math
 import sys
 
-from app.settings import DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS
+from app.settings import DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS, DEFAULT_SHUTDOWN_GRACE_SECONDS
 
 APP_FACTORY = "app.worker:create_app"
+# How long after SHUTDOWN_GRACE_SECONDS a worker may take to stop before granian kills it: the cut
+# streams' saves and the shutdown steps (the traces' last flush) run after the grace.
+STOP_MARGIN_SECONDS = 10
 
 
 def granian_argv(
@@ -21,11 +25,12 @@ def granian_argv(
     log_level: str = "info",
     target: str = APP_FACTORY,
     header_read_timeout_seconds: int = DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS,
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS,
 ) -> list[str]:
     """`python -m granian ...` serving the ASGI factory `target` as production does.
 
     `header_read_timeout_seconds` is `HTTP_HEADER_READ_TIMEOUT_SECONDS` (the body timeout is the
-    app's own: granian has none).
+    app's own: granian has none); `shutdown_grace_seconds` is `SHUTDOWN_GRACE_SECONDS`.
     """
     return [
         sys.executable,
@@ -61,5 +66,10 @@ def granian_argv(
         # (`--respawn-interval` paces only reloads and lifetime respawns: a dead worker is replaced
         # at once.)
         "--respawn-failed-workers",
+        # A SIGTERM that reaches a worker still starting (a respawn, or the instance's own start)
+        # is lost: without this, granian then waits on that worker until the orchestrator's
+        # SIGKILL, and the instance never finishes its stop (tests/live/test_live_server.py has the run).
+        "--workers-kill-timeout",
+        str(math.ceil(shutdown_grace_seconds) + STOP_MARGIN_SECONDS),
         target,
     ]

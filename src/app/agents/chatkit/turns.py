@@ -13,8 +13,11 @@ it runs. Why a lease and not a PostgreSQL advisory lock:
 - a lease is the same UPDATE on SQLite, so the embedded default needs no second mechanism.
 
 What a killed worker leaves behind is a lease nobody renews: the thread takes turns again when
-it expires (`CHATKIT_TURN_LEASE_SECONDS`). A turn waiting for the lease polls the database (the
-holder may be another process), and is woken at once when the holder is in its own process.
+it expires (`CHATKIT_TURN_LEASE_SECONDS`). A release that fails (the database away as the turn
+ends) is tried again in the background until the lease would have expired anyway, so a user who
+retries once the database is back is not kept waiting for the expiry. A turn waiting for the
+lease polls the database (the holder may be another process), and is woken at once when the
+holder is in its own process.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ log = logging.getLogger("app.chatkit")
 # holder is about to finish (its last writes), a few cheap UPDATEs a second when it is thinking.
 FIRST_RETRY_SECONDS = 0.02
 RETRY_CEILING_SECONDS = 0.5
+# A release that failed is tried again after this long, doubling up to the ceiling.
+FIRST_RELEASE_RETRY_SECONDS = 0.25
+RELEASE_RETRY_CEILING_SECONDS = 2.0
 
 
 class LeaseStore(Protocol):
@@ -56,6 +62,8 @@ class TurnLocks:
         self._waiting: dict[tuple[str, str], int] = {}
         # The threads with a turn queued in this process (`queue`): at most one each.
         self._queued: set[tuple[str, str]] = set()
+        # Releases being tried again (`TurnLease.release`); kept here so they are not collected.
+        self._releasing: set[asyncio.Task[None]] = set()
 
     def lease(self, thread_id: str, context: Any) -> TurnLease:
         return TurnLease(self, thread_id, context)
@@ -96,6 +104,33 @@ class TurnLocks:
         event = self._released.pop(key, None)
         if event is not None:
             event.set()
+
+    def _release_later(self, lease: TurnLease) -> None:
+        task = asyncio.get_running_loop().create_task(self._retry_release(lease))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def _retry_release(self, lease: TurnLease) -> None:
+        # The lease was renewed at most `lease_seconds` ago: past that it has expired on its own.
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.lease_seconds
+        delay = FIRST_RELEASE_RETRY_SECONDS
+        while loop.time() + delay < give_up_at:
+            await asyncio.sleep(delay)
+            try:
+                await self.store.release_turn(lease.thread_id, lease._token, lease._context)
+            except Exception:
+                delay = min(delay * 2, RELEASE_RETRY_CEILING_SECONDS)
+                continue
+            log.info("a turn lease was released on a later try", extra={"fields": {"thread_id": lease.thread_id}})
+            self._wake(lease._key)
+            return
+
+    async def aclose(self) -> None:
+        """Stop the releases still being tried (the worker's shutdown): their leases expire."""
+        for task in list(self._releasing):
+            task.cancel()
+        await asyncio.gather(*self._releasing, return_exceptions=True)
 
 
 class TurnLease:
@@ -161,11 +196,12 @@ class TurnLease:
         try:
             with anyio.CancelScope(shield=True):
                 await self._locks.store.release_turn(self.thread_id, self._token, self._context)
-        except Exception as exc:  # the lease then frees the thread when it expires
+        except Exception as exc:  # tried again in the background; at worst the lease expires
             log.warning(
                 "could not release a turn lease",
                 extra={"fields": {"thread_id": self.thread_id, "error": type(exc).__name__}},
             )
+            self._locks._release_later(self)
         finally:
             self._locks._wake(self._key)
 
