@@ -228,7 +228,7 @@ def test_hosted_mode_shows_each_session_error_in_words_never_a_blank_widget(
         "create", 429, headers={"retry-after": "17"}, body=error_body("Slow down", type_="requests", code="rate_limit")
     )
     sign_in(driver, "hal")
-    assert ui(driver) == "hosted-error"
+    assert ui(driver) == "hosted-error", [(r.path, (r.body or {}).get("user")) for r in fake_openai.requests]
     assert notice_text(driver) == (
         "Service Unavailable: OpenAI is rate-limiting this server's ChatKit sessions; retry in 17 seconds."
     )

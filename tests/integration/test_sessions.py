@@ -841,3 +841,24 @@ async def test_one_openai_client_per_app_made_lazily_and_closed_on_shutdown(host
 
 
 # --- over real HTTP against a granian process --------------------------------------------------
+
+
+async def test_the_fakes_failures_go_to_the_requests_that_arrive_after_them(fake_openai: FakeOpenAI) -> None:
+    """The hosted page's browser test relies on this: a mint the server gave up on (held by
+    `delay`) must not take the failure queued afterwards for the next user's mint."""
+    from tests.support.fake_openai import BETA_HEADER
+
+    headers = {"Authorization": f"Bearer {fake_openai.api_key}", "OpenAI-Beta": BETA_HEADER}
+
+    def mint(user: str) -> dict[str, Any]:
+        return {"user": user, "workflow": {"id": "wf_fake"}}
+
+    fake_openai.delay(1.0)
+    async with httpx.AsyncClient(base_url=fake_openai.base_url, headers=headers, timeout=10) as http:
+        held = asyncio.create_task(http.post("/chatkit/sessions", json=mint("gil")))
+        while not fake_openai.creates():
+            await asyncio.sleep(0.01)
+        fake_openai.fail("create", 429, headers={"retry-after": "17"})
+        assert (await held).status_code == 200  # answered after the failure was queued: not its
+        refused = await http.post("/chatkit/sessions", json=mint("hal"))
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "17"

@@ -136,14 +136,23 @@ class FakeOpenAI:
         headers = {k.lower(): v for k, v in handler.headers.items()}
         path = handler.path.split("?", 1)[0]
         kind = "create" if path == "/v1/chatkit/sessions" else "cancel" if _CANCEL_PATH.match(path) else None
+        authorized = headers.get("authorization") == f"Bearer {self.api_key}"
+        beta = headers.get("openai-beta") == BETA_HEADER
         with self._lock:
             self.requests.append(Recorded("POST", path, headers, body))
+            # Everything queued for "the next request" is taken as it arrives, not after its delay:
+            # a request held by `delay` that the server gave up on must not take a failure queued
+            # later for another one (the hosted page's 504 step, then its 503 step).
             delays = self._delays[kind] if kind else None
             wait = delays.popleft() if delays else 0.0
+            action = failure = None
+            if kind is not None and authorized and beta:
+                action = self._before_create.popleft() if kind == "create" and self._before_create else None
+                failure = self._failures[kind].popleft() if self._failures[kind] else None
         if wait:
             self._stopping.wait(wait)
 
-        if headers.get("authorization") != f"Bearer {self.api_key}":
+        if not authorized:
             presented = headers.get("authorization", "").removeprefix("Bearer ")
             masked = f"{presented[:3]}***{presented[-4:]}" if presented else ""
             # OpenAI quotes a masked key back; TaskPilot must never pass that message on.
@@ -157,24 +166,16 @@ class FakeOpenAI:
                 ),
             )
             return
-        if headers.get("openai-beta") != BETA_HEADER:
+        if not beta:
             self._send(
                 handler,
                 400,
                 error_body("Missing OpenAI-Beta: chatkit_beta=v1", type_="invalid_request_error"),
             )
             return
-
-        if path == "/v1/chatkit/sessions":
-            operation = "create"
-        elif _CANCEL_PATH.match(path):
-            operation = "cancel"
-        else:
+        if kind is None:
             self._send(handler, 404, error_body(f"Unknown path {path}", type_="invalid_request_error"))
             return
-        with self._lock:
-            action = self._before_create.popleft() if operation == "create" and self._before_create else None
-            failure = self._failures[operation].popleft() if self._failures[operation] else None
         if action is not None:
             action()
         if failure is not None:
@@ -182,7 +183,7 @@ class FakeOpenAI:
             self._send(handler, failure.status, body_out, failure.headers)
             return
 
-        if operation == "create":
+        if kind == "create":
             self._create(handler, body)
         else:
             match = _CANCEL_PATH.match(path)
