@@ -236,3 +236,32 @@ async def test_a_request_the_server_does_not_read_is_a_write_timeout() -> None:
     async with serving(handler) as served, client(timeout=0.3) as http:
         with pytest.raises(httpx.WriteTimeout):
             await http.post(f"http://127.0.0.1:{served.port}/", content=b"x" * (64 * 1024 * 1024))
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+async def test_a_reader_that_falls_behind_pauses_the_socket_and_then_gets_every_byte(tls: bool, tmp_path: Path) -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB: far past the high-water mark while nobody reads
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer(body))
+        await writer.drain()
+
+    server_context, trusting = None, None
+    if tls:
+        cert, key = self_signed("localhost", tmp_path)
+        server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_context.load_cert_chain(cert, key)
+        trusting = httpx.create_ssl_context(verify=ssl.create_default_context(cafile=str(cert)))
+    host = "localhost" if tls else "127.0.0.1"
+    async with (
+        serving(handler, server_context) as served,
+        client(trusting, timeout=5) as http,
+        http.stream("GET", f"{'https' if tls else 'http'}://{host}:{served.port}/") as response,
+    ):
+        stream = response.extensions["network_stream"]
+        protocol = stream._protocol
+        while not protocol.reading_paused:  # the socket is paused once the unread bytes pile up
+            await asyncio.sleep(0.01)
+        received = b"".join([chunk async for chunk in response.aiter_raw()])
+    assert received == body

@@ -179,6 +179,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if transport is None:  # the connection closed during the handshake
             self._transport.close()
             raise httpcore.ConnectError("the connection closed during the TLS handshake")
+        # The TLS transport now feeds the protocol: flow control must pause and resume that one
+        # (asyncio does not call `connection_made` again). Pausing the TCP transport underneath
+        # and resuming the TLS one left a reader that fell behind waiting forever.
+        self._protocol.transport = transport
         return AsyncioStream(transport, self._protocol)
 
     def get_extra_info(self, info: str) -> Any:
