@@ -2,6 +2,7 @@
 
     python -m bench.deltas [--rounds N] [--turns N] [--delay-ms MS] [--profile DIR]
     python -m bench.deltas --merge     # the event merge alone: openai-chatkit's against ours
+    python -m bench.deltas --net       # A/B: the lean transport on httpx's default transport and on ours
 
 One turn is `threads.create` through the app's own ChatKit server (`handle`, then the controller's
 `with_keepalive`), PostgreSQL behind it, the lean model transport reading `bench/fake_upstream.py`
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -63,9 +65,11 @@ async def run(
     delay_ms: int,
     profile: str | None,
     arms: dict[str, Callable[[], None]] | None = None,
+    net_ab: bool = False,
 ) -> dict[str, Any]:
     """`arms`: named set-ups measured in turn within each round (an A/B in one process, so both
-    see the same machine); by default one arm that changes nothing."""
+    see the same machine); by default one arm that changes nothing. `net_ab`: the arms are the lean
+    transport's HTTP transports (`_net_arms`)."""
     arms = arms or {"": lambda: None}
     from app.asgi import build_chatkit_server
     from app.core.context import RequestContext
@@ -75,7 +79,7 @@ async def run(
 
     info = report.machine()
     print(f"bench.deltas: {report.describe_machine(info)}; deltas {delay_ms} ms apart", flush=True)
-    name = "taskpilot_bench_deltas"
+    name = f"taskpilot_bench_deltas_{os.getpid()}"  # helpers running side by side each get their own
     url = await database.create_database(name)
     try:
         database.migrate(url)
@@ -115,9 +119,13 @@ async def run(
                     # A user per turn: no thread quota fills up over a run.
                     return RequestContext(user_id=f"deltas{next(users):07d}", time_zone="UTC")
 
+                if net_ab:
+                    arms = _net_arms([server.assistant.provider.transport for server in chatkit_servers.values()])
                 frames: dict[int, int] = {}
-                for n, server in chatkit_servers.items():  # warm: connections, imports, caches
-                    _, frames[n] = await _turns(server, context_for, 3, None)
+                for arm in arms:
+                    arms[arm]()
+                    for n, server in chatkit_servers.items():  # warm: connections, imports, caches
+                        _, frames[n] = await _turns(server, context_for, 3, None)
                 if frames[LONG] - frames[SHORT] != LONG - SHORT:
                     raise RuntimeError(f"frames per turn: {frames}")
                 cpu: dict[str, dict[int, list[float]]] = {arm: {SHORT: [], LONG: []} for arm in arms}
@@ -139,6 +147,10 @@ async def run(
                         profiler.dump_stats(Path(profile) / f"{label}.prof")
                 for engine in engines:
                     await engine.dispose()
+                for server in chatkit_servers.values():
+                    await server.assistant.provider.aclose()
+                for extra in _net_clients:
+                    await extra.aclose()
             finally:
                 for fake in fakes.values():
                     fake.stop()
@@ -172,6 +184,33 @@ async def run(
         for stage, ms in stages.items():
             print(f"  {ms:7.4f}  {stage}")
     return result
+
+
+_net_clients: list[Any] = []
+
+
+def _net_arms(transports: list[Any]) -> dict[str, Callable[[], None]]:
+    """The lean transport's HTTP client with httpx's default transport (httpcore's AnyIO backend)
+    and with ours (`app.agents.net`, the default), each kept warm, swapped in before each arm's turns."""
+    import httpx
+
+    from app.agents.transport import LIMITS
+
+    clients = {
+        "httpx": [httpx.AsyncClient(timeout=t.timeout, limits=LIMITS) for t in transports],
+        "asyncio": [t.client for t in transports],
+    }
+    assert all(c._transport.__class__.__name__ == "AsyncioTransport" for c in clients["asyncio"])
+    _net_clients.extend(clients["httpx"] + clients["asyncio"])
+
+    def use(arm: str) -> Callable[[], None]:
+        def swap() -> None:
+            for transport, client in zip(transports, clients[arm], strict=True):
+                transport._client = client  # the client the next request is sent with
+
+        return swap
+
+    return {arm: use(arm) for arm in clients}
 
 
 # The stages of a text delta's path, each the inclusive time of its entry functions (`file:function`,
@@ -309,11 +348,14 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=int, default=2)
     parser.add_argument("--profile", default=None)
     parser.add_argument("--merge", action="store_true", help="measure the event merge alone")
+    parser.add_argument(
+        "--net", action="store_true", help="A/B the lean transport's sockets: httpx's default transport against ours"
+    )
     args = parser.parse_args()
     if args.merge:
         asyncio.run(merge_cost())
         return
-    asyncio.run(run(args.rounds, args.turns, args.delay_ms, args.profile))
+    asyncio.run(run(args.rounds, args.turns, args.delay_ms, args.profile, net_ab=args.net))
 
 
 if __name__ == "__main__":

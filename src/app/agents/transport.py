@@ -52,6 +52,7 @@ from openai.types.responses import (
 )
 
 from app.agents.chatkit import notices
+from app.agents.net import AsyncioTransport, proxied
 from app.agents.stream_events import parse_stream_event
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ logger = logging.getLogger(__name__)
 INITIAL_RETRY_DELAY: Final = 0.5
 MAX_RETRY_DELAY: Final = 8.0
 MAX_RETRY_AFTER_DELAY: Final = 120.0
+# The pool: up to 1000 streams at once, 100 idle connections kept (httpx's 5 s keep-alive expiry).
+LIMITS: Final = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 
 # The per-token events: flat (no nested model to build), most of a stream, and built unvalidated.
 _DELTAS: Final[dict[str, type[Any]]] = {
@@ -252,11 +255,13 @@ class Transport:
     def client(self) -> httpx.AsyncClient:
         # Made on first use, inside the server's event loop, and kept for the process.
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=self._http_transport,
-                timeout=self.timeout,
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-            )
+            transport = self._http_transport
+            if transport is None and not proxied():
+                # Our asyncio sockets under httpcore (`app.agents.net`: less CPU per streamed read).
+                # With a proxy configured, httpx's own transport: it reads HTTP(S)_PROXY, ALL_PROXY
+                # and NO_PROXY, which a client given a transport no longer does.
+                transport = AsyncioTransport(LIMITS)
+            self._client = httpx.AsyncClient(transport=transport, timeout=self.timeout, limits=LIMITS)
         return self._client
 
     async def aclose(self) -> None:
