@@ -120,7 +120,9 @@ def recorded(case: str) -> list[Recorded]:
             continue
         error = json.loads((CORPUS / case / f"{n}.json").read_text())
         answers.append(
-            Recorded(json.dumps(error["body"]).encode(), status=error["status"], headers=tuple(error["headers"].items()))
+            Recorded(
+                json.dumps(error["body"]).encode(), status=error["status"], headers=tuple(error["headers"].items())
+            )
         )
     return answers
 
@@ -230,6 +232,8 @@ SHOWS: dict[str, Callable[[dict[str, Any]], bool]] = {
     f"{CHAT}/error_status": lambda r: "500" in _text(r) and '"type":"notice"' in _text(r) and " again" in _text(r),
     # (Here the SDK drops the queued deltas on both paths: the body comes in one read, see `settled`.)
     f"{CHAT}/error_mid_stream": lambda r: '"type":"assistant_message"' in _text(r) and '"type":"error"' in _text(r),
-    f"{CHAT}/lenient_server": lambda r: "Sure — done! 👍" in _text(r) and r["usage"] in ([], [("gpt-5-mini", 0, 0, 0, 0)]),
+    f"{CHAT}/lenient_server": lambda r: (
+        "Sure — done! 👍" in _text(r) and r["usage"] in ([], [("gpt-5-mini", 0, 0, 0, 0)])
+    ),
     f"{CHAT}/reasoning_content": lambda r: "Checking the list" in _text(r) and r["usage"][0][4] == 48,
 }

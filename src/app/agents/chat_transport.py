@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Final, Literal, cast
 
 import httpx
@@ -80,7 +80,8 @@ class _Builder:
                 raise TypeError(f"{model.__name__}.{name} has a mutable default")
             self.defaults[name] = default
             annotation = field.annotation
-            kind, detail = _OTHER, None
+            kind: int = _OTHER
+            detail: Any = None
             if not field.metadata:
                 scalars = _scalar_types(annotation)
                 origin = typing.get_origin(annotation)
@@ -90,7 +91,10 @@ class _Builder:
                 elif isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
                     kind, detail = _MODEL, annotation
                 elif (
-                    origin is list and len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], pydantic.BaseModel)
+                    origin is list
+                    and len(args) == 1
+                    and isinstance(args[0], type)
+                    and issubclass(args[0], pydantic.BaseModel)
                 ):
                     kind, detail = _MODELS, args[0]
             self.fields[name] = (kind, detail, annotation, field.metadata)
@@ -151,7 +155,7 @@ class ChunkStream:
     def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         return self._chunks
 
-    async def _read(self) -> AsyncIterator[ChatCompletionChunk]:
+    async def _read(self) -> AsyncGenerator[ChatCompletionChunk]:
         async for payload in sse_payloads(self.response):
             yield chunk(payload)
 

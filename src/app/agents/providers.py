@@ -207,7 +207,9 @@ class LeanProvider(OwnedClientProvider):
         name = model_name if model_name is not None else get_default_model()
         if not self.use_responses:
             return LeanChatCompletionsModel(name, self._client_for_checks, self.transport)
-        return LeanResponsesModel(name, self._client_for_checks, self.transport, model_is_explicit=model_name is not None)
+        return LeanResponsesModel(
+            name, self._client_for_checks, self.transport, model_is_explicit=model_name is not None
+        )
 
 
 class _SdkTraceProvider(DefaultTraceProvider):
