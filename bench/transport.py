@@ -88,7 +88,12 @@ async def run(quick: bool, chat: bool = False) -> dict[str, Any]:
                     cpu[transport].append(await _answers(models[transport], answers, chat) / answers)
         finally:
             fake.stop()
-    out: dict[str, Any] = {"api": "chat_completions" if chat else "responses", "deltas_per_answer": DELTAS, "answers_per_round": answers, "rounds": rounds}
+    out: dict[str, Any] = {
+        "api": "chat_completions" if chat else "responses",
+        "deltas_per_answer": DELTAS,
+        "answers_per_round": answers,
+        "rounds": rounds,
+    }
     for transport in TRANSPORTS:
         per_answer_ms = statistics.median(cpu[transport]) * 1000
         out[transport] = {
