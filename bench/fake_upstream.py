@@ -9,7 +9,9 @@ its own. TaskPilot and the direct SDK calls in `bench/mint.py` both talk to it.
 `POST /v1/responses` streams a model's answer as the Responses API does (`response.created`,
 the message's item and part, FAKE_RESPONSES_DELTAS `response.output_text.delta` events
 FAKE_RESPONSES_DELAY_MS apart, then the `done` events and `response.completed`); without
-`"stream": true` (a thread title) it answers the whole response at once. The frames are built
+`"stream": true` (a thread title) it answers the whole response at once. `POST /v1/chat/completions`
+streams the same answer as Chat Completions chunks (the role chunk, FAKE_RESPONSES_DELTAS content
+deltas, the finish chunk, the usage chunk when `stream_options.include_usage` asks, `[DONE]`). The frames are built
 once at start-up, so the stand-in's own CPU per delta stays far below the server's it feeds.
 
     FAKE_OPENAI_KEY          the API key it accepts
@@ -154,6 +156,32 @@ class ResponsesScript:
         return [*self.head, *([self.delta] * self.deltas), *self.tail]
 
 
+def chat_frames(deltas: int, include_usage: bool) -> list[bytes]:
+    """The SSE frames of one streamed Chat Completions answer, as OpenAI sends them."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {**CHAT_CHUNK, "choices": [choice], "usage": None}
+
+    chunks = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    chunks += [chunk({"content": DELTA_TEXT})] * deltas
+    chunks.append(chunk({}, "stop"))
+    if include_usage:
+        usage = {"prompt_tokens": 1000, "completion_tokens": deltas, "total_tokens": 1000 + deltas}
+        chunks.append({**CHAT_CHUNK, "choices": [], "usage": usage})
+    return [f"data: {json.dumps(c)}\n\n".encode() for c in chunks] + [b"data: [DONE]\n\n"]
+
+
+CHAT_CHUNK: dict[str, Any] = {
+    "id": "chatcmpl-bench",
+    "object": "chat.completion.chunk",
+    "created": 1765100000,
+    "model": "gpt-5-mini-2025-08-07",
+    "service_tier": "default",
+    "system_fingerprint": None,
+}
+
+
 def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     script = ResponsesScript(int(os.environ.get("FAKE_RESPONSES_DELTAS", "20")))
     delay = int(os.environ.get("FAKE_RESPONSES_DELAY_MS", "0")) / 1000
@@ -220,6 +248,15 @@ def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
             await respond(
                 send, 401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
             )
+            return
+        if path == "/v1/chat/completions":
+            body = json.loads(b"".join(chunks) or b"{}")
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+            )
+            for frame in chat_frames(script.deltas, bool((body.get("stream_options") or {}).get("include_usage"))):
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         if path == "/v1/responses":
             body = json.loads(b"".join(chunks) or b"{}")

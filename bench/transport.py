@@ -1,12 +1,16 @@
 """The model transport alone: client CPU per streamed answer and per text delta, stock vs lean.
 
-    python -m bench.transport [--quick]
+    python -m bench.transport [--quick] [--chat]
 
 The Agents SDK's Responses model (`stream_response`, as the run loop calls it) reads answers of
 FAKE_RESPONSES_DELTAS deltas from `bench/fake_upstream.py` (a process of its own) through each
 `MODEL_TRANSPORT` in turn, rounds alternating so both see the same machine; this process's CPU
 time is what a TaskPilot worker spends receiving a model's answer, before the SDK's run loop,
 ChatKit and the store (bench.turns measures the whole turn). Medians over the rounds.
+
+`--chat`: the same through the `openai-compatible` provider (the SDK's Chat Completions model,
+`include_usage` on as the assistant asks) against the stand-in's `/v1/chat/completions`; figures go
+to `results/transport_chat.json`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,14 +35,14 @@ DELTAS = 200
 TRANSPORTS = ("openai", "lean")
 
 
-async def _answers(model: Any, count: int) -> float:
+async def _answers(model: Any, count: int, chat: bool = False) -> float:
     """CPU seconds of this process to read `count` streamed answers, one after another."""
     started = time.process_time()
     for _ in range(count):
         stream = model.stream_response(
             "Be brief.",
             "what should I do first today?",
-            ModelSettings(),
+            ModelSettings(include_usage=True) if chat else ModelSettings(),
             [],
             None,
             [],
@@ -51,10 +56,11 @@ async def _answers(model: Any, count: int) -> float:
     return time.process_time() - started
 
 
-async def run(quick: bool) -> dict[str, Any]:
+async def run(quick: bool, chat: bool = False) -> dict[str, Any]:
     rounds, answers = (3, 10) if quick else (7, 40)
     info = report.machine()
-    print(f"bench.transport{' (quick)' if quick else ''}: {report.describe_machine(info)}", flush=True)
+    label = f"bench.transport{' --chat' if chat else ''}{' (quick)' if quick else ''}"
+    print(f"{label}: {report.describe_machine(info)}", flush=True)
     with servers.scratch_dir("taskpilot-bench-transport-") as scratch:
         fake = servers.start_server(
             "fake-openai",
@@ -67,7 +73,7 @@ async def run(quick: bool) -> dict[str, Any]:
             for transport in TRANSPORTS:
                 provider, name = build_model_provider(
                     ProviderConfig(
-                        provider="openai",
+                        provider="openai-compatible" if chat else "openai",
                         model="gpt-5-mini",
                         api_key=KEY,
                         base_url=f"http://127.0.0.1:{fake.port}/v1",
@@ -75,14 +81,19 @@ async def run(quick: bool) -> dict[str, Any]:
                     )
                 )
                 models[transport] = provider.get_model(name)
-                await _answers(models[transport], 2)  # warm: connections, imports, caches
+                await _answers(models[transport], 2, chat)  # warm: connections, imports, caches
             cpu: dict[str, list[float]] = {t: [] for t in TRANSPORTS}
             for _ in range(rounds):
                 for transport in TRANSPORTS:
-                    cpu[transport].append(await _answers(models[transport], answers) / answers)
+                    cpu[transport].append(await _answers(models[transport], answers, chat) / answers)
         finally:
             fake.stop()
-    out: dict[str, Any] = {"deltas_per_answer": DELTAS, "answers_per_round": answers, "rounds": rounds}
+    out: dict[str, Any] = {
+        "api": "chat_completions" if chat else "responses",
+        "deltas_per_answer": DELTAS,
+        "answers_per_round": answers,
+        "rounds": rounds,
+    }
     for transport in TRANSPORTS:
         per_answer_ms = statistics.median(cpu[transport]) * 1000
         out[transport] = {
@@ -97,11 +108,11 @@ async def run(quick: bool) -> dict[str, Any]:
     out["lean_vs_openai"] = round(out["lean"]["cpu_ms_per_answer"] / out["openai"]["cpu_ms_per_answer"], 2)
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(f"  lean / openai: {out['lean_vs_openai']}x (load average {out['load_average']})", flush=True)
-    path = Path(__file__).parent / "results" / "transport.json"
+    path = Path(__file__).parent / "results" / ("transport_chat.json" if chat else "transport.json")
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     return out
 
 
 if __name__ == "__main__":
-    asyncio.run(run(report.quick_mode()))
+    asyncio.run(run(report.quick_mode(), chat="--chat" in sys.argv[1:]))

@@ -277,9 +277,9 @@ class Settings:
 
     # `offline` needs no key; `openai` is the Responses API; `openai-compatible` Chat Completions.
     model_provider: ModelProvider = "offline"
-    # How the `openai` provider's Responses requests travel: `lean` (TaskPilot's own transport: one
-    # pooled HTTP client, unvalidated delta events) or `openai` (the openai client, the reference).
-    # `openai-compatible` always uses the openai client.
+    # How the model requests of `openai` (Responses) and `openai-compatible` (Chat Completions) travel:
+    # `lean` (TaskPilot's own transport: one pooled HTTP client, cheaply built delta events) or
+    # `openai` (the openai client, the reference).
     model_transport: ModelTransport = "lean"
     # The model of the `openai` and `openai-compatible` providers.
     model: str = "gpt-5-mini"

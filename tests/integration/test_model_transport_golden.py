@@ -3,9 +3,10 @@ replayed through the stock openai client (`MODEL_TRANSPORT=openai`, the referenc
 transport (`lean`) gives byte-identical ChatKit SSE frames, identical stored items and identical
 token usage.
 
-The app runs in-process; the model is the `openai` provider over real HTTP against the fake model
-server (tests/support/fake_model_server.py), which sends each recorded stream byte for byte. Only
-what the server makes up per run is normalised: ids it generates and timestamps.
+The app runs in-process; the model is the `openai` provider (Responses; the corpus's top-level
+cases) or the `openai-compatible` one (Chat Completions; `chat_completions/`) over real HTTP against
+the fake model server (tests/support/fake_model_server.py), which sends each recorded answer byte
+for byte. Only what the server makes up per run is normalised: ids it generates and timestamps.
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ from tests.support.chatkit_client import ChatKitClient, StreamResult
 from tests.support.fake_model_server import FakeModelServer, Recorded
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "model_streams"
-CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
+CHAT = "chat_completions"  # the Chat Completions cases' folder; every other folder is a Responses case
+CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir() and p.name != CHAT) + sorted(
+    f"{CHAT}/{p.name}" for p in (CORPUS / CHAT).iterdir() if p.is_dir()
+)
 PROMPTS = {"tool_calls": "add buy milk (high), buy bread (low, whole grain) and buy eggs tomorrow"}
+PROMPTS[f"{CHAT}/tool_calls"] = PROMPTS["tool_calls"]
 
 # Ids and instants the server makes up (the recorded streams' own ids, e.g. `msg_text1`, stay).
 # (`thr_…`, `msg_…`, `wf_…` and request ids: 32 hex digits; task ids: UUIDs.)
@@ -72,15 +77,28 @@ def settled(frames: list[str], failed: bool) -> list[str]:
     """`frames` as far as a turn that ends in an error (`failed`) is sure to deliver them.
 
     Why: when the SDK's run loop raises (the refusal case: `ModelRefusalError` once the response is
-    complete), its `stream_events` drops the events still queued, so whether the refused message's
-    `thread.item.done` reached ChatKit (and the store) before the error is a race of the SDK's,
-    whatever the transport. Such a turn is compared without its assistant messages' done frames
-    and stored messages; every other frame stays, in order.
+    complete; an error event or a broken stream mid-answer), its `stream_events` drops the events
+    still queued, so how far the failing message's updates and its `thread.item.done` reached
+    ChatKit (and the store) before the error is a race of the SDK's (it depends on how often the
+    model's stream lets the event loop run), whatever the transport. Such a turn is compared
+    without its assistant messages' updates and done frames and stored messages (`in_flight`
+    compares the updates as far as both got); every other frame stays, in order.
     """
     if not failed:
         return frames
+    racy = set(in_flight(frames, failed))
     done = re.compile(r'"type":"thread\.item\.done","item":\{[^{]*"type":"assistant_message"')
-    return [frame for frame in frames if not done.search(frame)]
+    return [frame for frame in frames if frame not in racy and not done.search(frame)]
+
+
+def in_flight(frames: list[str], failed: bool) -> list[str]:
+    """The updates of a failed turn's assistant messages, in order (see `settled`)."""
+    if not failed:
+        return []
+    added = re.compile(r'"type":"thread\.item\.added","item":\{"id":"([^"]+)"[^{]*"type":"assistant_message"')
+    messages = {match.group(1) for frame in frames if (match := added.search(frame))}
+    updated = re.compile(r'"type":"thread\.item\.updated","item_id":"([^"]+)"')
+    return [frame for frame in frames if (match := updated.search(frame)) and match.group(1) in messages]
 
 
 def stored(result: dict[str, Any], failed: bool) -> list[Any]:
@@ -93,21 +111,33 @@ def stored(result: dict[str, Any], failed: bool) -> list[Any]:
 
 
 def recorded(case: str) -> list[Recorded]:
-    return [
-        Recorded((CORPUS / case / f"{n}.sse").read_bytes()) for n in range(1, len(list((CORPUS / case).iterdir())) + 1)
-    ]
+    """`case`'s answers in order: `n.sse` a stream, `n.json` an error answer (`status`, `headers`, `body`)."""
+    answers = []
+    for n in range(1, len(list((CORPUS / case).iterdir())) + 1):
+        stream = CORPUS / case / f"{n}.sse"
+        if stream.exists():
+            answers.append(Recorded(stream.read_bytes()))
+            continue
+        error = json.loads((CORPUS / case / f"{n}.json").read_text())
+        answers.append(
+            Recorded(
+                json.dumps(error["body"]).encode(), status=error["status"], headers=tuple(error["headers"].items())
+            )
+        )
+    return answers
 
 
 async def replay(tmp_path: Path, case: str, transport: str) -> dict[str, Any]:
     """One `threads.create` turn answered by `case`'s streams through `transport`: what the user
     received, what was stored, the tokens recorded, and the requests the model server got."""
     fake = FakeModelServer(list(recorded(case)))
+    provider_name = "openai-compatible" if case.startswith(f"{CHAT}/") else "openai"
     try:
         directory = tmp_path / transport
         directory.mkdir(parents=True)
         settings = make_settings(
             directory,
-            MODEL_PROVIDER="openai",
+            MODEL_PROVIDER=provider_name,
             OPENAI_API_KEY=fake.api_key,
             OPENAI_BASE_URL=fake.base_url,
             MODEL_TRANSPORT=transport,
@@ -118,7 +148,7 @@ async def replay(tmp_path: Path, case: str, transport: str) -> dict[str, Any]:
         # second model call racing the answer (the frames' order stays deterministic).
         provider, _ = build_model_provider(
             ProviderConfig(
-                provider="openai",
+                provider=provider_name,
                 model=settings.model,
                 api_key=fake.api_key,
                 base_url=fake.base_url,
@@ -146,6 +176,7 @@ async def replay(tmp_path: Path, case: str, transport: str) -> dict[str, Any]:
             "stored": [stored.body["items"], items.body],
             "usage": usage,
             "requests": fake.requests,
+            "paths": fake.paths,
         }
     finally:
         fake.close()
@@ -158,6 +189,11 @@ async def test_both_transports_give_the_same_frames_items_and_usage(tmp_path: Pa
 
     failed = '"type":"error"' in stock["frames"][-1]
     assert settled(normalised(lean["frames"]), failed) == settled(normalised(stock["frames"]), failed)
+    # What a failed turn's message got through before the error: the same updates, cut at the same
+    # point or one path further along.
+    lean_updates, stock_updates = (in_flight(normalised(r["frames"]), failed) for r in (lean, stock))
+    shorter, longer = sorted((lean_updates, stock_updates), key=len)
+    assert longer[: len(shorter)] == shorter
     assert normalised([repr(stored(lean, failed))]) == normalised([repr(stored(stock, failed))])
     assert lean["usage"] == stock["usage"]
     # The same requests: the body the SDK builds, sent unchanged (the same JSON; key order aside).
@@ -167,6 +203,7 @@ async def test_both_transports_give_the_same_frames_items_and_usage(tmp_path: Pa
     # Every recorded stream was asked for, and the case shows what it is named for (a golden test
     # of two equally empty turns would prove nothing).
     assert len(lean["requests"]) == len(recorded(case))
+    assert lean["paths"] == stock["paths"]
     assert SHOWS[case](lean), case
 
 
@@ -185,4 +222,18 @@ SHOWS: dict[str, Callable[[dict[str, Any]], bool]] = {
     "error_mid_stream": lambda r: '"delta":" look"' in _text(r) and '"type":"error"' in _text(r),
     "lenient_server": lambda r: "Sure — done! 👍" in _text(r) and r["usage"] == [("gpt-5-mini", 950, 0, 33, 0)],
     "usage": lambda r: r["usage"] == [("gpt-5-mini", 31234, 30720, 777, 512)],
+    f"{CHAT}/text": lambda r: "enjoy" in _text(r) and r["usage"] == [("gpt-5-mini", 1840, 1536, 64, 0)],
+    f"{CHAT}/tool_calls": lambda r: all(
+        f"Added #{n} Buy {what}" in _text(r) for n, what in enumerate(("milk", "bread", "eggs"), 1)
+    ),
+    f"{CHAT}/refusal": lambda r: '"type":"error"' in _text(r),
+    f"{CHAT}/usage": lambda r: r["usage"] == [("gpt-5-mini", 31234, 30720, 777, 512)],
+    # The 500 retried once, the turn told why before the wait.
+    f"{CHAT}/error_status": lambda r: "500" in _text(r) and '"type":"notice"' in _text(r) and " again" in _text(r),
+    # (Here the SDK drops the queued deltas on both paths: the body comes in one read, see `settled`.)
+    f"{CHAT}/error_mid_stream": lambda r: '"type":"assistant_message"' in _text(r) and '"type":"error"' in _text(r),
+    f"{CHAT}/lenient_server": lambda r: (
+        "Sure — done! 👍" in _text(r) and r["usage"] in ([], [("gpt-5-mini", 0, 0, 0, 0)])
+    ),
+    f"{CHAT}/reasoning_content": lambda r: "Checking the list" in _text(r) and r["usage"][0][4] == 48,
 }

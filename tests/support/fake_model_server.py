@@ -1,7 +1,7 @@
 """Local stand-ins for a model provider over real HTTP: Chat Completions and Responses, streaming.
 
 Each request pops the next scripted step (`ToolCall`, `ToolCalls` (several in one response, Chat
-Completions), `Reply`, `Recorded` (a recorded Responses stream, sent as it is), or an HTTP status to
+Completions), `Reply`, `Recorded` (a recorded stream or error answer, sent as it is), or an HTTP status to
 fail with); `Slow(seconds, step)` answers that step after a silence, `Held(step)` once the test
 releases it, `Reasoned(summary, step)` (Responses) after streaming a reasoning summary. Requests whose
 instructions ask for a thread title get `title` instead, so title
@@ -57,9 +57,12 @@ class Held:
 
 @dataclass(frozen=True)
 class Recorded:
-    """A recorded upstream Responses stream, sent byte for byte (tests/data/model_streams/)."""
+    """A recorded upstream answer (tests/data/model_streams/): a stream, sent byte for byte, or, with
+    a `status`, an error answer of that status with `headers` and `body` (JSON)."""
 
     body: bytes
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -177,12 +180,30 @@ class FakeModelServer:
         handler.send_header("Cache-Control", "no-cache")
         handler.end_headers()
 
+    @classmethod
+    def _recorded(cls, handler: Any, step: Recorded) -> None:
+        if step.status != 200:
+            handler.send_response(step.status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(step.body)))
+            for name, value in step.headers:
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(step.body)
+            return
+        cls._sse_start(handler)
+        handler.wfile.write(step.body)
+        handler.wfile.flush()
+
     # ---- Chat Completions ------------------------------------------------------------------------
 
     def _chat(self, handler: Any, body: dict[str, Any]) -> None:
         step = self._next(body)
         if isinstance(step, int):
             handler._json(step, {"error": {"message": f"scripted failure {step}", "type": "server_error"}})
+            return
+        if isinstance(step, Recorded):
+            self._recorded(handler, step)
             return
         created = int(time.time())
         if not body.get("stream"):
@@ -277,9 +298,7 @@ class FakeModelServer:
             handler._json(step, {"error": {"message": f"scripted failure {step}", "type": "server_error"}})
             return
         if isinstance(step, Recorded):
-            self._sse_start(handler)
-            handler.wfile.write(step.body)
-            handler.wfile.flush()
+            self._recorded(handler, step)
             return
 
         reasoning = step.summary if isinstance(step, Reasoned) else None

@@ -9,16 +9,20 @@ from typing import Any, cast
 
 import httpx
 import openai
+import pydantic
 import pytest
 from agents import Agent, ModelSettings, RunConfig, Runner
+from openai._models import construct_type
+from openai.types.chat import ChatCompletionChunk
 from openai.types.responses import ResponseTextDeltaEvent
 
+from app.agents.chat_transport import chunk as chat_chunk
 from app.agents.chatkit import notices
 from app.agents.offline.planner import Reply
 from app.agents.providers import ProviderConfig, build_model_provider
 from app.agents.transport import LeanResponsesModel, Transport, retry_wait, sse_data, stream_event
 from app.ops.openai_failures import describe_openai_failure
-from tests.support.fake_model_server import FakeModelServer
+from tests.support.fake_model_server import FakeModelServer, Recorded
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -260,3 +264,193 @@ async def test_a_non_streamed_answer_whose_body_breaks_off_is_a_connection_failu
     finally:
         await transport.aclose()
         await client.close()
+
+
+def _same_model(a: Any, b: Any, path: str = "$") -> None:
+    """`a` and `b` built alike: the same classes, fields, fields set, extra fields and values, all the way down."""
+    assert type(a) is type(b), (path, type(a), type(b))
+    if isinstance(a, pydantic.BaseModel):
+        assert a.model_fields_set == b.model_fields_set, path
+        assert list(a.__dict__) == list(b.__dict__), path
+        for name in a.__dict__:
+            _same_model(a.__dict__[name], b.__dict__[name], f"{path}.{name}")
+        assert (a.__pydantic_extra__ or {}).keys() == (b.__pydantic_extra__ or {}).keys(), path
+        for name in a.__pydantic_extra__ or {}:
+            _same_model(a.__pydantic_extra__[name], b.__pydantic_extra__[name], f"{path}.{name}")  # type: ignore[index]
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for n, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same_model(x, y, f"{path}[{n}]")
+    else:
+        assert a == b, (path, a, b)
+
+
+_TEXT_CHUNK = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion.chunk",
+    "created": 1,
+    "model": "m",
+    "service_tier": "default",
+    "system_fingerprint": None,
+    "choices": [{"index": 0, "delta": {"content": "hi"}, "logprobs": None, "finish_reason": None}],
+    "usage": None,
+    "obfuscation": "Xy",
+}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _TEXT_CHUNK,
+        {"choices": [{"index": 0, "delta": {"role": "assistant"}}]},  # a lenient server: no id, created, object
+        {"choices": []},
+        {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
+        {
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 1,
+                "completion_tokens": 2,
+                "total_tokens": 3,
+                "prompt_tokens_details": {"cached_tokens": 1},
+                "completion_tokens_details": {"reasoning_tokens": 1},
+            },
+        },
+        {
+            "id": "c",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}
+                        ]
+                    },
+                }
+            ],
+        },
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"function": {"arguments": "{"}}]}}]},  # no index
+        {"choices": [{"index": 0, "delta": {"content": "x", "reasoning_content": "r", "thinking_blocks": [{"a": 1}]}}]},
+        {"choices": [{"index": "0", "delta": {"content": 5, "role": "bot"}, "finish_reason": "weird"}], "created": 1.5},
+        {"choices": [{"index": True, "delta": {"content": None, "refusal": "no"}, "finish_reason": "stop"}]},
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"content": "a"},
+                    "logprobs": {"content": [{"token": "a", "logprob": -1, "bytes": None, "top_logprobs": []}]},
+                }
+            ]
+        },
+        {"choices": [{"index": 0, "delta": None}, {"index": 1}], "extra": {"a": [1]}},
+        {"choices": None, "service_tier": "flex"},
+        {"choices": [{"index": 0, "delta": {"function_call": {"name": "x"}}}, "not a choice"]},
+        {"choices": [{"index": 0, "delta": ["not", "a", "delta"]}]},
+        ["not", "a", "chunk"],
+    ],
+)
+def test_a_chunk_is_built_as_the_openai_client_builds_it(data: Any) -> None:
+    """The stock client (non-strict) builds each chunk with `construct_type`; so does the lean
+    path, only without the walk where a value needs none: the same objects, lenient input too."""
+    decoded = json.loads(json.dumps(data))
+    _same_model(chat_chunk(json.loads(json.dumps(data))), construct_type(type_=ChatCompletionChunk, value=decoded))
+
+
+async def _chat_turn(transport: str, script: list[Any], *, api_key: str | None = None) -> dict[str, Any]:
+    """One streamed run of an agent on `openai-compatible` over `transport` against a fake server
+    answering `script`: its output or exception, the retries the turn was told of, the requests made."""
+    fake = FakeModelServer(script)
+    turn = _Turn()
+    token = notices.current.set(turn)  # type: ignore[arg-type]
+    provider, name = build_model_provider(
+        ProviderConfig(
+            provider="openai-compatible",
+            model="gpt-5-mini",
+            api_key=api_key or fake.api_key,
+            base_url=fake.base_url,
+            transport=transport,
+        )
+    )
+    try:
+        result = Runner.run_streamed(
+            Agent(name="a", instructions="i"), "hello", run_config=RunConfig(model_provider=provider, model=name)
+        )
+        try:
+            async for _ in result.stream_events():
+                pass
+            outcome: Any = result.final_output
+        except Exception as exc:
+            outcome = exc
+        return {"outcome": outcome, "retries": turn.retries, "requests": fake.requests}
+    finally:
+        notices.current.reset(token)
+        await provider.aclose()  # type: ignore[attr-defined]
+        fake.close()
+
+
+def _failure(outcome: Any) -> Any:
+    if not isinstance(outcome, openai.APIStatusError):
+        return outcome
+    described = describe_openai_failure(outcome)
+    return (type(outcome), outcome.status_code, outcome.body, described.kind if described else None)
+
+
+@pytest.mark.parametrize(
+    ("script", "api_key"),
+    [
+        ([Reply("fine")], "wrong-key"),  # 401
+        ([Recorded(b'{"error": {"message": "slow down"}}', status=429, headers=(("retry-after", "0.01"),))] * 2, None),
+        (
+            [
+                Recorded(b'{"error": {"message": "slow down"}}', status=429, headers=(("retry-after-ms", "20"),)),
+                Reply("ok"),
+            ],
+            None,
+        ),
+        ([500, Reply("back")], None),
+        ([500, 503], None),
+        ([400], None),
+    ],
+    ids=["401", "429-twice", "429-then-ok", "500-then-ok", "500-503", "400"],
+)
+async def test_chat_completions_failures_and_retries_are_the_stock_clients(
+    script: list[Any], api_key: str | None
+) -> None:
+    stock = await _chat_turn("openai", list(script), api_key=api_key)
+    lean = await _chat_turn("lean", list(script), api_key=api_key)
+    assert _failure(lean["outcome"]) == _failure(stock["outcome"])
+    assert [dict(r, wait=round(r["wait"], 2)) for r in lean["retries"] if r["status"] == 429] == [
+        dict(r, wait=round(r["wait"], 2)) for r in stock["retries"] if r["status"] == 429
+    ]
+    assert [(r["attempt"], r["of"], r["status"]) for r in lean["retries"]] == [
+        (r["attempt"], r["of"], r["status"]) for r in stock["retries"]
+    ]
+    assert lean["requests"] == stock["requests"]
+
+
+async def test_a_non_streamed_chat_completion_is_the_same_on_both_transports() -> None:
+    fake = FakeModelServer([Reply("First answer."), Reply("First answer.")])
+    try:
+        results = []
+        for transport in ("openai", "lean"):
+            provider, name = build_model_provider(
+                ProviderConfig(
+                    provider="openai-compatible",
+                    model="gpt-5-mini",
+                    api_key=fake.api_key,
+                    base_url=fake.base_url,
+                    transport=transport,
+                )
+            )
+            result = await Runner.run(
+                Agent(name="a", instructions="i"), "hello", run_config=RunConfig(model_provider=provider, model=name)
+            )
+            usage = result.context_wrapper.usage
+            results.append(
+                (result.final_output, usage.input_tokens > 0, usage.requests, result.raw_responses[0].output)
+            )
+            await provider.aclose()  # type: ignore[attr-defined]
+        assert results[0][:3] == results[1][:3] == ("First answer.", True, 1)
+        assert repr(results[0][3]) == repr(results[1][3])
+        assert fake.requests[0] == fake.requests[1] and fake.paths == ["/v1/chat/completions"] * 2
+    finally:
+        fake.close()

@@ -144,6 +144,14 @@ HOOKS = [
         "sync",
         "LeanResponsesModel wraps its events in it (request id, usage accounting, one close)",
     ),
+    Hook(
+        "openai-agents",
+        "agents.models.openai_chatcompletions:OpenAIChatCompletionsModel",
+        "_get_client",
+        ("self",),
+        "sync",
+        "LeanChatCompletionsModel overrides it (`chat.completions.create` sent by our transport)",
+    ),
     # Advanced Alchemy: every read of a TaskRepository goes through it (user isolation).
     Hook(
         "advanced-alchemy",
@@ -200,6 +208,29 @@ def test_the_chat_resource_keeps_its_client_where_the_plain_body_chat_reads_it()
     assert getattr(client.chat, "_client", None) is client, (
         f"openai {version}: AsyncChat no longer keeps its client as `_client`; review _PlainBodyChat in the "
         "model providers, then the upper bound in pyproject.toml."
+    )
+
+
+def test_the_chat_completions_model_sends_through_the_client_it_gets() -> None:
+    """`LeanChatCompletionsModel` replaces only the client `_fetch_response` sends with: that method
+    must still send through `self._get_client().chat.completions.create`, not its own client."""
+    from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
+
+    version = importlib.metadata.version("openai-agents")
+    source = inspect.getsource(OpenAIChatCompletionsModel._fetch_response)
+    assert "self._get_client().chat.completions.create(" in source, (
+        f"openai-agents {version}: OpenAIChatCompletionsModel._fetch_response no longer sends with "
+        "`self._get_client().chat.completions.create`; review app.agents.chat_transport."
+    )
+
+
+def test_field_get_default_is_still_there() -> None:
+    """`app.agents.chat_transport` fills a chunk's missing fields as openai's `construct` does."""
+    from openai._compat import field_get_default
+
+    version = importlib.metadata.version("openai")
+    assert tuple(inspect.signature(field_get_default).parameters) == ("field",), (
+        f"openai {version}: openai._compat.field_get_default changed; review app.agents.chat_transport."
     )
 
 

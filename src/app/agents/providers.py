@@ -23,6 +23,7 @@ from openai.resources.responses import AsyncResponses
 from openai.types.responses import ResponseStreamEvent
 from openai.types.shared import Reasoning
 
+from app.agents.chat_transport import LeanChatCompletionsModel
 from app.agents.chatkit import notices
 from app.agents.offline.model import OfflineModel
 from app.agents.stream_events import tagged_stream_event
@@ -43,7 +44,7 @@ class ProviderConfig:
     # The Agents SDK's own traces to OpenAI (AGENTS_TRACING=openai), sent with this key.
     tracing: bool = False
     tracing_api_key: str | None = None
-    # lean: our own Responses transport (`app.agents.transport`); openai: the openai client's.
+    # lean: our own transport (`app.agents.transport`, `app.agents.chat_transport`); openai: the openai client.
     transport: str = "openai"
 
 
@@ -186,12 +187,14 @@ class OwnedClientProvider(OpenAIProvider):
             await self.owned_client.close()
 
 
-class LeanResponsesProvider(OwnedClientProvider):
-    """The `openai` provider with its Responses requests sent by the lean transport."""
+class LeanProvider(OwnedClientProvider):
+    """The `openai` (Responses) or `openai-compatible` (Chat Completions) provider with its model
+    requests sent by the lean transport (`MODEL_TRANSPORT=lean`)."""
 
-    def __init__(self, openai_client: AsyncOpenAI, transport: Transport) -> None:
-        super().__init__(openai_client, use_responses=True)
+    def __init__(self, openai_client: AsyncOpenAI, transport: Transport, *, use_responses: bool) -> None:
+        super().__init__(openai_client, use_responses=use_responses)
         self.transport = transport
+        self.use_responses = use_responses
         self._client_for_checks = openai_client
 
     async def aclose(self) -> None:
@@ -201,11 +204,11 @@ class LeanResponsesProvider(OwnedClientProvider):
             await super().aclose()
 
     def get_model(self, model_name: str | None) -> Model:
+        name = model_name if model_name is not None else get_default_model()
+        if not self.use_responses:
+            return LeanChatCompletionsModel(name, self._client_for_checks, self.transport)
         return LeanResponsesModel(
-            model_name if model_name is not None else get_default_model(),
-            self._client_for_checks,
-            self.transport,
-            model_is_explicit=model_name is not None,
+            name, self._client_for_checks, self.transport, model_is_explicit=model_name is not None
         )
 
 
@@ -251,13 +254,16 @@ def build_model_provider(config: ProviderConfig) -> tuple[ModelProvider, str]:
     configure_sdk_tracing(config.tracing, config.tracing_api_key)
     if config.provider == "offline":
         return OfflineModelProvider(config.offline_delay_ms), "offline"
+    if config.provider not in ("openai", "openai-compatible"):
+        raise ValueError(f"unknown model provider {config.provider!r}")
     client = ResponsesClient(
         api_key=config.api_key or "unset",
         base_url=config.base_url,
         timeout=config.timeout_seconds,
         max_retries=config.max_retries,
     )
-    if config.provider == "openai" and config.transport == "lean":
+    use_responses = config.provider == "openai"  # openai-compatible: Chat Completions
+    if config.transport == "lean":
         transport = Transport(
             base_url=str(client.base_url),  # the client's: OPENAI_BASE_URL or OpenAI's own
             api_key=config.api_key or "unset",
@@ -265,9 +271,5 @@ def build_model_provider(config: ProviderConfig) -> tuple[ModelProvider, str]:
             max_retries=config.max_retries,
             headers=client.default_headers,
         )
-        return LeanResponsesProvider(client, transport), config.model
-    if config.provider == "openai":
-        return OwnedClientProvider(client, use_responses=True), config.model
-    if config.provider == "openai-compatible":
-        return OwnedClientProvider(client, use_responses=False), config.model
-    raise ValueError(f"unknown model provider {config.provider!r}")
+        return LeanProvider(client, transport, use_responses=use_responses), config.model
+    return OwnedClientProvider(client, use_responses=use_responses), config.model

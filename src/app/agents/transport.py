@@ -226,6 +226,43 @@ def _event_data(block: bytes) -> bytes | None:
     return b"\n".join(cast(list[bytes], lines)) if lines else None
 
 
+async def json_body(response: httpx.Response) -> Any:
+    """The decoded JSON of a non-streamed answer; a body that breaks off fails as a streamed one does."""
+    try:
+        raw = await response.aread()
+    except httpx.TimeoutException as exc:
+        raise APITimeoutError(request=cast(Any, response.request)) from exc
+    except httpx.TransportError as exc:
+        raise APIConnectionError(request=cast(Any, response.request)) from exc
+    finally:
+        await response.aclose()
+    return _decode(raw)
+
+
+async def sse_payloads(response: httpx.Response) -> AsyncIterator[Any]:
+    """The decoded JSON of each event of a streamed answer, up to `data: [DONE]` or the body's end,
+    as the openai client's stream reads them: an `{"error": ...}` event raised as its `APIError`,
+    a transport failure as its timeout or connection error; the answer closed at the end."""
+    try:
+        async for data in sse_data(response.aiter_bytes()):
+            if data.startswith(b"[DONE]"):
+                break
+            payload = _decode(data)
+            if isinstance(payload, dict) and payload.get("error"):
+                error = payload["error"]
+                message = error.get("message") if isinstance(error, Mapping) else None
+                if not isinstance(message, str) or not message:
+                    message = "An error occurred during streaming"
+                raise APIError(message=message, request=cast(Any, response.request), body=error)
+            yield payload
+    except httpx.TimeoutException as exc:
+        raise APITimeoutError(request=cast(Any, response.request)) from exc
+    except httpx.TransportError as exc:
+        raise APIConnectionError(request=cast(Any, response.request)) from exc
+    finally:
+        await response.aclose()
+
+
 class Transport:
     """One pooled HTTP client per process and the retry loop around a request."""
 
@@ -363,15 +400,7 @@ class LeanResponsesModel(OpenAIResponsesModel):
         response = await self.transport.send("/responses", create_kwargs, stream=stream)
         request_id = response.headers.get("x-request-id")
         if not stream:
-            try:
-                raw = await response.aread()
-            except httpx.TimeoutException as exc:  # as the streamed answer's (`_events`)
-                raise APITimeoutError(request=cast(Any, response.request)) from exc
-            except httpx.TransportError as exc:
-                raise APIConnectionError(request=cast(Any, response.request)) from exc
-            finally:
-                await response.aclose()
-            parsed = cast(Response, construct_type(type_=Response, value=_decode(raw)))
+            parsed = cast(Response, construct_type(type_=Response, value=await json_body(response)))
             parsed._request_id = request_id
             if parsed.status in {"failed", "incomplete"}:
                 raise response_terminal_failure_error(f"response.{parsed.status}", parsed)
@@ -382,26 +411,5 @@ class LeanResponsesModel(OpenAIResponsesModel):
         return _ResponseStreamWithRequestId(self._events(response), request_id=request_id, cleanup=response.aclose)
 
     async def _events(self, response: httpx.Response) -> AsyncIterator[ResponseStreamEvent]:
-        try:
-            async for data in sse_data(response.aiter_bytes()):
-                if data.startswith(b"[DONE]"):
-                    break
-                payload = _decode(data)
-                if isinstance(payload, dict) and payload.get("error"):
-                    # What the openai client raises for an `{"error": ...}` event.
-                    error = payload["error"]
-                    message = error.get("message") if isinstance(error, Mapping) else None
-                    if not isinstance(message, str) or not message:
-                        message = "An error occurred during streaming"
-                    raise APIError(
-                        message=message,
-                        request=cast(Any, response.request),
-                        body=error,
-                    )
-                yield stream_event(payload)
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(request=cast(Any, response.request)) from exc
-        except httpx.TransportError as exc:
-            raise APIConnectionError(request=cast(Any, response.request)) from exc
-        finally:
-            await response.aclose()
+        async for payload in sse_payloads(response):
+            yield stream_event(payload)
