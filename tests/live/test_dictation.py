@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import json
 import os
@@ -221,6 +222,15 @@ async def test_haproxy_never_sends_a_dictation_to_openai_twice(
             assert cut.status_code == 502, cut.text
             assert len(fake.uploads) == 2
             await fresh.aclose()
+            # The respawned worker serving before the test's stop: a SIGTERM that reaches a worker
+            # still starting is lost, and the stop would wait for granian's kill (app.ops.serving).
+            deadline = time.monotonic() + 60
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get(f"{server.base_url}/health")).status_code == 200:
+                        break
+                assert time.monotonic() < deadline, server.log()[-2000:]
+                await asyncio.sleep(0.1)
     finally:
         haproxy.terminate()
         haproxy.wait(timeout=10)
