@@ -150,14 +150,10 @@ class ChunkStream:
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
-        self._chunks = self._read()
+        self._chunks: AsyncGenerator[ChatCompletionChunk] = sse_payloads(response, chunk)
 
     def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         return self._chunks
-
-    async def _read(self) -> AsyncGenerator[ChatCompletionChunk]:
-        async for payload in sse_payloads(self.response):
-            yield chunk(payload)
 
     async def aclose(self) -> None:
         try:

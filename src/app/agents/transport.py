@@ -25,8 +25,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, Final, Literal, cast
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import Any, Final, Literal, TypeVar, cast
 
 import httpx
 import msgspec
@@ -56,6 +56,8 @@ from app.agents.net import AsyncioTransport, proxied
 from app.agents.stream_events import parse_stream_event
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # The openai client's retry rule (its `_calculate_retry_timeout`, `_should_retry`).
 INITIAL_RETRY_DELAY: Final = 0.5
@@ -239,10 +241,12 @@ async def json_body(response: httpx.Response) -> Any:
     return _decode(raw)
 
 
-async def sse_payloads(response: httpx.Response) -> AsyncIterator[Any]:
-    """The decoded JSON of each event of a streamed answer, up to `data: [DONE]` or the body's end,
-    as the openai client's stream reads them: an `{"error": ...}` event raised as its `APIError`,
-    a transport failure as its timeout or connection error; the answer closed at the end."""
+async def sse_payloads(response: httpx.Response, build: Callable[[Any], T]) -> AsyncGenerator[T]:
+    """`build` of the decoded JSON of each event of a streamed answer, up to `data: [DONE]` or the
+    body's end, as the openai client's stream reads them: an `{"error": ...}` event raised as its
+    `APIError`, a transport failure as its timeout or connection error; the answer closed at the
+    end. (`build` is applied here rather than by the caller's own generator around this one: one
+    async generator hop fewer for every event of the stream.)"""
     try:
         async for data in sse_data(response.aiter_bytes()):
             if data.startswith(b"[DONE]"):
@@ -254,7 +258,7 @@ async def sse_payloads(response: httpx.Response) -> AsyncIterator[Any]:
                 if not isinstance(message, str) or not message:
                     message = "An error occurred during streaming"
                 raise APIError(message=message, request=cast(Any, response.request), body=error)
-            yield payload
+            yield build(payload)
     except httpx.TimeoutException as exc:
         raise APITimeoutError(request=cast(Any, response.request)) from exc
     except httpx.TransportError as exc:
@@ -408,8 +412,5 @@ class LeanResponsesModel(OpenAIResponsesModel):
             return parsed
         # The SDK's own wrapper: the request id on the terminal response, a completed response
         # without usage counted as the stock path counts it, and the stream closed once.
-        return _ResponseStreamWithRequestId(self._events(response), request_id=request_id, cleanup=response.aclose)
-
-    async def _events(self, response: httpx.Response) -> AsyncIterator[ResponseStreamEvent]:
-        async for payload in sse_payloads(response):
-            yield stream_event(payload)
+        events: AsyncIterator[ResponseStreamEvent] = sse_payloads(response, stream_event)
+        return _ResponseStreamWithRequestId(events, request_id=request_id, cleanup=response.aclose)
