@@ -21,12 +21,17 @@ parent): the template reaps its children and writes `{"exited": pid, "code": n}`
 `TemplateChild` offers what tests use of `subprocess.Popen` (pid, poll, wait, send_signal, kill,
 returncode).
 
+A forked server leaves without the interpreter's finalization, which would walk (and so copy) the
+whole inherited heap: see `_exit_without_finalizing`.
+
 The template program is single-threaded (a fork copies only the calling thread) and holds no file
 descriptor but its two pipes, which the child closes.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 import select
@@ -37,7 +42,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from testkit.processes import PROJECT_ROOT
 
@@ -94,9 +99,10 @@ def _send(fd: int, message: dict[str, Any]) -> None:
 
 
 def _become_server(request: dict[str, Any]) -> None:
-    """In the forked child: become `python -m granian <args>` for one test. Returns only by
-    raising SystemExit (granian's command line always ends so), which then ends this process as it
-    would end `python -m granian`: atexit handlers (coverage saves its data there) and all."""
+    """In the forked child: become `python -m granian <args>` for one test. Never returns: granian's
+    command line always ends by raising SystemExit, and the child then ends as `python -m granian`
+    would (its threads waited for, atexit handlers run: coverage saves its data there), without the
+    interpreter's finalization (`_exit_without_finalizing`). Any other exception propagates."""
     os.setsid()  # its own session and process group, as `start_new_session=True` gave the subprocess
     os.chdir(request["cwd"])
     null = os.open(os.devnull, os.O_RDONLY)
@@ -117,7 +123,38 @@ def _become_server(request: dict[str, Any]) -> None:
     coverage.process_startup()
     from granian.cli import entrypoint
 
-    entrypoint()
+    try:
+        entrypoint()
+    except SystemExit as stop:
+        _exit_without_finalizing(stop.code)
+
+
+def _exit_without_finalizing(code: object) -> NoReturn:
+    """End the forked server as the interpreter would end it, minus the finalization.
+
+    The child inherited the template's whole heap (every module the app imports). Finalizing it
+    (the last garbage collection, module teardown) writes to every inherited page, so each
+    server copied and walked the template's memory on its way out: ~1 s of CPU per server, and the
+    pool's servers all stopping at once at the end of a test process took 8–13 s on 2 cores. What
+    an exit must still do is done: non-daemon threads are waited for, atexit handlers run
+    (coverage saves its data there), the status is reported as `SystemExit` would report it.
+    (Granian's workers already end so: multiprocessing's forked children leave by `os._exit`.)"""
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    main = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 def _serve(requests_fd: int, replies_fd: int) -> None:
