@@ -26,6 +26,21 @@ def _library_merge() -> Callable[..., AsyncIterator[Any]]:
 MERGES = {"library": _library_merge(), "ours": merge.merged}
 
 
+@pytest.fixture(autouse=True)
+async def no_fetch_left_behind() -> AsyncIterator[None]:
+    """Cancel the fetches a test leaves pending (the library's merge leaves them by design): left
+    to the garbage collector, they are destroyed during a later test of this process, logging
+    "Task was destroyed but it is pending" in the middle of whatever that test runs."""
+    before = asyncio.all_tasks()
+    yield
+    leftover = {task for task in asyncio.all_tasks() - before - {asyncio.current_task()} if not task.done()}
+    for task in leftover:
+        task.cancel()
+    if leftover:
+        # Bounded: a fetch that ignores its cancellation must not hang the run.
+        await asyncio.wait(leftover, timeout=1)
+
+
 class Source:
     """An async iterator over a queue, like ChatKit's queue iterator and the SDK's event stream:
     it records when each fetch starts and ends, and ends at a `None`."""
