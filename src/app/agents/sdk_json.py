@@ -19,13 +19,14 @@ from typing import Any, Final
 import agents.util._json as sdk_json
 
 _library: Final = sdk_json._to_dump_compatible_internal
-_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+# The JSON scalars' exact types (also `app.agents.transport`'s request body walk).
+JSON_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 
 
 def dump_compatible(obj: Any) -> Any:
     """The library's `_to_dump_compatible_internal(obj)`."""
     kind = type(obj)
-    if kind in _SCALARS:
+    if kind in JSON_SCALARS:
         return obj
     if kind is dict:
         return {k: dump_compatible(v) for k, v in obj.items()}
@@ -39,4 +40,4 @@ def install() -> None:
     sdk_json._to_dump_compatible_internal = dump_compatible
 
 
-__all__ = ["dump_compatible", "install"]
+__all__ = ["JSON_SCALARS", "dump_compatible", "install"]

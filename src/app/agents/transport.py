@@ -53,6 +53,7 @@ from openai.types.responses import (
 
 from app.agents.chatkit import notices
 from app.agents.net import AsyncioTransport, proxied
+from app.agents.sdk_json import JSON_SCALARS
 from app.agents.stream_events import parse_stream_event
 
 logger = logging.getLogger(__name__)
@@ -84,17 +85,14 @@ _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
-# The types of the plain JSON the SDK builds: tested by exact type first, as most of a body's values
-# (each tool's JSON schema, walked at every model call) are these; an `isinstance` against the ABCs
-# and the pydantic base per scalar was ~0.3 ms of a turn's CPU.
-_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
-
-
 def _jsonable(value: Any) -> Any:
     """`value` as the openai client writes it into a body: pydantic models dumped the way its
     request transform dumps them; the plain JSON the SDK builds (the bulk) left as it is."""
+    # The plain JSON the SDK builds tested by exact type first: most of a body's values (each tool's
+    # JSON schema, walked at every model call) are these; an `isinstance` against the ABCs and the
+    # pydantic base per scalar was ~0.3 ms of a turn's CPU.
     kind = type(value)
-    if kind in _SCALARS:
+    if kind in JSON_SCALARS:
         return value
     if kind is dict:
         return {k: _jsonable(v) for k, v in value.items() if not isinstance(v, Omit)}
