@@ -2,7 +2,8 @@
 
     python -m bench.deltas [--rounds N] [--turns N] [--delay-ms MS] [--profile DIR]
     python -m bench.deltas --merge     # the event merge alone: openai-chatkit's against ours
-    python -m bench.deltas --net       # A/B: the lean transport on httpx's default transport and on ours
+    python -m bench.deltas --net       # A/B/C: the lean transport on httpx's default transport, on httpx's
+                                       # client over our sockets, and on our sockets without httpx's client
 
 One turn is `threads.create` through the app's own ChatKit server (`handle`, then the controller's
 `with_keepalive`), PostgreSQL behind it, the lean model transport reading `bench/fake_upstream.py`
@@ -190,27 +191,35 @@ _net_clients: list[Any] = []
 
 
 def _net_arms(transports: list[Any]) -> dict[str, Callable[[], None]]:
-    """The lean transport's HTTP client with httpx's default transport (httpcore's AnyIO backend)
-    and with ours (`app.agents.net`, the default), each kept warm, swapped in before each arm's turns."""
+    """The lean transport's ways to send, each kept warm and swapped in before each arm's turns:
+    "httpx": httpx's client on its default transport (httpcore's AnyIO backend); "client": httpx's
+    client on our sockets (`app.agents.net`); "direct": our sockets without httpx's client (the default)."""
     import httpx
 
     from app.agents.transport import LIMITS
 
     clients = {
         "httpx": [httpx.AsyncClient(timeout=t.timeout, limits=LIMITS) for t in transports],
-        "asyncio": [t.client for t in transports],
+        "client": [t.client for t in transports],
     }
-    assert all(c._transport.__class__.__name__ == "AsyncioTransport" for c in clients["asyncio"])
-    _net_clients.extend(clients["httpx"] + clients["asyncio"])
+    direct = [t._direct for t in transports]
+    assert all(d is not None for d in direct)
+    _net_clients.extend(clients["httpx"] + clients["client"])
+    arms = {
+        "httpx": (clients["httpx"], [None] * len(transports)),
+        "client": (clients["client"], [None] * len(transports)),
+    }
+    arms["direct"] = (clients["client"], direct)
 
     def use(arm: str) -> Callable[[], None]:
         def swap() -> None:
-            for transport, client in zip(transports, clients[arm], strict=True):
+            for transport, client, pool in zip(transports, *arms[arm], strict=True):
                 transport._client = client  # the client the next request is sent with
+                transport._direct = pool  # None: through the client
 
         return swap
 
-    return {arm: use(arm) for arm in clients}
+    return {arm: use(arm) for arm in arms}
 
 
 # The stages of a text delta's path, each the inclusive time of its entry functions (`file:function`,
@@ -349,7 +358,9 @@ def main() -> None:
     parser.add_argument("--profile", default=None)
     parser.add_argument("--merge", action="store_true", help="measure the event merge alone")
     parser.add_argument(
-        "--net", action="store_true", help="A/B the lean transport's sockets: httpx's default transport against ours"
+        "--net",
+        action="store_true",
+        help="A/B/C the lean transport: httpx on its sockets, httpx on ours, ours without httpx",
     )
     args = parser.parse_args()
     if args.merge:

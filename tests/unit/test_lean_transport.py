@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import httpx
+import msgspec
 import openai
 import pydantic
 import pytest
 from agents import Agent, ModelSettings, RunConfig, Runner
+from openai import Omit
 from openai._models import construct_type
 from openai.types.chat import ChatCompletionChunk
 from openai.types.responses import ResponseTextDeltaEvent
@@ -20,7 +22,15 @@ from app.agents.chat_transport import chunk as chat_chunk
 from app.agents.chatkit import notices
 from app.agents.offline.planner import Reply
 from app.agents.providers import ProviderConfig, build_model_provider
-from app.agents.transport import LeanResponsesModel, Transport, retry_wait, sse_data, stream_event
+from app.agents.transport import (
+    LeanResponsesModel,
+    Transport,
+    encoded_body,
+    request_body,
+    retry_wait,
+    sse_data,
+    stream_event,
+)
 from app.ops.openai_failures import describe_openai_failure
 from tests.support.fake_model_server import FakeModelServer, Recorded
 
@@ -454,3 +464,23 @@ async def test_a_non_streamed_chat_completion_is_the_same_on_both_transports() -
         assert fake.requests[0] == fake.requests[1] and fake.paths == ["/v1/chat/completions"] * 2
     finally:
         fake.close()
+
+
+class _Part(pydantic.BaseModel):
+    type: str
+    text: str | None = None
+
+
+@pytest.mark.parametrize(
+    "create_kwargs",
+    [
+        {"model": "m", "input": [{"role": "user", "content": "hi ✓"}], "stream": True, "temperature": 0.5},
+        {"model": "m", "tools": [{"type": "function", "parameters": {"a": [1, 2.5, None, True]}}], "top_p": Omit()},
+        {"model": "m", "input": [_Part(type="input_text", text="x"), (1, 2)], "extra_headers": {"X": "y"}},
+        {"model": "m", "reasoning": {"effort": "low", "summary": Omit()}},  # an Omit below the top: dropped
+        {"model": "m", "extra_body": {"service_tier": "flex"}, "extra_query": None, "timeout": 3},
+    ],
+    ids=["plain", "omit-at-top", "pydantic-and-tuple", "omit-below", "extra-body"],
+)
+def test_the_encoded_body_is_the_walked_one(create_kwargs: dict[str, Any]) -> None:
+    assert encoded_body(create_kwargs) == msgspec.json.encode(request_body(create_kwargs))

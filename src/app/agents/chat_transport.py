@@ -19,7 +19,6 @@ import typing
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Final, Literal, cast
 
-import httpx
 import openai
 import pydantic
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
@@ -27,7 +26,7 @@ from openai._compat import field_get_default
 from openai._models import construct_type
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from app.agents.transport import Transport, json_body, sse_payloads
+from app.agents.transport import Answer, Transport, json_body, sse_payloads
 
 # ---- chunks, built as the openai client builds them ---------------------------------------------
 
@@ -148,7 +147,7 @@ class ChunkStream:
     """A streamed answer's chunks, as the SDK's model reads the openai client's `AsyncStream`:
     iterated, its HTTP `response` read for the request id, closed once done."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: Answer) -> None:
         self.response = response
         self._chunks: AsyncGenerator[ChatCompletionChunk] = sse_payloads(response, chunk)
 

@@ -5,8 +5,9 @@ Why: a streamed text delta's largest cost was the HTTP client's socket read (iss
 `anyio.fail_after` scope and anyio's stream wrappers around every read. httpcore lets a caller
 bring its own backend (`AsyncNetworkBackend`, public API), so this module gives it one built on an
 `asyncio.Protocol`: a read of bytes already received costs no timer at all, and a read that waits
-arms one `call_later`. HTTP itself (h11, httpcore's pool, keep-alive) is unchanged, and httpx still
-sits in front (`AsyncioTransport`), so the lean transport's exceptions and requests are as before.
+arms one `call_later`. HTTP itself (h11, httpcore's pool, keep-alive) is unchanged. httpx sits in
+front (`AsyncioTransport`) for a client that wants it; the lean transport sends to the pool directly
+(`transport.Transport`), its requests and exceptions still httpx's.
 
 Failures are httpcore's exceptions exactly where its own backends raise them (timeouts as
 Connect/Read/WriteTimeout, socket and TLS errors as ConnectError/ReadError/WriteError), and then
@@ -299,7 +300,9 @@ def httpx_error(exc: Exception) -> httpx.HTTPError | None:
     return None
 
 
-class _Body(httpx.AsyncByteStream):
+class HttpxBody(httpx.AsyncByteStream):
+    """httpcore's response body as httpx's response reads it, httpcore's failures named as httpx's."""
+
     def __init__(self, stream: Any) -> None:
         self._stream = stream  # httpcore's response body: an async iterable of bytes with `aclose`
 
@@ -324,7 +327,8 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
     SSL_CERT_FILE / SSL_CERT_DIR)."""
 
     def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
+        # (Public: the lean transport sends to it directly, without httpx's client; `transport.Transport`.)
+        self.pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context or httpx.create_ssl_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
@@ -344,7 +348,7 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             extensions=request.extensions,
         )
         try:
-            response = await self._pool.handle_async_request(core_request)
+            response = await self.pool.handle_async_request(core_request)
         except Exception as exc:
             mapped = httpx_error(exc)
             if mapped is None:
@@ -353,9 +357,9 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=_Body(response.stream),
+            stream=HttpxBody(response.stream),
             extensions=response.extensions,
         )
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        await self.pool.aclose()
