@@ -38,8 +38,10 @@ test: $(STAMP)
 	alone=$$?; \
 	test $$parallel -eq 0 -a $$alone -eq 0
 
+# The other layers' folders are not collected at all: importing them (schemathesis, hypothesis, the
+# browser and load helpers) cost each xdist worker ~9 s of CPU for tests that `-m` then deselected.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "unit or integration" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "unit or integration" --ignore=tests/live --ignore=tests/browser --ignore=tests/load $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench testkit
