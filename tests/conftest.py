@@ -15,13 +15,8 @@ When the server is unreachable the tests are skipped with the reason, unless
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
-import functools
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,7 +151,10 @@ async def create_schema(database_url: str) -> None:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from app.store.models import Base
+    from tests.support.schema import copy_empty_sqlite_schema
 
+    if copy_empty_sqlite_schema(database_url):
+        return
     engine = create_async_engine(database_url)
     try:
         async with engine.begin() as connection:
@@ -176,18 +174,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on an empty schema: on SQLite a new file per test, a copy of one this process
-    created the schema in (`_sqlite_schema_file`); on PostgreSQL the run's database with every table
+    """An engine on an empty schema: on SQLite a new file per test, a copy of an empty schema
+    (`copy_empty_sqlite_schema`); on PostgreSQL the run's database with every table
     emptied (`_empty_schema`)."""
-    from app.store.db import build_db_config, sqlite_path
+    from app.store.db import build_db_config
     from app.store.models import Base
+    from tests.support.schema import copy_empty_sqlite_schema
 
-    path = sqlite_path(database_url)
-    fresh_file = path is not None and not path.exists()
-    if fresh_file:
-        assert path is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(_sqlite_schema_file(), path)
+    fresh_file = copy_empty_sqlite_schema(database_url)
     settings = Settings.from_env({"DATABASE_URL": database_url})
     config = build_db_config(settings)
     engine = config.get_engine()
@@ -200,28 +194,6 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
                 await connection.run_sync(Base.metadata.create_all)
     yield engine
     await engine.dispose()
-
-
-@functools.cache
-def _sqlite_schema_file() -> Path:
-    """A SQLite file with every table and nothing in them, made once per test process: creating
-    the schema in each test's file cost ~60 ms of DDL a test."""
-    import sqlite3
-
-    from sqlalchemy import create_engine
-
-    from app.store.models import Base
-
-    path = Path(tempfile.mkdtemp(prefix="taskpilot-sqlite-schema-")) / "schema.db"
-    engine = create_engine(f"sqlite:///{path}")
-    try:
-        Base.metadata.create_all(engine)
-    finally:
-        engine.dispose()
-    with contextlib.closing(sqlite3.connect(path)) as connection:  # one file: no WAL beside it
-        connection.execute("PRAGMA journal_mode=DELETE")
-    atexit.register(shutil.rmtree, path.parent, ignore_errors=True)
-    return path
 
 
 def _empty_schema(connection: Any) -> None:
