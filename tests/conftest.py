@@ -16,26 +16,26 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from testkit.postgres import create_database, drop_database, scratch_name
 
-from app.http.auth import mint_dev_token
 from app.settings import Settings
-from app.store.models import Base
 from tests.support import contract
-from tests.support.browser import browser, browser_pool, fake_cdn  # noqa: F401  (fixtures: headless Chromium, the CDN stand-in)
-from tests.support.fake_model_server import FakeModelServer
-from tests.support.fake_openai import FakeOpenAI
-from tests.support.hosted import API_KEY
-from tests.support.server_template import TEMPLATE
-from tests.support.servers import MIGRATED, POSTGRES_ADMIN_URL, LiveServer, ServerPool, start_live_server, stop_all
+
+# The app, the Agents SDK, SQLAlchemy and the servers' helpers are imported where a fixture or helper
+# first needs them, not here: xdist's controller process imports this file too and never runs a
+# test, and importing them cost it ~6 s of CPU before any worker started. (The browser fixtures are
+# in tests/browser/conftest.py for the same reason.)
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+    from tests.support.fake_model_server import FakeModelServer
+    from tests.support.fake_openai import FakeOpenAI
+    from tests.support.servers import LiveServer, ServerPool
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES", "") in {"1", "true", "yes"}
 
@@ -57,6 +57,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def token_for(settings: Settings, user_id: str) -> str:
+    from app.http.auth import mint_dev_token
+
     return mint_dev_token(settings, user_id)
 
 
@@ -66,6 +68,11 @@ def auth_headers(settings: Settings, user_id: str) -> dict[str, str]:
 
 async def _postgres_database() -> str | None:
     """Create a fresh database for this test session; None when PostgreSQL is unreachable."""
+    import asyncpg
+    from testkit.postgres import create_database, scratch_name
+
+    from tests.support.servers import POSTGRES_ADMIN_URL
+
     try:
         return await create_database(POSTGRES_ADMIN_URL, scratch_name("taskpilot_test"), timeout=5)
     except (TimeoutError, OSError, asyncpg.PostgresError):
@@ -73,6 +80,11 @@ async def _postgres_database() -> str | None:
 
 
 async def _drop_database(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from testkit.postgres import drop_database
+
+    from tests.support.servers import POSTGRES_ADMIN_URL
+
     await drop_database(POSTGRES_ADMIN_URL, str(make_url(url).database))
 
 
@@ -81,6 +93,10 @@ def postgres_url() -> Iterator[str]:
     """URL of an empty PostgreSQL database owned by this test session."""
     url = asyncio.run(_postgres_database())
     if url is None:
+        from sqlalchemy.engine import make_url
+
+        from tests.support.servers import POSTGRES_ADMIN_URL
+
         message = f"PostgreSQL unreachable at {make_url(POSTGRES_ADMIN_URL).render_as_string()}"
         if REQUIRE_POSTGRES:
             pytest.fail(f"{message} and REQUIRE_POSTGRES=1", pytrace=False)
@@ -132,6 +148,13 @@ def server_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 async def create_schema(database_url: str) -> None:
     """Create every table on `database_url` (in-process tests that skip the migration step)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from app.store.models import Base
+    from tests.support.schema import copy_empty_sqlite_schema
+
+    if copy_empty_sqlite_schema(database_url):
+        return
     engine = create_async_engine(database_url)
     try:
         async with engine.begin() as connection:
@@ -151,41 +174,52 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on an empty schema: a new SQLite file per test; on PostgreSQL the run's database
-    with every table emptied (TRUNCATE: DROP and CREATE of every table per test cost seconds of
-    catalog work and fsyncs)."""
+    """An engine on an empty schema: on SQLite a new file per test, a copy of an empty schema
+    (`copy_empty_sqlite_schema`); on PostgreSQL the run's database with every table
+    emptied (`_empty_schema`)."""
     from app.store.db import build_db_config
+    from app.store.models import Base
+    from tests.support.schema import copy_empty_sqlite_schema
 
+    fresh_file = copy_empty_sqlite_schema(database_url)
     settings = Settings.from_env({"DATABASE_URL": database_url})
     config = build_db_config(settings)
     engine = config.get_engine()
-    async with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            await connection.run_sync(_empty_schema)
-        else:
-            await connection.run_sync(Base.metadata.drop_all)
-            await connection.run_sync(Base.metadata.create_all)
+    if not fresh_file:
+        async with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                await connection.run_sync(_empty_schema)
+            else:
+                await connection.run_sync(Base.metadata.drop_all)
+                await connection.run_sync(Base.metadata.create_all)
     yield engine
     await engine.dispose()
 
 
 def _empty_schema(connection: Any) -> None:
-    """Every model's table present (created if missing) and empty, identities restarted."""
-    from sqlalchemy import text
+    """Every model's table present (created if missing) and empty. DELETE, children first: on a
+    few rows it costs ~6 ms where TRUNCATE (new files for every table, fsynced at commit) cost
+    ~70 ms a test, and DROP and CREATE of every table cost seconds of catalog work. (No table has
+    an identity column to restart.)"""
+    from app.store.models import Base
 
     Base.metadata.create_all(connection)  # checkfirst: only the missing ones
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    for table in reversed(Base.metadata.sorted_tables):
+        connection.execute(table.delete())
 
 
 @pytest.fixture
 def session_maker(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
 @pytest.fixture
 def live_server_factory(tmp_path: Path) -> Iterator[Any]:
     """Start granian processes with given environment; all are stopped at the end of the test."""
+    from tests.support.servers import start_live_server, stop_all
+
     servers: list[LiveServer] = []
 
     def start(
@@ -213,6 +247,8 @@ def live_server_factory(tmp_path: Path) -> Iterator[Any]:
 def fake_model() -> Iterator[Callable[..., FakeModelServer]]:
     """`fake_model(script, **options)`: an OpenAI-compatible model server on a loopback port that
     answers with `script` (tests/support/fake_model_server.py); every one started is closed."""
+    from tests.support.fake_model_server import FakeModelServer
+
     servers: list[FakeModelServer] = []
 
     def start(script: list[Any], **options: Any) -> FakeModelServer:
@@ -227,6 +263,9 @@ def fake_model() -> Iterator[Callable[..., FakeModelServer]]:
 @pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAI]:
     """OpenAI's ChatKit sessions API on a loopback port, knowing the key `tests.support.hosted.API_KEY`."""
+    from tests.support.fake_openai import FakeOpenAI
+    from tests.support.hosted import API_KEY
+
     fake = FakeOpenAI(API_KEY)
     yield fake
     fake.stop()
@@ -236,6 +275,8 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
     """Servers shared by every test of this process, one per environment (`live_servers.get(env)`).
     Tests on them sign in as `unique_user()`s, so nothing one test writes is seen by another."""
+    from tests.support.servers import ServerPool
+
     pool = ServerPool(tmp_path_factory.mktemp("shared-servers"))
     yield pool
     pool.close()
@@ -245,12 +286,15 @@ def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPoo
 def migrated_databases() -> Iterator[None]:
     """The migrated SQLite file and PostgreSQL template that server starts copy; removed at the end."""
     yield
-    MIGRATED.close()
-    # After every server it forked was stopped (function and session fixtures end before this one).
-    TEMPLATE.close()
+    # Either module not imported: nothing of it was used in this process.
+    if (servers := sys.modules.get("tests.support.servers")) is not None:
+        servers.MIGRATED.close()
+    if (template := sys.modules.get("tests.support.server_template")) is not None:
+        # After every server it forked was stopped (function and session fixtures end before this one).
+        template.TEMPLATE.close()
 
 
-__all__ = ["auth_headers", "create_async_engine", "make_settings", "token_for"]
+__all__ = ["auth_headers", "make_settings", "token_for"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -15,6 +15,7 @@ from app.settings import Settings
 from app.store.db import build_db_config
 from app.store.models import Base
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.schema import copy_empty_sqlite_schema
 
 API_KEY = "sk-test-TaskPilotServerKey-0123456789abcdef"
 WORKFLOW_ID = "wf_6946b383d368819081b556e6e5fa66330d48d0c9ea4fccd8"
@@ -39,7 +40,7 @@ def hosted_env(fake: FakeOpenAI | None, **overrides: Any) -> dict[str, str]:
 async def running(
     settings: Settings, *, create_schema: bool = True
 ) -> AsyncIterator[tuple[AsyncTestClient[Litestar], Litestar]]:
-    if create_schema:
+    if create_schema and not copy_empty_sqlite_schema(settings.database_url):
         engine = build_db_config(settings).get_engine()
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.drop_all)

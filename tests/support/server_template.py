@@ -34,12 +34,14 @@ import atexit
 import contextlib
 import json
 import os
+import runpy
 import select
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import traceback
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -99,21 +101,28 @@ def _send(fd: int, message: dict[str, Any]) -> None:
 
 
 def _become_server(request: dict[str, Any]) -> None:
-    """In the forked child: become `python -m granian <args>` for one test. Never returns: granian's
+    """In the forked child: become `python -m granian <args>` (or, for a request whose program is
+    "app", `python -m app <args>`: the `taskpilot` command) for one test. Never returns: granian's
     command line always ends by raising SystemExit, and the child then ends as `python -m granian`
     would (its threads waited for, atexit handlers run: coverage saves its data there), without the
-    interpreter's finalization (`_exit_without_finalizing`). Any other exception propagates."""
+    interpreter's finalization (`_exit_without_finalizing`). Any other exception of granian's
+    propagates; the `taskpilot` command's is printed and ends the child with status 1, as Python does."""
     os.setsid()  # its own session and process group, as `start_new_session=True` gave the subprocess
     os.chdir(request["cwd"])
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
+    for fd, path in ((1, request["log"]), (2, request.get("errors", request["log"]))):
+        if fd == 2 and path == request["log"]:
+            os.dup2(1, 2)  # one file, one offset: the server's log
+            continue
+        opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(opened, fd)
+        os.close(opened)
     os.environ.clear()
     os.environ.update(request["env"])
+    if request.get("program") == "app":
+        _become_command(request["args"])
     sys.argv = ["granian", *request["args"]]
     # Measured from here on when the environment says so (a measured server's environment carries
     # COVERAGE_PROCESS_CONFIG); the imports above were not traced, and their lines are not lost:
@@ -127,6 +136,22 @@ def _become_server(request: dict[str, Any]) -> None:
         entrypoint()
     except SystemExit as stop:
         _exit_without_finalizing(stop.code)
+
+
+def _become_command(args: list[str]) -> NoReturn:
+    """`python -m app <args>`, in the forked child (see `_become_server`)."""
+    import coverage
+
+    coverage.process_startup()
+    sys.argv = ["taskpilot", *args]  # runpy puts app/__main__.py's path first, as `-m` does
+    try:
+        runpy.run_module("app", run_name="__main__", alter_sys=True)
+    except SystemExit as stop:
+        _exit_without_finalizing(stop.code)
+    except BaseException:
+        traceback.print_exc()
+        _exit_without_finalizing(1)
+    _exit_without_finalizing(0)
 
 
 def _exit_without_finalizing(code: object) -> NoReturn:
@@ -291,12 +316,30 @@ class ServerTemplate:
         self.refused.extend(differing)
         return not differing
 
-    def start(self, args: list[str], env: Mapping[str, str], cwd: Path, log_path: Path) -> TemplateChild:
-        """Fork `granian <args>` with `env` in `cwd`, output to `log_path`."""
+    def start(
+        self,
+        args: list[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        log_path: Path,
+        *,
+        program: str = "granian",
+        errors_path: Path | None = None,
+    ) -> TemplateChild:
+        """Fork `granian <args>` (program "app": `python -m app <args>`) with `env` in `cwd`, output
+        to `log_path` (standard error to `errors_path` when given)."""
         with self._lock:
             self._serial += 1
             serial = self._serial
-            request = {"serial": serial, "args": args, "env": dict(env), "cwd": str(cwd), "log": str(log_path)}
+            request = {
+                "serial": serial,
+                "program": program,
+                "args": args,
+                "env": dict(env),
+                "cwd": str(cwd),
+                "log": str(log_path),
+                "errors": str(errors_path or log_path),
+            }
             process = self._process
             assert process is not None and process.stdin is not None, "can_serve starts the template"
             process.stdin.write((json.dumps(request) + "\n").encode())
@@ -307,7 +350,7 @@ class ServerTemplate:
                     raise AssertionError(f"the server template did not fork a server:\n{self._log()}")
                 pid = self._started.pop(0)
             self.forked += 1
-        return TemplateChild(self, serial, pid, ["granian", *args])
+        return TemplateChild(self, serial, pid, [program, *args])
 
     def exit_code(self, serial: int, timeout: float | None) -> int | None:
         """The exit status of the `serial`th server (None: still running after `timeout` seconds)."""

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -103,16 +104,19 @@ def stop_all(servers: Iterable[LiveServer]) -> None:
 
 
 def run_cli(args: list[str], env: dict[str, str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`python -m app <args>` (the `taskpilot` command) with this process's environment plus `env`."""
     full_env = {**os.environ, **env}
-    result = subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        env=full_env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    # `-m` runs from the working directory (the repository) either way; the template was imported with it here.
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "app", *args]
+    if SERVER_TEMPLATE_ON and TEMPLATE.can_serve(full_env, template_environment()):
+        # Forked from the template, which has imported the app already: a fresh `python -m app`
+        # spent ~2.5 s of CPU importing it, ~16 times a `make test-fast`.
+        result = _run_forked_cli(command, full_env)
+    else:
+        result = subprocess.run(
+            command, env=full_env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False
+        )
     if check and result.returncode != 0:
         raise AssertionError(f"taskpilot {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
@@ -134,6 +138,21 @@ def template_environment() -> dict[str, str]:
     for name in UNMEASURED:
         env.pop(name, None)
     return env
+
+
+def _run_forked_cli(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`command` (`python -m app ...`) run by a child of the server template, as `subprocess.run`
+    with `capture_output=True, text=True, timeout=120` would run it."""
+    with tempfile.TemporaryDirectory(prefix="taskpilot-cli-") as outputs:
+        out, err = Path(outputs) / "stdout", Path(outputs) / "stderr"
+        child = TEMPLATE.start(command[3:], env, PROJECT_ROOT, out, program="app", errors_path=err)
+        try:
+            code = child.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=10)
+            raise
+        return subprocess.CompletedProcess(command, code, out.read_text(), err.read_text())
 
 
 def start_live_server(
