@@ -16,7 +16,6 @@ from openai._utils import is_union
 from openai.types.responses import Response
 
 from app.agents import response_json
-from bench.fake_upstream import TITLE, _message, _response
 
 CORPUS = Path(__file__).parents[1] / "data" / "model_streams"
 
@@ -37,9 +36,39 @@ def _corpus_responses() -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+def _title_answer() -> dict[str, Any]:
+    """A title's answer as bench/fake_upstream.py sends it."""
+    return {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1765100000,
+        "model": "gpt-5-mini",
+        "status": "completed",
+        "output": [
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "Planning the week", "annotations": [], "logprobs": []}],
+            }
+        ],
+        "parallel_tool_calls": False,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": 200,
+            "output_tokens": 60,
+            "total_tokens": 260,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+    }
+
+
 def _full_response() -> dict[str, Any]:
-    """A title's answer as OpenAI's API sends it: every field, most of them set."""
-    document = _response([_message("msg_1", TITLE, "completed")], "completed")
+    """A title's answer as OpenAI's API sends it: every field, most of them set, and one it may add."""
+    document = _title_answer()
     document.update(
         background=False,
         error=None,
@@ -73,7 +102,7 @@ def _broken(document: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 BASE = _full_response()
 DOCUMENTS: list[tuple[str, Any]] = [
-    ("fake title answer", _response([_message("msg_1", TITLE, "completed")], "completed")),
+    ("fake title answer", _title_answer()),
     ("full answer", BASE),
     *_corpus_responses(),
     # What validation would change or reject: each must come out as `construct_type` makes it.
@@ -129,7 +158,7 @@ def test_the_response_is_the_one_construct_type_builds(name: str, document: Any)
 def test_the_corpus_and_the_full_answer_take_the_validated_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """The cheap path is the one taken for well-formed answers (else the module saves nothing)."""
     monkeypatch.setattr(response_json, "construct_type", _fail)
-    for document in (BASE, _response([_message("msg_1", TITLE, "completed")], "completed")):
+    for document in (BASE, _title_answer()):
         response_json.response(document)
 
 

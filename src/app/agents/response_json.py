@@ -12,9 +12,11 @@ own validation, the same schema the model's field has); a value that fails is co
 instead. The other fields (`NON_UNION_FIELDS`) are taken as they are, a float's exact int made a
 float. So for a document whose non-union fields already have their exact JSON type, validating the
 whole model gives the same object (fields, extra keys, nested objects; the fields set once the
-extra keys are taken out of it, as `construct` leaves them out) when it succeeds; anything else (a field that fails validation, a lenient server's missing field) goes to
-`construct_type`. tests/unit/test_response_json.py pins the equality on the recorded corpus and
-pins `NON_UNION_FIELDS` against the model's fields, so an openai upgrade that adds one fails there.
+extra keys are taken out of it, as `construct` leaves them out) when it succeeds; anything else (a
+field that fails validation, a lenient server's missing field) goes to `construct_type`.
+tests/unit/test_response_json.py pins the equality (on the recorded corpus, and on documents
+validation would change) and `NON_UNION_FIELDS` against the model's fields, so an openai upgrade
+that adds one fails there.
 """
 
 from __future__ import annotations
