@@ -6,6 +6,7 @@
                                        # client over our sockets, and on our sockets without httpx's client
     python -m bench.deltas --sdk-cuts  # A/B: the libraries' own functions against our cheaper equivalents
                                        # (`_cut_arms`), swapped in before each arm's turns
+    python -m bench.deltas --sdk-cuts-alone  # the same functions alone, CPU per call, alternating rounds
 
 One turn is `threads.create` through the app's own ChatKit server (`handle`, then the controller's
 `with_keepalive`), PostgreSQL behind it, the lean model transport reading `bench/fake_upstream.py`
@@ -394,6 +395,56 @@ async def merge_cost(rounds: int = 15, events: int = 5000) -> dict[str, float]:
     return result
 
 
+def cut_cost(rounds: int = 15, calls: int = 400) -> dict[str, float]:
+    """CPU per call of each function `_cut_arms` swaps, the library's against ours, alternating
+    rounds: the title's non-streamed Response (bench/fake_upstream.py's answer) and the default
+    settings of MODEL's default name (gpt-5-mini) and of a GPT-5 name with reasoning (gpt-5)."""
+    from openai._models import construct_type
+    from openai.types.responses import Response
+
+    import app.agents.assistant  # noqa: F401  (installs the cuts)
+    from app.agents import model_defaults, response_json
+    from bench.fake_upstream import TITLE, _message, _response
+
+    document = _response([_message("msg_bench", TITLE, "completed")], "completed")
+    pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+        "title Response": (
+            lambda: construct_type(type_=Response, value=document),
+            lambda: response_json.response(document),
+        ),
+        "default settings gpt-5-mini": (
+            lambda: model_defaults._library("gpt-5-mini"),
+            lambda: model_defaults.default_model_settings("gpt-5-mini"),
+        ),
+        "default settings gpt-5": (
+            lambda: model_defaults._library("gpt-5"),
+            lambda: model_defaults.default_model_settings("gpt-5"),
+        ),
+    }
+
+    def once(function: Callable[[], object]) -> float:
+        started = time.process_time()
+        for _ in range(calls):
+            function()
+        return (time.process_time() - started) / calls
+
+    result: dict[str, float] = {}
+    for name, (library, ours) in pairs.items():
+        library(), ours()  # warm: schemas, templates
+        samples: dict[str, list[float]] = {"library": [], "ours": []}
+        for r in range(rounds):
+            arms = [("library", library), ("ours", ours)]
+            for arm, function in arms if r % 2 == 0 else reversed(arms):
+                samples[arm].append(once(function))
+        for arm, values in samples.items():
+            result[f"{name}: {arm} us"] = round(statistics.median(values) * 1e6, 2)
+        print(
+            f"{name}, CPU per call: library {result[f'{name}: library us']} us, ours {result[f'{name}: ours us']} us",
+            flush=True,
+        )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -411,7 +462,13 @@ def main() -> None:
         action="store_true",
         help="A/B the libraries' own functions against TaskPilot's cheaper equivalents (_cut_arms)",
     )
+    parser.add_argument(
+        "--sdk-cuts-alone", action="store_true", help="CPU per call of each of those functions, library against ours"
+    )
     args = parser.parse_args()
+    if args.sdk_cuts_alone:
+        cut_cost()
+        return
     if args.merge:
         asyncio.run(merge_cost())
         return
