@@ -58,7 +58,7 @@ def _deep_copy(settings: ModelSettings) -> ModelSettings:
 def install() -> None:
     """`default_model_settings` in place of the library's where the run loop's settings resolution
     (`turn_preparation.get_model_settings`, per model call) looks it up by name."""
-    turn_preparation.get_default_model_settings = default_model_settings
+    turn_preparation.get_default_model_settings = default_model_settings  # type: ignore[attr-defined]
 
 
 __all__ = ["default_model_settings", "install"]
