@@ -4,6 +4,9 @@
     python -m bench.deltas --merge     # the event merge alone: openai-chatkit's against ours
     python -m bench.deltas --net       # A/B/C: the lean transport on httpx's default transport, on httpx's
                                        # client over our sockets, and on our sockets without httpx's client
+    python -m bench.deltas --sdk-cuts  # A/B: the libraries' own functions against our cheaper equivalents
+                                       # (`_cut_arms`), swapped in before each arm's turns
+    python -m bench.deltas --sdk-cuts-alone  # the same functions alone, CPU per call, alternating rounds
 
 One turn is `threads.create` through the app's own ChatKit server (`handle`, then the controller's
 `with_keepalive`), PostgreSQL behind it, the lean model transport reading `bench/fake_upstream.py`
@@ -67,10 +70,11 @@ async def run(
     profile: str | None,
     arms: dict[str, Callable[[], None]] | None = None,
     net_ab: bool = False,
+    cuts_ab: bool = False,
 ) -> dict[str, Any]:
     """`arms`: named set-ups measured in turn within each round (an A/B in one process, so both
     see the same machine); by default one arm that changes nothing. `net_ab`: the arms are the lean
-    transport's HTTP transports (`_net_arms`)."""
+    transport's HTTP transports (`_net_arms`). `cuts_ab`: the libraries' functions against ours (`_cut_arms`)."""
     arms = arms or {"": lambda: None}
     from app.asgi import build_chatkit_server
     from app.core.context import RequestContext
@@ -122,6 +126,8 @@ async def run(
 
                 if net_ab:
                     arms = _net_arms([server.assistant.provider.transport for server in chatkit_servers.values()])
+                if cuts_ab:
+                    arms = _cut_arms()
                 frames: dict[int, int] = {}
                 for arm in arms:
                     arms[arm]()
@@ -169,6 +175,7 @@ async def run(
             "cpu_ms_per_delta_range": [round(per_delta[0] * 1000, 4), round(per_delta[-1] * 1000, 4)],
             # In round order: arms measured in the same round saw the same machine (pair them).
             "cpu_ms_per_delta_rounds": [round(v * 1000, 4) for v in rounds_per_delta],
+            "cpu_ms_per_turn_rounds": {str(n): [round(v * 1000, 3) for v in samples[n]] for n in samples},
         }
         result[arm or "figures"] = figures
         print(
@@ -177,6 +184,18 @@ async def run(
             f"(rounds {figures['cpu_ms_per_delta_range'][0]}..{figures['cpu_ms_per_delta_range'][1]})",
             flush=True,
         )
+    if len(cpu) == 2:
+        # Two arms: the paired difference, round by round (each round's arms saw the same machine).
+        first, second = cpu
+        for n in (SHORT, LONG):
+            differences = sorted((b - a) * 1000 for a, b in zip(cpu[first][n], cpu[second][n], strict=True))
+            result[f"{second}_less_{first}_ms_per_turn_{n}"] = round(statistics.median(differences), 3)
+            print(
+                f"{second} - {first}, CPU per {n}-delta turn, paired by round: median "
+                f"{statistics.median(differences):+.3f} ms (rounds {differences[0]:+.3f}..{differences[-1]:+.3f}; "
+                f"{sum(d < 0 for d in differences)} of {len(differences)} below 0)",
+                flush=True,
+            )
     if profile:
         figures = result.get(list(arms)[-1] or "figures")
         stages = delta_stages(Path(profile), turns, figures["cpu_ms_per_delta"])
@@ -220,6 +239,32 @@ def _net_arms(transports: list[Any]) -> dict[str, Callable[[], None]]:
         return swap
 
     return {arm: use(arm) for arm in arms}
+
+
+def _cut_arms() -> dict[str, Callable[[], None]]:
+    """The arms. "library": the openai package's and the Agents SDK's own functions where TaskPilot replaces
+    them with cheaper equivalents pinned by unit tests: the non-streamed Response built by
+    `construct_type` (`app.agents.response_json`), the default model settings deep-copied whole
+    (`app.agents.model_defaults`); "ours": the replacements, as the app installs them."""
+    import agents.run_internal.turn_preparation as turn_preparation
+    from openai._models import construct_type
+    from openai.types.responses import Response
+
+    from app.agents import model_defaults, response_json
+
+    ours = (response_json.response, model_defaults.default_model_settings)
+
+    def library_response(value: object) -> Any:
+        return construct_type(type_=Response, value=value)
+
+    def use(response: Callable[[object], Any], settings: Callable[..., Any]) -> Callable[[], None]:
+        def swap() -> None:
+            response_json.response = response  # type: ignore[assignment]  (the transport looks it up per call)
+            turn_preparation.get_default_model_settings = settings  # (the run loop looks it up per call)
+
+        return swap
+
+    return {"library": use(library_response, model_defaults._library), "ours": use(*ours)}
 
 
 # The stages of a text delta's path, each the inclusive time of its entry functions (`file:function`,
@@ -350,6 +395,56 @@ async def merge_cost(rounds: int = 15, events: int = 5000) -> dict[str, float]:
     return result
 
 
+def cut_cost(rounds: int = 15, calls: int = 400) -> dict[str, float]:
+    """CPU per call of each function `_cut_arms` swaps, the library's against ours, alternating
+    rounds: the title's non-streamed Response (bench/fake_upstream.py's answer) and the default
+    settings of MODEL's default name (gpt-5-mini) and of a GPT-5 name with reasoning (gpt-5)."""
+    from openai._models import construct_type
+    from openai.types.responses import Response
+
+    import app.agents.assistant  # noqa: F401  (installs the cuts)
+    from app.agents import model_defaults, response_json
+    from bench.fake_upstream import TITLE, _message, _response
+
+    document = _response([_message("msg_bench", TITLE, "completed")], "completed")
+    pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+        "title Response": (
+            lambda: construct_type(type_=Response, value=document),
+            lambda: response_json.response(document),
+        ),
+        "default settings gpt-5-mini": (
+            lambda: model_defaults._library("gpt-5-mini"),
+            lambda: model_defaults.default_model_settings("gpt-5-mini"),
+        ),
+        "default settings gpt-5": (
+            lambda: model_defaults._library("gpt-5"),
+            lambda: model_defaults.default_model_settings("gpt-5"),
+        ),
+    }
+
+    def once(function: Callable[[], object]) -> float:
+        started = time.process_time()
+        for _ in range(calls):
+            function()
+        return (time.process_time() - started) / calls
+
+    result: dict[str, float] = {}
+    for name, (library, ours) in pairs.items():
+        library(), ours()  # warm: schemas, templates
+        samples: dict[str, list[float]] = {"library": [], "ours": []}
+        for r in range(rounds):
+            arms = [("library", library), ("ours", ours)]
+            for arm, function in arms if r % 2 == 0 else reversed(arms):
+                samples[arm].append(once(function))
+        for arm, values in samples.items():
+            result[f"{name}: {arm} us"] = round(statistics.median(values) * 1e6, 2)
+        print(
+            f"{name}, CPU per call: library {result[f'{name}: library us']} us, ours {result[f'{name}: ours us']} us",
+            flush=True,
+        )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -362,11 +457,22 @@ def main() -> None:
         action="store_true",
         help="A/B/C the lean transport: httpx on its sockets, httpx on ours, ours without httpx",
     )
+    parser.add_argument(
+        "--sdk-cuts",
+        action="store_true",
+        help="A/B the libraries' own functions against TaskPilot's cheaper equivalents (_cut_arms)",
+    )
+    parser.add_argument(
+        "--sdk-cuts-alone", action="store_true", help="CPU per call of each of those functions, library against ours"
+    )
     args = parser.parse_args()
+    if args.sdk_cuts_alone:
+        cut_cost()
+        return
     if args.merge:
         asyncio.run(merge_cost())
         return
-    asyncio.run(run(args.rounds, args.turns, args.delay_ms, args.profile, net_ab=args.net))
+    asyncio.run(run(args.rounds, args.turns, args.delay_ms, args.profile, net_ab=args.net, cuts_ab=args.sdk_cuts))
 
 
 if __name__ == "__main__":

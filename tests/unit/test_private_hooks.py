@@ -235,13 +235,14 @@ def test_field_get_default_is_still_there() -> None:
 
 
 def test_construct_type_keeps_its_keywords() -> None:
-    """`ResponsesClient` builds a stream event that fails validation with `openai._models.construct_type`."""
+    """`ResponsesClient` builds a stream event that fails validation with `openai._models.construct_type`;
+    `app.agents.response_json` builds a non-streamed response with it when validation would differ."""
     from openai._models import construct_type
 
     version = importlib.metadata.version("openai")
     assert {"value", "type_"} <= set(inspect.signature(construct_type).parameters), (
         f"openai {version}: openai._models.construct_type no longer takes value= and type_=; review "
-        "ResponsesClient._process_response_data, then the upper bound in pyproject.toml."
+        "ResponsesClient._process_response_data and app.agents.response_json, then the upper bound in pyproject.toml."
     )
 
 

@@ -30,7 +30,7 @@ from chatkit.types import (
 from openai.types.shared import Reasoning
 from pydantic import ConfigDict, Field, SkipValidation
 
-from app.agents import agent_identity, sdk_json
+from app.agents import agent_identity, model_defaults, sdk_json
 from app.agents.chatkit.composer import NO_CHOICE, TurnChoice
 from app.agents.chatkit.entities import resolve_tags
 from app.agents.chatkit.structured_input import ASK_USER, ASK_USER_TOOL
@@ -48,6 +48,7 @@ log = logging.getLogger("app.assistant")
 
 agent_identity.install()  # the SDK's per-turn agent identity map, without a signature per agent (see the module)
 sdk_json.install()  # the SDK's copy of each request's tools, plain JSON tested by exact type (see the module)
+model_defaults.install()  # the SDK's default settings per model call, deep-copied field by field (see the module)
 
 INSTRUCTIONS_VERSION = "2026-12-07.3"
 

@@ -41,7 +41,6 @@ from agents.models.openai_responses import (
     _ResponseStreamWithRequestId,
 )
 from openai import APIConnectionError, APIError, APIStatusError, APITimeoutError, Omit
-from openai._models import construct_type
 from openai.types.responses import (
     Response,
     ResponseFunctionCallArgumentsDeltaEvent,
@@ -52,6 +51,7 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
+from app.agents import response_json
 from app.agents.chatkit import notices
 from app.agents.net import AsyncioTransport, HttpxBody, httpx_error, proxied
 from app.agents.sdk_json import JSON_SCALARS
@@ -661,7 +661,8 @@ class LeanResponsesModel(OpenAIResponsesModel):
         response = await self.transport.send("/responses", create_kwargs, stream=stream)
         request_id = response.headers.get("x-request-id")
         if not stream:
-            parsed = cast(Response, construct_type(type_=Response, value=await json_body(response)))
+            # (As the openai client builds it, `construct_type`, for less: `response_json`.)
+            parsed = response_json.response(await json_body(response))
             parsed._request_id = request_id
             if parsed.status in {"failed", "incomplete"}:
                 raise response_terminal_failure_error(f"response.{parsed.status}", parsed)
