@@ -19,7 +19,7 @@ import pytest
 
 from app.agents.chatkit import notices
 from app.agents.transport import DirectAnswer, Transport, json_body
-from tests.integration.test_model_net import serving
+from tests.support.loopback import serving
 
 # What each connection of the scripted server answers, request after request (kept alive).
 Script = list[bytes]
