@@ -152,7 +152,9 @@ def test_the_response_is_the_one_construct_type_builds(name: str, document: Any)
         got._request_id = "req_1"
         expected._request_id = "req_1"
         assert got._request_id == expected._request_id
-        assert got.model_dump() == expected.model_dump()
+        # (pydantic warns while dumping the broken documents' mistyped values: that is the library's
+        # object too, and the dump is compared, not judged)
+        assert got.model_dump(warnings=False) == expected.model_dump(warnings=False)
 
 
 def test_the_corpus_and_the_full_answer_take_the_validated_path(monkeypatch: pytest.MonkeyPatch) -> None:
